@@ -1,1 +1,342 @@
-fn main() {}
+//! `ringlab`: one binary for the testbed.
+//!
+//! Subcommands now: `sim` (seeded simulated clusters judged by the checker) and `check`
+//! (the checker over record files from any run). `node`, `cluster`, `run`, `sweep` and
+//! `compare` arrive with the runtime and experiment issues.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rayon::prelude::*;
+use ringlab_ring::record::Record;
+use ringlab_ring::{Config, Variant};
+use ringlab_sim::{check, run, Faults, NetConfig, RunConfig, RunReport};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "ringlab", version, about = "A testbed for token-ring group communication")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs seeded simulated clusters through faults and checks every run.
+    Sim(SimArgs),
+    /// Checks event-record files (JSON lines) from any run.
+    Check {
+        /// Record files or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Prints one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Nodes per cluster (1 to 32).
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Number of seeds to run (seed, seed+1, ...).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Probability that a packet copy is lost (fault phase).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a packet copy is duplicated (fault phase).
+    #[arg(long, default_value_t = 0.0)]
+    dup: f64,
+    /// Probability that a packet copy is held back and overtaken (fault phase).
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Faults: comma list of partition, merge, crash, restart, pause (or all, none).
+    #[arg(long, default_value = "none")]
+    faults: String,
+    /// Virtual duration of each run, ms.
+    #[arg(long, default_value_t = 20_000)]
+    duration_ms: u64,
+    /// Ring variant.
+    #[arg(long, value_enum, default_value = "classic")]
+    variant: VariantArg,
+    /// One-way link delay, µs.
+    #[arg(long, default_value_t = 50)]
+    delay_us: u64,
+    /// Link jitter, µs.
+    #[arg(long, default_value_t = 20)]
+    jitter_us: u64,
+    /// Mean interval between messages per node, ms (0: no load).
+    #[arg(long, default_value_t = 20)]
+    load_interval_ms: u64,
+    /// Ring config (TOML with corosync knob names); flags above override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Token timeout, ms (overrides the config).
+    #[arg(long)]
+    token: Option<u64>,
+    /// Writes every node's records, one file per node and incarnation per seed.
+    #[arg(long)]
+    events_dir: Option<PathBuf>,
+    /// Prints one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VariantArg {
+    Classic,
+    Accelerated,
+}
+
+#[derive(serde::Serialize)]
+struct SimSummary {
+    runs: u64,
+    violations: u64,
+    delivered: u64,
+    sent: u64,
+    faults: u64,
+    config_changes: u64,
+    max_recovery_ms: f64,
+    max_final_ring_ms: f64,
+    failing_seeds: Vec<u64>,
+    violations_by_property: BTreeMap<String, u64>,
+    first_violations: Vec<String>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Sim(a) => sim(a),
+        Cmd::Check { paths, json } => check_files(&paths, json),
+    };
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(e) => {
+            eprintln!("ringlab: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn sim(a: SimArgs) -> Result<i32> {
+    if !(1..=32).contains(&a.nodes) {
+        bail!("--nodes must be between 1 and 32");
+    }
+    for (name, p) in [("--loss", a.loss), ("--dup", a.dup), ("--reorder", a.reorder)] {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("{name} must be a probability between 0 and 1");
+        }
+    }
+    let faults = Faults::parse(&a.faults).map_err(anyhow::Error::msg)?;
+    let mut ring: Config = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    ring.variant = match a.variant {
+        VariantArg::Classic => Variant::Classic,
+        VariantArg::Accelerated => Variant::Accelerated,
+    };
+    if let Some(t) = a.token {
+        ring.token = t;
+    }
+    ring.validate()?;
+    let base = RunConfig {
+        nodes: a.nodes,
+        seed: a.seed,
+        duration_ms: a.duration_ms,
+        net: NetConfig {
+            delay_ns: a.delay_us * 1000,
+            jitter_ns: a.jitter_us * 1000,
+            loss: a.loss,
+            dup: a.dup,
+            reorder: a.reorder,
+            ..NetConfig::default()
+        },
+        faults,
+        ring,
+        load_interval_ms: a.load_interval_ms,
+        record_messages: true,
+    };
+    let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
+    let reports: Vec<RunReport> = seeds
+        .par_iter()
+        .map(|&seed| {
+            let mut r = run(&RunConfig {
+                seed,
+                ..base.clone()
+            });
+            if let Some(dir) = &a.events_dir {
+                if let Err(e) = write_records(&dir.join(format!("seed-{seed}")), &r.records) {
+                    eprintln!("ringlab: writing records of seed {seed}: {e:#}");
+                }
+            }
+            r.records = Vec::new();
+            r
+        })
+        .collect();
+    let mut s = SimSummary {
+        runs: reports.len() as u64,
+        violations: 0,
+        delivered: 0,
+        sent: 0,
+        faults: 0,
+        config_changes: 0,
+        max_recovery_ms: 0.0,
+        max_final_ring_ms: 0.0,
+        failing_seeds: vec![],
+        violations_by_property: BTreeMap::new(),
+        first_violations: vec![],
+    };
+    for r in &reports {
+        s.violations += r.check.violations.len() as u64;
+        s.delivered += r.delivered;
+        s.sent += r.sent;
+        s.faults += r.faults;
+        s.config_changes += r.check.regular_installs;
+        s.max_recovery_ms = s.max_recovery_ms.max(r.check.max_recovery_ns as f64 / 1e6);
+        s.max_final_ring_ms = s
+            .max_final_ring_ms
+            .max(r.check.final_ring_ns.unwrap_or(0) as f64 / 1e6);
+        if !r.check.violations.is_empty() {
+            s.failing_seeds.push(r.seed);
+        }
+        for v in &r.check.violations {
+            *s.violations_by_property
+                .entry(format!("{:?}", v.property))
+                .or_default() += 1;
+            if s.first_violations.len() < 10 {
+                s.first_violations.push(format!("seed {}: {v}", r.seed));
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!(
+            "ringlab sim: {} runs of {} nodes, {} ms each, faults [{}], loss {} dup {} reorder {}, {:?}",
+            s.runs,
+            a.nodes,
+            a.duration_ms,
+            a.faults,
+            a.loss,
+            a.dup,
+            a.reorder,
+            base.ring.variant
+        );
+        println!(
+            "  sent {}  delivered {}  faults injected {}  regular configurations {}",
+            s.sent, s.delivered, s.faults, s.config_changes
+        );
+        println!(
+            "  longest recovery (left operational -> next ring) {:.1} ms; final ring formed at most {:.1} ms after faults stopped (bound {} ms)",
+            s.max_recovery_ms,
+            s.max_final_ring_ms,
+            ringlab_sim::liveness_bound(&base.ring) / 1_000_000
+        );
+        if s.violations == 0 {
+            println!("  checker: no violations");
+        } else {
+            println!(
+                "  checker: {} violations in seeds {:?}",
+                s.violations, s.failing_seeds
+            );
+            for v in &s.first_violations {
+                println!("    {v}");
+            }
+            println!("  replay one with: ringlab sim --seed N --seeds 1 (same flags) --events-dir DIR");
+        }
+    }
+    Ok(if s.violations == 0 { 0 } else { 1 })
+}
+
+fn write_records(dir: &Path, records: &[Record]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut files: BTreeMap<(u32, u32), std::io::BufWriter<std::fs::File>> = BTreeMap::new();
+    for r in records {
+        let key = (r.node, r.inc);
+        if !files.contains_key(&key) {
+            let name = if r.node == 0 {
+                "faults.jsonl".to_string()
+            } else {
+                format!("node-{}-inc-{}.jsonl", r.node, r.inc)
+            };
+            files.insert(key, std::io::BufWriter::new(std::fs::File::create(dir.join(name))?));
+        }
+        let w = files.get_mut(&key).expect("just inserted");
+        serde_json::to_writer(&mut *w, r)?;
+        w.write_all(b"\n")?;
+    }
+    for (_, mut w) in files {
+        w.flush()?;
+    }
+    Ok(())
+}
+
+fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {
+    let mut records = Vec::new();
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            for e in std::fs::read_dir(p)? {
+                let e = e?.path();
+                if e.extension().is_some_and(|x| x == "jsonl") {
+                    files.push(e);
+                }
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    for f in &files {
+        let rd = std::io::BufReader::new(std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?);
+        for (i, line) in rd.lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r: Record = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not an event record", f.display(), i + 1))?;
+            records.push(r);
+        }
+    }
+    let report = check(&records, None);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "records": records.len(),
+                "deliveries": report.deliveries,
+                "regular_installs": report.regular_installs,
+                "max_recovery_ms": report.max_recovery_ns as f64 / 1e6,
+                "violations": report.violations,
+            })
+        );
+    } else {
+        println!(
+            "{} records from {} files: {} deliveries, {} regular configurations, {} violations",
+            records.len(),
+            files.len(),
+            report.deliveries,
+            report.regular_installs,
+            report.violations.len()
+        );
+        for v in &report.violations {
+            println!("  {v}");
+        }
+    }
+    Ok(if report.violations.is_empty() { 0 } else { 1 })
+}

@@ -172,6 +172,10 @@ pub struct PendingFrame {
     pub safe: bool,
     buf: BytesMut,
     items: u16,
+    /// Counter of the message whose later fragment opens this frame.
+    opens_with: Option<u64>,
+    /// Counter of the message whose next fragment is in the following frame.
+    continues: Option<u64>,
 }
 
 impl PendingFrame {
@@ -189,7 +193,18 @@ pub struct SendQueue {
     bytes: usize,
     limit: usize,
     frame_cap: usize,
-    messages: usize,
+    /// Fragmented messages not yet wholly popped, to restart at a configuration change.
+    fragmented: HashMap<u64, Fragmented>,
+    /// The fragmented message whose first fragments have been popped but not its last.
+    sending: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Fragmented {
+    data: Bytes,
+    safe: bool,
+    inc: u32,
+    sent_t_ns: u64,
 }
 
 impl SendQueue {
@@ -201,7 +216,8 @@ impl SendQueue {
             bytes: 0,
             limit,
             frame_cap,
-            messages: 0,
+            fragmented: HashMap::new(),
+            sending: None,
         }
     }
 
@@ -237,27 +253,65 @@ impl SendQueue {
                 needed,
             });
         }
+        let mut fresh = VecDeque::new();
+        let fragments = self.pack_into(&mut fresh, data, safe, inc, counter, sent_t_ns);
+        if fragments > 1 {
+            self.fragmented.insert(
+                counter,
+                Fragmented {
+                    data: Bytes::copy_from_slice(data),
+                    safe,
+                    inc,
+                    sent_t_ns,
+                },
+            );
+        }
+        // `pack_into` filled the queue's own tail frame; nothing else to do.
+        debug_assert!(fresh.is_empty());
+        Ok(())
+    }
+
+    /// Packs `data` at the tail of the queue (when `front` is empty: the queue's own frames)
+    /// or into `front` (frames to prepend); returns how many items it took.
+    fn pack_into(
+        &mut self,
+        front: &mut VecDeque<PendingFrame>,
+        data: &[u8],
+        safe: bool,
+        inc: u32,
+        counter: u64,
+        sent_t_ns: u64,
+    ) -> usize {
+        let use_front = !front.is_empty();
         let mut offset = 0usize;
+        let mut pieces = 0;
         while offset < data.len() {
-            let room = match self.frames.back() {
-                Some(f) if f.safe == safe && (f.items as usize) < ITEMS_MAX => {
-                    self.frame_cap - f.buf.len()
-                }
+            let frames = if use_front { &mut *front } else { &mut self.frames };
+            let room = match frames.back() {
+                Some(f) if f.safe == safe && (f.items as usize) < ITEMS_MAX => self.frame_cap - f.buf.len(),
                 _ => 0,
             };
             if room < ITEM_HEADER_LEN + 1 {
                 let mut buf = BytesMut::with_capacity(self.frame_cap.min(64 + data.len()));
                 buf.put_u16(0);
                 self.bytes += 2;
-                self.frames.push_back(PendingFrame {
+                let opens_with = (offset > 0).then_some(counter);
+                if let Some(prev) = frames.back_mut() {
+                    if offset > 0 {
+                        prev.continues = Some(counter);
+                    }
+                }
+                frames.push_back(PendingFrame {
                     safe,
                     buf,
                     items: 0,
+                    opens_with,
+                    continues: None,
                 });
                 continue;
             }
             let chunk = (room - ITEM_HEADER_LEN).min(data.len() - offset);
-            let f = self.frames.back_mut().expect("a frame was just ensured");
+            let f = frames.back_mut().expect("a frame was just ensured");
             f.buf.put_u32(inc);
             f.buf.put_u64(counter);
             f.buf.put_u64(sent_t_ns);
@@ -268,17 +322,82 @@ impl SendQueue {
             f.items += 1;
             self.bytes += ITEM_HEADER_LEN + chunk;
             offset += chunk;
+            pieces += 1;
         }
-        self.messages += 1;
-        Ok(())
+        pieces
+    }
+
+    /// Restarts, from its first fragment, a message whose fragments were cut by a
+    /// configuration change: its remaining fragments are taken out of the queue and the whole
+    /// message goes back at its head. Every fragment of a message is then ordered on one ring,
+    /// so every member of a configuration either reassembles it or never sees any of it.
+    pub fn restart_cut_message(&mut self) {
+        let Some(counter) = self.sending.take() else { return };
+        let Some(m) = self.fragmented.remove(&counter) else { return };
+        // Drop the message's remaining fragments: whole frames, then the first item of the
+        // frame that holds its last fragment.
+        while let Some(f) = self.frames.front_mut() {
+            if f.opens_with != Some(counter) {
+                break;
+            }
+            if f.continues == Some(counter) || f.items == 1 {
+                let f = self.frames.pop_front().expect("front exists");
+                self.bytes -= f.buf.len();
+                continue;
+            }
+            let chunk_at = 2 + ITEM_HEADER_LEN - 4;
+            let chunk = u32::from_be_bytes([
+                f.buf[chunk_at],
+                f.buf[chunk_at + 1],
+                f.buf[chunk_at + 2],
+                f.buf[chunk_at + 3],
+            ]) as usize;
+            let cut = ITEM_HEADER_LEN + chunk;
+            let rest = f.buf.split_off(2 + cut);
+            f.buf.truncate(2);
+            f.buf.extend_from_slice(&rest);
+            f.items -= 1;
+            f.opens_with = None;
+            self.bytes -= cut;
+            break;
+        }
+        // Re-pack the whole message into fresh frames ahead of everything else.
+        let mut front: VecDeque<PendingFrame> = VecDeque::new();
+        let mut buf = BytesMut::with_capacity(self.frame_cap);
+        buf.put_u16(0);
+        self.bytes += 2;
+        front.push_back(PendingFrame {
+            safe: m.safe,
+            buf,
+            items: 0,
+            opens_with: None,
+            continues: None,
+        });
+        self.pack_into(&mut front, &m.data, m.safe, m.inc, counter, m.sent_t_ns);
+        if let Some(last) = front.back_mut() {
+            last.continues = None;
+        }
+        while let Some(f) = front.pop_back() {
+            self.frames.push_front(f);
+        }
+        self.fragmented.insert(counter, m);
     }
 
     /// Takes the oldest frame, closing it to further packing.
     pub fn pop(&mut self) -> Option<PendingFrame> {
         let f = self.frames.pop_front()?;
         self.bytes -= f.buf.len();
-        if self.frames.is_empty() {
-            self.messages = 0;
+        if let Some(c) = f.opens_with {
+            if f.continues != Some(c) {
+                self.fragmented.remove(&c);
+            }
+        }
+        self.sending = f.continues;
+        if let Some(c) = f.continues {
+            if f.opens_with != Some(c) && !self.fragmented.contains_key(&c) {
+                // A message that fit in one frame cannot continue; nothing to restart.
+                self.sending = None;
+            }
         }
         Some(f)
     }
@@ -387,11 +506,10 @@ impl Reassembly {
         })
     }
 
-    /// Drops partial messages of senders for which `keep` is false.
-    pub fn retain(&mut self, mut keep: impl FnMut(NodeId) -> bool) {
-        let before = self.partial.len();
-        self.partial.retain(|(n, _), _| keep(*n));
-        self.dropped += (before - self.partial.len()) as u64;
+    /// Drops every partial message (at a configuration change: their senders restart them).
+    pub fn clear(&mut self) {
+        self.dropped += self.partial.len() as u64;
+        self.partial.clear();
     }
 
     /// Returns the bytes held in partial messages.
@@ -466,6 +584,36 @@ mod tests {
             assert!(r.push(1, item).is_none());
         }
         assert_eq!(r.dropped, 1);
+    }
+
+    #[test]
+    fn a_cut_message_restarts_whole_ahead_of_the_rest() {
+        let mut q = SendQueue::new(1 << 20, 200);
+        q.push(&[1; 30], false, 1, 1, 0).unwrap();
+        q.push(&(0..700).map(|i| i as u8).collect::<Vec<_>>(), false, 1, 2, 0).unwrap();
+        q.push(&[3; 20], false, 1, 3, 0).unwrap();
+        // The first frame holds message 1 and the start of message 2; pop it and one more.
+        let mut r = Reassembly::default();
+        let mut first = vec![];
+        for _ in 0..2 {
+            for item in decode_frame(&q.pop().unwrap().finish()).unwrap() {
+                first.extend(r.push(4, item).map(|a| a.id.counter));
+            }
+        }
+        assert_eq!(first, vec![1]);
+        // A configuration change: receivers drop partials, the sender restarts message 2.
+        r.clear();
+        q.restart_cut_message();
+        let mut out = vec![];
+        while let Some(f) = q.pop() {
+            for item in decode_frame(&f.finish()).unwrap() {
+                if let Some(a) = r.push(4, item) {
+                    out.push((a.id.counter, a.data.len()));
+                }
+            }
+        }
+        assert_eq!(out, vec![(2, 700), (3, 20)]);
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]

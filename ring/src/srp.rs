@@ -664,7 +664,15 @@ impl Ring {
 
     fn process_join(&mut self, now: u64, sender: NodeId, j: Join) {
         let jp: BTreeSet<NodeId> = j.proc_set.into_iter().collect();
-        let jf: BTreeSet<NodeId> = j.fail_set.into_iter().collect();
+        // A join from before this node's current ring carries a fail set formed before that
+        // ring existed: it may name this node or its members only because the partition
+        // that separated them has since healed. Its proc set still says who wants in.
+        let fresh = j.ring_seq >= self.cur.ring_id.seq;
+        let jf: BTreeSet<NodeId> = if fresh {
+            j.fail_set.into_iter().collect()
+        } else {
+            BTreeSet::new()
+        };
         if jp == self.proc_set && jf == self.fail_set {
             self.consensus.insert(sender);
             self.check_consensus(now);
@@ -916,7 +924,10 @@ impl Ring {
             }
             self.deliver_frame(old_ring, s, &f);
         }
-        self.reassembly.retain(|n| next.members.contains(&n));
+        // Fragments never span rings: partial messages are dropped here and their senders
+        // restart them whole on the new ring (see `SendQueue::restart_cut_message`).
+        self.reassembly.clear();
+        self.queue.restart_cut_message();
         // 4. The regular configuration.
         self.events.push_back(Event::Config(ConfigChange {
             kind: ConfigKind::Regular,

@@ -1,1 +1,18 @@
+//! The deterministic simulator and the checker: ringlab's main test instrument.
+//!
+//! - [`sim`]: a seeded, virtual-clock network of [`ringlab_ring::Ring`] nodes with delay,
+//!   jitter, loss, duplication, reordering, partitions, one-way cuts, crashes, restarts and
+//!   pauses; the same seed gives the same run, bit for bit.
+//! - [`checker`]: verifies integrity, total order, membership agreement, virtual synchrony,
+//!   safe delivery, self delivery and liveness over event records, simulated or real.
+//! - [`run`]: one seeded run with mixed faults and load, as `ringlab sim` drives it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod checker;
+pub mod run;
+pub mod sim;
+
+pub use checker::{check, Liveness, Property, Report, Violation};
+pub use run::{liveness_bound, run, Faults, RunConfig, RunReport};
+pub use sim::{NetConfig, PacketInfo, Sim};

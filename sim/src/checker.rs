@@ -1,0 +1,567 @@
+//! The checker: reads event records (from the simulator or from real nodes: the same
+//! format) and verifies the ring's guarantees.
+//!
+//! A node *incarnation* `(node, inc)` is the unit: it fails when a `crash` record names it,
+//! when it enters state `left`, or when a later incarnation of the same node appears. The
+//! properties:
+//!
+//! 1. **integrity**: no incarnation delivers a message twice, and every delivered id was sent
+//!    (has a `send` record) — checked when send records are present;
+//! 2. **total order**: the union of every incarnation's delivery sequence is acyclic, so one
+//!    order exists that all of them follow;
+//! 3. **membership agreement**: every incarnation that installs regular configuration R
+//!    reports the same members, and it is among them;
+//! 4. **virtual synchrony**: incarnations that install regular C and then regular C' as the
+//!    next regular configuration delivered the same set of messages in between;
+//! 5. **safe delivery**: a message delivered as safe in configuration X (regular, or the
+//!    transitional configuration delivered before it) is delivered by every member of X that
+//!    installed X and did not fail;
+//! 6. **self delivery**: every message sent by an incarnation that did not fail is delivered
+//!    to it;
+//! 7. **liveness** (when asked): after the faults stop at `faults_end`, every live node's
+//!    last regular configuration is one ring whose members are exactly the live nodes,
+//!    installed by `faults_end + bound`; and every message a live node sent after that ring
+//!    was installed is delivered by every live node.
+
+use ringlab_ring::record::{Body, Record};
+use ringlab_ring::{ConfigKind, MembState, MsgId, NodeId, RingId};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+
+/// Which guarantee a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Property {
+    /// Duplicate delivery or delivery of a message never sent.
+    Integrity,
+    /// No single order fits every delivery sequence.
+    TotalOrder,
+    /// Two members list a regular configuration differently.
+    MembershipAgreement,
+    /// Two members moved between the same configurations with different deliveries.
+    VirtualSynchrony,
+    /// A safe message missing at a member that did not fail.
+    SafeDelivery,
+    /// A member that did not fail never delivered its own message.
+    SelfDelivery,
+    /// No single ring of all live nodes in time, or messages never delivered after it.
+    Liveness,
+}
+
+/// One broken guarantee, with what shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// The guarantee.
+    pub property: Property,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.property, self.detail)
+    }
+}
+
+/// What liveness must hold.
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    /// When the last fault stopped (ns).
+    pub faults_end: u64,
+    /// How long after that one ring of all live nodes must be installed (ns).
+    pub bound: u64,
+    /// The nodes that run at the end (their last incarnation).
+    pub live: Vec<NodeId>,
+}
+
+/// What the checker found, with figures derived from the same records.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Every violation (capped at 50 per property).
+    pub violations: Vec<Violation>,
+    /// Deliveries seen.
+    pub deliveries: u64,
+    /// Regular configurations installed, over all incarnations.
+    pub regular_installs: u64,
+    /// Longest time from leaving OPERATIONAL to the next regular install, ns.
+    pub max_recovery_ns: u64,
+    /// Time from `faults_end` to the final ring's last install, ns (with liveness).
+    pub final_ring_ns: Option<u64>,
+}
+
+type Inc = (NodeId, u32);
+
+#[derive(Default)]
+struct IncLog {
+    deliveries: Vec<(MsgId, bool)>,
+    /// Per delivery: index into `configs` of the configuration it happened in, if any.
+    delivery_conf: Vec<Option<usize>>,
+    /// (kind, ring, members, t_ns, delivery index at install)
+    configs: Vec<(ConfigKind, RingId, Vec<NodeId>, u64, usize)>,
+    sends: Vec<(MsgId, u64)>,
+    failed: bool,
+    left_operational_at: Option<u64>,
+    max_recovery: u64,
+}
+
+/// Checks the records; `liveness` adds property 7.
+pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
+    let mut report = Report::default();
+    let mut logs: BTreeMap<Inc, IncLog> = BTreeMap::new();
+    let mut order: Vec<&Record> = records.iter().filter(|r| r.node != 0).collect();
+    order.sort_by_key(|r| r.t_ns); // stable: keeps each node's own order at equal times
+    let mut sent: HashMap<MsgId, Inc> = HashMap::new();
+    let mut any_send = false;
+    for r in &order {
+        let key = (r.node, r.inc);
+        let log = logs.entry(key).or_default();
+        match &r.body {
+            Body::State { from, to, .. } => {
+                if *from == MembState::Operational && *to != MembState::Operational {
+                    log.left_operational_at = Some(r.t_ns);
+                }
+                if *to == MembState::Left {
+                    log.failed = true;
+                }
+            }
+            Body::Config {
+                kind,
+                ring,
+                members,
+                ..
+            } => {
+                let at = log.deliveries.len();
+                log.configs.push((*kind, *ring, members.clone(), r.t_ns, at));
+                if *kind == ConfigKind::Regular {
+                    report.regular_installs += 1;
+                    if let Some(t) = log.left_operational_at.take() {
+                        log.max_recovery = log.max_recovery.max(r.t_ns - t);
+                    }
+                }
+            }
+            Body::Send { id, .. } => {
+                any_send = true;
+                sent.insert(*id, key);
+                log.sends.push((*id, r.t_ns));
+            }
+            Body::Deliver { id, safe, .. } => {
+                report.deliveries += 1;
+                let conf = log.configs.len().checked_sub(1);
+                log.deliveries.push((*id, *safe));
+                log.delivery_conf.push(conf);
+            }
+            Body::Crash {} => log.failed = true,
+            Body::Fault { .. } => {}
+        }
+    }
+    // A later incarnation of the same node means the earlier one failed.
+    let keys: Vec<Inc> = logs.keys().copied().collect();
+    for w in keys.windows(2) {
+        if w[0].0 == w[1].0 {
+            logs.get_mut(&w[0]).expect("key").failed = true;
+        }
+    }
+    report.max_recovery_ns = logs.values().map(|l| l.max_recovery).max().unwrap_or(0);
+
+    let mut v = Violations::default();
+    integrity(&logs, &sent, any_send, &mut v);
+    total_order(&logs, &mut v);
+    membership(&logs, &mut v);
+    virtual_synchrony(&logs, &mut v);
+    safe_delivery(&logs, &mut v);
+    if any_send {
+        self_delivery(&logs, &mut v);
+    }
+    if let Some(l) = liveness {
+        report.final_ring_ns = live(&logs, l, &mut v);
+    }
+    report.violations = v.list;
+    report
+}
+
+#[derive(Default)]
+struct Violations {
+    list: Vec<Violation>,
+    per: HashMap<Property, usize>,
+}
+
+impl Violations {
+    fn add(&mut self, property: Property, detail: String) {
+        let c = self.per.entry(property).or_insert(0);
+        *c += 1;
+        if *c <= 50 {
+            self.list.push(Violation { property, detail });
+        }
+    }
+}
+
+fn integrity(logs: &BTreeMap<Inc, IncLog>, sent: &HashMap<MsgId, Inc>, any_send: bool, v: &mut Violations) {
+    for (k, log) in logs {
+        let mut seen = HashSet::with_capacity(log.deliveries.len());
+        for (id, _) in &log.deliveries {
+            if !seen.insert(*id) {
+                v.add(Property::Integrity, format!("{}.{} delivered {id} twice", k.0, k.1));
+            }
+            if any_send && !sent.contains_key(id) {
+                v.add(Property::Integrity, format!("{}.{} delivered {id}, never sent", k.0, k.1));
+            }
+        }
+    }
+}
+
+fn total_order(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
+    let mut index: HashMap<MsgId, usize> = HashMap::new();
+    let mut ids: Vec<MsgId> = Vec::new();
+    let mut edges: Vec<HashSet<usize>> = Vec::new();
+    let mut id_of = |m: MsgId, edges: &mut Vec<HashSet<usize>>| -> usize {
+        *index.entry(m).or_insert_with(|| {
+            ids.push(m);
+            edges.push(HashSet::new());
+            ids.len() - 1
+        })
+    };
+    for log in logs.values() {
+        let mut prev: Option<usize> = None;
+        for (m, _) in &log.deliveries {
+            let cur = id_of(*m, &mut edges);
+            if let Some(p) = prev {
+                if p != cur {
+                    edges[p].insert(cur);
+                }
+            }
+            prev = Some(cur);
+        }
+    }
+    let n = edges.len();
+    let mut indeg = vec![0usize; n];
+    for e in &edges {
+        for &t in e {
+            indeg[t] += 1;
+        }
+    }
+    let mut q: VecDeque<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut done = 0;
+    while let Some(i) = q.pop_front() {
+        done += 1;
+        for &t in &edges[i] {
+            indeg[t] -= 1;
+            if indeg[t] == 0 {
+                q.push_back(t);
+            }
+        }
+    }
+    if done < n {
+        let stuck: Vec<String> = (0..n).filter(|&i| indeg[i] > 0).take(6).map(|i| ids[i].to_string()).collect();
+        v.add(
+            Property::TotalOrder,
+            format!("delivery orders form a cycle among {} messages, e.g. {}", n - done, stuck.join(", ")),
+        );
+    }
+}
+
+fn membership(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
+    let mut rings: HashMap<RingId, (Vec<NodeId>, Inc)> = HashMap::new();
+    for (k, log) in logs {
+        for (kind, ring, members, _, _) in &log.configs {
+            if !members.contains(&k.0) {
+                v.add(
+                    Property::MembershipAgreement,
+                    format!("{}.{} installed {kind:?} {ring} without itself: {members:?}", k.0, k.1),
+                );
+            }
+            if *kind != ConfigKind::Regular {
+                continue;
+            }
+            match rings.get(ring) {
+                Some((m, other)) if m != members => v.add(
+                    Property::MembershipAgreement,
+                    format!(
+                        "ring {ring}: {}.{} has {members:?}, {}.{} has {m:?}",
+                        k.0, k.1, other.0, other.1
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    rings.insert(*ring, (members.clone(), *k));
+                }
+            }
+        }
+    }
+}
+
+/// Returns, per incarnation, the segments between consecutive regular configurations:
+/// (C, C') -> messages delivered after installing C and before installing C'.
+fn segments(log: &IncLog) -> Vec<(RingId, RingId, BTreeSet<MsgId>)> {
+    let regular: Vec<(RingId, usize)> = log
+        .configs
+        .iter()
+        .filter(|c| c.0 == ConfigKind::Regular)
+        .map(|c| (c.1, c.4))
+        .collect();
+    regular
+        .windows(2)
+        .map(|w| {
+            let set = log.deliveries[w[0].1..w[1].1].iter().map(|(m, _)| *m).collect();
+            (w[0].0, w[1].0, set)
+        })
+        .collect()
+}
+
+fn virtual_synchrony(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
+    let mut seen: HashMap<(RingId, RingId), (BTreeSet<MsgId>, Inc)> = HashMap::new();
+    for (k, log) in logs {
+        for (c, c2, set) in segments(log) {
+            match seen.get(&(c, c2)) {
+                Some((other, ok)) if *other != set => {
+                    let only_a: Vec<String> = set.difference(other).take(4).map(|m| m.to_string()).collect();
+                    let only_b: Vec<String> = other.difference(&set).take(4).map(|m| m.to_string()).collect();
+                    v.add(
+                        Property::VirtualSynchrony,
+                        format!(
+                            "{c} -> {c2}: {}.{} and {}.{} differ ({} vs {} messages; only first: [{}], only second: [{}])",
+                            k.0,
+                            k.1,
+                            ok.0,
+                            ok.1,
+                            set.len(),
+                            other.len(),
+                            only_a.join(", "),
+                            only_b.join(", ")
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert((c, c2), (set, *k));
+                }
+            }
+        }
+    }
+}
+
+fn safe_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
+    // Who installed which configuration: (kind, ring, members) -> incarnations.
+    let mut installed: HashMap<(ConfigKind, RingId, &[NodeId]), Vec<Inc>> = HashMap::new();
+    for (k, log) in logs {
+        for (kind, ring, members, _, _) in &log.configs {
+            installed.entry((*kind, *ring, members.as_slice())).or_default().push(*k);
+        }
+    }
+    let delivered: HashMap<Inc, HashSet<MsgId>> = logs
+        .iter()
+        .map(|(k, l)| (*k, l.deliveries.iter().map(|(m, _)| *m).collect()))
+        .collect();
+    for (k, log) in logs {
+        for (i, (m, safe)) in log.deliveries.iter().enumerate() {
+            if !safe {
+                continue;
+            }
+            let Some(ci) = log.delivery_conf[i] else { continue };
+            let (kind, ring, members, _, _) = &log.configs[ci];
+            let Some(incs) = installed.get(&(*kind, *ring, members.as_slice())) else {
+                continue;
+            };
+            for q in incs {
+                if q == k || logs[q].failed {
+                    continue;
+                }
+                if !delivered[q].contains(m) {
+                    v.add(
+                        Property::SafeDelivery,
+                        format!(
+                            "{m} delivered safe by {}.{} in {kind:?} {ring} {members:?}, never by {}.{}",
+                            k.0, k.1, q.0, q.1
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn self_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
+    for (k, log) in logs {
+        if log.failed {
+            continue;
+        }
+        let got: HashSet<MsgId> = log.deliveries.iter().map(|(m, _)| *m).collect();
+        for (m, _) in &log.sends {
+            if !got.contains(m) {
+                v.add(Property::SelfDelivery, format!("{}.{} never delivered its own {m}", k.0, k.1));
+            }
+        }
+    }
+}
+
+fn live(logs: &BTreeMap<Inc, IncLog>, l: &Liveness, v: &mut Violations) -> Option<u64> {
+    let mut live_sorted = l.live.clone();
+    live_sorted.sort_unstable();
+    let mut finals: Vec<(Inc, RingId, u64)> = Vec::new();
+    for &n in &live_sorted {
+        let Some((k, log)) = logs.range((n, 0)..=(n, u32::MAX)).next_back() else {
+            v.add(Property::Liveness, format!("live node {n} wrote no records"));
+            continue;
+        };
+        let Some((_, ring, members, t, _)) = log.configs.iter().rev().find(|c| c.0 == ConfigKind::Regular)
+        else {
+            v.add(Property::Liveness, format!("live node {n} never installed a ring"));
+            continue;
+        };
+        if *members != live_sorted {
+            v.add(
+                Property::Liveness,
+                format!("node {n}'s last ring {ring} has {members:?}, live nodes are {live_sorted:?}"),
+            );
+        }
+        finals.push((*k, *ring, *t));
+    }
+    let rings: BTreeSet<RingId> = finals.iter().map(|f| f.1).collect();
+    if rings.len() > 1 {
+        v.add(Property::Liveness, format!("live nodes end on different rings: {rings:?}"));
+        return None;
+    }
+    let last_install = finals.iter().map(|f| f.2).max()?;
+    let took = last_install.saturating_sub(l.faults_end);
+    if last_install > l.faults_end + l.bound {
+        v.add(
+            Property::Liveness,
+            format!(
+                "final ring installed {} ms after the faults stopped, bound {} ms",
+                took / 1_000_000,
+                l.bound / 1_000_000
+            ),
+        );
+    }
+    // Messages sent on the final ring reach every live node.
+    for (k, _, t) in &finals {
+        for (m, st) in &logs[k].sends {
+            if st < t {
+                continue;
+            }
+            for (q, _, _) in &finals {
+                if !logs[q].deliveries.iter().any(|(d, _)| d == m) {
+                    v.add(
+                        Property::Liveness,
+                        format!("{m}, sent on the final ring, never delivered by {}.{}", q.0, q.1),
+                    );
+                }
+            }
+        }
+    }
+    Some(took)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: u64, node: NodeId, body: Body) -> Record {
+        Record {
+            t_ns: t,
+            node,
+            inc: 1,
+            body,
+        }
+    }
+
+    fn deliver(id: &str, safe: bool) -> Body {
+        Body::Deliver {
+            id: id.parse().unwrap(),
+            ring: RingId { rep: 1, seq: 4 },
+            seq: 1,
+            len: 1,
+            safe,
+            sent_t_ns: 0,
+        }
+    }
+
+    fn regular(seq: u64, members: Vec<NodeId>) -> Body {
+        Body::Config {
+            kind: ConfigKind::Regular,
+            ring: RingId { rep: 1, seq },
+            members,
+            left: vec![],
+            joined: vec![],
+        }
+    }
+
+    fn send(id: &str) -> Body {
+        Body::Send {
+            id: id.parse().unwrap(),
+            len: 1,
+            safe: false,
+        }
+    }
+
+    fn props(r: &Report) -> Vec<Property> {
+        r.violations.iter().map(|v| v.property).collect()
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let mut rs = vec![];
+        for n in [1, 2] {
+            rs.push(rec(1, n, regular(4, vec![1, 2])));
+        }
+        rs.push(rec(2, 1, send("1.1.1")));
+        for n in [1, 2] {
+            rs.push(rec(3, n, deliver("1.1.1", false)));
+        }
+        assert!(check(&rs, None).violations.is_empty());
+    }
+
+    #[test]
+    fn each_property_can_fail() {
+        // Duplicate and unsent.
+        let rs = vec![
+            rec(0, 1, send("1.1.1")),
+            rec(1, 1, deliver("1.1.1", false)),
+            rec(2, 1, deliver("1.1.1", false)),
+            rec(3, 1, deliver("9.1.1", false)),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::Integrity, Property::Integrity]);
+        // Two orders.
+        let rs = vec![
+            rec(1, 1, deliver("1.1.1", false)),
+            rec(2, 1, deliver("1.1.2", false)),
+            rec(1, 2, deliver("1.1.2", false)),
+            rec(2, 2, deliver("1.1.1", false)),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::TotalOrder]);
+        // Disagreeing membership.
+        let rs = vec![rec(1, 1, regular(4, vec![1, 2])), rec(1, 2, regular(4, vec![1, 2, 3]))];
+        assert_eq!(props(&check(&rs, None)), vec![Property::MembershipAgreement]);
+        // Same C -> C', different messages.
+        let rs = vec![
+            rec(1, 1, regular(4, vec![1, 2])),
+            rec(1, 2, regular(4, vec![1, 2])),
+            rec(2, 1, deliver("1.1.1", false)),
+            rec(3, 1, regular(8, vec![1, 2])),
+            rec(3, 2, regular(8, vec![1, 2])),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::VirtualSynchrony]);
+        // Safe at 1, never at 2 which did not fail.
+        let rs = vec![
+            rec(1, 1, regular(4, vec![1, 2])),
+            rec(1, 2, regular(4, vec![1, 2])),
+            rec(2, 1, deliver("1.1.1", true)),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::SafeDelivery]);
+        // ... unless 2 crashed.
+        let mut rs2 = rs.clone();
+        rs2.push(rec(3, 2, Body::Crash {}));
+        assert!(check(&rs2, None).violations.is_empty());
+        // Own message never delivered.
+        let rs = vec![rec(1, 1, send("1.1.1"))];
+        assert_eq!(props(&check(&rs, None)), vec![Property::SelfDelivery]);
+        // Liveness: two rings at the end.
+        let rs = vec![rec(1, 1, regular(4, vec![1])), rec(1, 2, regular(8, vec![2]))];
+        let l = Liveness {
+            faults_end: 0,
+            bound: 10,
+            live: vec![1, 2],
+        };
+        let p = props(&check(&rs, Some(&l)));
+        assert!(p.iter().all(|p| *p == Property::Liveness) && !p.is_empty());
+    }
+}

@@ -1,0 +1,303 @@
+//! One seeded run with mixed faults, as `ringlab sim` and the seed sweeps drive it.
+//!
+//! Timeline of a run of `duration`:
+//! 1. all nodes start within the first 10 ms;
+//! 2. the fault phase, up to `faults_end = duration - settle - probe`: every 300–2000 ms one
+//!    fault from the enabled set (partition into 2 or 3 random groups, merge, crash, restart,
+//!    pause for up to 2 × token); random load on every running node (1 B–2 KiB, one in 20
+//!    messages 5–40 KiB so fragmentation is exercised; one in 5 safe); link loss,
+//!    duplication and reordering as configured;
+//! 3. at `faults_end` the faults stop: partitions heal, paused nodes resume, crashed nodes
+//!    restart if restarts are enabled, and the links become clean;
+//! 4. `settle` = the liveness bound; then every live node sends one probe, and the run goes
+//!    on for `probe` = 2 × token + 1 s so the probes are delivered;
+//! 5. the checker runs over all records, liveness included.
+//!
+//! The liveness bound derived from the config is `token + 2 × consensus + merge + hold +
+//! 20 × join + 1 s`: a token loss on a ring that still lists a dead member, two consensus
+//! rounds (one to exclude the dead, one to settle a set that grew meanwhile), merge
+//! detection of a ring that went idle, and slack for the join exchange and recovery.
+
+use crate::checker::{self, Liveness, Report};
+use crate::sim::{NetConfig, Sim};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use ringlab_ring::record::Record;
+use ringlab_ring::{Config, Guarantee, NodeId};
+
+const MS: u64 = 1_000_000;
+
+/// Which faults a run injects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Random partitions.
+    pub partition: bool,
+    /// Heals of every partition.
+    pub merge: bool,
+    /// Crashes (state lost).
+    pub crash: bool,
+    /// Restarts of crashed nodes, as new incarnations.
+    pub restart: bool,
+    /// Pauses (SIGSTOP-like) of up to 2 × token.
+    pub pause: bool,
+}
+
+impl Faults {
+    /// Parses a comma list: partition, merge, crash, restart, pause (or "none", "all").
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut f = Faults::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "partition" => f.partition = true,
+                "merge" => f.merge = true,
+                "crash" => f.crash = true,
+                "restart" => f.restart = true,
+                "pause" => f.pause = true,
+                "none" => {}
+                "all" => {
+                    f = Faults {
+                        partition: true,
+                        merge: true,
+                        crash: true,
+                        restart: true,
+                        pause: true,
+                    }
+                }
+                other => return Err(format!("unknown fault '{other}' (partition, merge, crash, restart, pause)")),
+            }
+        }
+        Ok(f)
+    }
+
+    fn any(&self) -> bool {
+        self.partition || self.merge || self.crash || self.restart || self.pause
+    }
+}
+
+/// Everything one seeded run needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Nodes, 1 to 32 (more work, up to 384).
+    pub nodes: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Virtual duration, ms.
+    pub duration_ms: u64,
+    /// Link behaviour during the fault phase (clean afterwards).
+    pub net: NetConfig,
+    /// Faults injected.
+    pub faults: Faults,
+    /// Ring knobs.
+    pub ring: Config,
+    /// Mean interval between messages per node, ms (0: no load).
+    pub load_interval_ms: u64,
+    /// Whether send and deliver records are kept.
+    pub record_messages: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            seed: 1,
+            duration_ms: 20_000,
+            net: NetConfig::default(),
+            faults: Faults::default(),
+            ring: Config::default(),
+            load_interval_ms: 20,
+            record_messages: true,
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// What the checker found.
+    pub check: Report,
+    /// Messages submitted and accepted.
+    pub sent: u64,
+    /// Messages delivered, all nodes together.
+    pub delivered: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Every record, to write out on request.
+    pub records: Vec<Record>,
+}
+
+/// Returns the liveness bound the config implies, in ns.
+pub fn liveness_bound(c: &Config) -> u64 {
+    (c.token + 2 * c.consensus_ms() + c.merge + c.hold_ms() + 20 * c.join + 1000) * MS
+}
+
+/// Runs one seed.
+pub fn run(cfg: &RunConfig) -> RunReport {
+    let settle = liveness_bound(&cfg.ring);
+    let probe = (2 * cfg.ring.token + 1000) * MS;
+    let duration = cfg.duration_ms * MS;
+    let faults_end = duration.saturating_sub(settle + probe).max(100 * MS);
+    let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net.clone());
+    sim.record_messages = cfg.record_messages;
+    let ids = sim.ids();
+    for &id in &ids {
+        let at = sim.rng().gen_range(0..10 * MS);
+        sim.run_until(at);
+        sim.start(id);
+    }
+    let mut sent = 0u64;
+    let mut faults = 0u64;
+    let mut next_fault = sim.now() + sim.rng().gen_range(300..2000) * MS;
+    let mut resume_at: Vec<(u64, NodeId)> = Vec::new();
+    let mut next_send: Vec<u64> = ids.iter().map(|_| 0).collect();
+    let tick = MS;
+    let mut payload_seed = 0u8;
+    while sim.now() < faults_end {
+        let now = sim.now();
+        // Load.
+        if cfg.load_interval_ms > 0 {
+            for (i, &id) in ids.iter().enumerate() {
+                if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) {
+                    let rng = sim.rng();
+                    let len = if rng.gen_ratio(1, 20) {
+                        rng.gen_range(5_000..40_000)
+                    } else {
+                        rng.gen_range(1..2048)
+                    };
+                    let g = if rng.gen_ratio(1, 5) { Guarantee::Safe } else { Guarantee::Agreed };
+                    let gap = rng.gen_range(0..2 * cfg.load_interval_ms * MS);
+                    payload_seed = payload_seed.wrapping_add(1);
+                    let data = vec![payload_seed; len];
+                    if sim.submit(id, &data, g).is_ok() {
+                        sent += 1;
+                    }
+                    next_send[i] = now + gap;
+                }
+            }
+        }
+        // Pauses that end.
+        resume_at.retain(|&(t, id)| {
+            if t <= now {
+                sim.resume(id);
+                false
+            } else {
+                true
+            }
+        });
+        // Faults.
+        if cfg.faults.any() && now >= next_fault {
+            if inject(&mut sim, cfg, &ids, &mut resume_at) {
+                faults += 1;
+            }
+            next_fault = now + sim.rng().gen_range(300..2000) * MS;
+        }
+        sim.run_until(now + tick);
+    }
+    // The faults stop.
+    sim.net = NetConfig {
+        loss: 0.0,
+        dup: 0.0,
+        reorder: 0.0,
+        ..cfg.net.clone()
+    };
+    sim.heal();
+    for &id in &ids {
+        sim.resume(id);
+        if cfg.faults.restart && !sim.is_up(id) {
+            sim.start(id);
+            sim.fault_record("restart", vec![id]);
+        }
+    }
+    let faults_end = sim.now();
+    sim.run_until(faults_end + settle);
+    let live: Vec<NodeId> = ids.iter().copied().filter(|&id| sim.is_up(id)).collect();
+    for &id in &live {
+        if sim.submit(id, b"probe", Guarantee::Safe).is_ok() {
+            sent += 1;
+        }
+    }
+    sim.run_until(sim.now() + probe);
+    let records = sim.take_records();
+    let check = checker::check(
+        &records,
+        Some(&Liveness {
+            faults_end,
+            bound: settle,
+            live,
+        }),
+    );
+    RunReport {
+        seed: cfg.seed,
+        check,
+        sent,
+        delivered: sim.delivered,
+        faults,
+        records,
+    }
+}
+
+fn inject(sim: &mut Sim, cfg: &RunConfig, ids: &[NodeId], resume_at: &mut Vec<(u64, NodeId)>) -> bool {
+    let f = cfg.faults;
+    let mut choices = vec![];
+    if f.partition {
+        choices.push(0);
+    }
+    if f.merge {
+        choices.push(1);
+    }
+    if f.crash {
+        choices.push(2);
+    }
+    if f.restart {
+        choices.push(3);
+    }
+    if f.pause {
+        choices.push(4);
+    }
+    let up: Vec<NodeId> = ids.iter().copied().filter(|&i| sim.is_up(i)).collect();
+    let down: Vec<NodeId> = ids.iter().copied().filter(|&i| !sim.is_up(i)).collect();
+    let now = sim.now();
+    match *choices.choose(sim.rng()).expect("a fault is enabled") {
+        0 if ids.len() >= 2 => {
+            let k = sim.rng().gen_range(2..=3.min(ids.len()));
+            let mut shuffled = ids.to_vec();
+            shuffled.shuffle(sim.rng());
+            let mut groups: Vec<Vec<NodeId>> = vec![vec![]; k];
+            for (i, id) in shuffled.into_iter().enumerate() {
+                groups[i % k].push(id);
+            }
+            let refs: Vec<&[NodeId]> = groups.iter().map(|g| g.as_slice()).collect();
+            sim.partition(&refs);
+            true
+        }
+        1 => {
+            sim.heal();
+            true
+        }
+        2 if up.len() > 1 => {
+            let id = *up.choose(sim.rng()).expect("non-empty");
+            sim.crash(id);
+            sim.fault_record("crash", vec![id]);
+            true
+        }
+        3 if !down.is_empty() => {
+            let id = *down.choose(sim.rng()).expect("non-empty");
+            sim.start(id);
+            sim.fault_record("restart", vec![id]);
+            true
+        }
+        4 if !up.is_empty() => {
+            let id = *up.choose(sim.rng()).expect("non-empty");
+            if sim.is_paused(id) {
+                return false;
+            }
+            let d = sim.rng().gen_range(50..=2 * cfg.ring.token.max(50)) * MS;
+            sim.pause(id);
+            sim.fault_record("pause", vec![id]);
+            resume_at.push((now + d, id));
+            true
+        }
+        _ => false,
+    }
+}

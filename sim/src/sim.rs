@@ -1,0 +1,603 @@
+//! A deterministic network of ring nodes on a virtual clock.
+//!
+//! Guarantees: the same seed and the same calls give the same run, bit for bit (one ChaCha
+//! RNG drawn in a fixed order; a queue ordered by `(time, insertion seq)`; no wall clock, no
+//! hash-order iteration). Each step jumps to the earliest pending arrival or timer.
+//!
+//! The network: every node has an egress link of a given bandwidth, so a packet leaves after
+//! the ones queued before it (this is what makes the accelerated ring's early token pass
+//! visible); each copy then takes `delay ± jitter`, and may be lost, duplicated or delayed
+//! further (reordered). Partitions put nodes in groups; a packet crosses only inside a group,
+//! checked when it leaves and when it arrives; one-way cuts drop a direction. Crashed nodes
+//! lose their state; restarts bring a new incarnation with only the stable ring seq kept;
+//! paused nodes keep arrivals (up to a socket-buffer bound) and run no timers until resumed.
+//! A filter hook drops chosen packets for targeted tests ("drop the next commit token").
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ringlab_ring::record::{Body, Record};
+use ringlab_ring::wire::{self, MessageType};
+use ringlab_ring::{Config, Dest, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+
+/// Arrivals a paused node keeps, as a socket buffer would.
+const PAUSED_INBOX_MAX: usize = 4096;
+
+/// Link behaviour. Times in ns, rates as probabilities in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// One-way delay.
+    pub delay_ns: u64,
+    /// Uniform jitter added to the delay, in [0, jitter].
+    pub jitter_ns: u64,
+    /// Probability that a copy is lost.
+    pub loss: f64,
+    /// Probability that a copy is duplicated.
+    pub dup: f64,
+    /// Probability that a copy is held back (and so overtaken) by up to 20 delays.
+    pub reorder: f64,
+    /// Egress serialisation cost, ns per byte (8 = 1 Gbit/s; 0 = infinitely fast).
+    pub ns_per_byte: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            delay_ns: 50_000,
+            jitter_ns: 20_000,
+            loss: 0.0,
+            dup: 0.0,
+            reorder: 0.0,
+            ns_per_byte: 8,
+        }
+    }
+}
+
+/// What a filter sees of a packet in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketInfo {
+    /// Sending node.
+    pub from: NodeId,
+    /// Receiving node.
+    pub to: NodeId,
+    /// Its type, when the header decodes.
+    pub kind: Option<MessageType>,
+}
+
+/// A filter returns true to drop the packet.
+pub type Filter = Box<dyn FnMut(&PacketInfo) -> bool + Send>;
+
+#[derive(Debug)]
+enum Item {
+    Arrive { to: usize, from: NodeId, data: Bytes },
+    Timer { node: usize, inc: u32 },
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: u64,
+    seq: u64,
+    item: Item,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct SimNode {
+    id: NodeId,
+    inc: u32,
+    ring: Option<Ring>,
+    paused: bool,
+    inbox: VecDeque<(NodeId, Bytes)>,
+    stable_seq: u64,
+    scheduled: Option<u64>,
+    egress_free_at: u64,
+    next_inc: u32,
+}
+
+/// Counters of the simulated network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Copies handed to the network.
+    pub sent: u64,
+    /// Copies lost to random loss.
+    pub lost: u64,
+    /// Copies dropped by partitions or cuts.
+    pub cut: u64,
+    /// Copies dropped by a filter.
+    pub filtered: u64,
+    /// Extra copies made by duplication.
+    pub duplicated: u64,
+    /// Copies delivered to a node.
+    pub delivered: u64,
+}
+
+/// The simulated cluster.
+pub struct Sim {
+    now: u64,
+    rng: ChaCha8Rng,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Entry>>,
+    nodes: Vec<SimNode>,
+    group: Vec<u32>,
+    cuts: BTreeSet<(NodeId, NodeId)>,
+    /// Link behaviour; may be changed between steps.
+    pub net: NetConfig,
+    ring_config: Config,
+    filter: Option<Filter>,
+    /// Whether send and deliver records are kept (off for throughput runs).
+    pub record_messages: bool,
+    records: Vec<Record>,
+    /// Application messages delivered, all nodes together.
+    pub delivered: u64,
+    /// Network counters.
+    pub net_stats: NetStats,
+}
+
+impl Sim {
+    /// Creates `n` nodes with ids 1..=n, none started yet.
+    pub fn new(n: usize, seed: u64, ring_config: Config, net: NetConfig) -> Self {
+        assert!((1..=ringlab_ring::wire::PROCESSORS_MAX).contains(&n));
+        let nodes = (1..=n as NodeId)
+            .map(|id| SimNode {
+                id,
+                inc: 0,
+                ring: None,
+                paused: false,
+                inbox: VecDeque::new(),
+                stable_seq: 0,
+                scheduled: None,
+                egress_free_at: 0,
+                next_inc: 1,
+            })
+            .collect();
+        Self {
+            now: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            group: vec![0; n],
+            cuts: BTreeSet::new(),
+            net,
+            ring_config,
+            filter: None,
+            record_messages: true,
+            records: Vec::new(),
+            delivered: 0,
+            net_stats: NetStats::default(),
+        }
+    }
+
+    /// Returns the virtual time, ns.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Returns the number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Returns whether the cluster has no nodes (never: `new` needs one).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Returns the node ids.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    /// Returns a node's ring, if it runs.
+    pub fn ring(&self, id: NodeId) -> Option<&Ring> {
+        self.nodes[idx(id)].ring.as_ref()
+    }
+
+    /// Returns a node's incarnation.
+    pub fn incarnation(&self, id: NodeId) -> u32 {
+        self.nodes[idx(id)].inc
+    }
+
+    /// Returns whether a node runs (started, not crashed, not left).
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes[idx(id)]
+            .ring
+            .as_ref()
+            .is_some_and(|r| r.state() != MembState::Left)
+    }
+
+    /// Returns whether a node is paused.
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.nodes[idx(id)].paused
+    }
+
+    /// Returns a node's membership state, if it runs.
+    pub fn state(&self, id: NodeId) -> Option<MembState> {
+        self.ring(id).map(|r| r.state())
+    }
+
+    /// Returns the records written so far.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Takes the records written so far.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// Returns the run's RNG, for drivers that must stay deterministic.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Sets the filter that drops chosen packets.
+    pub fn set_filter(&mut self, f: impl FnMut(&PacketInfo) -> bool + Send + 'static) {
+        self.filter = Some(Box::new(f));
+    }
+
+    /// Removes the filter.
+    pub fn clear_filter(&mut self) {
+        self.filter = None;
+    }
+
+    /// Starts (or restarts, as a new incarnation) a node now. A running node is crashed first.
+    pub fn start(&mut self, id: NodeId) {
+        let i = idx(id);
+        if self.nodes[i].ring.is_some() {
+            self.crash(id);
+        }
+        let n = &mut self.nodes[i];
+        n.inc = n.next_inc;
+        n.next_inc += 1;
+        n.paused = false;
+        n.inbox.clear();
+        n.scheduled = None;
+        let ring = Ring::new(id, n.inc, self.ring_config.clone(), n.stable_seq, self.now)
+            .expect("the simulator's ring config is validated by its caller");
+        n.ring = Some(ring);
+        self.after_input(i);
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) {
+        for id in self.ids() {
+            self.start(id);
+        }
+    }
+
+    /// Kills a node: its state is lost (but for the stable ring seq) and a `crash` record is
+    /// written. The next `start` is a new incarnation.
+    pub fn crash(&mut self, id: NodeId) {
+        let i = idx(id);
+        let n = &mut self.nodes[i];
+        if n.ring.take().is_some() {
+            n.paused = false;
+            n.inbox.clear();
+            n.scheduled = None;
+            let (node, inc) = (n.id, n.inc);
+            self.records.push(Record {
+                t_ns: self.now,
+                node,
+                inc,
+                body: Body::Crash {},
+            });
+        }
+    }
+
+    /// Stops a node gracefully: it announces its leave and stops.
+    pub fn leave(&mut self, id: NodeId) {
+        let i = idx(id);
+        if let Some(r) = self.nodes[i].ring.as_mut() {
+            r.leave(self.now);
+            self.after_input(i);
+        }
+    }
+
+    /// Pauses a node (SIGSTOP): arrivals wait, timers do not run.
+    pub fn pause(&mut self, id: NodeId) {
+        self.nodes[idx(id)].paused = true;
+    }
+
+    /// Resumes a paused node: it processes what arrived, then its timers.
+    pub fn resume(&mut self, id: NodeId) {
+        let i = idx(id);
+        if !self.nodes[i].paused {
+            return;
+        }
+        self.nodes[i].paused = false;
+        let inbox = std::mem::take(&mut self.nodes[i].inbox);
+        for (from, data) in inbox {
+            if let Some(r) = self.nodes[i].ring.as_mut() {
+                r.handle_packet(self.now, Some(from), &data);
+            }
+            self.after_input(i);
+        }
+        if let Some(r) = self.nodes[i].ring.as_mut() {
+            r.handle_timeout(self.now);
+        }
+        self.after_input(i);
+    }
+
+    /// Submits an application message at a node; returns its id, or why it was refused.
+    pub fn submit(&mut self, id: NodeId, data: &[u8], g: Guarantee) -> Result<MsgId, SubmitError> {
+        let i = idx(id);
+        let Some(r) = self.nodes[i].ring.as_mut() else {
+            return Err(SubmitError::Stopped);
+        };
+        let res = r.submit(self.now, data, g);
+        if let Ok(mid) = res {
+            if self.record_messages {
+                self.records.push(Record {
+                    t_ns: self.now,
+                    node: id,
+                    inc: self.nodes[i].inc,
+                    body: Body::Send {
+                        id: mid,
+                        len: data.len(),
+                        safe: g == Guarantee::Safe,
+                    },
+                });
+            }
+        }
+        self.after_input(i);
+        res
+    }
+
+    /// Splits the cluster into groups; nodes not named form one more group.
+    pub fn partition(&mut self, groups: &[&[NodeId]]) {
+        let extra = groups.len() as u32 + 1;
+        self.group.iter_mut().for_each(|g| *g = extra);
+        for (gi, g) in groups.iter().enumerate() {
+            for &id in g.iter() {
+                self.group[idx(id)] = gi as u32 + 1;
+            }
+        }
+        self.fault_record("split", groups.iter().flat_map(|g| g.iter().copied()).collect());
+    }
+
+    /// Cuts one node off from all others.
+    pub fn isolate(&mut self, id: NodeId) {
+        let extra = self.group.iter().max().copied().unwrap_or(0) + 1;
+        self.group[idx(id)] = extra;
+        self.fault_record("isolate", vec![id]);
+    }
+
+    /// Drops packets from `a` to `b` (and back unless `oneway`).
+    pub fn cut(&mut self, a: NodeId, b: NodeId, oneway: bool) {
+        self.cuts.insert((a, b));
+        if !oneway {
+            self.cuts.insert((b, a));
+        }
+        self.fault_record(if oneway { "cut_oneway" } else { "cut" }, vec![a, b]);
+    }
+
+    /// Removes every partition and cut.
+    pub fn heal(&mut self) {
+        self.group.iter_mut().for_each(|g| *g = 0);
+        self.cuts.clear();
+        self.fault_record("heal", vec![]);
+    }
+
+    /// Writes a fault record for the harness (node 0).
+    pub fn fault_record(&mut self, action: &str, targets: Vec<NodeId>) {
+        self.records.push(Record {
+            t_ns: self.now,
+            node: 0,
+            inc: 0,
+            body: Body::Fault {
+                action: action.to_string(),
+                targets,
+            },
+        });
+    }
+
+    fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        self.group[idx(from)] == self.group[idx(to)] && !self.cuts.contains(&(from, to))
+    }
+
+    /// Runs until virtual time `t` (inclusive of events at `t`).
+    pub fn run_until(&mut self, t: u64) {
+        while self.queue.peek().is_some_and(|Reverse(e)| e.at <= t) {
+            self.step();
+        }
+        self.now = self.now.max(t);
+    }
+
+    /// Runs for `d` ns.
+    pub fn run_for(&mut self, d: u64) {
+        self.run_until(self.now + d);
+    }
+
+    /// Runs until `cond` holds (checked after every step) or until `deadline`; returns
+    /// whether it held.
+    pub fn run_until_cond(&mut self, deadline: u64, mut cond: impl FnMut(&Sim) -> bool) -> bool {
+        loop {
+            if cond(self) {
+                return true;
+            }
+            match self.queue.peek() {
+                Some(Reverse(e)) if e.at <= deadline => self.step(),
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return cond(self);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let Some(Reverse(e)) = self.queue.pop() else { return };
+        self.now = self.now.max(e.at);
+        match e.item {
+            Item::Arrive { to, from, data } => {
+                if !self.connected(from, self.nodes[to].id) && from != self.nodes[to].id {
+                    self.net_stats.cut += 1;
+                    return;
+                }
+                let n = &mut self.nodes[to];
+                let Some(r) = n.ring.as_mut() else { return };
+                if n.paused {
+                    if n.inbox.len() < PAUSED_INBOX_MAX {
+                        n.inbox.push_back((from, data));
+                    }
+                    return;
+                }
+                self.net_stats.delivered += 1;
+                r.handle_packet(self.now, Some(from), &data);
+                self.after_input(to);
+            }
+            Item::Timer { node, inc } => {
+                let n = &mut self.nodes[node];
+                if n.scheduled == Some(e.at) {
+                    n.scheduled = None;
+                }
+                if n.inc != inc || n.paused {
+                    return;
+                }
+                let Some(r) = n.ring.as_mut() else { return };
+                if r.poll_timeout().is_some_and(|d| d <= self.now) {
+                    r.handle_timeout(self.now);
+                }
+                self.after_input(node);
+            }
+        }
+    }
+
+    fn push(&mut self, at: u64, item: Item) {
+        self.seq += 1;
+        self.queue.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            item,
+        }));
+    }
+
+    /// Drains a node's outputs after an input: transmits, events, its next timer.
+    fn after_input(&mut self, i: usize) {
+        loop {
+            let Some(r) = self.nodes[i].ring.as_mut() else { return };
+            let Some(t) = r.poll_transmit() else { break };
+            self.transmit(i, t.dest, t.payload);
+        }
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let Some(r) = n.ring.as_mut() else { return };
+        n.stable_seq = r.stable_ring_seq();
+        while let Some(ev) = r.poll_event() {
+            if let Event::Deliver(_) = ev {
+                self.delivered += 1;
+                if !self.record_messages {
+                    continue;
+                }
+            }
+            self.records.push(Record {
+                t_ns: now,
+                node: n.id,
+                inc: n.inc,
+                body: Body::from_event(&ev),
+            });
+        }
+        if let Some(d) = r.poll_timeout() {
+            let d = d.max(now);
+            if n.scheduled.is_none_or(|s| d < s) {
+                n.scheduled = Some(d);
+                let inc = n.inc;
+                self.push(d, Item::Timer { node: i, inc });
+            }
+        }
+    }
+
+    fn transmit(&mut self, i: usize, dest: Dest, data: Bytes) {
+        let from = self.nodes[i].id;
+        let depart = self.now.max(self.nodes[i].egress_free_at) + data.len() as u64 * self.net.ns_per_byte;
+        self.nodes[i].egress_free_at = depart;
+        let kind = if self.filter.is_some() {
+            wire::decode_header(&data).ok().map(|(k, _, _)| k)
+        } else {
+            None
+        };
+        match dest {
+            Dest::Node(to) if to == from => {
+                // Loopback: no network faults.
+                self.push(depart + 1_000, Item::Arrive { to: i, from, data });
+            }
+            Dest::Node(to) => {
+                if to == 0 || to as usize > self.nodes.len() {
+                    return;
+                }
+                self.send_copy(depart, from, to, kind, data);
+            }
+            Dest::Multicast => {
+                for to in 1..=self.nodes.len() as NodeId {
+                    if to != from {
+                        self.send_copy(depart, from, to, kind, data.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_copy(&mut self, depart: u64, from: NodeId, to: NodeId, kind: Option<MessageType>, data: Bytes) {
+        self.net_stats.sent += 1;
+        if let Some(f) = self.filter.as_mut() {
+            if f(&PacketInfo { from, to, kind }) {
+                self.net_stats.filtered += 1;
+                return;
+            }
+        }
+        if !self.connected(from, to) {
+            self.net_stats.cut += 1;
+            return;
+        }
+        let copies = if self.net.dup > 0.0 && self.rng.gen_bool(self.net.dup) {
+            self.net_stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if self.net.loss > 0.0 && self.rng.gen_bool(self.net.loss) {
+                self.net_stats.lost += 1;
+                continue;
+            }
+            let mut delay = self.net.delay_ns;
+            if self.net.jitter_ns > 0 {
+                delay += self.rng.gen_range(0..=self.net.jitter_ns);
+            }
+            if self.net.reorder > 0.0 && self.rng.gen_bool(self.net.reorder) {
+                delay += self.rng.gen_range(0..=20 * self.net.delay_ns.max(1));
+            }
+            let to_i = idx(to);
+            self.push(
+                depart + delay,
+                Item::Arrive {
+                    to: to_i,
+                    from,
+                    data: data.clone(),
+                },
+            );
+        }
+    }
+}
+
+fn idx(id: NodeId) -> usize {
+    id as usize - 1
+}
