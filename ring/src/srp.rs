@@ -960,6 +960,13 @@ impl Ring {
             wire,
         };
         if ring_id == self.cur.ring_id {
+            // In RECOVERY the old ring's messages are exactly those the recovery exchange
+            // carries: a late plain copy would give this node a message its transitional
+            // peers never get.
+            if self.state == MembState::Recovery {
+                self.stats.stale_packets += 1;
+                return;
+            }
             if self.cur.insert(m.seq, frame) && self.state == MembState::Operational {
                 self.deliver_ready();
             }
