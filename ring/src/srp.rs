@@ -33,6 +33,24 @@
 //!   ring seq, and packets of rings this node abandoned during COMMIT or RECOVERY, are
 //!   dropped instead of starting GATHER (duplicated or reordered packets would otherwise
 //!   re-form a healthy ring).
+//! - Join processing (corosync's rules, with three additions the simulator showed were
+//!   needed): a join from a processor already in the fail set is ignored; a join whose
+//!   sender failed this node only adds the sender to the fail set (its view of the others is
+//!   not adopted); fail sets are merged only from members of this node's own ring. Added:
+//!   entering GATHER from a ring bumps the ring seq the joins carry past that ring's seq,
+//!   and a join older than this node's ring has its fail set ignored, so leftovers of an
+//!   earlier round cannot exclude live nodes after a partition heals; falling back from
+//!   COMMIT or RECOVERY because another member asked (not on token loss) starts a clean
+//!   round, so two groups that once excluded each other do not keep doing so.
+//! - retrans_flg (corosync clears it when "I set it" and my queue is empty): with several
+//!   setters a member could clear another's flag and install before the last old-ring
+//!   frames arrived. Here a member forgets having set the flag as soon as its queue is empty,
+//!   and install_seq needs two quiet rotations: flag clear *and* the token's seq unchanged.
+//! - A message's fragments are all ordered on one ring: at install, partial reassemblies are
+//!   dropped and a sender restarts a message cut by the configuration change.
+//! - In RECOVERY a plain (not encapsulated) old-ring frame is dropped: the old ring's
+//!   messages are exactly those the recovery exchange carries, so transitional members
+//!   deliver the same set.
 //! - `token_coefficient` is not applied; `token` is the effective timeout.
 
 use crate::config::{Config, ConfigError, Timing, Variant};
@@ -181,7 +199,8 @@ struct Recovery {
     high_ring_delivered: u64,
     queue: VecDeque<(u64, Frame)>,
     my_set_retrans: bool,
-    clear_rotations: u32,
+    last_seq: Option<u64>,
+    quiet_rotations: u32,
     install_seq: Option<u64>,
     aru_rotations: u32,
     initial_token_sent: bool,
@@ -546,6 +565,7 @@ impl Ring {
                         .filter(|m| !self.consensus.contains(m))
                         .copied()
                         .collect();
+                    tracing::trace!(node = self.id, ?missing, "consensus timeout");
                     self.fail_set.extend(missing);
                     self.restart_gather_round(now);
                     self.check_consensus(now);
@@ -575,6 +595,10 @@ impl Ring {
     fn gather_enter(&mut self, now: u64, reason: Reason, add_proc: Option<NodeId>, add_fail: Option<NodeId>) {
         match self.state {
             MembState::Operational => {
+                // A new round: its joins carry a ring seq above the ring it leaves, so a join
+                // left over from the round that formed this ring (or from a ring of the
+                // same seq elsewhere) is recognisably older and its fail set is not trusted.
+                self.highest_ring_seq = self.highest_ring_seq.max(self.cur.ring_id.seq.saturating_add(1));
                 self.proc_set.extend(self.cur.members.iter().copied());
                 self.fail_set.clear();
                 self.held = None;
@@ -582,6 +606,13 @@ impl Ring {
                 self.cancel(Timer::MergeDetect);
             }
             MembState::Commit | MembState::Recovery => {
+                // Falling back because another member asked (a join or a leave) is not a
+                // failure: start a clean round. Keeping the fail set of the round that formed
+                // the abandoned ring would hand that round's exclusions to the new round,
+                // and two groups that excluded each other once would do so forever.
+                if !matches!(reason, Reason::CommitTokenLoss | Reason::RecoveryTokenLoss) {
+                    self.fail_set.clear();
+                }
                 if let Some(c) = self.commit.take() {
                     if self.abandoned.len() == ABANDONED_MAX {
                         self.abandoned.pop_front();
@@ -667,19 +698,25 @@ impl Ring {
         // A join from before this node's current ring carries a fail set formed before that
         // ring existed: it may name this node or its members only because the partition
         // that separated them has since healed. Its proc set still says who wants in.
-        let fresh = j.ring_seq >= self.cur.ring_id.seq;
+        let fresh = j.ring_seq > self.cur.ring_id.seq || (j.ring_seq == self.cur.ring_id.seq && self.cur.members.contains(&sender));
         let jf: BTreeSet<NodeId> = if fresh {
             j.fail_set.into_iter().collect()
         } else {
             BTreeSet::new()
         };
+        tracing::trace!(node = self.id, sender, ring_seq = j.ring_seq, fresh, ?jp, ?jf, proc = ?self.proc_set, fail = ?self.fail_set, "join");
         if jp == self.proc_set && jf == self.fail_set {
             self.consensus.insert(sender);
             self.check_consensus(now);
             return;
         }
+        // A processor already given up on in this round is not listened to; it comes back
+        // through the next ring's merge detection.
+        if self.fail_set.contains(&sender) {
+            return;
+        }
         let i_am_failed = jf.contains(&self.id);
-        if jp.is_subset(&self.proc_set) && jf.is_subset(&self.fail_set) && !i_am_failed {
+        if jp.is_subset(&self.proc_set) && jf.is_subset(&self.fail_set) {
             return;
         }
         if self.proc_set.union(&jp).count() > PROCESSORS_MAX {
@@ -688,9 +725,13 @@ impl Ring {
         }
         let before = (self.proc_set.len(), self.fail_set.len());
         self.proc_set.extend(jp.iter().copied());
-        self.fail_set.extend(jf.iter().copied().filter(|&f| f != self.id));
-        if i_am_failed && sender != self.id {
+        if i_am_failed {
+            // It gave up on this node: the two cannot agree this round. Its view of the
+            // others is not adopted, or one slow member would make everyone fail everyone.
             self.fail_set.insert(sender);
+        } else if self.cur.members.contains(&sender) {
+            // Failures seen by a member of this node's own ring are believed.
+            self.fail_set.extend(jf.iter().copied().filter(|&f| f != self.id));
         }
         if (self.proc_set.len(), self.fail_set.len()) != before {
             self.restart_gather_round(now);
@@ -713,6 +754,7 @@ impl Ring {
             rep: self.id,
             seq: self.highest_ring_seq.max(self.cur.ring_id.seq).saturating_add(4),
         };
+        tracing::trace!(node = self.id, ?members, proc = ?self.proc_set, fail = ?self.fail_set, %ring_id, "consensus");
         let ct = CommitToken {
             token_seq: 0,
             members,
@@ -862,7 +904,8 @@ impl Ring {
             high_ring_delivered,
             queue,
             my_set_retrans: false,
-            clear_rotations: 0,
+            last_seq: None,
+            quiet_rotations: 0,
             install_seq: None,
             aru_rotations: 0,
             initial_token_sent: false,
@@ -888,6 +931,7 @@ impl Ring {
         };
         self.commit = None;
         let old_ring = self.cur.ring_id;
+        tracing::debug!(node = self.id, new = %next.ring_id, old = %old_ring, "install");
         // 1. What the old ring can still deliver: agreed frames up to the first gap, and safe
         //    ones some transitional member already delivered as safe (so all old members had them).
         let old_safe = self.cur.safe_upto.max(rec.high_ring_delivered);
@@ -1265,25 +1309,38 @@ impl Ring {
             ord.store.pop_first();
         }
 
-        // 8. Recovery progress.
+        // 8. Recovery progress. retrans_flg says some member still has old-ring frames to
+        //    re-send; a member clears it only if it set it and has just run out, and forgets
+        //    having set it as soon as it has nothing left. A rotation is quiet when the flag
+        //    is clear and the token's seq has not moved since this member's last visit (in
+        //    RECOVERY only recovery frames move it). After a silent rotation flow control
+        //    lets any member with frames left send at least one, so two quiet rotations mean
+        //    every member is done and the seq is final: that is install_seq. Install follows
+        //    once the aru has covered install_seq on two visits.
         let mut install = false;
         if recovering {
             if let Some(r) = self.recovery.as_mut() {
                 if !r.queue.is_empty() {
                     tok.retrans_flg = true;
                     r.my_set_retrans = true;
-                } else if tok.retrans_flg && r.my_set_retrans {
-                    tok.retrans_flg = false;
+                } else {
+                    if tok.retrans_flg && r.my_set_retrans {
+                        tok.retrans_flg = false;
+                    }
                     r.my_set_retrans = false;
                 }
+                let quiet = !tok.retrans_flg && r.last_seq == Some(tok.seq);
+                r.last_seq = Some(tok.seq);
                 if tok.retrans_flg {
-                    r.clear_rotations = 0;
+                    r.quiet_rotations = 0;
                     r.install_seq = None;
-                } else {
-                    r.clear_rotations += 1;
-                    if r.clear_rotations == 2 {
+                } else if quiet && r.install_seq.is_none() {
+                    r.quiet_rotations += 1;
+                    if r.quiet_rotations == 2 {
                         r.install_seq = Some(tok.seq);
                     }
+                } else if r.install_seq.is_none() {
+                    r.quiet_rotations = 0;
                 }
                 match r.install_seq {
                     Some(is) if tok.aru >= is => r.aru_rotations += 1,

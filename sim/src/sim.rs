@@ -361,6 +361,16 @@ impl Sim {
         res
     }
 
+    /// Hands raw bytes to node `to` now, as if `from` had sent them: hostile or garbage
+    /// packets for robustness tests.
+    pub fn inject_packet(&mut self, to: NodeId, from: NodeId, data: &[u8]) {
+        let i = idx(to);
+        if let Some(r) = self.nodes[i].ring.as_mut() {
+            r.handle_packet(self.now, Some(from), data);
+            self.after_input(i);
+        }
+    }
+
     /// Splits the cluster into groups; nodes not named form one more group.
     pub fn partition(&mut self, groups: &[&[NodeId]]) {
         let extra = groups.len() as u32 + 1;
