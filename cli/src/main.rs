@@ -15,7 +15,11 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "ringlab", version, about = "A testbed for token-ring group communication")]
+#[command(
+    name = "ringlab",
+    version,
+    about = "A testbed for token-ring group communication"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -132,7 +136,11 @@ fn sim(a: SimArgs) -> Result<i32> {
     if !(1..=32).contains(&a.nodes) {
         bail!("--nodes must be between 1 and 32");
     }
-    for (name, p) in [("--loss", a.loss), ("--dup", a.dup), ("--reorder", a.reorder)] {
+    for (name, p) in [
+        ("--loss", a.loss),
+        ("--dup", a.dup),
+        ("--reorder", a.reorder),
+    ] {
         if !(0.0..=1.0).contains(&p) {
             bail!("{name} must be a probability between 0 and 1");
         }
@@ -140,7 +148,8 @@ fn sim(a: SimArgs) -> Result<i32> {
     let faults = Faults::parse(&a.faults).map_err(anyhow::Error::msg)?;
     let mut ring: Config = match &a.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
         }
         None => Config::default(),
@@ -256,7 +265,9 @@ fn sim(a: SimArgs) -> Result<i32> {
             for v in &s.first_violations {
                 println!("    {v}");
             }
-            println!("  replay one with: ringlab sim --seed N --seeds 1 (same flags) --events-dir DIR");
+            println!(
+                "  replay one with: ringlab sim --seed N --seeds 1 (same flags) --events-dir DIR"
+            );
         }
     }
     Ok(if s.violations == 0 { 0 } else { 1 })
@@ -266,16 +277,19 @@ fn write_records(dir: &Path, records: &[Record]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut files: BTreeMap<(u32, u32), std::io::BufWriter<std::fs::File>> = BTreeMap::new();
     for r in records {
-        let key = (r.node, r.inc);
-        if !files.contains_key(&key) {
-            let name = if r.node == 0 {
-                "faults.jsonl".to_string()
-            } else {
-                format!("node-{}-inc-{}.jsonl", r.node, r.inc)
-            };
-            files.insert(key, std::io::BufWriter::new(std::fs::File::create(dir.join(name))?));
-        }
-        let w = files.get_mut(&key).expect("just inserted");
+        let w = match files.entry((r.node, r.inc)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let name = if r.node == 0 {
+                    "faults.jsonl".to_string()
+                } else {
+                    format!("node-{}-inc-{}.jsonl", r.node, r.inc)
+                };
+                e.insert(std::io::BufWriter::new(std::fs::File::create(
+                    dir.join(name),
+                )?))
+            }
+        };
         serde_json::to_writer(&mut *w, r)?;
         w.write_all(b"\n")?;
     }
@@ -302,7 +316,9 @@ fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {
     }
     files.sort();
     for f in &files {
-        let rd = std::io::BufReader::new(std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?);
+        let rd = std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+        );
         for (i, line) in rd.lines().enumerate() {
             let line = line?;
             if line.trim().is_empty() {

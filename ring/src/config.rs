@@ -128,8 +128,11 @@ impl Config {
 
     /// Returns `hold` in ms, derived when unset.
     pub fn hold_ms(&self) -> u64 {
-        self.hold
-            .unwrap_or_else(|| ((self.token_retransmit_ms() as f64 * 0.8) as u64).saturating_sub(10).max(1))
+        self.hold.unwrap_or_else(|| {
+            ((self.token_retransmit_ms() as f64 * 0.8) as u64)
+                .saturating_sub(10)
+                .max(1)
+        })
     }
 
     /// Returns `consensus` in ms, derived when unset.
@@ -143,13 +146,19 @@ impl Config {
             return Err(err("token", "must be at least 1 ms"));
         }
         if self.token_retransmits_before_loss_const == 0 {
-            return Err(err("token_retransmits_before_loss_const", "must be at least 1"));
+            return Err(err(
+                "token_retransmits_before_loss_const",
+                "must be at least 1",
+            ));
         }
         let rt = self.token_retransmit_ms();
         if rt == 0 || rt >= self.token {
             return Err(err(
                 "token_retransmit",
-                format!("{rt} ms must be at least 1 ms and below token ({} ms)", self.token),
+                format!(
+                    "{rt} ms must be at least 1 ms and below token ({} ms)",
+                    self.token
+                ),
             ));
         }
         let hold = self.hold_ms();
@@ -200,7 +209,9 @@ impl Config {
             return Err(err("netmtu", "must be between 256 and 65000 bytes"));
         }
         let frame_cap = self.netmtu - crate::srp::MCAST_OVERHEAD;
-        if self.send_queue_bytes < crate::pack::MESSAGE_MAX + crate::pack::MESSAGE_MAX / frame_cap * 64 + 4096 {
+        if self.send_queue_bytes
+            < crate::pack::MESSAGE_MAX + crate::pack::MESSAGE_MAX / frame_cap * 64 + 4096
+        {
             return Err(err(
                 "send_queue_bytes",
                 "must hold at least one 1 MiB message with its framing",

@@ -286,9 +286,15 @@ impl SendQueue {
         let mut offset = 0usize;
         let mut pieces = 0;
         while offset < data.len() {
-            let frames = if use_front { &mut *front } else { &mut self.frames };
+            let frames = if use_front {
+                &mut *front
+            } else {
+                &mut self.frames
+            };
             let room = match frames.back() {
-                Some(f) if f.safe == safe && (f.items as usize) < ITEMS_MAX => self.frame_cap - f.buf.len(),
+                Some(f) if f.safe == safe && (f.items as usize) < ITEMS_MAX => {
+                    self.frame_cap - f.buf.len()
+                }
                 _ => 0,
             };
             if room < ITEM_HEADER_LEN + 1 {
@@ -332,8 +338,12 @@ impl SendQueue {
     /// message goes back at its head. Every fragment of a message is then ordered on one ring,
     /// so every member of a configuration either reassembles it or never sees any of it.
     pub fn restart_cut_message(&mut self) {
-        let Some(counter) = self.sending.take() else { return };
-        let Some(m) = self.fragmented.remove(&counter) else { return };
+        let Some(counter) = self.sending.take() else {
+            return;
+        };
+        let Some(m) = self.fragmented.remove(&counter) else {
+            return;
+        };
         // Drop the message's remaining fragments: whole frames, then the first item of the
         // frame that holds its last fragment.
         while let Some(f) = self.frames.front_mut() {
@@ -483,7 +493,13 @@ impl Reassembly {
             return None;
         }
         let p = match self.partial.get_mut(&key) {
-            Some(p) if p.counter == item.counter && p.total == total && p.buf.len() == item.offset as usize => p,
+            Some(p)
+                if p.counter == item.counter
+                    && p.total == total
+                    && p.buf.len() == item.offset as usize =>
+            {
+                p
+            }
             Some(_) => {
                 self.partial.remove(&key);
                 self.dropped += 1;
@@ -567,7 +583,10 @@ mod tests {
             n += 1;
         }
         assert!(n > 50 && q.bytes() <= 10_000);
-        assert!(matches!(q.push(&[1; 100], false, 1, 1, 0), Err(SubmitError::QueueFull { .. })));
+        assert!(matches!(
+            q.push(&[1; 100], false, 1, 1, 0),
+            Err(SubmitError::QueueFull { .. })
+        ));
     }
 
     #[test]
@@ -590,7 +609,14 @@ mod tests {
     fn a_cut_message_restarts_whole_ahead_of_the_rest() {
         let mut q = SendQueue::new(1 << 20, 200);
         q.push(&[1; 30], false, 1, 1, 0).unwrap();
-        q.push(&(0..700).map(|i| i as u8).collect::<Vec<_>>(), false, 1, 2, 0).unwrap();
+        q.push(
+            &(0..700).map(|i| i as u8).collect::<Vec<_>>(),
+            false,
+            1,
+            2,
+            0,
+        )
+        .unwrap();
         q.push(&[3; 20], false, 1, 3, 0).unwrap();
         // The first frame holds message 1 and the start of message 2; pop it and one more.
         let mut r = Reassembly::default();
@@ -619,7 +645,14 @@ mod tests {
     #[test]
     fn msg_id_text_round_trip() {
         let id: MsgId = "3.1.42".parse().unwrap();
-        assert_eq!(id, MsgId { node: 3, inc: 1, counter: 42 });
+        assert_eq!(
+            id,
+            MsgId {
+                node: 3,
+                inc: 1,
+                counter: 42
+            }
+        );
         assert_eq!(id.to_string(), "3.1.42");
         assert!("3.1".parse::<MsgId>().is_err());
     }

@@ -57,8 +57,8 @@ use crate::config::{Config, ConfigError, Timing, Variant};
 use crate::event::{ConfigChange, ConfigKind, Delivery, Dest, Event, MembState, Reason, Transmit};
 use crate::pack::{self, MsgId, Reassembly, SendQueue, SubmitError};
 use crate::wire::{
-    self, CommitToken, Encapsulated, Join, Leave, MembEntry, Message, NodeId, Packet, RingId, Token,
-    ENCAP_LEN, HEADER_LEN, MCAST_FIXED_LEN, PROCESSORS_MAX, RTR_MAX,
+    self, CommitToken, Encapsulated, Join, Leave, MembEntry, Message, NodeId, Packet, RingId,
+    Token, ENCAP_LEN, HEADER_LEN, MCAST_FIXED_LEN, PROCESSORS_MAX, RTR_MAX,
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -170,7 +170,8 @@ impl Ordering {
 
     /// Stores a frame; returns whether it was new.
     fn insert(&mut self, seq: u64, frame: Frame) -> bool {
-        if seq <= self.my_aru || seq > self.my_aru + SORT_QUEUE_MAX || self.store.contains_key(&seq) {
+        if seq <= self.my_aru || seq > self.my_aru + SORT_QUEUE_MAX || self.store.contains_key(&seq)
+        {
             return false;
         }
         self.store.insert(seq, frame);
@@ -375,7 +376,12 @@ impl Ring {
     }
 
     /// Queues an application message; returns its id, or why it was refused.
-    pub fn submit(&mut self, now: u64, data: &[u8], guarantee: Guarantee) -> Result<MsgId, SubmitError> {
+    pub fn submit(
+        &mut self,
+        now: u64,
+        data: &[u8],
+        guarantee: Guarantee,
+    ) -> Result<MsgId, SubmitError> {
         if self.state == MembState::Left {
             return Err(SubmitError::Stopped);
         }
@@ -386,7 +392,9 @@ impl Ring {
         if self.state == MembState::Operational {
             if self.held.is_some() {
                 self.release_held(now);
-            } else if self.seqno_unchanged > self.cfg.seqno_unchanged_const && !self.hold_cancel_sent {
+            } else if self.seqno_unchanged > self.cfg.seqno_unchanged_const
+                && !self.hold_cancel_sent
+            {
                 self.hold_cancel_sent = true;
                 let p = Packet {
                     sender: self.id,
@@ -536,7 +544,9 @@ impl Ring {
             Timer::TokenLoss => match self.state {
                 MembState::Operational => self.gather_enter(now, Reason::TokenLoss, None, None),
                 MembState::Commit => self.gather_enter(now, Reason::CommitTokenLoss, None, None),
-                MembState::Recovery => self.gather_enter(now, Reason::RecoveryTokenLoss, None, None),
+                MembState::Recovery => {
+                    self.gather_enter(now, Reason::RecoveryTokenLoss, None, None)
+                }
                 _ => {}
             },
             Timer::TokenRetransmit => {
@@ -592,13 +602,21 @@ impl Ring {
 
     // ----- membership -----
 
-    fn gather_enter(&mut self, now: u64, reason: Reason, add_proc: Option<NodeId>, add_fail: Option<NodeId>) {
+    fn gather_enter(
+        &mut self,
+        now: u64,
+        reason: Reason,
+        add_proc: Option<NodeId>,
+        add_fail: Option<NodeId>,
+    ) {
         match self.state {
             MembState::Operational => {
                 // A new round: its joins carry a ring seq above the ring it leaves, so a join
                 // left over from the round that formed this ring (or from a ring of the
                 // same seq elsewhere) is recognisably older and its fail set is not trusted.
-                self.highest_ring_seq = self.highest_ring_seq.max(self.cur.ring_id.seq.saturating_add(1));
+                self.highest_ring_seq = self
+                    .highest_ring_seq
+                    .max(self.cur.ring_id.seq.saturating_add(1));
                 self.proc_set.extend(self.cur.members.iter().copied());
                 self.fail_set.clear();
                 self.held = None;
@@ -679,7 +697,10 @@ impl Ring {
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
             }
             MembState::Commit | MembState::Recovery => {
-                let c = self.commit.as_ref().expect("commit info in COMMIT and RECOVERY");
+                let c = self
+                    .commit
+                    .as_ref()
+                    .expect("commit info in COMMIT and RECOVERY");
                 if c.members.contains(&sender) && j.ring_seq >= c.ring_id.seq {
                     self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
                     self.gather_enter(now, Reason::Join, None, None);
@@ -698,7 +719,8 @@ impl Ring {
         // A join from before this node's current ring carries a fail set formed before that
         // ring existed: it may name this node or its members only because the partition
         // that separated them has since healed. Its proc set still says who wants in.
-        let fresh = j.ring_seq > self.cur.ring_id.seq || (j.ring_seq == self.cur.ring_id.seq && self.cur.members.contains(&sender));
+        let fresh = j.ring_seq > self.cur.ring_id.seq
+            || (j.ring_seq == self.cur.ring_id.seq && self.cur.members.contains(&sender));
         let jf: BTreeSet<NodeId> = if fresh {
             j.fail_set.into_iter().collect()
         } else {
@@ -731,7 +753,8 @@ impl Ring {
             self.fail_set.insert(sender);
         } else if self.cur.members.contains(&sender) {
             // Failures seen by a member of this node's own ring are believed.
-            self.fail_set.extend(jf.iter().copied().filter(|&f| f != self.id));
+            self.fail_set
+                .extend(jf.iter().copied().filter(|&f| f != self.id));
         }
         if (self.proc_set.len(), self.fail_set.len()) != before {
             self.restart_gather_round(now);
@@ -747,12 +770,16 @@ impl Ring {
             return;
         }
         let members: Vec<NodeId> = self.proc_set.difference(&self.fail_set).copied().collect();
-        if members.first() != Some(&self.id) || !members.iter().all(|m| self.consensus.contains(m)) {
+        if members.first() != Some(&self.id) || !members.iter().all(|m| self.consensus.contains(m))
+        {
             return;
         }
         let ring_id = RingId {
             rep: self.id,
-            seq: self.highest_ring_seq.max(self.cur.ring_id.seq).saturating_add(4),
+            seq: self
+                .highest_ring_seq
+                .max(self.cur.ring_id.seq)
+                .saturating_add(4),
         };
         tracing::trace!(node = self.id, ?members, proc = ?self.proc_set, fail = ?self.fail_set, %ring_id, "consensus");
         let ct = CommitToken {
@@ -781,7 +808,10 @@ impl Ring {
                 }
             }
             MembState::Commit | MembState::Recovery => {
-                let c = self.commit.as_ref().expect("commit info in COMMIT and RECOVERY");
+                let c = self
+                    .commit
+                    .as_ref()
+                    .expect("commit info in COMMIT and RECOVERY");
                 if c.members.contains(&sender) {
                     self.gather_enter(now, Reason::Leave, None, Some(sender));
                 }
@@ -791,7 +821,10 @@ impl Ring {
     }
 
     fn on_merge_detect(&mut self, now: u64, sender: NodeId, ring_id: RingId) {
-        if self.state == MembState::Operational && ring_id != self.cur.ring_id && !self.is_stale(sender, ring_id) {
+        if self.state == MembState::Operational
+            && ring_id != self.cur.ring_id
+            && !self.is_stale(sender, ring_id)
+        {
             self.gather_enter(now, Reason::MergeDetect, Some(sender), None);
         }
     }
@@ -834,7 +867,8 @@ impl Ring {
         let complete = ct.entries.len() == ct.members.len();
         match self.state {
             MembState::Gather => {
-                let members: Vec<NodeId> = self.proc_set.difference(&self.fail_set).copied().collect();
+                let members: Vec<NodeId> =
+                    self.proc_set.difference(&self.fail_set).copied().collect();
                 if complete
                     || ct.entries.len() != my_idx
                     || ring_id.rep != ct.members[0]
@@ -863,7 +897,10 @@ impl Ring {
                 let first = self.id == ring_id.rep
                     && complete
                     && self.next.as_ref().is_some_and(|n| n.ring_id == ring_id)
-                    && self.recovery.as_ref().is_some_and(|r| !r.initial_token_sent);
+                    && self
+                        .recovery
+                        .as_ref()
+                        .is_some_and(|r| !r.initial_token_sent);
                 if !first {
                     self.stats.stale_packets += 1;
                     return;
@@ -888,8 +925,16 @@ impl Ring {
             .filter(|(_, e)| e.old_ring == self.cur.ring_id)
             .map(|(m, e)| (*m, *e))
             .collect();
-        let low_ring_aru = trans.iter().map(|(_, e)| e.aru).min().unwrap_or(self.cur.my_aru);
-        let high_ring_delivered = trans.iter().map(|(_, e)| e.high_delivered).max().unwrap_or(0);
+        let low_ring_aru = trans
+            .iter()
+            .map(|(_, e)| e.aru)
+            .min()
+            .unwrap_or(self.cur.my_aru);
+        let high_ring_delivered = trans
+            .iter()
+            .map(|(_, e)| e.high_delivered)
+            .max()
+            .unwrap_or(0);
         let queue: VecDeque<(u64, Frame)> = self
             .cur
             .store
@@ -937,7 +982,9 @@ impl Ring {
         let old_safe = self.cur.safe_upto.max(rec.high_ring_delivered);
         loop {
             let s = self.cur.high_delivered + 1;
-            let Some(f) = self.cur.store.get(&s) else { break };
+            let Some(f) = self.cur.store.get(&s) else {
+                break;
+            };
             if f.safe && s > old_safe {
                 break;
             }
@@ -946,7 +993,13 @@ impl Ring {
             self.cur.high_delivered = s;
         }
         // 2. The transitional configuration.
-        let left: Vec<NodeId> = self.cur.members.iter().filter(|m| !rec.trans.contains(m)).copied().collect();
+        let left: Vec<NodeId> = self
+            .cur
+            .members
+            .iter()
+            .filter(|m| !rec.trans.contains(m))
+            .copied()
+            .collect();
         self.events.push_back(Event::Config(ConfigChange {
             kind: ConfigKind::Transitional,
             ring_id: next.ring_id,
@@ -957,7 +1010,12 @@ impl Ring {
         // 3. What the transitional configuration allows: in order, past gaps only from its members.
         let mut expected = self.cur.high_delivered + 1;
         let mut gap = false;
-        let rest: Vec<(u64, Frame)> = self.cur.store.range(expected..).map(|(s, f)| (*s, f.clone())).collect();
+        let rest: Vec<(u64, Frame)> = self
+            .cur
+            .store
+            .range(expected..)
+            .map(|(s, f)| (*s, f.clone()))
+            .collect();
         for (s, f) in rest {
             if s != expected {
                 gap = true;
@@ -977,8 +1035,19 @@ impl Ring {
             kind: ConfigKind::Regular,
             ring_id: next.ring_id,
             members: next.members.clone(),
-            left: self.cur.members.iter().filter(|m| !next.members.contains(m)).copied().collect(),
-            joined: next.members.iter().filter(|m| !rec.trans.contains(m)).copied().collect(),
+            left: self
+                .cur
+                .members
+                .iter()
+                .filter(|m| !next.members.contains(m))
+                .copied()
+                .collect(),
+            joined: next
+                .members
+                .iter()
+                .filter(|m| !rec.trans.contains(m))
+                .copied()
+                .collect(),
         }));
         self.stats.installs += 1;
         self.cur = next;
@@ -1066,7 +1135,9 @@ impl Ring {
     fn deliver_ready(&mut self) {
         loop {
             let s = self.cur.high_delivered + 1;
-            let Some(f) = self.cur.store.get(&s) else { break };
+            let Some(f) = self.cur.store.get(&s) else {
+                break;
+            };
             if !f.encapsulated {
                 if f.safe && s > self.cur.safe_upto {
                     break;
@@ -1084,7 +1155,14 @@ impl Ring {
         }
     }
 
-    fn deliver_items(&mut self, ring_id: RingId, seq: u64, sender: NodeId, safe: bool, payload: &Bytes) {
+    fn deliver_items(
+        &mut self,
+        ring_id: RingId,
+        seq: u64,
+        sender: NodeId,
+        safe: bool,
+        payload: &Bytes,
+    ) {
         let items = match pack::decode_frame(payload) {
             Ok(items) => items,
             Err(e) => {
@@ -1147,16 +1225,18 @@ impl Ring {
                 tracing::info!(node = self.id, failed = n, "member failed to receive");
                 self.gather_enter(now, Reason::FailToRecv, None, Some(n));
             }
-            Some(TokenOutcome::Done) => {
-                if !recovering {
-                    self.deliver_ready();
-                }
-            }
-            None => {}
+            Some(TokenOutcome::Done) if !recovering => self.deliver_ready(),
+            Some(TokenOutcome::Done) | None => {}
         }
     }
 
-    fn process_token(&mut self, now: u64, ord: &mut Ordering, recovering: bool, mut tok: Token) -> TokenOutcome {
+    fn process_token(
+        &mut self,
+        now: u64,
+        ord: &mut Ordering,
+        recovering: bool,
+        mut tok: Token,
+    ) -> TokenOutcome {
         self.stats.tokens_received += 1;
         self.cancel(Timer::TokenRetransmit);
         self.last_token_sent = None;
@@ -1164,7 +1244,11 @@ impl Ring {
 
         // Failure to receive: the aru held down by the same member for fail_recv_const visits.
         if !recovering {
-            if tok.aru_addr != 0 && tok.aru == self.fr_aru && tok.aru_addr == self.fr_addr && tok.aru < tok.seq {
+            if tok.aru_addr != 0
+                && tok.aru == self.fr_aru
+                && tok.aru_addr == self.fr_addr
+                && tok.aru < tok.seq
+            {
                 self.fr_count += 1;
             } else {
                 self.fr_count = 0;
@@ -1217,13 +1301,16 @@ impl Ring {
         }
         allowed = allowed.saturating_sub(resent);
         let span_room = (tok.aru + SORT_QUEUE_MAX).saturating_sub(tok.seq);
-        let n = allowed.min(my_cbl).min(span_room.min(u32::MAX as u64) as u32);
+        let n = allowed
+            .min(my_cbl)
+            .min(span_room.min(u32::MAX as u64) as u32);
 
         // 3. New frames (old-ring frames, encapsulated, in RECOVERY).
         let mut fresh: Vec<Bytes> = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let (safe, payload, encapsulated) = if recovering {
-                let Some((old_seq, f)) = self.recovery.as_mut().and_then(|r| r.queue.pop_front()) else {
+                let Some((old_seq, f)) = self.recovery.as_mut().and_then(|r| r.queue.pop_front())
+                else {
                     break;
                 };
                 (
@@ -1291,21 +1378,31 @@ impl Ring {
         }
 
         // 6. fcc and backlog.
-        tok.fcc = tok.fcc.saturating_sub(self.my_last_fcc).saturating_add(resent + sent);
+        tok.fcc = tok
+            .fcc
+            .saturating_sub(self.my_last_fcc)
+            .saturating_add(resent + sent);
         self.my_last_fcc = resent + sent;
         let my_cbl_after = if recovering {
             self.recovery.as_ref().map_or(0, |r| r.queue.len())
         } else {
             self.queue.frames()
         } as u32;
-        tok.backlog = tok.backlog.saturating_sub(self.my_pbl).saturating_add(my_cbl_after);
+        tok.backlog = tok
+            .backlog
+            .saturating_sub(self.my_pbl)
+            .saturating_add(my_cbl_after);
         self.my_pbl = my_cbl_after;
 
         // 7. Safe point (aru forwarded on two successive rotations) and freeing.
         ord.safe_upto = ord.safe_upto.max(tok.aru.min(ord.prev_forwarded_aru));
         ord.prev_forwarded_aru = tok.aru;
         let free_to = ord.safe_upto.min(ord.high_delivered);
-        while ord.store.first_key_value().is_some_and(|(k, _)| *k <= free_to) {
+        while ord
+            .store
+            .first_key_value()
+            .is_some_and(|(k, _)| *k <= free_to)
+        {
             ord.store.pop_first();
         }
 

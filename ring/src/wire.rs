@@ -44,7 +44,17 @@ pub type NodeId = u32;
 
 /// Identifies one ring: its representative (lowest member at formation) and its sequence.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct RingId {
     /// The representative's node id.
@@ -308,7 +318,9 @@ pub fn encoded_len(p: &Packet) -> usize {
             }
             Message::MergeDetect | Message::TokenHoldCancel => 0,
             Message::Join(j) => 8 + 2 + 4 * j.proc_set.len() + 2 + 4 * j.fail_set.len(),
-            Message::CommitToken(c) => 8 + 2 + 4 * c.members.len() + 2 + ENTRY_LEN * c.entries.len(),
+            Message::CommitToken(c) => {
+                8 + 2 + 4 * c.members.len() + 2 + ENTRY_LEN * c.entries.len()
+            }
             Message::Leave(_) => 8,
         }
 }
@@ -701,18 +713,20 @@ mod tests {
                 any::<bool>(),
                 proptest::collection::vec(any::<u64>(), 0..=RTR_MAX)
             )
-                .prop_map(|(token_seq, a, b, aru_addr, fcc, backlog, retrans_flg, rtr)| {
-                    Message::Token(Token {
-                        token_seq,
-                        seq: a.max(b),
-                        aru: a.min(b),
-                        aru_addr,
-                        fcc,
-                        backlog,
-                        retrans_flg,
-                        rtr,
-                    })
-                }),
+                .prop_map(
+                    |(token_seq, a, b, aru_addr, fcc, backlog, retrans_flg, rtr)| {
+                        Message::Token(Token {
+                            token_seq,
+                            seq: a.max(b),
+                            aru: a.min(b),
+                            aru_addr,
+                            fcc,
+                            backlog,
+                            retrans_flg,
+                            rtr,
+                        })
+                    }
+                ),
             (
                 1u64..,
                 any::<bool>(),
@@ -738,7 +752,14 @@ mod tests {
                     fail_set,
                 })
             }),
-            (any::<u64>(), nodes(), any::<u16>(), ring_id(), any::<u64>(), any::<bool>())
+            (
+                any::<u64>(),
+                nodes(),
+                any::<u16>(),
+                ring_id(),
+                any::<u64>(),
+                any::<bool>()
+            )
                 .prop_filter("non-empty", |t| !t.1.is_empty())
                 .prop_map(|(token_seq, members, k, old_ring, aru, received_flg)| {
                     let n = k as usize % (members.len() + 1);
@@ -830,7 +851,13 @@ mod tests {
         let mut b = encode(&ct);
         let idx = HEADER_LEN + 8 + 2 + 8;
         b[idx..idx + 2].copy_from_slice(&3u16.to_be_bytes());
-        assert!(matches!(decode(&b), Err(DecodeError::TooLong { field: "memb_index", .. })));
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::TooLong {
+                field: "memb_index",
+                ..
+            })
+        ));
         // An oversized rtr count is refused before anything is read.
         let tok = Packet {
             sender: 1,
@@ -840,7 +867,13 @@ mod tests {
         let mut b = encode(&tok);
         let idx = HEADER_LEN + 8 * 3 + 4 * 3 + 1;
         b[idx..idx + 2].copy_from_slice(&(RTR_MAX as u16 + 1).to_be_bytes());
-        assert!(matches!(decode(&b), Err(DecodeError::TooLong { field: "rtr list", .. })));
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::TooLong {
+                field: "rtr list",
+                ..
+            })
+        ));
         // Unsorted proc set.
         let j = Packet {
             sender: 1,

@@ -131,7 +131,8 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
                 ..
             } => {
                 let at = log.deliveries.len();
-                log.configs.push((*kind, *ring, members.clone(), r.t_ns, at));
+                log.configs
+                    .push((*kind, *ring, members.clone(), r.t_ns, at));
                 if *kind == ConfigKind::Regular {
                     report.regular_installs += 1;
                     if let Some(t) = log.left_operational_at.take() {
@@ -195,15 +196,26 @@ impl Violations {
     }
 }
 
-fn integrity(logs: &BTreeMap<Inc, IncLog>, sent: &HashMap<MsgId, Inc>, any_send: bool, v: &mut Violations) {
+fn integrity(
+    logs: &BTreeMap<Inc, IncLog>,
+    sent: &HashMap<MsgId, Inc>,
+    any_send: bool,
+    v: &mut Violations,
+) {
     for (k, log) in logs {
         let mut seen = HashSet::with_capacity(log.deliveries.len());
         for (id, _) in &log.deliveries {
             if !seen.insert(*id) {
-                v.add(Property::Integrity, format!("{}.{} delivered {id} twice", k.0, k.1));
+                v.add(
+                    Property::Integrity,
+                    format!("{}.{} delivered {id} twice", k.0, k.1),
+                );
             }
             if any_send && !sent.contains_key(id) {
-                v.add(Property::Integrity, format!("{}.{} delivered {id}, never sent", k.0, k.1));
+                v.add(
+                    Property::Integrity,
+                    format!("{}.{} delivered {id}, never sent", k.0, k.1),
+                );
             }
         }
     }
@@ -251,10 +263,18 @@ fn total_order(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
         }
     }
     if done < n {
-        let stuck: Vec<String> = (0..n).filter(|&i| indeg[i] > 0).take(6).map(|i| ids[i].to_string()).collect();
+        let stuck: Vec<String> = (0..n)
+            .filter(|&i| indeg[i] > 0)
+            .take(6)
+            .map(|i| ids[i].to_string())
+            .collect();
         v.add(
             Property::TotalOrder,
-            format!("delivery orders form a cycle among {} messages, e.g. {}", n - done, stuck.join(", ")),
+            format!(
+                "delivery orders form a cycle among {} messages, e.g. {}",
+                n - done,
+                stuck.join(", ")
+            ),
         );
     }
 }
@@ -266,7 +286,10 @@ fn membership(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
             if !members.contains(&k.0) {
                 v.add(
                     Property::MembershipAgreement,
-                    format!("{}.{} installed {kind:?} {ring} without itself: {members:?}", k.0, k.1),
+                    format!(
+                        "{}.{} installed {kind:?} {ring} without itself: {members:?}",
+                        k.0, k.1
+                    ),
                 );
             }
             if *kind != ConfigKind::Regular {
@@ -301,7 +324,10 @@ fn segments(log: &IncLog) -> Vec<(RingId, RingId, BTreeSet<MsgId>)> {
     regular
         .windows(2)
         .map(|w| {
-            let set = log.deliveries[w[0].1..w[1].1].iter().map(|(m, _)| *m).collect();
+            let set = log.deliveries[w[0].1..w[1].1]
+                .iter()
+                .map(|(m, _)| *m)
+                .collect();
             (w[0].0, w[1].0, set)
         })
         .collect()
@@ -313,8 +339,16 @@ fn virtual_synchrony(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
         for (c, c2, set) in segments(log) {
             match seen.get(&(c, c2)) {
                 Some((other, ok)) if *other != set => {
-                    let only_a: Vec<String> = set.difference(other).take(4).map(|m| m.to_string()).collect();
-                    let only_b: Vec<String> = other.difference(&set).take(4).map(|m| m.to_string()).collect();
+                    let only_a: Vec<String> = set
+                        .difference(other)
+                        .take(4)
+                        .map(|m| m.to_string())
+                        .collect();
+                    let only_b: Vec<String> = other
+                        .difference(&set)
+                        .take(4)
+                        .map(|m| m.to_string())
+                        .collect();
                     v.add(
                         Property::VirtualSynchrony,
                         format!(
@@ -344,7 +378,10 @@ fn safe_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
     let mut installed: HashMap<(ConfigKind, RingId, &[NodeId]), Vec<Inc>> = HashMap::new();
     for (k, log) in logs {
         for (kind, ring, members, _, _) in &log.configs {
-            installed.entry((*kind, *ring, members.as_slice())).or_default().push(*k);
+            installed
+                .entry((*kind, *ring, members.as_slice()))
+                .or_default()
+                .push(*k);
         }
     }
     let delivered: HashMap<Inc, HashSet<MsgId>> = logs
@@ -356,7 +393,9 @@ fn safe_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
             if !safe {
                 continue;
             }
-            let Some(ci) = log.delivery_conf[i] else { continue };
+            let Some(ci) = log.delivery_conf[i] else {
+                continue;
+            };
             let (kind, ring, members, _, _) = &log.configs[ci];
             let Some(incs) = installed.get(&(*kind, *ring, members.as_slice())) else {
                 continue;
@@ -387,7 +426,10 @@ fn self_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
         let got: HashSet<MsgId> = log.deliveries.iter().map(|(m, _)| *m).collect();
         for (m, _) in &log.sends {
             if !got.contains(m) {
-                v.add(Property::SelfDelivery, format!("{}.{} never delivered its own {m}", k.0, k.1));
+                v.add(
+                    Property::SelfDelivery,
+                    format!("{}.{} never delivered its own {m}", k.0, k.1),
+                );
             }
         }
     }
@@ -399,25 +441,40 @@ fn live(logs: &BTreeMap<Inc, IncLog>, l: &Liveness, v: &mut Violations) -> Optio
     let mut finals: Vec<(Inc, RingId, u64)> = Vec::new();
     for &n in &live_sorted {
         let Some((k, log)) = logs.range((n, 0)..=(n, u32::MAX)).next_back() else {
-            v.add(Property::Liveness, format!("live node {n} wrote no records"));
+            v.add(
+                Property::Liveness,
+                format!("live node {n} wrote no records"),
+            );
             continue;
         };
-        let Some((_, ring, members, t, _)) = log.configs.iter().rev().find(|c| c.0 == ConfigKind::Regular)
+        let Some((_, ring, members, t, _)) = log
+            .configs
+            .iter()
+            .rev()
+            .find(|c| c.0 == ConfigKind::Regular)
         else {
-            v.add(Property::Liveness, format!("live node {n} never installed a ring"));
+            v.add(
+                Property::Liveness,
+                format!("live node {n} never installed a ring"),
+            );
             continue;
         };
         if *members != live_sorted {
             v.add(
                 Property::Liveness,
-                format!("node {n}'s last ring {ring} has {members:?}, live nodes are {live_sorted:?}"),
+                format!(
+                    "node {n}'s last ring {ring} has {members:?}, live nodes are {live_sorted:?}"
+                ),
             );
         }
         finals.push((*k, *ring, *t));
     }
     let rings: BTreeSet<RingId> = finals.iter().map(|f| f.1).collect();
     if rings.len() > 1 {
-        v.add(Property::Liveness, format!("live nodes end on different rings: {rings:?}"));
+        v.add(
+            Property::Liveness,
+            format!("live nodes end on different rings: {rings:?}"),
+        );
         return None;
     }
     let last_install = finals.iter().map(|f| f.2).max()?;
@@ -442,7 +499,10 @@ fn live(logs: &BTreeMap<Inc, IncLog>, l: &Liveness, v: &mut Violations) -> Optio
                 if !logs[q].deliveries.iter().any(|(d, _)| d == m) {
                     v.add(
                         Property::Liveness,
-                        format!("{m}, sent on the final ring, never delivered by {}.{}", q.0, q.1),
+                        format!(
+                            "{m}, sent on the final ring, never delivered by {}.{}",
+                            q.0, q.1
+                        ),
                     );
                 }
             }
@@ -519,7 +579,10 @@ mod tests {
             rec(2, 1, deliver("1.1.1", false)),
             rec(3, 1, deliver("9.1.1", false)),
         ];
-        assert_eq!(props(&check(&rs, None)), vec![Property::Integrity, Property::Integrity]);
+        assert_eq!(
+            props(&check(&rs, None)),
+            vec![Property::Integrity, Property::Integrity]
+        );
         // Two orders.
         let rs = vec![
             rec(1, 1, deliver("1.1.1", false)),
@@ -529,8 +592,14 @@ mod tests {
         ];
         assert_eq!(props(&check(&rs, None)), vec![Property::TotalOrder]);
         // Disagreeing membership.
-        let rs = vec![rec(1, 1, regular(4, vec![1, 2])), rec(1, 2, regular(4, vec![1, 2, 3]))];
-        assert_eq!(props(&check(&rs, None)), vec![Property::MembershipAgreement]);
+        let rs = vec![
+            rec(1, 1, regular(4, vec![1, 2])),
+            rec(1, 2, regular(4, vec![1, 2, 3])),
+        ];
+        assert_eq!(
+            props(&check(&rs, None)),
+            vec![Property::MembershipAgreement]
+        );
         // Same C -> C', different messages.
         let rs = vec![
             rec(1, 1, regular(4, vec![1, 2])),
@@ -555,7 +624,10 @@ mod tests {
         let rs = vec![rec(1, 1, send("1.1.1"))];
         assert_eq!(props(&check(&rs, None)), vec![Property::SelfDelivery]);
         // Liveness: two rings at the end.
-        let rs = vec![rec(1, 1, regular(4, vec![1])), rec(1, 2, regular(8, vec![2]))];
+        let rs = vec![
+            rec(1, 1, regular(4, vec![1])),
+            rec(1, 2, regular(8, vec![2])),
+        ];
         let l = Liveness {
             faults_end: 0,
             bound: 10,

@@ -63,7 +63,11 @@ impl Faults {
                         pause: true,
                     }
                 }
-                other => return Err(format!("unknown fault '{other}' (partition, merge, crash, restart, pause)")),
+                other => {
+                    return Err(format!(
+                        "unknown fault '{other}' (partition, merge, crash, restart, pause)"
+                    ))
+                }
             }
         }
         Ok(f)
@@ -165,7 +169,11 @@ pub fn run(cfg: &RunConfig) -> RunReport {
                     } else {
                         rng.gen_range(1..2048)
                     };
-                    let g = if rng.gen_ratio(1, 5) { Guarantee::Safe } else { Guarantee::Agreed };
+                    let g = if rng.gen_ratio(1, 5) {
+                        Guarantee::Safe
+                    } else {
+                        Guarantee::Agreed
+                    };
                     let gap = rng.gen_range(0..2 * cfg.load_interval_ms * MS);
                     payload_seed = payload_seed.wrapping_add(1);
                     let data = vec![payload_seed; len];
@@ -237,7 +245,12 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     }
 }
 
-fn inject(sim: &mut Sim, cfg: &RunConfig, ids: &[NodeId], resume_at: &mut Vec<(u64, NodeId)>) -> bool {
+fn inject(
+    sim: &mut Sim,
+    cfg: &RunConfig,
+    ids: &[NodeId],
+    resume_at: &mut Vec<(u64, NodeId)>,
+) -> bool {
     let f = cfg.faults;
     let mut choices = vec![];
     if f.partition {

@@ -71,8 +71,15 @@ pub type Filter = Box<dyn FnMut(&PacketInfo) -> bool + Send>;
 
 #[derive(Debug)]
 enum Item {
-    Arrive { to: usize, from: NodeId, data: Bytes },
-    Timer { node: usize, inc: u32 },
+    Arrive {
+        to: usize,
+        from: NodeId,
+        data: Bytes,
+    },
+    Timer {
+        node: usize,
+        inc: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -380,7 +387,10 @@ impl Sim {
                 self.group[idx(id)] = gi as u32 + 1;
             }
         }
-        self.fault_record("split", groups.iter().flat_map(|g| g.iter().copied()).collect());
+        self.fault_record(
+            "split",
+            groups.iter().flat_map(|g| g.iter().copied()).collect(),
+        );
     }
 
     /// Cuts one node off from all others.
@@ -454,7 +464,9 @@ impl Sim {
     }
 
     fn step(&mut self) {
-        let Some(Reverse(e)) = self.queue.pop() else { return };
+        let Some(Reverse(e)) = self.queue.pop() else {
+            return;
+        };
         self.now = self.now.max(e.at);
         match e.item {
             Item::Arrive { to, from, data } => {
@@ -503,7 +515,9 @@ impl Sim {
     /// Drains a node's outputs after an input: transmits, events, its next timer.
     fn after_input(&mut self, i: usize) {
         loop {
-            let Some(r) = self.nodes[i].ring.as_mut() else { return };
+            let Some(r) = self.nodes[i].ring.as_mut() else {
+                return;
+            };
             let Some(t) = r.poll_transmit() else { break };
             self.transmit(i, t.dest, t.payload);
         }
@@ -537,7 +551,8 @@ impl Sim {
 
     fn transmit(&mut self, i: usize, dest: Dest, data: Bytes) {
         let from = self.nodes[i].id;
-        let depart = self.now.max(self.nodes[i].egress_free_at) + data.len() as u64 * self.net.ns_per_byte;
+        let depart =
+            self.now.max(self.nodes[i].egress_free_at) + data.len() as u64 * self.net.ns_per_byte;
         self.nodes[i].egress_free_at = depart;
         let kind = if self.filter.is_some() {
             wire::decode_header(&data).ok().map(|(k, _, _)| k)
@@ -565,7 +580,14 @@ impl Sim {
         }
     }
 
-    fn send_copy(&mut self, depart: u64, from: NodeId, to: NodeId, kind: Option<MessageType>, data: Bytes) {
+    fn send_copy(
+        &mut self,
+        depart: u64,
+        from: NodeId,
+        to: NodeId,
+        kind: Option<MessageType>,
+        data: Bytes,
+    ) {
         self.net_stats.sent += 1;
         if let Some(f) = self.filter.as_mut() {
             if f(&PacketInfo { from, to, kind }) {

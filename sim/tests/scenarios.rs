@@ -23,10 +23,14 @@ fn cluster(n: usize, seed: u64, cfg: Config) -> Sim {
 
 /// Returns whether every node in `ids` is operational on one ring whose members are `ids`.
 fn one_ring(sim: &Sim, ids: &[NodeId]) -> bool {
-    let Some(first) = sim.ring(ids[0]) else { return false };
+    let Some(first) = sim.ring(ids[0]) else {
+        return false;
+    };
     ids.iter().all(|&id| {
         sim.ring(id).is_some_and(|r| {
-            r.state() == MembState::Operational && r.ring_id() == first.ring_id() && r.members() == ids
+            r.state() == MembState::Operational
+                && r.ring_id() == first.ring_id()
+                && r.members() == ids
         })
     })
 }
@@ -37,7 +41,11 @@ fn load(sim: &mut Sim, from: &[NodeId], k: usize) {
         for &id in from {
             if sim.is_up(id) {
                 let len = [1, 100, 1400, 9000][i % 4];
-                let g = if i % 3 == 0 { Guarantee::Safe } else { Guarantee::Agreed };
+                let g = if i % 3 == 0 {
+                    Guarantee::Safe
+                } else {
+                    Guarantee::Agreed
+                };
                 let _ = sim.submit(id, &vec![i as u8; len], g);
             }
         }
@@ -58,7 +66,10 @@ fn settle_and_check(sim: &mut Sim, live: &[NodeId]) -> ringlab_sim::Report {
         // A backlog may still be draining: the bounded queue pushes back until it has room.
         let deadline = sim.now() + bound;
         while let Err(e) = sim.submit(id, b"probe", Guarantee::Safe) {
-            assert!(matches!(e, ringlab_ring::SubmitError::QueueFull { .. }), "{e}");
+            assert!(
+                matches!(e, ringlab_ring::SubmitError::QueueFull { .. }),
+                "{e}"
+            );
             assert!(sim.now() < deadline, "node {id}'s queue never drained");
             sim.run_for(10 * MS);
         }
@@ -94,7 +105,10 @@ fn reasons(sim: &Sim, node: NodeId) -> Vec<Reason> {
         .collect()
 }
 
-fn drop_first(kind: MessageType, count: u32) -> impl FnMut(&ringlab_sim::PacketInfo) -> bool + Send {
+fn drop_first(
+    kind: MessageType,
+    count: u32,
+) -> impl FnMut(&ringlab_sim::PacketInfo) -> bool + Send {
     let left = Arc::new(AtomicU32::new(count));
     move |p| {
         if p.kind == Some(kind) && left.load(Ordering::SeqCst) > 0 {
@@ -114,7 +128,11 @@ fn token_lost_once_is_retransmitted_without_a_membership_change() {
     sim.run_for(500 * MS);
     assert_eq!(sim.net_stats.filtered, 1);
     assert!((1..=5).any(|i| sim.ring(i).unwrap().stats().token_retransmits > 0));
-    assert_eq!(sim.ring(1).unwrap().stats().installs, installs, "no new ring");
+    assert_eq!(
+        sim.ring(1).unwrap().stats().installs,
+        installs,
+        "no new ring"
+    );
     assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
 }
 
@@ -149,7 +167,10 @@ fn lost_commit_tokens_are_retransmitted_or_the_round_restarts() {
     sim.isolate(5);
     sim.run_for(4_000 * MS);
     assert_eq!(sim.net_stats.filtered, 3);
-    assert!(one_ring(&sim, &[1, 2, 3, 4]), "the four re-formed despite lost commit tokens");
+    assert!(
+        one_ring(&sim, &[1, 2, 3, 4]),
+        "the four re-formed despite lost commit tokens"
+    );
     assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
 }
 
@@ -164,7 +185,10 @@ fn crash_in_state(state: MembState, seed: u64) {
     sim.crash(3);
     load(&mut sim, &[1, 2, 4], 10);
     sim.run_for(4_000 * MS);
-    assert!(one_ring(&sim, &[1, 2, 4]), "survivors re-formed after a crash in {state:?}");
+    assert!(
+        one_ring(&sim, &[1, 2, 4]),
+        "survivors re-formed after a crash in {state:?}"
+    );
     sim.heal();
     assert_clean(&mut sim, &[1, 2, 4, 5]);
 }
@@ -192,7 +216,9 @@ fn crash_in_operational() {
     load(&mut sim, &[1, 2], 10);
     sim.run_for(3_000 * MS);
     assert!(one_ring(&sim, &[1, 2, 4, 5]));
-    assert!([1, 2, 4, 5].iter().any(|&n| reasons(&sim, n).contains(&Reason::TokenLoss)));
+    assert!([1, 2, 4, 5]
+        .iter()
+        .any(|&n| reasons(&sim, n).contains(&Reason::TokenLoss)));
     assert_clean(&mut sim, &[1, 2, 4, 5]);
 }
 
@@ -203,14 +229,19 @@ fn partition_2_3_then_merge() {
     sim.partition(&[&[1, 2], &[3, 4, 5]]);
     load(&mut sim, &[1, 2, 3, 4, 5], 200);
     sim.run_for(3_000 * MS);
-    assert!(one_ring(&sim, &[1, 2]) && one_ring(&sim, &[3, 4, 5]), "two rings during the split");
+    assert!(
+        one_ring(&sim, &[1, 2]) && one_ring(&sim, &[3, 4, 5]),
+        "two rings during the split"
+    );
     sim.heal();
     load(&mut sim, &[2, 5], 20);
     sim.run_for(2_000 * MS);
     assert!(one_ring(&sim, &[1, 2, 3, 4, 5]), "one ring after the merge");
     assert!((1..=5).any(|n| {
         let r = reasons(&sim, n);
-        r.contains(&Reason::MergeDetect) || r.contains(&Reason::ForeignMessage) || r.contains(&Reason::Join)
+        r.contains(&Reason::MergeDetect)
+            || r.contains(&Reason::ForeignMessage)
+            || r.contains(&Reason::Join)
     }));
     assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
 }
@@ -260,8 +291,13 @@ fn lossy_run(cfg: Config) -> (Sim, u64) {
     sim.net.loss = 0.3;
     load(&mut sim, &[1, 2, 3, 4, 5], 5_000);
     let delivered = sim.delivered;
-    let retransmitted: u64 = (1..=5).map(|i| sim.ring(i).map_or(0, |r| r.stats().frames_retransmitted)).sum();
-    assert!(retransmitted > 0, "lost frames were re-multicast on request");
+    let retransmitted: u64 = (1..=5)
+        .map(|i| sim.ring(i).map_or(0, |r| r.stats().frames_retransmitted))
+        .sum();
+    assert!(
+        retransmitted > 0,
+        "lost frames were re-multicast on request"
+    );
     sim.net.loss = 0.0;
     assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
     (sim, delivered)
@@ -280,22 +316,34 @@ fn thirty_percent_loss() {
         ..Config::default()
     });
     eprintln!("30% loss, 5 virtual seconds: delivered {slow} at default timing, {fast} with token_retransmit 10 ms");
-    assert!(fast > 2_000, "delivered {fast} under 30% loss with a 10 ms token_retransmit");
-    assert!(fast > slow, "a shorter token_retransmit helps: {fast} vs {slow}");
+    assert!(
+        fast > 2_000,
+        "delivered {fast} under 30% loss with a 10 ms token_retransmit"
+    );
+    assert!(
+        fast > slow,
+        "a shorter token_retransmit helps: {fast} vs {slow}"
+    );
 }
 
 #[test]
 fn duplicated_and_reordered_packets_change_nothing() {
     let mut sim = cluster(5, 9, Config::default());
-    let installs: Vec<u64> = (1..=5).map(|i| sim.ring(i).unwrap().stats().installs).collect();
+    let installs: Vec<u64> = (1..=5)
+        .map(|i| sim.ring(i).unwrap().stats().installs)
+        .collect();
     sim.net.dup = 0.2;
     sim.net.reorder = 0.3;
     load(&mut sim, &[1, 2, 3, 4, 5], 300);
     sim.run_for(1_000 * MS);
     assert!(sim.net_stats.duplicated > 100);
-    let dups: u64 = (1..=5).map(|i| sim.ring(i).unwrap().stats().duplicate_tokens).sum();
+    let dups: u64 = (1..=5)
+        .map(|i| sim.ring(i).unwrap().stats().duplicate_tokens)
+        .sum();
     assert!(dups > 0, "duplicate tokens were seen and dropped");
-    let after: Vec<u64> = (1..=5).map(|i| sim.ring(i).unwrap().stats().installs).collect();
+    let after: Vec<u64> = (1..=5)
+        .map(|i| sim.ring(i).unwrap().stats().installs)
+        .collect();
     assert_eq!(installs, after, "no membership change");
     sim.net.dup = 0.0;
     sim.net.reorder = 0.0;
@@ -358,7 +406,10 @@ fn an_idle_ring_holds_the_token_and_a_send_cancels_the_hold() {
             .any(|r| r.node == 5 && matches!(&r.body, Body::Deliver { id: d, .. } if *d == id))
     };
     assert!(sim.run_until_cond(t0 + cfg.hold_ms() * MS, delivered));
-    assert!(sim.now() - t0 < cfg.hold_ms() * MS / 4, "the hold was cancelled");
+    assert!(
+        sim.now() - t0 < cfg.hold_ms() * MS / 4,
+        "the hold was cancelled"
+    );
     assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
 }
 
@@ -387,7 +438,10 @@ fn memory_is_bounded_by_windows_and_queues_not_by_traffic() {
         for id in 1..=5 {
             // Offer far more than the ring carries: the queue must push back.
             for _ in 0..20 {
-                if sim.submit(id, &[round as u8; 900], Guarantee::Agreed).is_err() {
+                if sim
+                    .submit(id, &[round as u8; 900], Guarantee::Agreed)
+                    .is_err()
+                {
                     refused += 1;
                 }
             }
@@ -404,8 +458,14 @@ fn memory_is_bounded_by_windows_and_queues_not_by_traffic() {
     assert!(sim.delivered > 100_000, "delivered {}", sim.delivered);
     assert!(max_queue <= cfg.send_queue_bytes);
     // Frames held: a few rotations' worth of the window, whatever the traffic.
-    assert!(max_stored <= 8 * cfg.window_size as usize, "held up to {max_stored} frames");
-    let after: usize = (1..=5).map(|i| sim.ring(i).unwrap().stored_frames()).max().unwrap();
+    assert!(
+        max_stored <= 8 * cfg.window_size as usize,
+        "held up to {max_stored} frames"
+    );
+    let after: usize = (1..=5)
+        .map(|i| sim.ring(i).unwrap().stored_frames())
+        .max()
+        .unwrap();
     assert!(after <= 2 * cfg.window_size as usize);
 }
 
@@ -459,4 +519,3 @@ fn hostile_packets_never_disturb_the_ring() {
     assert_eq!(sim.ring(1).unwrap().ring_id(), ring_before);
     assert_clean(&mut sim, &[1, 2, 3]);
 }
-

@@ -6,7 +6,9 @@ use ringlab_sim::{run, Faults, RunConfig};
 
 fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, loss: f64) {
     let seeds: Vec<u64> = (first..first + count).collect();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
     let failing: Vec<(u64, Vec<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = seeds
             .chunks(seeds.len().div_ceil(threads))
@@ -27,14 +29,25 @@ fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, loss: f64) {
                         let r = run(&c);
                         assert!(r.delivered > 0, "seed {seed} delivered nothing");
                         if !r.check.violations.is_empty() {
-                            bad.push((seed, r.check.violations.iter().take(5).map(|v| v.to_string()).collect()));
+                            bad.push((
+                                seed,
+                                r.check
+                                    .violations
+                                    .iter()
+                                    .take(5)
+                                    .map(|v| v.to_string())
+                                    .collect(),
+                            ));
                         }
                     }
                     bad
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     for (seed, v) in &failing {
         eprintln!("seed {seed} (replay: ringlab sim --seed {seed} --seeds 1 --nodes {nodes} --loss {loss} --dup 0.01 --reorder 0.05 --faults all):");
@@ -42,7 +55,11 @@ fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, loss: f64) {
             eprintln!("  {line}");
         }
     }
-    assert!(failing.is_empty(), "{} of {count} seeds failed", failing.len());
+    assert!(
+        failing.is_empty(),
+        "{} of {count} seeds failed",
+        failing.len()
+    );
 }
 
 #[test]
