@@ -25,6 +25,8 @@ pub const MESSAGE_MAX: usize = 1 << 20;
 pub const ITEM_HEADER_LEN: usize = 4 + 8 + 8 + 4 + 4 + 4;
 /// Most items one frame may hold.
 pub const ITEMS_MAX: usize = 4096;
+/// Most partial messages held in reassembly (one per sender and incarnation is normal).
+pub const PARTIALS_MAX: usize = 512;
 
 /// Identifies an application message: `node.incarnation.counter`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -479,7 +481,12 @@ impl Reassembly {
             if self.partial.remove(&key).is_some() {
                 self.dropped += 1;
             }
-            let mut buf = BytesMut::with_capacity(total);
+            if self.partial.len() >= PARTIALS_MAX {
+                self.dropped += 1;
+                return None;
+            }
+            // Grows with the data that arrives, not with the length a header claims.
+            let mut buf = BytesMut::with_capacity(total.min(64 * 1024));
             buf.extend_from_slice(&item.data);
             self.partial.insert(
                 key,
@@ -640,6 +647,25 @@ mod tests {
         }
         assert_eq!(out, vec![(2, 700), (3, 20)]);
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn reassembly_holds_a_bounded_number_of_partials() {
+        let mut r = Reassembly::default();
+        for inc in 0..(PARTIALS_MAX as u32 + 100) {
+            let item = Item {
+                inc,
+                counter: 1,
+                sent_t_ns: 0,
+                total_len: MESSAGE_MAX as u32,
+                offset: 0,
+                data: Bytes::from_static(b"first fragment"),
+            };
+            assert!(r.push(9, item).is_none());
+        }
+        assert_eq!(r.partial.len(), PARTIALS_MAX);
+        assert!(r.bytes() < PARTIALS_MAX * 64);
+        assert_eq!(r.dropped, 100);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub enum Body {
         action: String,
         /// The nodes it targeted.
         targets: Vec<NodeId>,
+        /// For a split: the groups, each of which can reach only itself.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<Vec<NodeId>>,
     },
 }
 

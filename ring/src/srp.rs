@@ -12,8 +12,10 @@
 //! - Extended virtual synchrony at every membership change: old-ring messages that the old
 //!   ring can still deliver, then the transitional configuration, then what the transitional
 //!   configuration allows, then the regular configuration (see [`Ring`]'s install step).
-//! - Memory: the store of frames spans at most [`SORT_QUEUE_MAX`] seqs above the aru, the
-//!   send queue is bounded in bytes, the retransmit list on the token is bounded.
+//! - Memory: the store of frames spans at most [`SORT_QUEUE_MAX`] seqs above the aru and
+//!   holds frames of at most `netmtu` bytes (larger datagrams are dropped), the send queue is
+//!   bounded in bytes, reassembly holds a bounded number of partial messages, and the
+//!   token's retransmit list is bounded.
 //!
 //! # Deviations, and why
 //! - EVS follows the paper, not corosync: after the transitional configuration a node
@@ -86,6 +88,8 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Packets whose header sender differs from the transport's sender.
     pub sender_mismatch: u64,
+    /// Datagrams larger than `netmtu`.
+    pub oversized: u64,
     /// Tokens of another ring.
     pub foreign_tokens: u64,
     /// Tokens already seen (token_seq not above the last).
@@ -447,6 +451,12 @@ impl Ring {
     /// header's sender.
     pub fn handle_packet(&mut self, now: u64, from: Option<NodeId>, data: &[u8]) {
         if self.state == MembState::Left {
+            return;
+        }
+        // Every member runs with the same netmtu; a larger datagram is not ours, and refusing
+        // it bounds the store at SORT_QUEUE_MAX frames of netmtu bytes.
+        if data.len() > self.cfg.netmtu {
+            self.stats.oversized += 1;
             return;
         }
         let wire = Bytes::copy_from_slice(data);

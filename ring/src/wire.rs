@@ -328,8 +328,8 @@ pub fn encoded_len(p: &Packet) -> usize {
 /// Encodes `p` into a new buffer.
 ///
 /// The packet is expected to be valid (lists within their bounds); the state machine only
-/// builds valid packets. Bounds are still enforced by truncating nothing: an oversized list
-/// is a bug and is caught by `debug_assert`.
+/// builds valid packets, and a list above its bound is a caller's bug caught by
+/// `debug_assert`.
 pub fn encode(p: &Packet) -> Vec<u8> {
     let mut b = Vec::with_capacity(encoded_len(p));
     encode_into(p, &mut b);

@@ -425,6 +425,7 @@ impl Sim {
             body: Body::Fault {
                 action: action.to_string(),
                 targets,
+                groups: Vec::new(),
             },
         });
     }

@@ -513,6 +513,9 @@ fn hostile_packets_never_disturb_the_ring() {
     for b in &junk {
         sim.inject_packet(2, 1, b);
     }
+    // Datagrams above netmtu are refused before decoding.
+    sim.inject_packet(2, 1, &vec![0x52; 1401]);
+    assert_eq!(sim.ring(2).unwrap().stats().oversized, 1);
     load(&mut sim, &[1, 2, 3], 20);
     let stats = sim.ring(2).unwrap().stats().clone();
     assert!(stats.decode_errors > 1000);
