@@ -1,8 +1,12 @@
 //! `ringlab`: one binary for the testbed.
 //!
-//! Subcommands now: `sim` (seeded simulated clusters judged by the checker) and `check`
-//! (the checker over record files from any run). `node`, `cluster`, `run`, `sweep` and
-//! `compare` arrive with the runtime and experiment issues.
+//! Subcommands: `sim` (seeded simulated clusters judged by the checker), `check` (the
+//! checker over record files from any run), `node` (one real node), `ctl` (its control
+//! channel), `cluster` (N real nodes on loopback, loaded and measured), `blast` (raw UDP, the
+//! baseline). `run`, `sweep` and `compare` arrive with the experiment issue.
+
+mod blast;
+mod cluster;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -29,6 +33,43 @@ struct Cli {
 enum Cmd {
     /// Runs seeded simulated clusters through faults and checks every run.
     Sim(SimArgs),
+    /// Runs one node of a real cluster.
+    Node {
+        /// The node's TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Sends a command to a node's control socket: status, stats, leave, quit, stop_load,
+    /// load [rate=N size=N safe=true count=N duration_ms=N], or a raw JSON object.
+    Ctl {
+        /// The node's control socket.
+        socket: PathBuf,
+        /// The command.
+        cmd: String,
+        /// key=value arguments.
+        args: Vec<String>,
+    },
+    /// Starts N nodes on loopback (127.0.0.x), waits for one ring, runs a short load and
+    /// prints membership, throughput and latency. Needs no root.
+    Cluster(ClusterArgs),
+    /// Measures raw UDP on loopback: one sender, N receivers, no ordering.
+    Blast {
+        /// Receivers.
+        #[arg(long, default_value_t = 4)]
+        receivers: usize,
+        /// Datagram size.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Port.
+        #[arg(long, default_value_t = 6405)]
+        port: u16,
+        /// Transport: unicast copies to each receiver, or one multicast.
+        #[arg(long, value_enum, default_value = "unicast")]
+        transport: TransportArg,
+    },
     /// Checks event-record files (JSON lines) from any run.
     Check {
         /// Record files or directories of them.
@@ -92,6 +133,58 @@ struct SimArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Nodes (1 to 32).
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Transport.
+    #[arg(long, value_enum, default_value = "unicast")]
+    transport: TransportArg,
+    /// Ring variant.
+    #[arg(long, value_enum, default_value = "classic")]
+    variant: VariantArg,
+    /// Message size, bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Nodes that send (the first N).
+    #[arg(long)]
+    senders: Option<usize>,
+    /// Messages per second per sender (0: as fast as the ring takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Safe delivery instead of agreed.
+    #[arg(long)]
+    safe: bool,
+    /// Load duration, ms.
+    #[arg(long, default_value_t = 3000)]
+    load_ms: u64,
+    /// UDP port.
+    #[arg(long, default_value_t = 5405)]
+    port: u16,
+    /// Authenticate every datagram with a shared key.
+    #[arg(long)]
+    key: bool,
+    /// Measure raw UDP (ringlab blast) first, in the same run, and print the ratio.
+    #[arg(long)]
+    baseline: bool,
+    /// Token timeout, ms.
+    #[arg(long)]
+    token: Option<u64>,
+    /// Keep configs, records and logs in this directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Prints one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Unicast,
+    Multicast,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum VariantArg {
     Classic,
@@ -122,6 +215,27 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Sim(a) => sim(a),
         Cmd::Check { paths, json } => check_files(&paths, json),
+        Cmd::Node { config } => node(&config),
+        Cmd::Ctl { socket, cmd, args } => ctl(&socket, &cmd, &args),
+        Cmd::Cluster(a) => cluster(a),
+        Cmd::Blast {
+            receivers,
+            size,
+            seconds,
+            port,
+            transport,
+        } => blast::blast(
+            receivers,
+            size,
+            seconds,
+            port,
+            matches!(transport, TransportArg::Multicast),
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|b| {
+            println!("{}", serde_json::to_string(&b)?);
+            Ok(0)
+        }),
     };
     match code {
         Ok(c) => std::process::exit(c),
@@ -130,6 +244,83 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+fn node(config: &Path) -> Result<i32> {
+    let cfg = match ringlab_net::NodeConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringlab node: {e}");
+            return Ok(2);
+        }
+    };
+    let node = ringlab_net::Node::start(cfg).context("starting the node")?;
+    let why = node.run()?;
+    tracing::info!(why, "node stopped");
+    Ok(0)
+}
+
+fn ctl(socket: &Path, cmd: &str, args: &[String]) -> Result<i32> {
+    let json = if cmd.trim_start().starts_with('{') {
+        cmd.to_string()
+    } else {
+        let mut m = serde_json::Map::new();
+        m.insert("cmd".into(), cmd.into());
+        for a in args {
+            let (k, v) = a
+                .split_once('=')
+                .with_context(|| format!("argument {a:?}: expected key=value"))?;
+            let v = serde_json::from_str(v)
+                .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+            m.insert(k.to_string(), v);
+        }
+        serde_json::Value::Object(m).to_string()
+    };
+    let v = ringlab_net::harness::ctl(socket, &json)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(if v["ok"] == true { 0 } else { 1 })
+}
+
+fn cluster(a: ClusterArgs) -> Result<i32> {
+    if !(1..=32).contains(&a.nodes) {
+        bail!("--nodes must be between 1 and 32");
+    }
+    let mut totem = Config {
+        variant: match a.variant {
+            VariantArg::Classic => Variant::Classic,
+            VariantArg::Accelerated => Variant::Accelerated,
+        },
+        ..Config::default()
+    };
+    if let Some(t) = a.token {
+        totem.token = t;
+    }
+    totem.validate()?;
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    cluster::run(
+        cluster::Opts {
+            nodes: a.nodes,
+            transport: match a.transport {
+                TransportArg::Unicast => ringlab_net::Transport::Unicast,
+                TransportArg::Multicast => ringlab_net::Transport::Multicast,
+            },
+            totem,
+            size: a.size,
+            senders: a.senders.unwrap_or(a.nodes),
+            rate: a.rate,
+            safe: a.safe,
+            load_ms: a.load_ms,
+            port: a.port,
+            key: a.key,
+            baseline: a.baseline,
+            keep: a.dir,
+            json: a.json,
+        },
+        interrupted,
+    )
 }
 
 fn sim(a: SimArgs) -> Result<i32> {

@@ -1,5 +1,21 @@
-//! The runtime: one mio event loop per node over socket2 UDP sockets.
+//! The ringlab runtime: one process per node, one single-threaded mio event loop, socket2
+//! UDP sockets, over either transport (multicast, or one unicast per member).
 //!
-//! Not built yet: this crate is reserved for issue 3 (transports, node binary,
-//! loopback clusters). It holds no code so that nothing here can be mistaken for a working part.
+//! - [`config`]: the node's TOML config, validated with errors naming the field;
+//! - [`sockets`]: socket setup (buffers, multicast interface, TTL 1, loop) and sends;
+//! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
+//! - [`node`]: the event loop, drop counters per reason, event records, the load generator,
+//!   stats, and the control channel (a Unix socket speaking JSON lines).
+//!
+//! This crate is the only place that touches sockets and the clock; the ring stays sans-IO.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod harness;
+pub mod node;
+pub mod sockets;
+
+pub use config::{NodeConfig, Peer, Transport};
+pub use node::{monotonic_ns, LoadSpec, Node};

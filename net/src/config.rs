@@ -1,0 +1,279 @@
+//! A node's config file (TOML).
+//!
+//! ```toml
+//! node_id = 1
+//! bind = "127.0.0.1"            # this node's unicast address (and multicast interface)
+//! port = 5405
+//! transport = "unicast"         # or "multicast"
+//! mcast_group = "239.192.76.1"  # multicast transport only
+//! events = "node-1.jsonl"       # where event records go (omit: none)
+//! record_messages = true        # send/deliver records (off for throughput runs)
+//! control = "node-1.sock"       # the control channel's Unix socket
+//! state_dir = "state"           # stable storage: incarnation and highest ring seq
+//! key_file = "cluster.key"      # optional shared key: every datagram carries an HMAC
+//! recv_buffer = 4194304         # SO_RCVBUF asked for (the kernel's grant is reported)
+//! send_buffer = 4194304
+//!
+//! [[nodes]]
+//! id = 1
+//! addr = "127.0.0.1"
+//! [[nodes]]
+//! id = 2
+//! addr = "127.0.0.2"
+//!
+//! [totem]                       # every ring knob, under corosync's names
+//! token = 1000
+//! variant = "classic"
+//! ```
+
+use ringlab_ring::{Config as RingConfig, NodeId};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// How multicasts travel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// One datagram to each node of the node list (corosync's "udpu").
+    #[default]
+    Unicast,
+    /// UDP multicast to a group (TTL 1); tokens and other point-to-point messages by unicast.
+    Multicast,
+}
+
+/// A member of the node list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its node id.
+    pub id: NodeId,
+    /// Its unicast address.
+    pub addr: IpAddr,
+}
+
+/// Everything a node needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id (1 or more).
+    pub node_id: NodeId,
+    /// Its unicast address; also the interface multicast goes out of.
+    pub bind: IpAddr,
+    /// UDP port every node uses.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Unicast or multicast.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Multicast group (multicast transport).
+    #[serde(default = "default_group")]
+    pub mcast_group: IpAddr,
+    /// Every node of the cluster, this one included.
+    pub nodes: Vec<Peer>,
+    /// Where event records go.
+    #[serde(default)]
+    pub events: Option<PathBuf>,
+    /// Whether send and deliver records are written.
+    #[serde(default = "yes")]
+    pub record_messages: bool,
+    /// The control channel's Unix socket.
+    pub control: PathBuf,
+    /// Stable storage for the incarnation counter and highest ring seq.
+    pub state_dir: PathBuf,
+    /// Shared cluster key (any bytes, at least 16); absent: no authentication.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// SO_RCVBUF asked for, bytes.
+    #[serde(default)]
+    pub recv_buffer: Option<usize>,
+    /// SO_SNDBUF asked for, bytes.
+    #[serde(default)]
+    pub send_buffer: Option<usize>,
+    /// Ring knobs.
+    #[serde(default)]
+    pub totem: RingConfig,
+}
+
+fn default_port() -> u16 {
+    5405
+}
+
+fn default_group() -> IpAddr {
+    IpAddr::from([239, 192, 76, 1])
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A config that cannot be used, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML that does not fit the schema (the message names the field).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A field with a value the node cannot run with.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let c: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the fields; returns an error naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be 1 or more"));
+        }
+        if self.port == 0 {
+            return Err(invalid("port", "must not be 0"));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "the node list is empty"));
+        }
+        let mut ids: Vec<NodeId> = self.nodes.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) || ids.contains(&0) {
+            return Err(invalid("nodes", "ids must be distinct and 1 or more"));
+        }
+        match self.nodes.iter().find(|p| p.id == self.node_id) {
+            None => {
+                return Err(invalid(
+                    "nodes",
+                    format!("node_id {} is not in the node list", self.node_id),
+                ))
+            }
+            Some(p) if p.addr != self.bind => {
+                return Err(invalid(
+                    "bind",
+                    format!(
+                        "{} differs from this node's address in the node list ({})",
+                        self.bind, p.addr
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        if self
+            .nodes
+            .iter()
+            .any(|p| p.addr.is_ipv4() != self.bind.is_ipv4())
+        {
+            return Err(invalid("nodes", "mixes IPv4 and IPv6 addresses"));
+        }
+        if self.transport == Transport::Multicast {
+            if !self.mcast_group.is_multicast() {
+                return Err(invalid(
+                    "mcast_group",
+                    format!("{} is not a multicast address", self.mcast_group),
+                ));
+            }
+            if self.mcast_group.is_ipv4() != self.bind.is_ipv4() {
+                return Err(invalid("mcast_group", "must be of the same family as bind"));
+            }
+        }
+        for (f, v) in [
+            ("recv_buffer", self.recv_buffer),
+            ("send_buffer", self.send_buffer),
+        ] {
+            if v.is_some_and(|v| !(4096..=1 << 30).contains(&v)) {
+                return Err(invalid(f, "must be between 4 KiB and 1 GiB"));
+            }
+        }
+        self.totem
+            .validate()
+            .map_err(|e| invalid(format!("totem.{}", e.knob), e.reason))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> String {
+        r#"
+node_id = 1
+bind = "127.0.0.1"
+control = "/tmp/x.sock"
+state_dir = "/tmp/state"
+[[nodes]]
+id = 1
+addr = "127.0.0.1"
+[[nodes]]
+id = 2
+addr = "127.0.0.2"
+"#
+        .to_string()
+    }
+
+    fn parse(s: &str) -> Result<NodeConfig, String> {
+        let c: NodeConfig = toml::from_str(s).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn a_minimal_config_is_valid() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.port, 5405);
+        assert_eq!(c.transport, Transport::Unicast);
+        assert_eq!(c.totem.token, 1000);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse(&base().replace("node_id = 1", "node_id = 7")).unwrap_err();
+        assert!(e.contains("invalid nodes"), "{e}");
+        let e = parse(&format!("{}\n[totem]\nwindow_size = 0\n", base())).unwrap_err();
+        assert!(e.contains("totem.window_size"), "{e}");
+        let e = parse(&base().replace("bind = \"127.0.0.1\"", "bind = \"127.0.0.9\"")).unwrap_err();
+        assert!(e.contains("invalid bind"), "{e}");
+        let e = parse(&format!(
+            "transport = \"multicast\"\nmcast_group = \"10.0.0.1\"\n{}",
+            base()
+        ))
+        .unwrap_err();
+        assert!(e.contains("mcast_group"), "{e}");
+        let e = parse(&format!("colour = \"blue\"\n{}", base())).unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

@@ -1,0 +1,392 @@
+//! A harness for clusters of real node processes on one host: write configs, start nodes as
+//! child processes, talk to their control sockets, kill and restart them, gather records.
+//! Used by `ringlab cluster` and by the loopback tests. Harness code, not protocol core: it
+//! sleeps and reads the clock, which the cores never do.
+//!
+//! Only this harness's own children are ever signalled, by their PID (`Child::kill`), and
+//! every child still running is killed when the [`Cluster`] is dropped, panics included.
+#![allow(clippy::disallowed_methods)]
+
+use crate::config::{NodeConfig, Peer, Transport};
+use crate::node::monotonic_ns;
+use ringlab_ring::record::{Body, Record};
+use ringlab_ring::{Config as RingConfig, NodeId, RingId};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// What cluster to run.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Nodes, ids 1..=n, at 127.0.0.<id> (or 127.1.<a>.<id> with `ip_block` a).
+    pub nodes: usize,
+    /// Transport.
+    pub transport: Transport,
+    /// Ring knobs.
+    pub totem: RingConfig,
+    /// UDP port.
+    pub port: u16,
+    /// Multicast group.
+    pub group: IpAddr,
+    /// Working directory for configs, sockets, state, records, logs.
+    pub dir: PathBuf,
+    /// Whether to use a shared key.
+    pub key: bool,
+    /// Whether send/deliver records are written.
+    pub record_messages: bool,
+    /// The `ringlab` binary.
+    pub binary: PathBuf,
+}
+
+/// A running cluster of node processes.
+pub struct Cluster {
+    /// What it runs.
+    pub spec: Spec,
+    children: Vec<Option<Child>>,
+    harness_records: PathBuf,
+}
+
+/// Why a harness step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// An I/O step failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// A node did not answer as expected.
+    #[error("{0}")]
+    Node(String),
+}
+
+fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let w = what.into();
+    move |e| HarnessError::Io(w, e)
+}
+
+impl Cluster {
+    /// Returns node `id`'s address.
+    pub fn addr(id: NodeId) -> IpAddr {
+        IpAddr::from([127, 0, 0, id as u8])
+    }
+
+    /// Returns the path of node `id`'s control socket.
+    pub fn control_path(&self, id: NodeId) -> PathBuf {
+        self.spec.dir.join(format!("node-{id}.sock"))
+    }
+
+    /// Returns the path of node `id`'s record file.
+    pub fn events_path(&self, id: NodeId) -> PathBuf {
+        self.spec.dir.join(format!("node-{id}.jsonl"))
+    }
+
+    /// Writes every node's config (and the key) and starts every node.
+    pub fn start(spec: Spec) -> Result<Self, HarnessError> {
+        assert!((1..=250).contains(&spec.nodes));
+        std::fs::create_dir_all(&spec.dir)
+            .map_err(ioe(format!("creating {}", spec.dir.display())))?;
+        let mut c = Cluster {
+            children: (0..spec.nodes).map(|_| None).collect(),
+            harness_records: spec.dir.join("harness.jsonl"),
+            spec,
+        };
+        if c.spec.key {
+            let key: Vec<u8> = (0..32u8)
+                .map(|i| i.wrapping_mul(97).wrapping_add(13))
+                .collect();
+            std::fs::write(c.key_path(), key).map_err(ioe("writing the key"))?;
+        }
+        for id in 1..=c.spec.nodes as NodeId {
+            c.write_config(id)?;
+        }
+        for id in 1..=c.spec.nodes as NodeId {
+            c.spawn(id)?;
+        }
+        Ok(c)
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.spec.dir.join("cluster.key")
+    }
+
+    /// Returns node `id`'s config.
+    pub fn config(&self, id: NodeId) -> NodeConfig {
+        NodeConfig {
+            node_id: id,
+            bind: Self::addr(id),
+            port: self.spec.port,
+            transport: self.spec.transport,
+            mcast_group: self.spec.group,
+            nodes: (1..=self.spec.nodes as NodeId)
+                .map(|i| Peer {
+                    id: i,
+                    addr: Self::addr(i),
+                })
+                .collect(),
+            events: Some(self.events_path(id)),
+            record_messages: self.spec.record_messages,
+            control: self.control_path(id),
+            state_dir: self.spec.dir.join("state"),
+            key_file: self.spec.key.then(|| self.key_path()),
+            recv_buffer: Some(4 << 20),
+            send_buffer: Some(4 << 20),
+            totem: self.spec.totem.clone(),
+        }
+    }
+
+    fn config_path(&self, id: NodeId) -> PathBuf {
+        self.spec.dir.join(format!("node-{id}.toml"))
+    }
+
+    fn write_config(&self, id: NodeId) -> Result<(), HarnessError> {
+        let text =
+            toml::to_string(&self.config(id)).map_err(|e| HarnessError::Node(e.to_string()))?;
+        std::fs::write(self.config_path(id), text).map_err(ioe("writing a config"))
+    }
+
+    /// Starts (or restarts) node `id`.
+    pub fn spawn(&mut self, id: NodeId) -> Result<(), HarnessError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.spec.dir.join(format!("node-{id}.log")))
+            .map_err(ioe("opening a node log"))?;
+        let child = Command::new(&self.spec.binary)
+            .arg("node")
+            .arg("--config")
+            .arg(self.config_path(id))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(ioe("cloning a log handle"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(ioe(format!("starting {}", self.spec.binary.display())))?;
+        self.children[id as usize - 1] = Some(child);
+        self.harness_record(0, 0, "start", vec![id]);
+        // Wait for its control socket.
+        let deadline = monotonic_ns() + 10_000_000_000;
+        while monotonic_ns() < deadline {
+            if self.ctl(id, r#"{"cmd":"status"}"#).is_ok() {
+                return Ok(());
+            }
+            if let Some(Some(c)) = self.children.get_mut(id as usize - 1) {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(HarnessError::Node(format!(
+                        "node {id} exited at start ({status}); see {}",
+                        self.spec.dir.join(format!("node-{id}.log")).display()
+                    )));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(HarnessError::Node(format!(
+            "node {id}'s control socket never answered"
+        )))
+    }
+
+    /// Returns the incarnation node `id` last started with (its stable storage).
+    pub fn incarnation(&self, id: NodeId) -> u32 {
+        std::fs::read_to_string(self.spec.dir.join("state").join(format!("node-{id}.state")))
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v["incarnation"].as_u64())
+            .unwrap_or(0) as u32
+    }
+
+    /// SIGKILLs node `id` (this harness's own child, by PID) and records the crash.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(mut c) = self.children[id as usize - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let inc = self.incarnation(id);
+            self.harness_record(id, inc, "crash", vec![id]);
+        }
+    }
+
+    /// Returns whether node `id`'s process runs.
+    pub fn is_running(&mut self, id: NodeId) -> bool {
+        match self.children[id as usize - 1].as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn harness_record(&self, node: NodeId, inc: u32, action: &str, targets: Vec<NodeId>) {
+        let body = if action == "crash" {
+            Body::Crash {}
+        } else {
+            Body::Fault {
+                action: action.into(),
+                targets,
+                groups: vec![],
+            }
+        };
+        let r = Record {
+            t_ns: monotonic_ns(),
+            node,
+            inc,
+            body,
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.harness_records)
+        {
+            let _ = writeln!(f, "{}", serde_json::to_string(&r).expect("serialisable"));
+        }
+    }
+
+    /// Sends one control command to node `id`; returns its answer.
+    pub fn ctl(&self, id: NodeId, json: &str) -> Result<Value, HarnessError> {
+        ctl(&self.control_path(id), json)
+    }
+
+    /// Waits until every node in `ids` is operational on one ring of exactly `ids`.
+    pub fn wait_ring(&self, ids: &[NodeId], timeout: Duration) -> Result<RingId, HarnessError> {
+        let deadline = monotonic_ns() + timeout.as_nanos() as u64;
+        let mut last = String::new();
+        loop {
+            let mut ring = None;
+            let mut ok = true;
+            for &id in ids {
+                match self.ctl(id, r#"{"cmd":"status"}"#) {
+                    Ok(v) => {
+                        let members: Vec<NodeId> =
+                            serde_json::from_value(v["members"].clone()).unwrap_or_default();
+                        let r: Option<RingId> = serde_json::from_value(v["ring"].clone()).ok();
+                        if v["state"] != "operational"
+                            || members != ids
+                            || (ring.is_some() && ring != r)
+                        {
+                            ok = false;
+                            last = v.to_string();
+                        }
+                        ring = r;
+                    }
+                    Err(e) => {
+                        ok = false;
+                        last = e.to_string();
+                    }
+                }
+            }
+            if ok {
+                return Ok(ring.expect("at least one node"));
+            }
+            if monotonic_ns() > deadline {
+                return Err(HarnessError::Node(format!(
+                    "no ring of {ids:?} in {timeout:?}; last: {last}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until every running node's send queue is empty and its delivery count has
+    /// stopped moving, so stopping it loses nothing it accepted.
+    pub fn wait_quiet(&mut self, timeout: Duration) -> bool {
+        let deadline = monotonic_ns() + timeout.as_nanos() as u64;
+        let mut last: Vec<u64> = Vec::new();
+        while monotonic_ns() < deadline {
+            let mut now_counts = Vec::new();
+            let mut queued = 0u64;
+            for id in 1..=self.spec.nodes as NodeId {
+                if !self.is_running(id) {
+                    continue;
+                }
+                if let Ok(v) = self.ctl(id, r#"{"cmd":"stats"}"#) {
+                    queued += v["queue"]["frames"].as_u64().unwrap_or(0);
+                    now_counts.push(v["delivered"]["messages"].as_u64().unwrap_or(0));
+                }
+            }
+            if queued == 0 && now_counts == last {
+                return true;
+            }
+            last = now_counts;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Reads every record the nodes and the harness wrote.
+    pub fn records(&self) -> Result<Vec<Record>, HarnessError> {
+        let mut out = Vec::new();
+        let mut files: Vec<PathBuf> = (1..=self.spec.nodes as NodeId)
+            .map(|i| self.events_path(i))
+            .collect();
+        files.push(self.harness_records.clone());
+        for f in files {
+            read_records(&f, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Asks every running node to quit, then kills what is left.
+    pub fn stop(&mut self) {
+        for id in 1..=self.spec.nodes as NodeId {
+            if self.is_running(id) {
+                let _ = self.ctl(id, r#"{"cmd":"quit"}"#);
+            }
+        }
+        let deadline = monotonic_ns() + 3_000_000_000;
+        for c in self.children.iter_mut().flatten() {
+            while monotonic_ns() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.iter_mut().for_each(|c| *c = None);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends one JSON-line command to a control socket; returns the answer.
+pub fn ctl(path: &Path, json: &str) -> Result<Value, HarnessError> {
+    let mut s =
+        UnixStream::connect(path).map_err(ioe(format!("connecting to {}", path.display())))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(ioe("setting a timeout"))?;
+    s.write_all(json.as_bytes())
+        .map_err(ioe("writing a command"))?;
+    s.write_all(b"\n").map_err(ioe("writing a command"))?;
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(ioe("reading the answer"))?;
+    serde_json::from_str(&line).map_err(|e| HarnessError::Node(format!("bad answer {line:?}: {e}")))
+}
+
+/// Appends the records of a JSON-lines file to `out` (a missing file adds none).
+pub fn read_records(path: &Path, out: &mut Vec<Record>) -> Result<(), HarnessError> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(ioe(format!("reading {}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(&line) {
+            Ok(r) => out.push(r),
+            // A node killed mid-write leaves a torn last line; anything else is an error.
+            Err(_) if line.ends_with('}') => {
+                return Err(HarnessError::Node(format!(
+                    "{}:{}: not a record",
+                    path.display(),
+                    i + 1
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}

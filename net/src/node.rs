@@ -1,0 +1,749 @@
+//! One node: a single-threaded mio event loop around a [`Ring`].
+//!
+//! The loop waits for the earliest of the ring's deadline and the load generator's next
+//! send, reads every socket until `WouldBlock`, feeds the ring, then drains it: event
+//! records are written and flushed *before* the datagrams of the same turn go out, so a
+//! node killed at any point never has a message on the wire without its `send` record.
+//! The control channel (a Unix socket, JSON lines) and the load generator live in the same
+//! loop; nothing else runs beside it.
+
+use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
+use crate::config::{NodeConfig, Transport};
+use crate::sockets::{self, Sockets};
+use hdrhistogram::Histogram;
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use ringlab_ring::record::{Body, Record};
+use ringlab_ring::wire::{self, DecodeError};
+use ringlab_ring::{Dest, Event, Guarantee, MembState, NodeId, Ring, SubmitError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const UNICAST: Token = Token(0);
+const MULTICAST: Token = Token(1);
+const CONTROL: Token = Token(2);
+const FIRST_CONN: usize = 16;
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Returns CLOCK_MONOTONIC in ns: shared by every process and network namespace of a host,
+/// so send and delivery times from different nodes compare directly.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Datagrams dropped before the ring saw them, per reason.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Drops {
+    /// Larger than netmtu plus the authentication trailer.
+    pub oversized: u64,
+    /// From an address not in the node list (another cluster, or a stranger).
+    pub foreign: u64,
+    /// Not ringlab at all (bad magic).
+    pub bad_magic: u64,
+    /// A wire version this build does not speak.
+    pub wrong_version: u64,
+    /// A header that does not decode.
+    pub malformed: u64,
+    /// No authentication trailer, or a MAC that does not verify.
+    pub unauthenticated: u64,
+    /// Authenticated, but seen before.
+    pub replayed: u64,
+    /// Sends the kernel refused (buffer full).
+    pub send_would_block: u64,
+    /// Other send errors.
+    pub send_errors: u64,
+}
+
+/// A running load.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct LoadSpec {
+    /// Messages per second; 0 keeps the send queue full (maximum load).
+    #[serde(default)]
+    pub rate: u64,
+    /// Message size in bytes.
+    #[serde(default = "default_size")]
+    pub size: usize,
+    /// Safe (true) or agreed.
+    #[serde(default)]
+    pub safe: bool,
+    /// Stop after this many messages.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Stop after this long.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+fn default_size() -> usize {
+    1024
+}
+
+struct Load {
+    spec: LoadSpec,
+    started: u64,
+    sent: u64,
+    refused: u64,
+}
+
+/// A control command (one JSON object per line).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+enum Command {
+    Status,
+    Stats,
+    Load(LoadSpec),
+    StopLoad,
+    Leave,
+    Quit,
+}
+
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+/// A node's stable storage: survives restarts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stable {
+    incarnation: u32,
+    ring_seq: u64,
+}
+
+/// One running node.
+pub struct Node {
+    cfg: NodeConfig,
+    ring: Ring,
+    inc: u32,
+    poll: Poll,
+    sockets: Sockets,
+    control: UnixListener,
+    conns: HashMap<Token, Conn>,
+    next_conn: usize,
+    by_addr: HashMap<SocketAddr, NodeId>,
+    addr_of: HashMap<NodeId, SocketAddr>,
+    auth: Option<Authenticator>,
+    records: Option<BufWriter<std::fs::File>>,
+    drops: Drops,
+    latency: Histogram<u64>,
+    delivered: u64,
+    delivered_bytes: u64,
+    load: Option<Load>,
+    load_sent_total: u64,
+    load_refused_total: u64,
+    started_ns: u64,
+    stable_path: PathBuf,
+    stable_seq: u64,
+    exit: Option<&'static str>,
+    sealed: Vec<u8>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The ring refused a knob.
+    #[error(transparent)]
+    Ring(#[from] ringlab_ring::ConfigError),
+    /// A socket, file or poll could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+impl Node {
+    /// Sets up sockets, stable storage, records and the control channel.
+    pub fn start(cfg: NodeConfig) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(io(format!("creating {}", cfg.state_dir.display())))?;
+        let stable_path = cfg.state_dir.join(format!("node-{}.state", cfg.node_id));
+        let mut stable: Stable = std::fs::read_to_string(&stable_path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        stable.incarnation += 1;
+        write_stable(&stable_path, &stable)
+            .map_err(io(format!("writing {}", stable_path.display())))?;
+        let now = monotonic_ns();
+        let ring = Ring::new(
+            cfg.node_id,
+            stable.incarnation,
+            cfg.totem.clone(),
+            stable.ring_seq,
+            now,
+        )?;
+        let poll = Poll::new().map_err(io("creating the poll"))?;
+        let mut sockets = Sockets::open(&cfg).map_err(io("opening sockets"))?;
+        poll.registry()
+            .register(&mut sockets.unicast, UNICAST, Interest::READABLE)
+            .map_err(io("registering the unicast socket"))?;
+        if let Some(m) = sockets.multicast.as_mut() {
+            poll.registry()
+                .register(m, MULTICAST, Interest::READABLE)
+                .map_err(io("registering the multicast socket"))?;
+        }
+        let _ = std::fs::remove_file(&cfg.control);
+        let mut control = UnixListener::bind(&cfg.control)
+            .map_err(io(format!("binding {}", cfg.control.display())))?;
+        poll.registry()
+            .register(&mut control, CONTROL, Interest::READABLE)
+            .map_err(io("registering the control socket"))?;
+        let auth = match &cfg.key_file {
+            Some(p) => {
+                let key =
+                    std::fs::read(p).map_err(io(format!("reading key_file {}", p.display())))?;
+                if key.len() < 16 {
+                    return Err(StartError::Io {
+                        what: format!("key_file {}", p.display()),
+                        source: std::io::Error::new(
+                            ErrorKind::InvalidData,
+                            "a key needs at least 16 bytes",
+                        ),
+                    });
+                }
+                Some(Authenticator::new(key, cfg.node_id, stable.incarnation))
+            }
+            None => None,
+        };
+        let records = match &cfg.events {
+            Some(p) => Some(BufWriter::with_capacity(
+                1 << 16,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(io(format!("opening events file {}", p.display())))?,
+            )),
+            None => None,
+        };
+        let port = cfg.port;
+        let by_addr = cfg
+            .nodes
+            .iter()
+            .map(|p| (SocketAddr::new(p.addr, port), p.id))
+            .collect();
+        let addr_of = cfg
+            .nodes
+            .iter()
+            .map(|p| (p.id, SocketAddr::new(p.addr, port)))
+            .collect();
+        tracing::info!(
+            node = cfg.node_id,
+            inc = stable.incarnation,
+            transport = ?cfg.transport,
+            recv_buffer = sockets.granted.0,
+            send_buffer = sockets.granted.1,
+            "node started"
+        );
+        let mut node = Node {
+            inc: stable.incarnation,
+            ring,
+            poll,
+            sockets,
+            control,
+            conns: HashMap::new(),
+            next_conn: FIRST_CONN,
+            by_addr,
+            addr_of,
+            auth,
+            records,
+            drops: Drops::default(),
+            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("valid histogram bounds"),
+            delivered: 0,
+            delivered_bytes: 0,
+            load: None,
+            load_sent_total: 0,
+            load_refused_total: 0,
+            started_ns: now,
+            stable_path,
+            stable_seq: stable.ring_seq,
+            exit: None,
+            sealed: Vec::with_capacity(MAX_DATAGRAM),
+            cfg,
+        };
+        node.drain();
+        Ok(node)
+    }
+
+    /// Runs the event loop until a `leave` or `quit` command; returns which.
+    pub fn run(mut self) -> Result<&'static str, StartError> {
+        let mut events = Events::with_capacity(256);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let now = monotonic_ns();
+            let deadline = [self.ring.poll_timeout(), self.load_deadline(now)]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(StartError::Io {
+                        what: "polling".into(),
+                        source: e,
+                    })
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    UNICAST => self.read_socket(false, &mut buf),
+                    MULTICAST => self.read_socket(true, &mut buf),
+                    CONTROL => self.accept(),
+                    t => self.serve(t),
+                }
+            }
+            let now = monotonic_ns();
+            if self.ring.poll_timeout().is_some_and(|d| d <= now) {
+                self.ring.handle_timeout(now);
+            }
+            self.run_load(now);
+            self.drain();
+            if let Some(why) = self.exit {
+                self.flush_conns();
+                if let Some(w) = self.records.as_mut() {
+                    let _ = w.flush();
+                }
+                return Ok(why);
+            }
+        }
+    }
+
+    fn read_socket(&mut self, multicast: bool, buf: &mut [u8]) {
+        loop {
+            let sock = if multicast {
+                match self.sockets.multicast.as_ref() {
+                    Some(s) => s,
+                    None => return,
+                }
+            } else {
+                &self.sockets.unicast
+            };
+            match sock.recv_from(buf) {
+                Ok((n, from)) => {
+                    self.on_datagram(&buf[..n], from);
+                    self.drain();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "recv error");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let limit = self.cfg.totem.netmtu + if self.auth.is_some() { TRAILER_LEN } else { 0 };
+        if data.len() > limit {
+            self.drops.oversized += 1;
+            return;
+        }
+        let Some(&by_addr) = self.by_addr.get(&from) else {
+            self.drops.foreign += 1;
+            return;
+        };
+        let (packet, sender) = match self.auth.as_mut() {
+            Some(a) => match a.open(data) {
+                Ok((p, tx)) => (p, tx),
+                Err(AuthError::Replayed) => {
+                    self.drops.replayed += 1;
+                    return;
+                }
+                Err(_) => {
+                    self.drops.unauthenticated += 1;
+                    return;
+                }
+            },
+            None => (data, by_addr),
+        };
+        if sender != by_addr {
+            self.drops.foreign += 1;
+            return;
+        }
+        match wire::decode_header(packet) {
+            Ok(_) => {}
+            Err(DecodeError::BadMagic(_)) => {
+                self.drops.bad_magic += 1;
+                return;
+            }
+            Err(DecodeError::UnsupportedVersion(_)) => {
+                self.drops.wrong_version += 1;
+                return;
+            }
+            Err(_) => {
+                self.drops.malformed += 1;
+                return;
+            }
+        }
+        self.ring
+            .handle_packet(monotonic_ns(), Some(sender), packet);
+    }
+
+    /// Writes the ring's events, then sends its datagrams.
+    fn drain(&mut self) {
+        let now = monotonic_ns();
+        while let Some(e) = self.ring.poll_event() {
+            if let Event::Deliver(d) = &e {
+                self.delivered += 1;
+                self.delivered_bytes += d.data.len() as u64;
+                let _ = self.latency.record(now.saturating_sub(d.sent_t_ns).max(1));
+                if !self.cfg.record_messages {
+                    continue;
+                }
+            }
+            self.record(now, Body::from_event(&e));
+        }
+        if let Some(w) = self.records.as_mut() {
+            let _ = w.flush();
+        }
+        while let Some(t) = self.ring.poll_transmit() {
+            self.send(t.dest, &t.payload);
+        }
+        let seq = self.ring.stable_ring_seq();
+        if seq != self.stable_seq {
+            self.stable_seq = seq;
+            let _ = write_stable(
+                &self.stable_path,
+                &Stable {
+                    incarnation: self.inc,
+                    ring_seq: seq,
+                },
+            );
+        }
+        if self.ring.state() == MembState::Left && self.exit.is_none() {
+            self.exit = Some("left");
+        }
+    }
+
+    fn record(&mut self, now: u64, body: Body) {
+        if let Some(w) = self.records.as_mut() {
+            let r = Record {
+                t_ns: now,
+                node: self.cfg.node_id,
+                inc: self.inc,
+                body,
+            };
+            let _ = serde_json::to_writer(&mut *w, &r);
+            let _ = w.write_all(b"\n");
+        }
+    }
+
+    fn send(&mut self, dest: Dest, payload: &[u8]) {
+        let data: &[u8] = match self.auth.as_mut() {
+            Some(a) => {
+                self.sealed.clear();
+                self.sealed.extend_from_slice(payload);
+                a.seal(&mut self.sealed);
+                &self.sealed
+            }
+            None => payload,
+        };
+        let me = self.cfg.node_id;
+        match (dest, self.cfg.transport) {
+            (Dest::Node(id), _) => {
+                if let Some(a) = self.addr_of.get(&id) {
+                    sockets::send(&self.sockets.unicast, data, *a, &mut self.drops);
+                }
+            }
+            (Dest::Multicast, Transport::Multicast) => {
+                sockets::send(
+                    &self.sockets.unicast,
+                    data,
+                    self.sockets.group,
+                    &mut self.drops,
+                );
+            }
+            (Dest::Multicast, Transport::Unicast) => {
+                for (id, a) in &self.addr_of {
+                    if *id != me {
+                        sockets::send(&self.sockets.unicast, data, *a, &mut self.drops);
+                    }
+                }
+            }
+        }
+    }
+
+    fn load_deadline(&self, now: u64) -> Option<u64> {
+        let l = self.load.as_ref()?;
+        if l.spec.rate == 0 {
+            // Maximum load: come back soon to top the queue up.
+            return Some(now + 200_000);
+        }
+        Some(l.started + (l.sent + 1) * 1_000_000_000 / l.spec.rate)
+    }
+
+    fn run_load(&mut self, now: u64) {
+        let Some(l) = self.load.as_mut() else { return };
+        let done_by_time = l
+            .spec
+            .duration_ms
+            .is_some_and(|d| now >= l.started + d * 1_000_000);
+        let done_by_count = l.spec.count.is_some_and(|c| l.sent >= c);
+        if done_by_time || done_by_count {
+            self.load = None;
+            return;
+        }
+        if self.ring.state() != MembState::Operational {
+            return;
+        }
+        let due = if l.spec.rate == 0 {
+            // Maximum load: keep one window of frames queued. That saturates the ring (a visit
+            // sends at most max_messages) without measuring an overfull queue as latency.
+            let (frames, _) = self.ring.queue_depth();
+            if frames >= self.cfg.totem.window_size as usize {
+                return;
+            }
+            u64::MAX
+        } else {
+            (now.saturating_sub(l.started) as u128 * l.spec.rate as u128 / 1_000_000_000) as u64
+        };
+        let payload = vec![0xA5u8; l.spec.size.max(1)];
+        let g = if l.spec.safe {
+            Guarantee::Safe
+        } else {
+            Guarantee::Agreed
+        };
+        let mut n = 0;
+        let window = self.cfg.totem.window_size as usize;
+        while l.sent < due
+            && l.spec.count.is_none_or(|c| l.sent < c)
+            && n < 4096
+            && (l.spec.rate != 0 || self.ring.queue_depth().0 < window)
+        {
+            match self.ring.submit(now, &payload, g) {
+                Ok(id) => {
+                    l.sent += 1;
+                    n += 1;
+                    self.load_sent_total += 1;
+                    if self.cfg.record_messages {
+                        if let Some(w) = self.records.as_mut() {
+                            let r = Record {
+                                t_ns: now,
+                                node: self.cfg.node_id,
+                                inc: self.inc,
+                                body: Body::Send {
+                                    id,
+                                    len: payload.len(),
+                                    safe: l.spec.safe,
+                                },
+                            };
+                            let _ = serde_json::to_writer(&mut *w, &r);
+                            let _ = w.write_all(b"\n");
+                        }
+                    }
+                }
+                Err(SubmitError::QueueFull { .. }) => {
+                    l.refused += 1;
+                    self.load_refused_total += 1;
+                    if l.spec.rate != 0 {
+                        // Behind schedule: drop the backlog rather than burst later.
+                        l.sent = due;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.control.accept() {
+                Ok((mut stream, _)) => {
+                    let t = Token(self.next_conn);
+                    self.next_conn += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        self.conns.insert(
+                            t,
+                            Conn {
+                                stream,
+                                inbuf: Vec::new(),
+                                outbuf: Vec::new(),
+                            },
+                        );
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn serve(&mut self, t: Token) {
+        let Some(mut c) = self.conns.remove(&t) else {
+            return;
+        };
+        let mut closed = false;
+        let mut tmp = [0u8; 4096];
+        loop {
+            match c.stream.read(&mut tmp) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&tmp[..n]);
+                    if c.inbuf.len() > 1 << 20 {
+                        closed = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        while let Some(pos) = c.inbuf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
+            let reply = self.command(&line);
+            c.outbuf.extend_from_slice(reply.to_string().as_bytes());
+            c.outbuf.push(b'\n');
+        }
+        write_out(&mut c);
+        if !closed || !c.outbuf.is_empty() {
+            self.conns.insert(t, c);
+        }
+    }
+
+    fn flush_conns(&mut self) {
+        for c in self.conns.values_mut() {
+            write_out(c);
+        }
+    }
+
+    fn command(&mut self, line: &[u8]) -> serde_json::Value {
+        let cmd: Command = match serde_json::from_slice(line) {
+            Ok(c) => c,
+            Err(e) => return serde_json::json!({"ok": false, "error": format!("bad command: {e}")}),
+        };
+        let now = monotonic_ns();
+        match cmd {
+            Command::Status => self.status(),
+            Command::Stats => self.stats(now),
+            Command::Load(spec) => {
+                if spec.size == 0 || spec.size > ringlab_ring::pack::MESSAGE_MAX {
+                    return serde_json::json!({"ok": false, "error": "size must be 1 byte to 1 MiB"});
+                }
+                self.load = Some(Load {
+                    spec,
+                    started: now,
+                    sent: 0,
+                    refused: 0,
+                });
+                serde_json::json!({"ok": true})
+            }
+            Command::StopLoad => {
+                let (sent, refused) = self.load.take().map_or((0, 0), |l| (l.sent, l.refused));
+                serde_json::json!({"ok": true, "sent": sent, "refused": refused})
+            }
+            Command::Leave => {
+                self.ring.leave(now);
+                self.drain();
+                self.exit = Some("left");
+                serde_json::json!({"ok": true})
+            }
+            Command::Quit => {
+                self.exit = Some("quit");
+                serde_json::json!({"ok": true})
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": true,
+            "node": self.cfg.node_id,
+            "inc": self.inc,
+            "state": self.ring.state(),
+            "ring": self.ring.ring_id(),
+            "members": self.ring.members(),
+        })
+    }
+
+    fn stats(&self, now: u64) -> serde_json::Value {
+        let secs = (now.saturating_sub(self.started_ns) as f64 / 1e9).max(1e-9);
+        let rs = self.ring.stats();
+        let (qf, qb) = self.ring.queue_depth();
+        let h = &self.latency;
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        serde_json::json!({
+            "ok": true,
+            "node": self.cfg.node_id,
+            "inc": self.inc,
+            "state": self.ring.state(),
+            "ring": self.ring.ring_id(),
+            "members": self.ring.members(),
+            "uptime_s": secs,
+            "drops": self.drops,
+            "ring_stats": rs,
+            "retransmissions": rs.frames_retransmitted,
+            "token_rotations_per_s": rs.tokens_received as f64 / secs,
+            "queue": {"frames": qf, "bytes": qb, "stored_frames": self.ring.stored_frames()},
+            "delivered": {"messages": self.delivered, "bytes": self.delivered_bytes},
+            "latency_us": {
+                "count": h.len(), "p50": us(0.5), "p90": us(0.9), "p99": us(0.99),
+                "p999": us(0.999), "max": h.max() as f64 / 1000.0,
+            },
+            "load": {"running": self.load.is_some(), "sent": self.load_sent_total, "refused": self.load_refused_total},
+            "socket_buffers": {"recv": self.sockets.granted.0, "send": self.sockets.granted.1},
+            "memory_kib": memory_kib(),
+        })
+    }
+}
+
+fn write_out(c: &mut Conn) {
+    while !c.outbuf.is_empty() {
+        match c.stream.write(&c.outbuf) {
+            Ok(n) => {
+                c.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+fn write_stable(path: &std::path::Path, s: &Stable) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(s).expect("serialisable"))?;
+    std::fs::rename(tmp, path)
+}
+
+/// Returns (current, peak) resident set size of this process in KiB, from /proc.
+pub fn memory_kib() -> serde_json::Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    serde_json::json!({"rss": field("VmRSS:"), "peak_rss": field("VmHWM:")})
+}

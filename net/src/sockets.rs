@@ -1,0 +1,107 @@
+//! The node's UDP sockets, configured with socket2 and handed to mio.
+//!
+//! - The unicast socket is bound to `bind:port`. Tokens and every point-to-point packet go
+//!   out of it, and so do multicasts (with the outgoing interface set to `bind`, TTL 1, loop
+//!   on), so a receiver always sees a node's datagrams come from `bind:port` and can map
+//!   them to its id.
+//! - With the multicast transport, a second socket is bound to `group:port` (address reuse
+//!   on, so several nodes on one host can bind it) and joins the group on `bind`'s
+//!   interface. IPv6 groups join on the interface that holds `bind`... which needs its index:
+//!   ringlab uses index 0 (the kernel's choice), documented as a limit.
+
+use crate::config::{NodeConfig, Transport};
+use crate::node::Drops;
+use mio::net::UdpSocket;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+
+/// A node's sockets.
+pub struct Sockets {
+    /// Bound to bind:port.
+    pub unicast: UdpSocket,
+    /// Bound to group:port (multicast transport).
+    pub multicast: Option<UdpSocket>,
+    /// Where multicasts go.
+    pub group: SocketAddr,
+    /// (SO_RCVBUF, SO_SNDBUF) as the kernel granted them.
+    pub granted: (usize, usize),
+}
+
+impl Sockets {
+    /// Opens and configures the sockets of a node.
+    pub fn open(cfg: &NodeConfig) -> std::io::Result<Self> {
+        let local = SocketAddr::new(cfg.bind, cfg.port);
+        let s = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_nonblocking(true)?;
+        if let Some(n) = cfg.recv_buffer {
+            s.set_recv_buffer_size(n)?;
+        }
+        if let Some(n) = cfg.send_buffer {
+            s.set_send_buffer_size(n)?;
+        }
+        let group = SocketAddr::new(cfg.mcast_group, cfg.port);
+        match cfg.bind {
+            IpAddr::V4(a) => {
+                s.set_multicast_if_v4(&a)?;
+                s.set_multicast_ttl_v4(1)?;
+                s.set_multicast_loop_v4(true)?;
+            }
+            IpAddr::V6(_) => {
+                s.set_multicast_hops_v6(1)?;
+                s.set_multicast_loop_v6(true)?;
+            }
+        }
+        s.bind(&local.into())?;
+        let granted = (s.recv_buffer_size()?, s.send_buffer_size()?);
+        let unicast = UdpSocket::from_std(s.into());
+        let multicast = if cfg.transport == Transport::Multicast {
+            let m = Socket::new(Domain::for_address(group), Type::DGRAM, Some(Protocol::UDP))?;
+            m.set_nonblocking(true)?;
+            m.set_reuse_address(true)?;
+            m.set_reuse_port(true)?;
+            if let Some(n) = cfg.recv_buffer {
+                m.set_recv_buffer_size(n)?;
+            }
+            match (cfg.mcast_group, cfg.bind) {
+                (IpAddr::V4(g), IpAddr::V4(a)) => m.join_multicast_v4(&g, &a)?,
+                (IpAddr::V6(g), _) => m.join_multicast_v6(&g, 0)?,
+                _ => {
+                    return Err(std::io::Error::new(
+                        ErrorKind::InvalidInput,
+                        "group and bind differ in family",
+                    ))
+                }
+            }
+            m.bind(&group.into())?;
+            Some(UdpSocket::from_std(m.into()))
+        } else {
+            None
+        };
+        Ok(Sockets {
+            unicast,
+            multicast,
+            group,
+            granted,
+        })
+    }
+}
+
+/// Sends one datagram; a full buffer or an error is counted, never fatal.
+pub fn send(sock: &UdpSocket, data: &[u8], to: SocketAddr, drops: &mut Drops) {
+    loop {
+        match sock.send_to(data, to) {
+            Ok(_) => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                drops.send_would_block += 1;
+                return;
+            }
+            Err(e) => {
+                drops.send_errors += 1;
+                tracing::debug!(%to, error = %e, "send failed");
+                return;
+            }
+        }
+    }
+}
