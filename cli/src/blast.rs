@@ -2,7 +2,6 @@
 //! sends datagrams of the ring's message size as fast as it can, either one copy to each
 //! receiver (as the unicast transport does) or one to the multicast group; each receiver
 //! counts what arrives. Its per-receiver rate is the limit ring throughput is compared with.
-#![allow(clippy::disallowed_methods)] // a measurement tool: threads and the clock are its job
 
 use ringlab_net::monotonic_ns;
 use serde::Serialize;

@@ -1,6 +1,5 @@
 //! `ringlab cluster`: N nodes on loopback as child processes; waits for one ring, runs a
 //! short load, prints membership, throughput and latency, checks the records, stops.
-#![allow(clippy::disallowed_methods)] // a runner: it sleeps and reads the clock
 
 use anyhow::{Context, Result};
 use ringlab_net::harness::{Cluster, Spec};

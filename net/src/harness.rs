@@ -5,7 +5,6 @@
 //!
 //! Only this harness's own children are ever signalled, by their PID (`Child::kill`), and
 //! every child still running is killed when the [`Cluster`] is dropped, panics included.
-#![allow(clippy::disallowed_methods)]
 
 use crate::config::{NodeConfig, Peer, Transport};
 use crate::node::monotonic_ns;

@@ -7,7 +7,8 @@
 //! - [`node`]: the event loop, drop counters per reason, event records, the load generator,
 //!   stats, and the control channel (a Unix socket speaking JSON lines).
 //!
-//! This crate is the only place that touches sockets and the clock; the ring stays sans-IO.
+//! This crate is the only place that touches sockets and the clock; the ring stays sans-IO
+//! (`ring/clippy.toml` forbids clock reads, sleeps and threads there).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

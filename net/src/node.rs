@@ -68,6 +68,9 @@ pub struct LoadSpec {
     /// Message size in bytes.
     #[serde(default = "default_size")]
     pub size: usize,
+    /// Sizes to cycle through instead of `size` (mixed-size loads).
+    #[serde(default)]
+    pub sizes: Vec<usize>,
     /// Safe (true) or agreed.
     #[serde(default)]
     pub safe: bool,
@@ -514,7 +517,15 @@ impl Node {
         } else {
             (now.saturating_sub(l.started) as u128 * l.spec.rate as u128 / 1_000_000_000) as u64
         };
-        let payload = vec![0xA5u8; l.spec.size.max(1)];
+        let largest = l
+            .spec
+            .sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(l.spec.size)
+            .max(1);
+        let payload = vec![0xA5u8; largest];
         let g = if l.spec.safe {
             Guarantee::Safe
         } else {
@@ -527,7 +538,11 @@ impl Node {
             && n < 4096
             && (l.spec.rate != 0 || self.ring.queue_depth().0 < window)
         {
-            match self.ring.submit(now, &payload, g) {
+            let len = match l.spec.sizes.as_slice() {
+                [] => l.spec.size.max(1),
+                sizes => sizes[(l.sent % sizes.len() as u64) as usize].max(1),
+            };
+            match self.ring.submit(now, &payload[..len], g) {
                 Ok(id) => {
                     l.sent += 1;
                     n += 1;
@@ -540,7 +555,7 @@ impl Node {
                                 inc: self.inc,
                                 body: Body::Send {
                                     id,
-                                    len: payload.len(),
+                                    len,
                                     safe: l.spec.safe,
                                 },
                             };
@@ -647,7 +662,8 @@ impl Node {
             Command::Status => self.status(),
             Command::Stats => self.stats(now),
             Command::Load(spec) => {
-                if spec.size == 0 || spec.size > ringlab_ring::pack::MESSAGE_MAX {
+                let bad = |n: usize| n == 0 || n > ringlab_ring::pack::MESSAGE_MAX;
+                if bad(spec.size) || spec.sizes.iter().any(|&n| bad(n)) {
                     return serde_json::json!({"ok": false, "error": "size must be 1 byte to 1 MiB"});
                 }
                 self.load = Some(Load {
