@@ -25,6 +25,7 @@ pub struct Opts {
     pub baseline: bool,
     pub keep: Option<std::path::PathBuf>,
     pub json: bool,
+    pub unbatched: bool,
 }
 
 #[derive(Serialize)]
@@ -87,6 +88,7 @@ pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         key: o.key,
         record_messages: true,
         binary: std::env::current_exe()?,
+        batched_io: !o.unbatched,
     };
     let t0 = monotonic_ns();
     let mut cluster = Cluster::start(spec).context("starting the nodes")?;

@@ -177,6 +177,9 @@ struct ClusterArgs {
     /// Prints one JSON object.
     #[arg(long)]
     json: bool,
+    /// One system call per datagram instead of recvmmsg/sendmmsg (for comparison).
+    #[arg(long)]
+    unbatched: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -318,6 +321,7 @@ fn cluster(a: ClusterArgs) -> Result<i32> {
             baseline: a.baseline,
             keep: a.dir,
             json: a.json,
+            unbatched: a.unbatched,
         },
         interrupted,
     )

@@ -34,6 +34,8 @@ fn spec(
         key,
         record_messages: true,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
+        // The kill/restart tests run one call per datagram, the others batched: both paths.
+        batched_io: !name.starts_with("kill"),
     }
 }
 

@@ -13,6 +13,7 @@
 //! key_file = "cluster.key"      # optional shared key: every datagram carries an HMAC
 //! recv_buffer = 4194304         # SO_RCVBUF asked for (the kernel's grant is reported)
 //! send_buffer = 4194304
+//! batched_io = true             # recvmmsg/sendmmsg (false: one system call per datagram)
 //!
 //! [[nodes]]
 //! id = 1
@@ -90,6 +91,9 @@ pub struct NodeConfig {
     /// SO_SNDBUF asked for, bytes.
     #[serde(default)]
     pub send_buffer: Option<usize>,
+    /// Batched socket calls: recvmmsg for reads, sendmmsg for the unicast transport's fan-out.
+    #[serde(default = "yes")]
+    pub batched_io: bool,
     /// Ring knobs.
     #[serde(default)]
     pub totem: RingConfig,

@@ -39,6 +39,8 @@ pub struct Spec {
     pub record_messages: bool,
     /// The `ringlab` binary.
     pub binary: PathBuf,
+    /// recvmmsg/sendmmsg on (see [`NodeConfig::batched_io`]).
+    pub batched_io: bool,
 }
 
 /// A running cluster of node processes.
@@ -131,6 +133,7 @@ impl Cluster {
             key_file: self.spec.key.then(|| self.key_path()),
             recv_buffer: Some(4 << 20),
             send_buffer: Some(4 << 20),
+            batched_io: self.spec.batched_io,
             totem: self.spec.totem.clone(),
         }
     }

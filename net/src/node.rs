@@ -9,7 +9,7 @@
 
 use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
 use crate::config::{NodeConfig, Transport};
-use crate::sockets::{self, Sockets};
+use crate::sockets::{self, RecvBatch, Sockets};
 use hdrhistogram::Histogram;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -144,6 +144,8 @@ pub struct Node {
     stable_seq: u64,
     exit: Option<&'static str>,
     sealed: Vec<u8>,
+    batch: Option<RecvBatch>,
+    fanout: Vec<SocketAddr>,
 }
 
 /// Why a node could not start.
@@ -276,6 +278,22 @@ impl Node {
             stable_seq: stable.ring_seq,
             exit: None,
             sealed: Vec::with_capacity(MAX_DATAGRAM),
+            batch: cfg.batched_io.then(|| {
+                RecvBatch::new(
+                    cfg.totem.netmtu
+                        + if cfg.key_file.is_some() {
+                            TRAILER_LEN
+                        } else {
+                            0
+                        },
+                )
+            }),
+            fanout: cfg
+                .nodes
+                .iter()
+                .filter(|p| p.id != cfg.node_id)
+                .map(|p| SocketAddr::new(p.addr, cfg.port))
+                .collect(),
             cfg,
         };
         node.drain();
@@ -328,6 +346,11 @@ impl Node {
     }
 
     fn read_socket(&mut self, multicast: bool, buf: &mut [u8]) {
+        if let Some(mut batch) = self.batch.take() {
+            self.read_batched(multicast, &mut batch);
+            self.batch = Some(batch);
+            return;
+        }
         loop {
             let sock = if multicast {
                 match self.sockets.multicast.as_ref() {
@@ -346,6 +369,39 @@ impl Node {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!(error = %e, "recv error");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_batched(&mut self, multicast: bool, batch: &mut RecvBatch) {
+        loop {
+            let sock = if multicast {
+                match self.sockets.multicast.as_ref() {
+                    Some(s) => s,
+                    None => return,
+                }
+            } else {
+                &self.sockets.unicast
+            };
+            match batch.recv(sock) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let (data, from) = batch.get(i);
+                        if let Some(from) = from {
+                            self.on_datagram(data, from);
+                        }
+                    }
+                    self.drain();
+                    if n < sockets::BATCH {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "recvmmsg error");
                     return;
                 }
             }
@@ -458,7 +514,6 @@ impl Node {
             }
             None => payload,
         };
-        let me = self.cfg.node_id;
         match (dest, self.cfg.transport) {
             (Dest::Node(id), _) => {
                 if let Some(a) = self.addr_of.get(&id) {
@@ -474,8 +529,10 @@ impl Node {
                 );
             }
             (Dest::Multicast, Transport::Unicast) => {
-                for (id, a) in &self.addr_of {
-                    if *id != me {
+                if self.cfg.batched_io {
+                    sockets::send_many(&self.sockets.unicast, data, &self.fanout, &mut self.drops);
+                } else {
+                    for a in &self.fanout {
                         sockets::send(&self.sockets.unicast, data, *a, &mut self.drops);
                     }
                 }

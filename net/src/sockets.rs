@@ -105,3 +105,102 @@ pub fn send(sock: &UdpSocket, data: &[u8], to: SocketAddr, drops: &mut Drops) {
         }
     }
 }
+
+/// Batched receive: one `recvmmsg` fills up to [`BATCH`] datagrams.
+pub const BATCH: usize = 32;
+
+/// Buffers for batched receive. Each slot holds `limit + 1` bytes, so a datagram that fills a
+/// slot completely is known to be above the limit (the kernel truncates it).
+pub struct RecvBatch {
+    slots: Vec<Vec<u8>>,
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    got: Vec<(usize, Option<SocketAddr>)>,
+}
+
+impl RecvBatch {
+    /// Creates buffers for datagrams of up to `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        RecvBatch {
+            slots: (0..BATCH).map(|_| vec![0u8; limit + 1]).collect(),
+            headers: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Reads what is waiting (up to [`BATCH`] datagrams) with one system call; returns how
+    /// many, or the error (`WouldBlock` when nothing waits).
+    pub fn recv(&mut self, sock: &UdpSocket) -> std::io::Result<usize> {
+        use nix::sys::socket::{recvmmsg, MsgFlags};
+        use std::os::fd::AsRawFd;
+        self.got.clear();
+        let mut iovs: Vec<[std::io::IoSliceMut<'_>; 1]> = self
+            .slots
+            .iter_mut()
+            .map(|s| [std::io::IoSliceMut::new(&mut s[..])])
+            .collect();
+        let res = recvmmsg(
+            sock.as_raw_fd(),
+            &mut self.headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(std::io::Error::from)?;
+        for m in res {
+            let addr = m.address.and_then(|a: nix::sys::socket::SockaddrStorage| {
+                if let Some(v4) = a.as_sockaddr_in() {
+                    Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                } else {
+                    a.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                }
+            });
+            self.got.push((m.bytes, addr));
+        }
+        Ok(self.got.len())
+    }
+
+    /// Returns datagram `i` of the last batch and its sender.
+    pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        let (n, a) = self.got[i];
+        (&self.slots[i][..n.min(self.slots[i].len())], a)
+    }
+}
+
+/// Sends one datagram to many destinations with one `sendmmsg` (the unicast transport's
+/// multicast); what the kernel does not take is counted.
+pub fn send_many(sock: &UdpSocket, data: &[u8], to: &[SocketAddr], drops: &mut Drops) {
+    use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    if to.is_empty() {
+        return;
+    }
+    let slices: Vec<[std::io::IoSlice<'_>; 1]> =
+        to.iter().map(|_| [std::io::IoSlice::new(data)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> =
+        to.iter().map(|a| Some(SockaddrStorage::from(*a))).collect();
+    let mut headers: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(to.len(), None);
+    let cmsgs: [ControlMessage<'_>; 0] = [];
+    match sendmmsg(
+        sock.as_raw_fd(),
+        &mut headers,
+        &slices,
+        &addrs,
+        cmsgs,
+        MsgFlags::empty(),
+    ) {
+        Ok(res) => {
+            let sent = res.count();
+            // Send the rest one by one; a full buffer there is counted.
+            for a in &to[sent..] {
+                send(sock, data, *a, drops);
+            }
+        }
+        Err(nix::errno::Errno::EAGAIN) => drops.send_would_block += to.len() as u64,
+        Err(_) => {
+            for a in to {
+                send(sock, data, *a, drops);
+            }
+        }
+    }
+}
