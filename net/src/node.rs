@@ -345,6 +345,14 @@ impl Node {
         }
     }
 
+    fn socket(&self, multicast: bool) -> Option<&mio::net::UdpSocket> {
+        if multicast {
+            self.sockets.multicast.as_ref()
+        } else {
+            Some(&self.sockets.unicast)
+        }
+    }
+
     fn read_socket(&mut self, multicast: bool, buf: &mut [u8]) {
         if let Some(mut batch) = self.batch.take() {
             self.read_batched(multicast, &mut batch);
@@ -352,13 +360,8 @@ impl Node {
             return;
         }
         loop {
-            let sock = if multicast {
-                match self.sockets.multicast.as_ref() {
-                    Some(s) => s,
-                    None => return,
-                }
-            } else {
-                &self.sockets.unicast
+            let Some(sock) = self.socket(multicast) else {
+                return;
             };
             match sock.recv_from(buf) {
                 Ok((n, from)) => {
@@ -377,13 +380,8 @@ impl Node {
 
     fn read_batched(&mut self, multicast: bool, batch: &mut RecvBatch) {
         loop {
-            let sock = if multicast {
-                match self.sockets.multicast.as_ref() {
-                    Some(s) => s,
-                    None => return,
-                }
-            } else {
-                &self.sockets.unicast
+            let Some(sock) = self.socket(multicast) else {
+                return;
             };
             match batch.recv(sock) {
                 Ok(n) => {
@@ -759,19 +757,15 @@ impl Node {
         })
     }
 
+    /// Returns the status fields plus every counter (see the README's `ctl` section).
     fn stats(&self, now: u64) -> serde_json::Value {
         let secs = (now.saturating_sub(self.started_ns) as f64 / 1e9).max(1e-9);
         let rs = self.ring.stats();
         let (qf, qb) = self.ring.queue_depth();
         let h = &self.latency;
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        serde_json::json!({
-            "ok": true,
-            "node": self.cfg.node_id,
-            "inc": self.inc,
-            "state": self.ring.state(),
-            "ring": self.ring.ring_id(),
-            "members": self.ring.members(),
+        let mut v = self.status();
+        let more = serde_json::json!({
             "uptime_s": secs,
             "drops": self.drops,
             "ring_stats": rs,
@@ -786,7 +780,11 @@ impl Node {
             "load": {"running": self.load.is_some(), "sent": self.load_sent_total, "refused": self.load_refused_total},
             "socket_buffers": {"recv": self.sockets.granted.0, "send": self.sockets.granted.1},
             "memory_kib": memory_kib(),
-        })
+        });
+        if let (Some(v), serde_json::Value::Object(more)) = (v.as_object_mut(), more) {
+            v.extend(more);
+        }
+        v
     }
 }
 
