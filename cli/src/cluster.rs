@@ -89,6 +89,7 @@ pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         record_messages: true,
         binary: std::env::current_exe()?,
         batched_io: !o.unbatched,
+        ipv6: false,
     };
     let t0 = monotonic_ns();
     let mut cluster = Cluster::start(spec).context("starting the nodes")?;

@@ -36,6 +36,7 @@ fn spec(
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         // The kill/restart tests run one call per datagram, the others batched: both paths.
         batched_io: !name.starts_with("kill"),
+        ipv6: false,
     }
 }
 
@@ -285,4 +286,30 @@ fn a_bad_config_names_the_field_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("totem.max_messages"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn ipv6_cluster(name: &str, transport: Transport, port: u16) {
+    let mut s = spec(name, 3, transport, Variant::Classic, port, false);
+    s.ipv6 = true;
+    s.group = "ff02::1:7272".parse().unwrap();
+    let mut c = Cluster::start(s).unwrap();
+    c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
+    c.ctl(2, r#"{"cmd":"load","rate":0,"size":800,"count":1000}"#)
+        .unwrap();
+    let records = stop_and_check(&mut c);
+    for n in 1..=3 {
+        let got = records
+            .iter()
+            .filter(|r| r.node == n && matches!(r.body, Body::Deliver { .. }))
+            .count();
+        assert_eq!(got, 1000, "node {n}");
+    }
+}
+
+// IPv6 multicast is not tested here: this host's loopback has no MULTICAST flag, so the kernel
+// refuses IPv6 multicast sends on it (IPv4 loops back anyway), and changing the host's `lo` is
+// off limits. It runs between network namespaces, where the links carry multicast.
+#[test]
+fn ipv6_unicast_on_the_loopback() {
+    ipv6_cluster("v6-uc", Transport::Unicast, 17_900);
 }

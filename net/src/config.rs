@@ -51,6 +51,16 @@ pub struct Peer {
     pub id: NodeId,
     /// Its unicast address.
     pub addr: IpAddr,
+    /// Its UDP port, when it differs from the cluster's `port` (several nodes on one address).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+impl Peer {
+    /// Returns the peer's socket address, with the cluster's port unless it has its own.
+    pub fn socket_addr(&self, cluster_port: u16) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.addr, self.port.unwrap_or(cluster_port))
+    }
 }
 
 /// Everything a node needs.
@@ -148,6 +158,16 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 }
 
 impl NodeConfig {
+    /// Returns this node's own socket address (bind, and its port in the node list).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.nodes
+            .iter()
+            .find(|p| p.id == self.node_id)
+            .map_or(std::net::SocketAddr::new(self.bind, self.port), |p| {
+                p.socket_addr(self.port)
+            })
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

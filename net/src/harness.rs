@@ -41,6 +41,8 @@ pub struct Spec {
     pub binary: PathBuf,
     /// recvmmsg/sendmmsg on (see [`NodeConfig::batched_io`]).
     pub batched_io: bool,
+    /// Run on ::1 (nodes differ by port) instead of 127.0.0.<id>.
+    pub ipv6: bool,
 }
 
 /// A running cluster of node processes.
@@ -68,9 +70,21 @@ fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
 }
 
 impl Cluster {
-    /// Returns node `id`'s address.
+    /// Returns node `id`'s address: 127.0.0.<id>, or ::1 for an IPv6 cluster (where nodes
+    /// differ by port).
     pub fn addr(id: NodeId) -> IpAddr {
         IpAddr::from([127, 0, 0, id as u8])
+    }
+
+    fn node_addr(&self, id: NodeId) -> (IpAddr, Option<u16>) {
+        if self.spec.ipv6 {
+            (
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                Some(self.spec.port + id as u16),
+            )
+        } else {
+            (Self::addr(id), None)
+        }
     }
 
     /// Returns the path of node `id`'s control socket.
@@ -116,14 +130,15 @@ impl Cluster {
     pub fn config(&self, id: NodeId) -> NodeConfig {
         NodeConfig {
             node_id: id,
-            bind: Self::addr(id),
+            bind: self.node_addr(id).0,
             port: self.spec.port,
             transport: self.spec.transport,
             mcast_group: self.spec.group,
             nodes: (1..=self.spec.nodes as NodeId)
                 .map(|i| Peer {
                     id: i,
-                    addr: Self::addr(i),
+                    addr: self.node_addr(i).0,
+                    port: self.node_addr(i).1,
                 })
                 .collect(),
             events: Some(self.events_path(id)),

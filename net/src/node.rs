@@ -128,7 +128,9 @@ pub struct Node {
     control: UnixListener,
     conns: HashMap<Token, Conn>,
     next_conn: usize,
-    by_addr: HashMap<SocketAddr, NodeId>,
+    /// Node list by (ip, port): an IPv6 source also carries a flow label and scope id,
+    /// which say nothing about who sent it.
+    by_addr: HashMap<(std::net::IpAddr, u16), NodeId>,
     addr_of: HashMap<NodeId, SocketAddr>,
     auth: Option<Authenticator>,
     records: Option<BufWriter<std::fs::File>>,
@@ -238,12 +240,15 @@ impl Node {
         let by_addr = cfg
             .nodes
             .iter()
-            .map(|p| (SocketAddr::new(p.addr, port), p.id))
+            .map(|p| {
+                let a = p.socket_addr(port);
+                ((a.ip(), a.port()), p.id)
+            })
             .collect();
         let addr_of = cfg
             .nodes
             .iter()
-            .map(|p| (p.id, SocketAddr::new(p.addr, port)))
+            .map(|p| (p.id, p.socket_addr(port)))
             .collect();
         tracing::info!(
             node = cfg.node_id,
@@ -292,7 +297,7 @@ impl Node {
                 .nodes
                 .iter()
                 .filter(|p| p.id != cfg.node_id)
-                .map(|p| SocketAddr::new(p.addr, cfg.port))
+                .map(|p| p.socket_addr(cfg.port))
                 .collect(),
             cfg,
         };
@@ -412,7 +417,8 @@ impl Node {
             self.drops.oversized += 1;
             return;
         }
-        let Some(&by_addr) = self.by_addr.get(&from) else {
+        let Some(&by_addr) = self.by_addr.get(&(from.ip(), from.port())) else {
+            tracing::debug!(%from, "datagram from an address not in the node list");
             self.drops.foreign += 1;
             return;
         };

@@ -31,7 +31,11 @@ pub struct Sockets {
 impl Sockets {
     /// Opens and configures the sockets of a node.
     pub fn open(cfg: &NodeConfig) -> std::io::Result<Self> {
-        let local = SocketAddr::new(cfg.bind, cfg.port);
+        let local = cfg.local_addr();
+        let ifindex = match cfg.bind {
+            IpAddr::V6(a) => interface_index_v6(&a)?,
+            IpAddr::V4(_) => 0,
+        };
         let s = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_nonblocking(true)?;
         if let Some(n) = cfg.recv_buffer {
@@ -40,7 +44,11 @@ impl Sockets {
         if let Some(n) = cfg.send_buffer {
             s.set_send_buffer_size(n)?;
         }
-        let group = SocketAddr::new(cfg.mcast_group, cfg.port);
+        // A link-local IPv6 group needs its interface as the scope, to bind and to send to.
+        let group = match cfg.mcast_group {
+            IpAddr::V6(g) => SocketAddr::V6(std::net::SocketAddrV6::new(g, cfg.port, 0, ifindex)),
+            IpAddr::V4(_) => SocketAddr::new(cfg.mcast_group, cfg.port),
+        };
         match cfg.bind {
             IpAddr::V4(a) => {
                 s.set_multicast_if_v4(&a)?;
@@ -48,6 +56,7 @@ impl Sockets {
                 s.set_multicast_loop_v4(true)?;
             }
             IpAddr::V6(_) => {
+                s.set_multicast_if_v6(ifindex)?;
                 s.set_multicast_hops_v6(1)?;
                 s.set_multicast_loop_v6(true)?;
             }
@@ -65,7 +74,7 @@ impl Sockets {
             }
             match (cfg.mcast_group, cfg.bind) {
                 (IpAddr::V4(g), IpAddr::V4(a)) => m.join_multicast_v4(&g, &a)?,
-                (IpAddr::V6(g), _) => m.join_multicast_v6(&g, 0)?,
+                (IpAddr::V6(g), _) => m.join_multicast_v6(&g, ifindex)?,
                 _ => {
                     return Err(std::io::Error::new(
                         ErrorKind::InvalidInput,
@@ -85,6 +94,26 @@ impl Sockets {
             granted,
         })
     }
+}
+
+/// Returns the index of the interface that holds the IPv6 address `a`.
+fn interface_index_v6(a: &std::net::Ipv6Addr) -> std::io::Result<u32> {
+    let ifs = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
+    for i in ifs {
+        let holds = i
+            .address
+            .as_ref()
+            .and_then(|s| s.as_sockaddr_in6())
+            .is_some_and(|s| s.ip() == *a);
+        if holds {
+            return nix::net::if_::if_nametoindex(i.interface_name.as_str())
+                .map_err(std::io::Error::from);
+        }
+    }
+    Err(std::io::Error::new(
+        ErrorKind::NotFound,
+        format!("no interface holds {a}"),
+    ))
 }
 
 /// Sends one datagram; a full buffer or an error is counted, never fatal.
