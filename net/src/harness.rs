@@ -70,8 +70,8 @@ fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
 }
 
 impl Cluster {
-    /// Returns node `id`'s address: 127.0.0.<id>, or ::1 for an IPv6 cluster (where nodes
-    /// differ by port).
+    /// Returns node `id`'s IPv4 address, 127.0.0.<id> (an IPv6 cluster puts every node on ::1
+    /// and tells them apart by port).
     pub fn addr(id: NodeId) -> IpAddr {
         IpAddr::from([127, 0, 0, id as u8])
     }
