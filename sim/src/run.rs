@@ -142,7 +142,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let probe = (2 * cfg.ring.token + 1000) * MS;
     let duration = cfg.duration_ms * MS;
     let faults_end = duration.saturating_sub(settle + probe).max(100 * MS);
-    let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net.clone());
+    let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net);
     sim.record_messages = cfg.record_messages;
     let ids = sim.ids();
     for &id in &ids {
@@ -207,7 +207,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         loss: 0.0,
         dup: 0.0,
         reorder: 0.0,
-        ..cfg.net.clone()
+        ..cfg.net
     };
     sim.heal();
     for &id in &ids {

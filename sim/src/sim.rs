@@ -7,7 +7,7 @@
 //! The network: every node has an egress link of a given bandwidth, so a packet leaves after
 //! the ones queued before it (this is what makes the accelerated ring's early token pass
 //! visible); each copy then takes `delay ± jitter`, and may be lost, duplicated or delayed
-//! further (reordered). Partitions put nodes in groups; a packet crosses only inside a group,
+//! further (reordered), with the cluster's default or the directed link's own settings. Partitions put nodes in groups; a packet crosses only inside a group,
 //! checked when it leaves and when it arrives; one-way cuts drop a direction. Crashed nodes
 //! lose their state; restarts bring a new incarnation with only the stable ring seq kept;
 //! paused nodes keep arrivals (up to a socket-buffer bound) and run no timers until resumed.
@@ -20,13 +20,14 @@ use ringlab_ring::record::{Body, Record};
 use ringlab_ring::wire::{self, MessageType};
 use ringlab_ring::{Config, Dest, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 /// Arrivals a paused node keeps, as a socket buffer would.
 const PAUSED_INBOX_MAX: usize = 4096;
 
-/// Link behaviour. Times in ns, rates as probabilities in [0, 1].
-#[derive(Clone, Debug, PartialEq)]
+/// Link behaviour. Times in ns, rates as probabilities in [0, 1]. The cluster has one
+/// default; any directed link may override it ([`Sim::set_link`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NetConfig {
     /// One-way delay.
     pub delay_ns: u64,
@@ -144,8 +145,9 @@ pub struct Sim {
     nodes: Vec<SimNode>,
     group: Vec<u32>,
     cuts: BTreeSet<(NodeId, NodeId)>,
-    /// Link behaviour; may be changed between steps.
+    /// Default link behaviour; may be changed between steps.
     pub net: NetConfig,
+    links: BTreeMap<(NodeId, NodeId), NetConfig>,
     ring_config: Config,
     filter: Option<Filter>,
     /// Whether send and deliver records are kept (off for throughput runs).
@@ -183,6 +185,7 @@ impl Sim {
             group: vec![0; n],
             cuts: BTreeSet::new(),
             net,
+            links: BTreeMap::new(),
             ring_config,
             filter: None,
             record_messages: true,
@@ -409,6 +412,17 @@ impl Sim {
         self.fault_record(if oneway { "cut_oneway" } else { "cut" }, vec![a, b]);
     }
 
+    /// Gives the directed link `from -> to` its own delay, jitter, loss, duplication and
+    /// reordering (the egress rate stays the sender's, from the default).
+    pub fn set_link(&mut self, from: NodeId, to: NodeId, link: NetConfig) {
+        self.links.insert((from, to), link);
+    }
+
+    /// Returns every link to the default behaviour.
+    pub fn clear_links(&mut self) {
+        self.links.clear();
+    }
+
     /// Removes every partition and cut.
     pub fn heal(&mut self) {
         self.group.iter_mut().for_each(|g| *g = 0);
@@ -600,23 +614,24 @@ impl Sim {
             self.net_stats.cut += 1;
             return;
         }
-        let copies = if self.net.dup > 0.0 && self.rng.gen_bool(self.net.dup) {
+        let link = self.links.get(&(from, to)).copied().unwrap_or(self.net);
+        let copies = if link.dup > 0.0 && self.rng.gen_bool(link.dup) {
             self.net_stats.duplicated += 1;
             2
         } else {
             1
         };
         for _ in 0..copies {
-            if self.net.loss > 0.0 && self.rng.gen_bool(self.net.loss) {
+            if link.loss > 0.0 && self.rng.gen_bool(link.loss) {
                 self.net_stats.lost += 1;
                 continue;
             }
-            let mut delay = self.net.delay_ns;
-            if self.net.jitter_ns > 0 {
-                delay += self.rng.gen_range(0..=self.net.jitter_ns);
+            let mut delay = link.delay_ns;
+            if link.jitter_ns > 0 {
+                delay += self.rng.gen_range(0..=link.jitter_ns);
             }
-            if self.net.reorder > 0.0 && self.rng.gen_bool(self.net.reorder) {
-                delay += self.rng.gen_range(0..=20 * self.net.delay_ns.max(1));
+            if link.reorder > 0.0 && self.rng.gen_bool(link.reorder) {
+                delay += self.rng.gen_range(0..=20 * link.delay_ns.max(1));
             }
             let to_i = idx(to);
             self.push(
