@@ -131,6 +131,13 @@ struct SimArgs {
     /// Prints one JSON object instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// Services riding on the ring: "checkpoint" runs the sync engine with the checkpoint
+    /// service and random checkpoint traffic on every node instead of plain messages.
+    #[arg(long)]
+    services: Option<String>,
+    /// With --services checkpoint: about how many bytes of checkpoint sections to keep.
+    #[arg(long, default_value_t = 65_536)]
+    state_bytes: usize,
 }
 
 #[derive(clap::Args)]
@@ -207,6 +214,9 @@ struct SimSummary {
     failing_seeds: Vec<u64>,
     violations_by_property: BTreeMap<String, u64>,
     first_violations: Vec<String>,
+    syncs_completed: u64,
+    syncs_aborted: u64,
+    state_mismatches: u64,
 }
 
 fn main() {
@@ -373,6 +383,11 @@ fn sim(a: SimArgs) -> Result<i32> {
         ring,
         load_interval_ms: a.load_interval_ms,
         record_messages: true,
+        checkpoint_state_bytes: match a.services.as_deref() {
+            None | Some("none") => None,
+            Some("checkpoint") => Some(a.state_bytes),
+            Some(other) => bail!("unknown service {other:?} (known: checkpoint)"),
+        },
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let reports: Vec<RunReport> = seeds
@@ -403,8 +418,30 @@ fn sim(a: SimArgs) -> Result<i32> {
         failing_seeds: vec![],
         violations_by_property: BTreeMap::new(),
         first_violations: vec![],
+        syncs_completed: 0,
+        syncs_aborted: 0,
+        state_mismatches: 0,
     };
     for r in &reports {
+        s.syncs_completed += r.syncs_completed;
+        s.syncs_aborted += r.syncs_aborted;
+        s.state_mismatches += r.state_mismatches;
+        if r.state_mismatches > 0 {
+            // A state mismatch is a violation of the run.
+            s.violations += r.state_mismatches;
+            *s.violations_by_property
+                .entry("StateMismatch".into())
+                .or_default() += r.state_mismatches;
+            for d in &r.state_details {
+                if s.first_violations.len() < 10 {
+                    s.first_violations
+                        .push(format!("seed {}: StateMismatch: {d}", r.seed));
+                }
+            }
+            if !r.check.violations.is_empty() || !s.failing_seeds.contains(&r.seed) {
+                s.failing_seeds.push(r.seed);
+            }
+        }
         s.violations += r.check.violations.len() as u64;
         s.delivered += r.delivered;
         s.sent += r.sent;
@@ -450,6 +487,12 @@ fn sim(a: SimArgs) -> Result<i32> {
             s.max_final_ring_ms,
             ringlab_sim::liveness_bound(&base.ring) / 1_000_000
         );
+        if base.checkpoint_state_bytes.is_some() {
+            println!(
+                "  checkpoint service: {} syncs completed, {} aborted, {} state mismatches",
+                s.syncs_completed, s.syncs_aborted, s.state_mismatches
+            );
+        }
         if s.violations == 0 {
             println!("  checker: no violations");
         } else {

@@ -2,7 +2,8 @@
 //! checker reads.
 //!
 //! Every record has `t_ns` (monotonic ns), `node`, `inc` (incarnation) and `ev`, the kind.
-//! Kinds: `state`, `config`, `send`, `deliver` (defined by the ring), `crash` (written by a
+//! Kinds: `state`, `config`, `send`, `deliver` (defined by the ring), `sync` (the sync
+//! engine), `crash` (written by a
 //! simulator or runner when it kills a node; a killed process cannot write it itself), and
 //! `fault` (a fault applied by a simulator or runner, with `node` 0).
 
@@ -74,6 +75,22 @@ pub enum Body {
         safe: bool,
         /// Submit time at the sender.
         sent_t_ns: u64,
+    },
+    /// A step of the sync engine: phase `start`, `service_done`, `conflict`, `done` or `abort`.
+    Sync {
+        /// The phase.
+        phase: String,
+        /// The ring the sync is for.
+        ring: RingId,
+        /// The service, where the phase concerns one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<u16>,
+        /// Sync bytes delivered (for `service_done` and `done`).
+        #[serde(default)]
+        bytes: u64,
+        /// What a service decided (for `conflict`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// The node's process was killed; its state is lost.
     Crash {},

@@ -152,7 +152,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
                 log.delivery_conf.push(conf);
             }
             Body::Crash {} => log.failed = true,
-            Body::Fault { .. } => {}
+            Body::Fault { .. } | Body::Sync { .. } => {}
         }
     }
     // A later incarnation of the same node means the earlier one failed.

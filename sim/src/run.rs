@@ -18,6 +18,7 @@
 //! rounds (one to exclude the dead, one to settle a set that grew meanwhile), merge
 //! detection of a ring that went idle, and slack for the join exchange and recovery.
 
+use crate::app::CheckpointApp;
 use crate::checker::{self, Liveness, Report};
 use crate::sim::{NetConfig, Sim};
 use rand::seq::SliceRandom;
@@ -97,6 +98,9 @@ pub struct RunConfig {
     pub load_interval_ms: u64,
     /// Whether send and deliver records are kept.
     pub record_messages: bool,
+    /// Run the sync engine with the checkpoint service, its workload sized to about this many
+    /// bytes of section state (`None`: plain messages only).
+    pub checkpoint_state_bytes: Option<usize>,
 }
 
 impl Default for RunConfig {
@@ -110,6 +114,7 @@ impl Default for RunConfig {
             ring: Config::default(),
             load_interval_ms: 20,
             record_messages: true,
+            checkpoint_state_bytes: None,
         }
     }
 }
@@ -129,6 +134,18 @@ pub struct RunReport {
     pub faults: u64,
     /// Every record, to write out on request.
     pub records: Vec<Record>,
+    /// With services: syncs that completed (all nodes together).
+    pub syncs_completed: u64,
+    /// With services: syncs aborted by a configuration change.
+    pub syncs_aborted: u64,
+    /// With services: live nodes whose checkpoint digest differs from the lowest live node's
+    /// after the last sync, plus checkpoints whose reference count differs from the sum of
+    /// the live nodes' own open counts.
+    pub state_mismatches: u64,
+    /// With services: bytes of checkpoint sections at the end (lowest live node).
+    pub state_bytes: u64,
+    /// With services: what differed, for each mismatch.
+    pub state_details: Vec<String>,
 }
 
 /// Returns the liveness bound the config implies, in ns.
@@ -144,6 +161,10 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let faults_end = duration.saturating_sub(settle + probe).max(100 * MS);
     let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net);
     sim.record_messages = cfg.record_messages;
+    if cfg.checkpoint_state_bytes.is_some() {
+        sim.set_app_factory(|id| Box::new(CheckpointApp::new(id)));
+    }
+    let section = cfg.checkpoint_state_bytes.map(|b| (b / 128).max(1));
     let ids = sim.ids();
     for &id in &ids {
         let at = sim.rng().gen_range(0..10 * MS);
@@ -162,7 +183,19 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         // Load.
         if cfg.load_interval_ms > 0 {
             for (i, &id) in ids.iter().enumerate() {
-                if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) {
+                if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) && section.is_some() {
+                    let gap = sim.rng().gen_range(0..2 * cfg.load_interval_ms * MS);
+                    let op = CheckpointApp::random_op(sim.rng(), section.unwrap_or(1));
+                    if let Some(app) = sim
+                        .app_mut(id)
+                        .and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>())
+                    {
+                        app.queue_op(&op);
+                        sent += 1;
+                    }
+                    sim.pump(id);
+                    next_send[i] = now + gap;
+                } else if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) {
                     let rng = sim.rng();
                     let len = if rng.gen_ratio(1, 20) {
                         rng.gen_range(5_000..40_000)
@@ -226,6 +259,21 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         }
     }
     sim.run_until(sim.now() + probe);
+    let (mut syncs_completed, mut syncs_aborted) = (0, 0);
+    for r in sim.records() {
+        if let ringlab_ring::record::Body::Sync { phase, .. } = &r.body {
+            match phase.as_str() {
+                "done" => syncs_completed += 1,
+                "abort" => syncs_aborted += 1,
+                _ => {}
+            }
+        }
+    }
+    let (state_mismatches, state_bytes, state_details) = if cfg.checkpoint_state_bytes.is_some() {
+        checkpoint_agreement(&sim, &live)
+    } else {
+        (0, 0, vec![])
+    };
     let records = sim.take_records();
     let check = checker::check(
         &records,
@@ -242,7 +290,65 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         delivered: sim.delivered,
         faults,
         records,
+        syncs_completed,
+        syncs_aborted,
+        state_mismatches,
+        state_bytes,
+        state_details,
     }
+}
+
+/// Compares the live nodes' checkpoint state: digests against the lowest live node's, and
+/// each checkpoint's reference count against the sum of the live nodes' own open counts.
+/// Returns (mismatches, section bytes of the lowest live node, what differed).
+pub fn checkpoint_agreement(sim: &Sim, live: &[NodeId]) -> (u64, u64, Vec<String>) {
+    let apps: Vec<(NodeId, &CheckpointApp)> = live
+        .iter()
+        .filter_map(|&id| {
+            sim.app(id)
+                .and_then(|a| a.as_any().downcast_ref::<CheckpointApp>())
+                .map(|a| (id, a))
+        })
+        .collect();
+    let Some((first_id, first)) = apps.first().copied() else {
+        return (0, 0, vec![]);
+    };
+    let mut details = Vec::new();
+    let reference = first.checkpoints().digest();
+    for (id, a) in &apps {
+        if a.engine.is_syncing() {
+            details.push(format!("node {id} is still synchronising"));
+        } else if a.checkpoints().digest() != reference {
+            details.push(format!(
+                "node {id}'s checkpoint digest differs from node {first_id}'s"
+            ));
+        }
+    }
+    for (name, c) in first.checkpoints().checkpoints() {
+        let opens: Vec<(NodeId, u32)> = apps
+            .iter()
+            .map(|(id, a)| {
+                (
+                    *id,
+                    a.checkpoints().own_opens().get(name).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let sum: u64 = opens.iter().map(|(_, o)| *o as u64).sum();
+        if sum != c.refcount() {
+            details.push(format!(
+                "checkpoint {:?}: reference counts {:?}, nodes' own open counts {:?}",
+                String::from_utf8_lossy(name),
+                c.refs,
+                opens
+            ));
+        }
+    }
+    (
+        details.len() as u64,
+        first.checkpoints().state_bytes() as u64,
+        details,
+    )
 }
 
 fn inject(

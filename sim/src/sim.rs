@@ -13,6 +13,7 @@
 //! paused nodes keep arrivals (up to a socket-buffer bound) and run no timers until resumed.
 //! A filter hook drops chosen packets for targeted tests ("drop the next commit token").
 
+use crate::app::App;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -70,6 +71,9 @@ pub struct PacketInfo {
 /// A filter returns true to drop the packet.
 pub type Filter = Box<dyn FnMut(&PacketInfo) -> bool + Send>;
 
+/// Makes the application layer of a node's new incarnation.
+pub type AppFactory = Box<dyn Fn(NodeId) -> Box<dyn App> + Send>;
+
 #[derive(Debug)]
 enum Item {
     Arrive {
@@ -111,6 +115,7 @@ struct SimNode {
     id: NodeId,
     inc: u32,
     ring: Option<Ring>,
+    app: Option<Box<dyn App>>,
     paused: bool,
     inbox: VecDeque<(NodeId, Bytes)>,
     stable_seq: u64,
@@ -150,6 +155,7 @@ pub struct Sim {
     links: BTreeMap<(NodeId, NodeId), NetConfig>,
     ring_config: Config,
     filter: Option<Filter>,
+    app_factory: Option<AppFactory>,
     /// Whether send and deliver records are kept (off for throughput runs).
     pub record_messages: bool,
     records: Vec<Record>,
@@ -168,6 +174,7 @@ impl Sim {
                 id,
                 inc: 0,
                 ring: None,
+                app: None,
                 paused: false,
                 inbox: VecDeque::new(),
                 stable_seq: 0,
@@ -188,6 +195,7 @@ impl Sim {
             links: BTreeMap::new(),
             ring_config,
             filter: None,
+            app_factory: None,
             record_messages: true,
             records: Vec::new(),
             delivered: 0,
@@ -263,6 +271,27 @@ impl Sim {
         self.filter = Some(Box::new(f));
     }
 
+    /// Gives every node started from now on an application layer (a fresh one per
+    /// incarnation).
+    pub fn set_app_factory(&mut self, f: impl Fn(NodeId) -> Box<dyn App> + Send + 'static) {
+        self.app_factory = Some(Box::new(f));
+    }
+
+    /// Returns a node's application layer.
+    pub fn app(&self, id: NodeId) -> Option<&dyn App> {
+        self.nodes[idx(id)].app.as_deref()
+    }
+
+    /// Returns a node's application layer, mutably (to queue work for it).
+    pub fn app_mut(&mut self, id: NodeId) -> Option<&mut (dyn App + 'static)> {
+        self.nodes[idx(id)].app.as_deref_mut()
+    }
+
+    /// Lets a node's application submit what it has queued (as after any input).
+    pub fn pump(&mut self, id: NodeId) {
+        self.after_input(idx(id));
+    }
+
     /// Removes the filter.
     pub fn clear_filter(&mut self) {
         self.filter = None;
@@ -283,6 +312,7 @@ impl Sim {
         let ring = Ring::new(id, n.inc, self.ring_config.clone(), n.stable_seq, self.now)
             .expect("the simulator's ring config is validated by its caller");
         n.ring = Some(ring);
+        n.app = self.app_factory.as_ref().map(|f| f(id));
         self.after_input(i);
     }
 
@@ -299,6 +329,7 @@ impl Sim {
         let i = idx(id);
         let n = &mut self.nodes[i];
         if n.ring.take().is_some() {
+            n.app = None;
             n.paused = false;
             n.inbox.clear();
             n.scheduled = None;
@@ -527,8 +558,60 @@ impl Sim {
         }));
     }
 
-    /// Drains a node's outputs after an input: transmits, events, its next timer.
+    /// Drains a node's outputs after an input: transmits, events (also handed to its
+    /// application, which may submit in turn), its next timer.
     fn after_input(&mut self, i: usize) {
+        let mut app_records = Vec::new();
+        for round in 0..8 {
+            loop {
+                let Some(r) = self.nodes[i].ring.as_mut() else {
+                    return;
+                };
+                let Some(t) = r.poll_transmit() else { break };
+                self.transmit(i, t.dest, t.payload);
+            }
+            let now = self.now;
+            let n = &mut self.nodes[i];
+            let Some(r) = n.ring.as_mut() else { return };
+            n.stable_seq = r.stable_ring_seq();
+            let mut any = false;
+            while let Some(ev) = r.poll_event() {
+                any = true;
+                if let Some(app) = n.app.as_mut() {
+                    app.on_event(&ev, &mut app_records);
+                }
+                if let Event::Deliver(_) = ev {
+                    self.delivered += 1;
+                    if !self.record_messages {
+                        continue;
+                    }
+                }
+                self.records.push(Record {
+                    t_ns: now,
+                    node: n.id,
+                    inc: n.inc,
+                    body: Body::from_event(&ev),
+                });
+            }
+            if let Some(app) = n.app.as_mut() {
+                app.pump(now, r, &mut app_records);
+            }
+            for body in app_records.drain(..) {
+                if matches!(body, Body::Send { .. }) && !self.record_messages {
+                    continue;
+                }
+                self.records.push(Record {
+                    t_ns: now,
+                    node: n.id,
+                    inc: n.inc,
+                    body,
+                });
+            }
+            if n.app.is_none() || (!any && round > 0) {
+                break;
+            }
+        }
+        // What the application's last submits made the ring send (a hold release, say).
         loop {
             let Some(r) = self.nodes[i].ring.as_mut() else {
                 return;
@@ -539,21 +622,6 @@ impl Sim {
         let now = self.now;
         let n = &mut self.nodes[i];
         let Some(r) = n.ring.as_mut() else { return };
-        n.stable_seq = r.stable_ring_seq();
-        while let Some(ev) = r.poll_event() {
-            if let Event::Deliver(_) = ev {
-                self.delivered += 1;
-                if !self.record_messages {
-                    continue;
-                }
-            }
-            self.records.push(Record {
-                t_ns: now,
-                node: n.id,
-                inc: n.inc,
-                body: Body::from_event(&ev),
-            });
-        }
         if let Some(d) = r.poll_timeout() {
             let d = d.max(now);
             if n.scheduled.is_none_or(|s| d < s) {

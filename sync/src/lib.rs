@@ -1,5 +1,42 @@
-//! The synchronisation engine and the services that ride on the ring.
+//! The synchronisation engine and the services it synchronises, as sans-IO state machines on
+//! the ring's agreed delivery.
 //!
-//! Not built yet: this crate is reserved for issue 5 (sync engine and checkpoint
-//! service). It holds no code so that nothing here can be mistaken for a working part.
+//! - [`engine`]: the sync engine (service-list build, per-service process and barrier,
+//!   activate everywhere at the same point of the total order, abort on any configuration
+//!   change);
+//! - [`checkpoint`]: the checkpoint service and its two-phase sync;
+//! - [`msg`]: what the sync layer puts inside ring messages.
+//!
+//! # The seed and what changed
+//! The design follows the openais syncv2 patch (2009) with the two corrections corosync made
+//! for races the patch has:
+//! - activate runs when the barrier has completed on all members, not locally before the
+//!   barrier (the patch activated a service on a node as soon as that node's `process` ended,
+//!   so one node could serve the new state while another still synchronised);
+//! - every service's `init` runs when the service list is built, not lazily when its turn
+//!   comes (a message sent during a service's turn could reach a node whose `init` for that
+//!   service had not run).
+//!
+//! Also: abort runs for the current service in BARRIER as well as in PROCESS (corosync fixed
+//! that in 2026; the patch aborted only in PROCESS), and every local service, initialised at
+//! the list build, drops its temporary state.
+//!
+//! Plain bugs of the patch, not reproduced:
+//! - the loop that fills `service_build.service_list` runs `for (i = 0; i <
+//!   my_initial_service_list[i].service_id; i++)`: its bound is the i-th service's *id*, not
+//!   the number of services, so the list sent is cut short or overruns;
+//! - the `qsort` comparator returns `a->service_id > b->service_id`, a boolean: never
+//!   negative, so the sort order is undefined;
+//! - `schedwrk_processor` sets `state = PROCESS` inside `if (state == PROCESS)` and
+//!   `state = ACTIVATE` inside `if (state == ACTIVATE)`: a state set twice, hiding that the
+//!   transitions were meant elsewhere.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod engine;
+pub mod msg;
+
+pub use checkpoint::{CheckpointService, Op, CHECKPOINT_SERVICE};
+pub use engine::{Outbox, Progress, Service, SyncContext, SyncEngine, SyncEvent, SyncStats};
+pub use msg::{Msg, ServiceId};

@@ -1,0 +1,548 @@
+//! The checkpoint service (corosync's README.recovery): named checkpoints of sections, with a
+//! cluster-wide reference count built from per-node open counts, synchronised after every
+//! configuration change.
+//!
+//! Operations (create, open, close, unlink, write a section, delete a section) go through the
+//! ring as service operations and are applied in total order; reads are local.
+//!
+//! Sync, as in the seed: SYNC_CHECKPOINT then SYNC_REFCOUNT. The seed has the lowest node id
+//! of each old ring transmit (so each old partition's state is sent once). That assumes every
+//! member of an old ring holds the same state, which is false when that ring's own sync was
+//! aborted: its members keep the different states they came with, and all but the
+//! transmitter's would be lost (the simulator found this). Here each member's service list
+//! carries a token of its state (from its digest); members with equal tokens form a group, and
+//! the lowest id of each group transmits: every checkpoint, then its sections, resuming where
+//! it stopped when the ring's queue is full; then the reference counts of its group's nodes.
+//! After a completed sync the groups are the old rings, as in the seed. Receivers build a
+//! temporary state; reference counts merge as per-node sets (each node's count comes from its
+//! own old ring's transmitter, so the sets are disjoint); the global checkpoint id moves past
+//! the highest seen; activate replaces the committed state with the temporary one; abort
+//! throws the temporary state away.
+//!
+//! Conflicts: when two old partitions both hold a checkpoint of the same name, the seed keeps
+//! "the first copy" to arrive. Here the copy sent by the transmitter with the lowest node id
+//! wins, whatever the arrival order, and the decision is reported (a `sync` record with
+//! phase `conflict`). Reference counts are not part of the conflict: each node's own count
+//! survives. Deviation: unlinking removes a checkpoint at once, open or not (the seed keeps an
+//! unlinked checkpoint alive by its number until its last close).
+
+use crate::engine::{Outbox, Progress, Service, SyncContext};
+use crate::msg::ServiceId;
+use bytes::{BufMut, Bytes};
+use ringlab_ring::NodeId;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The checkpoint service's number.
+pub const CHECKPOINT_SERVICE: ServiceId = 2;
+/// Largest section accepted.
+pub const SECTION_MAX: usize = 512 * 1024;
+
+/// One checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Its number.
+    pub id: u64,
+    /// Its sections.
+    pub sections: BTreeMap<Vec<u8>, Bytes>,
+    /// Open count per node.
+    pub refs: BTreeMap<NodeId, u32>,
+    /// The transmitter this copy came from during sync.
+    from: NodeId,
+}
+
+impl Checkpoint {
+    /// Returns the cluster-wide reference count.
+    pub fn refcount(&self) -> u64 {
+        self.refs.values().map(|&r| r as u64).sum()
+    }
+}
+
+/// An operation on checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create a checkpoint (no-op if it exists).
+    Create(Vec<u8>),
+    /// Open it (this node's count +1).
+    Open(Vec<u8>),
+    /// Close it (this node's count -1).
+    Close(Vec<u8>),
+    /// Remove it.
+    Unlink(Vec<u8>),
+    /// Write a section.
+    Write(Vec<u8>, Vec<u8>, Bytes),
+    /// Delete a section.
+    Delete(Vec<u8>, Vec<u8>),
+}
+
+fn put_blob(b: &mut Vec<u8>, x: &[u8]) {
+    b.put_u32(x.len() as u32);
+    b.put_slice(x);
+}
+
+struct Rd<'a>(&'a [u8]);
+impl<'a> Rd<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let (h, t) = self.0.split_first()?;
+        self.0 = t;
+        Some(*h)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let s = self.0.get(..4)?;
+        self.0 = &self.0[4..];
+        Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some((self.u32()? as u64) << 32 | self.u32()? as u64)
+    }
+    fn blob(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        if n > SECTION_MAX {
+            return None;
+        }
+        let s = self.0.get(..n)?;
+        self.0 = &self.0[n..];
+        Some(s)
+    }
+}
+
+impl Op {
+    /// Encodes the operation (the payload of a service operation message).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            Op::Create(n) | Op::Open(n) | Op::Close(n) | Op::Unlink(n) => {
+                b.put_u8(match self {
+                    Op::Create(_) => 0,
+                    Op::Open(_) => 1,
+                    Op::Close(_) => 2,
+                    _ => 3,
+                });
+                put_blob(&mut b, n);
+            }
+            Op::Write(n, s, d) => {
+                b.put_u8(4);
+                put_blob(&mut b, n);
+                put_blob(&mut b, s);
+                put_blob(&mut b, d);
+            }
+            Op::Delete(n, s) => {
+                b.put_u8(5);
+                put_blob(&mut b, n);
+                put_blob(&mut b, s);
+            }
+        }
+        b
+    }
+
+    /// Decodes an operation; `None` for anything malformed.
+    pub fn decode(data: &[u8]) -> Option<Op> {
+        let mut r = Rd(data);
+        let op = match r.u8()? {
+            0 => Op::Create(r.blob()?.to_vec()),
+            1 => Op::Open(r.blob()?.to_vec()),
+            2 => Op::Close(r.blob()?.to_vec()),
+            3 => Op::Unlink(r.blob()?.to_vec()),
+            4 => Op::Write(
+                r.blob()?.to_vec(),
+                r.blob()?.to_vec(),
+                Bytes::copy_from_slice(r.blob()?),
+            ),
+            5 => Op::Delete(r.blob()?.to_vec(), r.blob()?.to_vec()),
+            _ => return None,
+        };
+        r.0.is_empty().then_some(op)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncState {
+    Global,
+    Checkpoints,
+    Refcounts,
+    Done,
+}
+
+/// The checkpoint service of one node.
+pub struct CheckpointService {
+    me: NodeId,
+    committed: BTreeMap<Vec<u8>, Checkpoint>,
+    global_id: u64,
+    own_opens: BTreeMap<Vec<u8>, u32>,
+    // Sync.
+    temp: BTreeMap<Vec<u8>, Checkpoint>,
+    temp_global: u64,
+    transmitter: bool,
+    trans: Vec<NodeId>,
+    state: SyncState,
+    /// Resume point: (checkpoint name, next section), or the next checkpoint for refcounts.
+    cursor: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Bad operations or sync messages dropped.
+    pub malformed: u64,
+}
+
+impl CheckpointService {
+    /// Creates the service for node `me`.
+    pub fn new(me: NodeId) -> Self {
+        Self {
+            me,
+            committed: BTreeMap::new(),
+            global_id: 0,
+            own_opens: BTreeMap::new(),
+            temp: BTreeMap::new(),
+            temp_global: 0,
+            transmitter: false,
+            trans: vec![],
+            state: SyncState::Done,
+            cursor: None,
+            malformed: 0,
+        }
+    }
+
+    /// Returns the committed checkpoints.
+    pub fn checkpoints(&self) -> &BTreeMap<Vec<u8>, Checkpoint> {
+        &self.committed
+    }
+
+    /// Returns this node's own open count per checkpoint.
+    pub fn own_opens(&self) -> &BTreeMap<Vec<u8>, u32> {
+        &self.own_opens
+    }
+
+    /// Returns the global checkpoint id.
+    pub fn global_id(&self) -> u64 {
+        self.global_id
+    }
+
+    /// Reads a section.
+    pub fn read(&self, name: &[u8], section: &[u8]) -> Option<&Bytes> {
+        self.committed.get(name)?.sections.get(section)
+    }
+
+    /// Returns the bytes held in sections.
+    pub fn state_bytes(&self) -> usize {
+        self.committed
+            .values()
+            .flat_map(|c| c.sections.values())
+            .map(|d| d.len())
+            .sum()
+    }
+
+    /// Returns a digest of the committed state (ids, sections, reference counts, global id).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.global_id.to_be_bytes());
+        for (name, c) in &self.committed {
+            h.update((name.len() as u32).to_be_bytes());
+            h.update(name);
+            h.update(c.id.to_be_bytes());
+            for (s, d) in &c.sections {
+                h.update((s.len() as u32).to_be_bytes());
+                h.update(s);
+                h.update((d.len() as u32).to_be_bytes());
+                h.update(d);
+            }
+            for (n, r) in &c.refs {
+                h.update(n.to_be_bytes());
+                h.update(r.to_be_bytes());
+            }
+        }
+        h.finalize().into()
+    }
+
+    fn apply(&mut self, sender: NodeId, op: Op) {
+        match op {
+            Op::Create(n) => {
+                if !self.committed.contains_key(&n) {
+                    self.global_id += 1;
+                    self.committed.insert(
+                        n,
+                        Checkpoint {
+                            id: self.global_id,
+                            ..Checkpoint::default()
+                        },
+                    );
+                }
+            }
+            Op::Open(n) => {
+                if let Some(c) = self.committed.get_mut(&n) {
+                    *c.refs.entry(sender).or_default() += 1;
+                    if sender == self.me {
+                        *self.own_opens.entry(n).or_default() += 1;
+                    }
+                }
+            }
+            Op::Close(n) => {
+                if let Some(c) = self.committed.get_mut(&n) {
+                    if let Some(r) = c.refs.get_mut(&sender).filter(|r| **r > 0) {
+                        *r -= 1;
+                        if *r == 0 {
+                            c.refs.remove(&sender);
+                        }
+                        if sender == self.me {
+                            if let Some(o) = self.own_opens.get_mut(&n) {
+                                *o = o.saturating_sub(1);
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Unlink(n) => {
+                self.committed.remove(&n);
+                self.own_opens.remove(&n);
+            }
+            Op::Write(n, s, d) => {
+                if let Some(c) = self.committed.get_mut(&n) {
+                    c.sections.insert(s, d);
+                }
+            }
+            Op::Delete(n, s) => {
+                if let Some(c) = self.committed.get_mut(&n) {
+                    c.sections.remove(&s);
+                }
+            }
+        }
+        self.own_opens.retain(|_, v| *v > 0);
+    }
+}
+
+// Sync messages: 3 global id (u64, first), 0 checkpoint (name, id), 1 section (name, section,
+// data), 2 refcounts (name, id, count, (node u32, refs u32)...).
+impl Service for CheckpointService {
+    fn id(&self) -> ServiceId {
+        CHECKPOINT_SERVICE
+    }
+
+    fn sync_init(&mut self, ctx: &SyncContext) {
+        self.temp.clear();
+        self.temp_global = 0;
+        // Until the members' state tokens are known: the seed's rule, by old ring.
+        self.trans = ctx.trans.clone();
+        self.transmitter = ctx.trans.iter().min() == Some(&self.me);
+        self.state = SyncState::Global;
+        self.cursor = None;
+    }
+
+    fn state_token(&self) -> u64 {
+        let d = self.digest();
+        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+
+    fn sync_members(&mut self, tokens: &BTreeMap<NodeId, u64>) {
+        // The members holding exactly this node's state form its group; the lowest of the
+        // group transmits it, with the group's reference counts. After a completed sync the
+        // group is the old ring (the seed's rule); after an aborted one, members of one old
+        // ring may hold different states, and each of those states is sent.
+        let mine = self.state_token();
+        self.trans = tokens
+            .iter()
+            .filter(|(_, t)| **t == mine)
+            .map(|(m, _)| *m)
+            .collect();
+        if !self.trans.contains(&self.me) {
+            self.trans.push(self.me);
+        }
+        self.transmitter = self.trans.iter().min() == Some(&self.me);
+    }
+
+    fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress {
+        if !self.transmitter {
+            return Progress::Done;
+        }
+        if self.state == SyncState::Global {
+            let mut b = vec![3u8];
+            b.put_u64(self.global_id);
+            if !out.push(Bytes::from(b)) {
+                return Progress::NotDone;
+            }
+            self.state = SyncState::Checkpoints;
+        }
+        if self.state == SyncState::Checkpoints {
+            let start = self.cursor.take();
+            let names: Vec<Vec<u8>> = match &start {
+                Some((n, _)) => self
+                    .committed
+                    .range(n.clone()..)
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                None => self.committed.keys().cloned().collect(),
+            };
+            for (k, name) in names.iter().enumerate() {
+                let c = &self.committed[name];
+                // A checkpoint's own message, unless resuming inside its sections.
+                let resume_section = match (&start, k) {
+                    (Some((_, s)), 0) => s.clone(),
+                    _ => None,
+                };
+                if resume_section.is_none() {
+                    let mut b = vec![0u8];
+                    put_blob(&mut b, name);
+                    b.put_u64(c.id);
+                    if !out.push(Bytes::from(b)) {
+                        self.cursor = Some((name.clone(), None));
+                        return Progress::NotDone;
+                    }
+                }
+                let sections: Vec<(&Vec<u8>, &Bytes)> = match &resume_section {
+                    Some(s) => c.sections.range(s.clone()..).collect(),
+                    None => c.sections.iter().collect(),
+                };
+                for (s, d) in sections {
+                    let mut b = vec![1u8];
+                    put_blob(&mut b, name);
+                    put_blob(&mut b, s);
+                    put_blob(&mut b, d);
+                    if !out.push(Bytes::from(b)) {
+                        self.cursor = Some((name.clone(), Some(s.clone())));
+                        return Progress::NotDone;
+                    }
+                }
+            }
+            self.state = SyncState::Refcounts;
+        }
+        if self.state == SyncState::Refcounts {
+            let start = self.cursor.take().map(|(n, _)| n);
+            let names: Vec<Vec<u8>> = match &start {
+                Some(n) => self
+                    .committed
+                    .range(n.clone()..)
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                None => self.committed.keys().cloned().collect(),
+            };
+            for name in names {
+                let c = &self.committed[&name];
+                let refs: Vec<(NodeId, u32)> = c
+                    .refs
+                    .iter()
+                    .filter(|(n, _)| self.trans.contains(n))
+                    .map(|(n, r)| (*n, *r))
+                    .collect();
+                let mut b = vec![2u8];
+                put_blob(&mut b, &name);
+                b.put_u64(c.id);
+                b.put_u32(refs.len() as u32);
+                for (n, r) in refs {
+                    b.put_u32(n);
+                    b.put_u32(r);
+                }
+                if !out.push(Bytes::from(b)) {
+                    self.cursor = Some((name, None));
+                    return Progress::NotDone;
+                }
+            }
+            self.state = SyncState::Done;
+        }
+        Progress::Done
+    }
+
+    fn sync_deliver(&mut self, sender: NodeId, payload: &[u8]) -> Option<String> {
+        let mut r = Rd(payload);
+        let parsed = (|| -> Option<Option<String>> {
+            match r.u8()? {
+                0 => {
+                    let name = r.blob()?.to_vec();
+                    let id = r.u64()?;
+                    self.temp_global = self.temp_global.max(id);
+                    match self.temp.get(&name) {
+                        Some(existing) if existing.from <= sender => Some(Some(format!(
+                            "checkpoint {:?}: kept the copy of node {}, dropped node {}'s",
+                            String::from_utf8_lossy(&name),
+                            existing.from,
+                            sender
+                        ))),
+                        Some(existing) => {
+                            let loser = existing.from;
+                            let refs = existing.refs.clone();
+                            self.temp.insert(
+                                name.clone(),
+                                Checkpoint {
+                                    id,
+                                    sections: BTreeMap::new(),
+                                    refs,
+                                    from: sender,
+                                },
+                            );
+                            Some(Some(format!(
+                                "checkpoint {:?}: kept the copy of node {}, dropped node {}'s",
+                                String::from_utf8_lossy(&name),
+                                sender,
+                                loser
+                            )))
+                        }
+                        None => {
+                            self.temp.insert(
+                                name,
+                                Checkpoint {
+                                    id,
+                                    from: sender,
+                                    ..Checkpoint::default()
+                                },
+                            );
+                            Some(None)
+                        }
+                    }
+                }
+                1 => {
+                    let name = r.blob()?;
+                    let section = r.blob()?.to_vec();
+                    let data = Bytes::copy_from_slice(r.blob()?);
+                    if let Some(c) = self.temp.get_mut(name).filter(|c| c.from == sender) {
+                        c.sections.insert(section, data);
+                    }
+                    Some(None)
+                }
+                2 => {
+                    let name = r.blob()?.to_vec();
+                    let id = r.u64()?;
+                    self.temp_global = self.temp_global.max(id);
+                    let n = r.u32()? as usize;
+                    let mut refs = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        refs.push((r.u32()?, r.u32()?));
+                    }
+                    if let Some(c) = self.temp.get_mut(&name) {
+                        c.refs.extend(refs);
+                    }
+                    Some(None)
+                }
+                3 => {
+                    self.temp_global = self.temp_global.max(r.u64()?);
+                    Some(None)
+                }
+                _ => None,
+            }
+        })();
+        match parsed {
+            Some(conflict) => conflict,
+            None => {
+                self.malformed += 1;
+                None
+            }
+        }
+    }
+
+    fn sync_activate(&mut self) {
+        self.committed = std::mem::take(&mut self.temp);
+        // Every old partition's transmitter sent its global id: the result is the same
+        // everywhere, whatever this node's partition had used.
+        self.global_id = self.temp_global;
+        // This node's own open counts are its local truth (its handles) and are never taken
+        // from the replicated state: the reference counts must come out equal to them.
+        self.state = SyncState::Done;
+    }
+
+    fn sync_abort(&mut self) {
+        self.temp.clear();
+        self.temp_global = 0;
+        self.cursor = None;
+        self.state = SyncState::Done;
+    }
+
+    fn deliver_op(&mut self, sender: NodeId, payload: &[u8]) {
+        match Op::decode(payload) {
+            Some(op) => self.apply(sender, op),
+            None => self.malformed += 1,
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The synchronisation engine: after every regular configuration it brings each service's
+//! state together before the cluster serves again. Sans-IO, on the ring's agreed delivery.
+//!
+//! Inputs: [`SyncEngine::handle_event`] with every ring event (configurations and
+//! deliveries), and [`SyncEngine::poll`] with the room left in the ring's send queue.
+//! Outputs: [`SyncEngine::poll_submit`] (messages to submit to the ring, agreed),
+//! [`SyncEngine::poll_event`] (start, service done, conflict, done, abort).
+//!
+//! On each regular configuration: every service's `sync_init` runs at once (corrected
+//! design, see the crate docs), then SERVICELIST_BUILD: every member multicasts its service
+//! list; when all lists are in, their union sorted by id is the plan, a service unknown here
+//! being a no-op. Then, service by service, PROCESS (`sync_process` until done; it may say
+//! "not done" when the ring's queue has no room and is called again) and BARRIER (every
+//! member multicasts a barrier; when all members' barriers have been delivered the service is
+//! activated everywhere, at the same point of the total order). After the last, sync is done.
+//! Every message carries its ring id; a message of another ring is ignored. A configuration
+//! change (transitional or regular) during sync aborts the current service, in PROCESS and in
+//! BARRIER alike, and drops every trace of the aborted sync. Service operations delivered
+//! while sync runs are held, in delivery order, and applied when it completes (or is aborted):
+//! the same point for every member.
+
+use crate::msg::{Msg, ServiceId};
+use bytes::Bytes;
+use ringlab_ring::{ConfigKind, Event, NodeId, RingId};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Says whether `sync_process` finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Everything this node had to send is queued.
+    Done,
+    /// The outbox filled up; call again.
+    NotDone,
+}
+
+/// Where `sync_process` puts its messages: bounded by the room in the ring's send queue.
+pub struct Outbox<'a> {
+    room: usize,
+    out: &'a mut Vec<Bytes>,
+}
+
+impl Outbox<'_> {
+    /// Queues one message if it fits; returns false (and queues nothing) when it does not.
+    pub fn push(&mut self, payload: Bytes) -> bool {
+        let cost = payload.len() + 64;
+        if cost > self.room {
+            return false;
+        }
+        self.room -= cost;
+        self.out.push(payload);
+        true
+    }
+}
+
+/// What a service sees of the configuration being synchronised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncContext {
+    /// This node.
+    pub me: NodeId,
+    /// The new ring.
+    pub ring: RingId,
+    /// Its members.
+    pub members: Vec<NodeId>,
+    /// The members that came with this node from its old ring (the transitional configuration).
+    pub trans: Vec<NodeId>,
+}
+
+/// A synchronised service.
+pub trait Service: std::any::Any {
+    /// Returns its number (services sync in ascending order).
+    fn id(&self) -> ServiceId;
+    /// Starts a sync: record temporary state for `sync_process`.
+    fn sync_init(&mut self, ctx: &SyncContext);
+    /// Returns a token of the committed state, sent in the service list: members whose
+    /// tokens are equal hold identical state (the default, 0, says "assume identical").
+    fn state_token(&self) -> u64 {
+        0
+    }
+    /// Receives every member's token for this service, once all service lists are in and
+    /// before the first `sync_process`.
+    fn sync_members(&mut self, _tokens: &BTreeMap<NodeId, u64>) {}
+    /// Sends this node's share of the sync; may stop when the outbox is full.
+    fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress;
+    /// Receives a sync message of this service (current ring only), with its sender.
+    fn sync_deliver(&mut self, sender: NodeId, payload: &[u8]) -> Option<String>;
+    /// Every member finished: replace the committed state with the synchronised one.
+    fn sync_activate(&mut self);
+    /// The sync was cut short: drop its temporary state.
+    fn sync_abort(&mut self);
+    /// Applies an operation delivered outside sync.
+    fn deliver_op(&mut self, sender: NodeId, payload: &[u8]);
+}
+
+/// What the engine reports (written as `sync` event records).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// Sync started on a ring.
+    Start {
+        /// The ring.
+        ring: RingId,
+    },
+    /// A service was activated everywhere.
+    ServiceDone {
+        /// The ring.
+        ring: RingId,
+        /// The service.
+        service: ServiceId,
+        /// Sync bytes delivered for it.
+        bytes: u64,
+    },
+    /// A service resolved a conflict between partitions (its own words).
+    Conflict {
+        /// The ring.
+        ring: RingId,
+        /// The service.
+        service: ServiceId,
+        /// What it decided.
+        detail: String,
+    },
+    /// Every service is synchronised.
+    Done {
+        /// The ring.
+        ring: RingId,
+        /// Sync bytes delivered in all.
+        bytes: u64,
+    },
+    /// The sync was abandoned for a configuration change.
+    Abort {
+        /// The ring it was for.
+        ring: RingId,
+        /// The service it was at, if past the service list.
+        service: Option<ServiceId>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    ServiceListBuild,
+    Process(usize),
+    Barrier(usize),
+}
+
+/// Counters of the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Syncs that completed.
+    pub completed: u64,
+    /// Syncs aborted by a configuration change.
+    pub aborted: u64,
+    /// Sync messages of another ring, ignored.
+    pub foreign_ring: u64,
+    /// Messages that did not decode.
+    pub malformed: u64,
+}
+
+/// The sync engine of one node.
+pub struct SyncEngine {
+    me: NodeId,
+    services: BTreeMap<ServiceId, Box<dyn Service + Send>>,
+    phase: Phase,
+    ring: Option<RingId>,
+    members: Vec<NodeId>,
+    trans: Vec<NodeId>,
+    lists: BTreeMap<NodeId, Vec<(ServiceId, u64)>>,
+    plan: Vec<ServiceId>,
+    barriers: BTreeMap<ServiceId, BTreeSet<NodeId>>,
+    held_ops: Vec<(NodeId, ServiceId, Bytes)>,
+    bytes_service: u64,
+    bytes_total: u64,
+    out: VecDeque<Bytes>,
+    events: VecDeque<SyncEvent>,
+    stats: SyncStats,
+}
+
+impl SyncEngine {
+    /// Creates the engine of node `me` with its services.
+    pub fn new(me: NodeId, services: Vec<Box<dyn Service + Send>>) -> Self {
+        Self {
+            me,
+            services: services.into_iter().map(|s| (s.id(), s)).collect(),
+            phase: Phase::Idle,
+            ring: None,
+            members: vec![],
+            trans: vec![me],
+            lists: BTreeMap::new(),
+            plan: vec![],
+            barriers: BTreeMap::new(),
+            held_ops: vec![],
+            bytes_service: 0,
+            bytes_total: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SyncStats::default(),
+        }
+    }
+
+    /// Returns whether a sync is running (the application's sends are held meanwhile).
+    pub fn is_syncing(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    /// Returns the phase: "idle", "service_list_build", "process" or "barrier".
+    pub fn phase(&self) -> &'static str {
+        match self.phase {
+            Phase::Idle => "idle",
+            Phase::ServiceListBuild => "service_list_build",
+            Phase::Process(_) => "process",
+            Phase::Barrier(_) => "barrier",
+        }
+    }
+
+    /// Returns the operations held while sync runs.
+    pub fn held_ops(&self) -> usize {
+        self.held_ops.len()
+    }
+
+    /// Returns the counters.
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    /// Returns a service by id.
+    pub fn service(&self, id: ServiceId) -> Option<&(dyn Service + Send)> {
+        self.services.get(&id).map(|s| s.as_ref())
+    }
+
+    /// Returns a service by id, mutably.
+    pub fn service_mut(&mut self, id: ServiceId) -> Option<&mut (dyn Service + Send + 'static)> {
+        self.services.get_mut(&id).map(|s| s.as_mut())
+    }
+
+    /// Returns the next message to submit to the ring (agreed).
+    pub fn poll_submit(&mut self) -> Option<Bytes> {
+        self.out.pop_front()
+    }
+
+    /// Returns whether no message waits to be submitted.
+    pub fn poll_submit_is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Returns the next event to record.
+    pub fn poll_event(&mut self) -> Option<SyncEvent> {
+        self.events.pop_front()
+    }
+
+    /// Returns an operation message for `service`, for the application to submit (only
+    /// while [`SyncEngine::is_syncing`] is false).
+    pub fn op_message(service: ServiceId, payload: &[u8]) -> Bytes {
+        Bytes::from(
+            Msg::Op {
+                service,
+                payload: Bytes::copy_from_slice(payload),
+            }
+            .encode(),
+        )
+    }
+
+    /// Processes one ring event.
+    pub fn handle_event(&mut self, ev: &Event) {
+        match ev {
+            Event::Config(c) if c.kind == ConfigKind::Transitional => {
+                self.abort();
+                self.trans = c.members.clone();
+            }
+            Event::Config(c) => {
+                self.abort();
+                self.start(c.ring_id, c.members.clone());
+            }
+            Event::Deliver(d) => match Msg::decode(&d.data) {
+                Ok(m) => self.on_msg(d.id.node, m, d.data.len() as u64),
+                Err(_) => self.stats.malformed += 1,
+            },
+            Event::State { .. } => {}
+        }
+    }
+
+    fn start(&mut self, ring: RingId, members: Vec<NodeId>) {
+        if !self.trans.contains(&self.me) {
+            self.trans = vec![self.me];
+        }
+        self.trans.retain(|m| members.contains(m));
+        self.ring = Some(ring);
+        self.members = members;
+        self.lists.clear();
+        self.barriers.clear();
+        self.plan.clear();
+        self.bytes_total = 0;
+        self.phase = Phase::ServiceListBuild;
+        self.events.push_back(SyncEvent::Start { ring });
+        let ctx = SyncContext {
+            me: self.me,
+            ring,
+            members: self.members.clone(),
+            trans: self.trans.clone(),
+        };
+        for s in self.services.values_mut() {
+            s.sync_init(&ctx);
+        }
+        let services = self
+            .services
+            .iter()
+            .map(|(id, s)| (*id, s.state_token()))
+            .collect();
+        self.out
+            .push_back(Bytes::from(Msg::ServiceList { ring, services }.encode()));
+    }
+
+    fn abort(&mut self) {
+        if self.phase == Phase::Idle {
+            return;
+        }
+        let ring = self.ring.expect("a ring while syncing");
+        let current = match self.phase {
+            Phase::Process(i) | Phase::Barrier(i) => self.plan.get(i).copied(),
+            _ => None,
+        };
+        // Every local service was initialised at the service-list build: all drop their
+        // temporary state (the current one, in PROCESS or in BARRIER, and those not reached).
+        for s in self.services.values_mut() {
+            s.sync_abort();
+        }
+        self.stats.aborted += 1;
+        self.events.push_back(SyncEvent::Abort {
+            ring,
+            service: current,
+        });
+        self.finish_common();
+    }
+
+    fn finish_common(&mut self) {
+        self.phase = Phase::Idle;
+        self.ring = None;
+        self.lists.clear();
+        self.barriers.clear();
+        self.out.clear();
+        for (sender, service, payload) in std::mem::take(&mut self.held_ops) {
+            if let Some(s) = self.services.get_mut(&service) {
+                s.deliver_op(sender, &payload);
+            }
+        }
+    }
+
+    fn on_msg(&mut self, sender: NodeId, m: Msg, len: u64) {
+        let ring = match &m {
+            Msg::Op { service, payload } => {
+                if self.is_syncing() {
+                    self.held_ops.push((sender, *service, payload.clone()));
+                } else if let Some(s) = self.services.get_mut(service) {
+                    s.deliver_op(sender, payload);
+                }
+                return;
+            }
+            Msg::Barrier { ring, .. }
+            | Msg::ServiceList { ring, .. }
+            | Msg::ServiceData { ring, .. } => *ring,
+        };
+        if Some(ring) != self.ring {
+            self.stats.foreign_ring += 1;
+            return;
+        }
+        match m {
+            Msg::ServiceList { services, .. } => {
+                if self.phase != Phase::ServiceListBuild || !self.members.contains(&sender) {
+                    return;
+                }
+                self.lists.insert(sender, services);
+                if self.members.iter().all(|m| self.lists.contains_key(m)) {
+                    let mut plan: Vec<ServiceId> =
+                        self.lists.values().flatten().map(|(id, _)| *id).collect();
+                    plan.sort_unstable();
+                    plan.dedup();
+                    for (id, s) in self.services.iter_mut() {
+                        let tokens: BTreeMap<NodeId, u64> = self
+                            .lists
+                            .iter()
+                            .filter_map(|(m, l)| {
+                                l.iter().find(|(sid, _)| sid == id).map(|(_, t)| (*m, *t))
+                            })
+                            .collect();
+                        s.sync_members(&tokens);
+                    }
+                    self.plan = plan;
+                    self.next_service(0);
+                }
+            }
+            Msg::ServiceData {
+                service, payload, ..
+            } => {
+                self.bytes_service += len;
+                self.bytes_total += len;
+                if let Some(s) = self.services.get_mut(&service) {
+                    if let Some(detail) = s.sync_deliver(sender, &payload) {
+                        self.events.push_back(SyncEvent::Conflict {
+                            ring,
+                            service,
+                            detail,
+                        });
+                    }
+                }
+            }
+            Msg::Barrier { service, .. } => {
+                if !self.members.contains(&sender) {
+                    return;
+                }
+                self.barriers.entry(service).or_default().insert(sender);
+                self.check_barrier();
+            }
+            Msg::Op { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn next_service(&mut self, i: usize) {
+        let ring = self.ring.expect("a ring while syncing");
+        if i >= self.plan.len() {
+            self.stats.completed += 1;
+            self.events.push_back(SyncEvent::Done {
+                ring,
+                bytes: self.bytes_total,
+            });
+            self.finish_common();
+            return;
+        }
+        self.bytes_service = 0;
+        self.phase = Phase::Process(i);
+    }
+
+    fn check_barrier(&mut self) {
+        let Phase::Barrier(i) = self.phase else {
+            return;
+        };
+        let service = self.plan[i];
+        let all = self
+            .barriers
+            .get(&service)
+            .is_some_and(|b| self.members.iter().all(|m| b.contains(m)));
+        if all {
+            if let Some(s) = self.services.get_mut(&service) {
+                s.sync_activate();
+            }
+            self.events.push_back(SyncEvent::ServiceDone {
+                ring: self.ring.expect("a ring while syncing"),
+                service,
+                bytes: self.bytes_service,
+            });
+            self.next_service(i + 1);
+        }
+    }
+
+    /// Runs the current service's `sync_process` with `room` bytes left in the ring's send
+    /// queue; call after every input and whenever the queue has drained.
+    pub fn poll(&mut self, room: usize) {
+        let Phase::Process(i) = self.phase else {
+            return;
+        };
+        let ring = self.ring.expect("a ring while syncing");
+        let service = self.plan[i];
+        let mut payloads = Vec::new();
+        let progress = match self.services.get_mut(&service) {
+            Some(s) => {
+                let mut out = Outbox {
+                    room,
+                    out: &mut payloads,
+                };
+                s.sync_process(&mut out)
+            }
+            None => Progress::Done, // unknown here: a no-op
+        };
+        for p in payloads {
+            self.out.push_back(Bytes::from(
+                Msg::ServiceData {
+                    ring,
+                    service,
+                    payload: p,
+                }
+                .encode(),
+            ));
+        }
+        if progress == Progress::Done {
+            self.out
+                .push_back(Bytes::from(Msg::Barrier { ring, service }.encode()));
+            self.phase = Phase::Barrier(i);
+            self.check_barrier();
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! What the sync layer puts in ring messages: a channel byte, then either a sync-engine
+//! message (carrying the ring id it belongs to) or a service operation.
+//!
+//! `0x01 ring_id(12) kind u8 ...`: sync engine (kind 0 barrier: service u16; 1 service list:
+//! count u16, (id u16, state token u64)...; 2 service data: service u16, payload). `0x02 service u16 payload`:
+//! an operation of a service outside sync. Big-endian, bounded, decoding never panics.
+
+use bytes::{BufMut, Bytes};
+use ringlab_ring::RingId;
+
+/// A service's number; services sync in ascending order.
+pub type ServiceId = u16;
+
+const SYNC: u8 = 0x01;
+const OP: u8 = 0x02;
+/// Most services one list may name.
+pub const SERVICES_MAX: usize = 256;
+
+/// A decoded message of the sync layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// Sync engine: this sender is done with `service` on `ring`.
+    Barrier {
+        /// The ring the sync belongs to.
+        ring: RingId,
+        /// The service.
+        service: ServiceId,
+    },
+    /// Sync engine: the services this sender runs, each with a token of its state (equal
+    /// tokens: identical state).
+    ServiceList {
+        /// The ring the sync belongs to.
+        ring: RingId,
+        /// Its services, ascending, with their state tokens.
+        services: Vec<(ServiceId, u64)>,
+    },
+    /// A service's sync data.
+    ServiceData {
+        /// The ring the sync belongs to.
+        ring: RingId,
+        /// The service.
+        service: ServiceId,
+        /// Opaque to the engine.
+        payload: Bytes,
+    },
+    /// A service operation outside sync.
+    Op {
+        /// The service.
+        service: ServiceId,
+        /// Opaque to the engine.
+        payload: Bytes,
+    },
+}
+
+/// Why a sync-layer message did not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MsgError {
+    /// Shorter than its fields.
+    #[error("truncated sync message")]
+    Truncated,
+    /// Unknown channel or kind byte.
+    #[error("unknown sync message type {0}")]
+    UnknownType(u8),
+    /// A list above its bound, or not ascending.
+    #[error("invalid service list")]
+    BadList,
+    /// Bytes left over.
+    #[error("trailing bytes")]
+    Trailing,
+}
+
+fn put_ring(b: &mut Vec<u8>, r: RingId) {
+    b.put_u32(r.rep);
+    b.put_u64(r.seq);
+}
+
+impl Msg {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            Msg::Barrier { ring, service } => {
+                b.put_u8(SYNC);
+                put_ring(&mut b, *ring);
+                b.put_u8(0);
+                b.put_u16(*service);
+            }
+            Msg::ServiceList { ring, services } => {
+                b.put_u8(SYNC);
+                put_ring(&mut b, *ring);
+                b.put_u8(1);
+                b.put_u16(services.len() as u16);
+                for (id, token) in services {
+                    b.put_u16(*id);
+                    b.put_u64(*token);
+                }
+            }
+            Msg::ServiceData {
+                ring,
+                service,
+                payload,
+            } => {
+                b.put_u8(SYNC);
+                put_ring(&mut b, *ring);
+                b.put_u8(2);
+                b.put_u16(*service);
+                b.put_slice(payload);
+            }
+            Msg::Op { service, payload } => {
+                b.put_u8(OP);
+                b.put_u16(*service);
+                b.put_slice(payload);
+            }
+        }
+        b
+    }
+
+    /// Decodes a message; never panics.
+    pub fn decode(data: &Bytes) -> Result<Msg, MsgError> {
+        let mut r = Cursor { d: data, at: 0 };
+        match r.u8()? {
+            SYNC => {
+                let ring = RingId {
+                    rep: r.u32()?,
+                    seq: r.u64()?,
+                };
+                match r.u8()? {
+                    0 => {
+                        let service = r.u16()?;
+                        r.end()?;
+                        Ok(Msg::Barrier { ring, service })
+                    }
+                    1 => {
+                        let n = r.u16()? as usize;
+                        if n > SERVICES_MAX {
+                            return Err(MsgError::BadList);
+                        }
+                        let mut services = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            let s = r.u16()?;
+                            let token = r.u64()?;
+                            if services.last().is_some_and(|&(l, _)| l >= s) {
+                                return Err(MsgError::BadList);
+                            }
+                            services.push((s, token));
+                        }
+                        r.end()?;
+                        Ok(Msg::ServiceList { ring, services })
+                    }
+                    2 => {
+                        let service = r.u16()?;
+                        Ok(Msg::ServiceData {
+                            ring,
+                            service,
+                            payload: data.slice(r.at..),
+                        })
+                    }
+                    k => Err(MsgError::UnknownType(k)),
+                }
+            }
+            OP => {
+                let service = r.u16()?;
+                Ok(Msg::Op {
+                    service,
+                    payload: data.slice(r.at..),
+                })
+            }
+            c => Err(MsgError::UnknownType(c)),
+        }
+    }
+}
+
+struct Cursor<'a> {
+    d: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], MsgError> {
+        let s = self
+            .d
+            .get(self.at..self.at + N)
+            .ok_or(MsgError::Truncated)?;
+        self.at += N;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, MsgError> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, MsgError> {
+        Ok(u16::from_be_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Result<u32, MsgError> {
+        Ok(u32::from_be_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64, MsgError> {
+        Ok(u64::from_be_bytes(self.take()?))
+    }
+    fn end(&self) -> Result<(), MsgError> {
+        if self.at == self.d.len() {
+            Ok(())
+        } else {
+            Err(MsgError::Trailing)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_garbage() {
+        let ring = RingId { rep: 3, seq: 44 };
+        for m in [
+            Msg::Barrier { ring, service: 7 },
+            Msg::ServiceList {
+                ring,
+                services: vec![(1, 7), (2, 0), (9, u64::MAX)],
+            },
+            Msg::ServiceData {
+                ring,
+                service: 1,
+                payload: Bytes::from_static(b"abc"),
+            },
+            Msg::Op {
+                service: 1,
+                payload: Bytes::from_static(b"op"),
+            },
+        ] {
+            let b = Bytes::from(m.encode());
+            assert_eq!(Msg::decode(&b).unwrap(), m);
+            for cut in 0..b.len().min(16) {
+                let _ = Msg::decode(&b.slice(..cut));
+            }
+        }
+        assert_eq!(
+            Msg::decode(&Bytes::from_static(&[9])),
+            Err(MsgError::UnknownType(9))
+        );
+        let unsorted = Msg::ServiceList {
+            ring,
+            services: vec![(2, 0), (1, 0)],
+        };
+        assert_eq!(
+            Msg::decode(&Bytes::from(unsorted.encode())),
+            Err(MsgError::BadList)
+        );
+    }
+}
