@@ -485,3 +485,213 @@ impl SyncEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringlab_ring::{ConfigChange, Delivery, MsgId};
+    use std::sync::{Arc, Mutex};
+
+    /// A service that logs its calls and needs two `process` calls.
+    struct Probe {
+        id: ServiceId,
+        node: NodeId,
+        log: Arc<Mutex<Vec<String>>>,
+        calls: u32,
+    }
+
+    impl Service for Probe {
+        fn id(&self) -> ServiceId {
+            self.id
+        }
+        fn sync_init(&mut self, _: &SyncContext) {
+            self.calls = 0;
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} init {}", self.node, self.id));
+        }
+        fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress {
+            self.calls += 1;
+            out.push(Bytes::from(vec![self.id as u8]));
+            if self.calls < 2 {
+                Progress::NotDone
+            } else {
+                Progress::Done
+            }
+        }
+        fn sync_deliver(&mut self, _: NodeId, _: &[u8]) -> Option<String> {
+            None
+        }
+        fn sync_activate(&mut self) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} activate {}", self.node, self.id));
+        }
+        fn sync_abort(&mut self) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} abort {}", self.node, self.id));
+        }
+        fn deliver_op(&mut self, _: NodeId, _: &[u8]) {}
+    }
+
+    fn config(kind: ConfigKind, ring: RingId, members: &[NodeId]) -> Event {
+        Event::Config(ConfigChange {
+            kind,
+            ring_id: ring,
+            members: members.to_vec(),
+            left: vec![],
+            joined: vec![],
+        })
+    }
+
+    /// Delivers everything the engines submit, in one total order, until they are quiet.
+    fn run(engines: &mut [SyncEngine], ring: RingId, counter: &mut u64) {
+        for _ in 0..100 {
+            let mut bus = Vec::new();
+            for e in engines.iter_mut() {
+                e.poll(1 << 20);
+                while let Some(m) = e.poll_submit() {
+                    bus.push((e.me, m));
+                }
+            }
+            if bus.is_empty() {
+                return;
+            }
+            for (sender, data) in bus {
+                *counter += 1;
+                let ev = Event::Deliver(Delivery {
+                    id: MsgId {
+                        node: sender,
+                        inc: 1,
+                        counter: *counter,
+                    },
+                    ring_id: ring,
+                    seq: *counter,
+                    safe: false,
+                    sent_t_ns: 0,
+                    data,
+                });
+                engines.iter_mut().for_each(|e| e.handle_event(&ev));
+            }
+        }
+        panic!("the engines never went quiet");
+    }
+
+    fn node(me: NodeId, ids: &[ServiceId], log: &Arc<Mutex<Vec<String>>>) -> SyncEngine {
+        let services: Vec<Box<dyn Service + Send>> = ids
+            .iter()
+            .map(|&id| {
+                Box::new(Probe {
+                    id,
+                    node: me,
+                    log: log.clone(),
+                    calls: 0,
+                }) as Box<dyn Service + Send>
+            })
+            .collect();
+        SyncEngine::new(me, services)
+    }
+
+    #[test]
+    fn services_sync_in_id_order_unknown_ones_are_no_ops_and_aborts_leave_nothing() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Node 1 runs services 1 and 3, node 2 runs 1 and 2, node 3 runs 1.
+        let mut engines = vec![
+            node(1, &[3, 1], &log),
+            node(2, &[1, 2], &log),
+            node(3, &[1], &log),
+        ];
+        let r1 = RingId { rep: 1, seq: 4 };
+        let mut counter = 0;
+        for e in engines.iter_mut() {
+            e.handle_event(&config(ConfigKind::Transitional, r1, &[e.me]));
+            e.handle_event(&config(ConfigKind::Regular, r1, &[1, 2, 3]));
+        }
+        // Every local service is initialised at once, before any process.
+        assert_eq!(
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("init"))
+                .count(),
+            5
+        );
+        // A message of another ring is ignored.
+        let foreign = Msg::ServiceList {
+            ring: RingId { rep: 9, seq: 1 },
+            services: vec![(7, 0)],
+        };
+        let ev = Event::Deliver(Delivery {
+            id: MsgId {
+                node: 2,
+                inc: 1,
+                counter: 999,
+            },
+            ring_id: r1,
+            seq: 999,
+            safe: false,
+            sent_t_ns: 0,
+            data: Bytes::from(foreign.encode()),
+        });
+        engines[0].handle_event(&ev);
+        assert_eq!(engines[0].stats().foreign_ring, 1);
+        run(&mut engines, r1, &mut counter);
+        for e in engines.iter_mut() {
+            assert!(!e.is_syncing());
+            let evs: Vec<SyncEvent> = std::iter::from_fn(|| e.poll_event()).collect();
+            let done: Vec<ServiceId> = evs
+                .iter()
+                .filter_map(|v| match v {
+                    SyncEvent::ServiceDone { service, .. } => Some(*service),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(done, vec![1, 2, 3], "the union, sorted, at node {}", e.me);
+            assert!(matches!(evs.last(), Some(SyncEvent::Done { .. })));
+        }
+        // Activation happened for local services only, once each.
+        let acts: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("activate"))
+            .cloned()
+            .collect();
+        assert_eq!(acts.len(), 5, "{acts:?}");
+        // A configuration change in the middle of a sync aborts it everywhere.
+        log.lock().unwrap().clear();
+        let r2 = RingId { rep: 1, seq: 8 };
+        for e in engines.iter_mut() {
+            e.handle_event(&config(ConfigKind::Transitional, r2, &[1, 2, 3]));
+            e.handle_event(&config(ConfigKind::Regular, r2, &[1, 2, 3]));
+            e.poll(1 << 20); // service 1 is mid-PROCESS (needs two calls)
+            assert_eq!(e.phase(), "service_list_build");
+        }
+        let r3 = RingId { rep: 1, seq: 12 };
+        for e in engines.iter_mut() {
+            e.handle_event(&config(ConfigKind::Transitional, r3, &[1, 2, 3]));
+            assert!(!e.is_syncing());
+            let aborted =
+                std::iter::from_fn(|| e.poll_event()).any(|v| matches!(v, SyncEvent::Abort { .. }));
+            assert!(aborted);
+            e.handle_event(&config(ConfigKind::Regular, r3, &[1, 2, 3]));
+        }
+        assert_eq!(
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("abort"))
+                .count(),
+            5
+        );
+        // Messages of the aborted ring are ignored; the new sync completes.
+        run(&mut engines, r3, &mut counter);
+        assert!(engines
+            .iter()
+            .all(|e| !e.is_syncing() && e.stats().completed == 2 && e.stats().aborted == 1));
+    }
+}

@@ -16,19 +16,25 @@ use ringlab_sync::Op;
 const MS: u64 = 1_000_000;
 
 fn app(sim: &Sim, id: u32) -> &CheckpointApp {
-    sim.app(id).and_then(|a| a.as_any().downcast_ref::<CheckpointApp>()).expect("app")
+    sim.app(id)
+        .and_then(|a| a.as_any().downcast_ref::<CheckpointApp>())
+        .expect("app")
 }
 
 fn settled(sim: &Sim) -> bool {
     (1..=5).all(|id| {
-        sim.ring(id).is_some_and(|r| r.state() == MembState::Operational && r.members().len() == 5)
+        sim.ring(id)
+            .is_some_and(|r| r.state() == MembState::Operational && r.members().len() == 5)
             && !app(sim, id).engine.is_syncing()
     })
 }
 
 fn main() {
     let sizes: Vec<usize> = {
-        let a: Vec<usize> = std::env::args().skip(1).filter_map(|s| s.parse().ok()).collect();
+        let a: Vec<usize> = std::env::args()
+            .skip(1)
+            .filter_map(|s| s.parse().ok())
+            .collect();
         if a.is_empty() {
             vec![1 << 10, 1 << 20, 10 << 20, 100 << 20]
         } else {
@@ -45,19 +51,29 @@ fn main() {
         let count = size.div_ceil(section);
         let t0 = sim.now();
         {
-            let a = sim.app_mut(1).and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>()).expect("app");
+            let a = sim
+                .app_mut(1)
+                .and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>())
+                .expect("app");
             for i in 0..count {
                 let name = format!("c{}", i / 64).into_bytes();
                 if i % 64 == 0 {
                     a.queue_op(&Op::Create(name.clone()));
                 }
-                a.queue_op(&Op::Write(name, (i as u32).to_be_bytes().to_vec(), vec![i as u8; section].into()));
+                a.queue_op(&Op::Write(
+                    name,
+                    (i as u32).to_be_bytes().to_vec(),
+                    vec![i as u8; section].into(),
+                ));
             }
         }
         sim.pump(1);
         let total = count * section;
         let done = |s: &Sim| (1..=5).all(|id| app(s, id).checkpoints().state_bytes() == total);
-        assert!(sim.run_until_cond(t0 + 3_600_000 * MS, done), "the writes reached every node");
+        assert!(
+            sim.run_until_cond(t0 + 3_600_000 * MS, done),
+            "the writes reached every node"
+        );
         let ring_s = (sim.now() - t0) as f64 / 1e9;
         // Node 5 comes back empty: the sync moves the whole state to it.
         sim.crash(5);
@@ -65,7 +81,8 @@ fn main() {
         let mark = sim.records().len();
         sim.start(5);
         let t1 = sim.now();
-        assert!(sim.run_until_cond(t1 + 3_600_000 * MS, |s| settled(s) && app(s, 5).checkpoints().state_bytes() == total));
+        assert!(sim.run_until_cond(t1 + 3_600_000 * MS, |s| settled(s)
+            && app(s, 5).checkpoints().state_bytes() == total));
         let recs = &sim.records()[mark..];
         let last_start = recs
             .iter()
