@@ -90,6 +90,7 @@ pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         binary: std::env::current_exe()?,
         batched_io: !o.unbatched,
         ipv6: false,
+        services: vec![],
     };
     let t0 = monotonic_ns();
     let mut cluster = Cluster::start(spec).context("starting the nodes")?;

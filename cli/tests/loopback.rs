@@ -37,6 +37,7 @@ fn spec(
         // The kill/restart tests run one call per datagram, the others batched: both paths.
         batched_io: !name.starts_with("kill"),
         ipv6: false,
+        services: vec![],
     }
 }
 
@@ -312,4 +313,71 @@ fn ipv6_cluster(name: &str, transport: Transport, port: u16) {
 #[test]
 fn ipv6_unicast_on_the_loopback() {
     ipv6_cluster("v6-uc", Transport::Unicast, 17_900);
+}
+
+fn sync_of(c: &Cluster, id: NodeId) -> serde_json::Value {
+    c.ctl(id, r#"{"cmd":"stats"}"#).unwrap()["sync"].clone()
+}
+
+#[test]
+fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
+    let mut s = spec(
+        "ckpt",
+        3,
+        Transport::Unicast,
+        Variant::Classic,
+        18_100,
+        false,
+    );
+    s.services = vec!["checkpoint".into()];
+    let mut c = Cluster::start(s).unwrap();
+    c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
+    c.ctl(1, r#"{"cmd":"ckpt_fill","bytes":2097152}"#).unwrap();
+    c.ctl(2, r#"{"cmd":"ckpt","op":"open","name":"c0"}"#)
+        .unwrap();
+    c.ctl(3, r#"{"cmd":"ckpt","op":"open","name":"c0"}"#)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (1..=3).any(|i| sync_of(&c, i)["state_bytes"] != 2_097_152) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writes reached every node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Node 3 dies and comes back empty; node 2 writes meanwhile.
+    c.kill(3);
+    c.wait_ring(&[1, 2], Duration::from_secs(20)).unwrap();
+    c.ctl(
+        2,
+        r#"{"cmd":"ckpt","op":"write","name":"c0","section":"extra","size":1000}"#,
+    )
+    .unwrap();
+    c.spawn(3).unwrap();
+    c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s: Vec<serde_json::Value> = (1..=3).map(|i| sync_of(&c, i)).collect();
+        let d: Vec<serde_json::Value> = (1..=3)
+            .map(|i| c.ctl(i, r#"{"cmd":"ckpt_digest"}"#).unwrap()["digest"].clone())
+            .collect();
+        assert!(d.iter().all(|x| x.is_string()), "{d:?}");
+        let settled = s
+            .iter()
+            .all(|x| x["syncing"] == false && x["queued_ops"] == 0)
+            && d.iter().all(|x| *x == d[0]);
+        if settled && s[0]["state_bytes"] == 2_098_152 {
+            // Node 3's restart took its open count with it: only node 2's remains.
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas never agreed: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let records = stop_and_check(&mut c);
+    assert!(records.iter().any(|r| r.node == 3
+        && r.inc == 2
+        && matches!(&r.body, Body::Sync { phase, .. } if phase == "done")));
 }

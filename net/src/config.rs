@@ -14,6 +14,7 @@
 //! recv_buffer = 4194304         # SO_RCVBUF asked for (the kernel's grant is reported)
 //! send_buffer = 4194304
 //! batched_io = true             # recvmmsg/sendmmsg (false: one system call per datagram)
+//! services = ["checkpoint"]     # the sync engine with the checkpoint service
 //!
 //! [[nodes]]
 //! id = 1
@@ -104,6 +105,10 @@ pub struct NodeConfig {
     /// Batched socket calls: recvmmsg for reads, sendmmsg for the unicast transport's fan-out.
     #[serde(default = "yes")]
     pub batched_io: bool,
+    /// Services riding on the ring, synchronised after every configuration change:
+    /// "checkpoint" (the checkpoint service). Empty: none.
+    #[serde(default)]
+    pub services: Vec<String>,
     /// Ring knobs.
     #[serde(default)]
     pub totem: RingConfig,
@@ -241,6 +246,12 @@ impl NodeConfig {
             if v.is_some_and(|v| !(4096..=1 << 30).contains(&v)) {
                 return Err(invalid(f, "must be between 4 KiB and 1 GiB"));
             }
+        }
+        if let Some(bad) = self.services.iter().find(|s| s.as_str() != "checkpoint") {
+            return Err(invalid(
+                "services",
+                format!("unknown service {bad:?} (known: checkpoint)"),
+            ));
         }
         self.totem
             .validate()

@@ -43,6 +43,8 @@ pub struct Spec {
     pub batched_io: bool,
     /// Run on ::1 (nodes differ by port) instead of 127.0.0.<id>.
     pub ipv6: bool,
+    /// Services every node runs (see [`NodeConfig::services`]).
+    pub services: Vec<String>,
 }
 
 /// A running cluster of node processes.
@@ -149,6 +151,7 @@ impl Cluster {
             recv_buffer: Some(4 << 20),
             send_buffer: Some(4 << 20),
             batched_io: self.spec.batched_io,
+            services: self.spec.services.clone(),
             totem: self.spec.totem.clone(),
         }
     }

@@ -16,6 +16,8 @@ use mio::{Events, Interest, Poll, Token};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::wire::{self, DecodeError};
 use ringlab_ring::{Dest, Event, Guarantee, MembState, NodeId, Ring, SubmitError};
+use ringlab_sync::app::CheckpointApp;
+use ringlab_sync::checkpoint::SECTION_MAX;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Read, Write};
@@ -103,6 +105,21 @@ enum Command {
     StopLoad,
     Leave,
     Quit,
+    /// A checkpoint operation: op = create | open | close | unlink | write | delete.
+    Ckpt {
+        op: String,
+        name: String,
+        #[serde(default)]
+        section: String,
+        #[serde(default)]
+        size: usize,
+    },
+    /// Writes `bytes` of sections (512 KiB each at most) into checkpoints c0, c1, ...
+    CkptFill {
+        bytes: usize,
+    },
+    /// Returns the digest of the committed checkpoint state (hashes all of it: not in `stats`).
+    CkptDigest,
 }
 
 struct Conn {
@@ -148,6 +165,7 @@ pub struct Node {
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
     fanout: Vec<SocketAddr>,
+    app: Option<CheckpointApp>,
 }
 
 /// Why a node could not start.
@@ -293,6 +311,11 @@ impl Node {
                         },
                 )
             }),
+            app: cfg
+                .services
+                .iter()
+                .any(|s| s == "checkpoint")
+                .then(|| CheckpointApp::new(cfg.node_id)),
             fanout: cfg
                 .nodes
                 .iter()
@@ -462,7 +485,11 @@ impl Node {
     /// Writes the ring's events, then sends its datagrams.
     fn drain(&mut self) {
         let now = monotonic_ns();
+        let mut bodies = Vec::new();
         while let Some(e) = self.ring.poll_event() {
+            if let Some(app) = self.app.as_mut() {
+                app.on_event(&e, &mut bodies);
+            }
             if let Event::Deliver(d) = &e {
                 self.delivered += 1;
                 self.delivered_bytes += d.data.len() as u64;
@@ -472,6 +499,14 @@ impl Node {
                 }
             }
             self.record(now, Body::from_event(&e));
+        }
+        if let Some(app) = self.app.as_mut() {
+            app.pump(now, &mut self.ring, &mut bodies);
+        }
+        for b in bodies {
+            if self.cfg.record_messages || !matches!(b, Body::Send { .. }) {
+                self.record(now, b);
+            }
         }
         if let Some(w) = self.records.as_mut() {
             let _ = w.flush();
@@ -564,7 +599,9 @@ impl Node {
             self.load = None;
             return;
         }
-        if self.ring.state() != MembState::Operational {
+        // While sync runs, the application's messages wait: sync traffic goes first.
+        let syncing = self.app.as_ref().is_some_and(|a| a.engine.is_syncing());
+        if self.ring.state() != MembState::Operational || syncing {
             return;
         }
         let due = if l.spec.rate == 0 {
@@ -749,6 +786,61 @@ impl Node {
                 self.exit = Some("quit");
                 serde_json::json!({"ok": true})
             }
+            Command::Ckpt {
+                op,
+                name,
+                section,
+                size,
+            } => {
+                let Some(app) = self.app.as_mut() else {
+                    return serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"});
+                };
+                let (n, s) = (name.into_bytes(), section.into_bytes());
+                let op = match op.as_str() {
+                    "create" => ringlab_sync::Op::Create(n),
+                    "open" => ringlab_sync::Op::Open(n),
+                    "close" => ringlab_sync::Op::Close(n),
+                    "unlink" => ringlab_sync::Op::Unlink(n),
+                    "write" if size <= SECTION_MAX => {
+                        ringlab_sync::Op::Write(n, s, vec![0xC5; size].into())
+                    }
+                    "delete" => ringlab_sync::Op::Delete(n, s),
+                    _ => {
+                        return serde_json::json!({"ok": false, "error": "op: create, open, close, unlink, write (size <= 512 KiB), delete"})
+                    }
+                };
+                app.queue_op(&op);
+                serde_json::json!({"ok": true})
+            }
+            Command::CkptDigest => match self.app.as_ref() {
+                Some(a) => serde_json::json!({
+                    "ok": true,
+                    "syncing": a.engine.is_syncing(),
+                    "digest": a.checkpoints().digest().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                }),
+                None => {
+                    serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"})
+                }
+            },
+            Command::CkptFill { bytes } => {
+                let Some(app) = self.app.as_mut() else {
+                    return serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"});
+                };
+                let section = bytes.clamp(1, SECTION_MAX);
+                for i in 0..bytes.div_ceil(section) {
+                    let name = format!("c{}", i / 64).into_bytes();
+                    if i % 64 == 0 {
+                        app.queue_op(&ringlab_sync::Op::Create(name.clone()));
+                    }
+                    let data = vec![i as u8; section];
+                    app.queue_op(&ringlab_sync::Op::Write(
+                        name,
+                        (i as u32).to_be_bytes().to_vec(),
+                        data.into(),
+                    ));
+                }
+                serde_json::json!({"ok": true, "sections": bytes.div_ceil(section)})
+            }
         }
     }
 
@@ -786,6 +878,18 @@ impl Node {
             "load": {"running": self.load.is_some(), "sent": self.load_sent_total, "refused": self.load_refused_total},
             "socket_buffers": {"recv": self.sockets.granted.0, "send": self.sockets.granted.1},
             "memory_kib": memory_kib(),
+            "sync": self.app.as_ref().map(|a| {
+                let c = a.checkpoints();
+                let st = a.engine.stats();
+                serde_json::json!({
+                    "syncing": a.engine.is_syncing(),
+                    "completed": st.completed,
+                    "aborted": st.aborted,
+                    "queued_ops": a.queued_ops(),
+                    "checkpoints": c.checkpoints().len(),
+                    "state_bytes": c.state_bytes(),
+                })
+            }),
         });
         if let (Some(v), serde_json::Value::Object(more)) = (v.as_object_mut(), more) {
             v.extend(more);

@@ -185,7 +185,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
             for (i, &id) in ids.iter().enumerate() {
                 if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) && section.is_some() {
                     let gap = sim.rng().gen_range(0..2 * cfg.load_interval_ms * MS);
-                    let op = CheckpointApp::random_op(sim.rng(), section.unwrap_or(1));
+                    let op = crate::app::random_op(sim.rng(), section.unwrap_or(1));
                     if let Some(app) = sim
                         .app_mut(id)
                         .and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>())

@@ -59,7 +59,7 @@ fn workload(sim: &mut Sim, ids: &[NodeId], ms: u64, section: usize, rng: &mut Ch
     for _ in 0..ms {
         for &id in ids {
             if sim.is_up(id) && rng.gen_ratio(1, 2) {
-                let o = CheckpointApp::random_op(rng, section);
+                let o = ringlab_sim::app::random_op(rng, section);
                 op(sim, id, &o);
             }
         }

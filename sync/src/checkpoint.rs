@@ -179,6 +179,8 @@ pub struct CheckpointService {
     cursor: Option<(Vec<u8>, Option<Vec<u8>>)>,
     /// Bad operations or sync messages dropped.
     pub malformed: u64,
+    /// The state token of the committed state, computed once per change (it hashes all of it).
+    token: std::cell::Cell<Option<u64>>,
 }
 
 impl CheckpointService {
@@ -196,6 +198,7 @@ impl CheckpointService {
             state: SyncState::Done,
             cursor: None,
             malformed: 0,
+            token: std::cell::Cell::new(None),
         }
     }
 
@@ -251,6 +254,7 @@ impl CheckpointService {
     }
 
     fn apply(&mut self, sender: NodeId, op: Op) {
+        self.token.set(None);
         match op {
             Op::Create(n) => {
                 if !self.committed.contains_key(&n) {
@@ -324,8 +328,13 @@ impl Service for CheckpointService {
     }
 
     fn state_token(&self) -> u64 {
+        if let Some(t) = self.token.get() {
+            return t;
+        }
         let d = self.digest();
-        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+        let t = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        self.token.set(Some(t));
+        t
     }
 
     fn sync_members(&mut self, tokens: &BTreeMap<NodeId, u64>) {
@@ -523,6 +532,7 @@ impl Service for CheckpointService {
     }
 
     fn sync_activate(&mut self) {
+        self.token.set(None);
         self.committed = std::mem::take(&mut self.temp);
         // Every old partition's transmitter sent its global id: the result is the same
         // everywhere, whatever this node's partition had used.

@@ -1,0 +1,132 @@
+//! Sync time against state size on loopback with real nodes: 5 `ringlab node` processes
+//! running the checkpoint service; node 1 writes S bytes of sections through the ring (the
+//! ring's throughput for that payload, until every node holds it all); then node 5 is killed
+//! and restarted empty, and the sync that follows moves the whole state to it (from the first
+//! `sync start` of the new ring to the last `sync done`, from the nodes' own records). Both
+//! figures come from the same run.
+//!
+//! `cargo build --release -p ringlab && cargo run --release -p ringlab-bench --bin
+//! sync_loopback [-- SIZES...]` (bytes; default 1 KiB, 1 MiB, 10 MiB, 100 MiB): one JSON line
+//! per size.
+
+use ringlab_net::harness::{Cluster, Spec};
+use ringlab_net::{monotonic_ns, Transport};
+use ringlab_ring::record::Body;
+use ringlab_ring::Config;
+use std::time::Duration;
+
+fn stat(c: &Cluster, id: u32) -> serde_json::Value {
+    c.ctl(id, r#"{"cmd":"stats"}"#)
+        .map(|v| v["sync"].clone())
+        .unwrap_or_default()
+}
+
+fn main() {
+    let sizes: Vec<usize> = {
+        let a: Vec<usize> = std::env::args()
+            .skip(1)
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        if a.is_empty() {
+            vec![1 << 10, 1 << 20, 10 << 20, 100 << 20]
+        } else {
+            a
+        }
+    };
+    let binary = std::env::current_exe()
+        .expect("own path")
+        .parent()
+        .expect("target dir")
+        .join("ringlab");
+    for (k, size) in sizes.into_iter().enumerate() {
+        let dir =
+            std::env::temp_dir().join(format!("ringlab-sync-bench-{}-{k}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = Cluster::start(Spec {
+            nodes: 5,
+            transport: Transport::Unicast,
+            totem: Config::default(),
+            port: 9405 + 10 * k as u16,
+            group: [239, 192, 76, 9].into(),
+            dir: dir.clone(),
+            key: false,
+            record_messages: false,
+            binary: binary.clone(),
+            batched_io: true,
+            ipv6: false,
+            services: vec!["checkpoint".into()],
+        })
+        .expect("cluster");
+        let ids = [1, 2, 3, 4, 5];
+        c.wait_ring(&ids, Duration::from_secs(20)).expect("ring");
+        let section = size.clamp(1, 512 * 1024);
+        let total = size.div_ceil(section) * section;
+        let t0 = monotonic_ns();
+        c.ctl(1, &format!(r#"{{"cmd":"ckpt_fill","bytes":{size}}}"#))
+            .expect("fill");
+        while ids.iter().any(|&i| stat(&c, i)["state_bytes"] != total) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ring_s = (monotonic_ns() - t0) as f64 / 1e9;
+        c.kill(5);
+        c.wait_ring(&[1, 2, 3, 4], Duration::from_secs(20))
+            .expect("4-ring");
+        std::thread::sleep(Duration::from_millis(200));
+        let mark = monotonic_ns();
+        c.spawn(5).expect("restart");
+        while stat(&c, 5)["state_bytes"] != total
+            || ids.iter().any(|&i| stat(&c, i)["syncing"] != false)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let digests: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|&i| {
+                c.ctl(i, r#"{"cmd":"ckpt_digest"}"#)
+                    .map(|v| v["digest"].clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(
+            digests.iter().all(|d| d.is_string()),
+            "every node reported a digest"
+        );
+        c.stop();
+        let recs: Vec<_> = c
+            .records()
+            .expect("records")
+            .into_iter()
+            .filter(|r| r.t_ns >= mark)
+            .collect();
+        let phase_times = |p: &str| -> Vec<u64> {
+            recs.iter()
+                .filter(|r| matches!(&r.body, Body::Sync { phase, .. } if phase == p))
+                .map(|r| r.t_ns)
+                .collect()
+        };
+        let starts = phase_times("start");
+        let last_start = *starts.iter().max().expect("a sync started");
+        let first = starts
+            .iter()
+            .copied()
+            .filter(|&t| t + 50_000_000 >= last_start)
+            .min()
+            .expect("start");
+        let done = *phase_times("done").iter().max().expect("a sync completed");
+        let sync_s = (done - first) as f64 / 1e9;
+        let mb = total as f64 / 1e6;
+        println!(
+            "{}",
+            serde_json::json!({
+                "state_bytes": total,
+                "ring_seconds": ring_s,
+                "ring_mb_per_s": mb / ring_s,
+                "sync_seconds": sync_s,
+                "sync_mb_per_s": mb / sync_s,
+                "sync_over_ring": (mb / sync_s) / (mb / ring_s),
+                "digests_equal": digests.iter().all(|d| *d == digests[0]),
+            })
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,107 @@
+//! The sync engine with the checkpoint service, driven over a [`Ring`]: what a node (real or
+//! simulated) runs on top of its ring. It feeds ring events to the engine, submits the
+//! engine's messages first, and holds the application's checkpoint operations while a sync
+//! runs (sync traffic goes first), submitting them once it completes.
+
+use crate::{CheckpointService, Op, SyncEngine, CHECKPOINT_SERVICE};
+use bytes::Bytes;
+use ringlab_ring::record::Body;
+use ringlab_ring::{Event, Guarantee, NodeId, Ring, SubmitError};
+use std::any::Any;
+use std::collections::VecDeque;
+
+/// The sync engine with the checkpoint service, plus a queue of checkpoint operations.
+pub struct CheckpointApp {
+    /// The engine (owning the service).
+    pub engine: SyncEngine,
+    pending: VecDeque<Bytes>,
+    ops: VecDeque<Bytes>,
+}
+
+impl CheckpointApp {
+    /// Creates the app of node `me`.
+    pub fn new(me: NodeId) -> Self {
+        Self {
+            engine: SyncEngine::new(me, vec![Box::new(CheckpointService::new(me))]),
+            pending: VecDeque::new(),
+            ops: VecDeque::new(),
+        }
+    }
+
+    /// Returns the checkpoint service.
+    pub fn checkpoints(&self) -> &CheckpointService {
+        self.engine
+            .service(CHECKPOINT_SERVICE)
+            .and_then(|s| (s as &dyn Any).downcast_ref::<CheckpointService>())
+            .expect("the checkpoint service is registered")
+    }
+
+    /// Queues a checkpoint operation; while sync runs it waits (sync traffic goes first).
+    pub fn queue_op(&mut self, op: &Op) {
+        self.ops
+            .push_back(SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode()));
+    }
+
+    /// Returns the operations waiting to be submitted.
+    pub fn queued_ops(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Hands one ring event to the engine; appends the records it produces.
+    pub fn on_event(&mut self, ev: &Event, records: &mut Vec<Body>) {
+        self.engine.handle_event(ev);
+        while let Some(e) = self.engine.poll_event() {
+            records.push(e.to_record());
+        }
+    }
+
+    /// Submits what waits, sync messages first, as far as the ring's queue takes them;
+    /// appends `send` and `sync` records.
+    pub fn pump(&mut self, now: u64, ring: &mut Ring, records: &mut Vec<Body>) {
+        for _ in 0..64 {
+            while let Some(m) = self.engine.poll_submit() {
+                self.pending.push_back(m);
+            }
+            if !submit_all(&mut self.pending, now, ring, records) {
+                return;
+            }
+            if !self.engine.is_syncing() {
+                break;
+            }
+            let room = ring
+                .config()
+                .send_queue_bytes
+                .saturating_sub(ring.queue_depth().1 + 64 * 1024);
+            self.engine.poll(room);
+            while let Some(e) = self.engine.poll_event() {
+                records.push(e.to_record());
+            }
+            if self.engine.poll_submit_is_empty() {
+                break;
+            }
+        }
+        if !self.engine.is_syncing() {
+            submit_all(&mut self.ops, now, ring, records);
+        }
+    }
+}
+
+fn submit_all(q: &mut VecDeque<Bytes>, now: u64, ring: &mut Ring, records: &mut Vec<Body>) -> bool {
+    while let Some(m) = q.front() {
+        match ring.submit(now, m, Guarantee::Agreed) {
+            Ok(id) => {
+                records.push(Body::Send {
+                    id,
+                    len: m.len(),
+                    safe: false,
+                });
+                q.pop_front();
+            }
+            Err(SubmitError::QueueFull { .. }) => return false,
+            Err(_) => {
+                q.pop_front();
+            }
+        }
+    }
+    true
+}
