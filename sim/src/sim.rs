@@ -558,17 +558,26 @@ impl Sim {
         }));
     }
 
+    /// Sends what a node's ring asks for; returns false if the node is not running.
+    fn drain_transmits(&mut self, i: usize) -> bool {
+        loop {
+            let Some(r) = self.nodes[i].ring.as_mut() else {
+                return false;
+            };
+            let Some(t) = r.poll_transmit() else {
+                return true;
+            };
+            self.transmit(i, t.dest, t.payload);
+        }
+    }
+
     /// Drains a node's outputs after an input: transmits, events (also handed to its
     /// application, which may submit in turn), its next timer.
     fn after_input(&mut self, i: usize) {
         let mut app_records = Vec::new();
         for round in 0..8 {
-            loop {
-                let Some(r) = self.nodes[i].ring.as_mut() else {
-                    return;
-                };
-                let Some(t) = r.poll_transmit() else { break };
-                self.transmit(i, t.dest, t.payload);
+            if !self.drain_transmits(i) {
+                return;
             }
             let now = self.now;
             let n = &mut self.nodes[i];
@@ -612,12 +621,8 @@ impl Sim {
             }
         }
         // What the application's last submits made the ring send (a hold release, say).
-        loop {
-            let Some(r) = self.nodes[i].ring.as_mut() else {
-                return;
-            };
-            let Some(t) = r.poll_transmit() else { break };
-            self.transmit(i, t.dest, t.payload);
+        if !self.drain_transmits(i) {
+            return;
         }
         let now = self.now;
         let n = &mut self.nodes[i];
