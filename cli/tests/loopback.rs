@@ -246,8 +246,28 @@ fn bad_datagrams_are_counted_per_reason_and_the_ring_is_unharmed() {
     let replay = seal(&mut auth, &header);
     rogue.send_to(&replay, to).unwrap();
     rogue.send_to(&replay, to).unwrap(); // replayed
-    std::thread::sleep(Duration::from_millis(300));
-    let s = c.ctl(1, r#"{"cmd":"stats"}"#).unwrap();
+                                         // Wait (bounded) until node 1 has read all 352 datagrams; a loaded machine may take a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = c.ctl(1, r#"{"cmd":"stats"}"#).unwrap();
+        let d = &s["drops"];
+        let seen: u64 = [
+            "foreign",
+            "unauthenticated",
+            "wrong_version",
+            "bad_magic",
+            "malformed",
+            "oversized",
+            "replayed",
+        ]
+        .iter()
+        .map(|k| d[*k].as_u64().unwrap_or(0))
+        .sum();
+        if seen >= 351 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let d = &s["drops"];
     assert_eq!(d["foreign"], 50, "{d}");
     assert_eq!(d["unauthenticated"], 100, "{d}");
