@@ -302,8 +302,8 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running node's send queue is empty and its delivery count has
-    /// stopped moving, so stopping it loses nothing it accepted.
+    /// Waits until no running node has a load running or frames queued and delivery counts
+    /// have stopped moving, so stopping the nodes loses nothing they accepted.
     pub fn wait_quiet(&mut self, timeout: Duration) -> bool {
         let deadline = monotonic_ns() + timeout.as_nanos() as u64;
         let mut last: Vec<u64> = Vec::new();
@@ -316,6 +316,8 @@ impl Cluster {
                 }
                 if let Ok(v) = self.ctl(id, r#"{"cmd":"stats"}"#) {
                     queued += v["queue"]["frames"].as_u64().unwrap_or(0);
+                    // A load still running (or not yet started its first send) is not quiet.
+                    queued += u64::from(v["load"]["running"] == true);
                     now_counts.push(v["delivered"]["messages"].as_u64().unwrap_or(0));
                 }
             }
