@@ -209,6 +209,72 @@ struct Fragmented {
     sent_t_ns: u64,
 }
 
+/// What identifies an item besides its bytes.
+#[derive(Clone, Copy)]
+struct Stamp {
+    inc: u32,
+    counter: u64,
+    sent_t_ns: u64,
+}
+
+/// Packs `data` at the tail of `frames` (reusing the last frame if it has room and the same
+/// guarantee), adding what it takes to `bytes`; returns how many items it took.
+fn pack_into(
+    frames: &mut VecDeque<PendingFrame>,
+    bytes: &mut usize,
+    frame_cap: usize,
+    data: &[u8],
+    safe: bool,
+    stamp: Stamp,
+) -> usize {
+    let Stamp {
+        inc,
+        counter,
+        sent_t_ns,
+    } = stamp;
+    let mut offset = 0usize;
+    let mut pieces = 0;
+    while offset < data.len() {
+        let room = match frames.back() {
+            Some(f) if f.safe == safe && (f.items as usize) < ITEMS_MAX => frame_cap - f.buf.len(),
+            _ => 0,
+        };
+        if room < ITEM_HEADER_LEN + 1 {
+            let mut buf = BytesMut::with_capacity(frame_cap.min(64 + data.len()));
+            buf.put_u16(0);
+            *bytes += 2;
+            let opens_with = (offset > 0).then_some(counter);
+            if let Some(prev) = frames.back_mut() {
+                if offset > 0 {
+                    prev.continues = Some(counter);
+                }
+            }
+            frames.push_back(PendingFrame {
+                safe,
+                buf,
+                items: 0,
+                opens_with,
+                continues: None,
+            });
+            continue;
+        }
+        let chunk = (room - ITEM_HEADER_LEN).min(data.len() - offset);
+        let f = frames.back_mut().expect("a frame was just ensured");
+        f.buf.put_u32(inc);
+        f.buf.put_u64(counter);
+        f.buf.put_u64(sent_t_ns);
+        f.buf.put_u32(data.len() as u32);
+        f.buf.put_u32(offset as u32);
+        f.buf.put_u32(chunk as u32);
+        f.buf.put_slice(&data[offset..offset + chunk]);
+        f.items += 1;
+        *bytes += ITEM_HEADER_LEN + chunk;
+        offset += chunk;
+        pieces += 1;
+    }
+    pieces
+}
+
 impl SendQueue {
     /// Creates a queue of at most `limit` bytes, cutting frames of at most `frame_cap` bytes.
     pub fn new(limit: usize, frame_cap: usize) -> Self {
@@ -255,8 +321,18 @@ impl SendQueue {
                 needed,
             });
         }
-        let mut fresh = VecDeque::new();
-        let fragments = self.pack_into(&mut fresh, data, safe, inc, counter, sent_t_ns);
+        let fragments = pack_into(
+            &mut self.frames,
+            &mut self.bytes,
+            self.frame_cap,
+            data,
+            safe,
+            Stamp {
+                inc,
+                counter,
+                sent_t_ns,
+            },
+        );
         if fragments > 1 {
             self.fragmented.insert(
                 counter,
@@ -268,71 +344,7 @@ impl SendQueue {
                 },
             );
         }
-        // `pack_into` filled the queue's own tail frame; nothing else to do.
-        debug_assert!(fresh.is_empty());
         Ok(())
-    }
-
-    /// Packs `data` at the tail of the queue (when `front` is empty: the queue's own frames)
-    /// or into `front` (frames to prepend); returns how many items it took.
-    fn pack_into(
-        &mut self,
-        front: &mut VecDeque<PendingFrame>,
-        data: &[u8],
-        safe: bool,
-        inc: u32,
-        counter: u64,
-        sent_t_ns: u64,
-    ) -> usize {
-        let use_front = !front.is_empty();
-        let mut offset = 0usize;
-        let mut pieces = 0;
-        while offset < data.len() {
-            let frames = if use_front {
-                &mut *front
-            } else {
-                &mut self.frames
-            };
-            let room = match frames.back() {
-                Some(f) if f.safe == safe && (f.items as usize) < ITEMS_MAX => {
-                    self.frame_cap - f.buf.len()
-                }
-                _ => 0,
-            };
-            if room < ITEM_HEADER_LEN + 1 {
-                let mut buf = BytesMut::with_capacity(self.frame_cap.min(64 + data.len()));
-                buf.put_u16(0);
-                self.bytes += 2;
-                let opens_with = (offset > 0).then_some(counter);
-                if let Some(prev) = frames.back_mut() {
-                    if offset > 0 {
-                        prev.continues = Some(counter);
-                    }
-                }
-                frames.push_back(PendingFrame {
-                    safe,
-                    buf,
-                    items: 0,
-                    opens_with,
-                    continues: None,
-                });
-                continue;
-            }
-            let chunk = (room - ITEM_HEADER_LEN).min(data.len() - offset);
-            let f = frames.back_mut().expect("a frame was just ensured");
-            f.buf.put_u32(inc);
-            f.buf.put_u64(counter);
-            f.buf.put_u64(sent_t_ns);
-            f.buf.put_u32(data.len() as u32);
-            f.buf.put_u32(offset as u32);
-            f.buf.put_u32(chunk as u32);
-            f.buf.put_slice(&data[offset..offset + chunk]);
-            f.items += 1;
-            self.bytes += ITEM_HEADER_LEN + chunk;
-            offset += chunk;
-            pieces += 1;
-        }
-        pieces
     }
 
     /// Restarts, from its first fragment, a message whose fragments were cut by a
@@ -375,17 +387,19 @@ impl SendQueue {
         }
         // Re-pack the whole message into fresh frames ahead of everything else.
         let mut front: VecDeque<PendingFrame> = VecDeque::new();
-        let mut buf = BytesMut::with_capacity(self.frame_cap);
-        buf.put_u16(0);
-        self.bytes += 2;
-        front.push_back(PendingFrame {
-            safe: m.safe,
-            buf,
-            items: 0,
-            opens_with: None,
-            continues: None,
-        });
-        self.pack_into(&mut front, &m.data, m.safe, m.inc, counter, m.sent_t_ns);
+        let stamp = Stamp {
+            inc: m.inc,
+            counter,
+            sent_t_ns: m.sent_t_ns,
+        };
+        pack_into(
+            &mut front,
+            &mut self.bytes,
+            self.frame_cap,
+            &m.data,
+            m.safe,
+            stamp,
+        );
         if let Some(last) = front.back_mut() {
             last.continues = None;
         }

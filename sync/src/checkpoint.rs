@@ -317,12 +317,11 @@ impl Service for CheckpointService {
         CHECKPOINT_SERVICE
     }
 
-    fn sync_init(&mut self, ctx: &SyncContext) {
+    fn sync_init(&mut self, _ctx: &SyncContext) {
         self.temp.clear();
         self.temp_global = 0;
-        // Until the members' state tokens are known: the seed's rule, by old ring.
-        self.trans = ctx.trans.clone();
-        self.transmitter = ctx.trans.iter().min() == Some(&self.me);
+        // Who transmits is decided in `sync_members`, from the members' state tokens; the
+        // engine calls it before the first `sync_process`.
         self.state = SyncState::Global;
         self.cursor = None;
     }
