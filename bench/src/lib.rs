@@ -1,1 +1,13 @@
-//! Benchmarks live in `benches/`.
+//! Benchmarks (in `benches/` and `src/bin/`), the experiment runner and the comparison of
+//! results.
+//!
+//! - [`experiment`]: the experiment file (TOML in experiments/);
+//! - [`runner`]: `ringlab run`, in network namespaces made by netns-scripts/;
+//! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
+//! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod compare;
+pub mod experiment;
+pub mod runner;

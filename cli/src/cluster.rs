@@ -91,6 +91,7 @@ pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         batched_io: !o.unbatched,
         ipv6: false,
         services: vec![],
+        netns: None,
     };
     let t0 = monotonic_ns();
     let mut cluster = Cluster::start(spec).context("starting the nodes")?;

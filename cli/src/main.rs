@@ -70,6 +70,88 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "unicast")]
         transport: TransportArg,
     },
+    /// Runs an experiment (experiments/*.toml) in network namespaces: topology, nodes, load,
+    /// fault schedule, recovery measured, checker over every run. Needs root.
+    Run {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Repetitions (overrides the file).
+        #[arg(long)]
+        reps: Option<u32>,
+        /// Results root: writes <out>/<name>/<timestamp>/.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Prefix of every namespace, link and nftables table the run makes.
+        #[arg(long, default_value = "rlx")]
+        prefix: String,
+    },
+    /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
+    /// compares the configurations. Needs root.
+    Sweep {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// knob=v1,v2,...: a [totem] knob, or nodes, transport, shape, loss_pct, load.rate,
+        /// load.size, load.senders. At most two.
+        #[arg(long = "param", required = true)]
+        params: Vec<String>,
+        /// Repetitions (overrides the file).
+        #[arg(long)]
+        reps: Option<u32>,
+        /// Results root: writes <out>/<name>-sweep/<timestamp>/.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Prefix of every namespace, link and nftables table the run makes.
+        #[arg(long, default_value = "rlx")]
+        prefix: String,
+    },
+    /// Compares runs side by side: tables of recovery phases and throughput, and with --out,
+    /// compare.md, recovery.svg (box plots) and throughput.svg (timeline, faults marked).
+    Compare {
+        /// Run directories (with summary.json), or directories of them.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write compare.md and the plots.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Prints CLOCK_MONOTONIC in ns: the clock of every event record (fault.sh stamps its
+    /// faults with it).
+    Clock,
+    /// Relays frames between two interfaces with seeded delay, jitter, loss, duplication and
+    /// reordering (pnet, AF_PACKET; needs CAP_NET_RAW). fault.sh starts it where netem is
+    /// missing. Stops after --max-seconds, on SIGTERM or on Ctrl-C.
+    Relay {
+        /// One interface.
+        #[arg(long)]
+        a: String,
+        /// The other interface.
+        #[arg(long)]
+        b: String,
+        /// One-way delay, ms.
+        #[arg(long, default_value_t = 0.0)]
+        delay_ms: f64,
+        /// Uniform jitter, ± ms.
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Percentage of frames lost.
+        #[arg(long, default_value_t = 0.0)]
+        loss_pct: f64,
+        /// Percentage of frames duplicated.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_pct: f64,
+        /// Percentage of frames held back so that later ones overtake them.
+        #[arg(long, default_value_t = 0.0)]
+        reorder_pct: f64,
+        /// How long a held-back frame waits, ms.
+        #[arg(long, default_value_t = 10.0)]
+        reorder_gap_ms: f64,
+        /// Seed of the impairments.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stops by itself after this long.
+        #[arg(long, default_value_t = 3600)]
+        max_seconds: u64,
+    },
     /// Checks event-record files (JSON lines) from any run.
     Check {
         /// Record files or directories of them.
@@ -228,6 +310,57 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Sim(a) => sim(a),
         Cmd::Check { paths, json } => check_files(&paths, json),
+        Cmd::Run {
+            experiment,
+            reps,
+            out,
+            prefix,
+        } => experiment_run(&experiment, reps, &out, &prefix),
+        Cmd::Sweep {
+            experiment,
+            params,
+            reps,
+            out,
+            prefix,
+        } => sweep(&experiment, &params, reps, &out, &prefix),
+        Cmd::Compare { dirs, out } => {
+            ringlab_bench::compare::compare(&dirs, out.as_deref()).map(|t| {
+                println!("{t}");
+                if let Some(o) = out {
+                    println!("wrote {}", o.join("compare.md").display());
+                }
+                0
+            })
+        }
+        Cmd::Clock => {
+            println!("{}", ringlab_net::monotonic_ns());
+            Ok(0)
+        }
+        Cmd::Relay {
+            a,
+            b,
+            delay_ms,
+            jitter_ms,
+            loss_pct,
+            duplicate_pct,
+            reorder_pct,
+            reorder_gap_ms,
+            seed,
+            max_seconds,
+        } => relay(
+            &a,
+            &b,
+            ringlab_net::relay::Impairment {
+                delay_ms,
+                jitter_ms,
+                loss_pct,
+                duplicate_pct,
+                reorder_pct,
+                reorder_gap_ms,
+            },
+            seed,
+            max_seconds,
+        ),
         Cmd::Node { config } => node(&config),
         Cmd::Ctl { socket, cmd, args } => ctl(&socket, &cmd, &args),
         Cmd::Cluster(a) => cluster(a),
@@ -257,6 +390,179 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || {
+        eprintln!("ringlab: stopping; tearing down");
+        s.store(true, std::sync::atomic::Ordering::Relaxed)
+    })
+    .context("installing the signal handler")?;
+    Ok(stop)
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+}
+
+/// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound.
+fn judge(s: &ringlab_bench::runner::Summary, dir: &Path) -> i32 {
+    let mut code = 0;
+    if s.violations > 0 {
+        eprintln!(
+            "ringlab run: {} CHECKER VIOLATIONS in {} (records kept in {})",
+            s.violations,
+            s.experiment.name,
+            dir.join("records").display()
+        );
+        code = 1;
+    }
+    for f in &s.faults {
+        if f.out_of_bound > 0 {
+            eprintln!(
+                "ringlab run: {}: fault {} ({}) did not settle within {:.0} ms in {} of {} repetitions",
+                s.experiment.name,
+                f.index,
+                f.action,
+                s.bound_ms,
+                f.out_of_bound,
+                s.reps.len()
+            );
+            code = 1;
+        }
+    }
+    code
+}
+
+fn experiment_run(path: &Path, reps: Option<u32>, out: &Path, prefix: &str) -> Result<i32> {
+    use ringlab_bench::{experiment::Experiment, runner};
+    runner::require_root()?;
+    let mut exp = Experiment::load(path)?;
+    if let Some(r) = reps {
+        exp.reps = r;
+    }
+    let dir = out.join(&exp.name).join(timestamp());
+    let stop = stop_flag()?;
+    let opts = runner::RunOpts {
+        binary: std::env::current_exe()?,
+        out: dir.clone(),
+        prefix: prefix.into(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        label: String::new(),
+    };
+    let s = runner::run(&exp, &opts, &stop)?;
+    println!(
+        "{}",
+        ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
+    );
+    println!("results in {}", dir.display());
+    Ok(judge(&s, &dir))
+}
+
+fn sweep(
+    path: &Path,
+    params: &[String],
+    reps: Option<u32>,
+    out: &Path,
+    prefix: &str,
+) -> Result<i32> {
+    use ringlab_bench::{experiment::Experiment, runner};
+    runner::require_root()?;
+    let mut base = Experiment::load(path)?;
+    if let Some(r) = reps {
+        base.reps = r;
+    }
+    if params.len() > 2 {
+        bail!("at most two --param");
+    }
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for p in params {
+        let (k, vs) = p
+            .split_once('=')
+            .with_context(|| format!("--param {p}: expected knob=v1,v2,..."))?;
+        axes.push((k.into(), vs.split(',').map(String::from).collect()));
+    }
+    let mut grid: Vec<Vec<(String, String)>> = vec![vec![]];
+    for (k, vs) in &axes {
+        grid = grid
+            .into_iter()
+            .flat_map(|g| {
+                vs.iter().map(move |v| {
+                    let mut g = g.clone();
+                    g.push((k.clone(), v.clone()));
+                    g
+                })
+            })
+            .collect();
+    }
+    // Every configuration is checked before anything runs.
+    let mut exps = Vec::new();
+    for g in &grid {
+        let mut e = base.clone();
+        for (k, v) in g {
+            e.set(k, v).with_context(|| format!("{k}={v}"))?;
+        }
+        let label = g
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        exps.push((label, e));
+    }
+    let dir = out.join(format!("{}-sweep", base.name)).join(timestamp());
+    let stop = stop_flag()?;
+    let mut code = 0;
+    for (i, (label, e)) in exps.iter().enumerate() {
+        eprintln!("sweep {}/{}: {label}", i + 1, exps.len());
+        let opts = runner::RunOpts {
+            binary: std::env::current_exe()?,
+            out: dir.join(label),
+            prefix: prefix.into(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            label: label.clone(),
+        };
+        let s = runner::run(e, &opts, &stop)?;
+        code = code.max(judge(&s, &opts.out));
+    }
+    let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
+    println!("{t}");
+    println!("results in {}", dir.display());
+    Ok(code)
+}
+
+fn relay(
+    a: &str,
+    b: &str,
+    imp: ringlab_net::relay::Impairment,
+    seed: u64,
+    max_seconds: u64,
+) -> Result<i32> {
+    use std::sync::atomic::Ordering;
+    let stop = stop_flag()?;
+    let stats = ringlab_net::relay::run(
+        a,
+        b,
+        imp,
+        seed,
+        std::time::Duration::from_secs(max_seconds),
+        stop,
+    )?;
+    for (dir, st) in ["a->b", "b->a"].iter().zip(stats.iter()) {
+        let g = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+        println!(
+            "{dir}: received {} sent {} dropped {} duplicated {} reordered {}",
+            g(&st.received),
+            g(&st.sent),
+            g(&st.dropped),
+            g(&st.duplicated),
+            g(&st.reordered)
+        );
+    }
+    Ok(0)
 }
 
 fn node(config: &Path) -> Result<i32> {

@@ -38,6 +38,7 @@ fn spec(
         batched_io: !name.starts_with("kill"),
         ipv6: false,
         services: vec![],
+        netns: None,
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Spec {
     pub ipv6: bool,
     /// Services every node runs (see [`NodeConfig::services`]).
     pub services: Vec<String>,
+    /// Run each node in network namespace `<prefix>-n<id>` made by netns-scripts/topo.sh,
+    /// at 10.77.0.<id>, instead of on loopback. PID and command files go to
+    /// /run/ringlab-<prefix>/ so that fault.sh can signal and restart the nodes.
+    pub netns: Option<String>,
 }
 
 /// A running cluster of node processes.
@@ -78,8 +82,15 @@ impl Cluster {
         IpAddr::from([127, 0, 0, id as u8])
     }
 
+    /// Returns node `id`'s address in a namespace topology: 10.77.0.<id> (netns-scripts/lib.sh).
+    pub fn netns_addr(id: NodeId) -> IpAddr {
+        IpAddr::from([10, 77, 0, id as u8])
+    }
+
     fn node_addr(&self, id: NodeId) -> (IpAddr, Option<u16>) {
-        if self.spec.ipv6 {
+        if self.spec.netns.is_some() {
+            (Self::netns_addr(id), None)
+        } else if self.spec.ipv6 {
             (
                 IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
                 Some(self.spec.port + id as u16),
@@ -173,7 +184,16 @@ impl Cluster {
             .append(true)
             .open(self.spec.dir.join(format!("node-{id}.log")))
             .map_err(ioe("opening a node log"))?;
-        let child = Command::new(&self.spec.binary)
+        let mut cmd = match &self.spec.netns {
+            Some(prefix) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &format!("{prefix}-n{id}")])
+                    .arg(&self.spec.binary);
+                c
+            }
+            None => Command::new(&self.spec.binary),
+        };
+        let child = cmd
             .arg("node")
             .arg("--config")
             .arg(self.config_path(id))
@@ -182,6 +202,19 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .map_err(ioe(format!("starting {}", self.spec.binary.display())))?;
+        if let Some(prefix) = &self.spec.netns {
+            // `ip netns exec` execs the node in place: the child's PID is the node's.
+            let st = PathBuf::from(format!("/run/ringlab-{prefix}"));
+            let _ = std::fs::write(st.join(format!("node-{id}.pid")), child.id().to_string());
+            let _ = std::fs::write(
+                st.join(format!("node-{id}.cmd")),
+                format!(
+                    "{} node --config {}",
+                    self.spec.binary.display(),
+                    self.config_path(id).display()
+                ),
+            );
+        }
         self.children[id as usize - 1] = Some(child);
         self.harness_record(0, 0, "start", vec![id]);
         // Wait for its control socket.
@@ -221,6 +254,51 @@ impl Cluster {
             let _ = c.wait();
             let inc = self.incarnation(id);
             self.harness_record(id, inc, "crash", vec![id]);
+        }
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) node `id`, this harness's own child, by PID.
+    pub fn pause(&mut self, id: NodeId, pause: bool) -> bool {
+        use rustix::process::{kill_process, Pid, Signal};
+        let Some(c) = self.children[id as usize - 1].as_ref() else {
+            return false;
+        };
+        let Some(pid) = Pid::from_raw(c.id() as i32) else {
+            return false;
+        };
+        let sig = if pause { Signal::STOP } else { Signal::CONT };
+        kill_process(pid, sig).is_ok()
+    }
+
+    /// Returns node `id`'s PID, if it runs.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.children[id as usize - 1].as_ref().map(|c| c.id())
+    }
+
+    /// Appends a record of the harness (a fault it applied) to its record file.
+    pub fn record_fault(
+        &self,
+        t_ns: u64,
+        action: &str,
+        targets: Vec<NodeId>,
+        groups: Vec<Vec<NodeId>>,
+    ) {
+        let r = Record {
+            t_ns,
+            node: 0,
+            inc: 0,
+            body: Body::Fault {
+                action: action.into(),
+                targets,
+                groups,
+            },
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.harness_records)
+        {
+            let _ = writeln!(f, "{}", serde_json::to_string(&r).expect("serialisable"));
         }
     }
 

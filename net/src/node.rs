@@ -581,6 +581,13 @@ impl Node {
 
     fn load_deadline(&self, now: u64) -> Option<u64> {
         let l = self.load.as_ref()?;
+        // Off the ring (or while sync runs) the load waits, and so does its timer: a deadline
+        // already past would turn the loop into a busy spin. The ring's own events wake the
+        // loop again, and run_load runs on every turn.
+        let syncing = self.app.as_ref().is_some_and(|a| a.engine.is_syncing());
+        if self.ring.state() != MembState::Operational || syncing {
+            return l.spec.duration_ms.map(|d| l.started + d * 1_000_000);
+        }
         if l.spec.rate == 0 {
             // Maximum load: come back soon to top the queue up.
             return Some(now + 200_000);

@@ -1,7 +1,8 @@
 //! The ring's knobs, under corosync's names, and their validation.
 //!
 //! Defaults follow corosync 3 except `token`, which is 1000 ms here (corosync's default before
-//! 3.1.0) so that a testbed run recovers in about a second; `token_coefficient` is not applied
+//! 3.1.0) so that a testbed run recovers in about a second, and `merge`, 40 ms instead of 200
+//! (merge detection no longer waits for an idle ring; see `srp`); `token_coefficient` is not applied
 //! (the effective token is `token` whatever the node count). Derived knobs follow corosync's
 //! formulas when left unset: `token_retransmit = token / (token_retransmits_before_loss_const +
 //! 0.2)`, `hold = token_retransmit * 0.8 - 10`, `consensus = 1.2 * token`.
@@ -68,7 +69,7 @@ impl Default for Config {
             hold: None,
             join: 50,
             consensus: None,
-            merge: 200,
+            merge: 40,
             fail_recv_const: 2500,
             seqno_unchanged_const: 30,
             window_size: 50,

@@ -53,6 +53,11 @@
 //! - In RECOVERY a plain (not encapsulated) old-ring frame is dropped: the old ring's
 //!   messages are exactly those the recovery exchange carries, so transitional members
 //!   deliver the same set.
+//! - Merge detection: the representative multicasts a merge-detect every `merge` ms while
+//!   OPERATIONAL, whether the ring is busy or idle (corosync sends it only when the token is
+//!   held on an idle ring), and `merge` defaults to 40 ms (corosync: 200). A healed
+//!   partition then merges within about `merge` plus one membership round, whatever the
+//!   hold timer; the cost is one small datagram per ring every 40 ms.
 //! - `token_coefficient` is not applied; `token` is the effective timeout.
 
 use crate::config::{Config, ConfigError, Timing, Variant};
@@ -247,7 +252,6 @@ pub struct Ring {
     seqno_unchanged: u32,
     last_token_seq_value: u64,
     hold_cancel_sent: bool,
-    merge_mark: u64,
     fr_aru: u64,
     fr_addr: NodeId,
     fr_count: u32,
@@ -302,7 +306,6 @@ impl Ring {
             seqno_unchanged: 0,
             last_token_seq_value: 0,
             hold_cancel_sent: false,
-            merge_mark: 0,
             fr_aru: 0,
             fr_addr: 0,
             fr_count: 0,
@@ -592,18 +595,17 @@ impl Ring {
                 }
             }
             Timer::MergeDetect => {
+                // Every `merge` ms, whatever the token does. corosync sends merge detect only
+                // from an idle representative, so a heal waits for the hold timer and the
+                // merge timer both; a busy ring's foreign messages usually find the other
+                // side first, but an idle one needs this (see the module docs).
                 if self.state == MembState::Operational && self.cur.ring_id.rep == self.id {
-                    if self.seqno_unchanged > self.cfg.seqno_unchanged_const
-                        || self.merge_mark == self.last_token_seq_value
-                    {
-                        let p = Packet {
-                            sender: self.id,
-                            ring_id: self.cur.ring_id,
-                            message: Message::MergeDetect,
-                        };
-                        self.multicast(&p);
-                    }
-                    self.merge_mark = self.last_token_seq_value;
+                    let p = Packet {
+                        sender: self.id,
+                        ring_id: self.cur.ring_id,
+                        message: Message::MergeDetect,
+                    };
+                    self.multicast(&p);
                     self.arm(Timer::MergeDetect, now + self.t.merge);
                 }
             }
@@ -1066,7 +1068,6 @@ impl Ring {
         self.consensus.clear();
         self.set_state(MembState::Operational, Reason::Installed);
         if self.cur.ring_id.rep == self.id {
-            self.merge_mark = u64::MAX;
             self.arm(Timer::MergeDetect, now + self.t.merge);
         }
         self.deliver_ready();

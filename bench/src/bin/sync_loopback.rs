@@ -55,6 +55,7 @@ fn main() {
             batched_io: true,
             ipv6: false,
             services: vec!["checkpoint".into()],
+            netns: None,
         })
         .expect("cluster");
         let ids = [1, 2, 3, 4, 5];

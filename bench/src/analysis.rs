@@ -1,0 +1,553 @@
+//! What one repetition of an experiment measured, computed from its event records alone (the
+//! nodes' records and the runner's `fault` records share CLOCK_MONOTONIC, namespaces or not).
+//!
+//! For every fault, from the fault's own timestamp `t0` up to the next fault (or the end):
+//! - **detection**: the first node that leaves OPERATIONAL;
+//! - **membership**: every node that runs has installed its last regular configuration of
+//!   the interval (the membership the cluster settles on);
+//! - **sync**: every such node has finished the sync that follows (with services);
+//! - **first delivery**: the first message delivered on a settled ring.
+//!
+//! A heal is measured the same way, so its membership phase is the merge. Throughput and
+//! delivery latency are cut into phases around each fault: `before` (from the previous
+//! boundary), `during` (until membership settled) and `after` (until the next fault).
+
+use hdrhistogram::Histogram;
+use ringlab_ring::event::{ConfigKind, MembState};
+use ringlab_ring::record::{Body, Record};
+use ringlab_ring::{NodeId, RingId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Percentiles of a set of values (ms for latency).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    /// How many values.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Percentiles of a histogram of µs values, in ms.
+    pub fn of_us(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Throughput and latency of one phase.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PhaseStats {
+    /// Length, ms.
+    pub ms: f64,
+    /// Distinct messages delivered (first delivery anywhere) per second.
+    pub msgs_per_s: f64,
+    /// Send-to-deliver latency over all deliveries at all nodes, ms.
+    pub latency_ms: Percentiles,
+}
+
+/// The recovery of one fault.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultRecovery {
+    /// Index in the schedule.
+    pub index: usize,
+    /// The action.
+    pub action: String,
+    /// Its targets.
+    pub targets: Vec<NodeId>,
+    /// Its monotonic timestamp, ns.
+    pub t_ns: u64,
+    /// ms from the fault to the first node leaving OPERATIONAL (none: nobody left).
+    pub detection_ms: Option<f64>,
+    /// ms to the last regular install of the interval at every running node.
+    pub membership_ms: Option<f64>,
+    /// ms until every running node finished its last sync (with services).
+    pub sync_ms: Option<f64>,
+    /// ms to the first delivery on a settled ring.
+    pub first_delivery_ms: Option<f64>,
+    /// The memberships the running nodes settled on.
+    pub settled: Vec<Vec<NodeId>>,
+    /// Whether every running node installed a configuration in the interval and the
+    /// membership phase is within the bound.
+    pub within_bound: bool,
+    /// Throughput and latency before, during and after.
+    pub before: PhaseStats,
+    /// From the fault until membership settled.
+    pub during: PhaseStats,
+    /// From then until the next fault or the end.
+    pub after: PhaseStats,
+}
+
+/// What one repetition measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RepSummary {
+    /// Repetition number, from 1.
+    pub rep: u32,
+    /// ms from the last node's start to every node on one full ring.
+    pub formation_ms: Option<f64>,
+    /// ms from the first node's start to the same.
+    pub formation_from_first_ms: Option<f64>,
+    /// Each fault's recovery.
+    pub faults: Vec<FaultRecovery>,
+    /// Distinct messages delivered per second over the loaded part.
+    pub msgs_per_s: f64,
+    /// Latency over the whole repetition.
+    pub latency_ms: Percentiles,
+    /// Distinct messages delivered.
+    pub delivered: u64,
+    /// Regular configurations (distinct ring ids) formed after the first full ring.
+    pub rings_formed: u64,
+    /// Live, reachable nodes left out of a ring formed after the first full ring (each ring
+    /// counted once): nodes excluded although no scheduled fault cut them off.
+    pub wrongly_excluded: u64,
+    /// Checker violations.
+    pub violations: Vec<String>,
+    /// Throughput timeline: (ms since formation, distinct msgs/s) in 100 ms windows.
+    pub timeline: Vec<(f64, f64)>,
+}
+
+/// What the runner knows about the schedule and the start, for [`analyse`].
+#[derive(Clone, Debug, Default)]
+pub struct RunFacts {
+    /// All node ids.
+    pub nodes: Vec<NodeId>,
+    /// When each node's process started (first start), ns.
+    pub starts: Vec<u64>,
+    /// Recovery bound per fault, ns.
+    pub bound_ns: u64,
+    /// End of the measured part, ns.
+    pub end_ns: u64,
+}
+
+const MS: f64 = 1e6;
+
+/// A fault as the runner recorded it.
+#[derive(Clone, Debug)]
+struct Fault {
+    t: u64,
+    action: String,
+    targets: Vec<NodeId>,
+    groups: Vec<Vec<NodeId>>,
+}
+
+/// Nodes whose process runs and is not stopped, and nodes cut off by the schedule, over time.
+#[derive(Clone, Debug, Default)]
+struct Reach {
+    down: BTreeSet<NodeId>,
+    cut: BTreeSet<NodeId>,
+}
+
+impl Reach {
+    fn apply(&mut self, f: &Fault, all: &[NodeId]) {
+        match f.action.as_str() {
+            "kill" | "crash" | "pause" | "leave" => self.down.extend(&f.targets),
+            "restart" | "resume" => {
+                for t in &f.targets {
+                    self.down.remove(t);
+                }
+            }
+            "isolate" | "cut" | "cut-oneway" => self.cut.extend(&f.targets),
+            "split" | "trunk-down" => {
+                // Every node not in the largest group counts as cut off.
+                let mut gs = f.groups.clone();
+                gs.sort_by_key(|g| std::cmp::Reverse(g.len()));
+                for g in gs.iter().skip(1) {
+                    self.cut.extend(g);
+                }
+                if f.action == "trunk-down" {
+                    self.cut
+                        .extend(all.iter().filter(|n| !f.targets.contains(n)));
+                }
+            }
+            "heal" | "clear" | "trunk-up" => self.cut.clear(),
+            _ => {}
+        }
+    }
+    fn running(&self, all: &[NodeId]) -> Vec<NodeId> {
+        all.iter()
+            .copied()
+            .filter(|n| !self.down.contains(n))
+            .collect()
+    }
+}
+
+fn ms(d: u64) -> f64 {
+    d as f64 / MS
+}
+
+/// Computes a repetition's summary from its records.
+pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
+    let mut recs: Vec<&Record> = records.iter().collect();
+    recs.sort_by_key(|r| r.t_ns);
+    let faults: Vec<Fault> = recs
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Fault {
+                action,
+                targets,
+                groups,
+            } if r.node == 0 && action != "start" => Some(Fault {
+                t: r.t_ns,
+                action: action.clone(),
+                targets: targets.clone(),
+                groups: groups.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let all = &facts.nodes;
+    let full: Vec<NodeId> = all.clone();
+
+    // Formation: the first time every node has installed a regular config of all nodes.
+    let mut formed_at: BTreeMap<NodeId, u64> = BTreeMap::new();
+    for r in &recs {
+        if let Body::Config {
+            kind: ConfigKind::Regular,
+            members,
+            ..
+        } = &r.body
+        {
+            if *members == full {
+                formed_at.entry(r.node).or_insert(r.t_ns);
+            }
+        }
+    }
+    let formed = (formed_at.len() == all.len()).then(|| *formed_at.values().max().expect("nodes"));
+    let last_start = facts.starts.iter().copied().max().unwrap_or(0);
+    let first_start = facts.starts.iter().copied().min().unwrap_or(0);
+    let t_begin = formed.unwrap_or(last_start);
+    let end = facts.end_ns;
+
+    // Deliveries: first delivery time of each message anywhere, and every latency.
+    let mut first_deliver: BTreeMap<(NodeId, u32, u64), u64> = BTreeMap::new();
+    let mut lat: Vec<(u64, u64)> = Vec::new();
+    for r in &recs {
+        if let Body::Deliver { id, sent_t_ns, .. } = &r.body {
+            first_deliver
+                .entry((id.node, id.inc, id.counter))
+                .or_insert(r.t_ns);
+            lat.push((r.t_ns, r.t_ns.saturating_sub(*sent_t_ns)));
+        }
+    }
+    let mut first_times: Vec<u64> = first_deliver.values().copied().collect();
+    first_times.sort_unstable();
+    let phase = |a: u64, b: u64| -> PhaseStats {
+        if b <= a {
+            return PhaseStats::default();
+        }
+        let lo = first_times.partition_point(|&t| t < a);
+        let hi = first_times.partition_point(|&t| t < b);
+        let mut h = Histogram::<u64>::new(3).expect("sigfig 3");
+        for &(t, l) in &lat {
+            if t >= a && t < b {
+                let _ = h.record((l / 1000).max(1));
+            }
+        }
+        PhaseStats {
+            ms: ms(b - a),
+            msgs_per_s: (hi - lo) as f64 / ((b - a) as f64 / 1e9),
+            latency_ms: Percentiles::of_us(&h),
+        }
+    };
+
+    // Faults.
+    let mut reach = Reach::default();
+    let mut out_faults = Vec::new();
+    let mut prev_boundary = t_begin;
+    for (i, f) in faults.iter().enumerate() {
+        reach.apply(f, all);
+        let t0 = f.t;
+        let t1 = faults.get(i + 1).map(|n| n.t).unwrap_or(end).max(t0);
+        let running = reach.running(all);
+        let in_iv = |r: &&&Record| r.t_ns > t0 && r.t_ns <= t1;
+        let detection = recs
+            .iter()
+            .filter(in_iv)
+            .find(|r| {
+                matches!(
+                    r.body,
+                    Body::State {
+                        from: MembState::Operational,
+                        ..
+                    }
+                )
+            })
+            .map(|r| ms(r.t_ns - t0));
+        // Each running node's last regular configuration of the interval.
+        let mut last_cfg: BTreeMap<NodeId, (u64, RingId, Vec<NodeId>)> = BTreeMap::new();
+        let mut last_sync: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for r in recs.iter().filter(in_iv) {
+            match &r.body {
+                Body::Config {
+                    kind: ConfigKind::Regular,
+                    ring,
+                    members,
+                    ..
+                } => {
+                    last_cfg.insert(r.node, (r.t_ns, *ring, members.clone()));
+                    last_sync.remove(&r.node);
+                }
+                Body::Sync { phase, .. } if phase == "done" => {
+                    last_sync.insert(r.node, r.t_ns);
+                }
+                _ => {}
+            }
+        }
+        let all_changed = running.iter().all(|n| last_cfg.contains_key(n));
+        let membership_t = all_changed
+            .then(|| running.iter().map(|n| last_cfg[n].0).max())
+            .flatten();
+        let sync_t = (all_changed
+            && !last_sync.is_empty()
+            && running.iter().all(|n| last_sync.contains_key(n)))
+        .then(|| running.iter().map(|n| last_sync[n]).max())
+        .flatten();
+        let settled_rings: HashSet<RingId> = running
+            .iter()
+            .filter_map(|n| last_cfg.get(n).map(|c| c.1))
+            .collect();
+        let first_delivery = recs
+            .iter()
+            .filter(in_iv)
+            .find(|r| matches!(&r.body, Body::Deliver { ring, .. } if settled_rings.contains(ring)))
+            .map(|r| ms(r.t_ns - t0));
+        let mut settled: Vec<Vec<NodeId>> = running
+            .iter()
+            .filter_map(|n| last_cfg.get(n).map(|c| c.2.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        settled.sort();
+        let mem_ms = membership_t.map(|t| ms(t - t0));
+        // No configuration change at all: nothing to wait for, the whole interval is "after".
+        let settled_at = membership_t.unwrap_or(if last_cfg.is_empty() { t0 } else { t1 });
+        out_faults.push(FaultRecovery {
+            index: i,
+            action: f.action.clone(),
+            targets: f.targets.clone(),
+            t_ns: t0,
+            detection_ms: detection,
+            membership_ms: mem_ms,
+            sync_ms: sync_t.map(|t| ms(t - t0)),
+            first_delivery_ms: first_delivery,
+            settled,
+            within_bound: mem_ms.is_some_and(|m| m <= ms(facts.bound_ns)),
+            before: phase(prev_boundary, t0),
+            during: phase(t0, settled_at),
+            after: phase(settled_at, t1),
+        });
+        prev_boundary = settled_at;
+    }
+
+    // Rings formed after the first full ring, and live reachable nodes they left out.
+    let mut reach = Reach::default();
+    let mut fi = 0;
+    let mut seen: HashSet<RingId> = HashSet::new();
+    let mut wrongly = 0u64;
+    for r in &recs {
+        while fi < faults.len() && faults[fi].t <= r.t_ns {
+            reach.apply(&faults[fi], all);
+            fi += 1;
+        }
+        if let Body::Config {
+            kind: ConfigKind::Regular,
+            ring,
+            members,
+            ..
+        } = &r.body
+        {
+            if formed.is_some_and(|f| r.t_ns > f)
+                && seen.insert(*ring)
+                && !reach.cut.contains(&r.node)
+                && !reach.down.contains(&r.node)
+            {
+                {
+                    wrongly += reach
+                        .running(all)
+                        .iter()
+                        .filter(|n| !reach.cut.contains(n) && !members.contains(n))
+                        .count() as u64;
+                }
+            }
+        }
+    }
+
+    let mut h = Histogram::<u64>::new(3).expect("sigfig 3");
+    for &(t, l) in &lat {
+        if t >= t_begin {
+            let _ = h.record((l / 1000).max(1));
+        }
+    }
+    let loaded_end = first_times.last().copied().unwrap_or(end).min(end);
+    let delivered = first_times.iter().filter(|&&t| t >= t_begin).count() as u64;
+    let mut timeline = Vec::new();
+    let win = 100_000_000u64;
+    let mut t = t_begin;
+    while t < end {
+        let lo = first_times.partition_point(|&x| x < t);
+        let hi = first_times.partition_point(|&x| x < t + win);
+        timeline.push((ms(t - t_begin), (hi - lo) as f64 * 10.0));
+        t += win;
+    }
+    RepSummary {
+        rep,
+        formation_ms: formed.map(|f| ms(f.saturating_sub(last_start))),
+        formation_from_first_ms: formed.map(|f| ms(f.saturating_sub(first_start))),
+        faults: out_faults,
+        msgs_per_s: if loaded_end > t_begin {
+            delivered as f64 / ((loaded_end - t_begin) as f64 / 1e9)
+        } else {
+            0.0
+        },
+        latency_ms: Percentiles::of_us(&h),
+        delivered,
+        rings_formed: seen.len() as u64,
+        wrongly_excluded: wrongly,
+        violations: vec![],
+        timeline,
+    }
+}
+
+/// Median, 90th percentile and maximum of a list (None when empty).
+pub fn median_p90_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.5), at(0.9), *v.last().expect("non-empty")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringlab_ring::event::Reason;
+
+    fn rec(t_ms: u64, node: NodeId, body: Body) -> Record {
+        Record {
+            t_ns: t_ms * 1_000_000,
+            node,
+            inc: 0,
+            body,
+        }
+    }
+    fn cfg(members: &[NodeId], seq: u64) -> Body {
+        Body::Config {
+            kind: ConfigKind::Regular,
+            ring: RingId {
+                rep: members[0],
+                seq,
+            },
+            members: members.to_vec(),
+            left: vec![],
+            joined: vec![],
+        }
+    }
+
+    #[test]
+    fn isolate_then_heal_phases() {
+        let mut r = vec![];
+        for n in 1..=3 {
+            r.push(rec(100 + n as u64, n, cfg(&[1, 2, 3], 4)));
+        }
+        r.push(rec(
+            1000,
+            0,
+            Body::Fault {
+                action: "isolate".into(),
+                targets: vec![3],
+                groups: vec![],
+            },
+        ));
+        r.push(rec(
+            2010,
+            1,
+            Body::State {
+                from: MembState::Operational,
+                to: MembState::Gather,
+                reason: Reason::TokenLoss,
+            },
+        ));
+        r.push(rec(2005, 3, cfg(&[3], 8)));
+        r.push(rec(3200, 1, cfg(&[1, 2], 8)));
+        r.push(rec(3210, 2, cfg(&[1, 2], 8)));
+        r.push(rec(
+            5000,
+            0,
+            Body::Fault {
+                action: "heal".into(),
+                targets: vec![],
+                groups: vec![],
+            },
+        ));
+        for n in 1..=3 {
+            r.push(rec(5030 + n as u64, n, cfg(&[1, 2, 3], 12)));
+        }
+        let facts = RunFacts {
+            nodes: vec![1, 2, 3],
+            starts: vec![0, 10_000_000, 20_000_000],
+            bound_ns: 5_000_000_000,
+            end_ns: 8_000_000_000,
+        };
+        let s = analyse(1, &r, &facts);
+        assert_eq!(s.formation_ms, Some(83.0));
+        let iso = &s.faults[0];
+        assert_eq!(iso.detection_ms, Some(1010.0));
+        assert_eq!(iso.membership_ms, Some(2210.0));
+        assert_eq!(iso.settled, vec![vec![1, 2], vec![3]]);
+        assert!(iso.within_bound);
+        let heal = &s.faults[1];
+        assert_eq!(heal.membership_ms, Some(33.0));
+        assert_eq!(heal.settled, vec![vec![1, 2, 3]]);
+        // Rings 8 (twice, counted once: node 3's singleton has rep 3, a different id) and 12.
+        assert_eq!(s.rings_formed, 3);
+        // Node 3 was isolated by the schedule: leaving it out is not wrong.
+        assert_eq!(s.wrongly_excluded, 0);
+    }
+
+    #[test]
+    fn a_live_node_left_out_without_a_fault_is_counted() {
+        let mut r = vec![];
+        for n in 1..=3 {
+            r.push(rec(100, n, cfg(&[1, 2, 3], 4)));
+        }
+        r.push(rec(900, 1, cfg(&[1, 2], 8)));
+        r.push(rec(900, 2, cfg(&[1, 2], 8)));
+        let facts = RunFacts {
+            nodes: vec![1, 2, 3],
+            starts: vec![0, 0, 0],
+            bound_ns: 1,
+            end_ns: 2_000_000_000,
+        };
+        let s = analyse(1, &r, &facts);
+        assert_eq!(s.wrongly_excluded, 1);
+    }
+
+    #[test]
+    fn percentiles_of_a_list() {
+        assert_eq!(median_p90_max(vec![]), None);
+        assert_eq!(
+            median_p90_max(vec![5.0, 1.0, 3.0, 2.0, 4.0]),
+            Some((3.0, 5.0, 5.0))
+        );
+    }
+}

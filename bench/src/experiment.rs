@@ -1,0 +1,286 @@
+//! Experiments: a TOML file in experiments/ says the topology, the nodes' knobs, the load and
+//! the fault schedule; [`run`] carries it out in network namespaces (root) and writes
+//! results/<name>/<timestamp>/.
+//!
+//! ```toml
+//! name = "isolate-one"
+//! description = "one node cut off, then healed"
+//! nodes = 5
+//! shape = "lan"            # lan | two-sites | star
+//! transport = "unicast"    # unicast | multicast
+//! reps = 5
+//! duration_ms = 12000      # per repetition, from the first full ring
+//! loss_pct = 0             # nftables loss on every node from the start (0: none)
+//! services = []            # ["checkpoint"] runs the sync engine
+//! [totem]                  # every ring knob, corosync's names (variant too)
+//! token = 1000
+//! consensus = 1200
+//! [load]
+//! rate = 200               # messages per second per sender (0: as fast as the ring takes)
+//! size = 1024
+//! senders = 5              # nodes 1..=senders send
+//! safe = false
+//! [[faults]]
+//! at_ms = 3000
+//! action = "isolate"       # isolate split cut heal trunk-down trunk-up loss delay reorder
+//! nodes = [5]              # duplicate clear kill pause resume restart leave
+//! ```
+
+use anyhow::{bail, Context, Result};
+use ringlab_net::Transport;
+use ringlab_ring::{Config as RingConfig, NodeId};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One experiment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Name: the results directory.
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// Node count (1..=250).
+    pub nodes: usize,
+    /// Topology shape.
+    #[serde(default = "default_shape")]
+    pub shape: String,
+    /// Transport.
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    /// Repetitions.
+    #[serde(default = "default_reps")]
+    pub reps: u32,
+    /// Length of each repetition from the first full ring, ms.
+    pub duration_ms: u64,
+    /// nftables loss on every node from the first full ring on, percent.
+    #[serde(default)]
+    pub loss_pct: u32,
+    /// Services every node runs.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Ring knobs.
+    #[serde(default)]
+    pub totem: RingConfig,
+    /// The load.
+    #[serde(default)]
+    pub load: Load,
+    /// The fault schedule.
+    #[serde(default)]
+    pub faults: Vec<FaultStep>,
+    /// Seed of the relay's impairments.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_shape() -> String {
+    "lan".into()
+}
+fn default_transport() -> Transport {
+    Transport::Unicast
+}
+fn default_reps() -> u32 {
+    3
+}
+fn default_seed() -> u64 {
+    1
+}
+
+/// The load every sender runs for the whole repetition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Load {
+    /// Messages per second per sender; 0 runs at the ring's pace.
+    pub rate: u64,
+    /// Message size, bytes.
+    pub size: usize,
+    /// Nodes 1..=senders send (0: no load).
+    pub senders: usize,
+    /// Safe delivery instead of agreed.
+    pub safe: bool,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            rate: 200,
+            size: 1024,
+            senders: 0,
+            safe: false,
+        }
+    }
+}
+
+/// One step of the fault schedule.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultStep {
+    /// When, ms after the first full ring.
+    pub at_ms: u64,
+    /// What (see the module docs).
+    pub action: String,
+    /// The nodes it targets.
+    #[serde(default)]
+    pub nodes: Vec<NodeId>,
+    /// For split: the groups.
+    #[serde(default)]
+    pub groups: Vec<Vec<NodeId>>,
+    /// For cut: one direction only (the second node stops hearing the first).
+    #[serde(default)]
+    pub oneway: bool,
+    /// For loss, reorder, duplicate: percent.
+    #[serde(default)]
+    pub pct: u32,
+    /// For delay: ms; for reorder: the gap.
+    #[serde(default)]
+    pub ms: u64,
+    /// For delay: jitter, ms.
+    #[serde(default)]
+    pub jitter_ms: u64,
+}
+
+/// Actions fault.sh carries out; the others (kill, pause, resume, restart, leave) the runner
+/// does itself, on its own child processes.
+pub const NETWORK_ACTIONS: &[&str] = &[
+    "isolate",
+    "split",
+    "cut",
+    "heal",
+    "trunk-down",
+    "trunk-up",
+    "loss",
+    "delay",
+    "reorder",
+    "duplicate",
+    "clear",
+];
+/// Process actions.
+pub const PROCESS_ACTIONS: &[&str] = &["kill", "pause", "resume", "restart", "leave"];
+
+impl Experiment {
+    /// Reads and validates an experiment file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let e: Experiment =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        e.validate()
+            .with_context(|| format!("checking {}", path.display()))?;
+        Ok(e)
+    }
+
+    /// Checks the fields against each other.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=250).contains(&self.nodes) {
+            bail!("nodes must be 1-250");
+        }
+        if !["lan", "two-sites", "star"].contains(&self.shape.as_str()) {
+            bail!("shape must be lan, two-sites or star");
+        }
+        if self.reps == 0 {
+            bail!("reps must be at least 1");
+        }
+        if self.load.senders > self.nodes {
+            bail!("load.senders must be at most nodes");
+        }
+        self.totem.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (i, f) in self.faults.iter().enumerate() {
+            let a = f.action.as_str();
+            if !NETWORK_ACTIONS.contains(&a) && !PROCESS_ACTIONS.contains(&a) {
+                bail!("faults[{i}].action '{a}' is not one of {NETWORK_ACTIONS:?} {PROCESS_ACTIONS:?}");
+            }
+            for n in f.nodes.iter().chain(f.groups.iter().flatten()) {
+                if *n == 0 || *n as usize > self.nodes {
+                    bail!("faults[{i}] names node {n}; nodes are 1..={}", self.nodes);
+                }
+            }
+            let needs_nodes = !matches!(a, "heal" | "clear" | "trunk-down" | "trunk-up" | "split");
+            if needs_nodes && f.nodes.is_empty() && a != "loss" {
+                bail!("faults[{i}] ({a}) needs nodes");
+            }
+            if a == "cut" && f.nodes.len() != 2 {
+                bail!("faults[{i}] (cut) needs two nodes");
+            }
+            if a == "split" && f.groups.len() < 2 {
+                bail!("faults[{i}] (split) needs at least two groups");
+            }
+            if a.starts_with("trunk") && self.shape != "two-sites" {
+                bail!("faults[{i}] ({a}) needs the two-sites shape");
+            }
+            if f.at_ms >= self.duration_ms {
+                bail!("faults[{i}].at_ms is past duration_ms");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
+    /// load.rate, load.size, load.senders. Used by `ringlab sweep`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "nodes" => self.nodes = value.parse()?,
+            "shape" => self.shape = value.into(),
+            "transport" => {
+                self.transport = toml::Value::String(value.into())
+                    .try_into()
+                    .context("transport is unicast or multicast")?
+            }
+            "loss_pct" | "loss" => self.loss_pct = value.parse()?,
+            "load.rate" => self.load.rate = value.parse()?,
+            "load.size" => self.load.size = value.parse()?,
+            "load.senders" => self.load.senders = value.parse()?,
+            _ => {
+                let mut t = toml::Value::try_from(&self.totem)?;
+                let tbl = t.as_table_mut().expect("a table");
+                let v = value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .unwrap_or_else(|_| toml::Value::String(value.into()));
+                tbl.insert(key.into(), v);
+                self.totem = t
+                    .try_into()
+                    .with_context(|| format!("'{key}' is not a knob of this experiment"))?;
+            }
+        }
+        if self.load.senders > self.nodes {
+            self.load.senders = self.nodes;
+        }
+        self.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_experiment_parses_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Experiment::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "only {n} experiments in {}", dir.display());
+    }
+
+    #[test]
+    fn set_changes_knobs_and_rejects_unknown_ones() {
+        let mut e: Experiment = toml::from_str(
+            "name = 'x'\nnodes = 3\nduration_ms = 5000\n[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [3]\n",
+        )
+        .unwrap();
+        e.set("token", "500").unwrap();
+        assert_eq!(e.totem.token, 500);
+        e.set("consensus", "600").unwrap();
+        assert_eq!(e.totem.consensus, Some(600));
+        e.set("transport", "multicast").unwrap();
+        assert_eq!(e.transport, Transport::Multicast);
+        assert!(e.set("no_such_knob", "1").is_err());
+        assert!(e.set("nodes", "2").is_err(), "the schedule names node 3");
+    }
+}

@@ -1,0 +1,280 @@
+//! `ringlab relay`: a layer-2 relay between two interfaces, built on pnet's AF_PACKET
+//! channels, that applies seeded delay, jitter, loss, duplication and reordering to every
+//! frame it carries. It stands in for netem on kernels without it: fault.sh takes a node's
+//! port off its bridge and puts the relay between that port and a new port on the bridge, so
+//! the relay owns the only path between the two.
+//!
+//! Each direction has its own thread, queue and seeded generator. A frame is released at
+//! `arrival + delay ± jitter` (uniform), so jitter alone already reorders; `reorder_pct` of the
+//! frames are held `reorder_gap_ms` longer, so later frames overtake them; `duplicate_pct`
+//! sends a second copy (with its own delay); `loss_pct` drops. Timing resolution is about
+//! 1 ms (the poll timeout). UDP checksums are filled in on the way (veth leaves them to an
+//! offload that a relayed frame never gets). The relay stops by itself after `max_seconds`
+//! or on SIGTERM.
+//!
+//! Harness code (threads, clock): never used by the protocol cores.
+
+use pnet_datalink::{self as datalink, Channel, DataLinkReceiver, DataLinkSender};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BinaryHeap;
+use std::io::ErrorKind;
+use std::os::fd::IntoRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the relay does to frames (the same in both directions).
+#[derive(Clone, Debug, Default)]
+pub struct Impairment {
+    /// Base one-way delay, ms.
+    pub delay_ms: f64,
+    /// Uniform jitter around the delay, ± ms.
+    pub jitter_ms: f64,
+    /// Percentage of frames dropped.
+    pub loss_pct: f64,
+    /// Percentage of frames sent twice.
+    pub duplicate_pct: f64,
+    /// Percentage of frames held back by `reorder_gap_ms`.
+    pub reorder_pct: f64,
+    /// Extra hold of a reordered frame, ms.
+    pub reorder_gap_ms: f64,
+}
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// No such interface in this namespace.
+    #[error("no interface {0} in this network namespace")]
+    NoInterface(String),
+    /// Opening the AF_PACKET channel failed.
+    #[error("opening an AF_PACKET channel on {0}: {1}")]
+    Channel(String, std::io::Error),
+}
+
+/// Frame counts of one direction.
+#[derive(Debug, Default)]
+pub struct DirStats {
+    /// Frames read.
+    pub received: AtomicU64,
+    /// Frames written (duplicates included).
+    pub sent: AtomicU64,
+    /// Frames dropped by `loss_pct`.
+    pub dropped: AtomicU64,
+    /// Extra copies.
+    pub duplicated: AtomicU64,
+    /// Frames held back.
+    pub reordered: AtomicU64,
+}
+
+struct Held {
+    due: Instant,
+    order: u64,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due, self.order) == (o.due, o.order)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // A max-heap: the earliest due comes out first.
+        (o.due, o.order).cmp(&(self.due, self.order))
+    }
+}
+
+/// Opens a raw AF_PACKET socket that does not see the frames it sends itself (otherwise a
+/// frame written on one side would be read back and relayed again), and hands it to pnet.
+type Channels = (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>);
+
+fn open(name: &str) -> Result<Channels, RelayError> {
+    let iface = datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| RelayError::NoInterface(name.into()))?;
+    let chan_err = |e| RelayError::Channel(name.into(), e);
+    let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+    let sock = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(proto)),
+    )
+    .map_err(chan_err)?;
+    let one: libc::c_int = 1;
+    #[allow(unsafe_code)]
+    // SAFETY: a valid socket, option value and length; PACKET_IGNORE_OUTGOING is Linux ≥ 4.20.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(chan_err(std::io::Error::last_os_error()));
+    }
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    let cfg = datalink::Config {
+        read_buffer_size: 65_536,
+        write_buffer_size: 65_536,
+        read_timeout: Some(Duration::from_millis(1)),
+        promiscuous: true,
+        socket_fd: Some(sock.into_raw_fd()),
+        ..Default::default()
+    };
+    match datalink::channel(&iface, cfg).map_err(chan_err)? {
+        Channel::Ethernet(tx, rx) => Ok((tx, rx)),
+        _ => Err(chan_err(std::io::Error::other("not an Ethernet channel"))),
+    }
+}
+
+/// Fills in the UDP checksum of an IPv4 frame. A frame read off a veth with AF_PACKET may
+/// carry a partial checksum (offloaded to a NIC that does not exist); written out again it
+/// would be dropped by the receiver's UDP stack.
+fn fix_udp_checksum(frame: &mut [u8]) {
+    use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
+    use pnet_packet::ip::IpNextHeaderProtocols;
+    use pnet_packet::ipv4::Ipv4Packet;
+    use pnet_packet::udp::{ipv4_checksum, MutableUdpPacket};
+    use pnet_packet::Packet;
+    let Some(eth) = EthernetPacket::new(frame) else {
+        return;
+    };
+    if eth.get_ethertype() != EtherTypes::Ipv4 {
+        return;
+    }
+    let Some(ip) = Ipv4Packet::new(eth.payload()) else {
+        return;
+    };
+    if ip.get_next_level_protocol() != IpNextHeaderProtocols::Udp
+        || ip.get_fragment_offset() != 0
+        || ip.get_flags() & 1 != 0
+    {
+        return;
+    }
+    let (src, dst) = (ip.get_source(), ip.get_destination());
+    let ihl = ip.get_header_length() as usize * 4;
+    let total = (ip.get_total_length() as usize).min(ip.packet().len());
+    if ihl < 20 || total <= ihl {
+        return;
+    }
+    let start = EthernetPacket::minimum_packet_size() + ihl;
+    let end = EthernetPacket::minimum_packet_size() + total;
+    if end > frame.len() {
+        return;
+    }
+    if let Some(mut udp) = MutableUdpPacket::new(&mut frame[start..end]) {
+        udp.set_checksum(0);
+        let c = ipv4_checksum(&udp.to_immutable(), &src, &dst);
+        udp.set_checksum(c);
+    }
+}
+
+fn pump(
+    mut rx: Box<dyn DataLinkReceiver>,
+    mut tx: Box<dyn DataLinkSender>,
+    imp: Impairment,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    stats: Arc<DirStats>,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut heap: BinaryHeap<Held> = BinaryHeap::new();
+    let mut order = 0u64;
+    let pct = |rng: &mut ChaCha8Rng, p: f64| p > 0.0 && rng.gen::<f64>() * 100.0 < p;
+    while !stop.load(Ordering::Relaxed) {
+        match rx.next() {
+            Ok(frame) => {
+                let now = Instant::now();
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if pct(&mut rng, imp.loss_pct) {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let copies = if pct(&mut rng, imp.duplicate_pct) {
+                        stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..copies {
+                        let mut ms = imp.delay_ms;
+                        if imp.jitter_ms > 0.0 {
+                            ms += rng.gen_range(-imp.jitter_ms..=imp.jitter_ms);
+                        }
+                        if pct(&mut rng, imp.reorder_pct) {
+                            stats.reordered.fetch_add(1, Ordering::Relaxed);
+                            ms += imp.reorder_gap_ms;
+                        }
+                        order += 1;
+                        let mut frame = frame.to_vec();
+                        fix_udp_checksum(&mut frame);
+                        heap.push(Held {
+                            due: now + Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                            order,
+                            frame,
+                        });
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(%e, "relay read failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let now = Instant::now();
+        while heap.peek().is_some_and(|h| h.due <= now) {
+            let h = heap.pop().expect("peeked");
+            if let Some(Ok(())) = tx.send_to(&h.frame, None) {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Relays frames between interfaces `a` and `b` until `stop` is set or `max` has passed;
+/// returns the counts of both directions (a→b, b→a). Prints `relaying ...` to stdout once
+/// both channels are open.
+pub fn run(
+    a: &str,
+    b: &str,
+    imp: Impairment,
+    seed: u64,
+    max: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<[Arc<DirStats>; 2], RelayError> {
+    let (tx_a, rx_a) = open(a)?;
+    let (tx_b, rx_b) = open(b)?;
+    println!("relaying {a} <-> {b}: {imp:?}, seed {seed}");
+    let stats = [Arc::new(DirStats::default()), Arc::new(DirStats::default())];
+    let threads = [
+        {
+            let (imp, stop, st) = (imp.clone(), stop.clone(), stats[0].clone());
+            std::thread::spawn(move || pump(rx_a, tx_b, imp, seed, stop, st))
+        },
+        {
+            let (imp, stop, st) = (imp, stop.clone(), stats[1].clone());
+            std::thread::spawn(move || pump(rx_b, tx_a, imp, seed ^ 0x9e37_79b9, stop, st))
+        },
+    ];
+    let end = Instant::now() + max;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(stats)
+}
