@@ -12,7 +12,8 @@
 #   fault.sh [--prefix P] heal                     removes every cut, isolation and split,
 #                                                  and brings the trunk up
 #   fault.sh [--prefix P] loss NODE|all PCT        PCT% of NODE's packets, in and out, lost
-#                                                  (nftables numgen); PCT 0 removes it
+#                                                  (nftables numgen); all: PCT% of every
+#                                                  frame between two nodes; PCT 0 removes it
 #   fault.sh [--prefix P] delay NODE MS [JITTER]   netem where the kernel has it, else
 #   fault.sh [--prefix P] reorder NODE PCT [GAP]   'ringlab relay' (pnet, AF_PACKET) on
 #   fault.sh [--prefix P] duplicate NODE PCT       NODE's link; 0 removes the impairment
@@ -32,7 +33,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-called_ns=$(rl_now_ns)
 prefix=rl
 if [ "${1:-}" = --prefix ]; then
   prefix="$2"
@@ -69,15 +69,25 @@ block() {
 }
 
 apply() {
+  mark
   [ -n "$batch" ] && printf '%s' "$batch" | nft_sw -f -
   batch=""
 }
 
+# The clock is read just before the first change is made (mark), so no effect of the fault
+# can precede t_ns; done_ns is read after the last change. Between the two: ~2-6 ms (the nft
+# or ip process doing the change), which a measured recovery therefore includes.
+t_eff=""
+mark() { [ -n "$t_eff" ] || t_eff=$(rl_now_ns); }
+
 report() {
-  echo "$1 t_ns=$(rl_now_ns) targets=$2 called_ns=$called_ns"
+  local done
+  done=$(rl_now_ns)
+  echo "$1 t_ns=${t_eff:-$done} done_ns=$done targets=$2"
 }
 
 heal() {
+  mark
   nft_sw flush chain bridge "$prefix" cuts
   if [ "$RL_SHAPE" = two-sites ]; then
     ip -n "$sw" link set "$prefix-tra" up
@@ -138,6 +148,8 @@ impair() {
   done <"$f"
   local ns
   ns=$(rl_ns "$prefix" "$n")
+  have_netem || true
+  mark
   if have_netem; then
     ip netns exec "$ns" tc qdisc del dev "$prefix-e0" root 2>/dev/null || true
     if [ -s "$f" ]; then
@@ -213,10 +225,16 @@ loss() {
 loss_apply() {
   local b="flush chain bridge $prefix loss"$'\n' n pct
   while read -r n pct; do
-    # Into the node (frames leaving the bridge on its port) and out of it.
-    b+="add rule bridge $prefix loss oifname $(ports "$n") numgen random mod 100 < $pct drop"$'\n'
-    b+="add rule bridge $prefix loss iifname $(ports "$n") numgen random mod 100 < $pct drop"$'\n'
+    if [ "$n" = all ]; then
+      # Every frame (every copy of a flooded one) between two nodes: PCT % per hop.
+      b+="add rule bridge $prefix loss numgen random mod 100 < $pct drop"$'\n'
+    else
+      # Into the node (frames leaving the bridge on its port) and out of it.
+      b+="add rule bridge $prefix loss oifname $(ports "$n") numgen random mod 100 < $pct drop"$'\n'
+      b+="add rule bridge $prefix loss iifname $(ports "$n") numgen random mod 100 < $pct drop"$'\n'
+    fi
   done <"$st/loss"
+  mark
   printf '%s' "$b" | nft_sw -f -
 }
 
@@ -227,6 +245,7 @@ signal_node() {
   check_node "$n"
   f=$(pidfile "$n")
   [ -f "$f" ] || rl_die "no pid file $f (nodes started by 'ringlab run' have one)"
+  mark
   kill "-$sig" "$(cat "$f")" || rl_die "node $n (pid $(cat "$f")) is not running"
 }
 
@@ -276,8 +295,8 @@ case "$action" in
   trunk)
     [ "$RL_SHAPE" = two-sites ] || rl_die "trunk needs the two-sites shape"
     case "${1:-}" in
-      down) ip -n "$sw" link set "$prefix-tra" down ;;
-      up) ip -n "$sw" link set "$prefix-tra" up ;;
+      down) mark; ip -n "$sw" link set "$prefix-tra" down ;;
+      up) mark; ip -n "$sw" link set "$prefix-tra" up ;;
       *) rl_die "usage: trunk down|up" ;;
     esac
     report "trunk-$1" ""
@@ -285,8 +304,8 @@ case "$action" in
   link)
     check_node "$1"
     case "${2:-}" in
-      down) ip -n "$sw" link set "$(port_now "$1")" down; touch "$st/linkdown-$1" ;;
-      up) ip -n "$sw" link set "$(port_now "$1")" up; rm -f "$st/linkdown-$1" ;;
+      down) mark; ip -n "$sw" link set "$(port_now "$1")" down; touch "$st/linkdown-$1" ;;
+      up) mark; ip -n "$sw" link set "$(port_now "$1")" up; rm -f "$st/linkdown-$1" ;;
       *) rl_die "usage: link NODE down|up" ;;
     esac
     report "link-$2" "$1"
@@ -298,7 +317,7 @@ case "$action" in
   loss)
     [ $# -eq 2 ] || rl_die "usage: loss NODE|all PCT"
     if [ "$1" = all ]; then
-      for n in $(nodes_all); do loss "$n" "$2"; done
+      loss all "$2"
     else
       check_node "$1"
       loss "$1" "$2"
@@ -340,6 +359,7 @@ case "$action" in
     check_node "$1"
     f=$(pidfile "$1")
     [ -f "$st/node-$1.cmd" ] || rl_die "no command file $st/node-$1.cmd"
+    mark
     if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
       kill -KILL "$(cat "$f")"
     fi

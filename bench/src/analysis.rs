@@ -350,7 +350,13 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
             sync_ms: sync_t.map(|t| ms(t - t0)),
             first_delivery_ms: first_delivery,
             settled,
-            within_bound: mem_ms.is_some_and(|m| m <= ms(facts.bound_ns)),
+            // A fault that moved nobody off the ring (a delay, a light loss) has nothing to
+            // recover; one that did must settle every running node within the bound.
+            within_bound: if last_cfg.is_empty() && detection.is_none() {
+                true
+            } else {
+                mem_ms.is_some_and(|m| m <= ms(facts.bound_ns))
+            },
             before: phase(prev_boundary, t0),
             during: phase(t0, settled_at),
             after: phase(settled_at, t1),

@@ -23,7 +23,7 @@ pub fn load(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Summary)>> {
                 .filter(|p| p.join("summary.json").is_file())
                 .map(|p| p.join("summary.json"))
                 .collect();
-            subs.sort();
+            subs.sort_by_key(|p| natural_key(&p.to_string_lossy()));
             found.extend(subs);
         }
         if found.is_empty() {
@@ -38,6 +38,34 @@ pub fn load(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Summary)>> {
         }
     }
     Ok(out)
+}
+
+/// Sorts "token=200" before "token=1000": digit runs compare as numbers.
+fn natural_key(s: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut digits = String::new();
+    let mut text = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !text.is_empty() {
+                out.push((0, std::mem::take(&mut text)));
+            }
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    if !digits.is_empty() {
+        out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+    }
+    if !text.is_empty() {
+        out.push((0, text));
+    }
+    out
 }
 
 /// The name a run goes by in tables and plots.
@@ -136,55 +164,66 @@ pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
     if boxes.is_empty() {
         bail!("no recovery times to plot");
     }
-    let ymax = boxes.iter().map(|b| b.1[4]).fold(1.0, f64::max) * 1.1;
+    // Recoveries span 5 ms (a merge) to seconds (a token loss): a log scale shows both.
+    let ymax = boxes.iter().map(|b| b.1[4]).fold(1.0, f64::max) * 1.5;
+    let ymin = boxes
+        .iter()
+        .map(|b| b.1[0])
+        .fold(f64::INFINITY, f64::min)
+        .clamp(0.5, 1.0);
     let n = boxes.len();
-    let root = SVGBackend::new(path, (160 + 90 * n as u32, 560)).into_drawing_area();
+    let key_rows = n as u32;
+    let root = SVGBackend::new(path, (200 + 70 * n as u32, 520 + 16 * key_rows)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot, key) = root.split_vertically(500);
+    let mut chart = ChartBuilder::on(&plot)
         .caption(
-            "Recovery: fault → every running node on its settled ring (ms)",
+            "Recovery: fault → every running node on its settled ring (ms, log scale)",
             ("sans-serif", 18),
         )
         .margin(15)
-        .x_label_area_size(170)
+        .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)?;
-    let labels: Vec<String> = boxes.iter().map(|b| b.0.clone()).collect();
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (ymin..ymax).log_scale())?;
     chart
         .configure_mesh()
         .x_labels(n)
         .x_label_formatter(&|x| {
             let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-                labels[i as usize].clone()
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+                format!("{}", i as usize + 1)
             } else {
                 String::new()
             }
         })
-        .x_label_style(
-            ("sans-serif", 11)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
         .y_desc("ms")
         .disable_x_mesh()
         .draw()?;
+    for (i, (name, _, heal)) in boxes.iter().enumerate() {
+        let color = if *heal { BLUE } else { RED };
+        key.draw(&Text::new(
+            format!("{}: {name}", i + 1),
+            (80, 16 * i as i32 + 2),
+            ("sans-serif", 13).into_font().color(&color),
+        ))?;
+    }
     for (i, (_, q, heal)) in boxes.iter().enumerate() {
         let x = i as f64;
         let color = if *heal { BLUE } else { RED };
+        let (lo, hi) = (q[1].max(ymin), q[3].max(ymin));
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(x - 0.3, q[1]), (x + 0.3, q[3])],
+            [(x - 0.3, lo), (x + 0.3, hi)],
             color.mix(0.25).filled(),
         )))?;
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(x - 0.3, q[1]), (x + 0.3, q[3])],
+            [(x - 0.3, lo), (x + 0.3, hi)],
             color.stroke_width(1),
         )))?;
         for (a, b) in [
-            ((x - 0.3, q[2]), (x + 0.3, q[2])),
-            ((x, q[0]), (x, q[1])),
+            ((x - 0.3, q[2].max(ymin)), (x + 0.3, q[2].max(ymin))),
+            ((x, q[0].max(ymin)), (x, q[1].max(ymin))),
             ((x, q[3]), (x, q[4])),
-            ((x - 0.15, q[0]), (x + 0.15, q[0])),
+            ((x - 0.15, q[0].max(ymin)), (x + 0.15, q[0].max(ymin))),
             ((x - 0.15, q[4]), (x + 0.15, q[4])),
         ] {
             chart.draw_series(LineSeries::new([a, b], color.stroke_width(2)))?;
@@ -290,4 +329,85 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
         throughput_plot(&runs, &out.join("throughput.svg"))?;
     }
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{FaultRecovery, RepSummary};
+    use crate::experiment::Experiment;
+    use crate::runner::{summarise, RunOpts};
+
+    fn run(label: &str, membership: &[f64]) -> Summary {
+        let exp: Experiment = toml::from_str(
+            "name = 'iso'\nnodes = 3\nduration_ms = 5000\n[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [3]\n",
+        )
+        .unwrap();
+        let reps = membership
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| RepSummary {
+                rep: i as u32 + 1,
+                formation_ms: Some(5.0),
+                faults: vec![FaultRecovery {
+                    index: 0,
+                    action: "isolate".into(),
+                    membership_ms: Some(m),
+                    detection_ms: Some(m - 1200.0),
+                    within_bound: true,
+                    ..Default::default()
+                }],
+                msgs_per_s: 1000.0,
+                timeline: vec![(0.0, 1000.0), (100.0, 0.0), (200.0, 900.0)],
+                ..Default::default()
+            })
+            .collect();
+        let opts = RunOpts {
+            binary: "ringlab".into(),
+            out: "/nonexistent".into(),
+            prefix: "rlx".into(),
+            command: "test".into(),
+            label: label.into(),
+        };
+        summarise(&exp, &opts, "now".into(), reps)
+    }
+
+    #[test]
+    fn sweep_values_sort_as_numbers() {
+        let mut v = vec!["t/token=3000", "t/token=200", "t/token=1000", "t/token=500"];
+        v.sort_by_key(|s| natural_key(s));
+        assert_eq!(
+            v,
+            ["t/token=200", "t/token=500", "t/token=1000", "t/token=3000"]
+        );
+    }
+
+    #[test]
+    fn tables_and_plots_show_each_configuration() {
+        let runs = vec![
+            ("a".into(), run("token=500", &[1700.0, 1710.0, 1800.0])),
+            ("b".into(), run("token=1000", &[2200.0, 2210.0, 2300.0])),
+        ];
+        let t = tables(&runs);
+        assert!(
+            t.contains("| iso token=500 | 0 isolate | 510 / 600 / 600 | 1710 / 1800 / 1800 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| iso token=1000 | 0 isolate | 1010 / 1100 / 1100 | 2210 / 2300 / 2300 |"),
+            "{t}"
+        );
+        let dir = std::env::temp_dir().join(format!("ringlab-compare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        recovery_plot(&runs, &dir.join("r.svg")).unwrap();
+        throughput_plot(&runs, &dir.join("t.svg")).unwrap();
+        for f in ["r.svg", "t.svg"] {
+            let svg = std::fs::read_to_string(dir.join(f)).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("iso token=500"),
+                "{f}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

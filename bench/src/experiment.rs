@@ -10,7 +10,7 @@
 //! transport = "unicast"    # unicast | multicast
 //! reps = 5
 //! duration_ms = 12000      # per repetition, from the first full ring
-//! loss_pct = 0             # nftables loss on every node from the start (0: none)
+//! loss_pct = 0             # nftables loss of every frame between nodes, from the start
 //! services = []            # ["checkpoint"] runs the sync engine
 //! [totem]                  # every ring knob, corosync's names (variant too)
 //! token = 1000
@@ -54,7 +54,8 @@ pub struct Experiment {
     pub reps: u32,
     /// Length of each repetition from the first full ring, ms.
     pub duration_ms: u64,
-    /// nftables loss on every node from the first full ring on, percent.
+    /// nftables loss of every frame between two nodes (per hop) from the first full ring on,
+    /// percent.
     #[serde(default)]
     pub loss_pct: u32,
     /// Services every node runs.

@@ -479,6 +479,8 @@ fn run_rep(
             };
             cluster.record_fault(t, &action, targets, groups);
         } else {
+            // Read before the first signal, as fault.sh does: no effect precedes the record.
+            let t = monotonic_ns();
             for &n in &f.nodes {
                 match f.action.as_str() {
                     "kill" => cluster.kill(n),
@@ -502,7 +504,7 @@ fn run_rep(
                     _ => unreachable!(),
                 }
             }
-            cluster.record_fault(monotonic_ns(), &f.action, f.nodes.clone(), vec![]);
+            cluster.record_fault(t, &f.action, f.nodes.clone(), vec![]);
             if f.action == "restart" {
                 for &n in &f.nodes {
                     start_load(&cluster, exp, n, exp.duration_ms.saturating_sub(f.at_ms));
@@ -642,7 +644,13 @@ pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summar
     Ok(summary)
 }
 
-fn summarise(exp: &Experiment, opts: &RunOpts, started: String, reps: Vec<RepSummary>) -> Summary {
+/// Aggregates the repetitions of one run.
+pub fn summarise(
+    exp: &Experiment,
+    opts: &RunOpts,
+    started: String,
+    reps: Vec<RepSummary>,
+) -> Summary {
     // A start-up loss (loss_pct) is recorded as fault 0; the schedule follows it.
     let off = usize::from(exp.loss_pct > 0);
     let nth = |r: &RepSummary, i: usize| r.faults.iter().find(|x| x.index == i + off).cloned();

@@ -3,7 +3,8 @@
 //! Subcommands: `sim` (seeded simulated clusters judged by the checker), `check` (the
 //! checker over record files from any run), `node` (one real node), `ctl` (its control
 //! channel), `cluster` (N real nodes on loopback, loaded and measured), `blast` (raw UDP, the
-//! baseline). `run`, `sweep` and `compare` arrive with the experiment issue.
+//! baseline), `run` (an experiment in network namespaces), `sweep` (a grid of knobs), `compare`
+//! (tables and plots across runs), `relay` (the pnet link impairer) and `clock`.
 
 mod blast;
 mod cluster;
