@@ -173,7 +173,8 @@ pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
         .clamp(0.5, 1.0);
     let n = boxes.len();
     let key_rows = n as u32;
-    let root = SVGBackend::new(path, (200 + 70 * n as u32, 520 + 16 * key_rows)).into_drawing_area();
+    let root =
+        SVGBackend::new(path, (200 + 70 * n as u32, 520 + 16 * key_rows)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plot, key) = root.split_vertically(500);
     let mut chart = ChartBuilder::on(&plot)

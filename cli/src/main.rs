@@ -404,6 +404,17 @@ fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(stop)
 }
 
+/// The binary the nodes run: this one. A rebuild while a run goes on replaces the file;
+/// Linux then reports the old path with " (deleted)", and the new build at that path is used.
+fn node_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the ringlab binary")?;
+    let s = exe.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(p) => PathBuf::from(p),
+        None => exe,
+    })
+}
+
 fn timestamp() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
@@ -449,7 +460,7 @@ fn experiment_run(path: &Path, reps: Option<u32>, out: &Path, prefix: &str) -> R
     let dir = out.join(&exp.name).join(timestamp());
     let stop = stop_flag()?;
     let opts = runner::RunOpts {
-        binary: std::env::current_exe()?,
+        binary: node_binary()?,
         out: dir.clone(),
         prefix: prefix.into(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -520,7 +531,7 @@ fn sweep(
     for (i, (label, e)) in exps.iter().enumerate() {
         eprintln!("sweep {}/{}: {label}", i + 1, exps.len());
         let opts = runner::RunOpts {
-            binary: std::env::current_exe()?,
+            binary: node_binary()?,
             out: dir.join(label),
             prefix: prefix.into(),
             command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -129,8 +129,13 @@ impl Cluster {
         for id in 1..=c.spec.nodes as NodeId {
             c.write_config(id)?;
         }
+        // All processes first, then their control sockets: the nodes start together, as a
+        // cluster booted at once would (start → full ring is measured from the last start).
         for id in 1..=c.spec.nodes as NodeId {
-            c.spawn(id)?;
+            c.launch(id)?;
+        }
+        for id in 1..=c.spec.nodes as NodeId {
+            c.await_control(id)?;
         }
         Ok(c)
     }
@@ -179,6 +184,12 @@ impl Cluster {
 
     /// Starts (or restarts) node `id`.
     pub fn spawn(&mut self, id: NodeId) -> Result<(), HarnessError> {
+        self.launch(id)?;
+        self.await_control(id)
+    }
+
+    /// Starts node `id`'s process without waiting for it.
+    fn launch(&mut self, id: NodeId) -> Result<(), HarnessError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -217,7 +228,11 @@ impl Cluster {
         }
         self.children[id as usize - 1] = Some(child);
         self.harness_record(0, 0, "start", vec![id]);
-        // Wait for its control socket.
+        Ok(())
+    }
+
+    /// Waits for node `id`'s control socket to answer.
+    fn await_control(&mut self, id: NodeId) -> Result<(), HarnessError> {
         let deadline = monotonic_ns() + 10_000_000_000;
         while monotonic_ns() < deadline {
             if self.ctl(id, r#"{"cmd":"status"}"#).is_ok() {

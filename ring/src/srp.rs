@@ -713,7 +713,16 @@ impl Ring {
                     .commit
                     .as_ref()
                     .expect("commit info in COMMIT and RECOVERY");
-                if c.members.contains(&sender) && j.ring_seq >= c.ring_id.seq {
+                // A member whose join names a processor this node never heard of (in a
+                // join not older than this node's ring) cannot accept this commit: the
+                // commit token would never complete its rotation. Fall back now rather than
+                // at the token timeout. Found by simultaneous starts in namespaces: a node
+                // that had not yet heard the lowest id committed without it, and the others
+                // ignored its commit token. Late joins of the round that led here name no
+                // new processor (a round's proc sets only grow), so they change nothing.
+                let disagrees = j.ring_seq >= self.cur.ring_id.seq
+                    && j.proc_set.iter().any(|n| !self.proc_set.contains(n));
+                if c.members.contains(&sender) && (j.ring_seq >= c.ring_id.seq || disagrees) {
                     self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
                     self.gather_enter(now, Reason::Join, None, None);
                 } else {

@@ -579,3 +579,37 @@ fn a_one_mebibyte_message_is_fragmented_and_reassembled_everywhere() {
     ));
     assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
 }
+
+#[test]
+fn a_commit_without_an_unheard_node_falls_back_at_once() {
+    // The race simultaneous starts in namespaces hit: node 2 commits {2,3,4,5} before node 1
+    // is heard; node 1's join reaches 3-5 (not 2) before node 2's commit token does, so they
+    // ignore that token. Before the fix node 2 waited in COMMIT for the token timeout
+    // (1000 ms); now the joins of 3-5, naming a processor node 2 never heard of, send it back
+    // to GATHER at once.
+    let mut sim = Sim::new(5, 21, Config::default(), NetConfig::default());
+    let slow = NetConfig {
+        delay_ns: 20 * MS,
+        ..NetConfig::default()
+    };
+    sim.set_link(2, 3, slow);
+    sim.cut(1, 2, true);
+    for id in 2..=5 {
+        sim.start(id);
+    }
+    let committed = sim.run_until_cond(500 * MS, |s| {
+        s.ring(2).is_some_and(|r| r.state() == MembState::Commit)
+    });
+    assert!(committed, "node 2 commits {{2,3,4,5}}");
+    let t = sim.now();
+    sim.start(1);
+    sim.run_for(5 * MS);
+    sim.heal();
+    sim.clear_links();
+    let ids = sim.ids();
+    assert!(
+        sim.run_until_cond(t + 400 * MS, |s| one_ring(s, &ids)),
+        "one ring within 400 ms (the token timeout is 1000 ms)"
+    );
+    assert_clean(&mut sim, &ids);
+}
