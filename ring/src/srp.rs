@@ -53,6 +53,12 @@
 //! - In RECOVERY a plain (not encapsulated) old-ring frame is dropped: the old ring's
 //!   messages are exactly those the recovery exchange carries, so transitional members
 //!   deliver the same set.
+//! - A node in COMMIT or RECOVERY that hears a join from a member of the new ring naming a
+//!   processor this node never heard of falls back to GATHER at once (corosync falls back on
+//!   any join not older than its ring; the first version here waited for the token timeout).
+//!   Simultaneous starts in namespaces showed the race: a node that had not yet heard the
+//!   lowest id committed without it, the others ignored that commit token, and the ring
+//!   formed only after a token timeout.
 //! - Merge detection: the representative multicasts a merge-detect every `merge` ms while
 //!   OPERATIONAL, whether the ring is busy or idle (corosync sends it only when the token is
 //!   held on an idle ring), and `merge` defaults to 40 ms (corosync: 200). A healed
