@@ -278,21 +278,28 @@ pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
         .x_desc("ms since the first full ring")
         .y_desc("msgs/s")
         .draw()?;
-    let mut marked = std::collections::BTreeSet::new();
+    // One line per fault time; the actions at that time stacked under it.
+    let mut marked: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
     for (_, _, faults) in &series {
         for (at, action) in faults {
-            if marked.insert((*at, action.clone())) {
-                let x = *at as f64;
-                chart.draw_series(LineSeries::new(
-                    [(x, 0.0), (x, ymax)],
-                    BLACK.mix(0.4).stroke_width(1),
-                ))?;
-                chart.draw_series(std::iter::once(Text::new(
-                    action.clone(),
-                    (x, ymax * 0.97),
-                    ("sans-serif", 12),
-                )))?;
+            let names = marked.entry(*at).or_default();
+            if !names.contains(action) {
+                names.push(action.clone());
             }
+        }
+    }
+    for (at, names) in &marked {
+        let x = *at as f64;
+        chart.draw_series(LineSeries::new(
+            [(x, 0.0), (x, ymax)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))?;
+        for (k, name) in names.iter().enumerate() {
+            chart.draw_series(std::iter::once(Text::new(
+                name.clone(),
+                (x, ymax * (0.97 - 0.04 * k as f64)),
+                ("sans-serif", 12),
+            )))?;
         }
     }
     for (i, (name, tl, _)) in series.iter().enumerate() {
