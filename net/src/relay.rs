@@ -278,3 +278,67 @@ pub fn run(
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+    use pnet_packet::ip::IpNextHeaderProtocols;
+    use pnet_packet::ipv4::MutableIpv4Packet;
+    use pnet_packet::udp::{ipv4_checksum, MutableUdpPacket, UdpPacket};
+    use std::net::Ipv4Addr;
+
+    fn frame(payload: &[u8], checksum: u16) -> Vec<u8> {
+        let udp_len = 8 + payload.len();
+        let mut f = vec![0u8; 14 + 20 + udp_len];
+        {
+            let mut eth = MutableEthernetPacket::new(&mut f).unwrap();
+            eth.set_ethertype(EtherTypes::Ipv4);
+        }
+        {
+            let mut ip = MutableIpv4Packet::new(&mut f[14..]).unwrap();
+            ip.set_version(4);
+            ip.set_header_length(5);
+            ip.set_total_length((20 + udp_len) as u16);
+            ip.set_ttl(1);
+            ip.set_next_level_protocol(IpNextHeaderProtocols::Udp);
+            ip.set_source(Ipv4Addr::new(10, 77, 0, 1));
+            ip.set_destination(Ipv4Addr::new(10, 77, 0, 2));
+        }
+        let mut udp = MutableUdpPacket::new(&mut f[34..]).unwrap();
+        udp.set_source(5405);
+        udp.set_destination(5405);
+        udp.set_length(udp_len as u16);
+        udp.set_payload(payload);
+        udp.set_checksum(checksum);
+        f
+    }
+
+    #[test]
+    fn a_partial_udp_checksum_is_filled_in() {
+        let mut f = frame(b"token", 0x1234);
+        fix_udp_checksum(&mut f);
+        let udp = UdpPacket::new(&f[34..]).unwrap();
+        let want = ipv4_checksum(
+            &udp,
+            &Ipv4Addr::new(10, 77, 0, 1),
+            &Ipv4Addr::new(10, 77, 0, 2),
+        );
+        assert_ne!(want, 0x1234);
+        assert_eq!(udp.get_checksum(), want);
+    }
+
+    #[test]
+    fn other_frames_and_garbage_are_left_alone() {
+        let mut arp = frame(b"x", 7);
+        arp[12] = 0x08;
+        arp[13] = 0x06; // ARP
+        let before = arp.clone();
+        fix_udp_checksum(&mut arp);
+        assert_eq!(arp, before);
+        for len in 0..40 {
+            let mut short = frame(b"abc", 1)[..len].to_vec();
+            fix_udp_checksum(&mut short); // must not panic
+        }
+    }
+}
