@@ -15,6 +15,7 @@ go run experiments/crash-restart.toml
 go run experiments/graceful-leave.toml
 go run experiments/oneway-cut.toml
 go run experiments/loss-10.toml
+go run experiments/isolate-sync.toml
 go sweep experiments/token-sweep.toml --param token=200,500,1000,3000
 go sweep experiments/node-count.toml --param nodes=3,5,9,16
 go sweep experiments/transport.toml --param transport=unicast,multicast
