@@ -148,9 +148,11 @@ impair() {
   done <"$f"
   local ns
   ns=$(rl_ns "$prefix" "$n")
-  have_netem || true
+  # The netem probe (cached in $st/netem) touches an interface: run it before the mark.
+  local netem=1
+  have_netem && netem=0
   mark
-  if have_netem; then
+  if [ "$netem" = 0 ]; then
     ip netns exec "$ns" tc qdisc del dev "$prefix-e0" root 2>/dev/null || true
     if [ -s "$f" ]; then
       local args="delay ${delay}ms ${jitter}ms"

@@ -157,7 +157,7 @@ struct Reach {
 }
 
 impl Reach {
-    fn apply(&mut self, f: &Fault, all: &[NodeId]) {
+    fn apply(&mut self, f: &Fault) {
         match f.action.as_str() {
             "kill" | "crash" | "pause" | "leave" => self.down.extend(&f.targets),
             "restart" | "resume" => {
@@ -172,10 +172,6 @@ impl Reach {
                 gs.sort_by_key(|g| std::cmp::Reverse(g.len()));
                 for g in gs.iter().skip(1) {
                     self.cut.extend(g);
-                }
-                if f.action == "trunk-down" {
-                    self.cut
-                        .extend(all.iter().filter(|n| !f.targets.contains(n)));
                 }
             }
             "heal" | "clear" | "trunk-up" => self.cut.clear(),
@@ -274,7 +270,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
     let mut out_faults = Vec::new();
     let mut prev_boundary = t_begin;
     for (i, f) in faults.iter().enumerate() {
-        reach.apply(f, all);
+        reach.apply(f);
         let t0 = f.t;
         let t1 = faults.get(i + 1).map(|n| n.t).unwrap_or(end).max(t0);
         let running = reach.running(all);
@@ -371,7 +367,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
     let mut wrongly = 0u64;
     for r in &recs {
         while fi < faults.len() && faults[fi].t <= r.t_ns {
-            reach.apply(&faults[fi], all);
+            reach.apply(&faults[fi]);
             fi += 1;
         }
         if let Body::Config {
@@ -386,13 +382,11 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
                 && !reach.cut.contains(&r.node)
                 && !reach.down.contains(&r.node)
             {
-                {
-                    wrongly += reach
-                        .running(all)
-                        .iter()
-                        .filter(|n| !reach.cut.contains(n) && !members.contains(n))
-                        .count() as u64;
-                }
+                wrongly += reach
+                    .running(all)
+                    .iter()
+                    .filter(|n| !reach.cut.contains(n) && !members.contains(n))
+                    .count() as u64;
             }
         }
     }

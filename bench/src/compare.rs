@@ -2,7 +2,7 @@
 //! phase and of throughput, and SVG plots: recovery-time box plots per configuration and a
 //! throughput timeline with the faults marked.
 
-use crate::runner::{Spread, Summary};
+use crate::runner::{scheduled_fault, Spread, Summary};
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -144,11 +144,10 @@ pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
     let mut boxes: Vec<(String, [f64; 5], bool)> = Vec::new();
     for (_, s) in runs {
         for i in 0..s.faults.len() {
-            let off = usize::from(s.experiment.loss_pct > 0);
             let v: Vec<f64> = s
                 .reps
                 .iter()
-                .filter_map(|r| r.faults.iter().find(|f| f.index == i + off))
+                .filter_map(|r| scheduled_fault(&s.experiment, r, i))
                 .filter_map(|f| f.membership_ms)
                 .collect();
             let heal = s.faults[i].action == "heal";

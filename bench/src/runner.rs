@@ -283,77 +283,46 @@ fn join(v: &[NodeId]) -> String {
         .join(",")
 }
 
-/// The arguments of fault.sh for a network fault, and the action and groups to record.
-fn fault_args(f: &FaultStep, nodes: usize) -> (Vec<Vec<String>>, String, Vec<Vec<NodeId>>) {
-    let one = |v: Vec<String>| vec![v];
-    let s = |x: &str| x.to_string();
-    let per_node = |mk: &dyn Fn(NodeId) -> Vec<String>| f.nodes.iter().map(|&n| mk(n)).collect();
+/// The fault.sh calls for a network fault: one, or one per node for per-node impairments.
+fn fault_calls(f: &FaultStep) -> Vec<Vec<String>> {
+    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let each =
+        |mk: &dyn Fn(String) -> Vec<String>| f.nodes.iter().map(|n| mk(n.to_string())).collect();
+    let (pct, ms, jitter) = (f.pct.to_string(), f.ms.to_string(), f.jitter_ms.to_string());
     match f.action.as_str() {
-        "isolate" => (
-            one(vec![s("isolate"), join(&f.nodes)]),
-            f.action.clone(),
-            vec![],
-        ),
-        "split" => {
-            let mut a = vec![s("split")];
-            a.extend(f.groups.iter().map(|g| join(g)));
-            (one(a), f.action.clone(), f.groups.clone())
-        }
+        "isolate" => vec![args(&["isolate", &join(&f.nodes)])],
+        "split" => vec![std::iter::once("split".to_string())
+            .chain(f.groups.iter().map(|g| join(g)))
+            .collect()],
         "cut" => {
-            let mut a = vec![s("cut"), f.nodes[0].to_string(), f.nodes[1].to_string()];
-            if f.oneway {
-                a.push(s("--oneway"));
-            }
-            let action = if f.oneway { "cut-oneway" } else { "cut" };
-            (one(a), action.into(), vec![])
+            let (a, b) = (f.nodes[0].to_string(), f.nodes[1].to_string());
+            let oneway: &[&str] = if f.oneway { &["--oneway"] } else { &[] };
+            vec![args(&[&["cut", a.as_str(), b.as_str()], oneway].concat())]
         }
+        "trunk-down" => vec![args(&["trunk", "down"])],
+        "trunk-up" => vec![args(&["trunk", "up"])],
+        "heal" | "clear" => vec![args(&[&f.action])],
+        "loss" if f.nodes.is_empty() => vec![args(&["loss", "all", &pct])],
+        "loss" => each(&|n| args(&["loss", &n, &pct])),
+        "delay" => each(&|n| args(&["delay", &n, &ms, &jitter])),
+        "reorder" => each(&|n| args(&["reorder", &n, &pct, &f.ms.max(1).to_string()])),
+        "duplicate" => each(&|n| args(&["duplicate", &n, &pct])),
+        other => unreachable!("{other} is not a network action"),
+    }
+}
+
+/// The action and groups a fault's record carries: a one-way cut is named so, and a split
+/// (or the two-sites trunk going down or up) names its groups.
+fn fault_record(f: &FaultStep, nodes: usize) -> (String, Vec<Vec<NodeId>>) {
+    match f.action.as_str() {
+        "cut" if f.oneway => ("cut-oneway".into(), vec![]),
+        "split" => (f.action.clone(), f.groups.clone()),
         "trunk-down" | "trunk-up" => {
             let half = (nodes / 2) as NodeId;
-            let groups = vec![(1..=half).collect(), (half + 1..=nodes as NodeId).collect()];
-            let dir = f.action.trim_start_matches("trunk-").to_string();
-            (one(vec![s("trunk"), dir]), f.action.clone(), groups)
+            let sites = vec![(1..=half).collect(), (half + 1..=nodes as NodeId).collect()];
+            (f.action.clone(), sites)
         }
-        "heal" | "clear" => (one(vec![f.action.clone()]), f.action.clone(), vec![]),
-        "loss" if f.nodes.is_empty() => (
-            one(vec![s("loss"), s("all"), f.pct.to_string()]),
-            f.action.clone(),
-            vec![],
-        ),
-        "loss" => (
-            per_node(&|n| vec![s("loss"), n.to_string(), f.pct.to_string()]),
-            f.action.clone(),
-            vec![],
-        ),
-        "delay" => (
-            per_node(&|n| {
-                vec![
-                    s("delay"),
-                    n.to_string(),
-                    f.ms.to_string(),
-                    f.jitter_ms.to_string(),
-                ]
-            }),
-            f.action.clone(),
-            vec![],
-        ),
-        "reorder" => (
-            per_node(&|n| {
-                vec![
-                    s("reorder"),
-                    n.to_string(),
-                    f.pct.to_string(),
-                    f.ms.max(1).to_string(),
-                ]
-            }),
-            f.action.clone(),
-            vec![],
-        ),
-        "duplicate" => (
-            per_node(&|n| vec![s("duplicate"), n.to_string(), f.pct.to_string()]),
-            f.action.clone(),
-            vec![],
-        ),
-        other => unreachable!("{other} is not a network action"),
+        _ => (f.action.clone(), vec![]),
     }
 }
 
@@ -412,7 +381,6 @@ fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
 }
 
 /// Runs one repetition; returns its records and summary.
-#[allow(clippy::too_many_arguments)]
 fn run_rep(
     exp: &Experiment,
     opts: &RunOpts,
@@ -467,9 +435,9 @@ fn run_rep(
         ));
         wait_until(t0 + f.at_ms * 1_000_000, stop, pb, base, t0)?;
         if NETWORK_ACTIONS.contains(&f.action.as_str()) {
-            let (calls, action, groups) = fault_args(f, exp.nodes);
+            let (action, groups) = fault_record(f, exp.nodes);
             let mut t = 0;
-            for args in calls {
+            for args in fault_calls(f) {
                 t = topo.fault(&args, seed)?;
             }
             let targets = if f.nodes.is_empty() && f.action == "loss" {
@@ -644,6 +612,17 @@ pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summar
     Ok(summary)
 }
 
+/// Returns the recovery of the schedule's `i`-th fault in repetition `r`. A start-up loss
+/// (`loss_pct`) is recorded as fault 0, so the schedule follows it.
+pub fn scheduled_fault<'a>(
+    exp: &Experiment,
+    r: &'a RepSummary,
+    i: usize,
+) -> Option<&'a FaultRecovery> {
+    let off = usize::from(exp.loss_pct > 0);
+    r.faults.iter().find(|x| x.index == i + off)
+}
+
 /// Aggregates the repetitions of one run.
 pub fn summarise(
     exp: &Experiment,
@@ -651,9 +630,7 @@ pub fn summarise(
     started: String,
     reps: Vec<RepSummary>,
 ) -> Summary {
-    // A start-up loss (loss_pct) is recorded as fault 0; the schedule follows it.
-    let off = usize::from(exp.loss_pct > 0);
-    let nth = |r: &RepSummary, i: usize| r.faults.iter().find(|x| x.index == i + off).cloned();
+    let nth = |r: &RepSummary, i: usize| scheduled_fault(exp, r, i).cloned();
     let mut faults = Vec::new();
     for (i, f) in exp.faults.iter().enumerate() {
         let of = |g: &dyn Fn(&FaultRecovery) -> Option<f64>| {

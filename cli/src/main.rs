@@ -73,37 +73,16 @@ enum Cmd {
     },
     /// Runs an experiment (experiments/*.toml) in network namespaces: topology, nodes, load,
     /// fault schedule, recovery measured, checker over every run. Needs root.
-    Run {
-        /// The experiment file.
-        experiment: PathBuf,
-        /// Repetitions (overrides the file).
-        #[arg(long)]
-        reps: Option<u32>,
-        /// Results root: writes <out>/<name>/<timestamp>/.
-        #[arg(long, default_value = "results")]
-        out: PathBuf,
-        /// Prefix of every namespace, link and nftables table the run makes.
-        #[arg(long, default_value = "rlx")]
-        prefix: String,
-    },
+    Run(ExperimentArgs),
     /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
     /// compares the configurations. Needs root.
     Sweep {
-        /// The experiment file.
-        experiment: PathBuf,
         /// knob=v1,v2,...: a [totem] knob, or nodes, transport, shape, loss_pct, load.rate,
         /// load.size, load.senders. At most two.
         #[arg(long = "param", required = true)]
         params: Vec<String>,
-        /// Repetitions (overrides the file).
-        #[arg(long)]
-        reps: Option<u32>,
-        /// Results root: writes <out>/<name>-sweep/<timestamp>/.
-        #[arg(long, default_value = "results")]
-        out: PathBuf,
-        /// Prefix of every namespace, link and nftables table the run makes.
-        #[arg(long, default_value = "rlx")]
-        prefix: String,
+        #[command(flatten)]
+        exp: ExperimentArgs,
     },
     /// Compares runs side by side: tables of recovery phases and throughput, and with --out,
     /// compare.md, recovery.svg (box plots) and throughput.svg (timeline, faults marked).
@@ -162,6 +141,45 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `run` and `sweep` share.
+#[derive(clap::Args)]
+struct ExperimentArgs {
+    /// The experiment file.
+    experiment: PathBuf,
+    /// Repetitions (overrides the file).
+    #[arg(long)]
+    reps: Option<u32>,
+    /// Results root: writes <out>/<name>/<timestamp>/ (a sweep: <out>/<name>-sweep/<timestamp>/).
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Prefix of every namespace, link and nftables table the run makes.
+    #[arg(long, default_value = "rlx")]
+    prefix: String,
+}
+
+impl ExperimentArgs {
+    /// Reads the experiment, with --reps applied.
+    fn load(&self) -> Result<ringlab_bench::experiment::Experiment> {
+        let mut exp = ringlab_bench::experiment::Experiment::load(&self.experiment)?;
+        if let Some(r) = self.reps {
+            exp.reps = r;
+        }
+        Ok(exp)
+    }
+
+    /// How to run one configuration into `out` (root, the scripts and the checks are
+    /// `runner::run`'s).
+    fn opts(&self, out: PathBuf, label: &str) -> Result<ringlab_bench::runner::RunOpts> {
+        Ok(ringlab_bench::runner::RunOpts {
+            binary: node_binary()?,
+            out,
+            prefix: self.prefix.clone(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            label: label.into(),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -311,19 +329,8 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Sim(a) => sim(a),
         Cmd::Check { paths, json } => check_files(&paths, json),
-        Cmd::Run {
-            experiment,
-            reps,
-            out,
-            prefix,
-        } => experiment_run(&experiment, reps, &out, &prefix),
-        Cmd::Sweep {
-            experiment,
-            params,
-            reps,
-            out,
-            prefix,
-        } => sweep(&experiment, &params, reps, &out, &prefix),
+        Cmd::Run(a) => experiment_run(&a),
+        Cmd::Sweep { params, exp } => sweep(&exp, &params),
         Cmd::Compare { dirs, out } => {
             ringlab_bench::compare::compare(&dirs, out.as_deref()).map(|t| {
                 println!("{t}");
@@ -450,23 +457,12 @@ fn judge(s: &ringlab_bench::runner::Summary, dir: &Path) -> i32 {
     code
 }
 
-fn experiment_run(path: &Path, reps: Option<u32>, out: &Path, prefix: &str) -> Result<i32> {
-    use ringlab_bench::{experiment::Experiment, runner};
-    runner::require_root()?;
-    let mut exp = Experiment::load(path)?;
-    if let Some(r) = reps {
-        exp.reps = r;
-    }
-    let dir = out.join(&exp.name).join(timestamp());
+fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
+    let exp = a.load()?;
+    let dir = a.out.join(&exp.name).join(timestamp());
     let stop = stop_flag()?;
-    let opts = runner::RunOpts {
-        binary: node_binary()?,
-        out: dir.clone(),
-        prefix: prefix.into(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        label: String::new(),
-    };
-    let s = runner::run(&exp, &opts, &stop)?;
+    let opts = a.opts(dir.clone(), "")?;
+    let s = ringlab_bench::runner::run(&exp, &opts, &stop)?;
     println!(
         "{}",
         ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
@@ -475,19 +471,8 @@ fn experiment_run(path: &Path, reps: Option<u32>, out: &Path, prefix: &str) -> R
     Ok(judge(&s, &dir))
 }
 
-fn sweep(
-    path: &Path,
-    params: &[String],
-    reps: Option<u32>,
-    out: &Path,
-    prefix: &str,
-) -> Result<i32> {
-    use ringlab_bench::{experiment::Experiment, runner};
-    runner::require_root()?;
-    let mut base = Experiment::load(path)?;
-    if let Some(r) = reps {
-        base.reps = r;
-    }
+fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
+    let base = a.load()?;
     if params.len() > 2 {
         bail!("at most two --param");
     }
@@ -525,19 +510,13 @@ fn sweep(
             .join(",");
         exps.push((label, e));
     }
-    let dir = out.join(format!("{}-sweep", base.name)).join(timestamp());
+    let dir = a.out.join(format!("{}-sweep", base.name)).join(timestamp());
     let stop = stop_flag()?;
     let mut code = 0;
     for (i, (label, e)) in exps.iter().enumerate() {
         eprintln!("sweep {}/{}: {label}", i + 1, exps.len());
-        let opts = runner::RunOpts {
-            binary: node_binary()?,
-            out: dir.join(label),
-            prefix: prefix.into(),
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-            label: label.clone(),
-        };
-        let s = runner::run(e, &opts, &stop)?;
+        let opts = a.opts(dir.join(label), label)?;
+        let s = ringlab_bench::runner::run(e, &opts, &stop)?;
         code = code.max(judge(&s, &opts.out));
     }
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;

@@ -227,7 +227,7 @@ impl Cluster {
             );
         }
         self.children[id as usize - 1] = Some(child);
-        self.harness_record(0, 0, "start", vec![id]);
+        self.record_fault(monotonic_ns(), "start", vec![id], vec![]);
         Ok(())
     }
 
@@ -268,7 +268,12 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
             let inc = self.incarnation(id);
-            self.harness_record(id, inc, "crash", vec![id]);
+            self.append_record(&Record {
+                t_ns: monotonic_ns(),
+                node: id,
+                inc,
+                body: Body::Crash {},
+            });
         }
     }
 
@@ -285,11 +290,6 @@ impl Cluster {
         kill_process(pid, sig).is_ok()
     }
 
-    /// Returns node `id`'s PID, if it runs.
-    pub fn pid(&self, id: NodeId) -> Option<u32> {
-        self.children[id as usize - 1].as_ref().map(|c| c.id())
-    }
-
     /// Appends a record of the harness (a fault it applied) to its record file.
     pub fn record_fault(
         &self,
@@ -298,7 +298,7 @@ impl Cluster {
         targets: Vec<NodeId>,
         groups: Vec<Vec<NodeId>>,
     ) {
-        let r = Record {
+        self.append_record(&Record {
             t_ns,
             node: 0,
             inc: 0,
@@ -307,13 +307,16 @@ impl Cluster {
                 targets,
                 groups,
             },
-        };
+        });
+    }
+
+    fn append_record(&self, r: &Record) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.harness_records)
         {
-            let _ = writeln!(f, "{}", serde_json::to_string(&r).expect("serialisable"));
+            let _ = writeln!(f, "{}", serde_json::to_string(r).expect("serialisable"));
         }
     }
 
@@ -322,31 +325,6 @@ impl Cluster {
         match self.children[id as usize - 1].as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
-        }
-    }
-
-    fn harness_record(&self, node: NodeId, inc: u32, action: &str, targets: Vec<NodeId>) {
-        let body = if action == "crash" {
-            Body::Crash {}
-        } else {
-            Body::Fault {
-                action: action.into(),
-                targets,
-                groups: vec![],
-            }
-        };
-        let r = Record {
-            t_ns: monotonic_ns(),
-            node,
-            inc,
-            body,
-        };
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.harness_records)
-        {
-            let _ = writeln!(f, "{}", serde_json::to_string(&r).expect("serialisable"));
         }
     }
 

@@ -579,13 +579,18 @@ impl Node {
         }
     }
 
+    /// Whether the load waits: off the ring, and while sync runs (sync traffic goes first).
+    fn load_waits(&self) -> bool {
+        self.ring.state() != MembState::Operational
+            || self.app.as_ref().is_some_and(|a| a.engine.is_syncing())
+    }
+
     fn load_deadline(&self, now: u64) -> Option<u64> {
         let l = self.load.as_ref()?;
-        // Off the ring (or while sync runs) the load waits, and so does its timer: a deadline
-        // already past would turn the loop into a busy spin. The ring's own events wake the
-        // loop again, and run_load runs on every turn.
-        let syncing = self.app.as_ref().is_some_and(|a| a.engine.is_syncing());
-        if self.ring.state() != MembState::Operational || syncing {
+        // While the load waits, so does its timer: a deadline already past would turn the
+        // loop into a busy spin. The ring's own events wake the loop again, and run_load runs
+        // on every turn.
+        if self.load_waits() {
             return l.spec.duration_ms.map(|d| l.started + d * 1_000_000);
         }
         if l.spec.rate == 0 {
@@ -596,6 +601,7 @@ impl Node {
     }
 
     fn run_load(&mut self, now: u64) {
+        let waits = self.load_waits();
         let Some(l) = self.load.as_mut() else { return };
         let done_by_time = l
             .spec
@@ -606,9 +612,7 @@ impl Node {
             self.load = None;
             return;
         }
-        // While sync runs, the application's messages wait: sync traffic goes first.
-        let syncing = self.app.as_ref().is_some_and(|a| a.engine.is_syncing());
-        if self.ring.state() != MembState::Operational || syncing {
+        if waits {
             return;
         }
         let due = if l.spec.rate == 0 {
