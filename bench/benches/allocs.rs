@@ -114,7 +114,7 @@ fn run(variant: ringlab_ring::Variant, packets: u64) -> (BTreeMap<&'static str, 
         let ring = &mut rings[to as usize - 1];
         let before = ALLOCS.load(Relaxed);
         let before_bytes = BYTES.load(Relaxed);
-        ring.handle_packet(now, Some(from), &data);
+        ring.handle_packet(now, Some(from), data);
         let a = ALLOCS.load(Relaxed) - before;
         let b = BYTES.load(Relaxed) - before_bytes;
         handled += 1;

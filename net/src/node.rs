@@ -478,8 +478,11 @@ impl Node {
                 return;
             }
         }
-        self.ring
-            .handle_packet(monotonic_ns(), Some(sender), packet);
+        self.ring.handle_packet(
+            monotonic_ns(),
+            Some(sender),
+            bytes::Bytes::copy_from_slice(packet),
+        );
     }
 
     /// Writes the ring's events, then sends its datagrams.

@@ -209,7 +209,7 @@ impl Config {
         if !(256..=65_000).contains(&self.netmtu) {
             return Err(err("netmtu", "must be between 256 and 65000 bytes"));
         }
-        let frame_cap = self.netmtu - crate::srp::MCAST_OVERHEAD;
+        let frame_cap = self.netmtu - crate::wire::MCAST_OVERHEAD;
         if self.send_queue_bytes
             < crate::pack::MESSAGE_MAX + crate::pack::MESSAGE_MAX / frame_cap * 64 + 4096
         {

@@ -23,7 +23,7 @@
 //!         ring.handle_timeout(now);
 //!     }
 //!     for p in inbox {
-//!         ring.handle_packet(now, Some(1), &p);
+//!         ring.handle_packet(now, Some(1), p);
 //!     }
 //!     // 3. Hand its events to the application.
 //!     if let Some(Event::Deliver(d)) = std::iter::from_fn(|| ring.poll_event())
@@ -51,5 +51,5 @@ pub mod wire;
 pub use config::{Config, ConfigError, Timing, Variant};
 pub use event::{ConfigChange, ConfigKind, Delivery, Dest, Event, MembState, Reason, Transmit};
 pub use pack::{MsgId, SubmitError};
-pub use srp::{Guarantee, Ring, Stats};
+pub use srp::{DropReason, Drops, Guarantee, PacketOutcome, Ring, Stats};
 pub use wire::{NodeId, RingId};

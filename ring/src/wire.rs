@@ -38,6 +38,9 @@ pub const FRAME_MAX: usize = 65_000;
 pub const MCAST_FIXED_LEN: usize = 8 + 1 + 4;
 /// Extra bytes an encapsulated mcast carries: old ring id, old seq, old origin, old flags.
 pub const ENCAP_LEN: usize = 12 + 8 + 4 + 1;
+/// Bytes an mcast adds around its frame, encapsulation included: a frame of at most
+/// `netmtu - MCAST_OVERHEAD` bytes always fits in one datagram of `netmtu`.
+pub const MCAST_OVERHEAD: usize = HEADER_LEN + MCAST_FIXED_LEN + ENCAP_LEN;
 
 /// A node's identifier on the ring. 0 is reserved and never valid on the wire.
 pub type NodeId = u32;

@@ -19,7 +19,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::wire::{self, MessageType};
-use ringlab_ring::{Config, Dest, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError};
+use ringlab_ring::{
+    Config, Dest, Drops, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError,
+};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
@@ -122,6 +124,8 @@ struct SimNode {
     scheduled: Option<u64>,
     egress_free_at: u64,
     next_inc: u32,
+    /// Datagrams the node's rings refused, all incarnations together.
+    drops: Drops,
 }
 
 /// Counters of the simulated network.
@@ -181,6 +185,7 @@ impl Sim {
                 scheduled: None,
                 egress_free_at: 0,
                 next_inc: 1,
+                drops: Drops::default(),
             })
             .collect();
         Self {
@@ -226,6 +231,11 @@ impl Sim {
     /// Returns a node's ring, if it runs.
     pub fn ring(&self, id: NodeId) -> Option<&Ring> {
         self.nodes[idx(id)].ring.as_ref()
+    }
+
+    /// Returns the datagrams node `id`'s rings refused, per reason, over all its incarnations.
+    pub fn drops(&self, id: NodeId) -> &Drops {
+        &self.nodes[idx(id)].drops
     }
 
     /// Returns a node's incarnation.
@@ -366,8 +376,10 @@ impl Sim {
         self.nodes[i].paused = false;
         let inbox = std::mem::take(&mut self.nodes[i].inbox);
         for (from, data) in inbox {
-            if let Some(r) = self.nodes[i].ring.as_mut() {
-                r.handle_packet(self.now, Some(from), &data);
+            let n = &mut self.nodes[i];
+            if let Some(r) = n.ring.as_mut() {
+                n.drops
+                    .count_outcome(r.handle_packet(self.now, Some(from), data));
             }
             self.after_input(i);
         }
@@ -406,8 +418,10 @@ impl Sim {
     /// packets for robustness tests.
     pub fn inject_packet(&mut self, to: NodeId, from: NodeId, data: &[u8]) {
         let i = idx(to);
-        if let Some(r) = self.nodes[i].ring.as_mut() {
-            r.handle_packet(self.now, Some(from), data);
+        let n = &mut self.nodes[i];
+        if let Some(r) = n.ring.as_mut() {
+            let outcome = r.handle_packet(self.now, Some(from), Bytes::copy_from_slice(data));
+            n.drops.count_outcome(outcome);
             self.after_input(i);
         }
     }
@@ -529,7 +543,8 @@ impl Sim {
                     return;
                 }
                 self.net_stats.delivered += 1;
-                r.handle_packet(self.now, Some(from), &data);
+                n.drops
+                    .count_outcome(r.handle_packet(self.now, Some(from), data));
                 self.after_input(to);
             }
             Item::Timer { node, inc } => {

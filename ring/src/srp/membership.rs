@@ -1,0 +1,564 @@
+//! Membership (TOCS95 §6): GATHER, consensus and COMMIT.
+//!
+//! GATHER: every node multicasts a join with the processors it has heard of and those it
+//! has given up on, every `join` ms and whenever its sets change; a node agrees with a sender
+//! whose join carries the same sets; when every proposed member agrees, the lowest of them
+//! forms the ring and sends the commit token. A member silent for `consensus` ms is given
+//! up on. COMMIT: the commit token goes round once collecting each member's old-ring
+//! position (aru, highest delivered), then a second time to move everyone to RECOVERY.
+//!
+//! The join rules (corosync's, with ringlab's additions; reasons in the module docs of
+//! `srp`): a join from a processor already given up on is ignored; a join whose sender gave
+//! up on this node only adds the sender to the fail set; fail sets are believed only from
+//! members of this node's own ring; a join older than this node's ring has its fail set
+//! ignored; leaving a ring bumps the ring seq the joins carry past it.
+
+use super::ordering::next_member;
+use super::state::{Commit, Gather, Round, State};
+use super::timer::Timer;
+use super::{DropReason, PassedToken, Ring};
+use crate::event::{MembState, Reason};
+use crate::wire::{
+    self, CommitToken, Join, Leave, MembEntry, Message, NodeId, Packet, RingId, Token,
+    PROCESSORS_MAX,
+};
+use bytes::Bytes;
+use std::collections::BTreeSet;
+
+impl Ring {
+    /// Enters GATHER (or, already there, restarts the round): from OPERATIONAL with the
+    /// ring's members, from COMMIT or RECOVERY with the round that led there (its fail set
+    /// cleared unless the token was lost), plus `add_proc` heard of and `add_fail` given up
+    /// on.
+    pub(super) fn gather_enter(
+        &mut self,
+        now: u64,
+        reason: Reason,
+        add_proc: Option<NodeId>,
+        add_fail: Option<NodeId>,
+    ) {
+        let round = match &mut self.state {
+            State::Gather(_) | State::Left => None,
+            State::Operational(_) => {
+                // A new round: its joins carry a ring seq above the ring it leaves, so a join
+                // left over from the round that formed this ring (or from a ring of the
+                // same seq elsewhere) is recognisably older and its fail set is not trusted.
+                self.highest_ring_seq = self
+                    .highest_ring_seq
+                    .max(self.cur.ring_id.seq.saturating_add(1));
+                self.timers.cancel(Timer::Hold);
+                self.timers.cancel(Timer::MergeDetect);
+                Some(Round {
+                    proc_set: self.cur.members.iter().copied().collect(),
+                    fail_set: BTreeSet::new(),
+                })
+            }
+            State::Commit(Commit { round, ring_id, .. }) => {
+                self.abandoned.push(*ring_id);
+                Some(fallback_round(round, reason))
+            }
+            State::Recovery(r) => {
+                self.abandoned.push(r.next.ring_id);
+                Some(fallback_round(&mut r.round, reason))
+            }
+        };
+        self.timers.cancel(Timer::TokenLoss);
+        self.timers.cancel(Timer::TokenRetransmit);
+        self.last_token_sent = None;
+        if let Some(round) = round {
+            self.stats.gathers += 1;
+            self.set_state(State::Gather(Gather::new(round)), reason);
+        }
+        let State::Gather(g) = &mut self.state else {
+            return;
+        };
+        if let Some(p) = add_proc {
+            if g.round.proc_set.len() < PROCESSORS_MAX {
+                g.round.proc_set.insert(p);
+            }
+        }
+        if let Some(f) = add_fail {
+            if f != self.id {
+                g.round.fail_set.insert(f);
+            }
+        }
+        self.restart_gather_round(now);
+    }
+
+    /// Starts a new round of joins in GATHER: agreement with itself only, the join sent,
+    /// the join and consensus timers armed.
+    pub(super) fn restart_gather_round(&mut self, now: u64) {
+        let State::Gather(g) = &mut self.state else {
+            return;
+        };
+        g.consensus.clear();
+        g.consensus.insert(self.id);
+        self.send_join();
+        self.timers.arm(Timer::Join, now + self.t.join);
+        self.timers.arm(Timer::Consensus, now + self.t.consensus);
+    }
+
+    /// Multicasts this node's join (in GATHER).
+    fn send_join(&mut self) {
+        let State::Gather(g) = &self.state else {
+            return;
+        };
+        let p = Packet {
+            sender: self.id,
+            ring_id: self.cur.ring_id,
+            message: Message::Join(Join {
+                ring_seq: self.highest_ring_seq.max(self.cur.ring_id.seq),
+                proc_set: g.round.proc_set.iter().copied().collect(),
+                fail_set: g.round.fail_set.iter().copied().collect(),
+            }),
+        };
+        self.out.multicast(&p);
+    }
+
+    /// The join timer: re-sends the join and checks consensus.
+    pub(super) fn on_join_timer(&mut self, now: u64) {
+        if matches!(self.state, State::Gather(_)) {
+            self.send_join();
+            self.timers.arm(Timer::Join, now + self.t.join);
+            self.check_consensus(now);
+        }
+    }
+
+    /// The consensus timer: gives up on every processor that has not agreed, and starts a
+    /// new round.
+    pub(super) fn on_consensus_timeout(&mut self, now: u64) {
+        let State::Gather(g) = &mut self.state else {
+            return;
+        };
+        let missing: Vec<NodeId> = g
+            .round
+            .proc_set
+            .difference(&g.round.fail_set)
+            .filter(|m| !g.consensus.contains(m))
+            .copied()
+            .collect();
+        tracing::trace!(node = self.id, ?missing, "consensus timeout");
+        g.round.fail_set.extend(missing);
+        self.restart_gather_round(now);
+        self.check_consensus(now);
+    }
+
+    /// Takes a join: it may start GATHER, and in GATHER it is processed by the join rules.
+    pub(super) fn on_join(&mut self, now: u64, sender: NodeId, j: Join) -> Result<(), DropReason> {
+        match self.state.kind() {
+            MembState::Operational => {
+                if j.ring_seq < self.cur.ring_id.seq && self.cur.members.contains(&sender) {
+                    return Err(DropReason::Stale);
+                }
+                self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
+                self.gather_enter(now, Reason::Join, None, None);
+            }
+            MembState::Gather => {
+                self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
+            }
+            MembState::Commit | MembState::Recovery => {
+                if !self.join_breaks_commit(sender, &j) {
+                    return Err(DropReason::Stale);
+                }
+                self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
+                self.gather_enter(now, Reason::Join, None, None);
+            }
+            MembState::Start | MembState::Left => return Ok(()),
+        }
+        self.process_join(now, sender, j)
+    }
+
+    /// Returns whether a join heard in COMMIT or RECOVERY makes this node fall back to
+    /// GATHER: a member of the new ring asks for a newer round, or names a processor this
+    /// node never heard of.
+    fn join_breaks_commit(&self, sender: NodeId, j: &Join) -> bool {
+        let (round, ring_id, members) = match &self.state {
+            State::Commit(c) => (&c.round, c.ring_id, &c.members),
+            State::Recovery(r) => (&r.round, r.next.ring_id, &r.next.members),
+            _ => return false,
+        };
+        // A member whose join names a processor this node never heard of (in a join not
+        // older than this node's ring) cannot accept this commit: the commit token would
+        // never complete its rotation. Fall back now rather than at the token timeout. Found
+        // by simultaneous starts in namespaces: a node that had not yet heard the lowest id
+        // committed without it, and the others ignored its commit token. Late joins of the
+        // round that led here name no new processor (a round's proc sets only grow), so they
+        // change nothing.
+        let disagrees = j.ring_seq >= self.cur.ring_id.seq
+            && j.proc_set.iter().any(|n| !round.proc_set.contains(n));
+        members.contains(&sender) && (j.ring_seq >= ring_id.seq || disagrees)
+    }
+
+    /// Applies the join rules to a join heard in GATHER.
+    fn process_join(&mut self, now: u64, sender: NodeId, j: Join) -> Result<(), DropReason> {
+        let State::Gather(g) = &mut self.state else {
+            return Ok(());
+        };
+        let jp: BTreeSet<NodeId> = j.proc_set.into_iter().collect();
+        // A join from before this node's current ring carries a fail set formed before that
+        // ring existed: it may name this node or its members only because the partition
+        // that separated them has since healed. Its proc set still says who wants in.
+        let fresh = j.ring_seq > self.cur.ring_id.seq
+            || (j.ring_seq == self.cur.ring_id.seq && self.cur.members.contains(&sender));
+        let jf: BTreeSet<NodeId> = if fresh {
+            j.fail_set.into_iter().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let round = &mut g.round;
+        tracing::trace!(node = self.id, sender, ring_seq = j.ring_seq, fresh, ?jp, ?jf, proc = ?round.proc_set, fail = ?round.fail_set, "join");
+        if jp == round.proc_set && jf == round.fail_set {
+            g.consensus.insert(sender);
+            self.check_consensus(now);
+            return Ok(());
+        }
+        // A processor already given up on in this round is not listened to; it comes back
+        // through the next ring's merge detection.
+        if round.fail_set.contains(&sender) {
+            return Ok(());
+        }
+        let i_am_failed = jf.contains(&self.id);
+        if jp.is_subset(&round.proc_set) && jf.is_subset(&round.fail_set) {
+            return Ok(());
+        }
+        if round.proc_set.union(&jp).count() > PROCESSORS_MAX {
+            return Err(DropReason::Stale);
+        }
+        let before = (round.proc_set.len(), round.fail_set.len());
+        round.proc_set.extend(jp.iter().copied());
+        if i_am_failed {
+            // It gave up on this node: the two cannot agree this round. Its view of the
+            // others is not adopted, or one slow member would make everyone fail everyone.
+            round.fail_set.insert(sender);
+        } else if self.cur.members.contains(&sender) {
+            // Failures seen by a member of this node's own ring are believed.
+            round
+                .fail_set
+                .extend(jf.iter().copied().filter(|&f| f != self.id));
+        }
+        if (round.proc_set.len(), round.fail_set.len()) != before {
+            self.restart_gather_round(now);
+        }
+        if let State::Gather(g) = &mut self.state {
+            if jp == g.round.proc_set && jf == g.round.fail_set {
+                g.consensus.insert(sender);
+            }
+        }
+        self.check_consensus(now);
+        Ok(())
+    }
+
+    /// Forms the ring when this node is the lowest proposed member and every proposed
+    /// member agrees: sends the commit token and enters COMMIT.
+    fn check_consensus(&mut self, now: u64) {
+        let State::Gather(g) = &self.state else {
+            return;
+        };
+        let members = g.round.members();
+        if members.first() != Some(&self.id) || !members.iter().all(|m| g.consensus.contains(m)) {
+            return;
+        }
+        let ring_id = RingId {
+            rep: self.id,
+            seq: self
+                .highest_ring_seq
+                .max(self.cur.ring_id.seq)
+                .saturating_add(4),
+        };
+        tracing::trace!(node = self.id, ?members, proc = ?g.round.proc_set, fail = ?g.round.fail_set, %ring_id, "consensus");
+        let ct = CommitToken {
+            token_seq: 0,
+            members,
+            entries: Vec::new(),
+        };
+        self.commit_enter(now, ring_id, ct, Reason::Consensus);
+    }
+
+    /// Takes a leave: the leaver is given up on at once.
+    pub(super) fn on_leave(
+        &mut self,
+        now: u64,
+        sender: NodeId,
+        l: Leave,
+    ) -> Result<(), DropReason> {
+        if l.ring_seq < self.cur.ring_id.seq {
+            return Err(DropReason::Stale);
+        }
+        match &mut self.state {
+            State::Operational(_) => {
+                if self.cur.members.contains(&sender) {
+                    self.gather_enter(now, Reason::Leave, None, Some(sender));
+                }
+            }
+            State::Gather(g) => {
+                if g.round.proc_set.contains(&sender) && g.round.fail_set.insert(sender) {
+                    self.restart_gather_round(now);
+                    self.check_consensus(now);
+                }
+            }
+            State::Commit(Commit { members, .. }) => {
+                if members.contains(&sender) {
+                    self.gather_enter(now, Reason::Leave, None, Some(sender));
+                }
+            }
+            State::Recovery(r) => {
+                if r.next.members.contains(&sender) {
+                    self.gather_enter(now, Reason::Leave, None, Some(sender));
+                }
+            }
+            State::Left => {}
+        }
+        Ok(())
+    }
+
+    /// Enters COMMIT for `ring_id` from GATHER: adds this node's old-ring entry to the
+    /// commit token and passes it on.
+    fn commit_enter(&mut self, now: u64, ring_id: RingId, mut ct: CommitToken, reason: Reason) {
+        let State::Gather(g) = &mut self.state else {
+            return;
+        };
+        let round = std::mem::take(&mut g.round);
+        self.set_state(
+            State::Commit(Commit {
+                round,
+                ring_id,
+                members: ct.members.clone(),
+            }),
+            reason,
+        );
+        self.highest_ring_seq = self.highest_ring_seq.max(ring_id.seq);
+        self.timers.cancel(Timer::Join);
+        self.timers.cancel(Timer::Consensus);
+        ct.entries.push(MembEntry {
+            old_ring: self.cur.ring_id,
+            aru: self.cur.my_aru,
+            high_delivered: self.cur.high_delivered,
+            received_flg: self.cur.my_aru == self.cur.high_seq_received,
+        });
+        self.timers.arm(Timer::TokenLoss, now + self.t.token);
+        self.forward_commit_token(now, ring_id, ct);
+    }
+
+    fn forward_commit_token(&mut self, now: u64, ring_id: RingId, mut ct: CommitToken) {
+        ct.token_seq += 1;
+        let dest = next_member(&ct.members, self.id);
+        let p = Packet {
+            sender: self.id,
+            ring_id,
+            message: Message::CommitToken(ct),
+        };
+        let bytes = Bytes::from(wire::encode(&p));
+        self.send_token(now, PassedToken { dest, bytes });
+    }
+
+    /// Takes a commit token: in GATHER one that matches this node's round (enter COMMIT);
+    /// in COMMIT its own, complete after one rotation (enter RECOVERY); at the representative
+    /// in RECOVERY, the second rotation's end (the first token of the new ring).
+    pub(super) fn on_commit_token(
+        &mut self,
+        now: u64,
+        ring_id: RingId,
+        ct: CommitToken,
+    ) -> Result<(), DropReason> {
+        let Some(my_idx) = ct.members.iter().position(|&m| m == self.id) else {
+            return Err(DropReason::Stale);
+        };
+        let complete = ct.entries.len() == ct.members.len();
+        match &mut self.state {
+            State::Gather(g) => {
+                if complete
+                    || ct.entries.len() != my_idx
+                    || ring_id.rep != ct.members[0]
+                    || ring_id.seq <= self.cur.ring_id.seq
+                    || self.abandoned.contains(&ring_id)
+                    || g.round.members() != ct.members
+                {
+                    return Err(DropReason::Stale);
+                }
+                self.commit_enter(now, ring_id, ct, Reason::CommitToken);
+            }
+            State::Commit(c) => {
+                if c.ring_id != ring_id || !complete {
+                    return Err(DropReason::Stale);
+                }
+                self.timers.cancel(Timer::TokenRetransmit);
+                self.last_token_sent = None;
+                self.timers.arm(Timer::TokenLoss, now + self.t.token);
+                self.recovery_enter(ring_id, &ct);
+                self.forward_commit_token(now, ring_id, ct);
+            }
+            State::Recovery(r) => {
+                let first = self.id == ring_id.rep
+                    && complete
+                    && r.next.ring_id == ring_id
+                    && !r.initial_token_sent;
+                if !first {
+                    return Err(DropReason::Stale);
+                }
+                r.initial_token_sent = true;
+                self.timers.cancel(Timer::TokenRetransmit);
+                self.last_token_sent = None;
+                // The new ring's first token: a fresh token can be neither foreign nor a
+                // duplicate here, so its outcome says nothing about the commit token.
+                let _ = self.on_token(now, ring_id, Token::default());
+            }
+            State::Operational(_) | State::Left => return Err(DropReason::Stale),
+        }
+        Ok(())
+    }
+}
+
+/// The round a fallback from COMMIT or RECOVERY starts from. Falling back because another
+/// member asked (a join or a leave) is not a failure: start a clean round. Keeping the fail
+/// set of the round that formed the abandoned ring would hand that round's exclusions to
+/// the new round, and two groups that excluded each other once would do so forever.
+fn fallback_round(round: &mut Round, reason: Reason) -> Round {
+    let mut round = std::mem::take(round);
+    if !matches!(reason, Reason::CommitTokenLoss | Reason::RecoveryTokenLoss) {
+        round.fail_set.clear();
+    }
+    round
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{encode, round, Net};
+    use super::super::{DropReason, PacketOutcome};
+    use crate::event::{Event, MembState, Reason};
+    use crate::wire::{Join, Message, NodeId, RingId};
+    use crate::Config;
+
+    const MS: u64 = 1_000_000;
+
+    fn join(ring_seq: u64, proc_set: &[NodeId], fail_set: &[NodeId]) -> Message {
+        Message::Join(Join {
+            ring_seq,
+            proc_set: proc_set.to_vec(),
+            fail_set: fail_set.to_vec(),
+        })
+    }
+
+    /// Hands node `to` a join from `from`, carrying `from`'s (singleton) ring id.
+    fn hear(net: &mut Net, to: NodeId, from: NodeId, m: Message) -> PacketOutcome {
+        let now = net.now;
+        let ring_id = RingId { rep: from, seq: 0 };
+        net.ring(to)
+            .handle_packet(now, Some(from), encode(from, ring_id, m))
+    }
+
+    #[test]
+    fn the_join_rules() {
+        let mut net = Net::new(1, Config::default());
+        assert_eq!(round(net.ring(1)), (vec![1], vec![]));
+        // A new processor is heard of (it has heard of nobody yet: no agreement).
+        hear(&mut net, 1, 2, join(0, &[2], &[]));
+        assert_eq!(round(net.ring(1)), (vec![1, 2], vec![]));
+        // A sender that gave up on this node: only the sender is given up on.
+        hear(&mut net, 1, 3, join(5, &[1, 3], &[1, 2]));
+        assert_eq!(round(net.ring(1)), (vec![1, 2, 3], vec![3]));
+        // Failures seen by a stranger to this node's ring are not believed.
+        hear(&mut net, 1, 4, join(5, &[4], &[2]));
+        assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 4], vec![3]));
+        // A processor already given up on is not listened to.
+        hear(&mut net, 1, 3, join(6, &[1, 3, 5], &[]));
+        assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 4], vec![3]));
+        // Every change was announced in a new join carrying the node's sets.
+        let last_join = std::iter::from_fn(|| net.ring(1).poll_transmit())
+            .filter_map(
+                |t| match crate::wire::decode(&t.payload).map(|p| p.message) {
+                    Ok(Message::Join(j)) => Some(j),
+                    _ => None,
+                },
+            )
+            .last()
+            .expect("joins sent");
+        assert_eq!(last_join.proc_set, vec![1, 2, 3, 4]);
+        assert_eq!(last_join.fail_set, vec![3]);
+        // Agreement: 2 and 4 send the same sets; the lowest member commits.
+        hear(&mut net, 1, 2, join(6, &[1, 2, 3, 4], &[3]));
+        assert_eq!(net.ring(1).state(), MembState::Gather);
+        hear(&mut net, 1, 4, join(6, &[1, 2, 3, 4], &[3]));
+        assert_eq!(net.ring(1).state(), MembState::Commit);
+        let ct = std::iter::from_fn(|| net.ring(1).poll_transmit())
+            .find_map(
+                |t| match crate::wire::decode(&t.payload).map(|p| p.message) {
+                    Ok(Message::CommitToken(ct)) if t.dest == crate::Dest::Node(2) => Some(ct),
+                    _ => None,
+                },
+            )
+            .expect("the commit token goes to node 2");
+        assert_eq!(ct.members, vec![1, 2, 4]);
+        assert_eq!(ct.entries.len(), 1, "the representative's own entry");
+    }
+
+    #[test]
+    fn a_join_older_than_the_ring_has_its_fail_set_ignored() {
+        let mut net = Net::new(3, Config::default());
+        net.form();
+        let seq = net.ring(1).ring_id().seq;
+        // A newer round from member 2 moves node 1 to GATHER.
+        assert_eq!(
+            hear(&mut net, 1, 2, join(seq + 1, &[1, 2, 3], &[])),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(1).state(), MembState::Gather);
+        // From before the ring: who wants in counts, not whom it gave up on.
+        hear(&mut net, 1, 5, join(seq - 1, &[1, 5], &[2]));
+        assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 5], vec![]));
+        // Fresh, from a member of this node's ring: believed.
+        hear(&mut net, 1, 2, join(seq + 1, &[1, 2, 3, 5], &[3]));
+        assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 5], vec![3]));
+    }
+
+    #[test]
+    fn a_stale_join_from_a_member_changes_nothing() {
+        let mut net = Net::new(3, Config::default());
+        net.form();
+        let seq = net.ring(1).ring_id().seq;
+        assert_eq!(
+            hear(&mut net, 1, 2, join(seq - 1, &[1, 2, 3], &[])),
+            PacketOutcome::Dropped(DropReason::Stale)
+        );
+        assert_eq!(net.ring(1).state(), MembState::Operational);
+    }
+
+    #[test]
+    fn consensus_timeout_gives_up_on_silent_processors() {
+        let mut net = Net::new(1, Config::default());
+        hear(&mut net, 1, 2, join(0, &[2], &[]));
+        net.run_until(3_000 * MS);
+        assert_eq!(net.ring(1).state(), MembState::Operational);
+        assert_eq!(net.ring(1).members(), &[1]);
+        assert!(net.events.iter().any(|(_, e)| matches!(
+            e,
+            Event::State {
+                to: MembState::Commit,
+                reason: Reason::Consensus,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn in_commit_a_join_naming_an_unknown_processor_falls_back_at_once() {
+        let mut net = Net::new(3, Config::default());
+        // Step until node 2 holds the commit token's first rotation.
+        while net.ring(2).state() != MembState::Commit {
+            assert!(net.step(1_000 * MS), "no commit");
+        }
+        let seq = net.ring(2).stable_ring_seq();
+        // A late join of the round that led here names nobody new: stale.
+        assert_eq!(
+            hear(&mut net, 2, 3, join(0, &[1, 2, 3], &[])),
+            PacketOutcome::Dropped(DropReason::Stale)
+        );
+        assert_eq!(net.ring(2).state(), MembState::Commit);
+        // A member naming a processor node 2 never heard of: back to GATHER now.
+        assert_eq!(
+            hear(&mut net, 2, 3, join(seq, &[1, 2, 3, 7], &[])),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(2).state(), MembState::Gather);
+        assert_eq!(round(net.ring(2)).0, vec![1, 2, 3, 7]);
+    }
+}
