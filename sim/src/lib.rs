@@ -5,7 +5,7 @@
 //!   pauses; the same seed gives the same run, bit for bit.
 //! - [`checker`]: verifies integrity, total order, membership agreement, virtual synchrony,
 //!   safe delivery, self delivery and liveness over event records, simulated or real.
-//! - [`run`]: one seeded run with mixed faults and load, as `ringlab sim` drives it.
+//! - [`run`](mod@run): one seeded run with mixed faults and load, as `ringlab sim` drives it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
