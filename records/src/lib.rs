@@ -123,9 +123,9 @@ pub enum Body {
 
 impl Body {
     /// Returns the record body for a ring event.
-    pub fn from_event(e: &Event) -> Body {
+    pub fn from_event(e: &Event) -> Self {
         match e {
-            Event::State { from, to, reason } => Body::State {
+            Event::State { from, to, reason } => Self::State {
                 from: *from,
                 to: *to,
                 reason: *reason,
@@ -136,7 +136,7 @@ impl Body {
                 members,
                 left,
                 joined,
-            }) => Body::Config {
+            }) => Self::Config {
                 kind: *kind,
                 ring: *ring_id,
                 members: members.clone(),
@@ -150,7 +150,7 @@ impl Body {
                 safe,
                 sent_t_ns,
                 data,
-            }) => Body::Deliver {
+            }) => Self::Deliver {
                 id: *id,
                 ring: *ring_id,
                 seq: *seq,

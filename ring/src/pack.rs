@@ -58,7 +58,7 @@ impl FromStr for MsgId {
         let node = next()?.parse().map_err(|_| MsgIdParseError)?;
         let inc = next()?.parse().map_err(|_| MsgIdParseError)?;
         let counter = next()?.parse().map_err(|_| MsgIdParseError)?;
-        Ok(MsgId { node, inc, counter })
+        Ok(Self { node, inc, counter })
     }
 }
 

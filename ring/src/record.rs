@@ -108,9 +108,9 @@ pub enum Body {
 
 impl Body {
     /// Returns the record body for a ring event.
-    pub fn from_event(e: &Event) -> Body {
+    pub fn from_event(e: &Event) -> Self {
         match e {
-            Event::State { from, to, reason } => Body::State {
+            Event::State { from, to, reason } => Self::State {
                 from: *from,
                 to: *to,
                 reason: *reason,
@@ -121,7 +121,7 @@ impl Body {
                 members,
                 left,
                 joined,
-            }) => Body::Config {
+            }) => Self::Config {
                 kind: *kind,
                 ring: *ring_id,
                 members: members.clone(),
@@ -135,7 +135,7 @@ impl Body {
                 safe,
                 sent_t_ns,
                 data,
-            }) => Body::Deliver {
+            }) => Self::Deliver {
                 id: *id,
                 ring: *ring_id,
                 seq: *seq,

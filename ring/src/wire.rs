@@ -201,13 +201,13 @@ impl Message {
     /// Returns the type byte of this body.
     pub fn kind(&self) -> MessageType {
         match self {
-            Message::Token(_) => MessageType::Token,
-            Message::Mcast(_) => MessageType::Mcast,
-            Message::MergeDetect => MessageType::MergeDetect,
-            Message::Join(_) => MessageType::Join,
-            Message::CommitToken(_) => MessageType::CommitToken,
-            Message::TokenHoldCancel => MessageType::TokenHoldCancel,
-            Message::Leave(_) => MessageType::Leave,
+            Self::Token(_) => MessageType::Token,
+            Self::Mcast(_) => MessageType::Mcast,
+            Self::MergeDetect => MessageType::MergeDetect,
+            Self::Join(_) => MessageType::Join,
+            Self::CommitToken(_) => MessageType::CommitToken,
+            Self::TokenHoldCancel => MessageType::TokenHoldCancel,
+            Self::Leave(_) => MessageType::Leave,
         }
     }
 }

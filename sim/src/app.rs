@@ -27,11 +27,11 @@ pub trait App: Send {
 
 impl App for CheckpointApp {
     fn on_event(&mut self, ev: &Event, records: &mut Vec<Body>) {
-        CheckpointApp::on_event(self, ev, records)
+        Self::on_event(self, ev, records)
     }
 
     fn pump(&mut self, now: u64, ring: &mut Ring, records: &mut Vec<Body>) {
-        CheckpointApp::pump(self, now, ring, records)
+        Self::pump(self, now, ring, records)
     }
 
     fn as_any(&self) -> &dyn Any {

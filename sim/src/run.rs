@@ -46,7 +46,7 @@ pub struct Faults {
 impl Faults {
     /// Parses a comma list: partition, merge, crash, restart, pause (or "none", "all").
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut f = Faults::default();
+        let mut f = Self::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "partition" => f.partition = true,
@@ -56,7 +56,7 @@ impl Faults {
                 "pause" => f.pause = true,
                 "none" => {}
                 "all" => {
-                    f = Faults {
+                    f = Self {
                         partition: true,
                         merge: true,
                         crash: true,

@@ -508,7 +508,7 @@ impl Sim {
 
     /// Runs until `cond` holds (checked after every step) or until `deadline`; returns
     /// whether it held.
-    pub fn run_until_cond(&mut self, deadline: u64, mut cond: impl FnMut(&Sim) -> bool) -> bool {
+    pub fn run_until_cond(&mut self, deadline: u64, mut cond: impl FnMut(&Self) -> bool) -> bool {
         loop {
             if cond(self) {
                 return true;

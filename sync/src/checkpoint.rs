@@ -111,22 +111,22 @@ impl Op {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         match self {
-            Op::Create(n) | Op::Open(n) | Op::Close(n) | Op::Unlink(n) => {
+            Self::Create(n) | Self::Open(n) | Self::Close(n) | Self::Unlink(n) => {
                 b.put_u8(match self {
-                    Op::Create(_) => 0,
-                    Op::Open(_) => 1,
-                    Op::Close(_) => 2,
+                    Self::Create(_) => 0,
+                    Self::Open(_) => 1,
+                    Self::Close(_) => 2,
                     _ => 3,
                 });
                 put_blob(&mut b, n);
             }
-            Op::Write(n, s, d) => {
+            Self::Write(n, s, d) => {
                 b.put_u8(4);
                 put_blob(&mut b, n);
                 put_blob(&mut b, s);
                 put_blob(&mut b, d);
             }
-            Op::Delete(n, s) => {
+            Self::Delete(n, s) => {
                 b.put_u8(5);
                 put_blob(&mut b, n);
                 put_blob(&mut b, s);
@@ -136,19 +136,19 @@ impl Op {
     }
 
     /// Decodes an operation; `None` for anything malformed.
-    pub fn decode(data: &[u8]) -> Option<Op> {
+    pub fn decode(data: &[u8]) -> Option<Self> {
         let mut r = Rd(data);
         let op = match r.u8()? {
-            0 => Op::Create(r.blob()?.to_vec()),
-            1 => Op::Open(r.blob()?.to_vec()),
-            2 => Op::Close(r.blob()?.to_vec()),
-            3 => Op::Unlink(r.blob()?.to_vec()),
-            4 => Op::Write(
+            0 => Self::Create(r.blob()?.to_vec()),
+            1 => Self::Open(r.blob()?.to_vec()),
+            2 => Self::Close(r.blob()?.to_vec()),
+            3 => Self::Unlink(r.blob()?.to_vec()),
+            4 => Self::Write(
                 r.blob()?.to_vec(),
                 r.blob()?.to_vec(),
                 Bytes::copy_from_slice(r.blob()?),
             ),
-            5 => Op::Delete(r.blob()?.to_vec(), r.blob()?.to_vec()),
+            5 => Self::Delete(r.blob()?.to_vec(), r.blob()?.to_vec()),
             _ => return None,
         };
         r.0.is_empty().then_some(op)

@@ -137,19 +137,19 @@ impl SyncEvent {
     /// Returns the event as a `sync` event record body.
     pub fn to_record(&self) -> ringlab_ring::record::Body {
         let (phase, ring, service, bytes, detail) = match self {
-            SyncEvent::Start { ring } => ("start", *ring, None, 0, None),
-            SyncEvent::ServiceDone {
+            Self::Start { ring } => ("start", *ring, None, 0, None),
+            Self::ServiceDone {
                 ring,
                 service,
                 bytes,
             } => ("service_done", *ring, Some(*service), *bytes, None),
-            SyncEvent::Conflict {
+            Self::Conflict {
                 ring,
                 service,
                 detail,
             } => ("conflict", *ring, Some(*service), 0, Some(detail.clone())),
-            SyncEvent::Done { ring, bytes } => ("done", *ring, None, *bytes, None),
-            SyncEvent::Abort { ring, service } => ("abort", *ring, *service, 0, None),
+            Self::Done { ring, bytes } => ("done", *ring, None, *bytes, None),
+            Self::Abort { ring, service } => ("abort", *ring, *service, 0, None),
         };
         ringlab_ring::record::Body::Sync {
             phase: phase.into(),

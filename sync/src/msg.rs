@@ -79,13 +79,13 @@ impl Msg {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         match self {
-            Msg::Barrier { ring, service } => {
+            Self::Barrier { ring, service } => {
                 b.put_u8(SYNC);
                 put_ring(&mut b, *ring);
                 b.put_u8(0);
                 b.put_u16(*service);
             }
-            Msg::ServiceList { ring, services } => {
+            Self::ServiceList { ring, services } => {
                 b.put_u8(SYNC);
                 put_ring(&mut b, *ring);
                 b.put_u8(1);
@@ -95,7 +95,7 @@ impl Msg {
                     b.put_u64(*token);
                 }
             }
-            Msg::ServiceData {
+            Self::ServiceData {
                 ring,
                 service,
                 payload,
@@ -106,7 +106,7 @@ impl Msg {
                 b.put_u16(*service);
                 b.put_slice(payload);
             }
-            Msg::Op { service, payload } => {
+            Self::Op { service, payload } => {
                 b.put_u8(OP);
                 b.put_u16(*service);
                 b.put_slice(payload);
@@ -116,7 +116,7 @@ impl Msg {
     }
 
     /// Decodes a message; never panics.
-    pub fn decode(data: &Bytes) -> Result<Msg, MsgError> {
+    pub fn decode(data: &Bytes) -> Result<Self, MsgError> {
         let mut r = Cursor { d: data, at: 0 };
         match r.u8()? {
             SYNC => {
@@ -128,7 +128,7 @@ impl Msg {
                     0 => {
                         let service = r.u16()?;
                         r.end()?;
-                        Ok(Msg::Barrier { ring, service })
+                        Ok(Self::Barrier { ring, service })
                     }
                     1 => {
                         let n = r.u16()? as usize;
@@ -145,11 +145,11 @@ impl Msg {
                             services.push((s, token));
                         }
                         r.end()?;
-                        Ok(Msg::ServiceList { ring, services })
+                        Ok(Self::ServiceList { ring, services })
                     }
                     2 => {
                         let service = r.u16()?;
-                        Ok(Msg::ServiceData {
+                        Ok(Self::ServiceData {
                             ring,
                             service,
                             payload: data.slice(r.at..),
@@ -160,7 +160,7 @@ impl Msg {
             }
             OP => {
                 let service = r.u16()?;
-                Ok(Msg::Op {
+                Ok(Self::Op {
                     service,
                     payload: data.slice(r.at..),
                 })
