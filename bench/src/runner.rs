@@ -723,3 +723,164 @@ fn write_csv(path: &Path, s: &Summary) -> Result<()> {
     w.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fault.sh calls of a step, and its record's action, targets and groups.
+    type Applied = (Vec<Vec<String>>, String, Vec<NodeId>, Vec<Vec<NodeId>>);
+
+    /// Returns what the runner does for one step at 5 nodes.
+    fn applied(step: &str) -> Applied {
+        let f: FaultStep = toml::from_str(&format!("at_ms = 1000\n{step}")).unwrap();
+        let all: Vec<NodeId> = (1..=5).collect();
+        if NETWORK_ACTIONS.contains(&f.action.as_str()) {
+            let (action, groups) = fault_record(&f, 5);
+            let targets = if f.nodes.is_empty() && f.action == "loss" {
+                all
+            } else {
+                f.nodes.clone()
+            };
+            (fault_calls(&f), action, targets, groups)
+        } else {
+            (vec![], f.action.clone(), f.nodes.clone(), vec![])
+        }
+    }
+
+    #[test]
+    fn every_action_makes_its_fault_calls_and_its_record() {
+        type Case<'a> = (
+            &'a str,
+            &'a [&'a [&'a str]],
+            &'a str,
+            &'a [NodeId],
+            &'a [&'a [NodeId]],
+        );
+        let cases: &[Case] = &[
+            (
+                "action = 'isolate'\nnodes = [5]",
+                &[&["isolate", "5"]],
+                "isolate",
+                &[5],
+                &[],
+            ),
+            (
+                "action = 'isolate'\nnodes = [4, 5]",
+                &[&["isolate", "4,5"]],
+                "isolate",
+                &[4, 5],
+                &[],
+            ),
+            (
+                "action = 'split'\ngroups = [[1, 2], [3, 4, 5]]",
+                &[&["split", "1,2", "3,4,5"]],
+                "split",
+                &[],
+                &[&[1, 2], &[3, 4, 5]],
+            ),
+            (
+                "action = 'cut'\nnodes = [1, 2]",
+                &[&["cut", "1", "2"]],
+                "cut",
+                &[1, 2],
+                &[],
+            ),
+            (
+                "action = 'cut'\nnodes = [1, 2]\noneway = true",
+                &[&["cut", "1", "2", "--oneway"]],
+                "cut-oneway",
+                &[1, 2],
+                &[],
+            ),
+            ("action = 'heal'", &[&["heal"]], "heal", &[], &[]),
+            ("action = 'clear'", &[&["clear"]], "clear", &[], &[]),
+            (
+                "action = 'trunk-down'",
+                &[&["trunk", "down"]],
+                "trunk-down",
+                &[],
+                &[&[1, 2], &[3, 4, 5]],
+            ),
+            (
+                "action = 'trunk-up'",
+                &[&["trunk", "up"]],
+                "trunk-up",
+                &[],
+                &[&[1, 2], &[3, 4, 5]],
+            ),
+            (
+                "action = 'loss'\npct = 10",
+                &[&["loss", "all", "10"]],
+                "loss",
+                &[1, 2, 3, 4, 5],
+                &[],
+            ),
+            (
+                "action = 'loss'\nnodes = [2, 3]\npct = 10",
+                &[&["loss", "2", "10"], &["loss", "3", "10"]],
+                "loss",
+                &[2, 3],
+                &[],
+            ),
+            (
+                "action = 'delay'\nnodes = [2]\nms = 5\njitter_ms = 2",
+                &[&["delay", "2", "5", "2"]],
+                "delay",
+                &[2],
+                &[],
+            ),
+            (
+                "action = 'delay'\nnodes = [2]\nms = 5",
+                &[&["delay", "2", "5", "0"]],
+                "delay",
+                &[2],
+                &[],
+            ),
+            (
+                "action = 'reorder'\nnodes = [2]\npct = 5",
+                &[&["reorder", "2", "5", "1"]],
+                "reorder",
+                &[2],
+                &[],
+            ),
+            (
+                "action = 'reorder'\nnodes = [2, 4]\npct = 5\nms = 20",
+                &[&["reorder", "2", "5", "20"], &["reorder", "4", "5", "20"]],
+                "reorder",
+                &[2, 4],
+                &[],
+            ),
+            (
+                "action = 'duplicate'\nnodes = [1]\npct = 3",
+                &[&["duplicate", "1", "3"]],
+                "duplicate",
+                &[1],
+                &[],
+            ),
+            ("action = 'kill'\nnodes = [3]", &[], "kill", &[3], &[]),
+            (
+                "action = 'pause'\nnodes = [3, 4]",
+                &[],
+                "pause",
+                &[3, 4],
+                &[],
+            ),
+            ("action = 'resume'\nnodes = [3]", &[], "resume", &[3], &[]),
+            ("action = 'restart'\nnodes = [3]", &[], "restart", &[3], &[]),
+            ("action = 'leave'\nnodes = [5]", &[], "leave", &[5], &[]),
+        ];
+        for &(step, calls, action, targets, groups) in cases {
+            let calls: Vec<Vec<String>> = calls
+                .iter()
+                .map(|c| c.iter().map(|a| a.to_string()).collect())
+                .collect();
+            let groups: Vec<Vec<NodeId>> = groups.iter().map(|g| g.to_vec()).collect();
+            assert_eq!(
+                applied(step),
+                (calls, action.to_string(), targets.to_vec(), groups),
+                "{step}"
+            );
+        }
+    }
+}
