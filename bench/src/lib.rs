@@ -4,6 +4,7 @@
 //! - [`experiment`]: the experiment file (TOML in experiments/);
 //! - [`runner`]: `ringlab run`, in network namespaces made by netns-scripts/;
 //! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
+//! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
 //! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
 #![warn(missing_docs)]
 
@@ -11,3 +12,4 @@ pub mod analysis;
 pub mod compare;
 pub mod experiment;
 pub mod runner;
+pub mod summary;

@@ -8,8 +8,9 @@
 //! by `Drop` on errors and panics, and by the stop flag (Ctrl-C, SIGTERM) which every wait
 //! checks. Then the checker and [`analyse`] run over the records.
 
-use crate::analysis::{analyse, median_p90_max, FaultRecovery, Percentiles, RepSummary, RunFacts};
+use crate::analysis::{analyse, RunFacts};
 use crate::experiment::{Experiment, FaultStep, NETWORK_ACTIONS};
+use crate::summary::{summarise, write_csv, RepSummary, Summary};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2Serializer;
@@ -19,7 +20,6 @@ use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::monotonic_ns;
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::NodeId;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,111 +43,6 @@ pub struct RunOpts {
     pub command: String,
     /// A label for `compare` (a sweep's parameter values).
     pub label: String,
-}
-
-/// Summary statistics of one recovery phase over all repetitions.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Spread {
-    /// Values.
-    pub n: usize,
-    /// Median.
-    pub median: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// Largest.
-    pub max: Option<f64>,
-}
-
-impl Spread {
-    /// The spread of a list.
-    pub fn of(v: Vec<f64>) -> Self {
-        let n = v.len();
-        match median_p90_max(v) {
-            Some((m, p, x)) => Spread {
-                n,
-                median: Some(m),
-                p90: Some(p),
-                max: Some(x),
-            },
-            None => Spread::default(),
-        }
-    }
-}
-
-/// One fault of the schedule over all repetitions.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct FaultAggregate {
-    /// Index in the schedule.
-    pub index: usize,
-    /// The action.
-    pub action: String,
-    /// Detection, ms.
-    pub detection_ms: Spread,
-    /// Membership, ms.
-    pub membership_ms: Spread,
-    /// Sync, ms.
-    pub sync_ms: Spread,
-    /// First delivery, ms.
-    pub first_delivery_ms: Spread,
-    /// Repetitions whose membership phase missed the bound (or never settled).
-    pub out_of_bound: usize,
-}
-
-/// summary.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    /// The experiment as run.
-    pub experiment: Experiment,
-    /// Label for comparisons.
-    pub label: String,
-    /// The command that produced it.
-    pub command: String,
-    /// The machine.
-    pub machine: serde_json::Value,
-    /// Start, UTC.
-    pub started: String,
-    /// The recovery bound of each fault, ms (the liveness bound the knobs imply).
-    pub bound_ms: f64,
-    /// Start to full ring, ms.
-    pub formation_ms: Spread,
-    /// Per fault.
-    pub faults: Vec<FaultAggregate>,
-    /// Throughput, distinct messages per second, per repetition.
-    pub msgs_per_s: Spread,
-    /// Latency over all repetitions, ms.
-    pub latency_ms: Percentiles,
-    /// Live nodes wrongly excluded, summed over repetitions.
-    pub wrongly_excluded: u64,
-    /// Checker violations, summed.
-    pub violations: usize,
-    /// Every repetition.
-    pub reps: Vec<RepSummary>,
-}
-
-/// One row of runs.csv.
-#[derive(Serialize)]
-struct CsvRow {
-    label: String,
-    rep: u32,
-    fault: usize,
-    action: String,
-    targets: String,
-    detection_ms: Option<f64>,
-    membership_ms: Option<f64>,
-    sync_ms: Option<f64>,
-    first_delivery_ms: Option<f64>,
-    settled: String,
-    within_bound: bool,
-    before_msgs_per_s: f64,
-    during_msgs_per_s: f64,
-    after_msgs_per_s: f64,
-    before_p50_ms: f64,
-    before_p99_ms: f64,
-    during_p99_ms: f64,
-    after_p99_ms: f64,
-    after_max_ms: f64,
-    formation_ms: Option<f64>,
-    violations: usize,
 }
 
 /// Runs as root or says why not.
@@ -603,125 +498,20 @@ pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summar
         reps.push(s);
     }
     pb.finish_and_clear();
-    let summary = summarise(exp, opts, started, reps);
+    let summary = summarise(
+        exp,
+        opts.label.clone(),
+        opts.command.clone(),
+        machine(),
+        started,
+        reps,
+    );
     std::fs::write(
         opts.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
     )?;
     write_csv(&opts.out.join("runs.csv"), &summary)?;
     Ok(summary)
-}
-
-/// Returns the recovery of the schedule's `i`-th fault in repetition `r`. A start-up loss
-/// (`loss_pct`) is recorded as fault 0, so the schedule follows it.
-pub fn scheduled_fault<'a>(
-    exp: &Experiment,
-    r: &'a RepSummary,
-    i: usize,
-) -> Option<&'a FaultRecovery> {
-    let off = usize::from(exp.loss_pct > 0);
-    r.faults.iter().find(|x| x.index == i + off)
-}
-
-/// Aggregates the repetitions of one run.
-pub fn summarise(
-    exp: &Experiment,
-    opts: &RunOpts,
-    started: String,
-    reps: Vec<RepSummary>,
-) -> Summary {
-    let nth = |r: &RepSummary, i: usize| scheduled_fault(exp, r, i).cloned();
-    let mut faults = Vec::new();
-    for (i, f) in exp.faults.iter().enumerate() {
-        let of = |g: &dyn Fn(&FaultRecovery) -> Option<f64>| {
-            Spread::of(
-                reps.iter()
-                    .filter_map(|r| nth(r, i))
-                    .filter_map(|x| g(&x))
-                    .collect(),
-            )
-        };
-        faults.push(FaultAggregate {
-            index: i,
-            action: f.action.clone(),
-            detection_ms: of(&|x| x.detection_ms),
-            membership_ms: of(&|x| x.membership_ms),
-            sync_ms: of(&|x| x.sync_ms),
-            first_delivery_ms: of(&|x| x.first_delivery_ms),
-            out_of_bound: reps
-                .iter()
-                .filter_map(|r| nth(r, i))
-                .filter(|x| !x.within_bound)
-                .count(),
-        });
-    }
-    // Percentiles do not merge; across repetitions, report the median of each and the max.
-    let med = |g: &dyn Fn(&Percentiles) -> f64| {
-        Spread::of(reps.iter().map(|r| g(&r.latency_ms)).collect())
-            .median
-            .unwrap_or(0.0)
-    };
-    let p = Percentiles {
-        count: reps.iter().map(|r| r.latency_ms.count).sum(),
-        p50: med(&|l| l.p50),
-        p90: med(&|l| l.p90),
-        p99: med(&|l| l.p99),
-        p999: med(&|l| l.p999),
-        max: reps.iter().map(|r| r.latency_ms.max).fold(0.0, f64::max),
-    };
-    Summary {
-        experiment: exp.clone(),
-        label: opts.label.clone(),
-        command: opts.command.clone(),
-        machine: machine(),
-        started,
-        bound_ms: ringlab_sim::liveness_bound(&exp.totem) as f64 / 1e6,
-        formation_ms: Spread::of(reps.iter().filter_map(|r| r.formation_ms).collect()),
-        faults,
-        msgs_per_s: Spread::of(reps.iter().map(|r| r.msgs_per_s).collect()),
-        latency_ms: p,
-        wrongly_excluded: reps.iter().map(|r| r.wrongly_excluded).sum(),
-        violations: reps.iter().map(|r| r.violations.len()).sum(),
-        reps,
-    }
-}
-
-fn write_csv(path: &Path, s: &Summary) -> Result<()> {
-    let mut w = csv::Writer::from_path(path)?;
-    for r in &s.reps {
-        for f in &r.faults {
-            w.serialize(CsvRow {
-                label: s.label.clone(),
-                rep: r.rep,
-                fault: f.index,
-                action: f.action.clone(),
-                targets: join(&f.targets),
-                detection_ms: f.detection_ms,
-                membership_ms: f.membership_ms,
-                sync_ms: f.sync_ms,
-                first_delivery_ms: f.first_delivery_ms,
-                settled: f
-                    .settled
-                    .iter()
-                    .map(|g| join(g))
-                    .collect::<Vec<_>>()
-                    .join("|"),
-                within_bound: f.within_bound,
-                before_msgs_per_s: f.before.msgs_per_s,
-                during_msgs_per_s: f.during.msgs_per_s,
-                after_msgs_per_s: f.after.msgs_per_s,
-                before_p50_ms: f.before.latency_ms.p50,
-                before_p99_ms: f.before.latency_ms.p99,
-                during_p99_ms: f.during.latency_ms.p99,
-                after_p99_ms: f.after.latency_ms.p99,
-                after_max_ms: f.after.latency_ms.max,
-                formation_ms: r.formation_ms,
-                violations: r.violations.len(),
-            })?;
-        }
-    }
-    w.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

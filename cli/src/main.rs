@@ -429,7 +429,7 @@ fn timestamp() -> String {
 }
 
 /// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound.
-fn judge(s: &ringlab_bench::runner::Summary, dir: &Path) -> i32 {
+fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     let mut code = 0;
     if s.violations > 0 {
         eprintln!(
