@@ -246,7 +246,7 @@ pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
                     s.experiment
                         .faults
                         .iter()
-                        .map(|f| (f.at_ms, f.action.clone()))
+                        .map(|f| (f.at_ms, f.action.name().to_string()))
                         .collect(),
                 )
             })

@@ -2,6 +2,7 @@
 //! results.
 //!
 //! - [`experiment`]: the experiment file (TOML in experiments/);
+//! - [`fault`]: the actions of its fault schedule, typed and checked at parse time;
 //! - [`runner`]: `ringlab run`, in network namespaces made by netns-scripts/;
 //! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
 //! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
@@ -11,5 +12,6 @@
 pub mod analysis;
 pub mod compare;
 pub mod experiment;
+pub mod fault;
 pub mod runner;
 pub mod summary;

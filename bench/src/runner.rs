@@ -9,7 +9,8 @@
 //! checks. Then the checker and [`analyse`] run over the records.
 
 use crate::analysis::{analyse, RunFacts};
-use crate::experiment::{Experiment, FaultStep, NETWORK_ACTIONS};
+use crate::experiment::Experiment;
+use crate::fault::{FaultAction, ProcessOp};
 use crate::summary::{summarise, write_csv, RepSummary, Summary};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
@@ -171,56 +172,6 @@ impl Drop for Topology<'_> {
     }
 }
 
-fn join(v: &[NodeId]) -> String {
-    v.iter()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The fault.sh calls for a network fault: one, or one per node for per-node impairments.
-fn fault_calls(f: &FaultStep) -> Vec<Vec<String>> {
-    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-    let each =
-        |mk: &dyn Fn(String) -> Vec<String>| f.nodes.iter().map(|n| mk(n.to_string())).collect();
-    let (pct, ms, jitter) = (f.pct.to_string(), f.ms.to_string(), f.jitter_ms.to_string());
-    match f.action.as_str() {
-        "isolate" => vec![args(&["isolate", &join(&f.nodes)])],
-        "split" => vec![std::iter::once("split".to_string())
-            .chain(f.groups.iter().map(|g| join(g)))
-            .collect()],
-        "cut" => {
-            let (a, b) = (f.nodes[0].to_string(), f.nodes[1].to_string());
-            let oneway: &[&str] = if f.oneway { &["--oneway"] } else { &[] };
-            vec![args(&[&["cut", a.as_str(), b.as_str()], oneway].concat())]
-        }
-        "trunk-down" => vec![args(&["trunk", "down"])],
-        "trunk-up" => vec![args(&["trunk", "up"])],
-        "heal" | "clear" => vec![args(&[&f.action])],
-        "loss" if f.nodes.is_empty() => vec![args(&["loss", "all", &pct])],
-        "loss" => each(&|n| args(&["loss", &n, &pct])),
-        "delay" => each(&|n| args(&["delay", &n, &ms, &jitter])),
-        "reorder" => each(&|n| args(&["reorder", &n, &pct, &f.ms.max(1).to_string()])),
-        "duplicate" => each(&|n| args(&["duplicate", &n, &pct])),
-        other => unreachable!("{other} is not a network action"),
-    }
-}
-
-/// The action and groups a fault's record carries: a one-way cut is named so, and a split
-/// (or the two-sites trunk going down or up) names its groups.
-fn fault_record(f: &FaultStep, nodes: usize) -> (String, Vec<Vec<NodeId>>) {
-    match f.action.as_str() {
-        "cut" if f.oneway => ("cut-oneway".into(), vec![]),
-        "split" => (f.action.clone(), f.groups.clone()),
-        "trunk-down" | "trunk-up" => {
-            let half = (nodes / 2) as NodeId;
-            let sites = vec![(1..=half).collect(), (half + 1..=nodes as NodeId).collect()];
-            (f.action.clone(), sites)
-        }
-        _ => (f.action.clone(), vec![]),
-    }
-}
-
 fn machine() -> serde_json::Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
@@ -326,51 +277,51 @@ fn run_rep(
     for f in &exp.faults {
         pb.set_message(format!(
             "rep {rep}: {} {:?} at {} ms",
-            f.action, f.nodes, f.at_ms
+            f.action,
+            f.action.nodes(),
+            f.at_ms
         ));
         wait_until(t0 + f.at_ms * 1_000_000, stop, pb, base, t0)?;
-        if NETWORK_ACTIONS.contains(&f.action.as_str()) {
-            let (action, groups) = fault_record(f, exp.nodes);
-            let mut t = 0;
-            for args in fault_calls(f) {
-                t = topo.fault(&args, seed)?;
-            }
-            let targets = if f.nodes.is_empty() && f.action == "loss" {
-                all.clone()
-            } else {
-                f.nodes.clone()
-            };
-            cluster.record_fault(t, &action, targets, groups);
-        } else {
-            // Read before the first signal, as fault.sh does: no effect precedes the record.
-            let t = monotonic_ns();
-            for &n in &f.nodes {
-                match f.action.as_str() {
-                    "kill" => cluster.kill(n),
-                    "pause" => {
-                        cluster.pause(n, true);
-                        paused.insert(n);
-                    }
-                    "resume" => {
-                        cluster.pause(n, false);
-                        paused.remove(&n);
-                    }
-                    "restart" => {
-                        if cluster.is_running(n) {
-                            cluster.kill(n);
-                        }
-                        cluster.spawn(n)?;
-                    }
-                    "leave" => {
-                        cluster.ctl(n, r#"{"cmd":"leave"}"#)?;
-                    }
-                    _ => unreachable!(),
+        let record = f.action.record(exp.nodes);
+        match &f.action {
+            FaultAction::Network(net) => {
+                let mut t = 0;
+                for args in net.script_calls() {
+                    t = topo.fault(&args, seed)?;
                 }
+                cluster.record_fault(t, record.action, record.targets, record.groups);
             }
-            cluster.record_fault(t, &f.action, f.nodes.clone(), vec![]);
-            if f.action == "restart" {
-                for &n in &f.nodes {
-                    start_load(&cluster, exp, n, exp.duration_ms.saturating_sub(f.at_ms));
+            FaultAction::Process(op, nodes) => {
+                // Read before the first signal, as fault.sh does: no effect precedes the
+                // record.
+                let t = monotonic_ns();
+                for &n in nodes {
+                    match op {
+                        ProcessOp::Kill => cluster.kill(n),
+                        ProcessOp::Pause => {
+                            cluster.pause(n, true);
+                            paused.insert(n);
+                        }
+                        ProcessOp::Resume => {
+                            cluster.pause(n, false);
+                            paused.remove(&n);
+                        }
+                        ProcessOp::Restart => {
+                            if cluster.is_running(n) {
+                                cluster.kill(n);
+                            }
+                            cluster.spawn(n)?;
+                        }
+                        ProcessOp::Leave => {
+                            cluster.ctl(n, r#"{"cmd":"leave"}"#)?;
+                        }
+                    }
+                }
+                cluster.record_fault(t, record.action, record.targets, record.groups);
+                if *op == ProcessOp::Restart {
+                    for &n in nodes {
+                        start_load(&cluster, exp, n, exp.duration_ms.saturating_sub(f.at_ms));
+                    }
                 }
             }
         }
@@ -517,6 +468,7 @@ pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::FaultStep;
 
     /// The fault.sh calls of a step, and its record's action, targets and groups.
     type Applied = (Vec<Vec<String>>, String, Vec<NodeId>, Vec<Vec<NodeId>>);
@@ -524,18 +476,12 @@ mod tests {
     /// Returns what the runner does for one step at 5 nodes.
     fn applied(step: &str) -> Applied {
         let f: FaultStep = toml::from_str(&format!("at_ms = 1000\n{step}")).unwrap();
-        let all: Vec<NodeId> = (1..=5).collect();
-        if NETWORK_ACTIONS.contains(&f.action.as_str()) {
-            let (action, groups) = fault_record(&f, 5);
-            let targets = if f.nodes.is_empty() && f.action == "loss" {
-                all
-            } else {
-                f.nodes.clone()
-            };
-            (fault_calls(&f), action, targets, groups)
-        } else {
-            (vec![], f.action.clone(), f.nodes.clone(), vec![])
-        }
+        let calls = match &f.action {
+            FaultAction::Network(net) => net.script_calls(),
+            FaultAction::Process(..) => vec![],
+        };
+        let r = f.action.record(5);
+        (calls, r.action.to_string(), r.targets, r.groups)
     }
 
     #[test]

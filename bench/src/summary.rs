@@ -268,7 +268,7 @@ pub fn summarise(
         };
         faults.push(FaultAggregate {
             index: i,
-            action: f.action.clone(),
+            action: f.action.name().into(),
             detection_ms: of(&|x| x.detection_ms),
             membership_ms: of(&|x| x.membership_ms),
             sync_ms: of(&|x| x.sync_ms),
