@@ -473,50 +473,15 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
 
 fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     let base = a.load()?;
-    if params.len() > 2 {
-        bail!("at most two --param");
-    }
-    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
-    for p in params {
-        let (k, vs) = p
-            .split_once('=')
-            .with_context(|| format!("--param {p}: expected knob=v1,v2,..."))?;
-        axes.push((k.into(), vs.split(',').map(String::from).collect()));
-    }
-    let mut grid: Vec<Vec<(String, String)>> = vec![vec![]];
-    for (k, vs) in &axes {
-        grid = grid
-            .into_iter()
-            .flat_map(|g| {
-                vs.iter().map(move |v| {
-                    let mut g = g.clone();
-                    g.push((k.clone(), v.clone()));
-                    g
-                })
-            })
-            .collect();
-    }
     // Every configuration is checked before anything runs.
-    let mut exps = Vec::new();
-    for g in &grid {
-        let mut e = base.clone();
-        for (k, v) in g {
-            e.set(k, v).with_context(|| format!("{k}={v}"))?;
-        }
-        let label = g
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        exps.push((label, e));
-    }
+    let configs = ringlab_bench::sweep::configurations(&base, params)?;
     let dir = a.out.join(format!("{}-sweep", base.name)).join(timestamp());
     let stop = stop_flag()?;
     let mut code = 0;
-    for (i, (label, e)) in exps.iter().enumerate() {
-        eprintln!("sweep {}/{}: {label}", i + 1, exps.len());
-        let opts = a.opts(dir.join(label), label)?;
-        let s = ringlab_bench::runner::run(e, &opts, &stop)?;
+    for (i, c) in configs.iter().enumerate() {
+        eprintln!("sweep {}/{}: {}", i + 1, configs.len(), c.label);
+        let opts = a.opts(dir.join(&c.label), &c.label)?;
+        let s = ringlab_bench::runner::run(&c.experiment, &opts, &stop)?;
         code = code.max(judge(&s, &opts.out));
     }
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
