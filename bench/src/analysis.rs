@@ -12,118 +12,12 @@
 //! delivery latency are cut into phases around each fault: `before` (from the previous
 //! boundary), `during` (until membership settled) and `after` (until the next fault).
 
+use crate::summary::{FaultRecovery, Percentiles, PhaseStats, RepSummary};
 use hdrhistogram::Histogram;
 use ringlab_ring::event::{ConfigKind, MembState};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::{NodeId, RingId};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-
-/// Percentiles of a set of values (ms for latency).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Percentiles {
-    /// How many values.
-    pub count: u64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Percentiles {
-    /// Percentiles of a histogram of µs values, in ms.
-    pub fn of_us(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
-        Self {
-            count: h.len(),
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: h.max() as f64 / 1000.0,
-        }
-    }
-}
-
-/// Throughput and latency of one phase.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct PhaseStats {
-    /// Length, ms.
-    pub ms: f64,
-    /// Distinct messages delivered (first delivery anywhere) per second.
-    pub msgs_per_s: f64,
-    /// Send-to-deliver latency over all deliveries at all nodes, ms.
-    pub latency_ms: Percentiles,
-}
-
-/// The recovery of one fault.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct FaultRecovery {
-    /// Index in the schedule.
-    pub index: usize,
-    /// The action.
-    pub action: String,
-    /// Its targets.
-    pub targets: Vec<NodeId>,
-    /// Its monotonic timestamp, ns.
-    pub t_ns: u64,
-    /// ms from the fault to the first node leaving OPERATIONAL (none: nobody left).
-    pub detection_ms: Option<f64>,
-    /// ms to the last regular install of the interval at every running node.
-    pub membership_ms: Option<f64>,
-    /// ms until every running node finished its last sync (with services).
-    pub sync_ms: Option<f64>,
-    /// ms to the first delivery on a settled ring.
-    pub first_delivery_ms: Option<f64>,
-    /// The memberships the running nodes settled on.
-    pub settled: Vec<Vec<NodeId>>,
-    /// Whether every running node installed a configuration in the interval and the
-    /// membership phase is within the bound.
-    pub within_bound: bool,
-    /// Throughput and latency before, during and after.
-    pub before: PhaseStats,
-    /// From the fault until membership settled.
-    pub during: PhaseStats,
-    /// From then until the next fault or the end.
-    pub after: PhaseStats,
-}
-
-/// What one repetition measured.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct RepSummary {
-    /// Repetition number, from 1.
-    pub rep: u32,
-    /// ms from the last node's start to every node on one full ring.
-    pub formation_ms: Option<f64>,
-    /// ms from the first node's start to the same.
-    pub formation_from_first_ms: Option<f64>,
-    /// Each fault's recovery.
-    pub faults: Vec<FaultRecovery>,
-    /// Distinct messages delivered per second over the loaded part.
-    pub msgs_per_s: f64,
-    /// Latency over the whole repetition.
-    pub latency_ms: Percentiles,
-    /// Distinct messages delivered.
-    pub delivered: u64,
-    /// Regular configurations (distinct ring ids) formed after the first full ring.
-    pub rings_formed: u64,
-    /// Live, reachable nodes left out of a ring formed after the first full ring (each ring
-    /// counted once): nodes excluded although no scheduled fault cut them off.
-    pub wrongly_excluded: u64,
-    /// Checker violations.
-    pub violations: Vec<String>,
-    /// Throughput timeline: (ms since formation, distinct msgs/s) in 100 ms windows.
-    pub timeline: Vec<(f64, f64)>,
-}
 
 /// What the runner knows about the schedule and the start, for [`analyse`].
 #[derive(Clone, Debug, Default)]
@@ -427,16 +321,6 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
     }
 }
 
-/// Median, 90th percentile and maximum of a list (None when empty).
-pub fn median_p90_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Some((at(0.5), at(0.9), *v.last().expect("non-empty")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,14 +424,5 @@ mod tests {
         };
         let s = analyse(1, &r, &facts);
         assert_eq!(s.wrongly_excluded, 1);
-    }
-
-    #[test]
-    fn percentiles_of_a_list() {
-        assert_eq!(median_p90_max(vec![]), None);
-        assert_eq!(
-            median_p90_max(vec![5.0, 1.0, 3.0, 2.0, 4.0]),
-            Some((3.0, 5.0, 5.0))
-        );
     }
 }

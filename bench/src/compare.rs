@@ -2,7 +2,7 @@
 //! phase and of throughput, and SVG plots: recovery-time box plots per configuration and a
 //! throughput timeline with the faults marked.
 
-use crate::runner::{scheduled_fault, Spread, Summary};
+use crate::summary::{scheduled_fault, Spread, Summary};
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -246,7 +246,7 @@ pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
                     s.experiment
                         .faults
                         .iter()
-                        .map(|f| (f.at_ms, f.action.clone()))
+                        .map(|f| (f.at_ms, f.action.name().to_string()))
                         .collect(),
                 )
             })
@@ -341,9 +341,8 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::{FaultRecovery, RepSummary};
     use crate::experiment::Experiment;
-    use crate::runner::{summarise, RunOpts};
+    use crate::summary::{summarise, FaultRecovery, RepSummary};
 
     fn run(label: &str, membership: &[f64]) -> Summary {
         let exp: Experiment = toml::from_str(
@@ -369,14 +368,14 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let opts = RunOpts {
-            binary: "ringlab".into(),
-            out: "/nonexistent".into(),
-            prefix: "rlx".into(),
-            command: "test".into(),
-            label: label.into(),
-        };
-        summarise(&exp, &opts, "now".into(), reps)
+        summarise(
+            &exp,
+            label.into(),
+            "test".into(),
+            serde_json::Value::Null,
+            "now".into(),
+            reps,
+        )
     }
 
     #[test]

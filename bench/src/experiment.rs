@@ -25,10 +25,13 @@
 //! action = "isolate"       # isolate split cut heal trunk-down trunk-up loss delay reorder
 //! nodes = [5]              # duplicate clear kill pause resume restart leave
 //! ```
+//!
+//! Each action's arguments: [`crate::fault`].
 
+use crate::fault::{FaultAction, FaultStep, NetworkFault};
 use anyhow::{bail, Context, Result};
 use ringlab_net::Transport;
-use ringlab_ring::{Config as RingConfig, NodeId};
+use ringlab_ring::Config as RingConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -113,52 +116,6 @@ impl Default for Load {
     }
 }
 
-/// One step of the fault schedule.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultStep {
-    /// When, ms after the first full ring.
-    pub at_ms: u64,
-    /// What (see the module docs).
-    pub action: String,
-    /// The nodes it targets.
-    #[serde(default)]
-    pub nodes: Vec<NodeId>,
-    /// For split: the groups.
-    #[serde(default)]
-    pub groups: Vec<Vec<NodeId>>,
-    /// For cut: one direction only (the second node stops hearing the first).
-    #[serde(default)]
-    pub oneway: bool,
-    /// For loss, reorder, duplicate: percent.
-    #[serde(default)]
-    pub pct: u32,
-    /// For delay: ms; for reorder: the gap.
-    #[serde(default)]
-    pub ms: u64,
-    /// For delay: jitter, ms.
-    #[serde(default)]
-    pub jitter_ms: u64,
-}
-
-/// Actions fault.sh carries out; the others (kill, pause, resume, restart, leave) the runner
-/// does itself, on its own child processes.
-pub const NETWORK_ACTIONS: &[&str] = &[
-    "isolate",
-    "split",
-    "cut",
-    "heal",
-    "trunk-down",
-    "trunk-up",
-    "loss",
-    "delay",
-    "reorder",
-    "duplicate",
-    "clear",
-];
-/// Process actions.
-pub const PROCESS_ACTIONS: &[&str] = &["kill", "pause", "resume", "restart", "leave"];
-
 impl Experiment {
     /// Reads and validates an experiment file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -166,13 +123,19 @@ impl Experiment {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let e: Experiment =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        e.validate()
+        e.check(&step_lines(&text))
             .with_context(|| format!("checking {}", path.display()))?;
         Ok(e)
     }
 
     /// Checks the fields against each other.
     pub fn validate(&self) -> Result<()> {
+        self.check(&[])
+    }
+
+    /// Checks the fields against each other; a step's error names its line where `lines`
+    /// has it.
+    fn check(&self, lines: &[usize]) -> Result<()> {
         if !(1..=250).contains(&self.nodes) {
             bail!("nodes must be 1-250");
         }
@@ -186,31 +149,31 @@ impl Experiment {
             bail!("load.senders must be at most nodes");
         }
         self.totem.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Each step's action and arguments were checked by the parse; here, what depends
+        // on the rest of the experiment.
         for (i, f) in self.faults.iter().enumerate() {
-            let a = f.action.as_str();
-            if !NETWORK_ACTIONS.contains(&a) && !PROCESS_ACTIONS.contains(&a) {
-                bail!("faults[{i}].action '{a}' is not one of {NETWORK_ACTIONS:?} {PROCESS_ACTIONS:?}");
-            }
-            for n in f.nodes.iter().chain(f.groups.iter().flatten()) {
+            let at = lines
+                .get(i)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            let a = &f.action;
+            for n in a.nodes().iter().chain(a.groups().iter().flatten()) {
                 if *n == 0 || *n as usize > self.nodes {
-                    bail!("faults[{i}] names node {n}; nodes are 1..={}", self.nodes);
+                    bail!(
+                        "{at}faults[{i}] names node {n}; nodes are 1..={}",
+                        self.nodes
+                    );
                 }
             }
-            let needs_nodes = !matches!(a, "heal" | "clear" | "trunk-down" | "trunk-up" | "split");
-            if needs_nodes && f.nodes.is_empty() && a != "loss" {
-                bail!("faults[{i}] ({a}) needs nodes");
-            }
-            if a == "cut" && f.nodes.len() != 2 {
-                bail!("faults[{i}] (cut) needs two nodes");
-            }
-            if a == "split" && f.groups.len() < 2 {
-                bail!("faults[{i}] (split) needs at least two groups");
-            }
-            if a.starts_with("trunk") && self.shape != "two-sites" {
-                bail!("faults[{i}] ({a}) needs the two-sites shape");
+            let trunk = matches!(
+                a,
+                FaultAction::Network(NetworkFault::TrunkDown | NetworkFault::TrunkUp)
+            );
+            if trunk && self.shape != "two-sites" {
+                bail!("{at}faults[{i}] ({a}) needs the two-sites shape");
             }
             if f.at_ms >= self.duration_ms {
-                bail!("faults[{i}].at_ms is past duration_ms");
+                bail!("{at}faults[{i}].at_ms is past duration_ms");
             }
         }
         Ok(())
@@ -251,6 +214,21 @@ impl Experiment {
     }
 }
 
+/// Returns the line of each `[[faults]]` step of an experiment file (empty if it has none
+/// or does not parse).
+fn step_lines(text: &str) -> Vec<usize> {
+    #[derive(Deserialize)]
+    struct Steps {
+        #[serde(default)]
+        faults: Vec<toml::Spanned<toml::Table>>,
+    }
+    let steps = toml::from_str::<Steps>(text).map_or_else(|_| vec![], |s| s.faults);
+    steps
+        .iter()
+        .map(|s| text[..s.span().start].matches('\n').count() + 1)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +261,32 @@ mod tests {
         assert_eq!(e.transport, Transport::Multicast);
         assert!(e.set("no_such_knob", "1").is_err());
         assert!(e.set("nodes", "2").is_err(), "the schedule names node 3");
+    }
+
+    #[test]
+    fn a_step_that_does_not_fit_the_experiment_is_named_by_its_line() {
+        let path = std::env::temp_dir().join(format!("ringlab-steps-{}.toml", std::process::id()));
+        for (steps, says) in [
+            (
+                "[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [7]\n",
+                "line 8: faults[1] names node 7; nodes are 1..=5",
+            ),
+            (
+                "[[faults]]\nat_ms = 1000\naction = 'trunk-down'\n",
+                "line 8: faults[1] (trunk-down) needs the two-sites shape",
+            ),
+            (
+                "[[faults]]\nat_ms = 9000\naction = 'heal'\n",
+                "line 8: faults[1].at_ms is past duration_ms",
+            ),
+        ] {
+            let text = format!(
+                "name = 'x'\nnodes = 5\nduration_ms = 9000\n[[faults]]\nat_ms = 1000\naction = 'heal'\n\n{steps}"
+            );
+            std::fs::write(&path, text).unwrap();
+            let e = format!("{:#}", Experiment::load(&path).unwrap_err());
+            assert!(e.ends_with(says), "{e}");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 }

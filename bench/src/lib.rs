@@ -2,12 +2,18 @@
 //! results.
 //!
 //! - [`experiment`]: the experiment file (TOML in experiments/);
+//! - [`fault`]: the actions of its fault schedule, typed and checked at parse time;
 //! - [`runner`]: `ringlab run`, in network namespaces made by netns-scripts/;
+//! - [`sweep`]: `ringlab sweep`'s grid of knob values;
 //! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
+//! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
 //! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod compare;
 pub mod experiment;
+pub mod fault;
 pub mod runner;
+pub mod summary;
+pub mod sweep;

@@ -8,8 +8,10 @@
 //! by `Drop` on errors and panics, and by the stop flag (Ctrl-C, SIGTERM) which every wait
 //! checks. Then the checker and [`analyse`] run over the records.
 
-use crate::analysis::{analyse, median_p90_max, FaultRecovery, Percentiles, RepSummary, RunFacts};
-use crate::experiment::{Experiment, FaultStep, NETWORK_ACTIONS};
+use crate::analysis::{analyse, RunFacts};
+use crate::experiment::Experiment;
+use crate::fault::{FaultAction, ProcessOp};
+use crate::summary::{summarise, write_csv, RepSummary, Summary};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2Serializer;
@@ -19,7 +21,6 @@ use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::monotonic_ns;
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::NodeId;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,111 +44,6 @@ pub struct RunOpts {
     pub command: String,
     /// A label for `compare` (a sweep's parameter values).
     pub label: String,
-}
-
-/// Summary statistics of one recovery phase over all repetitions.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Spread {
-    /// Values.
-    pub n: usize,
-    /// Median.
-    pub median: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// Largest.
-    pub max: Option<f64>,
-}
-
-impl Spread {
-    /// The spread of a list.
-    pub fn of(v: Vec<f64>) -> Self {
-        let n = v.len();
-        match median_p90_max(v) {
-            Some((m, p, x)) => Spread {
-                n,
-                median: Some(m),
-                p90: Some(p),
-                max: Some(x),
-            },
-            None => Spread::default(),
-        }
-    }
-}
-
-/// One fault of the schedule over all repetitions.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct FaultAggregate {
-    /// Index in the schedule.
-    pub index: usize,
-    /// The action.
-    pub action: String,
-    /// Detection, ms.
-    pub detection_ms: Spread,
-    /// Membership, ms.
-    pub membership_ms: Spread,
-    /// Sync, ms.
-    pub sync_ms: Spread,
-    /// First delivery, ms.
-    pub first_delivery_ms: Spread,
-    /// Repetitions whose membership phase missed the bound (or never settled).
-    pub out_of_bound: usize,
-}
-
-/// summary.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    /// The experiment as run.
-    pub experiment: Experiment,
-    /// Label for comparisons.
-    pub label: String,
-    /// The command that produced it.
-    pub command: String,
-    /// The machine.
-    pub machine: serde_json::Value,
-    /// Start, UTC.
-    pub started: String,
-    /// The recovery bound of each fault, ms (the liveness bound the knobs imply).
-    pub bound_ms: f64,
-    /// Start to full ring, ms.
-    pub formation_ms: Spread,
-    /// Per fault.
-    pub faults: Vec<FaultAggregate>,
-    /// Throughput, distinct messages per second, per repetition.
-    pub msgs_per_s: Spread,
-    /// Latency over all repetitions, ms.
-    pub latency_ms: Percentiles,
-    /// Live nodes wrongly excluded, summed over repetitions.
-    pub wrongly_excluded: u64,
-    /// Checker violations, summed.
-    pub violations: usize,
-    /// Every repetition.
-    pub reps: Vec<RepSummary>,
-}
-
-/// One row of runs.csv.
-#[derive(Serialize)]
-struct CsvRow {
-    label: String,
-    rep: u32,
-    fault: usize,
-    action: String,
-    targets: String,
-    detection_ms: Option<f64>,
-    membership_ms: Option<f64>,
-    sync_ms: Option<f64>,
-    first_delivery_ms: Option<f64>,
-    settled: String,
-    within_bound: bool,
-    before_msgs_per_s: f64,
-    during_msgs_per_s: f64,
-    after_msgs_per_s: f64,
-    before_p50_ms: f64,
-    before_p99_ms: f64,
-    during_p99_ms: f64,
-    after_p99_ms: f64,
-    after_max_ms: f64,
-    formation_ms: Option<f64>,
-    violations: usize,
 }
 
 /// Runs as root or says why not.
@@ -276,56 +172,6 @@ impl Drop for Topology<'_> {
     }
 }
 
-fn join(v: &[NodeId]) -> String {
-    v.iter()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The fault.sh calls for a network fault: one, or one per node for per-node impairments.
-fn fault_calls(f: &FaultStep) -> Vec<Vec<String>> {
-    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-    let each =
-        |mk: &dyn Fn(String) -> Vec<String>| f.nodes.iter().map(|n| mk(n.to_string())).collect();
-    let (pct, ms, jitter) = (f.pct.to_string(), f.ms.to_string(), f.jitter_ms.to_string());
-    match f.action.as_str() {
-        "isolate" => vec![args(&["isolate", &join(&f.nodes)])],
-        "split" => vec![std::iter::once("split".to_string())
-            .chain(f.groups.iter().map(|g| join(g)))
-            .collect()],
-        "cut" => {
-            let (a, b) = (f.nodes[0].to_string(), f.nodes[1].to_string());
-            let oneway: &[&str] = if f.oneway { &["--oneway"] } else { &[] };
-            vec![args(&[&["cut", a.as_str(), b.as_str()], oneway].concat())]
-        }
-        "trunk-down" => vec![args(&["trunk", "down"])],
-        "trunk-up" => vec![args(&["trunk", "up"])],
-        "heal" | "clear" => vec![args(&[&f.action])],
-        "loss" if f.nodes.is_empty() => vec![args(&["loss", "all", &pct])],
-        "loss" => each(&|n| args(&["loss", &n, &pct])),
-        "delay" => each(&|n| args(&["delay", &n, &ms, &jitter])),
-        "reorder" => each(&|n| args(&["reorder", &n, &pct, &f.ms.max(1).to_string()])),
-        "duplicate" => each(&|n| args(&["duplicate", &n, &pct])),
-        other => unreachable!("{other} is not a network action"),
-    }
-}
-
-/// The action and groups a fault's record carries: a one-way cut is named so, and a split
-/// (or the two-sites trunk going down or up) names its groups.
-fn fault_record(f: &FaultStep, nodes: usize) -> (String, Vec<Vec<NodeId>>) {
-    match f.action.as_str() {
-        "cut" if f.oneway => ("cut-oneway".into(), vec![]),
-        "split" => (f.action.clone(), f.groups.clone()),
-        "trunk-down" | "trunk-up" => {
-            let half = (nodes / 2) as NodeId;
-            let sites = vec![(1..=half).collect(), (half + 1..=nodes as NodeId).collect()];
-            (f.action.clone(), sites)
-        }
-        _ => (f.action.clone(), vec![]),
-    }
-}
-
 fn machine() -> serde_json::Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
@@ -431,51 +277,51 @@ fn run_rep(
     for f in &exp.faults {
         pb.set_message(format!(
             "rep {rep}: {} {:?} at {} ms",
-            f.action, f.nodes, f.at_ms
+            f.action,
+            f.action.nodes(),
+            f.at_ms
         ));
         wait_until(t0 + f.at_ms * 1_000_000, stop, pb, base, t0)?;
-        if NETWORK_ACTIONS.contains(&f.action.as_str()) {
-            let (action, groups) = fault_record(f, exp.nodes);
-            let mut t = 0;
-            for args in fault_calls(f) {
-                t = topo.fault(&args, seed)?;
-            }
-            let targets = if f.nodes.is_empty() && f.action == "loss" {
-                all.clone()
-            } else {
-                f.nodes.clone()
-            };
-            cluster.record_fault(t, &action, targets, groups);
-        } else {
-            // Read before the first signal, as fault.sh does: no effect precedes the record.
-            let t = monotonic_ns();
-            for &n in &f.nodes {
-                match f.action.as_str() {
-                    "kill" => cluster.kill(n),
-                    "pause" => {
-                        cluster.pause(n, true);
-                        paused.insert(n);
-                    }
-                    "resume" => {
-                        cluster.pause(n, false);
-                        paused.remove(&n);
-                    }
-                    "restart" => {
-                        if cluster.is_running(n) {
-                            cluster.kill(n);
-                        }
-                        cluster.spawn(n)?;
-                    }
-                    "leave" => {
-                        cluster.ctl(n, r#"{"cmd":"leave"}"#)?;
-                    }
-                    _ => unreachable!(),
+        let record = f.action.record(exp.nodes);
+        match &f.action {
+            FaultAction::Network(net) => {
+                let mut t = 0;
+                for args in net.script_calls() {
+                    t = topo.fault(&args, seed)?;
                 }
+                cluster.record_fault(t, record.action, record.targets, record.groups);
             }
-            cluster.record_fault(t, &f.action, f.nodes.clone(), vec![]);
-            if f.action == "restart" {
-                for &n in &f.nodes {
-                    start_load(&cluster, exp, n, exp.duration_ms.saturating_sub(f.at_ms));
+            FaultAction::Process(op, nodes) => {
+                // Read before the first signal, as fault.sh does: no effect precedes the
+                // record.
+                let t = monotonic_ns();
+                for &n in nodes {
+                    match op {
+                        ProcessOp::Kill => cluster.kill(n),
+                        ProcessOp::Pause => {
+                            cluster.pause(n, true);
+                            paused.insert(n);
+                        }
+                        ProcessOp::Resume => {
+                            cluster.pause(n, false);
+                            paused.remove(&n);
+                        }
+                        ProcessOp::Restart => {
+                            if cluster.is_running(n) {
+                                cluster.kill(n);
+                            }
+                            cluster.spawn(n)?;
+                        }
+                        ProcessOp::Leave => {
+                            cluster.ctl(n, r#"{"cmd":"leave"}"#)?;
+                        }
+                    }
+                }
+                cluster.record_fault(t, record.action, record.targets, record.groups);
+                if *op == ProcessOp::Restart {
+                    for &n in nodes {
+                        start_load(&cluster, exp, n, exp.duration_ms.saturating_sub(f.at_ms));
+                    }
                 }
             }
         }
@@ -603,7 +449,14 @@ pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summar
         reps.push(s);
     }
     pb.finish_and_clear();
-    let summary = summarise(exp, opts, started, reps);
+    let summary = summarise(
+        exp,
+        opts.label.clone(),
+        opts.command.clone(),
+        machine(),
+        started,
+        reps,
+    );
     std::fs::write(
         opts.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
@@ -612,114 +465,158 @@ pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summar
     Ok(summary)
 }
 
-/// Returns the recovery of the schedule's `i`-th fault in repetition `r`. A start-up loss
-/// (`loss_pct`) is recorded as fault 0, so the schedule follows it.
-pub fn scheduled_fault<'a>(
-    exp: &Experiment,
-    r: &'a RepSummary,
-    i: usize,
-) -> Option<&'a FaultRecovery> {
-    let off = usize::from(exp.loss_pct > 0);
-    r.faults.iter().find(|x| x.index == i + off)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultStep;
 
-/// Aggregates the repetitions of one run.
-pub fn summarise(
-    exp: &Experiment,
-    opts: &RunOpts,
-    started: String,
-    reps: Vec<RepSummary>,
-) -> Summary {
-    let nth = |r: &RepSummary, i: usize| scheduled_fault(exp, r, i).cloned();
-    let mut faults = Vec::new();
-    for (i, f) in exp.faults.iter().enumerate() {
-        let of = |g: &dyn Fn(&FaultRecovery) -> Option<f64>| {
-            Spread::of(
-                reps.iter()
-                    .filter_map(|r| nth(r, i))
-                    .filter_map(|x| g(&x))
-                    .collect(),
-            )
+    /// The fault.sh calls of a step, and its record's action, targets and groups.
+    type Applied = (Vec<Vec<String>>, String, Vec<NodeId>, Vec<Vec<NodeId>>);
+
+    /// Returns what the runner does for one step at 5 nodes.
+    fn applied(step: &str) -> Applied {
+        let f: FaultStep = toml::from_str(&format!("at_ms = 1000\n{step}")).unwrap();
+        let calls = match &f.action {
+            FaultAction::Network(net) => net.script_calls(),
+            FaultAction::Process(..) => vec![],
         };
-        faults.push(FaultAggregate {
-            index: i,
-            action: f.action.clone(),
-            detection_ms: of(&|x| x.detection_ms),
-            membership_ms: of(&|x| x.membership_ms),
-            sync_ms: of(&|x| x.sync_ms),
-            first_delivery_ms: of(&|x| x.first_delivery_ms),
-            out_of_bound: reps
-                .iter()
-                .filter_map(|r| nth(r, i))
-                .filter(|x| !x.within_bound)
-                .count(),
-        });
+        let r = f.action.record(5);
+        (calls, r.action.to_string(), r.targets, r.groups)
     }
-    // Percentiles do not merge; across repetitions, report the median of each and the max.
-    let med = |g: &dyn Fn(&Percentiles) -> f64| {
-        Spread::of(reps.iter().map(|r| g(&r.latency_ms)).collect())
-            .median
-            .unwrap_or(0.0)
-    };
-    let p = Percentiles {
-        count: reps.iter().map(|r| r.latency_ms.count).sum(),
-        p50: med(&|l| l.p50),
-        p90: med(&|l| l.p90),
-        p99: med(&|l| l.p99),
-        p999: med(&|l| l.p999),
-        max: reps.iter().map(|r| r.latency_ms.max).fold(0.0, f64::max),
-    };
-    Summary {
-        experiment: exp.clone(),
-        label: opts.label.clone(),
-        command: opts.command.clone(),
-        machine: machine(),
-        started,
-        bound_ms: ringlab_sim::liveness_bound(&exp.totem) as f64 / 1e6,
-        formation_ms: Spread::of(reps.iter().filter_map(|r| r.formation_ms).collect()),
-        faults,
-        msgs_per_s: Spread::of(reps.iter().map(|r| r.msgs_per_s).collect()),
-        latency_ms: p,
-        wrongly_excluded: reps.iter().map(|r| r.wrongly_excluded).sum(),
-        violations: reps.iter().map(|r| r.violations.len()).sum(),
-        reps,
-    }
-}
 
-fn write_csv(path: &Path, s: &Summary) -> Result<()> {
-    let mut w = csv::Writer::from_path(path)?;
-    for r in &s.reps {
-        for f in &r.faults {
-            w.serialize(CsvRow {
-                label: s.label.clone(),
-                rep: r.rep,
-                fault: f.index,
-                action: f.action.clone(),
-                targets: join(&f.targets),
-                detection_ms: f.detection_ms,
-                membership_ms: f.membership_ms,
-                sync_ms: f.sync_ms,
-                first_delivery_ms: f.first_delivery_ms,
-                settled: f
-                    .settled
-                    .iter()
-                    .map(|g| join(g))
-                    .collect::<Vec<_>>()
-                    .join("|"),
-                within_bound: f.within_bound,
-                before_msgs_per_s: f.before.msgs_per_s,
-                during_msgs_per_s: f.during.msgs_per_s,
-                after_msgs_per_s: f.after.msgs_per_s,
-                before_p50_ms: f.before.latency_ms.p50,
-                before_p99_ms: f.before.latency_ms.p99,
-                during_p99_ms: f.during.latency_ms.p99,
-                after_p99_ms: f.after.latency_ms.p99,
-                after_max_ms: f.after.latency_ms.max,
-                formation_ms: r.formation_ms,
-                violations: r.violations.len(),
-            })?;
+    #[test]
+    fn every_action_makes_its_fault_calls_and_its_record() {
+        type Case<'a> = (
+            &'a str,
+            &'a [&'a [&'a str]],
+            &'a str,
+            &'a [NodeId],
+            &'a [&'a [NodeId]],
+        );
+        let cases: &[Case] = &[
+            (
+                "action = 'isolate'\nnodes = [5]",
+                &[&["isolate", "5"]],
+                "isolate",
+                &[5],
+                &[],
+            ),
+            (
+                "action = 'isolate'\nnodes = [4, 5]",
+                &[&["isolate", "4,5"]],
+                "isolate",
+                &[4, 5],
+                &[],
+            ),
+            (
+                "action = 'split'\ngroups = [[1, 2], [3, 4, 5]]",
+                &[&["split", "1,2", "3,4,5"]],
+                "split",
+                &[],
+                &[&[1, 2], &[3, 4, 5]],
+            ),
+            (
+                "action = 'cut'\nnodes = [1, 2]",
+                &[&["cut", "1", "2"]],
+                "cut",
+                &[1, 2],
+                &[],
+            ),
+            (
+                "action = 'cut'\nnodes = [1, 2]\noneway = true",
+                &[&["cut", "1", "2", "--oneway"]],
+                "cut-oneway",
+                &[1, 2],
+                &[],
+            ),
+            ("action = 'heal'", &[&["heal"]], "heal", &[], &[]),
+            ("action = 'clear'", &[&["clear"]], "clear", &[], &[]),
+            (
+                "action = 'trunk-down'",
+                &[&["trunk", "down"]],
+                "trunk-down",
+                &[],
+                &[&[1, 2], &[3, 4, 5]],
+            ),
+            (
+                "action = 'trunk-up'",
+                &[&["trunk", "up"]],
+                "trunk-up",
+                &[],
+                &[&[1, 2], &[3, 4, 5]],
+            ),
+            (
+                "action = 'loss'\npct = 10",
+                &[&["loss", "all", "10"]],
+                "loss",
+                &[1, 2, 3, 4, 5],
+                &[],
+            ),
+            (
+                "action = 'loss'\nnodes = [2, 3]\npct = 10",
+                &[&["loss", "2", "10"], &["loss", "3", "10"]],
+                "loss",
+                &[2, 3],
+                &[],
+            ),
+            (
+                "action = 'delay'\nnodes = [2]\nms = 5\njitter_ms = 2",
+                &[&["delay", "2", "5", "2"]],
+                "delay",
+                &[2],
+                &[],
+            ),
+            (
+                "action = 'delay'\nnodes = [2]\nms = 5",
+                &[&["delay", "2", "5", "0"]],
+                "delay",
+                &[2],
+                &[],
+            ),
+            (
+                "action = 'reorder'\nnodes = [2]\npct = 5",
+                &[&["reorder", "2", "5", "1"]],
+                "reorder",
+                &[2],
+                &[],
+            ),
+            (
+                "action = 'reorder'\nnodes = [2, 4]\npct = 5\nms = 20",
+                &[&["reorder", "2", "5", "20"], &["reorder", "4", "5", "20"]],
+                "reorder",
+                &[2, 4],
+                &[],
+            ),
+            (
+                "action = 'duplicate'\nnodes = [1]\npct = 3",
+                &[&["duplicate", "1", "3"]],
+                "duplicate",
+                &[1],
+                &[],
+            ),
+            ("action = 'kill'\nnodes = [3]", &[], "kill", &[3], &[]),
+            (
+                "action = 'pause'\nnodes = [3, 4]",
+                &[],
+                "pause",
+                &[3, 4],
+                &[],
+            ),
+            ("action = 'resume'\nnodes = [3]", &[], "resume", &[3], &[]),
+            ("action = 'restart'\nnodes = [3]", &[], "restart", &[3], &[]),
+            ("action = 'leave'\nnodes = [5]", &[], "leave", &[5], &[]),
+        ];
+        for &(step, calls, action, targets, groups) in cases {
+            let calls: Vec<Vec<String>> = calls
+                .iter()
+                .map(|c| c.iter().map(|a| a.to_string()).collect())
+                .collect();
+            let groups: Vec<Vec<NodeId>> = groups.iter().map(|g| g.to_vec()).collect();
+            assert_eq!(
+                applied(step),
+                (calls, action.to_string(), targets.to_vec(), groups),
+                "{step}"
+            );
         }
     }
-    w.flush()?;
-    Ok(())
 }

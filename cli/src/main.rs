@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 use ringlab_ring::record::Record;
 use ringlab_ring::{Config, Variant};
-use ringlab_sim::{check, run, Faults, NetConfig, RunConfig, RunReport};
+use ringlab_sim::{check, run, Faults, NetConfig, RunConfig, RunReport, SimSummary};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -302,24 +302,6 @@ enum VariantArg {
     Accelerated,
 }
 
-#[derive(serde::Serialize)]
-struct SimSummary {
-    runs: u64,
-    violations: u64,
-    delivered: u64,
-    sent: u64,
-    faults: u64,
-    config_changes: u64,
-    max_recovery_ms: f64,
-    max_final_ring_ms: f64,
-    failing_seeds: Vec<u64>,
-    violations_by_property: BTreeMap<String, u64>,
-    first_violations: Vec<String>,
-    syncs_completed: u64,
-    syncs_aborted: u64,
-    state_mismatches: u64,
-}
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -429,7 +411,7 @@ fn timestamp() -> String {
 }
 
 /// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound.
-fn judge(s: &ringlab_bench::runner::Summary, dir: &Path) -> i32 {
+fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     let mut code = 0;
     if s.violations > 0 {
         eprintln!(
@@ -473,50 +455,15 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
 
 fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     let base = a.load()?;
-    if params.len() > 2 {
-        bail!("at most two --param");
-    }
-    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
-    for p in params {
-        let (k, vs) = p
-            .split_once('=')
-            .with_context(|| format!("--param {p}: expected knob=v1,v2,..."))?;
-        axes.push((k.into(), vs.split(',').map(String::from).collect()));
-    }
-    let mut grid: Vec<Vec<(String, String)>> = vec![vec![]];
-    for (k, vs) in &axes {
-        grid = grid
-            .into_iter()
-            .flat_map(|g| {
-                vs.iter().map(move |v| {
-                    let mut g = g.clone();
-                    g.push((k.clone(), v.clone()));
-                    g
-                })
-            })
-            .collect();
-    }
     // Every configuration is checked before anything runs.
-    let mut exps = Vec::new();
-    for g in &grid {
-        let mut e = base.clone();
-        for (k, v) in g {
-            e.set(k, v).with_context(|| format!("{k}={v}"))?;
-        }
-        let label = g
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        exps.push((label, e));
-    }
+    let configs = ringlab_bench::sweep::configurations(&base, params)?;
     let dir = a.out.join(format!("{}-sweep", base.name)).join(timestamp());
     let stop = stop_flag()?;
     let mut code = 0;
-    for (i, (label, e)) in exps.iter().enumerate() {
-        eprintln!("sweep {}/{}: {label}", i + 1, exps.len());
-        let opts = a.opts(dir.join(label), label)?;
-        let s = ringlab_bench::runner::run(e, &opts, &stop)?;
+    for (i, c) in configs.iter().enumerate() {
+        eprintln!("sweep {}/{}: {}", i + 1, configs.len(), c.label);
+        let opts = a.opts(dir.join(&c.label), &c.label)?;
+        let s = ringlab_bench::runner::run(&c.experiment, &opts, &stop)?;
         code = code.max(judge(&s, &opts.out));
     }
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
@@ -703,107 +650,11 @@ fn sim(a: SimArgs) -> Result<i32> {
             r
         })
         .collect();
-    let mut s = SimSummary {
-        runs: reports.len() as u64,
-        violations: 0,
-        delivered: 0,
-        sent: 0,
-        faults: 0,
-        config_changes: 0,
-        max_recovery_ms: 0.0,
-        max_final_ring_ms: 0.0,
-        failing_seeds: vec![],
-        violations_by_property: BTreeMap::new(),
-        first_violations: vec![],
-        syncs_completed: 0,
-        syncs_aborted: 0,
-        state_mismatches: 0,
-    };
-    for r in &reports {
-        s.syncs_completed += r.syncs_completed;
-        s.syncs_aborted += r.syncs_aborted;
-        s.state_mismatches += r.state_mismatches;
-        if r.state_mismatches > 0 {
-            // A state mismatch is a violation of the run.
-            s.violations += r.state_mismatches;
-            *s.violations_by_property
-                .entry("StateMismatch".into())
-                .or_default() += r.state_mismatches;
-            for d in &r.state_details {
-                if s.first_violations.len() < 10 {
-                    s.first_violations
-                        .push(format!("seed {}: StateMismatch: {d}", r.seed));
-                }
-            }
-            if !r.check.violations.is_empty() || !s.failing_seeds.contains(&r.seed) {
-                s.failing_seeds.push(r.seed);
-            }
-        }
-        s.violations += r.check.violations.len() as u64;
-        s.delivered += r.delivered;
-        s.sent += r.sent;
-        s.faults += r.faults;
-        s.config_changes += r.check.regular_installs;
-        s.max_recovery_ms = s.max_recovery_ms.max(r.check.max_recovery_ns as f64 / 1e6);
-        s.max_final_ring_ms = s
-            .max_final_ring_ms
-            .max(r.check.final_ring_ns.unwrap_or(0) as f64 / 1e6);
-        if !r.check.violations.is_empty() {
-            s.failing_seeds.push(r.seed);
-        }
-        for v in &r.check.violations {
-            *s.violations_by_property
-                .entry(format!("{:?}", v.property))
-                .or_default() += 1;
-            if s.first_violations.len() < 10 {
-                s.first_violations.push(format!("seed {}: {v}", r.seed));
-            }
-        }
-    }
+    let s = SimSummary::of(&reports);
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {
-        println!(
-            "ringlab sim: {} runs of {} nodes, {} ms each, faults [{}], loss {} dup {} reorder {}, {:?}",
-            s.runs,
-            a.nodes,
-            a.duration_ms,
-            a.faults,
-            a.loss,
-            a.dup,
-            a.reorder,
-            base.ring.variant
-        );
-        println!(
-            "  sent {}  delivered {}  faults injected {}  regular configurations {}",
-            s.sent, s.delivered, s.faults, s.config_changes
-        );
-        println!(
-            "  longest recovery (left operational -> next ring) {:.1} ms; final ring formed at most {:.1} ms after faults stopped (bound {} ms)",
-            s.max_recovery_ms,
-            s.max_final_ring_ms,
-            ringlab_sim::liveness_bound(&base.ring) / 1_000_000
-        );
-        if base.checkpoint_state_bytes.is_some() {
-            println!(
-                "  checkpoint service: {} syncs completed, {} aborted, {} state mismatches",
-                s.syncs_completed, s.syncs_aborted, s.state_mismatches
-            );
-        }
-        if s.violations == 0 {
-            println!("  checker: no violations");
-        } else {
-            println!(
-                "  checker: {} violations in seeds {:?}",
-                s.violations, s.failing_seeds
-            );
-            for v in &s.first_violations {
-                println!("    {v}");
-            }
-            println!(
-                "  replay one with: ringlab sim --seed N --seeds 1 (same flags) --events-dir DIR"
-            );
-        }
+        print!("{}", s.render(&base, &a.faults));
     }
     Ok(if s.violations == 0 { 0 } else { 1 })
 }

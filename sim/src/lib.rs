@@ -6,6 +6,7 @@
 //! - [`checker`]: verifies integrity, total order, membership agreement, virtual synchrony,
 //!   safe delivery, self delivery and liveness over event records, simulated or real.
 //! - [`run`](mod@run): one seeded run with mixed faults and load, as `ringlab sim` drives it.
+//! - [`summary`]: the totals of many runs, as `ringlab sim` prints them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -13,7 +14,9 @@ pub mod app;
 pub mod checker;
 pub mod run;
 pub mod sim;
+pub mod summary;
 
 pub use checker::{check, Liveness, Property, Report, Violation};
 pub use run::{liveness_bound, run, Faults, RunConfig, RunReport};
 pub use sim::{NetConfig, PacketInfo, Sim};
+pub use summary::SimSummary;

@@ -1,0 +1,709 @@
+//! The fault schedule of an experiment: each step's action, typed and checked when the file
+//! is parsed, the `fault.sh` calls that carry out a network fault, and the `fault` record
+//! every step leaves.
+//!
+//! In the file (and in summary.json) a step is one flat table, tagged by its `action`:
+//!
+//! | action | arguments |
+//! |---|---|
+//! | `isolate` | `nodes` (nobody hears them, they hear nobody) |
+//! | `split` | `groups`, two or more (each hears only itself) |
+//! | `cut` | `nodes`, two; `oneway` (the second stops hearing the first) |
+//! | `heal`, `clear`, `trunk-down`, `trunk-up` | none |
+//! | `loss` | `pct`; `nodes` (none: every frame between two nodes) |
+//! | `delay` | `nodes`, `ms`, `jitter_ms` |
+//! | `reorder` | `nodes`, `pct`, `ms` (the gap) |
+//! | `duplicate` | `nodes`, `pct` |
+//! | `kill`, `pause`, `resume`, `restart`, `leave` | `nodes` |
+//!
+//! An unknown action, a missing or malformed argument, or one the action does not take is an
+//! error of the parse, at the step's line. What depends on the rest of the experiment (node
+//! numbers, the two-sites shape of a trunk, `at_ms` within the duration) is checked by
+//! [`Experiment::load`](crate::experiment::Experiment::load), which names the line too.
+
+use ringlab_ring::NodeId;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// One step of the fault schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultStep {
+    /// When, ms after the first full ring.
+    pub at_ms: u64,
+    /// What.
+    pub action: FaultAction,
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// A change of the network, which `fault.sh` carries out.
+    Network(NetworkFault),
+    /// Something done to node processes, which the runner does itself on its children.
+    Process(ProcessOp, Vec<NodeId>),
+}
+
+/// A change of the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkFault {
+    /// Nobody hears these nodes, and they hear nobody.
+    Isolate(Vec<NodeId>),
+    /// Each group hears only itself.
+    Split(Vec<Vec<NodeId>>),
+    /// Two nodes stop hearing each other; one-way: the second stops hearing the first.
+    Cut {
+        /// The two nodes.
+        nodes: [NodeId; 2],
+        /// One direction only.
+        oneway: bool,
+    },
+    /// Every cut, split and isolation removed; the trunk up.
+    Heal,
+    /// Two-sites: the trunk between the sites goes down.
+    TrunkDown,
+    /// Two-sites: the trunk comes back.
+    TrunkUp,
+    /// A share of the frames lost.
+    Loss {
+        /// Whose frames, in and out; none: every frame between two nodes.
+        nodes: Vec<NodeId>,
+        /// Percent (0 removes the loss).
+        pct: u32,
+    },
+    /// Delay on each node's link.
+    Delay {
+        /// The nodes.
+        nodes: Vec<NodeId>,
+        /// Delay, ms.
+        ms: u64,
+        /// Uniform jitter, ± ms.
+        jitter_ms: u64,
+    },
+    /// A share of each node's frames held back, so that later ones overtake them.
+    Reorder {
+        /// The nodes.
+        nodes: Vec<NodeId>,
+        /// Percent.
+        pct: u32,
+        /// How long a held-back frame waits, ms (0: 1 ms).
+        gap_ms: u64,
+    },
+    /// A share of each node's frames duplicated.
+    Duplicate {
+        /// The nodes.
+        nodes: Vec<NodeId>,
+        /// Percent.
+        pct: u32,
+    },
+    /// Heal, plus no loss and no impairment.
+    Clear,
+}
+
+/// Something done to node processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessOp {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP.
+    Pause,
+    /// SIGCONT.
+    Resume,
+    /// Started again (killed first if it runs), as a new incarnation.
+    Restart,
+    /// Asked to leave the ring gracefully.
+    Leave,
+}
+
+/// The fault record a step leaves among the event records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultRecord {
+    /// The record's action.
+    pub action: &'static str,
+    /// The nodes it targets.
+    pub targets: Vec<NodeId>,
+    /// The groups the network falls into, where it falls apart (split, trunk).
+    pub groups: Vec<Vec<NodeId>>,
+}
+
+/// The action names of the file: the tag of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ActionName {
+    Isolate,
+    Split,
+    Cut,
+    Heal,
+    TrunkDown,
+    TrunkUp,
+    Loss,
+    Delay,
+    Reorder,
+    Duplicate,
+    Clear,
+    Kill,
+    Pause,
+    Resume,
+    Restart,
+    Leave,
+}
+
+impl ActionName {
+    /// Returns the name, as serde spells it.
+    fn as_str(self) -> &'static str {
+        match self {
+            ActionName::Isolate => "isolate",
+            ActionName::Split => "split",
+            ActionName::Cut => "cut",
+            ActionName::Heal => "heal",
+            ActionName::TrunkDown => "trunk-down",
+            ActionName::TrunkUp => "trunk-up",
+            ActionName::Loss => "loss",
+            ActionName::Delay => "delay",
+            ActionName::Reorder => "reorder",
+            ActionName::Duplicate => "duplicate",
+            ActionName::Clear => "clear",
+            ActionName::Kill => "kill",
+            ActionName::Pause => "pause",
+            ActionName::Resume => "resume",
+            ActionName::Restart => "restart",
+            ActionName::Leave => "leave",
+        }
+    }
+
+    /// Returns the arguments the action takes.
+    fn arguments(self) -> &'static [&'static str] {
+        match self {
+            ActionName::Isolate
+            | ActionName::Kill
+            | ActionName::Pause
+            | ActionName::Resume
+            | ActionName::Restart
+            | ActionName::Leave => &["nodes"],
+            ActionName::Split => &["groups"],
+            ActionName::Cut => &["nodes", "oneway"],
+            ActionName::Heal | ActionName::Clear | ActionName::TrunkDown | ActionName::TrunkUp => {
+                &[]
+            }
+            ActionName::Loss | ActionName::Duplicate => &["nodes", "pct"],
+            ActionName::Delay => &["nodes", "ms", "jitter_ms"],
+            ActionName::Reorder => &["nodes", "pct", "ms"],
+        }
+    }
+}
+
+/// A step as the file spells it: every argument of every action, in the order summary.json
+/// has always written them.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at_ms: u64,
+    action: ActionName,
+    #[serde(default)]
+    nodes: Vec<NodeId>,
+    #[serde(default)]
+    groups: Vec<Vec<NodeId>>,
+    #[serde(default)]
+    oneway: bool,
+    #[serde(default)]
+    pct: u32,
+    #[serde(default)]
+    ms: u64,
+    #[serde(default)]
+    jitter_ms: u64,
+}
+
+impl ProcessOp {
+    /// Returns its name in the file and in the fault record.
+    pub fn name(self) -> &'static str {
+        FaultAction::Process(self, vec![]).name()
+    }
+}
+
+impl NetworkFault {
+    /// Returns the `fault.sh` calls that carry it out: one, or one per node for per-node
+    /// impairments.
+    pub fn script_calls(&self) -> Vec<Vec<String>> {
+        let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+        let each = |nodes: &[NodeId], mk: &dyn Fn(String) -> Vec<String>| {
+            nodes.iter().map(|n| mk(n.to_string())).collect()
+        };
+        match self {
+            NetworkFault::Isolate(nodes) => vec![args(&["isolate", &join(nodes)])],
+            NetworkFault::Split(groups) => vec![std::iter::once("split".to_string())
+                .chain(groups.iter().map(|g| join(g)))
+                .collect()],
+            NetworkFault::Cut { nodes, oneway } => {
+                let (a, b) = (nodes[0].to_string(), nodes[1].to_string());
+                let oneway: &[&str] = if *oneway { &["--oneway"] } else { &[] };
+                vec![args(&[&["cut", a.as_str(), b.as_str()], oneway].concat())]
+            }
+            NetworkFault::Heal => vec![args(&["heal"])],
+            NetworkFault::TrunkDown => vec![args(&["trunk", "down"])],
+            NetworkFault::TrunkUp => vec![args(&["trunk", "up"])],
+            NetworkFault::Loss { nodes, pct } if nodes.is_empty() => {
+                vec![args(&["loss", "all", &pct.to_string()])]
+            }
+            NetworkFault::Loss { nodes, pct } => {
+                each(nodes, &|n| args(&["loss", &n, &pct.to_string()]))
+            }
+            NetworkFault::Delay {
+                nodes,
+                ms,
+                jitter_ms,
+            } => each(nodes, &|n| {
+                args(&["delay", &n, &ms.to_string(), &jitter_ms.to_string()])
+            }),
+            NetworkFault::Reorder { nodes, pct, gap_ms } => each(nodes, &|n| {
+                args(&[
+                    "reorder",
+                    &n,
+                    &pct.to_string(),
+                    &(*gap_ms).max(1).to_string(),
+                ])
+            }),
+            NetworkFault::Duplicate { nodes, pct } => {
+                each(nodes, &|n| args(&["duplicate", &n, &pct.to_string()]))
+            }
+            NetworkFault::Clear => vec![args(&["clear"])],
+        }
+    }
+}
+
+impl FaultAction {
+    /// Returns its name in the file.
+    pub fn name(&self) -> &'static str {
+        self.tag().as_str()
+    }
+
+    /// Returns the tag of its step.
+    fn tag(&self) -> ActionName {
+        match self {
+            FaultAction::Process(op, _) => match op {
+                ProcessOp::Kill => ActionName::Kill,
+                ProcessOp::Pause => ActionName::Pause,
+                ProcessOp::Resume => ActionName::Resume,
+                ProcessOp::Restart => ActionName::Restart,
+                ProcessOp::Leave => ActionName::Leave,
+            },
+            FaultAction::Network(f) => match f {
+                NetworkFault::Isolate(_) => ActionName::Isolate,
+                NetworkFault::Split(_) => ActionName::Split,
+                NetworkFault::Cut { .. } => ActionName::Cut,
+                NetworkFault::Heal => ActionName::Heal,
+                NetworkFault::TrunkDown => ActionName::TrunkDown,
+                NetworkFault::TrunkUp => ActionName::TrunkUp,
+                NetworkFault::Loss { .. } => ActionName::Loss,
+                NetworkFault::Delay { .. } => ActionName::Delay,
+                NetworkFault::Reorder { .. } => ActionName::Reorder,
+                NetworkFault::Duplicate { .. } => ActionName::Duplicate,
+                NetworkFault::Clear => ActionName::Clear,
+            },
+        }
+    }
+
+    /// Returns the nodes it names in `nodes` (a split names its nodes in `groups`).
+    pub fn nodes(&self) -> &[NodeId] {
+        match self {
+            FaultAction::Process(_, nodes) => nodes,
+            FaultAction::Network(f) => match f {
+                NetworkFault::Isolate(nodes)
+                | NetworkFault::Loss { nodes, .. }
+                | NetworkFault::Delay { nodes, .. }
+                | NetworkFault::Reorder { nodes, .. }
+                | NetworkFault::Duplicate { nodes, .. } => nodes,
+                NetworkFault::Cut { nodes, .. } => nodes,
+                NetworkFault::Split(_)
+                | NetworkFault::Heal
+                | NetworkFault::TrunkDown
+                | NetworkFault::TrunkUp
+                | NetworkFault::Clear => &[],
+            },
+        }
+    }
+
+    /// Returns a split's groups (none for every other action).
+    pub fn groups(&self) -> &[Vec<NodeId>] {
+        match self {
+            FaultAction::Network(NetworkFault::Split(groups)) => groups,
+            _ => &[],
+        }
+    }
+
+    /// Returns the record it leaves in a cluster of `nodes` nodes: a one-way cut is named
+    /// so, a loss on every link targets every node, and a split (or the two-sites trunk
+    /// going down or up) names its groups.
+    pub fn record(&self, nodes: usize) -> FaultRecord {
+        let (action, targets, groups) = match self {
+            FaultAction::Network(NetworkFault::Cut {
+                nodes,
+                oneway: true,
+            }) => ("cut-oneway", nodes.to_vec(), vec![]),
+            FaultAction::Network(NetworkFault::Loss { nodes: t, .. }) if t.is_empty() => {
+                (self.name(), (1..=nodes as NodeId).collect(), vec![])
+            }
+            FaultAction::Network(NetworkFault::TrunkDown | NetworkFault::TrunkUp) => {
+                let half = (nodes / 2) as NodeId;
+                let sites = vec![(1..=half).collect(), (half + 1..=nodes as NodeId).collect()];
+                (self.name(), vec![], sites)
+            }
+            _ => (self.name(), self.nodes().to_vec(), self.groups().to_vec()),
+        };
+        FaultRecord {
+            action,
+            targets,
+            groups,
+        }
+    }
+}
+
+impl fmt::Display for FaultAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Joins node ids with commas.
+fn join(v: &[NodeId]) -> String {
+    v.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl TryFrom<RawStep> for FaultStep {
+    type Error = String;
+
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        let name = r.action.as_str();
+        let takes = r.action.arguments();
+        let given = [
+            ("nodes", !r.nodes.is_empty()),
+            ("groups", !r.groups.is_empty()),
+            ("oneway", r.oneway),
+            ("pct", r.pct != 0),
+            ("ms", r.ms != 0),
+            ("jitter_ms", r.jitter_ms != 0),
+        ];
+        for (arg, set) in given {
+            if set && !takes.contains(&arg) {
+                return Err(match takes {
+                    [] => format!("{name} takes no arguments, not `{arg}`"),
+                    _ => format!("{name} takes `{}`, not `{arg}`", takes.join("`, `")),
+                });
+            }
+        }
+        if takes.contains(&"nodes") && r.action != ActionName::Loss && r.nodes.is_empty() {
+            return Err(format!("{name} needs `nodes`"));
+        }
+        if takes.contains(&"pct") && r.pct > 100 {
+            return Err(format!(
+                "{name}: `pct` is a percentage (0-100), not {}",
+                r.pct
+            ));
+        }
+        let nodes = r.nodes;
+        let net = FaultAction::Network;
+        let action = match r.action {
+            ActionName::Isolate => net(NetworkFault::Isolate(nodes)),
+            ActionName::Split => {
+                if r.groups.len() < 2 || r.groups.iter().any(|g| g.is_empty()) {
+                    return Err("split needs `groups`: two or more, none empty".into());
+                }
+                net(NetworkFault::Split(r.groups))
+            }
+            ActionName::Cut => match nodes[..] {
+                [a, b] if a != b => net(NetworkFault::Cut {
+                    nodes: [a, b],
+                    oneway: r.oneway,
+                }),
+                _ => return Err(format!("cut needs two different `nodes`, not {nodes:?}")),
+            },
+            ActionName::Heal => net(NetworkFault::Heal),
+            ActionName::TrunkDown => net(NetworkFault::TrunkDown),
+            ActionName::TrunkUp => net(NetworkFault::TrunkUp),
+            ActionName::Loss => net(NetworkFault::Loss { nodes, pct: r.pct }),
+            ActionName::Delay => net(NetworkFault::Delay {
+                nodes,
+                ms: r.ms,
+                jitter_ms: r.jitter_ms,
+            }),
+            ActionName::Reorder => net(NetworkFault::Reorder {
+                nodes,
+                pct: r.pct,
+                gap_ms: r.ms,
+            }),
+            ActionName::Duplicate => net(NetworkFault::Duplicate { nodes, pct: r.pct }),
+            ActionName::Clear => net(NetworkFault::Clear),
+            ActionName::Kill => FaultAction::Process(ProcessOp::Kill, nodes),
+            ActionName::Pause => FaultAction::Process(ProcessOp::Pause, nodes),
+            ActionName::Resume => FaultAction::Process(ProcessOp::Resume, nodes),
+            ActionName::Restart => FaultAction::Process(ProcessOp::Restart, nodes),
+            ActionName::Leave => FaultAction::Process(ProcessOp::Leave, nodes),
+        };
+        Ok(FaultStep {
+            at_ms: r.at_ms,
+            action,
+        })
+    }
+}
+
+impl From<&FaultStep> for RawStep {
+    fn from(f: &FaultStep) -> Self {
+        let mut r = RawStep {
+            at_ms: f.at_ms,
+            action: f.action.tag(),
+            nodes: f.action.nodes().to_vec(),
+            groups: f.action.groups().to_vec(),
+            oneway: false,
+            pct: 0,
+            ms: 0,
+            jitter_ms: 0,
+        };
+        if let FaultAction::Network(n) = &f.action {
+            match *n {
+                NetworkFault::Cut { oneway, .. } => r.oneway = oneway,
+                NetworkFault::Loss { pct, .. } | NetworkFault::Duplicate { pct, .. } => r.pct = pct,
+                NetworkFault::Delay { ms, jitter_ms, .. } => (r.ms, r.jitter_ms) = (ms, jitter_ms),
+                NetworkFault::Reorder { pct, gap_ms, .. } => (r.pct, r.ms) = (pct, gap_ms),
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+impl Serialize for FaultStep {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RawStep::from(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultStep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Reads the step's table and checks it inside the visit, so that the format's error
+        /// carries the table's position (toml: the step's line).
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = FaultStep;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a fault step: at_ms, action and the action's arguments")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FaultStep, A::Error> {
+                let raw = RawStep::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                FaultStep::try_from(raw).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_map(StepVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::Experiment;
+
+    const ALL: [ActionName; 16] = [
+        ActionName::Isolate,
+        ActionName::Split,
+        ActionName::Cut,
+        ActionName::Heal,
+        ActionName::TrunkDown,
+        ActionName::TrunkUp,
+        ActionName::Loss,
+        ActionName::Delay,
+        ActionName::Reorder,
+        ActionName::Duplicate,
+        ActionName::Clear,
+        ActionName::Kill,
+        ActionName::Pause,
+        ActionName::Resume,
+        ActionName::Restart,
+        ActionName::Leave,
+    ];
+
+    /// Returns an experiment file of 5 nodes whose second step is `step` (from line 9 on).
+    fn file(step: &str) -> String {
+        format!(
+            "name = 'x'\nnodes = 5\nduration_ms = 9000\n\n[[faults]]\nat_ms = 1000\naction = 'heal'\n\n[[faults]]\nat_ms = 2000\n{step}\n"
+        )
+    }
+
+    fn parse_error(step: &str) -> String {
+        match toml::from_str::<Experiment>(&file(step)) {
+            Ok(_) => panic!("{step:?} parsed"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn names_are_the_serde_tags() {
+        for a in ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+            let raw = RawStep {
+                at_ms: 0,
+                action: a,
+                nodes: if a.arguments().contains(&"nodes") {
+                    vec![1, 2]
+                } else {
+                    vec![]
+                },
+                groups: if a == ActionName::Split {
+                    vec![vec![1], vec![2]]
+                } else {
+                    vec![]
+                },
+                oneway: false,
+                pct: 0,
+                ms: 0,
+                jitter_ms: 0,
+            };
+            let step = FaultStep::try_from(raw).unwrap();
+            assert_eq!(step.action.name(), a.as_str());
+            assert_eq!(step.action.tag(), a);
+        }
+    }
+
+    #[test]
+    fn every_action_parses_and_writes_back_as_the_flat_table() {
+        for step in [
+            "action = 'isolate'\nnodes = [4, 5]",
+            "action = 'split'\ngroups = [[1, 2], [3, 4, 5]]",
+            "action = 'cut'\nnodes = [1, 2]\noneway = true",
+            "action = 'heal'",
+            "action = 'trunk-down'",
+            "action = 'trunk-up'",
+            "action = 'loss'\npct = 10",
+            "action = 'loss'\nnodes = [2]\npct = 0",
+            "action = 'delay'\nnodes = [2]\nms = 5\njitter_ms = 2",
+            "action = 'reorder'\nnodes = [2]\npct = 5\nms = 20",
+            "action = 'duplicate'\nnodes = [1]\npct = 3",
+            "action = 'clear'",
+            "action = 'kill'\nnodes = [3]",
+            "action = 'pause'\nnodes = [3]",
+            "action = 'resume'\nnodes = [3]",
+            "action = 'restart'\nnodes = [3]",
+            "action = 'leave'\nnodes = [3]",
+        ] {
+            let f: FaultStep = toml::from_str(&format!("at_ms = 7\n{step}")).unwrap();
+            let t: toml::Table = toml::from_str(&format!("at_ms = 7\n{step}")).unwrap();
+            // Every field, in the order summary.json has always had.
+            let json = serde_json::to_string(&f).unwrap();
+            let keys: Vec<&str> = json.split('"').skip(1).step_by(2).collect();
+            let keys: Vec<&str> = keys
+                .into_iter()
+                .filter(|k| *k != t["action"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                keys,
+                [
+                    "at_ms",
+                    "action",
+                    "nodes",
+                    "groups",
+                    "oneway",
+                    "pct",
+                    "ms",
+                    "jitter_ms"
+                ],
+                "{step}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            for (k, x) in &t {
+                assert_eq!(
+                    v[k].to_string(),
+                    serde_json::to_value(x).unwrap().to_string(),
+                    "{step}: {k}"
+                );
+            }
+            let back: FaultStep = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, f, "{step}");
+        }
+    }
+
+    #[test]
+    fn a_bad_action_is_an_error_at_its_line() {
+        let e = parse_error("action = 'isolat'\nnodes = [5]");
+        assert!(e.starts_with("TOML parse error at line 11,"), "{e}");
+        assert!(e.contains("unknown variant `isolat`"), "{e}");
+        assert!(e.contains("isolate"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_argument_is_an_error_at_its_step() {
+        // The step's table starts at line 9; a key or a value of the wrong kind is named at
+        // its own line.
+        for (step, line, says) in [
+            ("action = 'isolate'", 9, "isolate needs `nodes`"),
+            (
+                "action = 'isolate'\nnodes = [5]\npct = 5",
+                9,
+                "isolate takes `nodes`, not `pct`",
+            ),
+            (
+                "action = 'heal'\nnodes = [5]",
+                9,
+                "heal takes no arguments, not `nodes`",
+            ),
+            (
+                "action = 'cut'\nnodes = [1, 2, 3]",
+                9,
+                "cut needs two different `nodes`",
+            ),
+            (
+                "action = 'cut'\nnodes = [2, 2]",
+                9,
+                "cut needs two different `nodes`",
+            ),
+            (
+                "action = 'split'\ngroups = [[1, 2, 3, 4, 5]]",
+                9,
+                "split needs `groups`",
+            ),
+            (
+                "action = 'split'\ngroups = [[1, 2], []]",
+                9,
+                "split needs `groups`",
+            ),
+            (
+                "action = 'loss'\npct = 150",
+                9,
+                "`pct` is a percentage (0-100), not 150",
+            ),
+            (
+                "action = 'delay'\nnodes = [2]\npct = 5",
+                9,
+                "delay takes `nodes`, `ms`, `jitter_ms`, not `pct`",
+            ),
+            (
+                "action = 'kill'\ngroups = [[1], [2]]",
+                9,
+                "kill takes `nodes`, not `groups`",
+            ),
+            ("nodes = [1]", 9, "missing field `action`"),
+            ("action = 'kill'\nnode = [1]", 12, "unknown field `node`"),
+            ("action = 'kill'\nnodes = ['a']", 12, "invalid type"),
+        ] {
+            let e = parse_error(step);
+            assert!(e.contains(says), "{step:?}: {e}");
+            assert!(
+                e.starts_with(&format!("TOML parse error at line {line},")),
+                "{step:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn loading_a_file_names_the_file_and_the_line() {
+        let path = std::env::temp_dir().join(format!("ringlab-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, file("action = 'cut'\nnodes = [1]")).unwrap();
+        let e = format!("{:#}", Experiment::load(&path).unwrap_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("line 9"), "{e}");
+        assert!(
+            e.contains("cut needs two different `nodes`, not [1]"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! `ringlab sweep`'s grid: `--param knob=v1,v2,...` (one or two) expanded into every
+//! combination of values, each applied to the experiment and checked before anything runs.
+
+use crate::experiment::Experiment;
+use anyhow::{bail, Context, Result};
+
+/// One knob and the values it takes.
+pub type Axis = (String, Vec<String>);
+
+/// One point of the grid: a value for each knob.
+pub type Point = Vec<(String, String)>;
+
+/// One configuration of a sweep.
+#[derive(Clone, Debug)]
+pub struct Configuration {
+    /// `knob=value` of each knob, comma-separated: the run's label and directory.
+    pub label: String,
+    /// The experiment with those knobs set.
+    pub experiment: Experiment,
+}
+
+/// Parses `knob=v1,v2,...` arguments, at most two, into axes.
+pub fn axes(params: &[String]) -> Result<Vec<Axis>> {
+    if params.len() > 2 {
+        bail!("at most two --param");
+    }
+    params
+        .iter()
+        .map(|p| {
+            let (k, vs) = p
+                .split_once('=')
+                .with_context(|| format!("--param {p}: expected knob=v1,v2,..."))?;
+            Ok((k.into(), vs.split(',').map(String::from).collect()))
+        })
+        .collect()
+}
+
+/// Returns every combination of the axes' values, the first axis varying slowest.
+pub fn grid(axes: &[Axis]) -> Vec<Point> {
+    let mut grid: Vec<Point> = vec![vec![]];
+    for (k, vs) in axes {
+        grid = grid
+            .into_iter()
+            .flat_map(|g| {
+                vs.iter().map(move |v| {
+                    let mut g = g.clone();
+                    g.push((k.clone(), v.clone()));
+                    g
+                })
+            })
+            .collect();
+    }
+    grid
+}
+
+/// Returns a point's label: `knob=value` of each knob, comma-separated.
+pub fn label(point: &[(String, String)]) -> String {
+    point
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Returns every configuration of a sweep of `base` over `params`, each checked.
+pub fn configurations(base: &Experiment, params: &[String]) -> Result<Vec<Configuration>> {
+    grid(&axes(params)?)
+        .iter()
+        .map(|point| {
+            let mut e = base.clone();
+            for (k, v) in point {
+                e.set(k, v).with_context(|| format!("{k}={v}"))?;
+            }
+            Ok(Configuration {
+                label: label(point),
+                experiment: e,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn base() -> Experiment {
+        toml::from_str(
+            "name = 'x'\nnodes = 5\nduration_ms = 5000\n[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [5]\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn two_axes_expand_to_every_combination_first_axis_slowest() {
+        let g = grid(&axes(&params(&["token=200,500", "consensus=300,600,900"])).unwrap());
+        let labels: Vec<String> = g.iter().map(|p| label(p)).collect();
+        assert_eq!(
+            labels,
+            [
+                "token=200,consensus=300",
+                "token=200,consensus=600",
+                "token=200,consensus=900",
+                "token=500,consensus=300",
+                "token=500,consensus=600",
+                "token=500,consensus=900",
+            ]
+        );
+        assert_eq!(grid(&[]), vec![Vec::<(String, String)>::new()]);
+    }
+
+    #[test]
+    fn bad_params_are_refused() {
+        let e = axes(&params(&["a=1", "b=2", "c=3"])).unwrap_err();
+        assert_eq!(e.to_string(), "at most two --param");
+        let e = axes(&params(&["token"])).unwrap_err();
+        assert_eq!(e.to_string(), "--param token: expected knob=v1,v2,...");
+    }
+
+    #[test]
+    fn configurations_set_each_knob_and_are_checked() {
+        let c = configurations(&base(), &params(&["token=500,1000", "nodes=5,6"])).unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[1].label, "token=500,nodes=6");
+        assert_eq!(c[1].experiment.totem.token, 500);
+        assert_eq!(c[1].experiment.nodes, 6);
+        assert_eq!(c[2].experiment.totem.token, 1000);
+        assert_eq!(c[2].experiment.nodes, 5);
+        // The schedule names node 5: a 4-node configuration fails before anything runs.
+        let e = configurations(&base(), &params(&["nodes=5,4"])).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "nodes=4: faults[0] names node 5; nodes are 1..=4"
+        );
+        let e = configurations(&base(), &params(&["token=x"])).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("token=x: 'token' is not a knob"),
+            "{e:#}"
+        );
+    }
+}
