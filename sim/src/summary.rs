@@ -46,9 +46,9 @@ pub struct SimSummary {
 impl SimSummary {
     /// Folds the reports of many runs, in the order given, into one summary.
     pub fn of(reports: &[RunReport]) -> Self {
-        let mut s = SimSummary {
+        let mut s = Self {
             runs: reports.len() as u64,
-            ..SimSummary::default()
+            ..Self::default()
         };
         for r in reports {
             s.add(r);
