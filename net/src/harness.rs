@@ -6,8 +6,8 @@
 //! Only this harness's own children are ever signalled, by their PID (`Child::kill`), and
 //! every child still running is killed when the [`Cluster`] is dropped, panics included.
 
+use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Peer, Transport};
-use crate::node::monotonic_ns;
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::{Config as RingConfig, NodeId, RingId};
 use serde_json::Value;

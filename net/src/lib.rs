@@ -3,8 +3,10 @@
 //!
 //! - [`config`]: the node's TOML config, validated with errors naming the field;
 //! - [`sockets`]: socket setup (buffers, multicast interface, TTL 1, loop) and sends;
+//! - [`drops`]: the drop and send-failure counters, per reason;
+//! - [`clock`]: the one clock (CLOCK_MONOTONIC) records and faults are stamped with;
 //! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
-//! - [`node`]: the event loop, drop counters per reason, event records, the load generator,
+//! - [`node`]: the event loop, event records, the load generator,
 //!   stats, and the control channel (a Unix socket speaking JSON lines);
 //! - [`relay`]: the pnet (AF_PACKET) relay that impairs one link where netem is missing.
 //!
@@ -16,11 +18,14 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod drops;
 pub mod harness;
 pub mod node;
 pub mod relay;
 pub mod sockets;
 
+pub use clock::monotonic_ns;
 pub use config::{NodeConfig, Peer, Transport};
-pub use node::{monotonic_ns, LoadSpec, Node};
+pub use node::{LoadSpec, Node};

@@ -8,7 +8,9 @@
 //! loop; nothing else runs beside it.
 
 use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
+use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
+use crate::drops::Drops;
 use crate::sockets::{self, RecvBatch, Sockets};
 use hdrhistogram::Histogram;
 use mio::net::{UnixListener, UnixStream};
@@ -30,36 +32,6 @@ const MULTICAST: Token = Token(1);
 const CONTROL: Token = Token(2);
 const FIRST_CONN: usize = 16;
 const MAX_DATAGRAM: usize = 65_536;
-
-/// Returns CLOCK_MONOTONIC in ns: shared by every process and network namespace of a host,
-/// so send and delivery times from different nodes compare directly.
-pub fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// Datagrams dropped before the ring saw them, per reason.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Drops {
-    /// Larger than netmtu plus the authentication trailer.
-    pub oversized: u64,
-    /// From an address not in the node list (another cluster, or a stranger).
-    pub foreign: u64,
-    /// Not ringlab at all (bad magic).
-    pub bad_magic: u64,
-    /// A wire version this build does not speak.
-    pub wrong_version: u64,
-    /// A header that does not decode.
-    pub malformed: u64,
-    /// No authentication trailer, or a MAC that does not verify.
-    pub unauthenticated: u64,
-    /// Authenticated, but seen before.
-    pub replayed: u64,
-    /// Sends the kernel refused (buffer full).
-    pub send_would_block: u64,
-    /// Other send errors.
-    pub send_errors: u64,
-}
 
 /// A running load.
 #[derive(Clone, Debug, Deserialize, Serialize)]
