@@ -8,6 +8,7 @@
 
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Peer, Transport};
+use crate::stable;
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::{Config as RingConfig, NodeId, RingId};
 use serde_json::Value;
@@ -255,11 +256,7 @@ impl Cluster {
 
     /// Returns the incarnation node `id` last started with (its stable storage).
     pub fn incarnation(&self, id: NodeId) -> u32 {
-        std::fs::read_to_string(self.spec.dir.join("state").join(format!("node-{id}.state")))
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v["incarnation"].as_u64())
-            .unwrap_or(0) as u32
+        stable::read(&stable::path(&self.config(id).state_dir, id)).map_or(0, |s| s.incarnation)
     }
 
     /// SIGKILLs node `id` (this harness's own child, by PID) and records the crash.

@@ -5,6 +5,7 @@
 //! - [`sockets`]: socket setup (buffers, multicast interface, TTL 1, loop) and sends;
 //! - [`drops`]: the drop and send-failure counters, per reason;
 //! - [`clock`]: the one clock (CLOCK_MONOTONIC) records and faults are stamped with;
+//! - [`stable`]: stable storage (incarnation and ring seq), written by temp file and rename;
 //! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
 //! - [`node`]: the event loop, event records, the load generator,
 //!   stats, and the control channel (a Unix socket speaking JSON lines);
@@ -25,6 +26,7 @@ pub mod harness;
 pub mod node;
 pub mod relay;
 pub mod sockets;
+pub mod stable;
 
 pub use clock::monotonic_ns;
 pub use config::{NodeConfig, Peer, Transport};

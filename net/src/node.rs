@@ -12,6 +12,7 @@ use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
 use crate::drops::Drops;
 use crate::sockets::{self, RecvBatch, Sockets};
+use crate::stable::{self, Stable};
 use hdrhistogram::Histogram;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -24,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const UNICAST: Token = Token(0);
@@ -100,13 +100,6 @@ struct Conn {
     outbuf: Vec<u8>,
 }
 
-/// A node's stable storage: survives restarts.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Stable {
-    incarnation: u32,
-    ring_seq: u64,
-}
-
 /// One running node.
 pub struct Node {
     cfg: NodeConfig,
@@ -131,8 +124,7 @@ pub struct Node {
     load_sent_total: u64,
     load_refused_total: u64,
     started_ns: u64,
-    stable_path: PathBuf,
-    stable_seq: u64,
+    stable: Stable,
     exit: Option<&'static str>,
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
@@ -166,20 +158,16 @@ impl Node {
     pub fn start(cfg: NodeConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(io(format!("creating {}", cfg.state_dir.display())))?;
-        let stable_path = cfg.state_dir.join(format!("node-{}.state", cfg.node_id));
-        let mut stable: Stable = std::fs::read_to_string(&stable_path)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
-        stable.incarnation += 1;
-        write_stable(&stable_path, &stable)
-            .map_err(io(format!("writing {}", stable_path.display())))?;
+        let stable = Stable::open(&cfg.state_dir, cfg.node_id).map_err(io(format!(
+            "writing {}",
+            stable::path(&cfg.state_dir, cfg.node_id).display()
+        )))?;
         let now = monotonic_ns();
         let ring = Ring::new(
             cfg.node_id,
-            stable.incarnation,
+            stable.incarnation(),
             cfg.totem.clone(),
-            stable.ring_seq,
+            stable.ring_seq(),
             now,
         )?;
         let poll = Poll::new().map_err(io("creating the poll"))?;
@@ -211,7 +199,7 @@ impl Node {
                         ),
                     });
                 }
-                Some(Authenticator::new(key, cfg.node_id, stable.incarnation))
+                Some(Authenticator::new(key, cfg.node_id, stable.incarnation()))
             }
             None => None,
         };
@@ -242,14 +230,14 @@ impl Node {
             .collect();
         tracing::info!(
             node = cfg.node_id,
-            inc = stable.incarnation,
+            inc = stable.incarnation(),
             transport = ?cfg.transport,
             recv_buffer = sockets.granted.0,
             send_buffer = sockets.granted.1,
             "node started"
         );
         let mut node = Node {
-            inc: stable.incarnation,
+            inc: stable.incarnation(),
             ring,
             poll,
             sockets,
@@ -269,8 +257,7 @@ impl Node {
             load_sent_total: 0,
             load_refused_total: 0,
             started_ns: now,
-            stable_path,
-            stable_seq: stable.ring_seq,
+            stable,
             exit: None,
             sealed: Vec::with_capacity(MAX_DATAGRAM),
             batch: cfg.batched_io.then(|| {
@@ -486,17 +473,7 @@ impl Node {
         while let Some(t) = self.ring.poll_transmit() {
             self.send(t.dest, &t.payload);
         }
-        let seq = self.ring.stable_ring_seq();
-        if seq != self.stable_seq {
-            self.stable_seq = seq;
-            let _ = write_stable(
-                &self.stable_path,
-                &Stable {
-                    incarnation: self.inc,
-                    ring_seq: seq,
-                },
-            );
-        }
+        let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
         if self.ring.state() == MembState::Left && self.exit.is_none() {
             self.exit = Some("left");
         }
@@ -891,12 +868,6 @@ fn write_out(c: &mut Conn) {
             Err(_) => return,
         }
     }
-}
-
-fn write_stable(path: &std::path::Path, s: &Stable) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s).expect("serialisable"))?;
-    std::fs::rename(tmp, path)
 }
 
 /// Returns (current, peak) resident set size of this process in KiB, from /proc.
