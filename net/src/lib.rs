@@ -7,7 +7,8 @@
 //! - [`clock`]: the one clock (CLOCK_MONOTONIC) records and faults are stamped with;
 //! - [`stable`]: stable storage (incarnation and ring seq), written by temp file and rename;
 //! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
-//! - [`node`]: the event loop, event records, the load generator,
+//! - [`load`]: the load generator (rate or maximum, sizes, count, duration);
+//! - [`node`]: the event loop, event records,
 //!   stats, and the control channel (a Unix socket speaking JSON lines);
 //! - [`relay`]: the pnet (AF_PACKET) relay that impairs one link where netem is missing.
 //!
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod drops;
 pub mod harness;
+pub mod load;
 pub mod node;
 pub mod relay;
 pub mod sockets;
@@ -30,4 +32,5 @@ pub mod stable;
 
 pub use clock::monotonic_ns;
 pub use config::{NodeConfig, Peer, Transport};
-pub use node::{LoadSpec, Node};
+pub use load::LoadSpec;
+pub use node::Node;

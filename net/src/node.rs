@@ -11,6 +11,7 @@ use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
 use crate::drops::Drops;
+use crate::load::{LoadGen, LoadSpec};
 use crate::sockets::{self, RecvBatch, Sockets};
 use crate::stable::{self, Stable};
 use hdrhistogram::Histogram;
@@ -18,10 +19,10 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::wire::{self, DecodeError};
-use ringlab_ring::{Dest, Event, Guarantee, MembState, NodeId, Ring, SubmitError};
+use ringlab_ring::{Dest, Event, MembState, NodeId, Ring};
 use ringlab_sync::app::CheckpointApp;
 use ringlab_sync::checkpoint::SECTION_MAX;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -32,40 +33,6 @@ const MULTICAST: Token = Token(1);
 const CONTROL: Token = Token(2);
 const FIRST_CONN: usize = 16;
 const MAX_DATAGRAM: usize = 65_536;
-
-/// A running load.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct LoadSpec {
-    /// Messages per second; 0 keeps the send queue full (maximum load).
-    #[serde(default)]
-    pub rate: u64,
-    /// Message size in bytes.
-    #[serde(default = "default_size")]
-    pub size: usize,
-    /// Sizes to cycle through instead of `size` (mixed-size loads).
-    #[serde(default)]
-    pub sizes: Vec<usize>,
-    /// Safe (true) or agreed.
-    #[serde(default)]
-    pub safe: bool,
-    /// Stop after this many messages.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Stop after this long.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-}
-
-fn default_size() -> usize {
-    1024
-}
-
-struct Load {
-    spec: LoadSpec,
-    started: u64,
-    sent: u64,
-    refused: u64,
-}
 
 /// A control command (one JSON object per line).
 #[derive(Debug, Deserialize)]
@@ -120,9 +87,9 @@ pub struct Node {
     latency: Histogram<u64>,
     delivered: u64,
     delivered_bytes: u64,
-    load: Option<Load>,
-    load_sent_total: u64,
-    load_refused_total: u64,
+    load: LoadGen,
+    /// The `send` record bodies of the load's last turn (kept to reuse its allocation).
+    load_sent: Vec<Body>,
     started_ns: u64,
     stable: Stable,
     exit: Option<&'static str>,
@@ -253,9 +220,8 @@ impl Node {
                 .expect("valid histogram bounds"),
             delivered: 0,
             delivered_bytes: 0,
-            load: None,
-            load_sent_total: 0,
-            load_refused_total: 0,
+            load: LoadGen::default(),
+            load_sent: Vec::new(),
             started_ns: now,
             stable,
             exit: None,
@@ -293,10 +259,13 @@ impl Node {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let now = monotonic_ns();
-            let deadline = [self.ring.poll_timeout(), self.load_deadline(now)]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.ring.poll_timeout(),
+                self.load.deadline(now, self.load_waits()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -479,6 +448,8 @@ impl Node {
         }
     }
 
+    /// Writes one event record (buffered; `drain` flushes): every record the node writes
+    /// goes through here.
     fn record(&mut self, now: u64, body: Body) {
         if let Some(w) = self.records.as_mut() {
             let r = Record {
@@ -534,106 +505,19 @@ impl Node {
             || self.app.as_ref().is_some_and(|a| a.engine.is_syncing())
     }
 
-    fn load_deadline(&self, now: u64) -> Option<u64> {
-        let l = self.load.as_ref()?;
-        // While the load waits, so does its timer: a deadline already past would turn the
-        // loop into a busy spin. The ring's own events wake the loop again, and run_load runs
-        // on every turn.
-        if self.load_waits() {
-            return l.spec.duration_ms.map(|d| l.started + d * 1_000_000);
-        }
-        if l.spec.rate == 0 {
-            // Maximum load: come back soon to top the queue up.
-            return Some(now + 200_000);
-        }
-        Some(l.started + (l.sent + 1) * 1_000_000_000 / l.spec.rate)
-    }
-
+    /// Runs the load generator's turn, then records the messages it sent.
     fn run_load(&mut self, now: u64) {
         let waits = self.load_waits();
-        let Some(l) = self.load.as_mut() else { return };
-        let done_by_time = l
-            .spec
-            .duration_ms
-            .is_some_and(|d| now >= l.started + d * 1_000_000);
-        let done_by_count = l.spec.count.is_some_and(|c| l.sent >= c);
-        if done_by_time || done_by_count {
-            self.load = None;
-            return;
-        }
-        if waits {
-            return;
-        }
-        let due = if l.spec.rate == 0 {
-            // Maximum load: keep one window of frames queued. That saturates the ring (a visit
-            // sends at most max_messages) without measuring an overfull queue as latency.
-            let (frames, _) = self.ring.queue_depth();
-            if frames >= self.cfg.totem.window_size as usize {
-                return;
-            }
-            u64::MAX
-        } else {
-            (now.saturating_sub(l.started) as u128 * l.spec.rate as u128 / 1_000_000_000) as u64
-        };
-        let largest = l
-            .spec
-            .sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(l.spec.size)
-            .max(1);
-        let payload = vec![0xA5u8; largest];
-        let g = if l.spec.safe {
-            Guarantee::Safe
-        } else {
-            Guarantee::Agreed
-        };
-        let mut n = 0;
+        let mut sent = std::mem::take(&mut self.load_sent);
         let window = self.cfg.totem.window_size as usize;
-        while l.sent < due
-            && l.spec.count.is_none_or(|c| l.sent < c)
-            && n < 4096
-            && (l.spec.rate != 0 || self.ring.queue_depth().0 < window)
-        {
-            let len = match l.spec.sizes.as_slice() {
-                [] => l.spec.size.max(1),
-                sizes => sizes[(l.sent % sizes.len() as u64) as usize].max(1),
-            };
-            match self.ring.submit(now, &payload[..len], g) {
-                Ok(id) => {
-                    l.sent += 1;
-                    n += 1;
-                    self.load_sent_total += 1;
-                    if self.cfg.record_messages {
-                        if let Some(w) = self.records.as_mut() {
-                            let r = Record {
-                                t_ns: now,
-                                node: self.cfg.node_id,
-                                inc: self.inc,
-                                body: Body::Send {
-                                    id,
-                                    len,
-                                    safe: l.spec.safe,
-                                },
-                            };
-                            let _ = serde_json::to_writer(&mut *w, &r);
-                            let _ = w.write_all(b"\n");
-                        }
-                    }
-                }
-                Err(SubmitError::QueueFull { .. }) => {
-                    l.refused += 1;
-                    self.load_refused_total += 1;
-                    if l.spec.rate != 0 {
-                        // Behind schedule: drop the backlog rather than burst later.
-                        l.sent = due;
-                    }
-                    break;
-                }
-                Err(_) => break,
+        self.load.run(now, waits, &mut self.ring, window, &mut sent);
+        if self.cfg.record_messages {
+            for b in sent.drain(..) {
+                self.record(now, b);
             }
         }
+        sent.clear();
+        self.load_sent = sent;
     }
 
     fn accept(&mut self) {
@@ -720,20 +604,14 @@ impl Node {
             Command::Status => self.status(),
             Command::Stats => self.stats(now),
             Command::Load(spec) => {
-                let bad = |n: usize| n == 0 || n > ringlab_ring::pack::MESSAGE_MAX;
-                if bad(spec.size) || spec.sizes.iter().any(|&n| bad(n)) {
-                    return serde_json::json!({"ok": false, "error": "size must be 1 byte to 1 MiB"});
+                if let Err(e) = spec.check() {
+                    return serde_json::json!({"ok": false, "error": e});
                 }
-                self.load = Some(Load {
-                    spec,
-                    started: now,
-                    sent: 0,
-                    refused: 0,
-                });
+                self.load.start(spec, now);
                 serde_json::json!({"ok": true})
             }
             Command::StopLoad => {
-                let (sent, refused) = self.load.take().map_or((0, 0), |l| (l.sent, l.refused));
+                let (sent, refused) = self.load.stop();
                 serde_json::json!({"ok": true, "sent": sent, "refused": refused})
             }
             Command::Leave => {
@@ -820,6 +698,7 @@ impl Node {
         let secs = (now.saturating_sub(self.started_ns) as f64 / 1e9).max(1e-9);
         let rs = self.ring.stats();
         let (qf, qb) = self.ring.queue_depth();
+        let (load_sent, load_refused) = self.load.totals();
         let h = &self.latency;
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let mut v = self.status();
@@ -835,7 +714,7 @@ impl Node {
                 "count": h.len(), "p50": us(0.5), "p90": us(0.9), "p99": us(0.99),
                 "p999": us(0.999), "max": h.max() as f64 / 1000.0,
             },
-            "load": {"running": self.load.is_some(), "sent": self.load_sent_total, "refused": self.load_refused_total},
+            "load": {"running": self.load.is_running(), "sent": load_sent, "refused": load_refused},
             "socket_buffers": {"recv": self.sockets.granted.0, "send": self.sockets.granted.1},
             "memory_kib": memory_kib(),
             "sync": self.app.as_ref().map(|a| {
