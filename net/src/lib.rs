@@ -8,8 +8,10 @@
 //! - [`stable`]: stable storage (incarnation and ring seq), written by temp file and rename;
 //! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
 //! - [`load`]: the load generator (rate or maximum, sizes, count, duration);
-//! - [`node`]: the event loop, event records,
-//!   stats, and the control channel (a Unix socket speaking JSON lines);
+//! - [`control`]: the control protocol (a Unix socket speaking JSON lines): typed requests
+//!   and replies, the node's server side, the client call every tool uses;
+//! - [`node`]: the event loop and the datagram path, event records, and what each control
+//!   request does to the node;
 //! - [`relay`]: the pnet (AF_PACKET) relay that impairs one link where netem is missing.
 //!
 //! The one `unsafe` block (a `setsockopt` that neither socket2 nor nix offers) is in `relay`.
@@ -22,6 +24,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod drops;
 pub mod harness;
 pub mod load;

@@ -1,71 +1,39 @@
-//! One node: a single-threaded mio event loop around a [`Ring`].
+//! One node: a single-threaded mio event loop around a [`Ring`], and the datagram path.
 //!
 //! The loop waits for the earliest of the ring's deadline and the load generator's next
 //! send, reads every socket until `WouldBlock`, feeds the ring, then drains it: event
 //! records are written and flushed *before* the datagrams of the same turn go out, so a
 //! node killed at any point never has a message on the wire without its `send` record.
-//! The control channel (a Unix socket, JSON lines) and the load generator live in the same
-//! loop; nothing else runs beside it.
+//! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
+//! the same loop; nothing else runs beside it. What each control request does to the node is
+//! in `node/commands.rs`.
+
+mod commands;
 
 use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
+use crate::control::server::Server;
 use crate::drops::Drops;
-use crate::load::{LoadGen, LoadSpec};
+use crate::load::LoadGen;
 use crate::sockets::{self, RecvBatch, Sockets};
 use crate::stable::{self, Stable};
 use hdrhistogram::Histogram;
-use mio::net::{UnixListener, UnixStream};
+use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::wire::{self, DecodeError};
 use ringlab_ring::{Dest, Event, MembState, NodeId, Ring};
 use ringlab_sync::app::CheckpointApp;
-use ringlab_sync::checkpoint::SECTION_MAX;
-use serde::Deserialize;
 use std::collections::HashMap;
-use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 const UNICAST: Token = Token(0);
 const MULTICAST: Token = Token(1);
 const CONTROL: Token = Token(2);
-const FIRST_CONN: usize = 16;
 const MAX_DATAGRAM: usize = 65_536;
-
-/// A control command (one JSON object per line).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-enum Command {
-    Status,
-    Stats,
-    Load(LoadSpec),
-    StopLoad,
-    Leave,
-    Quit,
-    /// A checkpoint operation: op = create | open | close | unlink | write | delete.
-    Ckpt {
-        op: String,
-        name: String,
-        #[serde(default)]
-        section: String,
-        #[serde(default)]
-        size: usize,
-    },
-    /// Writes `bytes` of sections (512 KiB each at most) into checkpoints c0, c1, ...
-    CkptFill {
-        bytes: usize,
-    },
-    /// Returns the digest of the committed checkpoint state (hashes all of it: not in `stats`).
-    CkptDigest,
-}
-
-struct Conn {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-}
 
 /// One running node.
 pub struct Node {
@@ -74,9 +42,7 @@ pub struct Node {
     inc: u32,
     poll: Poll,
     sockets: Sockets,
-    control: UnixListener,
-    conns: HashMap<Token, Conn>,
-    next_conn: usize,
+    control: Server,
     /// Node list by (ip, port): an IPv6 source also carries a flow label and scope id,
     /// which say nothing about who sent it.
     by_addr: HashMap<(std::net::IpAddr, u16), NodeId>,
@@ -208,9 +174,7 @@ impl Node {
             ring,
             poll,
             sockets,
-            control,
-            conns: HashMap::new(),
-            next_conn: FIRST_CONN,
+            control: Server::new(control),
             by_addr,
             addr_of,
             auth,
@@ -281,7 +245,7 @@ impl Node {
                 match ev.token() {
                     UNICAST => self.read_socket(false, &mut buf),
                     MULTICAST => self.read_socket(true, &mut buf),
-                    CONTROL => self.accept(),
+                    CONTROL => self.control.accept(self.poll.registry()),
                     t => self.serve(t),
                 }
             }
@@ -292,7 +256,7 @@ impl Node {
             self.run_load(now);
             self.drain();
             if let Some(why) = self.exit {
-                self.flush_conns();
+                self.control.flush();
                 if let Some(w) = self.records.as_mut() {
                     let _ = w.flush();
                 }
@@ -520,244 +484,18 @@ impl Node {
         self.load_sent = sent;
     }
 
-    fn accept(&mut self) {
-        loop {
-            match self.control.accept() {
-                Ok((mut stream, _)) => {
-                    let t = Token(self.next_conn);
-                    self.next_conn += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
-                        self.conns.insert(
-                            t,
-                            Conn {
-                                stream,
-                                inbuf: Vec::new(),
-                                outbuf: Vec::new(),
-                            },
-                        );
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-    }
-
+    /// Answers every complete request waiting on control connection `t`.
     fn serve(&mut self, t: Token) {
-        let Some(mut c) = self.conns.remove(&t) else {
+        let Some(mut session) = self.control.read(t) else {
             return;
         };
-        let mut closed = false;
-        let mut tmp = [0u8; 4096];
-        loop {
-            match c.stream.read(&mut tmp) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    c.inbuf.extend_from_slice(&tmp[..n]);
-                    if c.inbuf.len() > 1 << 20 {
-                        closed = true;
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
+        while let Some(req) = session.next_request() {
+            let reply = match req {
+                Ok(req) => self.handle(req),
+                Err(bad) => bad,
+            };
+            session.reply(&reply);
         }
-        while let Some(pos) = c.inbuf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
-            let reply = self.command(&line);
-            c.outbuf.extend_from_slice(reply.to_string().as_bytes());
-            c.outbuf.push(b'\n');
-        }
-        write_out(&mut c);
-        if !closed || !c.outbuf.is_empty() {
-            self.conns.insert(t, c);
-        }
+        self.control.finish(session);
     }
-
-    fn flush_conns(&mut self) {
-        for c in self.conns.values_mut() {
-            write_out(c);
-        }
-    }
-
-    fn command(&mut self, line: &[u8]) -> serde_json::Value {
-        let cmd: Command = match serde_json::from_slice(line) {
-            Ok(c) => c,
-            Err(e) => return serde_json::json!({"ok": false, "error": format!("bad command: {e}")}),
-        };
-        let now = monotonic_ns();
-        match cmd {
-            Command::Status => self.status(),
-            Command::Stats => self.stats(now),
-            Command::Load(spec) => {
-                if let Err(e) = spec.check() {
-                    return serde_json::json!({"ok": false, "error": e});
-                }
-                self.load.start(spec, now);
-                serde_json::json!({"ok": true})
-            }
-            Command::StopLoad => {
-                let (sent, refused) = self.load.stop();
-                serde_json::json!({"ok": true, "sent": sent, "refused": refused})
-            }
-            Command::Leave => {
-                self.ring.leave(now);
-                self.drain();
-                self.exit = Some("left");
-                serde_json::json!({"ok": true})
-            }
-            Command::Quit => {
-                self.exit = Some("quit");
-                serde_json::json!({"ok": true})
-            }
-            Command::Ckpt {
-                op,
-                name,
-                section,
-                size,
-            } => {
-                let Some(app) = self.app.as_mut() else {
-                    return serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"});
-                };
-                let (n, s) = (name.into_bytes(), section.into_bytes());
-                let op = match op.as_str() {
-                    "create" => ringlab_sync::Op::Create(n),
-                    "open" => ringlab_sync::Op::Open(n),
-                    "close" => ringlab_sync::Op::Close(n),
-                    "unlink" => ringlab_sync::Op::Unlink(n),
-                    "write" if size <= SECTION_MAX => {
-                        ringlab_sync::Op::Write(n, s, vec![0xC5; size].into())
-                    }
-                    "delete" => ringlab_sync::Op::Delete(n, s),
-                    _ => {
-                        return serde_json::json!({"ok": false, "error": "op: create, open, close, unlink, write (size <= 512 KiB), delete"})
-                    }
-                };
-                app.queue_op(&op);
-                serde_json::json!({"ok": true})
-            }
-            Command::CkptDigest => match self.app.as_ref() {
-                Some(a) => serde_json::json!({
-                    "ok": true,
-                    "syncing": a.engine.is_syncing(),
-                    "digest": a.checkpoints().digest().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                }),
-                None => {
-                    serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"})
-                }
-            },
-            Command::CkptFill { bytes } => {
-                let Some(app) = self.app.as_mut() else {
-                    return serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"});
-                };
-                let section = bytes.clamp(1, SECTION_MAX);
-                for i in 0..bytes.div_ceil(section) {
-                    let name = format!("c{}", i / 64).into_bytes();
-                    if i % 64 == 0 {
-                        app.queue_op(&ringlab_sync::Op::Create(name.clone()));
-                    }
-                    let data = vec![i as u8; section];
-                    app.queue_op(&ringlab_sync::Op::Write(
-                        name,
-                        (i as u32).to_be_bytes().to_vec(),
-                        data.into(),
-                    ));
-                }
-                serde_json::json!({"ok": true, "sections": bytes.div_ceil(section)})
-            }
-        }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ok": true,
-            "node": self.cfg.node_id,
-            "inc": self.inc,
-            "state": self.ring.state(),
-            "ring": self.ring.ring_id(),
-            "members": self.ring.members(),
-        })
-    }
-
-    /// Returns the status fields plus every counter (see the README's `ctl` section).
-    fn stats(&self, now: u64) -> serde_json::Value {
-        let secs = (now.saturating_sub(self.started_ns) as f64 / 1e9).max(1e-9);
-        let rs = self.ring.stats();
-        let (qf, qb) = self.ring.queue_depth();
-        let (load_sent, load_refused) = self.load.totals();
-        let h = &self.latency;
-        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        let mut v = self.status();
-        let more = serde_json::json!({
-            "uptime_s": secs,
-            "drops": self.drops,
-            "ring_stats": rs,
-            "retransmissions": rs.frames_retransmitted,
-            "token_rotations_per_s": rs.tokens_received as f64 / secs,
-            "queue": {"frames": qf, "bytes": qb, "stored_frames": self.ring.stored_frames()},
-            "delivered": {"messages": self.delivered, "bytes": self.delivered_bytes},
-            "latency_us": {
-                "count": h.len(), "p50": us(0.5), "p90": us(0.9), "p99": us(0.99),
-                "p999": us(0.999), "max": h.max() as f64 / 1000.0,
-            },
-            "load": {"running": self.load.is_running(), "sent": load_sent, "refused": load_refused},
-            "socket_buffers": {"recv": self.sockets.granted.0, "send": self.sockets.granted.1},
-            "memory_kib": memory_kib(),
-            "sync": self.app.as_ref().map(|a| {
-                let c = a.checkpoints();
-                let st = a.engine.stats();
-                serde_json::json!({
-                    "syncing": a.engine.is_syncing(),
-                    "completed": st.completed,
-                    "aborted": st.aborted,
-                    "queued_ops": a.queued_ops(),
-                    "checkpoints": c.checkpoints().len(),
-                    "state_bytes": c.state_bytes(),
-                })
-            }),
-        });
-        if let (Some(v), serde_json::Value::Object(more)) = (v.as_object_mut(), more) {
-            v.extend(more);
-        }
-        v
-    }
-}
-
-fn write_out(c: &mut Conn) {
-    while !c.outbuf.is_empty() {
-        match c.stream.write(&c.outbuf) {
-            Ok(n) => {
-                c.outbuf.drain(..n);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
-    }
-}
-
-/// Returns (current, peak) resident set size of this process in KiB, from /proc.
-pub fn memory_kib() -> serde_json::Value {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    serde_json::json!({"rss": field("VmRSS:"), "peak_rss": field("VmHWM:")})
 }
