@@ -13,7 +13,6 @@ use crate::stable;
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::{Config as RingConfig, MembState, NodeId, RingId};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -329,11 +328,6 @@ impl Cluster {
         }
     }
 
-    /// Sends one control command to node `id`; returns its answer.
-    pub fn ctl(&self, id: NodeId, json: &str) -> Result<Value, HarnessError> {
-        ctl(&self.control_path(id), json)
-    }
-
     /// Sends `req` to node `id`; returns its typed reply ([`Request`]'s variants say which
     /// type), or the error: a refusal and a reply that does not parse are errors.
     pub fn call<R: DeserializeOwned>(&self, id: NodeId, req: &Request) -> Result<R, HarnessError> {
@@ -455,11 +449,6 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
-}
-
-/// Sends one JSON-line command to a control socket; returns the answer.
-pub fn ctl(path: &Path, json: &str) -> Result<Value, HarnessError> {
-    Ok(control::exchange(path, json)?)
 }
 
 /// Appends the records of a JSON-lines file to `out` (a missing file adds none).
