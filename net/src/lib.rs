@@ -12,6 +12,8 @@
 //!   and replies, the node's server side, the client call every tool uses;
 //! - [`node`]: the event loop and the datagram path, event records, and what each control
 //!   request does to the node;
+//! - [`harness`]: clusters of node processes on one host, for `ringlab cluster`, the runner
+//!   and the loopback tests;
 //! - [`relay`]: the pnet (AF_PACKET) relay that impairs one link where netem is missing.
 //!
 //! The one `unsafe` block (a `setsockopt` that neither socket2 nor nix offers) is in `relay`.
