@@ -20,12 +20,12 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     /// Connecting, writing the request or reading the reply failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// Why it failed.
-        source: std::io::Error,
+        /// Why it failed (in the message, so not repeated as a source).
+        cause: std::io::Error,
     },
     /// The node answered `{"ok": false, "error": ...}`.
     #[error("the node refused: {0}")]
@@ -42,7 +42,7 @@ pub enum CtlError {
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CtlError {
     let what = what.into();
-    move |source| CtlError::Io { what, source }
+    move |cause| CtlError::Io { what, cause }
 }
 
 /// Sends one request line (a JSON object) to the control socket at `path`; returns the reply
