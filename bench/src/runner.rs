@@ -17,8 +17,9 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use ringlab_net::control::{Ack, Request, StopLoadReply};
 use ringlab_net::harness::{Cluster, Spec};
-use ringlab_net::monotonic_ns;
+use ringlab_net::{monotonic_ns, LoadSpec};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::NodeId;
 use std::collections::BTreeSet;
@@ -218,11 +219,14 @@ fn wait_until(
 
 fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
     if (id as usize) <= exp.load.senders && ms_left > 0 {
-        let cmd = serde_json::json!({
-            "cmd": "load", "rate": exp.load.rate, "size": exp.load.size,
-            "safe": exp.load.safe, "duration_ms": ms_left,
-        });
-        let _ = c.ctl(id, &cmd.to_string());
+        let load = LoadSpec {
+            rate: exp.load.rate,
+            size: exp.load.size,
+            safe: exp.load.safe,
+            duration_ms: Some(ms_left),
+            ..LoadSpec::default()
+        };
+        let _ = c.call::<Ack>(id, &Request::Load(load));
     }
 }
 
@@ -313,7 +317,7 @@ fn run_rep(
                             cluster.spawn(n)?;
                         }
                         ProcessOp::Leave => {
-                            cluster.ctl(n, r#"{"cmd":"leave"}"#)?;
+                            cluster.call::<Ack>(n, &Request::Leave)?;
                         }
                     }
                 }
@@ -331,7 +335,7 @@ fn run_rep(
     pb.set_message(format!("rep {rep}: stopping"));
     for &id in &all {
         if cluster.is_running(id) {
-            let _ = cluster.ctl(id, r#"{"cmd":"stop_load"}"#);
+            let _ = cluster.call::<StopLoadReply>(id, &Request::StopLoad);
         }
     }
     for n in paused {
@@ -342,8 +346,8 @@ fn run_rep(
     let mut stats = serde_json::Map::new();
     for &id in &all {
         if cluster.is_running(id) {
-            if let Ok(v) = cluster.ctl(id, r#"{"cmd":"stats"}"#) {
-                stats.insert(id.to_string(), v);
+            if let Ok(s) = cluster.stats(id) {
+                stats.insert(id.to_string(), serde_json::to_value(s)?);
             }
         }
     }

@@ -2,8 +2,9 @@
 //! short load, prints membership, throughput and latency, checks the records, stops.
 
 use anyhow::{Context, Result};
+use ringlab_net::control::{Ack, Request, StatsReply, StopLoadReply};
 use ringlab_net::harness::{Cluster, Spec};
-use ringlab_net::{monotonic_ns, Transport};
+use ringlab_net::{monotonic_ns, LoadSpec, Transport};
 use ringlab_ring::{Config, NodeId};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,20 +103,22 @@ pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
     let formed_ms = (monotonic_ns() - t0) as f64 / 1e6;
     let idle: Vec<u64> = ids
         .iter()
-        .map(|&i| {
-            cluster
-                .ctl(i, r#"{"cmd":"stats"}"#)
-                .map(|v| v["memory_kib"]["rss"].as_u64().unwrap_or(0))
-        })
+        .map(|&i| cluster.stats(i).map(|s| s.memory_kib.rss.unwrap_or(0)))
         .collect::<Result<_, _>>()?;
-    let before: Vec<serde_json::Value> = ids
+    let before: Vec<StatsReply> = ids
         .iter()
-        .map(|&i| cluster.ctl(i, r#"{"cmd":"stats"}"#))
+        .map(|&i| cluster.stats(i))
         .collect::<Result<_, _>>()?;
-    let load = serde_json::json!({"cmd": "load", "rate": o.rate, "size": o.size, "safe": o.safe, "duration_ms": o.load_ms});
+    let load = Request::Load(LoadSpec {
+        rate: o.rate,
+        size: o.size,
+        safe: o.safe,
+        duration_ms: Some(o.load_ms),
+        ..LoadSpec::default()
+    });
     let start = monotonic_ns();
     for &i in ids.iter().take(o.senders.max(1)) {
-        cluster.ctl(i, &load.to_string())?;
+        cluster.call::<Ack>(i, &load)?;
     }
     while monotonic_ns() < start + o.load_ms * 1_000_000 {
         if interrupted.load(Ordering::SeqCst) {
@@ -125,34 +128,30 @@ pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = (monotonic_ns() - start) as f64 / 1e9;
-    let after: Vec<serde_json::Value> = ids
+    let after: Vec<StatsReply> = ids
         .iter()
-        .map(|&i| cluster.ctl(i, r#"{"cmd":"stats"}"#))
+        .map(|&i| cluster.stats(i))
         .collect::<Result<_, _>>()?;
-    let members = after[0]["members"].clone();
+    let members = serde_json::to_value(&after[0].status.members)?;
     let mut per_node = Vec::new();
     for (k, &i) in ids.iter().enumerate() {
         let (a, b) = (&after[k], &before[k]);
-        let d = |f: &str| {
-            a["delivered"][f].as_u64().unwrap_or(0) - b["delivered"][f].as_u64().unwrap_or(0)
-        };
         per_node.push(NodeFigures {
             node: i,
-            delivered_msgs_per_s: d("messages") as f64 / secs,
-            delivered_mb_per_s: d("bytes") as f64 / secs / 1e6,
-            latency_p50_us: a["latency_us"]["p50"].as_f64().unwrap_or(0.0),
-            latency_p99_us: a["latency_us"]["p99"].as_f64().unwrap_or(0.0),
-            latency_max_us: a["latency_us"]["max"].as_f64().unwrap_or(0.0),
-            retransmissions: a["retransmissions"].as_u64().unwrap_or(0),
-            rss_kib: a["memory_kib"]["rss"].as_u64().unwrap_or(0),
-            peak_rss_kib: a["memory_kib"]["peak_rss"].as_u64().unwrap_or(0),
+            delivered_msgs_per_s: (a.delivered.messages - b.delivered.messages) as f64 / secs,
+            delivered_mb_per_s: (a.delivered.bytes - b.delivered.bytes) as f64 / secs / 1e6,
+            latency_p50_us: a.latency_us.p50,
+            latency_p99_us: a.latency_us.p99,
+            latency_max_us: a.latency_us.max,
+            retransmissions: a.retransmissions,
+            rss_kib: a.memory_kib.rss.unwrap_or(0),
+            peak_rss_kib: a.memory_kib.peak_rss.unwrap_or(0),
             idle_rss_kib: idle[k],
         });
     }
     // Let the last messages land, then stop and check the whole history.
-    let load_stop = serde_json::json!({"cmd": "stop_load"}).to_string();
     for &i in &ids {
-        let _ = cluster.ctl(i, &load_stop);
+        let _ = cluster.call::<StopLoadReply>(i, &Request::StopLoad);
     }
     if !cluster.wait_quiet(Duration::from_secs(20)) {
         eprintln!("ringlab cluster: queues did not drain within 20 s; stopping anyway");

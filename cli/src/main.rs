@@ -41,7 +41,8 @@ enum Cmd {
         config: PathBuf,
     },
     /// Sends a command to a node's control socket: status, stats, leave, quit, stop_load,
-    /// load [rate=N size=N safe=true count=N duration_ms=N], or a raw JSON object.
+    /// load [rate=N size=N sizes=N,N safe=true count=N duration_ms=N], ckpt op=OP name=N
+    /// [section=S size=N], ckpt_fill bytes=N, ckpt_digest, or a raw JSON object.
     Ctl {
         /// The node's control socket.
         socket: PathBuf,
@@ -518,22 +519,14 @@ fn node(config: &Path) -> Result<i32> {
 }
 
 fn ctl(socket: &Path, cmd: &str, args: &[String]) -> Result<i32> {
+    // A raw JSON object goes as it is (the escape hatch); a command and its key=value
+    // arguments become a typed request, a bad one refused before anything is sent.
     let json = if cmd.trim_start().starts_with('{') {
         cmd.to_string()
     } else {
-        let mut m = serde_json::Map::new();
-        m.insert("cmd".into(), cmd.into());
-        for a in args {
-            let (k, v) = a
-                .split_once('=')
-                .with_context(|| format!("argument {a:?}: expected key=value"))?;
-            let v = serde_json::from_str(v)
-                .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
-            m.insert(k.to_string(), v);
-        }
-        serde_json::Value::Object(m).to_string()
+        ringlab_net::control::args::parse(cmd, args)?.to_line()
     };
-    let v = ringlab_net::harness::ctl(socket, &json)?;
+    let v = ringlab_net::control::exchange(socket, &json)?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(if v["ok"] == true { 0 } else { 1 })
 }

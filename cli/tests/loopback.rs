@@ -3,8 +3,11 @@
 //! No test asserts a time: waits have generous limits and only behaviour is checked.
 
 use ringlab_net::auth::Authenticator;
+use ringlab_net::control::{
+    Ack, CkptDigestReply, CkptFillReply, Request, StopLoadReply, SyncStats,
+};
 use ringlab_net::harness::{Cluster, Spec};
-use ringlab_net::Transport;
+use ringlab_net::{LoadSpec, Transport};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::{Config, MsgId, NodeId, Reason, Variant};
 use std::collections::{HashMap, HashSet};
@@ -46,6 +49,26 @@ fn ids(n: usize) -> Vec<NodeId> {
     (1..=n as NodeId).collect()
 }
 
+/// A load of `size`-byte messages at `rate` per second (0: maximum), stopping after `count`.
+fn load(rate: u64, size: usize, count: Option<u64>) -> Request {
+    Request::Load(LoadSpec {
+        rate,
+        size,
+        count,
+        ..LoadSpec::default()
+    })
+}
+
+/// A checkpoint operation.
+fn ckpt(op: &str, name: &str, section: &str, size: usize) -> Request {
+    Request::Ckpt {
+        op: op.into(),
+        name: name.into(),
+        section: section.into(),
+        size,
+    }
+}
+
 /// Stops the cluster, checks every record, returns them.
 fn stop_and_check(c: &mut Cluster) -> Vec<Record> {
     assert!(c.wait_quiet(Duration::from_secs(30)), "queues drained");
@@ -70,8 +93,13 @@ fn ten_thousand_messages(name: &str, transport: Transport, variant: Variant, por
     // 10,000 messages from 3 senders, 1 B to 64 KiB.
     let sizes = [1, 100, 1000, 1, 300, 1400, 9000, 65_536];
     for (sender, count) in [(1, 3334), (3, 3333), (5, 3333)] {
-        let cmd = serde_json::json!({"cmd": "load", "rate": 0, "sizes": sizes, "count": count});
-        assert_eq!(c.ctl(sender, &cmd.to_string()).unwrap()["ok"], true);
+        let cmd = Request::Load(LoadSpec {
+            rate: 0,
+            sizes: sizes.to_vec(),
+            count: Some(count),
+            ..LoadSpec::default()
+        });
+        c.call::<Ack>(sender, &cmd).unwrap();
     }
     let records = stop_and_check(&mut c);
     let sent: HashSet<MsgId> = records
@@ -120,8 +148,7 @@ fn kill_and_restart(name: &str, transport: Transport, variant: Variant, port: u1
     let mut c = Cluster::start(spec(name, 5, transport, variant, port, false)).unwrap();
     c.wait_ring(&ids(5), Duration::from_secs(20)).unwrap();
     for s in [1, 3] {
-        let cmd = serde_json::json!({"cmd": "load", "rate": 500, "size": 700});
-        c.ctl(s, &cmd.to_string()).unwrap();
+        c.call::<Ack>(s, &load(500, 700, None)).unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     c.kill(3);
@@ -129,14 +156,10 @@ fn kill_and_restart(name: &str, transport: Transport, variant: Variant, port: u1
     c.spawn(3).unwrap();
     assert_eq!(c.incarnation(3), 2);
     c.wait_ring(&ids(5), Duration::from_secs(20)).unwrap();
-    c.ctl(
-        3,
-        &serde_json::json!({"cmd": "load", "rate": 500, "size": 700}).to_string(),
-    )
-    .unwrap();
+    c.call::<Ack>(3, &load(500, 700, None)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     for s in [1, 3] {
-        c.ctl(s, r#"{"cmd":"stop_load"}"#).unwrap();
+        c.call::<StopLoadReply>(s, &Request::StopLoad).unwrap();
     }
     let records = stop_and_check(&mut c);
     // The survivors saw a 4-member configuration, then 5 again with node 3's new incarnation.
@@ -186,7 +209,7 @@ fn graceful_leave_reforms_without_a_token_loss() {
     ))
     .unwrap();
     c.wait_ring(&ids(5), Duration::from_secs(20)).unwrap();
-    assert_eq!(c.ctl(4, r#"{"cmd":"leave"}"#).unwrap()["ok"], true);
+    c.call::<Ack>(4, &Request::Leave).unwrap();
     c.wait_ring(&[1, 2, 3, 5], Duration::from_secs(20)).unwrap();
     let records = stop_and_check(&mut c);
     // The survivors left OPERATIONAL because of the leave, and none timed the token out.
@@ -250,37 +273,31 @@ fn bad_datagrams_are_counted_per_reason_and_the_ring_is_unharmed() {
                                          // Wait (bounded) until node 1 has read all 352 datagrams; a loaded machine may take a while.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let s = loop {
-        let s = c.ctl(1, r#"{"cmd":"stats"}"#).unwrap();
-        let d = &s["drops"];
-        let seen: u64 = [
-            "foreign",
-            "unauthenticated",
-            "wrong_version",
-            "bad_magic",
-            "malformed",
-            "oversized",
-            "replayed",
-        ]
-        .iter()
-        .map(|k| d[*k].as_u64().unwrap_or(0))
-        .sum();
+        let s = c.stats(1).unwrap();
+        let d = &s.drops;
+        let seen = d.foreign
+            + d.unauthenticated
+            + d.wrong_version
+            + d.bad_magic
+            + d.malformed
+            + d.oversized
+            + d.replayed;
         if seen >= 351 || std::time::Instant::now() > deadline {
             break s;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let d = &s["drops"];
-    assert_eq!(d["foreign"], 50, "{d}");
-    assert_eq!(d["unauthenticated"], 100, "{d}");
-    assert_eq!(d["wrong_version"], 50, "{d}");
-    assert_eq!(d["bad_magic"], 50, "{d}");
-    assert_eq!(d["malformed"], 50, "{d}");
-    assert_eq!(d["oversized"], 50, "{d}");
-    assert_eq!(d["replayed"], 1, "{d}");
+    let d = &s.drops;
+    assert_eq!(d.foreign, 50, "{d:?}");
+    assert_eq!(d.unauthenticated, 100, "{d:?}");
+    assert_eq!(d.wrong_version, 50, "{d:?}");
+    assert_eq!(d.bad_magic, 50, "{d:?}");
+    assert_eq!(d.malformed, 50, "{d:?}");
+    assert_eq!(d.oversized, 50, "{d:?}");
+    assert_eq!(d.replayed, 1, "{d:?}");
     // Still the same ring, and it still carries messages.
     assert_eq!(c.wait_ring(&[1, 2], Duration::from_secs(5)).unwrap(), ring);
-    c.ctl(1, r#"{"cmd":"load","rate":0,"size":500,"count":2000}"#)
-        .unwrap();
+    c.call::<Ack>(1, &load(0, 500, Some(2000))).unwrap();
     let records = stop_and_check(&mut c);
     let delivered_at_2 = records
         .iter()
@@ -316,8 +333,7 @@ fn ipv6_cluster(name: &str, transport: Transport, port: u16) {
     s.group = "ff02::1:7272".parse().unwrap();
     let mut c = Cluster::start(s).unwrap();
     c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
-    c.ctl(2, r#"{"cmd":"load","rate":0,"size":800,"count":1000}"#)
-        .unwrap();
+    c.call::<Ack>(2, &load(0, 800, Some(1000))).unwrap();
     let records = stop_and_check(&mut c);
     for n in 1..=3 {
         let got = records
@@ -336,8 +352,11 @@ fn ipv6_unicast_on_the_loopback() {
     ipv6_cluster("v6-uc", Transport::Unicast, 17_900);
 }
 
-fn sync_of(c: &Cluster, id: NodeId) -> serde_json::Value {
-    c.ctl(id, r#"{"cmd":"stats"}"#).unwrap()["sync"].clone()
+fn sync_of(c: &Cluster, id: NodeId) -> SyncStats {
+    c.stats(id)
+        .unwrap()
+        .sync
+        .expect("the checkpoint service runs")
 }
 
 #[test]
@@ -353,13 +372,12 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
     s.services = vec!["checkpoint".into()];
     let mut c = Cluster::start(s).unwrap();
     c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
-    c.ctl(1, r#"{"cmd":"ckpt_fill","bytes":2097152}"#).unwrap();
-    c.ctl(2, r#"{"cmd":"ckpt","op":"open","name":"c0"}"#)
+    c.call::<CkptFillReply>(1, &Request::CkptFill { bytes: 2_097_152 })
         .unwrap();
-    c.ctl(3, r#"{"cmd":"ckpt","op":"open","name":"c0"}"#)
-        .unwrap();
+    c.call::<Ack>(2, &ckpt("open", "c0", "", 0)).unwrap();
+    c.call::<Ack>(3, &ckpt("open", "c0", "", 0)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while (1..=3).any(|i| sync_of(&c, i)["state_bytes"] != 2_097_152) {
+    while (1..=3).any(|i| sync_of(&c, i).state_bytes != 2_097_152) {
         assert!(
             std::time::Instant::now() < deadline,
             "the writes reached every node"
@@ -369,25 +387,23 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
     // Node 3 dies and comes back empty; node 2 writes meanwhile.
     c.kill(3);
     c.wait_ring(&[1, 2], Duration::from_secs(20)).unwrap();
-    c.ctl(
-        2,
-        r#"{"cmd":"ckpt","op":"write","name":"c0","section":"extra","size":1000}"#,
-    )
-    .unwrap();
+    c.call::<Ack>(2, &ckpt("write", "c0", "extra", 1000))
+        .unwrap();
     c.spawn(3).unwrap();
     c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let s: Vec<serde_json::Value> = (1..=3).map(|i| sync_of(&c, i)).collect();
-        let d: Vec<serde_json::Value> = (1..=3)
-            .map(|i| c.ctl(i, r#"{"cmd":"ckpt_digest"}"#).unwrap()["digest"].clone())
+        let s: Vec<SyncStats> = (1..=3).map(|i| sync_of(&c, i)).collect();
+        let d: Vec<String> = (1..=3)
+            .map(|i| {
+                c.call::<CkptDigestReply>(i, &Request::CkptDigest)
+                    .unwrap()
+                    .digest
+            })
             .collect();
-        assert!(d.iter().all(|x| x.is_string()), "{d:?}");
-        let settled = s
-            .iter()
-            .all(|x| x["syncing"] == false && x["queued_ops"] == 0)
-            && d.iter().all(|x| *x == d[0]);
-        if settled && s[0]["state_bytes"] == 2_098_152 {
+        let settled =
+            s.iter().all(|x| !x.syncing && x.queued_ops == 0) && d.iter().all(|x| *x == d[0]);
+        if settled && s[0].state_bytes == 2_098_152 {
             // Node 3's restart took its open count with it: only node 2's remains.
             break;
         }

@@ -6,14 +6,15 @@
 //! Only this harness's own children are ever signalled, by their PID (`Child::kill`), and
 //! every child still running is killed when the [`Cluster`] is dropped, panics included.
 
+use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Peer, Transport};
-use crate::node::monotonic_ns;
+use crate::control::{self, Ack, CtlError, Request, StatsReply, StatusReply};
+use crate::stable;
 use ringlab_ring::record::{Body, Record};
-use ringlab_ring::{Config as RingConfig, NodeId, RingId};
-use serde_json::Value;
+use ringlab_ring::{Config as RingConfig, MembState, NodeId, RingId};
+use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub enum HarnessError {
     /// A node did not answer as expected.
     #[error("{0}")]
     Node(String),
+    /// A control call failed (no answer, a refusal, a reply that does not parse).
+    #[error(transparent)]
+    Ctl(#[from] CtlError),
 }
 
 fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
@@ -235,7 +239,7 @@ impl Cluster {
     fn await_control(&mut self, id: NodeId) -> Result<(), HarnessError> {
         let deadline = monotonic_ns() + 10_000_000_000;
         while monotonic_ns() < deadline {
-            if self.ctl(id, r#"{"cmd":"status"}"#).is_ok() {
+            if self.status(id).is_ok() {
                 return Ok(());
             }
             if let Some(Some(c)) = self.children.get_mut(id as usize - 1) {
@@ -255,11 +259,7 @@ impl Cluster {
 
     /// Returns the incarnation node `id` last started with (its stable storage).
     pub fn incarnation(&self, id: NodeId) -> u32 {
-        std::fs::read_to_string(self.spec.dir.join("state").join(format!("node-{id}.state")))
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v["incarnation"].as_u64())
-            .unwrap_or(0) as u32
+        stable::read(&stable::path(&self.config(id).state_dir, id)).map_or(0, |s| s.incarnation)
     }
 
     /// SIGKILLs node `id` (this harness's own child, by PID) and records the crash.
@@ -328,9 +328,20 @@ impl Cluster {
         }
     }
 
-    /// Sends one control command to node `id`; returns its answer.
-    pub fn ctl(&self, id: NodeId, json: &str) -> Result<Value, HarnessError> {
-        ctl(&self.control_path(id), json)
+    /// Sends `req` to node `id`; returns its typed reply ([`Request`]'s variants say which
+    /// type), or the error: a refusal and a reply that does not parse are errors.
+    pub fn call<R: DeserializeOwned>(&self, id: NodeId, req: &Request) -> Result<R, HarnessError> {
+        Ok(control::call(&self.control_path(id), req)?)
+    }
+
+    /// Returns node `id`'s membership (`status`).
+    pub fn status(&self, id: NodeId) -> Result<StatusReply, HarnessError> {
+        self.call(id, &Request::Status)
+    }
+
+    /// Returns node `id`'s status and counters (`stats`).
+    pub fn stats(&self, id: NodeId) -> Result<StatsReply, HarnessError> {
+        self.call(id, &Request::Stats)
     }
 
     /// Waits until every node in `ids` is operational on one ring of exactly `ids`.
@@ -341,17 +352,15 @@ impl Cluster {
             let mut ring = None;
             let mut ok = true;
             for &id in ids {
-                match self.ctl(id, r#"{"cmd":"status"}"#) {
-                    Ok(v) => {
-                        let members: Vec<NodeId> =
-                            serde_json::from_value(v["members"].clone()).unwrap_or_default();
-                        let r: Option<RingId> = serde_json::from_value(v["ring"].clone()).ok();
-                        if v["state"] != "operational"
-                            || members != ids
+                match self.status(id) {
+                    Ok(s) => {
+                        let r = Some(s.ring);
+                        if s.state != MembState::Operational
+                            || s.members != ids
                             || (ring.is_some() && ring != r)
                         {
                             ok = false;
-                            last = v.to_string();
+                            last = serde_json::to_string(&s).expect("a status serialises");
                         }
                         ring = r;
                     }
@@ -385,11 +394,11 @@ impl Cluster {
                 if !self.is_running(id) {
                     continue;
                 }
-                if let Ok(v) = self.ctl(id, r#"{"cmd":"stats"}"#) {
-                    queued += v["queue"]["frames"].as_u64().unwrap_or(0);
+                if let Ok(s) = self.stats(id) {
+                    queued += s.queue.frames;
                     // A load still running (or not yet started its first send) is not quiet.
-                    queued += u64::from(v["load"]["running"] == true);
-                    now_counts.push(v["delivered"]["messages"].as_u64().unwrap_or(0));
+                    queued += u64::from(s.load.running);
+                    now_counts.push(s.delivered.messages);
                 }
             }
             if queued == 0 && now_counts == last {
@@ -418,7 +427,7 @@ impl Cluster {
     pub fn stop(&mut self) {
         for id in 1..=self.spec.nodes as NodeId {
             if self.is_running(id) {
-                let _ = self.ctl(id, r#"{"cmd":"quit"}"#);
+                let _ = self.call::<Ack>(id, &Request::Quit);
             }
         }
         let deadline = monotonic_ns() + 3_000_000_000;
@@ -440,22 +449,6 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
-}
-
-/// Sends one JSON-line command to a control socket; returns the answer.
-pub fn ctl(path: &Path, json: &str) -> Result<Value, HarnessError> {
-    let mut s =
-        UnixStream::connect(path).map_err(ioe(format!("connecting to {}", path.display())))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(ioe("setting a timeout"))?;
-    s.write_all(json.as_bytes())
-        .map_err(ioe("writing a command"))?;
-    s.write_all(b"\n").map_err(ioe("writing a command"))?;
-    let mut line = String::new();
-    BufReader::new(s)
-        .read_line(&mut line)
-        .map_err(ioe("reading the answer"))?;
-    serde_json::from_str(&line).map_err(|e| HarnessError::Node(format!("bad answer {line:?}: {e}")))
 }
 
 /// Appends the records of a JSON-lines file to `out` (a missing file adds none).

@@ -3,9 +3,17 @@
 //!
 //! - [`config`]: the node's TOML config, validated with errors naming the field;
 //! - [`sockets`]: socket setup (buffers, multicast interface, TTL 1, loop) and sends;
+//! - [`drops`]: the drop and send-failure counters, per reason;
+//! - [`clock`]: the one clock (CLOCK_MONOTONIC) records and faults are stamped with;
+//! - [`stable`]: stable storage (incarnation and ring seq), written by temp file and rename;
 //! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
-//! - [`node`]: the event loop, drop counters per reason, event records, the load generator,
-//!   stats, and the control channel (a Unix socket speaking JSON lines);
+//! - [`load`]: the load generator (rate or maximum, sizes, count, duration);
+//! - [`control`]: the control protocol (a Unix socket speaking JSON lines): typed requests
+//!   and replies, the node's server side, the client call every tool uses;
+//! - [`node`]: the event loop and the datagram path, event records, and what each control
+//!   request does to the node;
+//! - [`harness`]: clusters of node processes on one host, for `ringlab cluster`, the runner
+//!   and the loopback tests;
 //! - [`relay`]: the pnet (AF_PACKET) relay that impairs one link where netem is missing.
 //!
 //! The one `unsafe` block (a `setsockopt` that neither socket2 nor nix offers) is in `relay`.
@@ -16,11 +24,18 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod control;
+pub mod drops;
 pub mod harness;
+pub mod load;
 pub mod node;
 pub mod relay;
 pub mod sockets;
+pub mod stable;
 
+pub use clock::monotonic_ns;
 pub use config::{NodeConfig, Peer, Transport};
-pub use node::{monotonic_ns, LoadSpec, Node};
+pub use load::LoadSpec;
+pub use node::Node;

@@ -1,139 +1,39 @@
-//! One node: a single-threaded mio event loop around a [`Ring`].
+//! One node: a single-threaded mio event loop around a [`Ring`], and the datagram path.
 //!
 //! The loop waits for the earliest of the ring's deadline and the load generator's next
 //! send, reads every socket until `WouldBlock`, feeds the ring, then drains it: event
 //! records are written and flushed *before* the datagrams of the same turn go out, so a
 //! node killed at any point never has a message on the wire without its `send` record.
-//! The control channel (a Unix socket, JSON lines) and the load generator live in the same
-//! loop; nothing else runs beside it.
+//! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
+//! the same loop; nothing else runs beside it. What each control request does to the node is
+//! in `node/commands.rs`.
+
+mod commands;
 
 use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
+use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
+use crate::control::server::Server;
+use crate::drops::Drops;
+use crate::load::LoadGen;
 use crate::sockets::{self, RecvBatch, Sockets};
+use crate::stable::{self, Stable};
 use hdrhistogram::Histogram;
-use mio::net::{UnixListener, UnixStream};
+use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
 use ringlab_ring::record::{Body, Record};
 use ringlab_ring::wire::{self, DecodeError};
-use ringlab_ring::{Dest, Event, Guarantee, MembState, NodeId, Ring, SubmitError};
+use ringlab_ring::{Dest, Event, MembState, NodeId, Ring};
 use ringlab_sync::app::CheckpointApp;
-use ringlab_sync::checkpoint::SECTION_MAX;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const UNICAST: Token = Token(0);
 const MULTICAST: Token = Token(1);
 const CONTROL: Token = Token(2);
-const FIRST_CONN: usize = 16;
 const MAX_DATAGRAM: usize = 65_536;
-
-/// Returns CLOCK_MONOTONIC in ns: shared by every process and network namespace of a host,
-/// so send and delivery times from different nodes compare directly.
-pub fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// Datagrams dropped before the ring saw them, per reason.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Drops {
-    /// Larger than netmtu plus the authentication trailer.
-    pub oversized: u64,
-    /// From an address not in the node list (another cluster, or a stranger).
-    pub foreign: u64,
-    /// Not ringlab at all (bad magic).
-    pub bad_magic: u64,
-    /// A wire version this build does not speak.
-    pub wrong_version: u64,
-    /// A header that does not decode.
-    pub malformed: u64,
-    /// No authentication trailer, or a MAC that does not verify.
-    pub unauthenticated: u64,
-    /// Authenticated, but seen before.
-    pub replayed: u64,
-    /// Sends the kernel refused (buffer full).
-    pub send_would_block: u64,
-    /// Other send errors.
-    pub send_errors: u64,
-}
-
-/// A running load.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct LoadSpec {
-    /// Messages per second; 0 keeps the send queue full (maximum load).
-    #[serde(default)]
-    pub rate: u64,
-    /// Message size in bytes.
-    #[serde(default = "default_size")]
-    pub size: usize,
-    /// Sizes to cycle through instead of `size` (mixed-size loads).
-    #[serde(default)]
-    pub sizes: Vec<usize>,
-    /// Safe (true) or agreed.
-    #[serde(default)]
-    pub safe: bool,
-    /// Stop after this many messages.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Stop after this long.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-}
-
-fn default_size() -> usize {
-    1024
-}
-
-struct Load {
-    spec: LoadSpec,
-    started: u64,
-    sent: u64,
-    refused: u64,
-}
-
-/// A control command (one JSON object per line).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-enum Command {
-    Status,
-    Stats,
-    Load(LoadSpec),
-    StopLoad,
-    Leave,
-    Quit,
-    /// A checkpoint operation: op = create | open | close | unlink | write | delete.
-    Ckpt {
-        op: String,
-        name: String,
-        #[serde(default)]
-        section: String,
-        #[serde(default)]
-        size: usize,
-    },
-    /// Writes `bytes` of sections (512 KiB each at most) into checkpoints c0, c1, ...
-    CkptFill {
-        bytes: usize,
-    },
-    /// Returns the digest of the committed checkpoint state (hashes all of it: not in `stats`).
-    CkptDigest,
-}
-
-struct Conn {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-}
-
-/// A node's stable storage: survives restarts.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Stable {
-    incarnation: u32,
-    ring_seq: u64,
-}
 
 /// One running node.
 pub struct Node {
@@ -142,9 +42,7 @@ pub struct Node {
     inc: u32,
     poll: Poll,
     sockets: Sockets,
-    control: UnixListener,
-    conns: HashMap<Token, Conn>,
-    next_conn: usize,
+    control: Server,
     /// Node list by (ip, port): an IPv6 source also carries a flow label and scope id,
     /// which say nothing about who sent it.
     by_addr: HashMap<(std::net::IpAddr, u16), NodeId>,
@@ -155,12 +53,11 @@ pub struct Node {
     latency: Histogram<u64>,
     delivered: u64,
     delivered_bytes: u64,
-    load: Option<Load>,
-    load_sent_total: u64,
-    load_refused_total: u64,
+    load: LoadGen,
+    /// The `send` record bodies of the load's last turn (kept to reuse its allocation).
+    load_sent: Vec<Body>,
     started_ns: u64,
-    stable_path: PathBuf,
-    stable_seq: u64,
+    stable: Stable,
     exit: Option<&'static str>,
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
@@ -194,20 +91,16 @@ impl Node {
     pub fn start(cfg: NodeConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(io(format!("creating {}", cfg.state_dir.display())))?;
-        let stable_path = cfg.state_dir.join(format!("node-{}.state", cfg.node_id));
-        let mut stable: Stable = std::fs::read_to_string(&stable_path)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
-        stable.incarnation += 1;
-        write_stable(&stable_path, &stable)
-            .map_err(io(format!("writing {}", stable_path.display())))?;
+        let stable = Stable::open(&cfg.state_dir, cfg.node_id).map_err(io(format!(
+            "writing {}",
+            stable::path(&cfg.state_dir, cfg.node_id).display()
+        )))?;
         let now = monotonic_ns();
         let ring = Ring::new(
             cfg.node_id,
-            stable.incarnation,
+            stable.incarnation(),
             cfg.totem.clone(),
-            stable.ring_seq,
+            stable.ring_seq(),
             now,
         )?;
         let poll = Poll::new().map_err(io("creating the poll"))?;
@@ -239,7 +132,7 @@ impl Node {
                         ),
                     });
                 }
-                Some(Authenticator::new(key, cfg.node_id, stable.incarnation))
+                Some(Authenticator::new(key, cfg.node_id, stable.incarnation()))
             }
             None => None,
         };
@@ -270,20 +163,18 @@ impl Node {
             .collect();
         tracing::info!(
             node = cfg.node_id,
-            inc = stable.incarnation,
+            inc = stable.incarnation(),
             transport = ?cfg.transport,
             recv_buffer = sockets.granted.0,
             send_buffer = sockets.granted.1,
             "node started"
         );
         let mut node = Node {
-            inc: stable.incarnation,
+            inc: stable.incarnation(),
             ring,
             poll,
             sockets,
-            control,
-            conns: HashMap::new(),
-            next_conn: FIRST_CONN,
+            control: Server::new(control),
             by_addr,
             addr_of,
             auth,
@@ -293,12 +184,10 @@ impl Node {
                 .expect("valid histogram bounds"),
             delivered: 0,
             delivered_bytes: 0,
-            load: None,
-            load_sent_total: 0,
-            load_refused_total: 0,
+            load: LoadGen::default(),
+            load_sent: Vec::new(),
             started_ns: now,
-            stable_path,
-            stable_seq: stable.ring_seq,
+            stable,
             exit: None,
             sealed: Vec::with_capacity(MAX_DATAGRAM),
             batch: cfg.batched_io.then(|| {
@@ -334,10 +223,13 @@ impl Node {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let now = monotonic_ns();
-            let deadline = [self.ring.poll_timeout(), self.load_deadline(now)]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.ring.poll_timeout(),
+                self.load.deadline(now, self.load_waits()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -353,7 +245,7 @@ impl Node {
                 match ev.token() {
                     UNICAST => self.read_socket(false, &mut buf),
                     MULTICAST => self.read_socket(true, &mut buf),
-                    CONTROL => self.accept(),
+                    CONTROL => self.control.accept(self.poll.registry()),
                     t => self.serve(t),
                 }
             }
@@ -364,7 +256,7 @@ impl Node {
             self.run_load(now);
             self.drain();
             if let Some(why) = self.exit {
-                self.flush_conns();
+                self.control.flush();
                 if let Some(w) = self.records.as_mut() {
                     let _ = w.flush();
                 }
@@ -517,22 +409,14 @@ impl Node {
         while let Some(t) = self.ring.poll_transmit() {
             self.send(t.dest, &t.payload);
         }
-        let seq = self.ring.stable_ring_seq();
-        if seq != self.stable_seq {
-            self.stable_seq = seq;
-            let _ = write_stable(
-                &self.stable_path,
-                &Stable {
-                    incarnation: self.inc,
-                    ring_seq: seq,
-                },
-            );
-        }
+        let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
         if self.ring.state() == MembState::Left && self.exit.is_none() {
             self.exit = Some("left");
         }
     }
 
+    /// Writes one event record (buffered; `drain` flushes): every record the node writes
+    /// goes through here.
     fn record(&mut self, now: u64, body: Body) {
         if let Some(w) = self.records.as_mut() {
             let r = Record {
@@ -588,357 +472,33 @@ impl Node {
             || self.app.as_ref().is_some_and(|a| a.engine.is_syncing())
     }
 
-    fn load_deadline(&self, now: u64) -> Option<u64> {
-        let l = self.load.as_ref()?;
-        // While the load waits, so does its timer: a deadline already past would turn the
-        // loop into a busy spin. The ring's own events wake the loop again, and run_load runs
-        // on every turn.
-        if self.load_waits() {
-            return l.spec.duration_ms.map(|d| l.started + d * 1_000_000);
-        }
-        if l.spec.rate == 0 {
-            // Maximum load: come back soon to top the queue up.
-            return Some(now + 200_000);
-        }
-        Some(l.started + (l.sent + 1) * 1_000_000_000 / l.spec.rate)
-    }
-
+    /// Runs the load generator's turn, then records the messages it sent.
     fn run_load(&mut self, now: u64) {
         let waits = self.load_waits();
-        let Some(l) = self.load.as_mut() else { return };
-        let done_by_time = l
-            .spec
-            .duration_ms
-            .is_some_and(|d| now >= l.started + d * 1_000_000);
-        let done_by_count = l.spec.count.is_some_and(|c| l.sent >= c);
-        if done_by_time || done_by_count {
-            self.load = None;
-            return;
-        }
-        if waits {
-            return;
-        }
-        let due = if l.spec.rate == 0 {
-            // Maximum load: keep one window of frames queued. That saturates the ring (a visit
-            // sends at most max_messages) without measuring an overfull queue as latency.
-            let (frames, _) = self.ring.queue_depth();
-            if frames >= self.cfg.totem.window_size as usize {
-                return;
-            }
-            u64::MAX
-        } else {
-            (now.saturating_sub(l.started) as u128 * l.spec.rate as u128 / 1_000_000_000) as u64
-        };
-        let largest = l
-            .spec
-            .sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(l.spec.size)
-            .max(1);
-        let payload = vec![0xA5u8; largest];
-        let g = if l.spec.safe {
-            Guarantee::Safe
-        } else {
-            Guarantee::Agreed
-        };
-        let mut n = 0;
+        let mut sent = std::mem::take(&mut self.load_sent);
         let window = self.cfg.totem.window_size as usize;
-        while l.sent < due
-            && l.spec.count.is_none_or(|c| l.sent < c)
-            && n < 4096
-            && (l.spec.rate != 0 || self.ring.queue_depth().0 < window)
-        {
-            let len = match l.spec.sizes.as_slice() {
-                [] => l.spec.size.max(1),
-                sizes => sizes[(l.sent % sizes.len() as u64) as usize].max(1),
-            };
-            match self.ring.submit(now, &payload[..len], g) {
-                Ok(id) => {
-                    l.sent += 1;
-                    n += 1;
-                    self.load_sent_total += 1;
-                    if self.cfg.record_messages {
-                        if let Some(w) = self.records.as_mut() {
-                            let r = Record {
-                                t_ns: now,
-                                node: self.cfg.node_id,
-                                inc: self.inc,
-                                body: Body::Send {
-                                    id,
-                                    len,
-                                    safe: l.spec.safe,
-                                },
-                            };
-                            let _ = serde_json::to_writer(&mut *w, &r);
-                            let _ = w.write_all(b"\n");
-                        }
-                    }
-                }
-                Err(SubmitError::QueueFull { .. }) => {
-                    l.refused += 1;
-                    self.load_refused_total += 1;
-                    if l.spec.rate != 0 {
-                        // Behind schedule: drop the backlog rather than burst later.
-                        l.sent = due;
-                    }
-                    break;
-                }
-                Err(_) => break,
+        self.load.run(now, waits, &mut self.ring, window, &mut sent);
+        if self.cfg.record_messages {
+            for b in sent.drain(..) {
+                self.record(now, b);
             }
         }
+        sent.clear();
+        self.load_sent = sent;
     }
 
-    fn accept(&mut self) {
-        loop {
-            match self.control.accept() {
-                Ok((mut stream, _)) => {
-                    let t = Token(self.next_conn);
-                    self.next_conn += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
-                        self.conns.insert(
-                            t,
-                            Conn {
-                                stream,
-                                inbuf: Vec::new(),
-                                outbuf: Vec::new(),
-                            },
-                        );
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-    }
-
+    /// Answers every complete request waiting on control connection `t`.
     fn serve(&mut self, t: Token) {
-        let Some(mut c) = self.conns.remove(&t) else {
+        let Some(mut session) = self.control.read(t) else {
             return;
         };
-        let mut closed = false;
-        let mut tmp = [0u8; 4096];
-        loop {
-            match c.stream.read(&mut tmp) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    c.inbuf.extend_from_slice(&tmp[..n]);
-                    if c.inbuf.len() > 1 << 20 {
-                        closed = true;
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
+        while let Some(req) = session.next_request() {
+            let reply = match req {
+                Ok(req) => self.handle(req),
+                Err(bad) => bad,
+            };
+            session.reply(&reply);
         }
-        while let Some(pos) = c.inbuf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
-            let reply = self.command(&line);
-            c.outbuf.extend_from_slice(reply.to_string().as_bytes());
-            c.outbuf.push(b'\n');
-        }
-        write_out(&mut c);
-        if !closed || !c.outbuf.is_empty() {
-            self.conns.insert(t, c);
-        }
+        self.control.finish(session);
     }
-
-    fn flush_conns(&mut self) {
-        for c in self.conns.values_mut() {
-            write_out(c);
-        }
-    }
-
-    fn command(&mut self, line: &[u8]) -> serde_json::Value {
-        let cmd: Command = match serde_json::from_slice(line) {
-            Ok(c) => c,
-            Err(e) => return serde_json::json!({"ok": false, "error": format!("bad command: {e}")}),
-        };
-        let now = monotonic_ns();
-        match cmd {
-            Command::Status => self.status(),
-            Command::Stats => self.stats(now),
-            Command::Load(spec) => {
-                let bad = |n: usize| n == 0 || n > ringlab_ring::pack::MESSAGE_MAX;
-                if bad(spec.size) || spec.sizes.iter().any(|&n| bad(n)) {
-                    return serde_json::json!({"ok": false, "error": "size must be 1 byte to 1 MiB"});
-                }
-                self.load = Some(Load {
-                    spec,
-                    started: now,
-                    sent: 0,
-                    refused: 0,
-                });
-                serde_json::json!({"ok": true})
-            }
-            Command::StopLoad => {
-                let (sent, refused) = self.load.take().map_or((0, 0), |l| (l.sent, l.refused));
-                serde_json::json!({"ok": true, "sent": sent, "refused": refused})
-            }
-            Command::Leave => {
-                self.ring.leave(now);
-                self.drain();
-                self.exit = Some("left");
-                serde_json::json!({"ok": true})
-            }
-            Command::Quit => {
-                self.exit = Some("quit");
-                serde_json::json!({"ok": true})
-            }
-            Command::Ckpt {
-                op,
-                name,
-                section,
-                size,
-            } => {
-                let Some(app) = self.app.as_mut() else {
-                    return serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"});
-                };
-                let (n, s) = (name.into_bytes(), section.into_bytes());
-                let op = match op.as_str() {
-                    "create" => ringlab_sync::Op::Create(n),
-                    "open" => ringlab_sync::Op::Open(n),
-                    "close" => ringlab_sync::Op::Close(n),
-                    "unlink" => ringlab_sync::Op::Unlink(n),
-                    "write" if size <= SECTION_MAX => {
-                        ringlab_sync::Op::Write(n, s, vec![0xC5; size].into())
-                    }
-                    "delete" => ringlab_sync::Op::Delete(n, s),
-                    _ => {
-                        return serde_json::json!({"ok": false, "error": "op: create, open, close, unlink, write (size <= 512 KiB), delete"})
-                    }
-                };
-                app.queue_op(&op);
-                serde_json::json!({"ok": true})
-            }
-            Command::CkptDigest => match self.app.as_ref() {
-                Some(a) => serde_json::json!({
-                    "ok": true,
-                    "syncing": a.engine.is_syncing(),
-                    "digest": a.checkpoints().digest().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                }),
-                None => {
-                    serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"})
-                }
-            },
-            Command::CkptFill { bytes } => {
-                let Some(app) = self.app.as_mut() else {
-                    return serde_json::json!({"ok": false, "error": "the checkpoint service is not running (services)"});
-                };
-                let section = bytes.clamp(1, SECTION_MAX);
-                for i in 0..bytes.div_ceil(section) {
-                    let name = format!("c{}", i / 64).into_bytes();
-                    if i % 64 == 0 {
-                        app.queue_op(&ringlab_sync::Op::Create(name.clone()));
-                    }
-                    let data = vec![i as u8; section];
-                    app.queue_op(&ringlab_sync::Op::Write(
-                        name,
-                        (i as u32).to_be_bytes().to_vec(),
-                        data.into(),
-                    ));
-                }
-                serde_json::json!({"ok": true, "sections": bytes.div_ceil(section)})
-            }
-        }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ok": true,
-            "node": self.cfg.node_id,
-            "inc": self.inc,
-            "state": self.ring.state(),
-            "ring": self.ring.ring_id(),
-            "members": self.ring.members(),
-        })
-    }
-
-    /// Returns the status fields plus every counter (see the README's `ctl` section).
-    fn stats(&self, now: u64) -> serde_json::Value {
-        let secs = (now.saturating_sub(self.started_ns) as f64 / 1e9).max(1e-9);
-        let rs = self.ring.stats();
-        let (qf, qb) = self.ring.queue_depth();
-        let h = &self.latency;
-        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        let mut v = self.status();
-        let more = serde_json::json!({
-            "uptime_s": secs,
-            "drops": self.drops,
-            "ring_stats": rs,
-            "retransmissions": rs.frames_retransmitted,
-            "token_rotations_per_s": rs.tokens_received as f64 / secs,
-            "queue": {"frames": qf, "bytes": qb, "stored_frames": self.ring.stored_frames()},
-            "delivered": {"messages": self.delivered, "bytes": self.delivered_bytes},
-            "latency_us": {
-                "count": h.len(), "p50": us(0.5), "p90": us(0.9), "p99": us(0.99),
-                "p999": us(0.999), "max": h.max() as f64 / 1000.0,
-            },
-            "load": {"running": self.load.is_some(), "sent": self.load_sent_total, "refused": self.load_refused_total},
-            "socket_buffers": {"recv": self.sockets.granted.0, "send": self.sockets.granted.1},
-            "memory_kib": memory_kib(),
-            "sync": self.app.as_ref().map(|a| {
-                let c = a.checkpoints();
-                let st = a.engine.stats();
-                serde_json::json!({
-                    "syncing": a.engine.is_syncing(),
-                    "completed": st.completed,
-                    "aborted": st.aborted,
-                    "queued_ops": a.queued_ops(),
-                    "checkpoints": c.checkpoints().len(),
-                    "state_bytes": c.state_bytes(),
-                })
-            }),
-        });
-        if let (Some(v), serde_json::Value::Object(more)) = (v.as_object_mut(), more) {
-            v.extend(more);
-        }
-        v
-    }
-}
-
-fn write_out(c: &mut Conn) {
-    while !c.outbuf.is_empty() {
-        match c.stream.write(&c.outbuf) {
-            Ok(n) => {
-                c.outbuf.drain(..n);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
-    }
-}
-
-fn write_stable(path: &std::path::Path, s: &Stable) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s).expect("serialisable"))?;
-    std::fs::rename(tmp, path)
-}
-
-/// Returns (current, peak) resident set size of this process in KiB, from /proc.
-pub fn memory_kib() -> serde_json::Value {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    serde_json::json!({"rss": field("VmRSS:"), "peak_rss": field("VmHWM:")})
 }

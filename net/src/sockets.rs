@@ -10,7 +10,7 @@
 //!   ringlab uses index 0 (the kernel's choice), documented as a limit.
 
 use crate::config::{NodeConfig, Transport};
-use crate::node::Drops;
+use crate::drops::Drops;
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::ErrorKind;

@@ -9,16 +9,21 @@
 //! sync_loopback [-- SIZES...]` (bytes; default 1 KiB, 1 MiB, 10 MiB, 100 MiB): one JSON line
 //! per size.
 
+use ringlab_net::control::{CkptDigestReply, CkptFillReply, Request, SyncStats};
 use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::{monotonic_ns, Transport};
 use ringlab_ring::record::Body;
 use ringlab_ring::Config;
 use std::time::Duration;
 
-fn stat(c: &Cluster, id: u32) -> serde_json::Value {
-    c.ctl(id, r#"{"cmd":"stats"}"#)
-        .map(|v| v["sync"].clone())
-        .unwrap_or_default()
+/// Returns node `id`'s sync counters; `None` while it does not answer.
+fn stat(c: &Cluster, id: u32) -> Option<SyncStats> {
+    c.stats(id).ok().and_then(|s| s.sync)
+}
+
+/// Returns whether node `id` holds `total` bytes of state.
+fn holds(c: &Cluster, id: u32, total: usize) -> bool {
+    stat(c, id).is_some_and(|s| s.state_bytes == total as u64)
 }
 
 fn main() {
@@ -63,9 +68,9 @@ fn main() {
         let section = size.clamp(1, 512 * 1024);
         let total = size.div_ceil(section) * section;
         let t0 = monotonic_ns();
-        c.ctl(1, &format!(r#"{{"cmd":"ckpt_fill","bytes":{size}}}"#))
+        c.call::<CkptFillReply>(1, &Request::CkptFill { bytes: size })
             .expect("fill");
-        while ids.iter().any(|&i| stat(&c, i)["state_bytes"] != total) {
+        while ids.iter().any(|&i| !holds(&c, i, total)) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let ring_s = (monotonic_ns() - t0) as f64 / 1e9;
@@ -75,21 +80,19 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
         let mark = monotonic_ns();
         c.spawn(5).expect("restart");
-        while stat(&c, 5)["state_bytes"] != total
-            || ids.iter().any(|&i| stat(&c, i)["syncing"] != false)
-        {
+        while !holds(&c, 5, total) || ids.iter().any(|&i| stat(&c, i).is_none_or(|s| s.syncing)) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let digests: Vec<serde_json::Value> = ids
+        let digests: Vec<Option<String>> = ids
             .iter()
             .map(|&i| {
-                c.ctl(i, r#"{"cmd":"ckpt_digest"}"#)
-                    .map(|v| v["digest"].clone())
-                    .unwrap_or_default()
+                c.call::<CkptDigestReply>(i, &Request::CkptDigest)
+                    .map(|r| r.digest)
+                    .ok()
             })
             .collect();
         assert!(
-            digests.iter().all(|d| d.is_string()),
+            digests.iter().all(|d| d.is_some()),
             "every node reported a digest"
         );
         c.stop();

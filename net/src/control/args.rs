@@ -1,0 +1,224 @@
+//! `ringlab ctl SOCKET CMD [key=value ...]`: the command line made into a typed [`Request`].
+//!
+//! Guarantees: an unknown command, an unknown or repeated key, a missing required key and a
+//! value of the wrong kind are refused here, before anything is sent, with a message naming
+//! the argument. Values: whole numbers, `true`/`false`, text (a JSON string is unquoted), and
+//! for `sizes` a JSON list (`[1,100]`) or a comma-separated one (`1,100`).
+
+use super::proto::Request;
+use crate::load::LoadSpec;
+use std::str::FromStr;
+
+/// A `ringlab ctl` argument that makes no request.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ArgError(String);
+
+/// The commands, as `ringlab ctl` names them.
+pub const COMMANDS: [&str; 9] = [
+    "status",
+    "stats",
+    "load",
+    "stop_load",
+    "leave",
+    "quit",
+    "ckpt",
+    "ckpt_fill",
+    "ckpt_digest",
+];
+
+/// The checkpoint operations `ckpt op=` takes.
+const CKPT_OPS: [&str; 6] = ["create", "open", "close", "unlink", "write", "delete"];
+
+/// Returns the keys command `cmd` takes.
+fn keys(cmd: &str) -> &'static [&'static str] {
+    match cmd {
+        "load" => &["rate", "size", "sizes", "safe", "count", "duration_ms"],
+        "ckpt" => &["op", "name", "section", "size"],
+        "ckpt_fill" => &["bytes"],
+        _ => &[],
+    }
+}
+
+/// Builds the request of command `cmd` with `key=value` arguments `args`.
+pub fn parse(cmd: &str, args: &[String]) -> Result<Request, ArgError> {
+    if !COMMANDS.contains(&cmd) {
+        return Err(ArgError(format!(
+            "unknown command {cmd:?}; commands: {}",
+            COMMANDS.join(", ")
+        )));
+    }
+    let takes = keys(cmd);
+    let mut given: Vec<(&str, &str)> = Vec::new();
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| ArgError(format!("argument {a:?}: expected key=value")))?;
+        if !takes.contains(&k) {
+            return Err(ArgError(if takes.is_empty() {
+                format!("{cmd} takes no arguments (got {a:?})")
+            } else {
+                format!(
+                    "{cmd}: unknown argument {k:?}; it takes {}",
+                    takes.join(", ")
+                )
+            }));
+        }
+        if given.iter().any(|(g, _)| *g == k) {
+            return Err(ArgError(format!("{cmd}: {k} given twice")));
+        }
+        given.push((k, v));
+    }
+    let get = |k: &str| given.iter().find(|(g, _)| *g == k).map(|(_, v)| *v);
+    let required = |k: &str| get(k).ok_or_else(|| ArgError(format!("{cmd}: {k}=... missing")));
+    Ok(match cmd {
+        "status" => Request::Status,
+        "stats" => Request::Stats,
+        "stop_load" => Request::StopLoad,
+        "leave" => Request::Leave,
+        "quit" => Request::Quit,
+        "ckpt_digest" => Request::CkptDigest,
+        "load" => {
+            let mut s = LoadSpec::default();
+            if let Some(v) = get("rate") {
+                s.rate = number("rate", v)?;
+            }
+            if let Some(v) = get("size") {
+                s.size = number("size", v)?;
+            }
+            if let Some(v) = get("sizes") {
+                s.sizes = list("sizes", v)?;
+            }
+            if let Some(v) = get("safe") {
+                s.safe = flag("safe", v)?;
+            }
+            s.count = get("count").map(|v| number("count", v)).transpose()?;
+            s.duration_ms = get("duration_ms")
+                .map(|v| number("duration_ms", v))
+                .transpose()?;
+            Request::Load(s)
+        }
+        "ckpt" => {
+            let op = text(required("op")?);
+            if !CKPT_OPS.contains(&op.as_str()) {
+                return Err(ArgError(format!(
+                    "ckpt: op={op}: expected one of {}",
+                    CKPT_OPS.join(", ")
+                )));
+            }
+            Request::Ckpt {
+                op,
+                name: text(required("name")?),
+                section: get("section").map(text).unwrap_or_default(),
+                size: get("size")
+                    .map(|v| number("size", v))
+                    .transpose()?
+                    .unwrap_or(0),
+            }
+        }
+        "ckpt_fill" => Request::CkptFill {
+            bytes: number("bytes", required("bytes")?)?,
+        },
+        _ => unreachable!("every command is matched"),
+    })
+}
+
+fn number<T: FromStr>(k: &str, v: &str) -> Result<T, ArgError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ArgError(format!("{k}={v}: expected a whole number")))
+}
+
+fn flag(k: &str, v: &str) -> Result<bool, ArgError> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ArgError(format!("{k}={v}: expected true or false"))),
+    }
+}
+
+fn list(k: &str, v: &str) -> Result<Vec<usize>, ArgError> {
+    let inner = v.trim();
+    let inner = inner
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(inner);
+    inner
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| number(k, s))
+        .collect()
+}
+
+fn text(v: &str) -> String {
+    serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn key_values_make_the_request_the_node_parses() {
+        let r = parse(
+            "load",
+            &args(&["rate=500", "size=700", "safe=true", "duration_ms=2000"]),
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Load(LoadSpec {
+                rate: 500,
+                size: 700,
+                safe: true,
+                duration_ms: Some(2000),
+                ..LoadSpec::default()
+            })
+        );
+        let line = r.to_line();
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        assert_eq!(
+            parse("load", &args(&["sizes=[1,100]"])).unwrap(),
+            parse("load", &args(&["sizes=1,100"])).unwrap()
+        );
+        assert_eq!(
+            parse(
+                "ckpt",
+                &args(&["op=write", "name=\"c0\"", "section=s", "size=10"])
+            )
+            .unwrap(),
+            Request::Ckpt {
+                op: "write".into(),
+                name: "c0".into(),
+                section: "s".into(),
+                size: 10
+            }
+        );
+        assert_eq!(parse("stats", &[]).unwrap().to_line(), r#"{"cmd":"stats"}"#);
+        assert_eq!(
+            parse("ckpt_fill", &args(&["bytes=2097152"]))
+                .unwrap()
+                .to_line(),
+            r#"{"cmd":"ckpt_fill","bytes":2097152}"#
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_their_name() {
+        let err = |cmd: &str, a: &[&str]| parse(cmd, &args(a)).unwrap_err().to_string();
+        assert!(err("lode", &[]).contains("unknown command \"lode\""));
+        assert!(err("load", &["rate=fast"]).contains("rate=fast"));
+        assert!(err("load", &["sise=10"]).contains("unknown argument \"sise\""));
+        assert!(err("load", &["safe=yes"]).contains("true or false"));
+        assert!(err("load", &["rate=1", "rate=2"]).contains("twice"));
+        assert!(err("load", &["rate"]).contains("key=value"));
+        assert!(err("status", &["x=1"]).contains("no arguments"));
+        assert!(err("ckpt", &["op=open"]).contains("name=... missing"));
+        assert!(err("ckpt", &["op=shred", "name=c0"]).contains("op=shred"));
+        assert!(err("ckpt_fill", &[]).contains("bytes=... missing"));
+    }
+}

@@ -1,0 +1,457 @@
+//! The control protocol's messages: one [`Request`] enum (tagged by `cmd`, snake_case) and one
+//! reply struct per command.
+//!
+//! Every reply carries `ok`: `true` in the reply structs, `false` in [`ErrorReply`]. The field
+//! names and nesting below are the wire format; renaming one is a protocol change.
+
+use crate::drops::Drops;
+use crate::load::LoadSpec;
+use ringlab_ring::{MembState, NodeId, RingId};
+use serde::{Deserialize, Serialize};
+
+/// A control request (one JSON object per line, `{"cmd": "...", ...}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Asks for the node's membership; replies [`StatusReply`].
+    Status,
+    /// Asks for the status and every counter; replies [`StatsReply`].
+    Stats,
+    /// Starts a load, replacing the running one; replies [`Ack`] (an error for a bad size).
+    Load(LoadSpec),
+    /// Stops the running load; replies [`StopLoadReply`].
+    StopLoad,
+    /// Leaves the ring gracefully, then the node exits; replies [`Ack`].
+    Leave,
+    /// Makes the node exit; replies [`Ack`].
+    Quit,
+    /// Queues a checkpoint operation (checkpoint service only); replies [`Ack`].
+    Ckpt {
+        /// create, open, close, unlink, write or delete.
+        op: String,
+        /// The checkpoint's name.
+        name: String,
+        /// The section (write, delete).
+        #[serde(default)]
+        section: String,
+        /// Bytes to write (write; 512 KiB at most).
+        #[serde(default)]
+        size: usize,
+    },
+    /// Writes `bytes` of sections (512 KiB each at most) into checkpoints c0, c1, ...;
+    /// replies [`CkptFillReply`].
+    CkptFill {
+        /// How many bytes in all.
+        bytes: usize,
+    },
+    /// Asks for the digest of the committed checkpoint state (hashes all of it: not in
+    /// `stats`); replies [`CkptDigestReply`].
+    CkptDigest,
+}
+
+/// The reply of a request that was done and has nothing to report: `{"ok": true}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Always true.
+    pub ok: bool,
+}
+
+/// The reply to a request the node refused: `{"ok": false, "error": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// Always false.
+    pub ok: bool,
+    /// Why.
+    pub error: String,
+}
+
+/// The reply to `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Always true.
+    pub ok: bool,
+    /// The node's id.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub inc: u32,
+    /// Its membership state.
+    pub state: MembState,
+    /// The ring it is on (or last was on).
+    pub ring: RingId,
+    /// That ring's members.
+    pub members: Vec<NodeId>,
+}
+
+/// The reply to `stats`: the status fields plus every counter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsReply {
+    /// The status fields, at the top level of the reply.
+    #[serde(flatten)]
+    pub status: StatusReply,
+    /// Seconds since the node started.
+    pub uptime_s: f64,
+    /// Datagrams dropped before the ring saw them, and failed sends, per reason.
+    pub drops: Drops,
+    /// The ring's own counters.
+    pub ring_stats: ringlab_ring::Stats,
+    /// Frames re-multicast on request (`ring_stats.frames_retransmitted`).
+    pub retransmissions: u64,
+    /// Tokens accepted per second since the start.
+    pub token_rotations_per_s: f64,
+    /// The send queue and the frame store.
+    pub queue: QueueStats,
+    /// Messages delivered.
+    pub delivered: DeliveredStats,
+    /// Send-to-deliver latency of delivered messages, in µs.
+    pub latency_us: LatencyStats,
+    /// The load generator.
+    pub load: LoadStats,
+    /// The socket buffers the kernel granted.
+    pub socket_buffers: SocketBuffers,
+    /// The process's memory.
+    pub memory_kib: MemoryKib,
+    /// The sync engine and checkpoint service (`null` without services).
+    pub sync: Option<SyncStats>,
+}
+
+/// Queue depths in a [`StatsReply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Frames waiting to be sent.
+    pub frames: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Frames held for retransmission and recovery.
+    pub stored_frames: u64,
+}
+
+/// Delivery counts in a [`StatsReply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredStats {
+    /// Messages delivered.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Latency percentiles in a [`StatsReply`], in µs, from an hdrhistogram.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    /// Messages measured.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// The load generator in a [`StatsReply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadStats {
+    /// Whether a load runs.
+    pub running: bool,
+    /// Messages every load submitted.
+    pub sent: u64,
+    /// Messages the send queue refused.
+    pub refused: u64,
+}
+
+/// Socket buffer sizes in a [`StatsReply`], as the kernel granted them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketBuffers {
+    /// SO_RCVBUF.
+    pub recv: u64,
+    /// SO_SNDBUF.
+    pub send: u64,
+}
+
+/// Resident set size in a [`StatsReply`], in KiB (`null` where /proc does not tell).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryKib {
+    /// Now.
+    pub rss: Option<u64>,
+    /// Peak.
+    pub peak_rss: Option<u64>,
+}
+
+/// The sync engine and checkpoint service in a [`StatsReply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStats {
+    /// Whether a sync runs.
+    pub syncing: bool,
+    /// Syncs completed.
+    pub completed: u64,
+    /// Syncs aborted by a configuration change.
+    pub aborted: u64,
+    /// Checkpoint operations waiting to be sent.
+    pub queued_ops: u64,
+    /// Committed checkpoints.
+    pub checkpoints: u64,
+    /// Bytes of committed sections.
+    pub state_bytes: u64,
+}
+
+/// The reply to `stop_load`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopLoadReply {
+    /// Always true.
+    pub ok: bool,
+    /// Messages the stopped load submitted (0 when none ran).
+    pub sent: u64,
+    /// Messages the send queue refused it.
+    pub refused: u64,
+}
+
+/// The reply to `ckpt_fill`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CkptFillReply {
+    /// Always true.
+    pub ok: bool,
+    /// Sections queued.
+    pub sections: u64,
+}
+
+/// The reply to `ckpt_digest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CkptDigestReply {
+    /// Always true.
+    pub ok: bool,
+    /// Whether a sync runs (the digest may then change).
+    pub syncing: bool,
+    /// SHA-256 of the committed state, in hex.
+    pub digest: String,
+}
+
+/// Any reply, as the node sends it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `{"ok": true}`.
+    Ack(Ack),
+    /// `{"ok": false, "error": ...}`.
+    Error(ErrorReply),
+    /// To `status`.
+    Status(StatusReply),
+    /// To `stats`.
+    Stats(Box<StatsReply>),
+    /// To `stop_load`.
+    StopLoad(StopLoadReply),
+    /// To `ckpt_fill`.
+    CkptFill(CkptFillReply),
+    /// To `ckpt_digest`.
+    CkptDigest(CkptDigestReply),
+}
+
+impl Reply {
+    /// Returns `{"ok": true}`.
+    pub fn ack() -> Self {
+        Reply::Ack(Ack { ok: true })
+    }
+
+    /// Returns `{"ok": false, "error": why}`.
+    pub fn error(why: impl Into<String>) -> Self {
+        Reply::Error(ErrorReply {
+            ok: false,
+            error: why.into(),
+        })
+    }
+
+    /// Returns the reply's JSON line (without the newline), keys in sorted order at every
+    /// level as the protocol always sent them.
+    pub fn to_line(&self) -> String {
+        serde_json::to_value(self)
+            .expect("a reply serialises")
+            .to_string()
+    }
+}
+
+impl Request {
+    /// Returns the request's JSON line (without the newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a request serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status() -> StatusReply {
+        StatusReply {
+            ok: true,
+            node: 3,
+            inc: 2,
+            state: MembState::Operational,
+            ring: RingId { rep: 1, seq: 8 },
+            members: vec![1, 2, 3],
+        }
+    }
+
+    /// The wire format: what the node sent when it built its replies with `json!`.
+    #[test]
+    fn replies_keep_the_untyped_wire_format() {
+        let st = status();
+        let old_status = json!({
+            "ok": true, "node": 3, "inc": 2, "state": "operational",
+            "ring": {"rep": 1, "seq": 8}, "members": [1, 2, 3],
+        });
+        assert_eq!(serde_json::to_value(&st).unwrap(), old_status);
+        let stats = StatsReply {
+            status: st,
+            uptime_s: 1.5,
+            drops: Drops {
+                foreign: 4,
+                ..Drops::default()
+            },
+            ring_stats: ringlab_ring::Stats::default(),
+            retransmissions: 7,
+            token_rotations_per_s: 100.25,
+            queue: QueueStats {
+                frames: 1,
+                bytes: 2,
+                stored_frames: 3,
+            },
+            delivered: DeliveredStats {
+                messages: 10,
+                bytes: 20,
+            },
+            latency_us: LatencyStats {
+                count: 5,
+                p50: 1.0,
+                p90: 2.0,
+                p99: 3.0,
+                p999: 4.0,
+                max: 5.5,
+            },
+            load: LoadStats {
+                running: true,
+                sent: 11,
+                refused: 1,
+            },
+            socket_buffers: SocketBuffers {
+                recv: 4096,
+                send: 8192,
+            },
+            memory_kib: MemoryKib {
+                rss: Some(100),
+                peak_rss: None,
+            },
+            sync: Some(SyncStats {
+                syncing: false,
+                completed: 1,
+                aborted: 0,
+                queued_ops: 2,
+                checkpoints: 3,
+                state_bytes: 4,
+            }),
+        };
+        let mut old = old_status.clone();
+        let more = json!({
+            "uptime_s": 1.5,
+            "drops": Drops { foreign: 4, ..Drops::default() },
+            "ring_stats": ringlab_ring::Stats::default(),
+            "retransmissions": 7,
+            "token_rotations_per_s": 100.25,
+            "queue": {"frames": 1, "bytes": 2, "stored_frames": 3},
+            "delivered": {"messages": 10, "bytes": 20},
+            "latency_us": {
+                "count": 5, "p50": 1.0, "p90": 2.0, "p99": 3.0, "p999": 4.0, "max": 5.5,
+            },
+            "load": {"running": true, "sent": 11, "refused": 1},
+            "socket_buffers": {"recv": 4096, "send": 8192},
+            "memory_kib": {"rss": 100, "peak_rss": null},
+            "sync": {
+                "syncing": false, "completed": 1, "aborted": 0, "queued_ops": 2,
+                "checkpoints": 3, "state_bytes": 4,
+            },
+        });
+        old.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        let reply = Reply::Stats(Box::new(stats.clone()));
+        // Byte for byte, key order included.
+        assert_eq!(reply.to_line(), old.to_string());
+        assert_eq!(
+            serde_json::from_str::<StatsReply>(&reply.to_line()).unwrap(),
+            stats
+        );
+        let no_sync = StatsReply {
+            sync: None,
+            ..stats
+        };
+        assert_eq!(
+            serde_json::to_value(&no_sync).unwrap()["sync"],
+            serde_json::Value::Null
+        );
+        assert_eq!(Reply::ack().to_line(), r#"{"ok":true}"#);
+        assert_eq!(
+            Reply::error("no").to_line(),
+            json!({"ok": false, "error": "no"}).to_string()
+        );
+        assert_eq!(
+            Reply::StopLoad(StopLoadReply {
+                ok: true,
+                sent: 3,
+                refused: 4
+            })
+            .to_line(),
+            json!({"ok": true, "sent": 3, "refused": 4}).to_string()
+        );
+        assert_eq!(
+            Reply::CkptFill(CkptFillReply {
+                ok: true,
+                sections: 2
+            })
+            .to_line(),
+            json!({"ok": true, "sections": 2}).to_string()
+        );
+        assert_eq!(
+            Reply::CkptDigest(CkptDigestReply {
+                ok: true,
+                syncing: false,
+                digest: "ab".into()
+            })
+            .to_line(),
+            json!({"ok": true, "syncing": false, "digest": "ab"}).to_string()
+        );
+    }
+
+    /// Requests as old clients wrote them still parse.
+    #[test]
+    fn old_request_lines_parse() {
+        let r = |s: &str| serde_json::from_str::<Request>(s).unwrap();
+        assert_eq!(r(r#"{"cmd":"status"}"#), Request::Status);
+        assert_eq!(
+            r(r#"{"cmd":"load","rate":0,"sizes":[1,2],"count":5,"extra":1}"#),
+            Request::Load(LoadSpec {
+                sizes: vec![1, 2],
+                count: Some(5),
+                ..LoadSpec::default()
+            })
+        );
+        assert_eq!(
+            r(r#"{"cmd":"load","rate":9,"count":null}"#),
+            Request::Load(LoadSpec {
+                rate: 9,
+                ..LoadSpec::default()
+            })
+        );
+        assert_eq!(
+            r(r#"{"cmd":"ckpt","op":"open","name":"c0"}"#),
+            Request::Ckpt {
+                op: "open".into(),
+                name: "c0".into(),
+                section: String::new(),
+                size: 0
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"shred"}"#).is_err());
+    }
+}
