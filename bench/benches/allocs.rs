@@ -9,6 +9,9 @@
 //! `cargo bench -p ringlab-bench --bench allocs` prints the table; `-- --test` (as CI runs
 //! every benchmark) runs a shorter pass and checks that it counted something.
 
+// The counting allocator is a `GlobalAlloc`: an unsafe trait, forwarded unchanged to `System`.
+#![allow(unsafe_code)]
+
 use bytes::Bytes;
 use ringlab_ring::wire;
 use ringlab_ring::{Config, Dest, Event, Guarantee, MembState, NodeId, Ring};

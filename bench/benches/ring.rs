@@ -184,5 +184,11 @@ fn simulated_ring(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, packing, simulated_ring);
+// criterion_group! defines an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, codec, packing, simulated_ring);
+}
+use group::benches;
 criterion_main!(benches);

@@ -14,8 +14,8 @@
 
 use crate::summary::{FaultRecovery, Percentiles, PhaseStats, RepSummary};
 use hdrhistogram::Histogram;
+use ringlab_records::{Body, Record};
 use ringlab_ring::event::{ConfigKind, MembState};
-use ringlab_ring::record::{Body, Record};
 use ringlab_ring::{NodeId, RingId};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 

@@ -107,7 +107,7 @@ pub struct Load {
 
 impl Default for Load {
     fn default() -> Self {
-        Load {
+        Self {
             rate: 200,
             size: 1024,
             senders: 0,
@@ -121,7 +121,7 @@ impl Experiment {
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let e: Experiment =
+        let e: Self =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         e.check(&step_lines(&text))
             .with_context(|| format!("checking {}", path.display()))?;

@@ -152,42 +152,40 @@ impl ActionName {
     /// Returns the name, as serde spells it.
     fn as_str(self) -> &'static str {
         match self {
-            ActionName::Isolate => "isolate",
-            ActionName::Split => "split",
-            ActionName::Cut => "cut",
-            ActionName::Heal => "heal",
-            ActionName::TrunkDown => "trunk-down",
-            ActionName::TrunkUp => "trunk-up",
-            ActionName::Loss => "loss",
-            ActionName::Delay => "delay",
-            ActionName::Reorder => "reorder",
-            ActionName::Duplicate => "duplicate",
-            ActionName::Clear => "clear",
-            ActionName::Kill => "kill",
-            ActionName::Pause => "pause",
-            ActionName::Resume => "resume",
-            ActionName::Restart => "restart",
-            ActionName::Leave => "leave",
+            Self::Isolate => "isolate",
+            Self::Split => "split",
+            Self::Cut => "cut",
+            Self::Heal => "heal",
+            Self::TrunkDown => "trunk-down",
+            Self::TrunkUp => "trunk-up",
+            Self::Loss => "loss",
+            Self::Delay => "delay",
+            Self::Reorder => "reorder",
+            Self::Duplicate => "duplicate",
+            Self::Clear => "clear",
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Restart => "restart",
+            Self::Leave => "leave",
         }
     }
 
     /// Returns the arguments the action takes.
     fn arguments(self) -> &'static [&'static str] {
         match self {
-            ActionName::Isolate
-            | ActionName::Kill
-            | ActionName::Pause
-            | ActionName::Resume
-            | ActionName::Restart
-            | ActionName::Leave => &["nodes"],
-            ActionName::Split => &["groups"],
-            ActionName::Cut => &["nodes", "oneway"],
-            ActionName::Heal | ActionName::Clear | ActionName::TrunkDown | ActionName::TrunkUp => {
-                &[]
-            }
-            ActionName::Loss | ActionName::Duplicate => &["nodes", "pct"],
-            ActionName::Delay => &["nodes", "ms", "jitter_ms"],
-            ActionName::Reorder => &["nodes", "pct", "ms"],
+            Self::Isolate
+            | Self::Kill
+            | Self::Pause
+            | Self::Resume
+            | Self::Restart
+            | Self::Leave => &["nodes"],
+            Self::Split => &["groups"],
+            Self::Cut => &["nodes", "oneway"],
+            Self::Heal | Self::Clear | Self::TrunkDown | Self::TrunkUp => &[],
+            Self::Loss | Self::Duplicate => &["nodes", "pct"],
+            Self::Delay => &["nodes", "ms", "jitter_ms"],
+            Self::Reorder => &["nodes", "pct", "ms"],
         }
     }
 }
@@ -229,32 +227,30 @@ impl NetworkFault {
             nodes.iter().map(|n| mk(n.to_string())).collect()
         };
         match self {
-            NetworkFault::Isolate(nodes) => vec![args(&["isolate", &join(nodes)])],
-            NetworkFault::Split(groups) => vec![std::iter::once("split".to_string())
+            Self::Isolate(nodes) => vec![args(&["isolate", &join(nodes)])],
+            Self::Split(groups) => vec![std::iter::once("split".to_string())
                 .chain(groups.iter().map(|g| join(g)))
                 .collect()],
-            NetworkFault::Cut { nodes, oneway } => {
+            Self::Cut { nodes, oneway } => {
                 let (a, b) = (nodes[0].to_string(), nodes[1].to_string());
                 let oneway: &[&str] = if *oneway { &["--oneway"] } else { &[] };
                 vec![args(&[&["cut", a.as_str(), b.as_str()], oneway].concat())]
             }
-            NetworkFault::Heal => vec![args(&["heal"])],
-            NetworkFault::TrunkDown => vec![args(&["trunk", "down"])],
-            NetworkFault::TrunkUp => vec![args(&["trunk", "up"])],
-            NetworkFault::Loss { nodes, pct } if nodes.is_empty() => {
+            Self::Heal => vec![args(&["heal"])],
+            Self::TrunkDown => vec![args(&["trunk", "down"])],
+            Self::TrunkUp => vec![args(&["trunk", "up"])],
+            Self::Loss { nodes, pct } if nodes.is_empty() => {
                 vec![args(&["loss", "all", &pct.to_string()])]
             }
-            NetworkFault::Loss { nodes, pct } => {
-                each(nodes, &|n| args(&["loss", &n, &pct.to_string()]))
-            }
-            NetworkFault::Delay {
+            Self::Loss { nodes, pct } => each(nodes, &|n| args(&["loss", &n, &pct.to_string()])),
+            Self::Delay {
                 nodes,
                 ms,
                 jitter_ms,
             } => each(nodes, &|n| {
                 args(&["delay", &n, &ms.to_string(), &jitter_ms.to_string()])
             }),
-            NetworkFault::Reorder { nodes, pct, gap_ms } => each(nodes, &|n| {
+            Self::Reorder { nodes, pct, gap_ms } => each(nodes, &|n| {
                 args(&[
                     "reorder",
                     &n,
@@ -262,10 +258,10 @@ impl NetworkFault {
                     &(*gap_ms).max(1).to_string(),
                 ])
             }),
-            NetworkFault::Duplicate { nodes, pct } => {
+            Self::Duplicate { nodes, pct } => {
                 each(nodes, &|n| args(&["duplicate", &n, &pct.to_string()]))
             }
-            NetworkFault::Clear => vec![args(&["clear"])],
+            Self::Clear => vec![args(&["clear"])],
         }
     }
 }
@@ -279,14 +275,14 @@ impl FaultAction {
     /// Returns the tag of its step.
     fn tag(&self) -> ActionName {
         match self {
-            FaultAction::Process(op, _) => match op {
+            Self::Process(op, _) => match op {
                 ProcessOp::Kill => ActionName::Kill,
                 ProcessOp::Pause => ActionName::Pause,
                 ProcessOp::Resume => ActionName::Resume,
                 ProcessOp::Restart => ActionName::Restart,
                 ProcessOp::Leave => ActionName::Leave,
             },
-            FaultAction::Network(f) => match f {
+            Self::Network(f) => match f {
                 NetworkFault::Isolate(_) => ActionName::Isolate,
                 NetworkFault::Split(_) => ActionName::Split,
                 NetworkFault::Cut { .. } => ActionName::Cut,
@@ -305,8 +301,8 @@ impl FaultAction {
     /// Returns the nodes it names in `nodes` (a split names its nodes in `groups`).
     pub fn nodes(&self) -> &[NodeId] {
         match self {
-            FaultAction::Process(_, nodes) => nodes,
-            FaultAction::Network(f) => match f {
+            Self::Process(_, nodes) => nodes,
+            Self::Network(f) => match f {
                 NetworkFault::Isolate(nodes)
                 | NetworkFault::Loss { nodes, .. }
                 | NetworkFault::Delay { nodes, .. }
@@ -325,7 +321,7 @@ impl FaultAction {
     /// Returns a split's groups (none for every other action).
     pub fn groups(&self) -> &[Vec<NodeId>] {
         match self {
-            FaultAction::Network(NetworkFault::Split(groups)) => groups,
+            Self::Network(NetworkFault::Split(groups)) => groups,
             _ => &[],
         }
     }
@@ -335,14 +331,14 @@ impl FaultAction {
     /// going down or up) names its groups.
     pub fn record(&self, nodes: usize) -> FaultRecord {
         let (action, targets, groups) = match self {
-            FaultAction::Network(NetworkFault::Cut {
+            Self::Network(NetworkFault::Cut {
                 nodes,
                 oneway: true,
             }) => ("cut-oneway", nodes.to_vec(), vec![]),
-            FaultAction::Network(NetworkFault::Loss { nodes: t, .. }) if t.is_empty() => {
+            Self::Network(NetworkFault::Loss { nodes: t, .. }) if t.is_empty() => {
                 (self.name(), (1..=nodes as NodeId).collect(), vec![])
             }
-            FaultAction::Network(NetworkFault::TrunkDown | NetworkFault::TrunkUp) => {
+            Self::Network(NetworkFault::TrunkDown | NetworkFault::TrunkUp) => {
                 let half = (nodes / 2) as NodeId;
                 let sites = vec![(1..=half).collect(), (half + 1..=nodes as NodeId).collect()];
                 (self.name(), vec![], sites)
@@ -441,7 +437,7 @@ impl TryFrom<RawStep> for FaultStep {
             ActionName::Restart => FaultAction::Process(ProcessOp::Restart, nodes),
             ActionName::Leave => FaultAction::Process(ProcessOp::Leave, nodes),
         };
-        Ok(FaultStep {
+        Ok(Self {
             at_ms: r.at_ms,
             action,
         })
@@ -450,7 +446,7 @@ impl TryFrom<RawStep> for FaultStep {
 
 impl From<&FaultStep> for RawStep {
     fn from(f: &FaultStep) -> Self {
-        let mut r = RawStep {
+        let mut r = Self {
             at_ms: f.at_ms,
             action: f.action.tag(),
             nodes: f.action.nodes().to_vec(),

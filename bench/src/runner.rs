@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringlab_net::control::{Ack, Request, StopLoadReply};
 use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::{monotonic_ns, LoadSpec};
-use ringlab_ring::record::{Body, Record};
+use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ impl Scripts {
         ] {
             std::fs::write(dir.join(name), text)?;
         }
-        Ok(Scripts { dir })
+        Ok(Self { dir })
     }
 
     fn cmd(&self, script: &str, binary: &Path) -> Command {

@@ -137,13 +137,13 @@ impl Spread {
     pub fn of(v: Vec<f64>) -> Self {
         let n = v.len();
         match median_p90_max(v) {
-            Some((m, p, x)) => Spread {
+            Some((m, p, x)) => Self {
                 n,
                 median: Some(m),
                 p90: Some(p),
                 max: Some(x),
             },
-            None => Spread::default(),
+            None => Self::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// What one blast measured.
 #[derive(Debug, Serialize)]
-pub struct Blast {
+pub(crate) struct Blast {
     /// Receivers.
     pub receivers: usize,
     /// Datagram payload size.
@@ -30,7 +30,7 @@ pub struct Blast {
 }
 
 /// Runs one blast; receivers at 127.0.0.2.., the sender at 127.0.0.1, all on `port`.
-pub fn blast(
+pub(crate) fn blast(
     receivers: usize,
     size: usize,
     seconds: f64,

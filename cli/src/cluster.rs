@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Options of a cluster run.
-pub struct Opts {
+pub(crate) struct Opts {
     pub nodes: usize,
     pub transport: Transport,
     pub totem: Config,
@@ -62,7 +62,7 @@ struct Summary {
     checker_violations: usize,
 }
 
-pub fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
+pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
     let raw = if o.baseline {
         Some(crate::blast::blast(
             o.nodes - 1,

@@ -5,6 +5,8 @@
 //! channel), `cluster` (N real nodes on loopback, loaded and measured), `blast` (raw UDP, the
 //! baseline), `run` (an experiment in network namespaces), `sweep` (a grid of knobs), `compare`
 //! (tables and plots across runs), `relay` (the pnet link impairer) and `clock`.
+// The command line: real time, processes and sockets (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod blast;
 mod cluster;
@@ -12,11 +14,8 @@ mod cluster;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rayon::prelude::*;
-use ringlab_ring::record::Record;
 use ringlab_ring::{Config, Variant};
 use ringlab_sim::{check, run, Faults, NetConfig, RunConfig, RunReport, SimSummary};
-use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -635,7 +634,9 @@ fn sim(a: SimArgs) -> Result<i32> {
                 ..base.clone()
             });
             if let Some(dir) = &a.events_dir {
-                if let Err(e) = write_records(&dir.join(format!("seed-{seed}")), &r.records) {
+                if let Err(e) =
+                    ringlab_records::write_run(&dir.join(format!("seed-{seed}")), &r.records)
+                {
                     eprintln!("ringlab: writing records of seed {seed}: {e:#}");
                 }
             }
@@ -652,62 +653,15 @@ fn sim(a: SimArgs) -> Result<i32> {
     Ok(if s.violations == 0 { 0 } else { 1 })
 }
 
-fn write_records(dir: &Path, records: &[Record]) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut files: BTreeMap<(u32, u32), std::io::BufWriter<std::fs::File>> = BTreeMap::new();
-    for r in records {
-        let w = match files.entry((r.node, r.inc)) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let name = if r.node == 0 {
-                    "faults.jsonl".to_string()
-                } else {
-                    format!("node-{}-inc-{}.jsonl", r.node, r.inc)
-                };
-                e.insert(std::io::BufWriter::new(std::fs::File::create(
-                    dir.join(name),
-                )?))
-            }
-        };
-        serde_json::to_writer(&mut *w, r)?;
-        w.write_all(b"\n")?;
-    }
-    for (_, mut w) in files {
-        w.flush()?;
-    }
-    Ok(())
-}
-
 fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {
-    let mut records = Vec::new();
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            for e in std::fs::read_dir(p)? {
-                let e = e?.path();
-                if e.extension().is_some_and(|x| x == "jsonl") {
-                    files.push(e);
-                }
-            }
-        } else {
-            files.push(p.clone());
-        }
-    }
-    files.sort();
-    for f in &files {
-        let rd = std::io::BufReader::new(
-            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+    let set = ringlab_records::read_paths(paths)?;
+    for f in &set.torn {
+        eprintln!(
+            "ringlab check: {}: a torn last line (its writer was killed mid-write) is read as the end",
+            f.display()
         );
-        for (i, line) in rd.lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let r: Record = serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not an event record", f.display(), i + 1))?;
-            records.push(r);
-        }
     }
+    let (records, files) = (set.records, set.files);
     let report = check(&records, None);
     if json {
         println!(

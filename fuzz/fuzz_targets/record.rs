@@ -2,5 +2,5 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
-    let _ = serde_json::from_slice::<ringlab_ring::record::Record>(data);
+    let _ = serde_json::from_slice::<ringlab_records::Record>(data);
 });

@@ -179,7 +179,7 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let c: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let c: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

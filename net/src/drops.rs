@@ -1,30 +1,56 @@
-//! The node's drop and send-failure counters, per reason.
+//! The node's one table of dropped datagrams, per reason, and of sends the kernel refused.
 //!
-//! A datagram dropped before the ring saw it, and a send the kernel refused, each bump exactly
-//! one counter here; none of them stops a node. The counters are reported as they are (field
-//! names included) in the `drops` object of the control protocol's `stats` reply.
+//! Every datagram the node reads is either taken by the ring or counted here exactly once,
+//! by [`Drops::count`]: the reasons the runtime decides before the ring sees a datagram
+//! (stranger's address, authentication, replay, size) and the reasons the ring returns from
+//! `handle_packet` (decoding, staleness, duplicates, ...). The node never decodes a header
+//! itself. None of them stops a node. The table is reported as it is, one field per reason,
+//! in the `drops` object of the control protocol's `stats` reply.
 
+use ringlab_ring::DropReason;
 use serde::{Deserialize, Serialize};
 
-/// Datagrams dropped before the ring saw them, per reason.
+/// Why a datagram was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// From an address not in the node list (another cluster, or a stranger), or
+    /// authenticated as a node other than the one at its source address.
+    Foreign,
+    /// No authentication trailer, or a MAC that does not verify.
+    Unauthenticated,
+    /// Authenticated, but seen before.
+    Replayed,
+    /// The ring refused it (larger than netmtu, undecodable, stale, a duplicate, ...).
+    Ring(DropReason),
+}
+
+/// Datagrams dropped, per reason, and sends the kernel refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drops {
-    /// Larger than netmtu plus the authentication trailer.
-    pub oversized: u64,
-    /// From an address not in the node list (another cluster, or a stranger).
+    /// See [`Dropped::Foreign`].
     pub foreign: u64,
-    /// Not ringlab at all (bad magic).
-    pub bad_magic: u64,
-    /// A wire version this build does not speak.
-    pub wrong_version: u64,
-    /// A header that does not decode.
-    pub malformed: u64,
-    /// No authentication trailer, or a MAC that does not verify.
+    /// See [`Dropped::Unauthenticated`].
     pub unauthenticated: u64,
-    /// Authenticated, but seen before.
+    /// See [`Dropped::Replayed`].
     pub replayed: u64,
+    /// What the ring refused, one field per [`DropReason`] (`oversized` also counts
+    /// datagrams too large to be authenticated).
+    #[serde(flatten)]
+    pub ring: ringlab_ring::Drops,
     /// Sends the kernel refused (buffer full).
     pub send_would_block: u64,
     /// Other send errors.
     pub send_errors: u64,
+}
+
+impl Drops {
+    /// Counts one datagram dropped for `why`.
+    pub fn count(&mut self, why: Dropped) {
+        match why {
+            Dropped::Foreign => self.foreign += 1,
+            Dropped::Unauthenticated => self.unauthenticated += 1,
+            Dropped::Replayed => self.replayed += 1,
+            Dropped::Ring(r) => self.ring.count(r),
+        }
+    }
 }

@@ -10,12 +10,11 @@ use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Peer, Transport};
 use crate::control::{self, Ack, CtlError, Request, StatsReply, StatusReply};
 use crate::stable;
-use ringlab_ring::record::{Body, Record};
+use ringlab_records::{Body, Record, Writer};
 use ringlab_ring::{Config as RingConfig, MembState, NodeId, RingId};
 use serde::de::DeserializeOwned;
-use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -72,6 +71,9 @@ pub enum HarnessError {
     /// A control call failed (no answer, a refusal, a reply that does not parse).
     #[error(transparent)]
     Ctl(#[from] CtlError),
+    /// Event records could not be read.
+    #[error(transparent)]
+    Records(#[from] ringlab_records::ReadError),
 }
 
 fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
@@ -119,7 +121,7 @@ impl Cluster {
         assert!((1..=250).contains(&spec.nodes));
         std::fs::create_dir_all(&spec.dir)
             .map_err(ioe(format!("creating {}", spec.dir.display())))?;
-        let mut c = Cluster {
+        let mut c = Self {
             children: (0..spec.nodes).map(|_| None).collect(),
             harness_records: spec.dir.join("harness.jsonl"),
             spec,
@@ -311,12 +313,12 @@ impl Cluster {
     }
 
     fn append_record(&self, r: &Record) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.harness_records)
-        {
-            let _ = writeln!(f, "{}", serde_json::to_string(r).expect("serialisable"));
+        let written = Writer::append(&self.harness_records).and_then(|mut w| {
+            w.write(r)?;
+            w.flush()
+        });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "the harness could not write a record");
         }
     }
 
@@ -418,7 +420,10 @@ impl Cluster {
             .collect();
         files.push(self.harness_records.clone());
         for f in files {
-            read_records(&f, &mut out)?;
+            // A node that never started wrote no file.
+            if f.exists() {
+                ringlab_records::read_file(&f, &mut out)?;
+            }
         }
         Ok(out)
     }
@@ -449,30 +454,4 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
-}
-
-/// Appends the records of a JSON-lines file to `out` (a missing file adds none).
-pub fn read_records(path: &Path, out: &mut Vec<Record>) -> Result<(), HarnessError> {
-    let Ok(f) = std::fs::File::open(path) else {
-        return Ok(());
-    };
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(ioe(format!("reading {}", path.display())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(&line) {
-            Ok(r) => out.push(r),
-            // A node killed mid-write leaves a torn last line; anything else is an error.
-            Err(_) if line.ends_with('}') => {
-                return Err(HarnessError::Node(format!(
-                    "{}:{}: not a record",
-                    path.display(),
-                    i + 1
-                )))
-            }
-            Err(_) => {}
-        }
-    }
-    Ok(())
 }

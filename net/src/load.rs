@@ -6,7 +6,7 @@
 //! refused a message) drops its backlog instead of bursting later; one turn submits at most
 //! 4096 messages; a load stops by itself after `count` messages or `duration_ms`.
 
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::{Guarantee, Ring, SubmitError};
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,7 @@ fn default_size() -> usize {
 
 impl Default for LoadSpec {
     fn default() -> Self {
-        LoadSpec {
+        Self {
             rate: 0,
             size: default_size(),
             sizes: Vec::new(),

@@ -14,19 +14,18 @@ use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
 use crate::control::server::Server;
-use crate::drops::Drops;
+use crate::drops::{Dropped, Drops};
 use crate::load::LoadGen;
 use crate::sockets::{self, RecvBatch, Sockets};
 use crate::stable::{self, Stable};
 use hdrhistogram::Histogram;
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
-use ringlab_ring::record::{Body, Record};
-use ringlab_ring::wire::{self, DecodeError};
-use ringlab_ring::{Dest, Event, MembState, NodeId, Ring};
+use ringlab_records::{Body, Record, Writer};
+use ringlab_ring::{Dest, DropReason, Event, MembState, NodeId, PacketOutcome, Ring};
 use ringlab_sync::app::CheckpointApp;
 use std::collections::HashMap;
-use std::io::{BufWriter, ErrorKind, Write};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ pub struct Node {
     by_addr: HashMap<(std::net::IpAddr, u16), NodeId>,
     addr_of: HashMap<NodeId, SocketAddr>,
     auth: Option<Authenticator>,
-    records: Option<BufWriter<std::fs::File>>,
+    records: Option<Writer<std::fs::File>>,
     drops: Drops,
     latency: Histogram<u64>,
     delivered: u64,
@@ -137,14 +136,10 @@ impl Node {
             None => None,
         };
         let records = match &cfg.events {
-            Some(p) => Some(BufWriter::with_capacity(
-                1 << 16,
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(io(format!("opening events file {}", p.display())))?,
-            )),
+            Some(p) => Some(Writer::append(p).map_err(|e| StartError::Io {
+                what: format!("opening events file {}", p.display()),
+                source: std::io::Error::other(e),
+            })?),
             None => None,
         };
         let port = cfg.port;
@@ -169,7 +164,7 @@ impl Node {
             send_buffer = sockets.granted.1,
             "node started"
         );
-        let mut node = Node {
+        let mut node = Self {
             inc: stable.incarnation(),
             ring,
             poll,
@@ -327,54 +322,43 @@ impl Node {
     }
 
     fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        if let Err(why) = self.take_datagram(data, from) {
+            self.drops.count(why);
+        }
+    }
+
+    /// Hands a datagram to the ring once its source and (with a key) its authentication
+    /// check out; returns why it was not taken.
+    fn take_datagram(&mut self, data: &[u8], from: SocketAddr) -> Result<(), Dropped> {
+        // Not worth authenticating: the ring would refuse it anyway.
         let limit = self.cfg.totem.netmtu + if self.auth.is_some() { TRAILER_LEN } else { 0 };
         if data.len() > limit {
-            self.drops.oversized += 1;
-            return;
+            return Err(Dropped::Ring(DropReason::Oversized));
         }
         let Some(&by_addr) = self.by_addr.get(&(from.ip(), from.port())) else {
             tracing::debug!(%from, "datagram from an address not in the node list");
-            self.drops.foreign += 1;
-            return;
+            return Err(Dropped::Foreign);
         };
         let (packet, sender) = match self.auth.as_mut() {
             Some(a) => match a.open(data) {
                 Ok((p, tx)) => (p, tx),
-                Err(AuthError::Replayed) => {
-                    self.drops.replayed += 1;
-                    return;
-                }
-                Err(_) => {
-                    self.drops.unauthenticated += 1;
-                    return;
-                }
+                Err(AuthError::Replayed) => return Err(Dropped::Replayed),
+                Err(_) => return Err(Dropped::Unauthenticated),
             },
             None => (data, by_addr),
         };
         if sender != by_addr {
-            self.drops.foreign += 1;
-            return;
+            return Err(Dropped::Foreign);
         }
-        match wire::decode_header(packet) {
-            Ok(_) => {}
-            Err(DecodeError::BadMagic(_)) => {
-                self.drops.bad_magic += 1;
-                return;
-            }
-            Err(DecodeError::UnsupportedVersion(_)) => {
-                self.drops.wrong_version += 1;
-                return;
-            }
-            Err(_) => {
-                self.drops.malformed += 1;
-                return;
-            }
-        }
-        self.ring.handle_packet(
+        let outcome = self.ring.handle_packet(
             monotonic_ns(),
             Some(sender),
             bytes::Bytes::copy_from_slice(packet),
         );
+        match outcome {
+            PacketOutcome::Accepted => Ok(()),
+            PacketOutcome::Dropped(r) => Err(Dropped::Ring(r)),
+        }
     }
 
     /// Writes the ring's events, then sends its datagrams.
@@ -419,14 +403,13 @@ impl Node {
     /// goes through here.
     fn record(&mut self, now: u64, body: Body) {
         if let Some(w) = self.records.as_mut() {
-            let r = Record {
+            // A failure is counted and logged once by the writer.
+            let _ = w.write(&Record {
                 t_ns: now,
                 node: self.cfg.node_id,
                 inc: self.inc,
                 body,
-            };
-            let _ = serde_json::to_writer(&mut *w, &r);
-            let _ = w.write_all(b"\n");
+            });
         }
     }
 

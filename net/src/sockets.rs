@@ -87,7 +87,7 @@ impl Sockets {
         } else {
             None
         };
-        Ok(Sockets {
+        Ok(Self {
             unicast,
             multicast,
             group,
@@ -149,7 +149,7 @@ pub struct RecvBatch {
 impl RecvBatch {
     /// Creates buffers for datagrams of up to `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        RecvBatch {
+        Self {
             slots: (0..BATCH).map(|_| vec![0u8; limit + 1]).collect(),
             headers: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
             got: Vec::with_capacity(BATCH),

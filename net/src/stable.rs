@@ -53,7 +53,7 @@ impl Stable {
         let mut state = read(&path).unwrap_or_default();
         state.incarnation += 1;
         write(&path, &state)?;
-        Ok(Stable { path, state })
+        Ok(Self { path, state })
     }
 
     /// Returns the state file's path.

@@ -36,15 +36,14 @@
 //! ```
 //!
 //! Modules: [`wire`] (the packet codec), [`pack`] (packing and fragmentation of application
-//! messages), [`srp`] (the protocol), [`config`] (knobs), [`event`] (what goes in and out),
-//! [`record`] (the JSON event records every node writes).
+//! messages), [`srp`] (the protocol), [`config`] (knobs), [`event`] (what goes in and out).
+//! The JSON event records every node writes are the `ringlab-records` crate's.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod event;
 pub mod pack;
-pub mod record;
 pub mod srp;
 pub mod wire;
 

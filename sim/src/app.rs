@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use rand::Rng;
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::{Event, Ring};
 use ringlab_sync::checkpoint::SECTION_MAX;
 use ringlab_sync::Op;

@@ -23,7 +23,7 @@
 //!    installed by `faults_end + bound`; and every message a live node sent after that ring
 //!    was installed is delivered by every live node.
 
-use ringlab_ring::record::{Body, Record};
+use ringlab_records::{Body, Record};
 use ringlab_ring::{ConfigKind, MembState, MsgId, NodeId, RingId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;

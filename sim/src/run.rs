@@ -23,7 +23,7 @@ use crate::checker::{self, Liveness, Report};
 use crate::sim::{NetConfig, Sim};
 use rand::seq::SliceRandom;
 use rand::Rng;
-use ringlab_ring::record::Record;
+use ringlab_records::Record;
 use ringlab_ring::{Config, Guarantee, NodeId};
 
 const MS: u64 = 1_000_000;
@@ -261,7 +261,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     sim.run_until(sim.now() + probe);
     let (mut syncs_completed, mut syncs_aborted) = (0, 0);
     for r in sim.records() {
-        if let ringlab_ring::record::Body::Sync { phase, .. } = &r.body {
+        if let ringlab_records::Body::Sync { phase, .. } = &r.body {
             match phase.as_str() {
                 "done" => syncs_completed += 1,
                 "abort" => syncs_aborted += 1,

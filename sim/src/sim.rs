@@ -17,7 +17,7 @@ use crate::app::App;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ringlab_ring::record::{Body, Record};
+use ringlab_records::{Body, Record};
 use ringlab_ring::wire::{self, MessageType};
 use ringlab_ring::{
     Config, Dest, Drops, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError,

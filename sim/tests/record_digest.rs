@@ -105,9 +105,11 @@ fn seed_digest(set: &Set, seed: u64) -> String {
         set.name
     );
     let mut h = Sha256::new();
+    let mut line = Vec::new();
     for r in &report.records {
-        h.update(serde_json::to_string(r).expect("a record serialises"));
-        h.update(b"\n");
+        line.clear();
+        ringlab_records::encode_line(r, &mut line);
+        h.update(&line);
     }
     h.finalize().iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -1,7 +1,7 @@
 //! Named fault scenarios, each driven precisely in the simulator and judged by the checker.
 //! Times are virtual: asserting them is asserting protocol behaviour, not machine speed.
 
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::wire::MessageType;
 use ringlab_ring::{Config, Guarantee, MembState, NodeId, Reason};
 use ringlab_sim::{check, liveness_bound, Liveness, NetConfig, Sim};

@@ -5,7 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::{Config, MembState, NodeId};
 use ringlab_sim::app::CheckpointApp;
 use ringlab_sim::run::checkpoint_agreement;

@@ -5,7 +5,7 @@
 
 use crate::{CheckpointService, Op, SyncEngine, CHECKPOINT_SERVICE};
 use bytes::Bytes;
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::{Event, Guarantee, NodeId, Ring, SubmitError};
 use std::any::Any;
 use std::collections::VecDeque;

@@ -135,7 +135,7 @@ pub enum SyncEvent {
 
 impl SyncEvent {
     /// Returns the event as a `sync` event record body.
-    pub fn to_record(&self) -> ringlab_ring::record::Body {
+    pub fn to_record(&self) -> ringlab_records::Body {
         let (phase, ring, service, bytes, detail) = match self {
             Self::Start { ring } => ("start", *ring, None, 0, None),
             Self::ServiceDone {
@@ -151,7 +151,7 @@ impl SyncEvent {
             Self::Done { ring, bytes } => ("done", *ring, None, *bytes, None),
             Self::Abort { ring, service } => ("abort", *ring, *service, 0, None),
         };
-        ringlab_ring::record::Body::Sync {
+        ringlab_records::Body::Sync {
             phase: phase.into(),
             ring,
             service,

@@ -8,11 +8,13 @@
 //! `cargo build --release -p ringlab && cargo run --release -p ringlab-bench --bin
 //! sync_loopback [-- SIZES...]` (bytes; default 1 KiB, 1 MiB, 10 MiB, 100 MiB): one JSON line
 //! per size.
+// A benchmark or test over real processes and time, not protocol code (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ringlab_net::control::{CkptDigestReply, CkptFillReply, Request, SyncStats};
 use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::{monotonic_ns, Transport};
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::Config;
 use std::time::Duration;
 

@@ -6,8 +6,10 @@
 //!
 //! `cargo run --release -p ringlab-bench --bin sync_state [-- SIZES...]` (sizes in bytes;
 //! default 1 KiB, 1 MiB, 10 MiB, 100 MiB) prints one JSON line per size.
+// A benchmark or test over real processes and time, not protocol code (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use ringlab_ring::record::Body;
+use ringlab_records::Body;
 use ringlab_ring::{Config, MembState};
 use ringlab_sim::app::CheckpointApp;
 use ringlab_sim::{NetConfig, Sim};

@@ -251,12 +251,12 @@ pub enum Reply {
 impl Reply {
     /// Returns `{"ok": true}`.
     pub fn ack() -> Self {
-        Reply::Ack(Ack { ok: true })
+        Self::Ack(Ack { ok: true })
     }
 
     /// Returns `{"ok": false, "error": why}`.
     pub fn error(why: impl Into<String>) -> Self {
-        Reply::Error(ErrorReply {
+        Self::Error(ErrorReply {
             ok: false,
             error: why.into(),
         })

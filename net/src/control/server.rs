@@ -41,7 +41,7 @@ pub(crate) struct Session {
 impl Server {
     /// Serves `listener` (already bound and registered by the node).
     pub(crate) fn new(listener: UnixListener) -> Self {
-        Server {
+        Self {
             listener,
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
