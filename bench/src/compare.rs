@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Finds the summaries under `dirs`: a directory with summary.json is one run; otherwise each
-/// subdirectory with one is (a sweep, or results/<name>/ with one run per timestamp).
+/// subdirectory with one is (a sweep, or `results/<name>/` with one run per timestamp).
 pub fn load(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Summary)>> {
     let mut out = Vec::new();
     for d in dirs {

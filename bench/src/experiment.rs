@@ -1,6 +1,6 @@
 //! Experiments: a TOML file in experiments/ says the topology, the nodes' knobs, the load and
-//! the fault schedule; [`run`] carries it out in network namespaces (root) and writes
-//! results/<name>/<timestamp>/.
+//! the fault schedule; [`run`](crate::runner::run) carries it out in network namespaces (root) and writes
+//! `results/<name>/<timestamp>/`.
 //!
 //! ```toml
 //! name = "isolate-one"

@@ -37,7 +37,7 @@ const LIB_SH: &str = include_str!("../../netns-scripts/lib.sh");
 pub struct RunOpts {
     /// The `ringlab` binary the nodes run.
     pub binary: PathBuf,
-    /// The directory results go to (results/<name>/<timestamp>).
+    /// The directory results go to (`results/<name>/<timestamp>`).
     pub out: PathBuf,
     /// Name prefix of every namespace, link and nftables table.
     pub prefix: String,

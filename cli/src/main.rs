@@ -77,7 +77,7 @@ enum Cmd {
     /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
     /// compares the configurations. Needs root.
     Sweep {
-        /// knob=v1,v2,...: a [totem] knob, or nodes, transport, shape, loss_pct, load.rate,
+        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, load.rate,
         /// load.size, load.senders. At most two.
         #[arg(long = "param", required = true)]
         params: Vec<String>,
@@ -151,7 +151,7 @@ struct ExperimentArgs {
     /// Repetitions (overrides the file).
     #[arg(long)]
     reps: Option<u32>,
-    /// Results root: writes <out>/<name>/<timestamp>/ (a sweep: <out>/<name>-sweep/<timestamp>/).
+    /// Results root: writes `<out>/<name>/<timestamp>/` (a sweep: `<out>/<name>-sweep/<timestamp>/`).
     #[arg(long, default_value = "results")]
     out: PathBuf,
     /// Prefix of every namespace, link and nftables table the run makes.

@@ -21,7 +21,7 @@ use std::time::Duration;
 /// What cluster to run.
 #[derive(Clone, Debug)]
 pub struct Spec {
-    /// Nodes, ids 1..=n, at 127.0.0.<id> (or 127.1.<a>.<id> with `ip_block` a).
+    /// Nodes, ids 1..=n, at `127.0.0.<id>` (or `127.1.<a>.<id>` with `ip_block` a).
     pub nodes: usize,
     /// Transport.
     pub transport: Transport,
@@ -41,13 +41,13 @@ pub struct Spec {
     pub binary: PathBuf,
     /// recvmmsg/sendmmsg on (see [`NodeConfig::batched_io`]).
     pub batched_io: bool,
-    /// Run on ::1 (nodes differ by port) instead of 127.0.0.<id>.
+    /// Run on ::1 (nodes differ by port) instead of `127.0.0.<id>`.
     pub ipv6: bool,
     /// Services every node runs (see [`NodeConfig::services`]).
     pub services: Vec<String>,
     /// Run each node in network namespace `<prefix>-n<id>` made by netns-scripts/topo.sh,
-    /// at 10.77.0.<id>, instead of on loopback. PID and command files go to
-    /// /run/ringlab-<prefix>/ so that fault.sh can signal and restart the nodes.
+    /// at `10.77.0.<id>`, instead of on loopback. PID and command files go to
+    /// `/run/ringlab-<prefix>/` so that fault.sh can signal and restart the nodes.
     pub netns: Option<String>,
 }
 
@@ -82,13 +82,13 @@ fn ioe(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
 }
 
 impl Cluster {
-    /// Returns node `id`'s IPv4 address, 127.0.0.<id> (an IPv6 cluster puts every node on ::1
+    /// Returns node `id`'s IPv4 address, `127.0.0.<id>` (an IPv6 cluster puts every node on ::1
     /// and tells them apart by port).
     pub fn addr(id: NodeId) -> IpAddr {
         IpAddr::from([127, 0, 0, id as u8])
     }
 
-    /// Returns node `id`'s address in a namespace topology: 10.77.0.<id> (netns-scripts/lib.sh).
+    /// Returns node `id`'s address in a namespace topology: `10.77.0.<id>` (netns-scripts/lib.sh).
     pub fn netns_addr(id: NodeId) -> IpAddr {
         IpAddr::from([10, 77, 0, id as u8])
     }
