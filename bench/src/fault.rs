@@ -191,7 +191,8 @@ impl ActionName {
 }
 
 /// A step as the file spells it: every argument of every action, in the order summary.json
-/// has always written them.
+/// has always written them (an argument a step lacks is written as 0, and a 0 is accepted
+/// for an argument the action does not take, so every summary.json reads back).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
@@ -203,12 +204,23 @@ struct RawStep {
     groups: Vec<Vec<NodeId>>,
     #[serde(default)]
     oneway: bool,
-    #[serde(default)]
-    pct: u32,
-    #[serde(default)]
-    ms: u64,
-    #[serde(default)]
-    jitter_ms: u64,
+    #[serde(default, serialize_with = "zero_if_none")]
+    pct: Option<u32>,
+    #[serde(default, serialize_with = "zero_if_none")]
+    ms: Option<u64>,
+    #[serde(default, serialize_with = "zero_if_none")]
+    jitter_ms: Option<u64>,
+}
+
+/// Writes an argument a step lacks as 0, as summary.json always has.
+fn zero_if_none<S: Serializer, T: Serialize + Default>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => v.serialize(s),
+        None => T::default().serialize(s),
+    }
 }
 
 impl ProcessOp {
@@ -377,9 +389,9 @@ impl TryFrom<RawStep> for FaultStep {
             ("nodes", !r.nodes.is_empty()),
             ("groups", !r.groups.is_empty()),
             ("oneway", r.oneway),
-            ("pct", r.pct != 0),
-            ("ms", r.ms != 0),
-            ("jitter_ms", r.jitter_ms != 0),
+            ("pct", r.pct.is_some_and(|v| v != 0)),
+            ("ms", r.ms.is_some_and(|v| v != 0)),
+            ("jitter_ms", r.jitter_ms.is_some_and(|v| v != 0)),
         ];
         for (arg, set) in given {
             if set && !takes.contains(&arg) {
@@ -392,12 +404,19 @@ impl TryFrom<RawStep> for FaultStep {
         if takes.contains(&"nodes") && r.action != ActionName::Loss && r.nodes.is_empty() {
             return Err(format!("{name} needs `nodes`"));
         }
-        if takes.contains(&"pct") && r.pct > 100 {
-            return Err(format!(
-                "{name}: `pct` is a percentage (0-100), not {}",
-                r.pct
-            ));
-        }
+        // What the action cannot do without: a percentage, a delay.
+        let pct = match (takes.contains(&"pct"), r.pct) {
+            (true, None) => return Err(format!("{name} needs `pct`")),
+            (true, Some(p)) if p > 100 => {
+                return Err(format!("{name}: `pct` is a percentage (0-100), not {p}"))
+            }
+            (_, p) => p.unwrap_or(0),
+        };
+        let ms = match (r.action, r.ms) {
+            (ActionName::Delay, None) => return Err(format!("{name} needs `ms`")),
+            (_, ms) => ms.unwrap_or(0),
+        };
+        let jitter_ms = r.jitter_ms.unwrap_or(0);
         let nodes = r.nodes;
         let net = FaultAction::Network;
         let action = match r.action {
@@ -418,18 +437,18 @@ impl TryFrom<RawStep> for FaultStep {
             ActionName::Heal => net(NetworkFault::Heal),
             ActionName::TrunkDown => net(NetworkFault::TrunkDown),
             ActionName::TrunkUp => net(NetworkFault::TrunkUp),
-            ActionName::Loss => net(NetworkFault::Loss { nodes, pct: r.pct }),
+            ActionName::Loss => net(NetworkFault::Loss { nodes, pct }),
             ActionName::Delay => net(NetworkFault::Delay {
                 nodes,
-                ms: r.ms,
-                jitter_ms: r.jitter_ms,
+                ms,
+                jitter_ms,
             }),
             ActionName::Reorder => net(NetworkFault::Reorder {
                 nodes,
-                pct: r.pct,
-                gap_ms: r.ms,
+                pct,
+                gap_ms: ms,
             }),
-            ActionName::Duplicate => net(NetworkFault::Duplicate { nodes, pct: r.pct }),
+            ActionName::Duplicate => net(NetworkFault::Duplicate { nodes, pct }),
             ActionName::Clear => net(NetworkFault::Clear),
             ActionName::Kill => FaultAction::Process(ProcessOp::Kill, nodes),
             ActionName::Pause => FaultAction::Process(ProcessOp::Pause, nodes),
@@ -452,16 +471,22 @@ impl From<&FaultStep> for RawStep {
             nodes: f.action.nodes().to_vec(),
             groups: f.action.groups().to_vec(),
             oneway: false,
-            pct: 0,
-            ms: 0,
-            jitter_ms: 0,
+            pct: None,
+            ms: None,
+            jitter_ms: None,
         };
         if let FaultAction::Network(n) = &f.action {
             match *n {
                 NetworkFault::Cut { oneway, .. } => r.oneway = oneway,
-                NetworkFault::Loss { pct, .. } | NetworkFault::Duplicate { pct, .. } => r.pct = pct,
-                NetworkFault::Delay { ms, jitter_ms, .. } => (r.ms, r.jitter_ms) = (ms, jitter_ms),
-                NetworkFault::Reorder { pct, gap_ms, .. } => (r.pct, r.ms) = (pct, gap_ms),
+                NetworkFault::Loss { pct, .. } | NetworkFault::Duplicate { pct, .. } => {
+                    r.pct = Some(pct)
+                }
+                NetworkFault::Delay { ms, jitter_ms, .. } => {
+                    (r.ms, r.jitter_ms) = (Some(ms), Some(jitter_ms))
+                }
+                NetworkFault::Reorder { pct, gap_ms, .. } => {
+                    (r.pct, r.ms) = (Some(pct), Some(gap_ms))
+                }
                 _ => {}
             }
         }
@@ -533,6 +558,25 @@ mod tests {
     }
 
     #[test]
+    fn a_percentage_or_a_delay_the_action_needs_is_not_taken_as_zero() {
+        for (step, want) in [
+            ("action = 'loss'\nnodes = [2]", "loss needs `pct`"),
+            ("action = 'duplicate'\nnodes = [2]", "duplicate needs `pct`"),
+            (
+                "action = 'reorder'\nnodes = [2]\nms = 5",
+                "reorder needs `pct`",
+            ),
+            (
+                "action = 'delay'\nnodes = [2]\njitter_ms = 2",
+                "delay needs `ms`",
+            ),
+        ] {
+            let e = toml::from_str::<FaultStep>(&format!("at_ms = 1\n{step}")).unwrap_err();
+            assert!(e.to_string().contains(want), "{step}: {e}");
+        }
+    }
+
+    #[test]
     fn names_are_the_serde_tags() {
         for a in ALL {
             assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
@@ -550,9 +594,9 @@ mod tests {
                     vec![]
                 },
                 oneway: false,
-                pct: 0,
-                ms: 0,
-                jitter_ms: 0,
+                pct: a.arguments().contains(&"pct").then_some(1),
+                ms: (a == ActionName::Delay).then_some(1),
+                jitter_ms: None,
             };
             let step = FaultStep::try_from(raw).unwrap();
             assert_eq!(step.action.name(), a.as_str());

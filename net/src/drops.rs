@@ -1,7 +1,7 @@
 //! The node's one table of dropped datagrams, per reason, and of sends the kernel refused.
 //!
 //! Every datagram the node reads is either taken by the ring or counted here exactly once,
-//! by [`Drops::count`]: the reasons the runtime decides before the ring sees a datagram
+//! by [`NodeDrops::count`]: the reasons the runtime decides before the ring sees a datagram
 //! (stranger's address, authentication, replay, size) and the reasons the ring returns from
 //! `handle_packet` (decoding, staleness, duplicates, ...). The node never decodes a header
 //! itself. None of them stops a node. The table is reported as it is, one field per reason,
@@ -26,7 +26,7 @@ pub enum Dropped {
 
 /// Datagrams dropped, per reason, and sends the kernel refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Drops {
+pub struct NodeDrops {
     /// See [`Dropped::Foreign`].
     pub foreign: u64,
     /// See [`Dropped::Unauthenticated`].
@@ -43,7 +43,7 @@ pub struct Drops {
     pub send_errors: u64,
 }
 
-impl Drops {
+impl NodeDrops {
     /// Counts one datagram dropped for `why`.
     pub fn count(&mut self, why: Dropped) {
         match why {

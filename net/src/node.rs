@@ -14,7 +14,7 @@ use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
 use crate::control::server::Server;
-use crate::drops::{Dropped, Drops};
+use crate::drops::{Dropped, NodeDrops};
 use crate::load::LoadGen;
 use crate::sockets::{self, RecvBatch, Sockets};
 use crate::stable::{self, Stable};
@@ -48,7 +48,7 @@ pub struct Node {
     addr_of: HashMap<NodeId, SocketAddr>,
     auth: Option<Authenticator>,
     records: Option<Writer<std::fs::File>>,
-    drops: Drops,
+    drops: NodeDrops,
     latency: Histogram<u64>,
     delivered: u64,
     delivered_bytes: u64,
@@ -78,6 +78,9 @@ pub enum StartError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The events file could not be opened.
+    #[error(transparent)]
+    Records(#[from] ringlab_records::WriteError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -136,10 +139,7 @@ impl Node {
             None => None,
         };
         let records = match &cfg.events {
-            Some(p) => Some(Writer::append(p).map_err(|e| StartError::Io {
-                what: format!("opening events file {}", p.display()),
-                source: std::io::Error::other(e),
-            })?),
+            Some(p) => Some(Writer::append(p)?),
             None => None,
         };
         let port = cfg.port;
@@ -174,7 +174,7 @@ impl Node {
             addr_of,
             auth,
             records,
-            drops: Drops::default(),
+            drops: NodeDrops::default(),
             latency: Histogram::new_with_bounds(1, 60_000_000_000, 3)
                 .expect("valid histogram bounds"),
             delivered: 0,
@@ -301,9 +301,10 @@ impl Node {
             match batch.recv(sock) {
                 Ok(n) => {
                     for i in 0..n {
-                        let (data, from) = batch.get(i);
-                        if let Some(from) = from {
-                            self.on_datagram(data, from);
+                        match batch.get(i) {
+                            (data, Some(from)) => self.on_datagram(data, from),
+                            // No source address: nobody the node list knows.
+                            (_, None) => self.drops.count(Dropped::Foreign),
                         }
                     }
                     self.drain();

@@ -10,7 +10,7 @@
 //!   ringlab uses index 0 (the kernel's choice), documented as a limit.
 
 use crate::config::{NodeConfig, Transport};
-use crate::drops::Drops;
+use crate::drops::NodeDrops;
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::ErrorKind;
@@ -117,7 +117,7 @@ fn interface_index_v6(a: &std::net::Ipv6Addr) -> std::io::Result<u32> {
 }
 
 /// Sends one datagram; a full buffer or an error is counted, never fatal.
-pub fn send(sock: &UdpSocket, data: &[u8], to: SocketAddr, drops: &mut Drops) {
+pub fn send(sock: &UdpSocket, data: &[u8], to: SocketAddr, drops: &mut NodeDrops) {
     loop {
         match sock.send_to(data, to) {
             Ok(_) => return,
@@ -198,7 +198,7 @@ impl RecvBatch {
 
 /// Sends one datagram to many destinations with one `sendmmsg` (the unicast transport's
 /// multicast); what the kernel does not take is counted.
-pub fn send_many(sock: &UdpSocket, data: &[u8], to: &[SocketAddr], drops: &mut Drops) {
+pub fn send_many(sock: &UdpSocket, data: &[u8], to: &[SocketAddr], drops: &mut NodeDrops) {
     use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::os::fd::AsRawFd;
     if to.is_empty() {

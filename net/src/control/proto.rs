@@ -4,7 +4,7 @@
 //! Every reply carries `ok`: `true` in the reply structs, `false` in [`ErrorReply`]. The field
 //! names and nesting below are the wire format; renaming one is a protocol change.
 
-use crate::drops::Drops;
+use crate::drops::NodeDrops;
 use crate::load::LoadSpec;
 use ringlab_ring::{MembState, NodeId, RingId};
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,7 @@ pub struct StatsReply {
     /// Seconds since the node started.
     pub uptime_s: f64,
     /// Datagrams dropped before the ring saw them, and failed sends, per reason.
-    pub drops: Drops,
+    pub drops: NodeDrops,
     /// The ring's own counters.
     pub ring_stats: ringlab_ring::Stats,
     /// Frames re-multicast on request (`ring_stats.frames_retransmitted`).
@@ -306,9 +306,9 @@ mod tests {
         let stats = StatsReply {
             status: st,
             uptime_s: 1.5,
-            drops: Drops {
+            drops: NodeDrops {
                 foreign: 4,
-                ..Drops::default()
+                ..NodeDrops::default()
             },
             ring_stats: ringlab_ring::Stats::default(),
             retransmissions: 7,
@@ -355,7 +355,7 @@ mod tests {
         let mut old = old_status.clone();
         let more = json!({
             "uptime_s": 1.5,
-            "drops": Drops { foreign: 4, ..Drops::default() },
+            "drops": NodeDrops { foreign: 4, ..NodeDrops::default() },
             "ring_stats": ringlab_ring::Stats::default(),
             "retransmissions": 7,
             "token_rotations_per_s": 100.25,

@@ -17,7 +17,7 @@ use super::ordering::next_member;
 use super::state::{Commit, Gather, Round, State};
 use super::timer::Timer;
 use super::{DropReason, PassedToken, Ring};
-use crate::event::{MembState, Reason};
+use crate::event::Reason;
 use crate::wire::{
     self, CommitToken, Join, Leave, MembEntry, Message, NodeId, Packet, RingId, Token,
     PROCESSORS_MAX,
@@ -145,25 +145,25 @@ impl Ring {
 
     /// Takes a join: it may start GATHER, and in GATHER it is processed by the join rules.
     pub(super) fn on_join(&mut self, now: u64, sender: NodeId, j: Join) -> Result<(), DropReason> {
-        match self.state.kind() {
-            MembState::Operational => {
+        match &self.state {
+            State::Operational(_) => {
                 if j.ring_seq < self.cur.ring_id.seq && self.cur.members.contains(&sender) {
                     return Err(DropReason::Stale);
                 }
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
                 self.gather_enter(now, Reason::Join, None, None);
             }
-            MembState::Gather => {
+            State::Gather(_) => {
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
             }
-            MembState::Commit | MembState::Recovery => {
+            State::Commit(_) | State::Recovery(_) => {
                 if !self.join_breaks_commit(sender, &j) {
                     return Err(DropReason::Stale);
                 }
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
                 self.gather_enter(now, Reason::Join, None, None);
             }
-            MembState::Start | MembState::Left => return Ok(()),
+            State::Left => return Ok(()),
         }
         self.process_join(now, sender, j)
     }
@@ -286,25 +286,31 @@ impl Ring {
         }
         match &mut self.state {
             State::Operational(_) => {
-                if self.cur.members.contains(&sender) {
-                    self.gather_enter(now, Reason::Leave, None, Some(sender));
+                if !self.cur.members.contains(&sender) {
+                    return Err(DropReason::Stale);
                 }
+                self.gather_enter(now, Reason::Leave, None, Some(sender));
             }
             State::Gather(g) => {
-                if g.round.proc_set.contains(&sender) && g.round.fail_set.insert(sender) {
+                if !g.round.proc_set.contains(&sender) {
+                    return Err(DropReason::Stale);
+                }
+                if g.round.fail_set.insert(sender) {
                     self.restart_gather_round(now);
                     self.check_consensus(now);
                 }
             }
             State::Commit(Commit { members, .. }) => {
-                if members.contains(&sender) {
-                    self.gather_enter(now, Reason::Leave, None, Some(sender));
+                if !members.contains(&sender) {
+                    return Err(DropReason::Stale);
                 }
+                self.gather_enter(now, Reason::Leave, None, Some(sender));
             }
             State::Recovery(r) => {
-                if r.next.members.contains(&sender) {
-                    self.gather_enter(now, Reason::Leave, None, Some(sender));
+                if !r.next.members.contains(&sender) {
+                    return Err(DropReason::Stale);
                 }
+                self.gather_enter(now, Reason::Leave, None, Some(sender));
             }
             State::Left => {}
         }
@@ -378,7 +384,7 @@ impl Ring {
                 self.commit_enter(now, ring_id, ct, Reason::CommitToken);
             }
             State::Commit(c) => {
-                if c.ring_id != ring_id || !complete {
+                if c.ring_id != ring_id || !complete || ct.members != c.members {
                     return Err(DropReason::Stale);
                 }
                 self.timers.cancel(Timer::TokenRetransmit);
@@ -399,8 +405,9 @@ impl Ring {
                 self.timers.cancel(Timer::TokenRetransmit);
                 self.last_token_sent = None;
                 // The new ring's first token: a fresh token can be neither foreign nor a
-                // duplicate here, so its outcome says nothing about the commit token.
-                let _ = self.on_token(now, ring_id, Token::default());
+                // duplicate here.
+                let first_token = self.on_token(now, ring_id, Token::default());
+                debug_assert!(first_token.is_ok(), "{first_token:?}");
             }
             State::Operational(_) | State::Left => return Err(DropReason::Stale),
         }
@@ -451,16 +458,28 @@ mod tests {
         let mut net = Net::new(1, Config::default());
         assert_eq!(round(net.ring(1)), (vec![1], vec![]));
         // A new processor is heard of (it has heard of nobody yet: no agreement).
-        hear(&mut net, 1, 2, join(0, &[2], &[]));
+        assert_eq!(
+            hear(&mut net, 1, 2, join(0, &[2], &[])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(round(net.ring(1)), (vec![1, 2], vec![]));
         // A sender that gave up on this node: only the sender is given up on.
-        hear(&mut net, 1, 3, join(5, &[1, 3], &[1, 2]));
+        assert_eq!(
+            hear(&mut net, 1, 3, join(5, &[1, 3], &[1, 2])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(round(net.ring(1)), (vec![1, 2, 3], vec![3]));
         // Failures seen by a stranger to this node's ring are not believed.
-        hear(&mut net, 1, 4, join(5, &[4], &[2]));
+        assert_eq!(
+            hear(&mut net, 1, 4, join(5, &[4], &[2])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 4], vec![3]));
         // A processor already given up on is not listened to.
-        hear(&mut net, 1, 3, join(6, &[1, 3, 5], &[]));
+        assert_eq!(
+            hear(&mut net, 1, 3, join(6, &[1, 3, 5], &[])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 4], vec![3]));
         // Every change was announced in a new join carrying the node's sets.
         let last_join = std::iter::from_fn(|| net.ring(1).poll_transmit())
@@ -475,9 +494,15 @@ mod tests {
         assert_eq!(last_join.proc_set, vec![1, 2, 3, 4]);
         assert_eq!(last_join.fail_set, vec![3]);
         // Agreement: 2 and 4 send the same sets; the lowest member commits.
-        hear(&mut net, 1, 2, join(6, &[1, 2, 3, 4], &[3]));
+        assert_eq!(
+            hear(&mut net, 1, 2, join(6, &[1, 2, 3, 4], &[3])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(net.ring(1).state(), MembState::Gather);
-        hear(&mut net, 1, 4, join(6, &[1, 2, 3, 4], &[3]));
+        assert_eq!(
+            hear(&mut net, 1, 4, join(6, &[1, 2, 3, 4], &[3])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(net.ring(1).state(), MembState::Commit);
         let ct = std::iter::from_fn(|| net.ring(1).poll_transmit())
             .find_map(
@@ -502,11 +527,18 @@ mod tests {
             PacketOutcome::Accepted
         );
         assert_eq!(net.ring(1).state(), MembState::Gather);
-        // From before the ring: who wants in counts, not whom it gave up on.
-        hear(&mut net, 1, 5, join(seq - 1, &[1, 5], &[2]));
+        // From before the ring, even from a member: who wants in counts, not whom it gave
+        // up on.
+        assert_eq!(
+            hear(&mut net, 1, 3, join(seq - 1, &[1, 2, 3, 5], &[2])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 5], vec![]));
         // Fresh, from a member of this node's ring: believed.
-        hear(&mut net, 1, 2, join(seq + 1, &[1, 2, 3, 5], &[3]));
+        assert_eq!(
+            hear(&mut net, 1, 2, join(seq + 1, &[1, 2, 3, 5], &[3])),
+            PacketOutcome::Accepted
+        );
         assert_eq!(round(net.ring(1)), (vec![1, 2, 3, 5], vec![3]));
     }
 
@@ -525,7 +557,10 @@ mod tests {
     #[test]
     fn consensus_timeout_gives_up_on_silent_processors() {
         let mut net = Net::new(1, Config::default());
-        hear(&mut net, 1, 2, join(0, &[2], &[]));
+        assert_eq!(
+            hear(&mut net, 1, 2, join(0, &[2], &[])),
+            PacketOutcome::Accepted
+        );
         net.run_until(3_000 * MS);
         assert_eq!(net.ring(1).state(), MembState::Operational);
         assert_eq!(net.ring(1).members(), &[1]);
@@ -553,12 +588,131 @@ mod tests {
             PacketOutcome::Dropped(DropReason::Stale)
         );
         assert_eq!(net.ring(2).state(), MembState::Commit);
-        // A member naming a processor node 2 never heard of: back to GATHER now.
+        // A member naming a processor node 2 never heard of, in a join no newer than the
+        // proposed ring: back to GATHER now, not at the token timeout.
+        assert!(seq > 0);
         assert_eq!(
-            hear(&mut net, 2, 3, join(seq, &[1, 2, 3, 7], &[])),
+            hear(&mut net, 2, 3, join(0, &[1, 2, 3, 7], &[])),
             PacketOutcome::Accepted
         );
         assert_eq!(net.ring(2).state(), MembState::Gather);
         assert_eq!(round(net.ring(2)).0, vec![1, 2, 3, 7]);
+    }
+
+    /// Steps until node `id` is in `state`.
+    fn until_state(net: &mut Net, id: NodeId, state: MembState) {
+        let deadline = net.now + 10_000 * MS;
+        while net.ring(id).state() != state {
+            assert!(
+                net.now < deadline && net.step(deadline),
+                "node {id} did not reach {state:?} in 10 s"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fallback_from_commit_keeps_the_fail_set_on_token_loss_and_clears_it_on_a_join() {
+        // Node 3 crashes: 1 and 2 give up on it and commit to {1, 2}.
+        let mut net = Net::new(3, Config::default());
+        net.form();
+        net.down.push(3);
+        until_state(&mut net, 1, MembState::Commit);
+        // Node 2 crashes too, the commit token is lost: the token loss keeps the round's
+        // fail set.
+        net.down.push(2);
+        until_state(&mut net, 1, MembState::Gather);
+        assert_eq!(round(net.ring(1)).1, vec![3]);
+        net.collect();
+        assert!(net.events.iter().any(|(n, e)| *n == 1
+            && matches!(
+                e,
+                Event::State {
+                    from: MembState::Commit,
+                    to: MembState::Gather,
+                    reason: Reason::CommitTokenLoss,
+                }
+            )));
+        // Node 2 is back; again in COMMIT, a member asks for a newer round: a clean round.
+        net.down.retain(|&n| n != 2);
+        until_state(&mut net, 1, MembState::Commit);
+        let seq = net.ring(1).stable_ring_seq();
+        assert_eq!(
+            hear(&mut net, 1, 2, join(seq + 1, &[2], &[])),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(1).state(), MembState::Gather);
+        assert!(round(net.ring(1)).1.is_empty(), "{:?}", round(net.ring(1)));
+    }
+
+    #[test]
+    fn packets_of_an_abandoned_ring_are_stale() {
+        let mut net = Net::new(2, Config::default());
+        until_state(&mut net, 1, MembState::Commit);
+        // The ring node 1 proposed, abandoned when node 2 falls back.
+        let abandoned = match &net.ring(1).state {
+            super::super::state::State::Commit(c) => c.ring_id,
+            _ => unreachable!(),
+        };
+        let seq = net.ring(1).stable_ring_seq();
+        assert_eq!(
+            hear(&mut net, 1, 2, join(seq + 1, &[2], &[])),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(1).state(), MembState::Gather);
+        let now = net.now;
+        let merge = encode(2, abandoned, Message::MergeDetect);
+        assert_eq!(
+            net.ring(1).handle_packet(now, Some(2), merge),
+            PacketOutcome::Dropped(DropReason::Stale)
+        );
+        net.form();
+        assert_ne!(net.ring(1).ring_id(), abandoned, "a new ring id");
+        let merge = encode(2, abandoned, Message::MergeDetect);
+        assert_eq!(
+            net.ring(1).handle_packet(now, Some(2), merge),
+            PacketOutcome::Dropped(DropReason::Stale),
+            "an abandoned ring never starts a merge"
+        );
+        assert_eq!(net.ring(1).state(), MembState::Operational);
+    }
+
+    #[test]
+    fn a_merge_detect_of_another_live_ring_starts_gather_with_its_sender() {
+        let mut net = Net::new(2, Config::default());
+        net.form();
+        let now = net.now;
+        let other = RingId { rep: 7, seq: 100 };
+        assert_eq!(
+            net.ring(1)
+                .handle_packet(now, Some(7), encode(7, other, Message::MergeDetect)),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(1).state(), MembState::Gather);
+        assert_eq!(round(net.ring(1)).0, vec![1, 2, 7]);
+        // Its own ring's merge-detect changes nothing.
+        let own = net.ring(2).ring_id();
+        assert_eq!(
+            net.ring(2)
+                .handle_packet(now, Some(1), encode(1, own, Message::MergeDetect)),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(2).state(), MembState::Operational);
+    }
+
+    #[test]
+    fn a_leave_in_commit_falls_back_and_gives_up_on_the_leaver() {
+        let mut net = Net::new(3, Config::default());
+        until_state(&mut net, 2, MembState::Commit);
+        let seq = net.ring(2).stable_ring_seq();
+        let now = net.now;
+        let leave = Message::Leave(crate::wire::Leave { ring_seq: seq });
+        let ring = net.ring(3).ring_id();
+        assert_eq!(
+            net.ring(2)
+                .handle_packet(now, Some(3), encode(3, ring, leave)),
+            PacketOutcome::Accepted
+        );
+        assert_eq!(net.ring(2).state(), MembState::Gather);
+        assert_eq!(round(net.ring(2)).1, vec![3]);
     }
 }

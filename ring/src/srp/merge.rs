@@ -37,12 +37,14 @@ impl Ring {
         sender: NodeId,
         ring_id: RingId,
     ) -> Result<(), DropReason> {
-        if matches!(self.state, State::Operational(_))
-            && ring_id != self.cur.ring_id
-            && !self.is_stale(sender, ring_id)
-        {
-            self.gather_enter(now, Reason::MergeDetect, Some(sender), None);
+        if ring_id == self.cur.ring_id {
+            // This node's own ring's representative: nothing to merge.
+            return Ok(());
         }
+        if !matches!(self.state, State::Operational(_)) || self.is_stale(sender, ring_id) {
+            return Err(DropReason::Stale);
+        }
+        self.gather_enter(now, Reason::MergeDetect, Some(sender), None);
         Ok(())
     }
 }

@@ -23,7 +23,7 @@
 //!   aru at or above its seq on two successive rotations, so every member has it.
 //! - Extended virtual synchrony at every membership change: old-ring messages that the old
 //!   ring can still deliver, then the transitional configuration, then what the transitional
-//!   configuration allows, then the regular configuration (see [`Ring`]'s install step).
+//!   configuration allows, then the regular configuration (the install step, `recovery.rs`).
 //! - Memory: the store of frames spans at most [`SORT_QUEUE_MAX`] seqs above the aru and
 //!   holds frames of at most `netmtu` bytes (larger datagrams are dropped), the send queue is
 //!   bounded in bytes, reassembly holds a bounded number of partial messages, and the
@@ -133,11 +133,11 @@ struct Outbox {
 impl Outbox {
     /// Encodes `p` and queues it to every node.
     fn multicast(&mut self, p: &Packet) {
-        self.resend(Bytes::from(wire::encode(p)));
+        self.multicast_encoded(Bytes::from(wire::encode(p)));
     }
 
     /// Queues an encoded packet to every node.
-    fn resend(&mut self, payload: Bytes) {
+    fn multicast_encoded(&mut self, payload: Bytes) {
         self.transmits.push_back(Transmit {
             dest: Dest::Multicast,
             payload,
@@ -438,9 +438,10 @@ impl Ring {
             Message::Join(j) => self.on_join(now, sender, j),
             Message::CommitToken(c) => self.on_commit_token(now, ring_id, c),
             Message::TokenHoldCancel => {
-                if matches!(self.state, State::Operational(_)) && ring_id == self.cur.ring_id {
-                    self.release_held(now);
+                if !matches!(self.state, State::Operational(_)) || ring_id != self.cur.ring_id {
+                    return Err(DropReason::Stale);
                 }
+                self.release_held(now);
                 Ok(())
             }
             Message::Leave(l) => self.on_leave(now, sender, l),
@@ -449,11 +450,10 @@ impl Ring {
 
     // ----- shared steps -----
 
-    /// Moves to `next`, announcing the change of membership state (if it is one); returns
-    /// the state left.
-    fn set_state(&mut self, next: State, reason: Reason) -> State {
+    /// Moves to `next`, announcing the change of membership state (if it is one).
+    fn set_state(&mut self, next: State, reason: Reason) {
         self.state_event(self.state.kind(), next.kind(), reason);
-        std::mem::replace(&mut self.state, next)
+        self.state = next;
     }
 
     /// Announces a change of membership state, if `from` and `to` differ.

@@ -48,6 +48,7 @@ impl From<&DecodeError> for DropReason {
 }
 
 /// What became of one datagram.
+#[must_use = "a dropped datagram is counted by the caller"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PacketOutcome {
     /// The protocol took it (it may have changed nothing).

@@ -223,19 +223,76 @@ mod tests {
         (delivered, configs[configs.len() - 2..].to_vec())
     }
 
+    /// Runs until a token is on its way to `to` and hands it over: node `to` takes its visit.
+    fn visit(net: &mut Net, to: NodeId) {
+        loop {
+            net.collect();
+            let on_its_way = net
+                .wire
+                .iter()
+                .any(|p| p.to == to && kind(&p.data) == Some(MessageType::Token));
+            if on_its_way {
+                break;
+            }
+            assert!(net.step(net.now + 10 * MS), "the ring stalled");
+        }
+        let tok = net.take_in_flight(to, MessageType::Token).remove(0);
+        let now = net.now;
+        let from = tok.sender;
+        let outcome =
+            net.ring(to)
+                .handle_packet(now, Some(from), encode(from, tok.ring_id, tok.message));
+        assert_eq!(outcome, crate::PacketOutcome::Accepted);
+    }
+
+    /// Returns node `id`'s events from its last transitional configuration to the regular
+    /// one after it: (messages delivered in between, the two configurations).
+    fn between_configurations(net: &Net, id: NodeId) -> (Vec<Msg>, Vec<Conf>) {
+        let evs: Vec<&Event> = net
+            .events
+            .iter()
+            .filter(|(n, _)| *n == id)
+            .map(|(_, e)| e)
+            .collect();
+        let t = evs
+            .iter()
+            .rposition(|e| matches!(e, Event::Config(c) if c.kind == ConfigKind::Transitional))
+            .expect("a transitional configuration");
+        let delivered = evs[t..]
+            .iter()
+            .take_while(|e| !matches!(e, Event::Config(c) if c.kind == ConfigKind::Regular))
+            .filter_map(|e| match e {
+                Event::Deliver(d) => Some((d.id.node, d.id.counter)),
+                _ => None,
+            })
+            .collect();
+        let configs = net.configs(id);
+        (delivered, configs[configs.len() - 2..].to_vec())
+    }
+
     #[test]
     fn install_delivers_the_old_ring_then_the_transitional_then_the_regular_configuration() {
         let mut net = Net::new(3, Config::default());
         net.form();
-        for _ in 0..3 {
-            net.submit(1, 100, Guarantee::Agreed);
-        }
-        net.run_until(net.now + 10 * MS);
+        // Two agreed and two safe messages go out; node 3 fails before the token has come
+        // round twice, so the safe ones are not yet safe on the old ring.
+        net.submit(1, 100, Guarantee::Agreed);
+        net.submit(1, 100, Guarantee::Safe);
+        net.submit(1, 100, Guarantee::Agreed);
+        net.submit(1, 100, Guarantee::Safe);
+        visit(&mut net, 1);
         net.down.push(3);
+        net.drain_wire();
+        for id in [1, 2] {
+            assert_eq!(
+                net.delivered(id),
+                vec![(1, 1)],
+                "node {id}: the first agreed one only"
+            );
+        }
         net.form();
         for id in [1, 2] {
-            let (delivered, configs) = before_last_transition(&net, id);
-            assert_eq!(delivered.len(), 3, "node {id}");
+            let (between, configs) = between_configurations(&net, id);
             assert_eq!(
                 configs,
                 vec![
@@ -244,6 +301,8 @@ mod tests {
                 ],
                 "node {id}"
             );
+            // Not safe on the old ring: delivered in the transitional configuration, in order.
+            assert_eq!(between, vec![(1, 2), (1, 3), (1, 4)], "node {id}");
         }
         let left = net.events.iter().rev().find_map(|(n, e)| match e {
             Event::Config(c) if *n == 1 && c.kind == ConfigKind::Transitional => {
@@ -279,8 +338,10 @@ mod tests {
         }
         let tok = net.take_in_flight(1, MessageType::Token).remove(0);
         let now = net.now;
-        net.ring(1)
+        let outcome = net
+            .ring(1)
             .handle_packet(now, Some(3), encode(3, tok.ring_id, tok.message));
+        assert_eq!(outcome, crate::PacketOutcome::Accepted);
         net.down.push(3);
         net.drain_wire();
         assert!(net.delivered(2).is_empty(), "node 2 has none of them yet");

@@ -13,7 +13,6 @@
 //! its fail set; the token counters move from RECOVERY to OPERATIONAL at the install.
 
 use super::ordering::{Frame, Ordering};
-use super::token::TokenCounters;
 use super::PassedToken;
 use crate::event::MembState;
 use crate::wire::{NodeId, RingId};
@@ -136,6 +135,27 @@ pub(super) struct Recovery {
     pub(super) initial_token_sent: bool,
     /// Flow control and hold counters of the token's visits.
     pub(super) counters: TokenCounters,
+}
+
+/// Counters carried from one token visit to the next, from RECOVERY into OPERATIONAL.
+#[derive(Debug, Default)]
+pub(super) struct TokenCounters {
+    /// Frames this node sent (new and retransmitted) on its last visit: its share of fcc.
+    pub(super) my_last_fcc: u32,
+    /// This node's backlog on its last visit: its share of the token's backlog.
+    pub(super) my_pbl: u32,
+    /// Visits in a row that found the token's seq unchanged.
+    pub(super) seqno_unchanged: u32,
+    /// The token's seq at the last visit.
+    pub(super) last_token_seq_value: u64,
+    /// A token-hold cancel was sent since the seq last moved.
+    pub(super) hold_cancel_sent: bool,
+    /// Visits in a row that found the aru held at `fr_aru` by `fr_addr`.
+    pub(super) fr_count: u32,
+    /// The aru of the last visit.
+    pub(super) fr_aru: u64,
+    /// Who held it down at the last visit.
+    pub(super) fr_addr: NodeId,
 }
 
 /// OPERATIONAL's data.

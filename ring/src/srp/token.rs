@@ -8,7 +8,7 @@
 //! visit's last frames).
 
 use super::ordering::{Frame, Ordering, SORT_QUEUE_MAX};
-use super::state::{InstallProgress, State};
+use super::state::{InstallProgress, State, TokenCounters};
 use super::timer::{Timer, TimerTable};
 use super::{pass_token, DropReason, Outbox, PassedToken, Ring, Stats};
 use crate::config::{Config, Timing, Variant};
@@ -17,25 +17,6 @@ use crate::pack::SendQueue;
 use crate::wire::{self, Encapsulated, Message, NodeId, Packet, RingId, Token, RTR_MAX};
 use bytes::Bytes;
 use std::collections::VecDeque;
-
-/// Counters carried from one token visit to the next, from RECOVERY into OPERATIONAL.
-#[derive(Debug, Default)]
-pub(super) struct TokenCounters {
-    /// Frames this node sent (new and retransmitted) on its last visit: its share of fcc.
-    my_last_fcc: u32,
-    /// This node's backlog on its last visit: its share of the token's backlog.
-    my_pbl: u32,
-    /// Visits in a row that found the token's seq unchanged.
-    pub(super) seqno_unchanged: u32,
-    /// The token's seq at the last visit.
-    last_token_seq_value: u64,
-    /// A token-hold cancel was sent since the seq last moved.
-    pub(super) hold_cancel_sent: bool,
-    /// Visits in a row that found the aru held at `fr_aru` by `fr_addr`.
-    fr_count: u32,
-    fr_aru: u64,
-    fr_addr: NodeId,
-}
 
 /// What a visit leads to.
 #[derive(Debug, PartialEq, Eq)]
@@ -248,7 +229,7 @@ impl Visit<'_> {
         let (store, out) = (&self.ord.store, &mut *self.out);
         self.tok.rtr.retain(|s| match store.get(s) {
             Some(f) => {
-                out.resend(f.wire.clone());
+                out.multicast_encoded(f.wire.clone());
                 resent += 1;
                 false
             }
@@ -444,7 +425,7 @@ impl Visit<'_> {
         };
         let before = fresh.len() - after;
         for w in fresh.drain(..before) {
-            self.out.resend(w);
+            self.out.multicast_encoded(w);
         }
         let token = PassedToken { dest, bytes };
         match self.mode {
@@ -461,7 +442,7 @@ impl Visit<'_> {
             ),
         }
         for w in fresh {
-            self.out.resend(w);
+            self.out.multicast_encoded(w);
         }
     }
 }
@@ -538,8 +519,10 @@ mod tests {
         // Node 1 sends the frame on its next visit, then node 2 gets the token.
         let (ring_id, tok) = token_to(&mut net, 1);
         let now = net.now;
-        net.ring(1)
-            .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        let outcome =
+            net.ring(1)
+                .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        assert_eq!(outcome, PacketOutcome::Accepted);
         let (ring_id, mut tok) = token_to(&mut net, 2);
         net.drain_wire(); // the frame reaches node 2
         let held = tok.seq;
@@ -548,8 +531,10 @@ mod tests {
         net.collect();
         let before = net.wire.len();
         let now = net.now;
-        net.ring(2)
-            .handle_packet(now, Some(1), encode(1, ring_id, Message::Token(tok)));
+        let outcome =
+            net.ring(2)
+                .handle_packet(now, Some(1), encode(1, ring_id, Message::Token(tok)));
+        assert_eq!(outcome, PacketOutcome::Accepted);
         net.collect();
         let sent: Vec<_> = net.wire.iter().skip(before).collect();
         let resent = sent
@@ -578,11 +563,12 @@ mod tests {
         net.collect();
         let before = net.wire.len();
         let now = net.now;
-        net.ring(1).handle_packet(
+        let outcome = net.ring(1).handle_packet(
             now,
             Some(3),
             encode(3, ring_id, Message::Token(tok.clone())),
         );
+        assert_eq!(outcome, PacketOutcome::Accepted);
         net.collect();
         let frames = net
             .wire
@@ -620,14 +606,18 @@ mod tests {
         // its own and named itself.
         let (ring_id, tok) = token_to(&mut net, 1);
         let now = net.now;
-        net.ring(1)
-            .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        let outcome =
+            net.ring(1)
+                .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        assert_eq!(outcome, PacketOutcome::Accepted);
         let (ring_id, tok) = token_to(&mut net, 1);
         assert_eq!(tok.aru_addr, 3);
         assert!(tok.aru < tok.seq);
         let now = net.now;
-        net.ring(1)
-            .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        let outcome =
+            net.ring(1)
+                .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        assert_eq!(outcome, PacketOutcome::Accepted);
         // After miss_count_const visits node 3 asks; the others serve; all deliver alike.
         net.run_until(net.now + 200 * MS);
         assert!(net.ring(3).stats().retransmit_requests >= 3);
