@@ -18,7 +18,13 @@
 //!    installed X and did not fail;
 //! 6. **self delivery**: every message sent by an incarnation that did not fail is delivered
 //!    to it;
-//! 7. **liveness** (when asked): after the faults stop at `faults_end`, every live node's
+//! 7. **order agreement**: every message is delivered at one position `(ring, seq)` by every
+//!    incarnation that delivers it, and no two incarnations deliver different messages at the
+//!    same position. A frame carries several packed messages, and a node that missed the
+//!    start of a message fragmented into it does not deliver that one, so the sets delivered
+//!    at one position must be nested, never different; this catches two token holders
+//!    giving one seq to two frames directly, where total order may see nothing;
+//! 8. **liveness** (when asked): after the faults stop at `faults_end`, every live node's
 //!    last regular configuration is one ring whose members are exactly the live nodes,
 //!    installed by `faults_end + bound`; and every message a live node sent after that ring
 //!    was installed is delivered by every live node.
@@ -44,6 +50,9 @@ pub enum Property {
     SafeDelivery,
     /// A member that did not fail never delivered its own message.
     SelfDelivery,
+    /// Two nodes delivered different messages at the same (ring, seq), or one message at two
+    /// positions.
+    OrderAgreement,
     /// No single ring of all live nodes in time, or messages never delivered after it.
     Liveness,
 }
@@ -94,6 +103,8 @@ type Inc = (NodeId, u32);
 #[derive(Default)]
 struct IncLog {
     deliveries: Vec<(MsgId, bool)>,
+    /// Per delivery: the ring and seq it was ordered at.
+    positions: Vec<(RingId, u64)>,
     /// Per delivery: index into `configs` of the configuration it happened in, if any.
     delivery_conf: Vec<Option<usize>>,
     /// (kind, ring, members, t_ns, delivery index at install)
@@ -145,10 +156,13 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
                 sent.insert(*id, key);
                 log.sends.push((*id, r.t_ns));
             }
-            Body::Deliver { id, safe, .. } => {
+            Body::Deliver {
+                id, safe, ring, seq, ..
+            } => {
                 report.deliveries += 1;
                 let conf = log.configs.len().checked_sub(1);
                 log.deliveries.push((*id, *safe));
+                log.positions.push((*ring, *seq));
                 log.delivery_conf.push(conf);
             }
             Body::Crash {} => log.failed = true,
@@ -167,6 +181,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
     let mut v = Violations::default();
     integrity(&logs, &sent, any_send, &mut v);
     total_order(&logs, &mut v);
+    order_agreement(&logs, &mut v);
     membership(&logs, &mut v);
     virtual_synchrony(&logs, &mut v);
     safe_delivery(&logs, &mut v);
@@ -276,6 +291,57 @@ fn total_order(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
                 stuck.join(", ")
             ),
         );
+    }
+}
+
+fn order_agreement(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
+    // Where each message was delivered, and what each incarnation delivered at each position.
+    let mut position_of: HashMap<MsgId, ((RingId, u64), Inc)> = HashMap::new();
+    let mut at: BTreeMap<(RingId, u64), Vec<(Inc, BTreeSet<MsgId>)>> = BTreeMap::new();
+    for (k, log) in logs {
+        let mut mine: BTreeMap<(RingId, u64), BTreeSet<MsgId>> = BTreeMap::new();
+        for ((id, _), pos) in log.deliveries.iter().zip(&log.positions) {
+            match position_of.get(id) {
+                Some((p, other)) if p != pos => v.add(
+                    Property::OrderAgreement,
+                    format!(
+                        "{id}: {}.{} delivered it at {}:{}, {}.{} at {}:{}",
+                        k.0, k.1, pos.0, pos.1, other.0, other.1, p.0, p.1
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    position_of.insert(*id, (*pos, *k));
+                }
+            }
+            mine.entry(*pos).or_default().insert(*id);
+        }
+        for (pos, ids) in mine {
+            at.entry(pos).or_default().push((*k, ids));
+        }
+    }
+    for ((ring, seq), sets) in &at {
+        let Some((first, widest)) = sets.iter().max_by_key(|(_, s)| s.len()) else {
+            continue;
+        };
+        for (k, ids) in sets {
+            if !ids.is_subset(widest) {
+                let theirs: Vec<String> = widest.iter().map(|m| m.to_string()).collect();
+                let ours: Vec<String> = ids.iter().map(|m| m.to_string()).collect();
+                v.add(
+                    Property::OrderAgreement,
+                    format!(
+                        "at {ring}:{seq} {}.{} delivered {}, {}.{} delivered {}",
+                        k.0,
+                        k.1,
+                        ours.join(" "),
+                        first.0,
+                        first.1,
+                        theirs.join(" ")
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -635,5 +701,42 @@ mod tests {
         };
         let p = props(&check(&rs, Some(&l)));
         assert!(p.iter().all(|p| *p == Property::Liveness) && !p.is_empty());
+    }
+
+    fn deliver_at(id: &str, seq: u64) -> Body {
+        Body::Deliver {
+            id: id.parse().unwrap(),
+            ring: RingId { rep: 1, seq: 8 },
+            seq,
+            len: 1,
+            safe: false,
+            sent_t_ns: 0,
+        }
+    }
+
+    #[test]
+    fn order_agreement_catches_one_seq_given_to_two_frames() {
+        // The replayed-token divergence: nodes 1 and 3 delivered 3.1.207 at 1.8:615, node 2
+        // delivered 1.1.207 there. Every node's own order is consistent.
+        let rs = vec![
+            rec(1, 1, deliver_at("3.1.207", 615)),
+            rec(1, 3, deliver_at("3.1.207", 615)),
+            rec(1, 2, deliver_at("1.1.207", 615)),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::OrderAgreement]);
+        // One message at two positions.
+        let rs = vec![
+            rec(1, 1, deliver_at("1.1.1", 5)),
+            rec(1, 2, deliver_at("1.1.1", 6)),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::OrderAgreement]);
+        // Nested sets at one position are fine: node 2 missed the first fragments of 2.1.9,
+        // which completes in the frame at seq 7.
+        let rs = vec![
+            rec(1, 1, deliver_at("2.1.9", 7)),
+            rec(2, 1, deliver_at("2.1.10", 7)),
+            rec(1, 2, deliver_at("2.1.10", 7)),
+        ];
+        assert!(check(&rs, None).violations.is_empty());
     }
 }
