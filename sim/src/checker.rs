@@ -157,7 +157,11 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
                 log.sends.push((*id, r.t_ns));
             }
             Body::Deliver {
-                id, safe, ring, seq, ..
+                id,
+                safe,
+                ring,
+                seq,
+                ..
             } => {
                 report.deliveries += 1;
                 let conf = log.configs.len().checked_sub(1);

@@ -13,7 +13,7 @@
 //! members of this node's own ring; a join older than this node's ring has its fail set
 //! ignored; leaving a ring bumps the ring seq the joins carry past it.
 
-use super::ordering::next_member;
+use super::ordering::{next_hop, next_member};
 use super::state::{Commit, Gather, Round, State};
 use super::timer::Timer;
 use super::{DropReason, PassedToken, Ring};
@@ -369,6 +369,9 @@ impl Ring {
         let Some(my_idx) = ct.members.iter().position(|&m| m == self.id) else {
             return Err(DropReason::Stale);
         };
+        if next_hop(&ct.members, ct.token_seq) != self.id {
+            return Err(DropReason::MisdirectedToken);
+        }
         let complete = ct.entries.len() == ct.members.len();
         match &mut self.state {
             State::Gather(g) => {

@@ -89,6 +89,12 @@ impl Ordering {
     }
 }
 
+/// Returns the member a token (or commit token) with `token_seq` is meant for: the
+/// representative (the first member) sends token_seq 0 on, and every hop adds one.
+pub(super) fn next_hop(members: &[NodeId], token_seq: u64) -> NodeId {
+    members[(token_seq % members.len() as u64) as usize]
+}
+
 /// Returns the member after `me` in `members` (the first if `me` is not one).
 pub(super) fn next_member(members: &[NodeId], me: NodeId) -> NodeId {
     match members.iter().position(|&m| m == me) {

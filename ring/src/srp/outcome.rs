@@ -29,6 +29,10 @@ pub enum DropReason {
     ForeignToken,
     /// A token already seen (token_seq not above the last one).
     DuplicateToken,
+    /// A token (or commit token) whose next hop is another member: a token's `token_seq`
+    /// grows by one at every hop from 0 at the representative, so it is meant for
+    /// `members[token_seq mod n]`.
+    MisdirectedToken,
     /// A packet of an older or abandoned ring, or one the current state does not take.
     Stale,
     /// An mcast frame already held or already delivered.
@@ -78,6 +82,8 @@ pub struct Drops {
     pub foreign_tokens: u64,
     /// See [`DropReason::DuplicateToken`].
     pub duplicate_tokens: u64,
+    /// See [`DropReason::MisdirectedToken`].
+    pub misdirected_tokens: u64,
     /// See [`DropReason::Stale`].
     pub stale_packets: u64,
     /// See [`DropReason::DuplicateFrame`].
@@ -99,6 +105,7 @@ impl Drops {
             DropReason::Stopped => &mut self.stopped,
             DropReason::ForeignToken => &mut self.foreign_tokens,
             DropReason::DuplicateToken => &mut self.duplicate_tokens,
+            DropReason::MisdirectedToken => &mut self.misdirected_tokens,
             DropReason::Stale => &mut self.stale_packets,
             DropReason::DuplicateFrame => &mut self.duplicate_frames,
             DropReason::OutOfWindow => &mut self.out_of_window,

@@ -7,7 +7,7 @@
 //! progress, and finally holding or passing the token (in the Accelerated Ring, before the
 //! visit's last frames).
 
-use super::ordering::{Frame, Ordering, SORT_QUEUE_MAX};
+use super::ordering::{next_hop, Frame, Ordering, SORT_QUEUE_MAX};
 use super::state::{InstallProgress, State, TokenCounters};
 use super::timer::{Timer, TimerTable};
 use super::{pass_token, DropReason, Outbox, PassedToken, Ring, Stats};
@@ -126,6 +126,9 @@ impl Ring {
         };
         if ring_id != ord.ring_id {
             return Err(DropReason::ForeignToken);
+        }
+        if next_hop(&ord.members, tok.token_seq) != self.id {
+            return Err(DropReason::MisdirectedToken);
         }
         if ord.last_token_seq.is_some_and(|l| tok.token_seq <= l) {
             return Err(DropReason::DuplicateToken);
@@ -508,6 +511,25 @@ mod tests {
             lone.ring(1)
                 .handle_packet(0, Some(2), encode(2, ring_id, Message::Token(tok))),
             PacketOutcome::Dropped(DropReason::Stale)
+        );
+    }
+
+    #[test]
+    fn a_token_meant_for_another_member_is_dropped() {
+        let mut net = Net::new(3, Config::default());
+        net.form();
+        // The token node 1 passed to node 2, replayed to node 3 (the attack of a node that
+        // holds the key and resends what it saw).
+        let (ring_id, tok) = token_to(&mut net, 2);
+        let now = net.now;
+        let data = encode(1, ring_id, Message::Token(tok));
+        assert_eq!(
+            net.ring(3).handle_packet(now, Some(1), data.clone()),
+            PacketOutcome::Dropped(DropReason::MisdirectedToken)
+        );
+        assert_eq!(
+            net.ring(2).handle_packet(now, Some(1), data),
+            PacketOutcome::Accepted
         );
     }
 
