@@ -4,13 +4,13 @@
 // A benchmark or test over real processes and time, not protocol code (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use ringlab_net::auth::Authenticator;
 use ringlab_net::control::{
     Ack, CkptDigestReply, CkptFillReply, Request, StopLoadReply, SyncStats,
 };
 use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::{LoadSpec, Transport};
 use ringlab_records::{Body, Record};
+use ringlab_ring::auth::Authenticator;
 use ringlab_ring::{Config, MsgId, NodeId, Reason, Variant};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
@@ -247,11 +247,12 @@ fn bad_datagrams_are_counted_per_reason_and_the_ring_is_unharmed() {
     let rogue = UdpSocket::bind(SocketAddr::new(Cluster::addr(3), port)).unwrap();
     let stranger = UdpSocket::bind(SocketAddr::new([127, 0, 0, 9].into(), port)).unwrap();
     let key = std::fs::read(c.spec.dir.join("cluster.key")).unwrap();
-    let mut auth = Authenticator::new(key, 3, 1000);
-    let mut wrong_key = Authenticator::new(b"not the cluster key".to_vec(), 3, 1000);
+    let mut auth = Authenticator::new(key, 3, 1000, Default::default()).unwrap();
+    let mut wrong_key =
+        Authenticator::new(b"not the cluster key".to_vec(), 3, 1000, Default::default()).unwrap();
     let seal = |a: &mut Authenticator, p: &[u8]| {
         let mut v = p.to_vec();
-        a.seal(&mut v);
+        a.seal(ringlab_ring::Dest::Multicast, &mut v);
         v
     };
     let mut header = vec![0x52, 0x4C, ringlab_ring::wire::VERSION, 5, 0, 0, 0, 3];

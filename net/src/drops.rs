@@ -18,6 +18,11 @@ pub enum Dropped {
     Foreign,
     /// No authentication trailer, or a MAC that does not verify.
     Unauthenticated,
+    /// Authenticated, but sealed for another node.
+    NotForMe,
+    /// Authenticated, but sealed for an earlier incarnation of this node, or by an earlier
+    /// incarnation of its transmitter.
+    OldIncarnation,
     /// Authenticated, but seen before.
     Replayed,
     /// The ring refused it (larger than netmtu, undecodable, stale, a duplicate, ...).
@@ -31,6 +36,10 @@ pub struct NodeDrops {
     pub foreign: u64,
     /// See [`Dropped::Unauthenticated`].
     pub unauthenticated: u64,
+    /// See [`Dropped::NotForMe`].
+    pub not_for_me: u64,
+    /// See [`Dropped::OldIncarnation`].
+    pub old_incarnation: u64,
     /// See [`Dropped::Replayed`].
     pub replayed: u64,
     /// What the ring refused, one field per [`DropReason`] (`oversized` also counts
@@ -49,6 +58,8 @@ impl NodeDrops {
         match why {
             Dropped::Foreign => self.foreign += 1,
             Dropped::Unauthenticated => self.unauthenticated += 1,
+            Dropped::NotForMe => self.not_for_me += 1,
+            Dropped::OldIncarnation => self.old_incarnation += 1,
             Dropped::Replayed => self.replayed += 1,
             Dropped::Ring(r) => self.ring.count(r),
         }

@@ -6,7 +6,6 @@
 //! - [`drops`]: the drop and send-failure counters, per reason;
 //! - [`clock`]: the one clock (CLOCK_MONOTONIC) records and faults are stamped with;
 //! - [`stable`]: stable storage (incarnation and ring seq), written by temp file and rename;
-//! - [`auth`]: the optional HMAC-SHA256 trailer with replay protection;
 //! - [`load`]: the load generator (rate or maximum, sizes, count, duration);
 //! - [`control`]: the control protocol (a Unix socket speaking JSON lines): typed requests
 //!   and replies, the node's server side, the client call every tool uses;
@@ -26,7 +25,6 @@
 // The runtime: sockets, the clock and threads are this crate's job (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -10,7 +10,6 @@
 
 mod commands;
 
-use crate::auth::{AuthError, Authenticator, TRAILER_LEN};
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
 use crate::control::server::Server;
@@ -22,6 +21,7 @@ use hdrhistogram::Histogram;
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
 use ringlab_records::{Body, Record, Writer};
+use ringlab_ring::auth::{AuthError, Authenticator, TRAILER_LEN};
 use ringlab_ring::{Dest, DropReason, Event, MembState, NodeId, PacketOutcome, Ring};
 use ringlab_sync::app::CheckpointApp;
 use std::collections::HashMap;
@@ -125,16 +125,17 @@ impl Node {
             Some(p) => {
                 let key =
                     std::fs::read(p).map_err(io(format!("reading key_file {}", p.display())))?;
-                if key.len() < 16 {
-                    return Err(StartError::Io {
-                        what: format!("key_file {}", p.display()),
-                        source: std::io::Error::new(
-                            ErrorKind::InvalidData,
-                            "a key needs at least 16 bytes",
-                        ),
-                    });
-                }
-                Some(Authenticator::new(key, cfg.node_id, stable.incarnation()))
+                let a = Authenticator::new(
+                    key,
+                    cfg.node_id,
+                    stable.incarnation(),
+                    stable.auth_marks().clone(),
+                )
+                .map_err(|e| StartError::Io {
+                    what: format!("key_file {}", p.display()),
+                    source: std::io::Error::new(ErrorKind::InvalidData, e),
+                })?;
+                Some(a)
             }
             None => None,
         };
@@ -341,11 +342,20 @@ impl Node {
             return Err(Dropped::Foreign);
         };
         let (packet, sender) = match self.auth.as_mut() {
-            Some(a) => match a.open(data) {
-                Ok((p, tx)) => (p, tx),
-                Err(AuthError::Replayed) => return Err(Dropped::Replayed),
-                Err(_) => return Err(Dropped::Unauthenticated),
-            },
+            Some(a) => {
+                let opened = a.open(data).map_err(|e| match e {
+                    AuthError::Replayed => Dropped::Replayed,
+                    AuthError::NotForMe => Dropped::NotForMe,
+                    AuthError::OldIncarnation => Dropped::OldIncarnation,
+                    AuthError::Missing | AuthError::BadMac => Dropped::Unauthenticated,
+                })?;
+                // The replay marks reach stable storage before the datagram is acted on,
+                // so a restart never takes it again.
+                if let Some(marks) = a.marks_to_persist() {
+                    let _ = self.stable.set_auth_marks(marks);
+                }
+                (opened.packet, opened.tx)
+            }
             None => (data, by_addr),
         };
         if sender != by_addr {
@@ -419,7 +429,7 @@ impl Node {
             Some(a) => {
                 self.sealed.clear();
                 self.sealed.extend_from_slice(payload);
-                a.seal(&mut self.sealed);
+                a.seal(dest, &mut self.sealed);
                 &self.sealed
             }
             None => payload,

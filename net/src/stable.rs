@@ -6,17 +6,23 @@
 //! first and is renamed over the state file, so a node killed mid-write leaves either the old
 //! state or the new one, never a torn file.
 
+use ringlab_ring::auth::Mark;
 use ringlab_ring::NodeId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What stable storage holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StableState {
     /// The incarnation the node last started with.
     pub incarnation: u32,
     /// The highest ring seq the node has taken part in (see `Ring::stable_ring_seq`).
     pub ring_seq: u64,
+    /// The replay marks of the authentication envelope, per transmitter (see
+    /// `ringlab_ring::auth`): absent in files of nodes that never ran with a key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auth_marks: BTreeMap<NodeId, Mark>,
 }
 
 /// Returns the path of node `node`'s state file in `state_dir`.
@@ -71,6 +77,17 @@ impl Stable {
         self.state.ring_seq
     }
 
+    /// Returns the authentication envelope's replay marks.
+    pub fn auth_marks(&self) -> &BTreeMap<NodeId, Mark> {
+        &self.state.auth_marks
+    }
+
+    /// Records the authentication envelope's replay marks: writes the file.
+    pub fn set_auth_marks(&mut self, marks: &BTreeMap<NodeId, Mark>) -> std::io::Result<()> {
+        self.state.auth_marks.clone_from(marks);
+        write(&self.path, &self.state)
+    }
+
     /// Records the highest ring seq: writes the file when it changed. A failed write is not
     /// retried for the same seq (the next change writes again).
     pub fn set_ring_seq(&mut self, seq: u64) -> std::io::Result<()> {
@@ -100,7 +117,8 @@ mod tests {
             read(&path(&dir, 7)),
             Some(StableState {
                 incarnation: 2,
-                ring_seq: 12
+                ring_seq: 12,
+                auth_marks: Default::default(),
             })
         );
         assert!(!s.path().with_extension("tmp").exists());

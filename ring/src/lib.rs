@@ -36,11 +36,13 @@
 //! ```
 //!
 //! Modules: [`wire`] (the packet codec), [`pack`] (packing and fragmentation of application
-//! messages), [`srp`] (the protocol), [`config`] (knobs), [`event`] (what goes in and out).
+//! messages), [`srp`] (the protocol), [`config`] (knobs), [`event`] (what goes in and out),
+//! [`auth`] (the keyed envelope datagrams travel in when a cluster has a key).
 //! The JSON event records every node writes are the `ringlab-records` crate's.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod event;
 pub mod pack;

@@ -104,7 +104,7 @@ type Inc = (NodeId, u32);
 struct IncLog {
     deliveries: Vec<(MsgId, bool)>,
     /// Per delivery: the ring and seq it was ordered at.
-    positions: Vec<(RingId, u64)>,
+    positions: Vec<Position>,
     /// Per delivery: index into `configs` of the configuration it happened in, if any.
     delivery_conf: Vec<Option<usize>>,
     /// (kind, ring, members, t_ns, delivery index at install)
@@ -298,12 +298,15 @@ fn total_order(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
     }
 }
 
+/// A position in a ring's total order: (ring, seq).
+type Position = (RingId, u64);
+
 fn order_agreement(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
     // Where each message was delivered, and what each incarnation delivered at each position.
-    let mut position_of: HashMap<MsgId, ((RingId, u64), Inc)> = HashMap::new();
-    let mut at: BTreeMap<(RingId, u64), Vec<(Inc, BTreeSet<MsgId>)>> = BTreeMap::new();
+    let mut position_of: HashMap<MsgId, (Position, Inc)> = HashMap::new();
+    let mut at: BTreeMap<Position, Vec<(Inc, BTreeSet<MsgId>)>> = BTreeMap::new();
     for (k, log) in logs {
-        let mut mine: BTreeMap<(RingId, u64), BTreeSet<MsgId>> = BTreeMap::new();
+        let mut mine: BTreeMap<Position, BTreeSet<MsgId>> = BTreeMap::new();
         for ((id, _), pos) in log.deliveries.iter().zip(&log.positions) {
             match position_of.get(id) {
                 Some((p, other)) if p != pos => v.add(
