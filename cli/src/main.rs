@@ -202,7 +202,9 @@ struct SimArgs {
     /// Probability that a packet copy is held back and overtaken (fault phase).
     #[arg(long, default_value_t = 0.0)]
     reorder: f64,
-    /// Faults: comma list of partition, merge, crash, restart, pause (or all, none).
+    /// Faults: comma list of partition, merge, crash, restart, pause, hostile (a node on the
+    /// segment that replays, alters and forges datagrams), or all (every fault but hostile),
+    /// none.
     #[arg(long, default_value = "none")]
     faults: String,
     /// Virtual duration of each run, ms.
@@ -239,6 +241,9 @@ struct SimArgs {
     /// With --services checkpoint: about how many bytes of checkpoint sections to keep.
     #[arg(long, default_value_t = 65_536)]
     state_bytes: usize,
+    /// Authenticate every datagram with a cluster key, as real nodes with `key_file` do.
+    #[arg(long)]
+    key: bool,
 }
 
 #[derive(clap::Args)]
@@ -624,6 +629,7 @@ fn sim(a: SimArgs) -> Result<i32> {
             Some("checkpoint") => Some(a.state_bytes),
             Some(other) => bail!("unknown service {other:?} (known: checkpoint)"),
         },
+        key: a.key,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let reports: Vec<RunReport> = seeds

@@ -22,7 +22,8 @@
 //! 2. that it is the receiver: the group, or itself at its current incarnation
 //!    ([`AuthError::NotForMe`], [`AuthError::OldIncarnation`]): a token sealed for node 3 is
 //!    refused by node 1, and one sealed for node 3 before node 3 restarted is refused by
-//!    node 3;
+//!    node 3 (a transmitter that has not yet heard node 3's new incarnation loses that
+//!    datagram too, and re-sends it, sealed right, once it has: a token retransmission);
 //! 3. that the transmitter's incarnation is not older than one already seen from it
 //!    ([`AuthError::OldIncarnation`]);
 //! 4. the replay window of that transmitter incarnation and channel: a counter seen
@@ -243,16 +244,18 @@ impl Authenticator {
     }
 
     /// Appends the trailer to `buf`, which holds one packet for `dest`. A datagram for a node
-    /// whose incarnation this node has not yet seen carries incarnation 0, which that node
-    /// refuses: a ring member is always heard from before it is sent to.
+    /// whose incarnation this node has not heard yet (a member known only from another's
+    /// join, at a simultaneous start) is sealed for the group instead: it keeps its replay
+    /// protection, and the ring itself refuses a token that reaches a member it is not meant
+    /// for.
     pub fn seal(&mut self, dest: Dest, buf: &mut Vec<u8>) {
         let (channel, rx, rx_inc) = match dest {
+            Dest::Node(n) if n == self.me => (Channel::Node(n), n, self.inc),
+            Dest::Node(n) => match self.peers.get(&n) {
+                Some(&inc) => (Channel::Node(n), n, inc),
+                None => (Channel::Group, 0, 0),
+            },
             Dest::Multicast => (Channel::Group, 0, 0),
-            Dest::Node(n) => (
-                Channel::Node(n),
-                n,
-                self.peers.get(&n).copied().unwrap_or(0),
-            ),
         };
         let counter = self.counters.entry(channel).or_insert(0);
         *counter += 1;

@@ -5,18 +5,21 @@
 //!   pauses; the same seed gives the same run, bit for bit.
 //! - [`checker`]: verifies integrity, total order, membership agreement, virtual synchrony,
 //!   safe delivery, self delivery and liveness over event records, simulated or real.
+//! - [`adversary`]: a hostile node on the segment that replays, alters and forges datagrams;
 //! - [`run`](mod@run): one seeded run with mixed faults and load, as `ringlab sim` drives it.
 //! - [`summary`]: the totals of many runs, as `ringlab sim` prints them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adversary;
 pub mod app;
 pub mod checker;
 pub mod run;
 pub mod sim;
 pub mod summary;
 
+pub use adversary::Adversary;
 pub use checker::{check, Liveness, Property, Report, Violation};
 pub use run::{liveness_bound, run, Faults, RunConfig, RunReport};
-pub use sim::{NetConfig, PacketInfo, Sim};
+pub use sim::{AuthDrops, NetConfig, PacketInfo, Sim};
 pub use summary::SimSummary;

@@ -18,6 +18,7 @@
 //! rounds (one to exclude the dead, one to settle a set that grew meanwhile), merge
 //! detection of a ring that went idle, and slack for the join exchange and recovery.
 
+use crate::adversary::{Adversary, AdversaryStats};
 use crate::app::CheckpointApp;
 use crate::checker::{self, Liveness, Report};
 use crate::sim::{NetConfig, Sim};
@@ -41,10 +42,14 @@ pub struct Faults {
     pub restart: bool,
     /// Pauses (SIGSTOP-like) of up to 2 × token.
     pub pause: bool,
+    /// A hostile node on the segment that replays, alters and forges datagrams (see
+    /// [`crate::adversary`]); not part of `all`.
+    pub hostile: bool,
 }
 
 impl Faults {
-    /// Parses a comma list: partition, merge, crash, restart, pause (or "none", "all").
+    /// Parses a comma list: partition, merge, crash, restart, pause, hostile (or "none", or
+    /// "all": every fault but hostile).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut f = Self::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -54,6 +59,7 @@ impl Faults {
                 "crash" => f.crash = true,
                 "restart" => f.restart = true,
                 "pause" => f.pause = true,
+                "hostile" => f.hostile = true,
                 "none" => {}
                 "all" => {
                     f = Self {
@@ -62,11 +68,12 @@ impl Faults {
                         crash: true,
                         restart: true,
                         pause: true,
+                        hostile: f.hostile,
                     }
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault '{other}' (partition, merge, crash, restart, pause)"
+                        "unknown fault '{other}' (partition, merge, crash, restart, pause, hostile)"
                     ))
                 }
             }
@@ -75,7 +82,7 @@ impl Faults {
     }
 
     fn any(&self) -> bool {
-        self.partition || self.merge || self.crash || self.restart || self.pause
+        self.partition || self.merge || self.crash || self.restart || self.pause || self.hostile
     }
 }
 
@@ -101,6 +108,8 @@ pub struct RunConfig {
     /// Run the sync engine with the checkpoint service, its workload sized to about this many
     /// bytes of section state (`None`: plain messages only).
     pub checkpoint_state_bytes: Option<usize>,
+    /// Authenticate every datagram with a cluster key, as `key_file` does on real nodes.
+    pub key: bool,
 }
 
 impl Default for RunConfig {
@@ -115,6 +124,7 @@ impl Default for RunConfig {
             load_interval_ms: 20,
             record_messages: true,
             checkpoint_state_bytes: None,
+            key: false,
         }
     }
 }
@@ -146,7 +156,17 @@ pub struct RunReport {
     pub state_bytes: u64,
     /// With services: what differed, for each mismatch.
     pub state_details: Vec<String>,
+    /// With a key: datagrams the authenticators refused, all nodes together.
+    pub auth_refused: u64,
+    /// With a hostile node: what it injected.
+    pub adversary: AdversaryStats,
 }
+
+/// The cluster key of simulated runs with `key`.
+pub const SIM_KEY: &[u8] = b"ringlab simulated cluster key, 32";
+
+/// Datagrams a hostile node injects at each of its turns in the fault mix.
+pub const HOSTILE_OPS: usize = 50;
 
 /// Returns the liveness bound the config implies, in ns.
 pub fn liveness_bound(c: &Config) -> u64 {
@@ -161,6 +181,13 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let faults_end = duration.saturating_sub(settle + probe).max(100 * MS);
     let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net);
     sim.record_messages = cfg.record_messages;
+    if cfg.key {
+        sim.set_key(SIM_KEY.to_vec())
+            .expect("the simulator's key is long enough");
+    }
+    if cfg.faults.hostile {
+        sim.set_adversary(Adversary::new());
+    }
     if cfg.checkpoint_state_bytes.is_some() {
         sim.set_app_factory(|id| Box::new(CheckpointApp::new(id)));
     }
@@ -295,6 +322,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         state_mismatches,
         state_bytes,
         state_details,
+        auth_refused: ids.iter().map(|&id| sim.auth_drops(id).total()).sum(),
+        adversary: sim.adversary().map(|a| a.stats.clone()).unwrap_or_default(),
     }
 }
 
@@ -374,6 +403,9 @@ fn inject(
     if f.pause {
         choices.push(4);
     }
+    if f.hostile {
+        choices.push(5);
+    }
     let up: Vec<NodeId> = ids.iter().copied().filter(|&i| sim.is_up(i)).collect();
     let down: Vec<NodeId> = ids.iter().copied().filter(|&i| !sim.is_up(i)).collect();
     let now = sim.now();
@@ -416,6 +448,11 @@ fn inject(
             sim.fault_record("pause", vec![id]);
             resume_at.push((now + d, id));
             true
+        }
+        5 => {
+            let injected = sim.attack(HOSTILE_OPS);
+            sim.fault_record("hostile", vec![]);
+            injected > 0
         }
         _ => false,
     }

@@ -13,11 +13,13 @@
 //! paused nodes keep arrivals (up to a socket-buffer bound) and run no timers until resumed.
 //! A filter hook drops chosen packets for targeted tests ("drop the next commit token").
 
+use crate::adversary::Adversary;
 use crate::app::App;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringlab_records::{Body, Record};
+use ringlab_ring::auth::{AuthError, Authenticator, KeyError, Mark};
 use ringlab_ring::wire::{self, MessageType};
 use ringlab_ring::{
     Config, Dest, Drops, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError,
@@ -126,6 +128,44 @@ struct SimNode {
     next_inc: u32,
     /// Datagrams the node's rings refused, all incarnations together.
     drops: Drops,
+    /// With a key: the incarnation's authenticator.
+    auth: Option<Authenticator>,
+    /// The authenticator's replay marks, kept across incarnations as stable storage keeps
+    /// them.
+    auth_marks: BTreeMap<NodeId, Mark>,
+    /// Datagrams the authenticators refused, all incarnations together.
+    auth_drops: AuthDrops,
+}
+
+/// Datagrams a node's authenticator refused, per reason (a cluster with a key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthDrops {
+    /// No trailer, or a MAC that does not verify (forged, altered, another key).
+    pub unauthenticated: u64,
+    /// Sealed for another node.
+    pub not_for_me: u64,
+    /// Sealed for or by an earlier incarnation.
+    pub old_incarnation: u64,
+    /// Seen before.
+    pub replayed: u64,
+    /// Authenticated as a node other than the one the network says sent it.
+    pub foreign: u64,
+}
+
+impl AuthDrops {
+    fn count(&mut self, e: AuthError) {
+        *match e {
+            AuthError::Missing | AuthError::BadMac => &mut self.unauthenticated,
+            AuthError::NotForMe => &mut self.not_for_me,
+            AuthError::OldIncarnation => &mut self.old_incarnation,
+            AuthError::Replayed => &mut self.replayed,
+        } += 1;
+    }
+
+    /// Returns every refusal.
+    pub fn total(&self) -> u64 {
+        self.unauthenticated + self.not_for_me + self.old_incarnation + self.replayed + self.foreign
+    }
 }
 
 /// Counters of the simulated network.
@@ -167,6 +207,10 @@ pub struct Sim {
     pub delivered: u64,
     /// Network counters.
     pub net_stats: NetStats,
+    /// The cluster key, when datagrams are authenticated.
+    key: Option<Vec<u8>>,
+    /// A hostile node on the segment, when one is there.
+    adversary: Option<Adversary>,
 }
 
 impl Sim {
@@ -186,6 +230,9 @@ impl Sim {
                 egress_free_at: 0,
                 next_inc: 1,
                 drops: Drops::default(),
+                auth: None,
+                auth_marks: BTreeMap::new(),
+                auth_drops: AuthDrops::default(),
             })
             .collect();
         Self {
@@ -205,6 +252,8 @@ impl Sim {
             records: Vec::new(),
             delivered: 0,
             net_stats: NetStats::default(),
+            key: None,
+            adversary: None,
         }
     }
 
@@ -236,6 +285,55 @@ impl Sim {
     /// Returns the datagrams node `id`'s rings refused, per reason, over all its incarnations.
     pub fn drops(&self, id: NodeId) -> &Drops {
         &self.nodes[idx(id)].drops
+    }
+
+    /// Returns the datagrams node `id`'s authenticators refused, over all its incarnations.
+    pub fn auth_drops(&self, id: NodeId) -> &AuthDrops {
+        &self.nodes[idx(id)].auth_drops
+    }
+
+    /// Authenticates every datagram from now on with `key` (nodes started afterwards), as a
+    /// cluster with `key_file` does.
+    pub fn set_key(&mut self, key: Vec<u8>) -> Result<(), KeyError> {
+        Authenticator::new(key.clone(), 1, 1, BTreeMap::new())?;
+        self.key = Some(key);
+        Ok(())
+    }
+
+    /// Puts a hostile node on the segment: it sees every datagram sent from now on, and
+    /// [`Sim::attack`] makes it act.
+    pub fn set_adversary(&mut self, a: Adversary) {
+        self.adversary = Some(a);
+    }
+
+    /// Returns the hostile node, if there is one.
+    pub fn adversary(&self) -> Option<&Adversary> {
+        self.adversary.as_ref()
+    }
+
+    /// Makes the hostile node inject `ops` datagrams now (replayed, altered or forged from
+    /// what it saw); they arrive after a link delay, as if sent by the node it impersonates.
+    /// Returns how many it injected.
+    pub fn attack(&mut self, ops: usize) -> usize {
+        let Some(mut adv) = self.adversary.take() else {
+            return 0;
+        };
+        let n = self.nodes.len() as NodeId;
+        let injected = adv.attack(&mut self.rng, n, ops);
+        self.adversary = Some(adv);
+        let count = injected.len();
+        for (to, from, data) in injected {
+            let delay = self.net.delay_ns + self.rng.gen_range(0..=self.net.jitter_ns);
+            self.push(
+                self.now + delay,
+                Item::Arrive {
+                    to: idx(to),
+                    from,
+                    data,
+                },
+            );
+        }
+        count
     }
 
     /// Returns a node's incarnation.
@@ -322,6 +420,10 @@ impl Sim {
         let ring = Ring::new(id, n.inc, self.ring_config.clone(), n.stable_seq, self.now)
             .expect("the simulator's ring config is validated by its caller");
         n.ring = Some(ring);
+        n.auth = self.key.as_ref().map(|k| {
+            Authenticator::new(k.clone(), id, n.inc, n.auth_marks.clone())
+                .expect("the key was checked by set_key")
+        });
         n.app = self.app_factory.as_ref().map(|f| f(id));
         self.after_input(i);
     }
@@ -340,6 +442,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         if n.ring.take().is_some() {
             n.app = None;
+            n.auth = None;
             n.paused = false;
             n.inbox.clear();
             n.scheduled = None;
@@ -376,12 +479,7 @@ impl Sim {
         self.nodes[i].paused = false;
         let inbox = std::mem::take(&mut self.nodes[i].inbox);
         for (from, data) in inbox {
-            let n = &mut self.nodes[i];
-            if let Some(r) = n.ring.as_mut() {
-                n.drops
-                    .count_outcome(r.handle_packet(self.now, Some(from), data));
-            }
-            self.after_input(i);
+            self.receive(i, from, data);
         }
         if let Some(r) = self.nodes[i].ring.as_mut() {
             r.handle_timeout(self.now);
@@ -417,13 +515,7 @@ impl Sim {
     /// Hands raw bytes to node `to` now, as if `from` had sent them: hostile or garbage
     /// packets for robustness tests.
     pub fn inject_packet(&mut self, to: NodeId, from: NodeId, data: &[u8]) {
-        let i = idx(to);
-        let n = &mut self.nodes[i];
-        if let Some(r) = n.ring.as_mut() {
-            let outcome = r.handle_packet(self.now, Some(from), Bytes::copy_from_slice(data));
-            n.drops.count_outcome(outcome);
-            self.after_input(i);
-        }
+        self.receive(idx(to), from, Bytes::copy_from_slice(data));
     }
 
     /// Splits the cluster into groups; nodes not named form one more group.
@@ -535,7 +627,9 @@ impl Sim {
                     return;
                 }
                 let n = &mut self.nodes[to];
-                let Some(r) = n.ring.as_mut() else { return };
+                if n.ring.is_none() {
+                    return;
+                }
                 if n.paused {
                     if n.inbox.len() < PAUSED_INBOX_MAX {
                         n.inbox.push_back((from, data));
@@ -543,9 +637,7 @@ impl Sim {
                     return;
                 }
                 self.net_stats.delivered += 1;
-                n.drops
-                    .count_outcome(r.handle_packet(self.now, Some(from), data));
-                self.after_input(to);
+                self.receive(to, from, data);
             }
             Item::Timer { node, inc } => {
                 let n = &mut self.nodes[node];
@@ -562,6 +654,36 @@ impl Sim {
                 self.after_input(node);
             }
         }
+    }
+
+    /// Hands a datagram from `from` to node `i`: opened by its authenticator when the
+    /// cluster has a key, then to its ring; then drains its outputs.
+    fn receive(&mut self, i: usize, from: NodeId, data: Bytes) {
+        let n = &mut self.nodes[i];
+        let Some(r) = n.ring.as_mut() else { return };
+        let data = match n.auth.as_mut() {
+            None => data,
+            Some(a) => {
+                let len = match a.open(&data) {
+                    Ok(o) if o.tx == from => o.packet.len(),
+                    Ok(_) => {
+                        n.auth_drops.foreign += 1;
+                        return;
+                    }
+                    Err(e) => {
+                        n.auth_drops.count(e);
+                        return;
+                    }
+                };
+                if let Some(m) = a.marks_to_persist() {
+                    n.auth_marks.clone_from(m);
+                }
+                data.slice(..len)
+            }
+        };
+        n.drops
+            .count_outcome(r.handle_packet(self.now, Some(from), data));
+        self.after_input(i);
     }
 
     fn push(&mut self, at: u64, item: Item) {
@@ -654,6 +776,15 @@ impl Sim {
 
     fn transmit(&mut self, i: usize, dest: Dest, data: Bytes) {
         let from = self.nodes[i].id;
+        let data = match self.nodes[i].auth.as_mut() {
+            Some(a) => {
+                let mut sealed = Vec::with_capacity(data.len() + ringlab_ring::auth::TRAILER_LEN);
+                sealed.extend_from_slice(&data);
+                a.seal(dest, &mut sealed);
+                Bytes::from(sealed)
+            }
+            None => data,
+        };
         let depart =
             self.now.max(self.nodes[i].egress_free_at) + data.len() as u64 * self.net.ns_per_byte;
         self.nodes[i].egress_free_at = depart;
@@ -692,6 +823,9 @@ impl Sim {
         data: Bytes,
     ) {
         self.net_stats.sent += 1;
+        if let Some(adv) = self.adversary.as_mut() {
+            adv.capture(from, to, &data);
+        }
         if let Some(f) = self.filter.as_mut() {
             if f(&PacketInfo { from, to, kind }) {
                 self.net_stats.filtered += 1;

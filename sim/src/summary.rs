@@ -41,6 +41,16 @@ pub struct SimSummary {
     pub syncs_aborted: u64,
     /// With services: state mismatches.
     pub state_mismatches: u64,
+    /// With a key: datagrams the authenticators refused (absent without a key).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub auth_refused: u64,
+    /// With a hostile node: datagrams it injected (absent without one).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub hostile_injected: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SimSummary {
@@ -61,6 +71,8 @@ impl SimSummary {
         self.syncs_completed += r.syncs_completed;
         self.syncs_aborted += r.syncs_aborted;
         self.state_mismatches += r.state_mismatches;
+        self.auth_refused += r.auth_refused;
+        self.hostile_injected += r.adversary.replayed + r.adversary.flipped + r.adversary.forged;
         if r.state_mismatches > 0 {
             // A state mismatch is a violation of the run.
             self.violations += r.state_mismatches;
@@ -139,6 +151,15 @@ impl SimSummary {
                 self.syncs_completed, self.syncs_aborted, self.state_mismatches
             );
         }
+        if cfg.key || cfg.faults.hostile {
+            let _ = writeln!(
+                t,
+                "  authentication: {}; hostile node: {} datagrams injected; {} refused by the authenticators",
+                if cfg.key { "key" } else { "NO KEY (anyone on the segment can forge any member)" },
+                self.hostile_injected,
+                self.auth_refused
+            );
+        }
         if self.violations == 0 {
             t.push_str("  checker: no violations\n");
         } else {
@@ -188,6 +209,8 @@ mod tests {
             state_mismatches: mismatches.len() as u64,
             state_bytes: 0,
             state_details: mismatches.iter().map(|d| d.to_string()).collect(),
+            auth_refused: 0,
+            adversary: Default::default(),
         }
     }
 
