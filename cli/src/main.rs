@@ -132,9 +132,11 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         max_seconds: u64,
     },
-    /// Checks event-record files (JSON lines) from any run.
+    /// Checks event-record files (JSON lines) from any run: every directory below the paths
+    /// that holds record files (a simulator seed, a run's repetition) is judged on its own.
+    /// Exits 1 on a violation, 2 when there are no records (or a run directory has none).
     Check {
-        /// Record files or directories of them.
+        /// Record files, or directories searched all the way down.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Prints one JSON object.
@@ -654,38 +656,124 @@ fn sim(a: SimArgs) -> Result<i32> {
 }
 
 fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {
-    let set = ringlab_records::read_paths(paths)?;
-    for f in &set.torn {
-        eprintln!(
-            "ringlab check: {}: a torn last line (its writer was killed mid-write) is read as the end",
-            f.display()
-        );
-    }
-    let (records, files) = (set.records, set.files);
-    let report = check(&records, None);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "records": records.len(),
+    let runs = ringlab_records::find_runs(paths)?;
+    let mut total = CheckTotals::default();
+    let mut out_runs = Vec::new();
+    let mut empty = Vec::new();
+    let mut all_violations: Vec<serde_json::Value> = Vec::new();
+    for run in &runs {
+        let set = ringlab_records::read_paths(&run.files)?;
+        for f in &set.torn {
+            eprintln!(
+                "ringlab check: {}: a torn last line (its writer was killed mid-write) is read as the end",
+                f.display()
+            );
+        }
+        let dir = run.dir.display().to_string();
+        if set.records.is_empty() {
+            eprintln!(
+                "ringlab check: {dir}: a run directory with no event records ({} record files)",
+                run.files.len()
+            );
+            empty.push(dir);
+            continue;
+        }
+        // Each run on its own, as the runner and the simulator judge them: records of
+        // different runs share node ids, ring ids and message ids.
+        let report = check(&set.records, None);
+        total.runs += 1;
+        total.records += set.records.len();
+        total.files += set.files.len();
+        total.deliveries += report.deliveries;
+        total.regular_installs += report.regular_installs;
+        total.max_recovery_ns = total.max_recovery_ns.max(report.max_recovery_ns);
+        total.violations += report.violations.len();
+        total.failing_runs += usize::from(!report.violations.is_empty());
+        if json {
+            for v in &report.violations {
+                all_violations.push(serde_json::json!({ "dir": dir, "violation": v }));
+            }
+            out_runs.push(serde_json::json!({
+                "dir": dir,
+                "files": set.files.len(),
+                "records": set.records.len(),
                 "deliveries": report.deliveries,
                 "regular_installs": report.regular_installs,
                 "max_recovery_ms": report.max_recovery_ns as f64 / 1e6,
                 "violations": report.violations,
+            }));
+        } else {
+            println!(
+                "{dir}: {} records from {} files: {} deliveries, {} regular configurations, {} violations",
+                set.records.len(),
+                set.files.len(),
+                report.deliveries,
+                report.regular_installs,
+                report.violations.len()
+            );
+            for v in &report.violations {
+                println!("  {v}");
+            }
+        }
+    }
+    if total.runs == 0 {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "no event records in {} (record files are *.jsonl, searched in every folder below)",
+            names.join(", ")
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "runs": out_runs,
+                "empty_runs": empty,
+                "records": total.records,
+                "deliveries": total.deliveries,
+                "regular_installs": total.regular_installs,
+                "max_recovery_ms": total.max_recovery_ns as f64 / 1e6,
+                "violations": all_violations,
             })
         );
     } else {
         println!(
-            "{} records from {} files: {} deliveries, {} regular configurations, {} violations",
-            records.len(),
-            files.len(),
-            report.deliveries,
-            report.regular_installs,
-            report.violations.len()
+            "total: {} runs, {} records from {} files: {} deliveries, {} regular configurations, {} violations in {} of {} runs{}",
+            total.runs,
+            total.records,
+            total.files,
+            total.deliveries,
+            total.regular_installs,
+            total.violations,
+            total.failing_runs,
+            total.runs,
+            if empty.is_empty() {
+                String::new()
+            } else {
+                format!("; {} run directories without records", empty.len())
+            }
         );
-        for v in &report.violations {
-            println!("  {v}");
-        }
     }
-    Ok(if report.violations.is_empty() { 0 } else { 1 })
+    if !empty.is_empty() {
+        eprintln!(
+            "ringlab check: {} run directories hold no event records: {}",
+            empty.len(),
+            empty.join(", ")
+        );
+        return Ok(2);
+    }
+    Ok(if total.violations == 0 { 0 } else { 1 })
+}
+
+/// What `ringlab check` adds up over its runs.
+#[derive(Default)]
+struct CheckTotals {
+    runs: usize,
+    records: usize,
+    files: usize,
+    deliveries: u64,
+    regular_installs: u64,
+    max_recovery_ns: u64,
+    violations: usize,
+    failing_runs: usize,
 }
