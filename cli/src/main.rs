@@ -156,9 +156,11 @@ struct ExperimentArgs {
     /// Results root: writes `<out>/<name>/<timestamp>/` (a sweep: `<out>/<name>-sweep/<timestamp>/`).
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Prefix of every namespace, link and nftables table the run makes.
-    #[arg(long, default_value = "rlx")]
-    prefix: String,
+    /// Prefix of every namespace, link and nftables table the run makes: 1-10 characters,
+    /// a-z then a-z0-9. Default: a fresh one, `rl<PID>`. The run holds it (a lock in
+    /// `/run/ringlab-<prefix>.lock`); a prefix another run holds is refused.
+    #[arg(long)]
+    prefix: Option<String>,
 }
 
 impl ExperimentArgs {
@@ -177,10 +179,26 @@ impl ExperimentArgs {
         Ok(ringlab_bench::runner::RunOpts {
             binary: node_binary()?,
             out,
-            prefix: self.prefix.clone(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             label: label.into(),
         })
+    }
+
+    /// Takes this run's prefix (given or fresh), before anything is made; a held one is
+    /// refused at once.
+    fn lock(&self) -> Result<ringlab_bench::prefix::PrefixLock> {
+        use ringlab_bench::prefix::PrefixLock;
+        ringlab_bench::runner::require_root()?;
+        let lock = match &self.prefix {
+            Some(p) => PrefixLock::acquire(p)?,
+            None => PrefixLock::acquire_default()?,
+        };
+        eprintln!(
+            "ringlab: prefix {} (lock {})",
+            lock.prefix(),
+            lock.path().display()
+        );
+        Ok(lock)
     }
 }
 
@@ -412,8 +430,29 @@ fn timestamp() -> String {
         .replace([':', '-'], "")
 }
 
-/// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound.
+/// Makes a new results directory `<parent>/<timestamp>` (`-2`, `-3`... when a run started in
+/// the same second has it), so that two runs never share one.
+fn new_results_dir(parent: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let stamp = timestamp();
+    for n in 1.. {
+        let dir = match n {
+            1 => parent.join(&stamp),
+            n => parent.join(format!("{stamp}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+/// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound; 130
+/// when a signal stopped it, 2 when an error did.
 fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
+    use ringlab_bench::summary::StopCause;
     let mut code = 0;
     if s.violations > 0 {
         eprintln!(
@@ -438,15 +477,28 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
             code = 1;
         }
     }
+    if let Some(st) = &s.stopped {
+        eprintln!(
+            "ringlab run: {}: {}; summary.json says so, with the completed repetitions",
+            s.experiment.name,
+            st.describe()
+        );
+        code = match st.cause {
+            StopCause::Signal => 130,
+            StopCause::Error | StopCause::Unfinished => 2,
+        };
+    }
     code
 }
 
 fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
     let exp = a.load()?;
-    let dir = a.out.join(&exp.name).join(timestamp());
     let stop = stop_flag()?;
+    let lock = a.lock()?;
+    let dir = new_results_dir(&a.out.join(&exp.name))?;
     let opts = a.opts(dir.clone(), "")?;
-    let s = ringlab_bench::runner::run(&exp, &opts, &stop)?;
+    let s = ringlab_bench::runner::run(&exp, &opts, &lock, &stop)?;
+    drop(lock);
     println!(
         "{}",
         ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
@@ -459,15 +511,28 @@ fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     let base = a.load()?;
     // Every configuration is checked before anything runs.
     let configs = ringlab_bench::sweep::configurations(&base, params)?;
-    let dir = a.out.join(format!("{}-sweep", base.name)).join(timestamp());
+    // One prefix for the whole sweep, held from the first configuration to the last.
     let stop = stop_flag()?;
+    let lock = a.lock()?;
+    let dir = new_results_dir(&a.out.join(format!("{}-sweep", base.name)))?;
     let mut code = 0;
     for (i, c) in configs.iter().enumerate() {
         eprintln!("sweep {}/{}: {}", i + 1, configs.len(), c.label);
         let opts = a.opts(dir.join(&c.label), &c.label)?;
-        let s = ringlab_bench::runner::run(&c.experiment, &opts, &stop)?;
+        let s = ringlab_bench::runner::run(&c.experiment, &opts, &lock, &stop)?;
         code = code.max(judge(&s, &opts.out));
+        if s.stopped.is_some() {
+            if i + 1 < configs.len() {
+                eprintln!(
+                    "ringlab sweep: stopped at configuration {} of {}; the rest were not run",
+                    i + 1,
+                    configs.len()
+                );
+            }
+            break;
+        }
     }
+    drop(lock);
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
     println!("{t}");
     println!("results in {}", dir.display());
