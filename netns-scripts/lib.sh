@@ -28,7 +28,7 @@ rl_check_prefix() {
   [[ "$1" =~ ^[a-z][a-z0-9]{0,9}$ ]] || rl_die "prefix '$1' must be 1-10 characters, a-z then a-z0-9"
 }
 
-# State directory of a topology: shape, node count, relay pids, node pids.
+# State directory of a topology: shape, node count, relay pids, node pids, the run's key.
 rl_state() { echo "/run/ringlab-$1"; }
 
 # The lock a 'ringlab run' holds on its prefix for as long as it runs (flock; the file

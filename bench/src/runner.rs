@@ -3,14 +3,19 @@
 //! A run holds its name prefix ([`PrefixLock`]) from start to end, so no other run uses or
 //! tears down its namespaces, and it touches nothing but what carries that prefix. For every
 //! repetition: `topo.sh up` (a fresh topology; namespaces of the prefix that exist already
-//! are an error, never torn down), nodes started in their namespaces, the first full ring
-//! awaited, the load started, the schedule applied (network faults by `fault.sh`, whose
-//! printed timestamp becomes the `fault` record; process faults by the runner on its own
-//! children), then the load stopped, every fault cleared, the nodes stopped and `topo.sh
-//! down`. The topology and the nodes are removed on every exit path: by `Drop` on errors and
-//! panics, and by the stop flag (Ctrl-C, SIGTERM, SIGHUP) which every wait checks. The scripts run in their
+//! are an error, never torn down), the run's key written into the topology's state
+//! directory, nodes started in their namespaces, the first full ring awaited, the load
+//! started, the schedule applied (network faults by `fault.sh`, whose printed timestamp
+//! becomes the `fault` record; process faults by the runner on its own children), then the
+//! load stopped, every fault cleared, the nodes stopped and `topo.sh down`. The topology, the
+//! key and the nodes are removed on every exit path: by `Drop` on errors and panics, and by
+//! the stop flag (Ctrl-C, SIGTERM, SIGHUP) which every wait checks. The scripts run in their
 //! own process group, so a Ctrl-C at the terminal reaches the runner, not a teardown under
 //! way. Then the checker and [`analyse`] run over the records.
+//!
+//! The key: unless the experiment says `key = false`, every run makes one of 32 random bytes
+//! from the OS, writes it (mode 0600) to `/run/ringlab-<P>/cluster.key` for each repetition's
+//! nodes, and removes it with the topology.
 //!
 //! summary.json is written before the first repetition (marked unfinished), after each, and
 //! at the end; a run stopped by a signal or an error still writes it, with `stopped` saying
@@ -27,11 +32,13 @@ use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringlab_net::control::{Ack, Request, StopLoadReply};
-use ringlab_net::harness::{Cluster, Spec};
+use ringlab_net::harness::{Cluster, Key, Spec};
 use ringlab_net::{monotonic_ns, LoadSpec};
 use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
 use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,6 +140,8 @@ struct Topology<'a> {
     scripts: &'a Scripts,
     binary: PathBuf,
     prefix: String,
+    /// The key file written into its state directory.
+    key: Option<PathBuf>,
 }
 
 impl<'a> Topology<'a> {
@@ -158,6 +167,7 @@ impl<'a> Topology<'a> {
             scripts,
             binary: binary.into(),
             prefix: prefix.into(),
+            key: None,
         };
         let out = scripts
             .cmd("topo.sh", binary, prefix)
@@ -172,6 +182,14 @@ impl<'a> Topology<'a> {
             );
         }
         Ok(t)
+    }
+
+    /// Writes the run's key into the topology's state directory; returns its path.
+    fn write_key(&mut self, key: &[u8; KEY_LEN]) -> Result<PathBuf> {
+        let path = prefix::state_dir(&self.prefix).join("cluster.key");
+        write_key(&path, key)?;
+        self.key = Some(path.clone());
+        Ok(path)
     }
 
     /// Runs fault.sh; returns the timestamp it printed.
@@ -202,6 +220,11 @@ impl<'a> Topology<'a> {
 
 impl Drop for Topology<'_> {
     fn drop(&mut self) {
+        if let Some(k) = &self.key {
+            if let Err(e) = std::fs::remove_file(k) {
+                tracing::warn!(key = %k.display(), error = %e, "removing the run's key");
+            }
+        }
         match self
             .scripts
             .cmd("topo.sh", &self.binary, &self.prefix)
@@ -218,6 +241,42 @@ impl Drop for Topology<'_> {
         }
     }
 }
+
+/// Bytes of a run's key.
+pub const KEY_LEN: usize = 32;
+
+/// Returns a fresh key: [`KEY_LEN`] random bytes from the OS.
+pub fn random_key() -> Result<[u8; KEY_LEN]> {
+    let mut key = [0u8; KEY_LEN];
+    let mut filled = 0;
+    while filled < KEY_LEN {
+        filled +=
+            rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())
+                .context("reading random bytes for the run's key")?;
+    }
+    Ok(key)
+}
+
+/// Writes `key` to a new file at `path`, mode 0600 from its creation.
+pub fn write_key(path: &Path, key: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the key file {}", path.display()))?;
+    f.write_all(key)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing the key file {}", path.display()))
+}
+
+/// What an attacker on the segment can do when the nodes run without a key.
+pub const NO_KEY_WARNING: &str =
+    "WARNING: this experiment runs WITHOUT AUTHENTICATION (key = false). \
+Anyone who can send a datagram on the nodes' segment can forge tokens, joins and commit tokens \
+(split the ring, exclude any node, stall or take over ordering), inject messages that are \
+delivered in total order as if a member had sent them, and replay captured datagrams. \
+Leave out 'key = false' to run with a fresh random key.";
 
 fn machine() -> serde_json::Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
@@ -282,6 +341,7 @@ fn run_rep(
     exp: &Experiment,
     opts: &RunOpts,
     lock: &PrefixLock,
+    key: Option<&[u8; KEY_LEN]>,
     scripts: &Scripts,
     rep: u32,
     stop: &AtomicBool,
@@ -289,7 +349,11 @@ fn run_rep(
 ) -> Result<(Vec<Record>, RepSummary)> {
     let base = (rep as u64 - 1) * exp.duration_ms;
     pb.set_message(format!("rep {rep}: topology"));
-    let topo = Topology::up(scripts, &opts.binary, lock, exp)?;
+    let mut topo = Topology::up(scripts, &opts.binary, lock, exp)?;
+    let key = match key {
+        Some(k) => Key::File(topo.write_key(k)?),
+        None => Key::None,
+    };
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
     let spec = Spec {
@@ -299,7 +363,7 @@ fn run_rep(
         port: 5405,
         group: "239.77.0.1".parse().expect("an address"),
         dir: dir.clone(),
-        key: false,
+        key,
         record_messages: true,
         binary: opts.binary.clone(),
         batched_io: true,
@@ -542,6 +606,7 @@ pub fn run(
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let scripts = Scripts::write()?;
+    let key = if exp.key { Some(random_key()?) } else { None };
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let machine = machine();
     let summary_of = |reps: Vec<RepSummary>, stopped: Option<Stopped>| {
@@ -554,6 +619,7 @@ pub fn run(
             reps,
         );
         s.stopped = stopped;
+        s.authenticated = Some(key.is_some());
         s.prefix = Some(lock.prefix().into());
         s
     };
@@ -575,7 +641,7 @@ pub fn run(
         exp.reps,
         stop,
         |rep| {
-            let (_, s) = run_rep(exp, opts, lock, &scripts, rep, stop, &pb)?;
+            let (_, s) = run_rep(exp, opts, lock, key.as_ref(), &scripts, rep, stop, &pb)?;
             if !s.violations.is_empty() {
                 pb.suspend(|| {
                     eprintln!(
@@ -715,6 +781,26 @@ mod tests {
             (s.cause, s.completed_reps, s.abandoned_rep),
             (StopCause::Signal, 1, None)
         );
+    }
+
+    #[test]
+    fn a_run_key_is_random_and_written_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (a, b) = (random_key().unwrap(), random_key().unwrap());
+        assert_ne!(a, b);
+        assert_ne!(a, [0; KEY_LEN]);
+        let dir = std::env::temp_dir().join(format!("ringlab-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.key");
+        write_key(&path, &a).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), a);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        // Never over an existing file (a key of another run, a symlink planted there).
+        assert!(write_key(&path, &b).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), a);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

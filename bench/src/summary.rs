@@ -199,6 +199,10 @@ pub struct Summary {
     /// Set when the run ended before its last repetition (absent: it ran every one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+    /// Whether the nodes authenticated every datagram with a key (absent in summaries
+    /// written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
     /// The name prefix of the run's namespaces, links and tables (absent in older summaries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
@@ -363,6 +367,7 @@ pub fn summarise(
         violations: reps.iter().map(|r| r.violations.len()).sum(),
         reps,
         stopped: None,
+        authenticated: None,
         prefix: None,
     }
 }

@@ -491,18 +491,27 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     code
 }
 
+/// Says loudly, before and after, that a run goes without a key.
+fn warn_no_key(exp: &ringlab_bench::experiment::Experiment) {
+    if !exp.key {
+        eprintln!("\nringlab run: {}\n", ringlab_bench::runner::NO_KEY_WARNING);
+    }
+}
+
 fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
     let exp = a.load()?;
     let stop = stop_flag()?;
     let lock = a.lock()?;
     let dir = new_results_dir(&a.out.join(&exp.name))?;
     let opts = a.opts(dir.clone(), "")?;
+    warn_no_key(&exp);
     let s = ringlab_bench::runner::run(&exp, &opts, &lock, &stop)?;
     drop(lock);
     println!(
         "{}",
         ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
     );
+    warn_no_key(&exp);
     println!("results in {}", dir.display());
     Ok(judge(&s, &dir))
 }
@@ -515,6 +524,7 @@ fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     let stop = stop_flag()?;
     let lock = a.lock()?;
     let dir = new_results_dir(&a.out.join(format!("{}-sweep", base.name)))?;
+    warn_no_key(&base);
     let mut code = 0;
     for (i, c) in configs.iter().enumerate() {
         eprintln!("sweep {}/{}: {}", i + 1, configs.len(), c.label);
@@ -535,6 +545,7 @@ fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     drop(lock);
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
     println!("{t}");
+    warn_no_key(&base);
     println!("results in {}", dir.display());
     Ok(code)
 }
