@@ -40,6 +40,7 @@ if [ "${1:-}" = --prefix ]; then
 fi
 rl_check_prefix "$prefix"
 rl_need_root
+rl_check_lock "$prefix"
 command -v nft >/dev/null || rl_die "needs nftables ('nft'): apt-get install nftables"
 rl_load "$prefix"
 st=$(rl_state "$prefix")
@@ -200,9 +201,12 @@ stop_relay() {
   if [ -f "$st/relay-$n.pid" ]; then
     local pid
     pid=$(cat "$st/relay-$n.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.005; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    # Only while it still runs in our switch namespace: an exited relay's PID may be reused.
+    if rl_pid_is_ours "$prefix" "$pid"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.005; done
+      alive "$pid" && rl_pid_is_ours "$prefix" "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    fi
     rm -f "$st/relay-$n.pid"
   fi
   if ip -n "$sw" link show "$prefix-r$n" >/dev/null 2>&1; then
@@ -247,6 +251,7 @@ signal_node() {
   check_node "$n"
   f=$(pidfile "$n")
   [ -f "$f" ] || rl_die "no pid file $f (nodes started by 'ringlab run' have one)"
+  rl_pid_is_ours "$prefix" "$(cat "$f")" || rl_die "node $n (pid $(cat "$f")) is not running in $(rl_ns "$prefix" "$n")"
   mark
   kill "-$sig" "$(cat "$f")" || rl_die "node $n (pid $(cat "$f")) is not running"
 }
@@ -362,7 +367,7 @@ case "$action" in
     f=$(pidfile "$1")
     [ -f "$st/node-$1.cmd" ] || rl_die "no command file $st/node-$1.cmd"
     mark
-    if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+    if [ -f "$f" ] && rl_pid_is_ours "$prefix" "$(cat "$f")"; then
       kill -KILL "$(cat "$f")"
     fi
     # shellcheck disable=SC2046

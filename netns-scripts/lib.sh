@@ -21,12 +21,45 @@ rl_need_root() {
   command -v ip >/dev/null || rl_die "needs iproute2 ('ip'): apt-get install iproute2"
 }
 
+# A prefix is 1-10 characters, a-z then a-z0-9: no '-', so no prefix's names match another's,
+# and the longest interface name, '<P>-p250' (likewise '<P>-q250', '<P>-r250'), fits Linux's
+# 15 characters. 'ringlab run' makes a fresh one per run by default: rl<PID>.
 rl_check_prefix() {
-  [[ "$1" =~ ^[a-z][a-z0-9]{0,5}$ ]] || rl_die "prefix '$1' must be 1-6 characters, a-z then a-z0-9"
+  [[ "$1" =~ ^[a-z][a-z0-9]{0,9}$ ]] || rl_die "prefix '$1' must be 1-10 characters, a-z then a-z0-9"
 }
 
-# State directory of a topology: shape, node count, relay pids, node pids.
+# State directory of a topology: shape, node count, relay pids, node pids, the run's key.
 rl_state() { echo "/run/ringlab-$1"; }
+
+# The lock a 'ringlab run' holds on its prefix for as long as it runs (flock; the file
+# names the holder).
+rl_lock() { echo "/run/ringlab-$1.lock"; }
+
+# Refuses prefix $1 while a 'ringlab run' other than our caller holds it. A run that calls
+# these scripts says it holds the lock (RINGLAB_LOCKED_PREFIX). Otherwise the lock is taken,
+# when its file exists, for as long as this script runs.
+rl_check_lock() {
+  local lock fd
+  [ "${RINGLAB_LOCKED_PREFIX:-}" = "$1" ] && return 0
+  lock=$(rl_lock "$1")
+  # No lock file: no run holds the prefix (a run's lock file lives as long as the run).
+  # (The braces keep the silenced stderr to the open: a bare 'exec ... 2>/dev/null' would
+  # silence the whole script.)
+  { exec {fd}<"$lock"; } 2>/dev/null || return 0
+  if ! flock -n "$fd"; then
+    rl_die "prefix '$1' is in use by a ringlab run ($(tr '\n' ' ' <"$lock" 2>/dev/null)); refusing to touch it"
+  fi
+}
+
+# Whether process $2 runs in a namespace of prefix $1 (<P>-n<i> or <P>-sw): a PID file may
+# be stale, and its PID reused by a process that is none of ours.
+rl_pid_is_ours() {
+  local ns
+  for ns in $(ip netns identify "$2" 2>/dev/null); do
+    [[ "$ns" =~ ^$1-(n[0-9]+|sw)$ ]] && return 0
+  done
+  return 1
+}
 
 rl_ns() { echo "$1-n$2"; }
 rl_sw() { echo "$1-sw"; }

@@ -2,7 +2,9 @@
 # Network-namespace topologies for ringlab clusters on one machine.
 #
 #   topo.sh up --nodes N --shape lan|two-sites|star [--prefix P]
-#   topo.sh down [--prefix P]      removes everything carrying the prefix; safe to run twice
+#   topo.sh down [--prefix P]      removes the prefix's namespaces (and with them every link,
+#                                  bridge and nftables table made), the processes in them and
+#                                  its state directory; safe to run twice
 #   topo.sh status [--prefix P]
 #
 # Shapes (all on 10.77.0.0/24, node i at 10.77.0.i; see lib.sh for the address plan):
@@ -14,8 +16,10 @@
 #              veth links this is wired as lan is (one port per node on one bridge, every
 #              fault applied at the centre); the shape names the intent, and 'link N down'
 #              takes a node's link down at the centre (carrier lost).
-# The prefix (default "rl") starts every namespace and interface name and names the nftables
-# tables. Nothing is created in the root namespace; no default route, no forwarding, no NAT.
+# The prefix (default "rl"; 'ringlab run' makes a fresh one per run) starts every namespace
+# and interface name and names the nftables table. Nothing is created in the root namespace,
+# so down removes nothing there; no default route, no forwarding, no NAT. up and down refuse
+# a prefix that a running 'ringlab run' holds (its lock, /run/ringlab-P.lock).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
@@ -39,19 +43,21 @@ st=$(rl_state "$prefix")
 sw=$(rl_sw "$prefix")
 
 down() {
-  # Relays and nodes started into our namespaces, by their recorded PIDs first.
+  # Relays and nodes started into our namespaces, by their recorded PIDs first, politely;
+  # a PID that is no longer in one of our namespaces is stale and left alone.
   if [ -d "$st" ]; then
     for f in "$st"/*.pid; do
       [ -f "$f" ] || continue
       pid=$(cat "$f")
-      if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      if [[ "$pid" =~ ^[0-9]+$ ]] && rl_pid_is_ours "$prefix" "$pid"; then
         kill -CONT "$pid" 2>/dev/null || true
         kill -TERM "$pid" 2>/dev/null || true
       fi
     done
   fi
   # Then whatever still runs inside a namespace of ours (only this project creates them: the
-  # prefix says so), by PID; a namespace is not freed while a process holds it.
+  # prefix says so, and the lock makes it one run's), by PID; a namespace is not freed while
+  # a process holds it. Deleting a namespace deletes its links, bridges and nftables table.
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${prefix}-(n[0-9]+|sw)$" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
       kill -CONT "$pid" 2>/dev/null || true
@@ -59,15 +65,6 @@ down() {
     done
     ip netns del "$ns" 2>/dev/null || true
   done
-  # Links a crash may have left in the root namespace (none are created there, but check).
-  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${prefix}-" || true); do
-    ip link del "$l" 2>/dev/null || true
-  done
-  if command -v nft >/dev/null; then
-    for fam in inet bridge; do
-      nft list table "$fam" "$prefix" >/dev/null 2>&1 && nft delete table "$fam" "$prefix" || true
-    done
-  fi
   rm -rf "$st"
 }
 
@@ -166,8 +163,8 @@ EOF
 }
 
 case "$cmd" in
-  up) rl_need_root; up ;;
-  down) rl_need_root; down; echo "topology $prefix down" ;;
+  up) rl_need_root; rl_check_lock "$prefix"; up ;;
+  down) rl_need_root; rl_check_lock "$prefix"; down; echo "topology $prefix down" ;;
   status) rl_need_root; status ;;
   *) echo "usage: topo.sh up --nodes N --shape lan|two-sites|star [--prefix P] | down [--prefix P] | status [--prefix P]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,11 @@
 //! `ringlab compare DIR...`: side-by-side tables (terminal and Markdown) of every recovery
 //! phase and of throughput, and SVG plots: recovery-time box plots per configuration and a
 //! throughput timeline with the faults marked.
+//!
+//! A run that stopped early (summary.json's `stopped`) is compared over the repetitions it
+//! completed and marked as stopped, with how many of how many and why; a run directory
+//! without summary.json (killed before it could write one, by a version that wrote it only
+//! at the end) is listed as skipped.
 
 use crate::summary::{scheduled_fault, Spread, Summary};
 use anyhow::{bail, Context, Result};
@@ -8,10 +13,19 @@ use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The runs found under the directories given to [`load`].
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Each run's directory and summary.
+    pub runs: Vec<(PathBuf, Summary)>,
+    /// Run directories (with `records/`) that hold no summary.json.
+    pub skipped: Vec<PathBuf>,
+}
+
 /// Finds the summaries under `dirs`: a directory with summary.json is one run; otherwise each
 /// subdirectory with one is (a sweep, or `results/<name>/` with one run per timestamp).
-pub fn load(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Summary)>> {
-    let mut out = Vec::new();
+pub fn load(dirs: &[PathBuf]) -> Result<Loaded> {
+    let mut out = Loaded::default();
     for d in dirs {
         let mut found: Vec<PathBuf> = Vec::new();
         if d.join("summary.json").is_file() {
@@ -20,13 +34,36 @@ pub fn load(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Summary)>> {
             let mut subs: Vec<PathBuf> = std::fs::read_dir(d)
                 .with_context(|| format!("reading {}", d.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("summary.json").is_file())
-                .map(|p| p.join("summary.json"))
+                .filter(|p| p.is_dir())
                 .collect();
             subs.sort_by_key(|p| natural_key(&p.to_string_lossy()));
-            found.extend(subs);
+            for p in subs {
+                if p.join("summary.json").is_file() {
+                    found.push(p.join("summary.json"));
+                } else if p.join("records").is_dir() {
+                    out.skipped.push(p);
+                }
+            }
         }
         if found.is_empty() {
+            if !out.skipped.is_empty() {
+                let names: Vec<String> = out
+                    .skipped
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                bail!(
+                    "no summary.json in or under {}: its runs were killed before they could write one ({})",
+                    d.display(),
+                    names.join(", ")
+                );
+            }
+            if d.join("records").is_dir() {
+                bail!(
+                    "no summary.json in {}: the run was killed before it could write one",
+                    d.display()
+                );
+            }
             bail!("no summary.json in or under {}", d.display());
         }
         for f in found {
@@ -34,7 +71,7 @@ pub fn load(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Summary)>> {
                 &std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
             )
             .with_context(|| format!("parsing {}", f.display()))?;
-            out.push((f.parent().expect("a dir").to_path_buf(), s));
+            out.runs.push((f.parent().expect("a dir").to_path_buf(), s));
         }
     }
     Ok(out)
@@ -68,12 +105,24 @@ fn natural_key(s: &str) -> Vec<(u64, String)> {
     out
 }
 
-/// The name a run goes by in tables and plots.
+/// The name a run goes by in tables and plots; a run that stopped early says so.
 pub fn label(s: &Summary) -> String {
-    if s.label.is_empty() {
+    let mut l = if s.label.is_empty() {
         s.experiment.name.clone()
     } else {
         format!("{} {}", s.experiment.name, s.label)
+    };
+    if s.stopped.is_some() {
+        l.push_str(" (stopped)");
+    }
+    l
+}
+
+/// The repetitions column: "3", or "1 of 3" for a run that stopped early.
+fn reps_cell(s: &Summary) -> String {
+    match &s.stopped {
+        Some(st) => format!("{} of {}", s.reps.len(), st.planned_reps),
+        None => s.reps.len().to_string(),
     }
 }
 
@@ -102,7 +151,7 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
                 cell(&f.sync_ms),
                 cell(&f.first_delivery_ms),
                 f.out_of_bound,
-                s.reps.len()
+                reps_cell(s)
             );
         }
     }
@@ -113,7 +162,7 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             t,
             "| {} | {} | {} | {:.0} | {:.2} / {:.2} / {:.1} | {} | {} |",
             label(s),
-            s.reps.len(),
+            reps_cell(s),
             cell(&s.formation_ms),
             s.msgs_per_s.median.unwrap_or(0.0),
             s.latency_ms.p50,
@@ -122,6 +171,16 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             s.wrongly_excluded,
             s.violations
         );
+    }
+    let stopped: Vec<_> = runs
+        .iter()
+        .filter_map(|(d, s)| s.stopped.as_ref().map(|st| (d, s, st)))
+        .collect();
+    if !stopped.is_empty() {
+        t.push_str("\nStopped early (compared over the repetitions they completed)\n\n");
+        for (d, s, st) in stopped {
+            let _ = writeln!(t, "- {}: {} (`{}`)", label(s), st.describe(), d.display());
+        }
     }
     t
 }
@@ -140,7 +199,9 @@ fn quartiles(mut v: Vec<f64>) -> Option<[f64; 5]> {
 }
 
 /// Box plots of the membership phase of every fault, one box per configuration and fault.
-pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
+/// Returns false, and writes nothing, when no run has a recovery time (every run stopped
+/// before its first repetition completed, or no fault settled).
+pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<bool> {
     let mut boxes: Vec<(String, [f64; 5], bool)> = Vec::new();
     for (_, s) in runs {
         for i in 0..s.faults.len() {
@@ -161,7 +222,7 @@ pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
         }
     }
     if boxes.is_empty() {
-        bail!("no recovery times to plot");
+        return Ok(false);
     }
     // Recoveries span 5 ms (a merge) to seconds (a token loss): a log scale shows both.
     let ymax = boxes.iter().map(|b| b.1[4]).fold(1.0, f64::max) * 1.5;
@@ -230,7 +291,7 @@ pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
         }
     }
     root.present()?;
-    Ok(())
+    Ok(true)
 }
 
 /// Throughput over time (first repetition of each configuration), faults marked.
@@ -320,8 +381,14 @@ pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
 
 /// Prints the tables; with `out`, writes compare.md, recovery.svg and throughput.svg there.
 pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
-    let runs = load(dirs)?;
-    let t = tables(&runs);
+    let Loaded { runs, skipped } = load(dirs)?;
+    let mut t = tables(&runs);
+    if !skipped.is_empty() {
+        t.push_str("\nSkipped (no summary.json: killed before it could write one)\n\n");
+        for d in &skipped {
+            let _ = writeln!(t, "- `{}`", d.display());
+        }
+    }
     if let Some(out) = out {
         std::fs::create_dir_all(out)?;
         let mut md = String::from("# Comparison\n\nRuns:\n\n");
@@ -330,9 +397,13 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
         }
         md.push('\n');
         md.push_str(&t);
-        md.push_str("\n![recovery](recovery.svg)\n\n![throughput](throughput.svg)\n");
+        if recovery_plot(&runs, &out.join("recovery.svg"))? {
+            md.push_str("\n![recovery](recovery.svg)\n");
+        } else {
+            md.push_str("\n(no recovery times to plot)\n");
+        }
+        md.push_str("\n![throughput](throughput.svg)\n");
         std::fs::write(out.join("compare.md"), md)?;
-        recovery_plot(&runs, &out.join("recovery.svg"))?;
         throughput_plot(&runs, &out.join("throughput.svg"))?;
     }
     Ok(t)
@@ -342,7 +413,7 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
 mod tests {
     use super::*;
     use crate::experiment::Experiment;
-    use crate::summary::{summarise, FaultRecovery, RepSummary};
+    use crate::summary::{summarise, FaultRecovery, RepSummary, StopCause, Stopped};
 
     fn run(label: &str, membership: &[f64]) -> Summary {
         let exp: Experiment = toml::from_str(
@@ -379,6 +450,69 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_run_is_compared_over_what_it_completed_and_marked() {
+        let dir = std::env::temp_dir().join(format!("ringlab-compare-stop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let write = |name: &str, s: &Summary| {
+            let d = dir.join(name);
+            std::fs::create_dir_all(d.join("records")).unwrap();
+            std::fs::write(
+                d.join("summary.json"),
+                serde_json::to_string_pretty(s).unwrap(),
+            )
+            .unwrap();
+        };
+        let mut one = run("", &[1700.0]);
+        one.stopped = Some(Stopped {
+            cause: StopCause::Signal,
+            reason: "interrupted by a signal".into(),
+            completed_reps: 1,
+            planned_reps: 3,
+            abandoned_rep: Some(2),
+        });
+        let mut none = run("", &[]);
+        none.stopped = Some(Stopped {
+            cause: StopCause::Error,
+            reason: "topo.sh up failed".into(),
+            completed_reps: 0,
+            planned_reps: 3,
+            abandoned_rep: Some(1),
+        });
+        write("20250101T000000Z", &one);
+        // A run killed before it wrote a summary (an older version wrote it at the end).
+        std::fs::create_dir_all(dir.join("20250101T000001Z/records/rep-1")).unwrap();
+        let t = compare(std::slice::from_ref(&dir), None).unwrap();
+        assert!(
+            t.contains("| iso (stopped) | 0 isolate | 500 / 500 / 500 | 1700 / 1700 / 1700 | - | - | 0/1 of 3 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("- iso (stopped): stopped after 1 of 3 repetitions (signal: interrupted by a signal); rep 2 abandoned"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Skipped (no summary.json") && t.contains("20250101T000001Z"),
+            "{t}"
+        );
+        // Only runs that completed nothing: the tables and plots are still written.
+        std::fs::remove_dir_all(&dir).unwrap();
+        write("a", &none);
+        let out = dir.join("out");
+        let t = compare(&[dir.join("a")], Some(&out)).unwrap();
+        assert!(t.contains("| iso (stopped) | 0 of 3 |"), "{t}");
+        let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+        assert!(md.contains("(no recovery times to plot)"), "{md}");
+        assert!(out.join("throughput.svg").is_file());
+        // A run directory given by name without summary.json says why.
+        std::fs::create_dir_all(dir.join("killed/records")).unwrap();
+        let e = compare(&[dir.join("killed")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("killed before it could write one"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn sweep_values_sort_as_numbers() {
         let mut v = vec!["t/token=3000", "t/token=200", "t/token=1000", "t/token=500"];
         v.sort_by_key(|s| natural_key(s));
@@ -405,7 +539,7 @@ mod tests {
         );
         let dir = std::env::temp_dir().join(format!("ringlab-compare-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        recovery_plot(&runs, &dir.join("r.svg")).unwrap();
+        assert!(recovery_plot(&runs, &dir.join("r.svg")).unwrap());
         throughput_plot(&runs, &dir.join("t.svg")).unwrap();
         for f in ["r.svg", "t.svg"] {
             let svg = std::fs::read_to_string(dir.join(f)).unwrap();

@@ -12,6 +12,8 @@
 //! duration_ms = 12000      # per repetition, from the first full ring
 //! loss_pct = 0             # nftables loss of every frame between nodes, from the start
 //! services = []            # ["checkpoint"] runs the sync engine
+//! key = true               # a fresh random key per run (the default); false: no
+//!                          # authentication, and ringlab run warns loudly
 //! [totem]                  # every ring knob, corosync's names (variant too)
 //! token = 1000
 //! consensus = 1200
@@ -76,6 +78,19 @@ pub struct Experiment {
     /// Seed of the relay's impairments.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Whether the nodes authenticate every datagram with a key (the default: a fresh
+    /// random key per run, see [`runner`](crate::runner)). `key = false` runs without, and
+    /// `ringlab run` warns loudly of what that lets an attacker on the segment do. Written
+    /// into summaries only when false (summary.json's `authenticated` says what a run did).
+    #[serde(default = "default_key", skip_serializing_if = "is_true")]
+    pub key: bool,
+}
+
+fn default_key() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_shape() -> String {
@@ -248,6 +263,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_the_default_and_key_false_is_kept() {
+        let base = "name = 'x'\nnodes = 3\nduration_ms = 5000\n";
+        let keyed: Experiment = toml::from_str(base).unwrap();
+        assert!(keyed.key);
+        let v = serde_json::to_value(&keyed).unwrap();
+        assert!(v.get("key").is_none(), "{v}");
+        let open: Experiment = toml::from_str(&format!("{base}key = false\n")).unwrap();
+        assert!(!open.key);
+        let v = serde_json::to_value(&open).unwrap();
+        assert_eq!(v["key"], false);
+        assert!(!serde_json::from_value::<Experiment>(v).unwrap().key);
+        assert!(toml::from_str::<Experiment>(&format!("{base}key = 'yes'\n")).is_err());
+        // The CI experiment runs with a key.
+        let ci = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/ci-isolate-heal.toml");
+        assert!(Experiment::load(&ci).unwrap().key);
+    }
+
+    #[test]
     fn set_changes_knobs_and_rejects_unknown_ones() {
         let mut e: Experiment = toml::from_str(
             "name = 'x'\nnodes = 3\nduration_ms = 5000\n[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [3]\n",
@@ -260,6 +293,7 @@ mod tests {
         e.set("transport", "multicast").unwrap();
         assert_eq!(e.transport, Transport::Multicast);
         assert!(e.set("no_such_knob", "1").is_err());
+        assert!(e.key, "a key unless the file says otherwise");
         assert!(e.set("nodes", "2").is_err(), "the schedule names node 3");
     }
 

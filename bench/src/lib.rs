@@ -4,6 +4,7 @@
 //! - [`experiment`]: the experiment file (TOML in experiments/);
 //! - [`fault`]: the actions of its fault schedule, typed and checked at parse time;
 //! - [`runner`]: `ringlab run`, in network namespaces made by netns-scripts/;
+//! - [`prefix`]: a run's name prefix (unique by default) and the lock that makes it its own;
 //! - [`sweep`]: `ringlab sweep`'s grid of knob values;
 //! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
 //! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
@@ -16,6 +17,7 @@ pub mod analysis;
 pub mod compare;
 pub mod experiment;
 pub mod fault;
+pub mod prefix;
 pub mod runner;
 pub mod summary;
 pub mod sweep;

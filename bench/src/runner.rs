@@ -1,28 +1,45 @@
 //! `ringlab run`: carries out an [`Experiment`] in network namespaces and writes its results.
 //!
-//! For every repetition: `topo.sh up` (a fresh topology), nodes started in their namespaces,
-//! the first full ring awaited, the load started, the schedule applied (network faults by
-//! `fault.sh`, whose printed timestamp becomes the `fault` record; process faults by the
-//! runner on its own children), then the load stopped, every fault cleared, the nodes
-//! stopped and `topo.sh down`. The topology and the nodes are torn down on every exit path:
-//! by `Drop` on errors and panics, and by the stop flag (Ctrl-C, SIGTERM) which every wait
-//! checks. Then the checker and [`analyse`] run over the records.
+//! A run holds its name prefix ([`PrefixLock`]) from start to end, so no other run uses or
+//! tears down its namespaces, and it touches nothing but what carries that prefix. For every
+//! repetition: `topo.sh up` (a fresh topology; namespaces of the prefix that exist already
+//! are an error, never torn down), the run's key written into the topology's state
+//! directory, nodes started in their namespaces, the first full ring awaited, the load
+//! started, the schedule applied (network faults by `fault.sh`, whose printed timestamp
+//! becomes the `fault` record; process faults by the runner on its own children), then the
+//! load stopped, every fault cleared, the nodes stopped and `topo.sh down`. The topology, the
+//! key and the nodes are removed on every exit path: by `Drop` on errors and panics, and by
+//! the stop flag (Ctrl-C, SIGTERM, SIGHUP) which every wait checks. The scripts run in their
+//! own process group, so a Ctrl-C at the terminal reaches the runner, not a teardown under
+//! way. Then the checker and [`analyse`] run over the records.
+//!
+//! The key: unless the experiment says `key = false`, every run makes one of 32 random bytes
+//! from the OS, writes it (mode 0600) to `/run/ringlab-<P>/cluster.key` for each repetition's
+//! nodes, and removes it with the topology.
+//!
+//! summary.json is written before the first repetition (marked unfinished), after each, and
+//! at the end; a run stopped by a signal or an error still writes it, with `stopped` saying
+//! why and how many repetitions of how many completed ([`Stopped`]).
 
 use crate::analysis::{analyse, RunFacts};
 use crate::experiment::Experiment;
 use crate::fault::{FaultAction, ProcessOp};
-use crate::summary::{summarise, write_csv, RepSummary, Summary};
+use crate::prefix::{self, PrefixLock};
+use crate::summary::{summarise, write_csv, RepSummary, StopCause, Stopped, Summary};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringlab_net::control::{Ack, Request, StopLoadReply};
-use ringlab_net::harness::{Cluster, Spec};
+use ringlab_net::harness::{Cluster, Key, Spec};
 use ringlab_net::{monotonic_ns, LoadSpec};
 use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
 use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,8 +56,6 @@ pub struct RunOpts {
     pub binary: PathBuf,
     /// The directory results go to (`results/<name>/<timestamp>`).
     pub out: PathBuf,
-    /// Name prefix of every namespace, link and nftables table.
-    pub prefix: String,
     /// The command line, for the record.
     pub command: String,
     /// A label for `compare` (a sweep's parameter values).
@@ -76,23 +91,40 @@ pub struct Scripts {
 }
 
 impl Scripts {
-    /// Writes them.
+    /// Writes them into a new directory only root can enter (a name nobody could have made
+    /// beforehand: root runs these files).
     pub fn write() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("ringlab-scripts-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        use std::os::unix::fs::DirBuilderExt as _;
+        let mut tag = [0u8; 8];
+        rustix::rand::getrandom(&mut tag, rustix::rand::GetRandomFlags::empty())
+            .context("reading random bytes")?;
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let dir =
+            std::env::temp_dir().join(format!("ringlab-scripts-{}-{tag}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let scripts = Self { dir };
         for (name, text) in [
             ("topo.sh", TOPO_SH),
             ("fault.sh", FAULT_SH),
             ("lib.sh", LIB_SH),
         ] {
-            std::fs::write(dir.join(name), text)?;
+            std::fs::write(scripts.dir.join(name), text)?;
         }
-        Ok(Self { dir })
+        Ok(scripts)
     }
 
-    fn cmd(&self, script: &str, binary: &Path) -> Command {
+    /// A script's command for a topology of `prefix`, which this run holds: topo.sh is told
+    /// so (it refuses a prefix another run holds). Its own process group: a Ctrl-C at the
+    /// terminal does not cut a teardown short.
+    fn cmd(&self, script: &str, binary: &Path, prefix: &str) -> Command {
         let mut c = Command::new("bash");
-        c.arg(self.dir.join(script)).env("RINGLAB_BIN", binary);
+        c.arg(self.dir.join(script))
+            .env("RINGLAB_BIN", binary)
+            .env("RINGLAB_LOCKED_PREFIX", prefix)
+            .process_group(0);
         c
     }
 }
@@ -108,22 +140,37 @@ struct Topology<'a> {
     scripts: &'a Scripts,
     binary: PathBuf,
     prefix: String,
+    /// The key file written into its state directory.
+    key: Option<PathBuf>,
 }
 
 impl<'a> Topology<'a> {
-    fn up(scripts: &'a Scripts, binary: &Path, prefix: &str, exp: &Experiment) -> Result<Self> {
-        // Whatever a crashed earlier run with this prefix left goes first.
-        let _ = scripts
-            .cmd("topo.sh", binary)
-            .args(["down", "--prefix", prefix])
-            .output();
+    /// Makes the topology of `lock`'s prefix; whatever of that prefix exists already is an
+    /// error (the prefix is this run's: it was left by this run's previous repetition, whose
+    /// teardown failed), never torn down here.
+    fn up(
+        scripts: &'a Scripts,
+        binary: &Path,
+        lock: &PrefixLock,
+        exp: &Experiment,
+    ) -> Result<Self> {
+        let prefix = lock.prefix();
+        let left = prefix::leftovers(prefix);
+        if !left.is_empty() {
+            bail!(
+                "{} of prefix '{prefix}' exist before the topology is made (a teardown failed?); not touching them: {}",
+                left.len(),
+                left.join(", ")
+            );
+        }
         let t = Topology {
             scripts,
             binary: binary.into(),
             prefix: prefix.into(),
+            key: None,
         };
         let out = scripts
-            .cmd("topo.sh", binary)
+            .cmd("topo.sh", binary, prefix)
             .args(["up", "--nodes", &exp.nodes.to_string()])
             .args(["--shape", &exp.shape, "--prefix", prefix])
             .output()
@@ -137,11 +184,19 @@ impl<'a> Topology<'a> {
         Ok(t)
     }
 
+    /// Writes the run's key into the topology's state directory; returns its path.
+    fn write_key(&mut self, key: &[u8; KEY_LEN]) -> Result<PathBuf> {
+        let path = prefix::state_dir(&self.prefix).join("cluster.key");
+        write_key(&path, key)?;
+        self.key = Some(path.clone());
+        Ok(path)
+    }
+
     /// Runs fault.sh; returns the timestamp it printed.
     fn fault(&self, args: &[String], seed: u64) -> Result<u64> {
         let out = self
             .scripts
-            .cmd("fault.sh", &self.binary)
+            .cmd("fault.sh", &self.binary, &self.prefix)
             .env("RINGLAB_SEED", seed.to_string())
             .args(["--prefix", &self.prefix])
             .args(args)
@@ -165,13 +220,63 @@ impl<'a> Topology<'a> {
 
 impl Drop for Topology<'_> {
     fn drop(&mut self) {
-        let _ = self
+        if let Some(k) = &self.key {
+            if let Err(e) = std::fs::remove_file(k) {
+                tracing::warn!(key = %k.display(), error = %e, "removing the run's key");
+            }
+        }
+        match self
             .scripts
-            .cmd("topo.sh", &self.binary)
+            .cmd("topo.sh", &self.binary, &self.prefix)
             .args(["down", "--prefix", &self.prefix])
-            .output();
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "ringlab run: topo.sh down --prefix {} failed: {}",
+                self.prefix,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("ringlab run: running topo.sh down: {e}"),
+        }
     }
 }
+
+/// Bytes of a run's key.
+pub const KEY_LEN: usize = 32;
+
+/// Returns a fresh key: [`KEY_LEN`] random bytes from the OS.
+pub fn random_key() -> Result<[u8; KEY_LEN]> {
+    let mut key = [0u8; KEY_LEN];
+    let mut filled = 0;
+    while filled < KEY_LEN {
+        filled +=
+            rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())
+                .context("reading random bytes for the run's key")?;
+    }
+    Ok(key)
+}
+
+/// Writes `key` to a new file at `path`, mode 0600 from its creation.
+pub fn write_key(path: &Path, key: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the key file {}", path.display()))?;
+    f.write_all(key)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing the key file {}", path.display()))
+}
+
+/// What an attacker on the segment can do when the nodes run without a key.
+pub const NO_KEY_WARNING: &str =
+    "WARNING: this experiment runs WITHOUT AUTHENTICATION (key = false). \
+Anyone who can send a datagram on the nodes' segment can forge tokens, joins and commit tokens \
+(split the ring, exclude any node, stall or take over ordering), inject messages that are \
+delivered in total order as if a member had sent them, and replay captured datagrams. \
+Leave out 'key = false' to run with a fresh random key.";
 
 fn machine() -> serde_json::Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
@@ -231,9 +336,12 @@ fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
 }
 
 /// Runs one repetition; returns its records and summary.
+#[allow(clippy::too_many_arguments)]
 fn run_rep(
     exp: &Experiment,
     opts: &RunOpts,
+    lock: &PrefixLock,
+    key: Option<&[u8; KEY_LEN]>,
     scripts: &Scripts,
     rep: u32,
     stop: &AtomicBool,
@@ -241,7 +349,11 @@ fn run_rep(
 ) -> Result<(Vec<Record>, RepSummary)> {
     let base = (rep as u64 - 1) * exp.duration_ms;
     pb.set_message(format!("rep {rep}: topology"));
-    let topo = Topology::up(scripts, &opts.binary, &opts.prefix, exp)?;
+    let mut topo = Topology::up(scripts, &opts.binary, lock, exp)?;
+    let key = match key {
+        Some(k) => Key::File(topo.write_key(k)?),
+        None => Key::None,
+    };
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
     let spec = Spec {
@@ -251,13 +363,13 @@ fn run_rep(
         port: 5405,
         group: "239.77.0.1".parse().expect("an address"),
         dir: dir.clone(),
-        key: false,
+        key,
         record_messages: true,
         binary: opts.binary.clone(),
         batched_io: true,
         ipv6: false,
         services: exp.services.clone(),
-        netns: Some(opts.prefix.clone()),
+        netns: Some(lock.prefix().into()),
     };
     pb.set_message(format!("rep {rep}: starting nodes"));
     let mut cluster = Cluster::start(spec)?;
@@ -265,6 +377,9 @@ fn run_rep(
     cluster
         .wait_ring(&all, Duration::from_secs(30))
         .context("the first full ring")?;
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
     let t0 = monotonic_ns();
     let seed = exp.seed.wrapping_add(rep as u64);
     if exp.loss_pct > 0 {
@@ -419,52 +534,140 @@ fn write_hlog(path: &Path, records: &[Record], t0: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs every repetition and writes summary.json, runs.csv, the records and the latency
-/// logs into `opts.out`. Returns the summary; the caller fails loudly on violations.
-pub fn run(exp: &Experiment, opts: &RunOpts, stop: &AtomicBool) -> Result<Summary> {
+/// Why a signal stopped a run, in summary.json.
+pub const SIGNAL_REASON: &str =
+    "interrupted by a signal (Ctrl-C, SIGTERM or SIGHUP); the repetition under way was torn down";
+
+/// Runs repetitions 1..=`planned` with `one` until all are done, one fails, or `stop` is set;
+/// `after` sees the completed ones after each. Returns them and, when it ended early, how.
+pub fn run_reps(
+    planned: u32,
+    stop: &AtomicBool,
+    mut one: impl FnMut(u32) -> Result<RepSummary>,
+    mut after: impl FnMut(&[RepSummary]),
+) -> (Vec<RepSummary>, Option<Stopped>) {
+    let mut reps = Vec::new();
+    for rep in 1..=planned {
+        let stopped = |cause, reason: String, abandoned| Stopped {
+            cause,
+            reason,
+            completed_reps: rep - 1,
+            planned_reps: planned,
+            abandoned_rep: abandoned,
+        };
+        if stop.load(Ordering::Relaxed) {
+            return (
+                reps,
+                Some(stopped(StopCause::Signal, SIGNAL_REASON.into(), None)),
+            );
+        }
+        match one(rep) {
+            Ok(s) => reps.push(s),
+            // A signal makes the repetition fail wherever it was; the signal is the cause.
+            Err(_) if stop.load(Ordering::Relaxed) => {
+                return (
+                    reps,
+                    Some(stopped(StopCause::Signal, SIGNAL_REASON.into(), Some(rep))),
+                )
+            }
+            Err(e) => {
+                return (
+                    reps,
+                    Some(stopped(StopCause::Error, format!("{e:#}"), Some(rep))),
+                )
+            }
+        }
+        after(&reps);
+    }
+    (reps, None)
+}
+
+/// Writes summary.json whole or not at all (a reader never sees half of one).
+fn write_summary(out: &Path, s: &Summary) -> Result<()> {
+    let tmp = out.join(".summary.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(s)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out.join("summary.json"))
+        .with_context(|| format!("writing {}", out.join("summary.json").display()))
+}
+
+/// Runs every repetition under `lock`'s prefix and writes summary.json, runs.csv, the
+/// records and the latency logs into `opts.out`. Returns the summary, with `stopped` set
+/// when a signal or an error ended it early; the caller fails loudly on that and on
+/// violations. An error before the first repetition (no root, the results directory) is
+/// returned as such.
+pub fn run(
+    exp: &Experiment,
+    opts: &RunOpts,
+    lock: &PrefixLock,
+    stop: &AtomicBool,
+) -> Result<Summary> {
     require_root()?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let scripts = Scripts::write()?;
+    let key = if exp.key { Some(random_key()?) } else { None };
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let machine = machine();
+    let summary_of = |reps: Vec<RepSummary>, stopped: Option<Stopped>| {
+        let mut s = summarise(
+            exp,
+            opts.label.clone(),
+            opts.command.clone(),
+            machine.clone(),
+            started.clone(),
+            reps,
+        );
+        s.stopped = stopped;
+        s.authenticated = Some(key.is_some());
+        s.prefix = Some(lock.prefix().into());
+        s
+    };
+    let unfinished = |reps: &[RepSummary]| Stopped {
+        cause: StopCause::Unfinished,
+        reason: "the run is under way, or was killed before it could finish".into(),
+        completed_reps: reps.len() as u32,
+        planned_reps: exp.reps,
+        abandoned_rep: None,
+    };
+    write_summary(&opts.out, &summary_of(vec![], Some(unfinished(&[]))))?;
     let pb = ProgressBar::new(exp.reps as u64 * exp.duration_ms);
     pb.set_style(
         ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
             .expect("a template")
             .progress_chars("=> "),
     );
-    let mut reps = Vec::new();
-    for rep in 1..=exp.reps {
-        let (_, s) = run_rep(exp, opts, &scripts, rep, stop, &pb)?;
-        if !s.violations.is_empty() {
-            pb.suspend(|| {
-                eprintln!(
-                    "ringlab run: CHECKER VIOLATIONS in rep {rep} (records kept in {}):",
-                    opts.out
-                        .join("records")
-                        .join(format!("rep-{rep}"))
-                        .display()
-                );
-                for v in s.violations.iter().take(10) {
-                    eprintln!("  {v}");
-                }
-            });
-        }
-        reps.push(s);
-    }
-    pb.finish_and_clear();
-    let summary = summarise(
-        exp,
-        opts.label.clone(),
-        opts.command.clone(),
-        machine(),
-        started,
-        reps,
+    let (reps, stopped) = run_reps(
+        exp.reps,
+        stop,
+        |rep| {
+            let (_, s) = run_rep(exp, opts, lock, key.as_ref(), &scripts, rep, stop, &pb)?;
+            if !s.violations.is_empty() {
+                pb.suspend(|| {
+                    eprintln!(
+                        "ringlab run: CHECKER VIOLATIONS in rep {rep} (records kept in {}):",
+                        opts.out
+                            .join("records")
+                            .join(format!("rep-{rep}"))
+                            .display()
+                    );
+                    for v in s.violations.iter().take(10) {
+                        eprintln!("  {v}");
+                    }
+                });
+            }
+            Ok(s)
+        },
+        |reps| {
+            let s = summary_of(reps.to_vec(), Some(unfinished(reps)));
+            if let Err(e) = write_summary(&opts.out, &s) {
+                pb.suspend(|| eprintln!("ringlab run: {e:#}"));
+            }
+        },
     );
-    std::fs::write(
-        opts.out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
+    pb.finish_and_clear();
+    let summary = summary_of(reps, stopped);
+    write_summary(&opts.out, &summary)?;
     write_csv(&opts.out.join("runs.csv"), &summary)?;
     Ok(summary)
 }
@@ -486,6 +689,118 @@ mod tests {
         };
         let r = f.action.record(5);
         (calls, r.action.to_string(), r.targets, r.groups)
+    }
+
+    fn rep_summary(rep: u32) -> RepSummary {
+        RepSummary {
+            rep,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_repetition_runs_when_nothing_stops_them() {
+        let stop = AtomicBool::new(false);
+        let mut seen = Vec::new();
+        let (reps, stopped) = run_reps(3, &stop, |r| Ok(rep_summary(r)), |d| seen.push(d.len()));
+        assert_eq!(reps.iter().map(|r| r.rep).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(stopped, None);
+        assert_eq!(seen, [1, 2, 3]);
+    }
+
+    #[test]
+    fn an_error_stops_the_run_saying_which_repetition_and_why() {
+        let stop = AtomicBool::new(false);
+        let (reps, stopped) = run_reps(
+            4,
+            &stop,
+            |r| {
+                if r == 3 {
+                    Err(anyhow::anyhow!("topo.sh up failed").context("rep 3"))
+                } else {
+                    Ok(rep_summary(r))
+                }
+            },
+            |_| {},
+        );
+        assert_eq!(reps.len(), 2);
+        assert_eq!(
+            stopped,
+            Some(Stopped {
+                cause: StopCause::Error,
+                reason: "rep 3: topo.sh up failed".into(),
+                completed_reps: 2,
+                planned_reps: 4,
+                abandoned_rep: Some(3),
+            })
+        );
+        assert_eq!(
+            stopped.unwrap().describe(),
+            "stopped after 2 of 4 repetitions (error: rep 3: topo.sh up failed); rep 3 abandoned"
+        );
+    }
+
+    #[test]
+    fn a_signal_mid_repetition_stops_the_run_as_a_signal() {
+        let stop = AtomicBool::new(false);
+        let (reps, stopped) = run_reps(
+            3,
+            &stop,
+            |r| {
+                if r == 2 {
+                    // What the handler does; the repetition's wait then fails.
+                    stop.store(true, Ordering::Relaxed);
+                    bail!("interrupted");
+                }
+                Ok(rep_summary(r))
+            },
+            |_| {},
+        );
+        assert_eq!(reps.len(), 1);
+        let s = stopped.unwrap();
+        assert_eq!(
+            (s.cause, s.completed_reps, s.planned_reps, s.abandoned_rep),
+            (StopCause::Signal, 1, 3, Some(2))
+        );
+        assert_eq!(s.reason, SIGNAL_REASON);
+        // A signal between repetitions: none is abandoned, no further one starts.
+        let stop = AtomicBool::new(false);
+        let mut ran = Vec::new();
+        let (reps, stopped) = run_reps(
+            3,
+            &stop,
+            |r| {
+                ran.push(r);
+                Ok(rep_summary(r))
+            },
+            |_| stop.store(true, Ordering::Relaxed),
+        );
+        assert_eq!((ran, reps.len()), (vec![1], 1));
+        let s = stopped.unwrap();
+        assert_eq!(
+            (s.cause, s.completed_reps, s.abandoned_rep),
+            (StopCause::Signal, 1, None)
+        );
+    }
+
+    #[test]
+    fn a_run_key_is_random_and_written_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (a, b) = (random_key().unwrap(), random_key().unwrap());
+        assert_ne!(a, b);
+        assert_ne!(a, [0; KEY_LEN]);
+        let dir = std::env::temp_dir().join(format!("ringlab-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.key");
+        write_key(&path, &a).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), a);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        // Never over an existing file (a key of another run, a symlink planted there).
+        assert!(write_key(&path, &b).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), a);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -196,6 +196,64 @@ pub struct Summary {
     pub violations: usize,
     /// Every repetition.
     pub reps: Vec<RepSummary>,
+    /// Set when the run ended before its last repetition (absent: it ran every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+    /// Whether the nodes authenticated every datagram with a key (absent in summaries
+    /// written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
+    /// The name prefix of the run's namespaces, links and tables (absent in older summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// Why a run has fewer repetitions than it planned.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StopCause {
+    /// A signal: Ctrl-C (SIGINT), SIGTERM or SIGHUP.
+    Signal,
+    /// An error in a repetition (the reason says which).
+    Error,
+    /// Not finished: the run is still under way, or was killed (SIGKILL, a crash) before it
+    /// could say why. Every run writes this before its first repetition and replaces it.
+    Unfinished,
+}
+
+/// How a run stopped early: summary.json's `stopped`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stopped {
+    /// What stopped it.
+    pub cause: StopCause,
+    /// In words: the signal, or the error.
+    pub reason: String,
+    /// Repetitions completed; their results are in `reps`.
+    pub completed_reps: u32,
+    /// Repetitions planned.
+    pub planned_reps: u32,
+    /// The repetition under way when it stopped, abandoned (its records may be in
+    /// records/rep-N/, its results are not in the summary).
+    pub abandoned_rep: Option<u32>,
+}
+
+impl Stopped {
+    /// One line: "stopped after 1 of 3 repetitions (signal: ...); rep 2 abandoned".
+    pub fn describe(&self) -> String {
+        let cause = match self.cause {
+            StopCause::Signal => "signal",
+            StopCause::Error => "error",
+            StopCause::Unfinished => "unfinished",
+        };
+        let mut t = format!(
+            "stopped after {} of {} repetitions ({cause}: {})",
+            self.completed_reps, self.planned_reps, self.reason
+        );
+        if let Some(r) = self.abandoned_rep {
+            t.push_str(&format!("; rep {r} abandoned"));
+        }
+        t
+    }
 }
 
 /// One row of runs.csv.
@@ -308,6 +366,9 @@ pub fn summarise(
         wrongly_excluded: reps.iter().map(|r| r.wrongly_excluded).sum(),
         violations: reps.iter().map(|r| r.violations.len()).sum(),
         reps,
+        stopped: None,
+        authenticated: None,
+        prefix: None,
     }
 }
 

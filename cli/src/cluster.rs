@@ -86,7 +86,7 @@ pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         port: o.port,
         group: [239, 192, 76, 1].into(),
         dir: dir.clone(),
-        key: o.key,
+        key: o.key.into(),
         record_messages: true,
         binary: std::env::current_exe()?,
         batched_io: !o.unbatched,

@@ -132,9 +132,11 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         max_seconds: u64,
     },
-    /// Checks event-record files (JSON lines) from any run.
+    /// Checks event-record files (JSON lines) from any run: every directory below the paths
+    /// that holds record files (a simulator seed, a run's repetition) is judged on its own.
+    /// Exits 1 on a violation, 2 when there are no records (or a run directory has none).
     Check {
-        /// Record files or directories of them.
+        /// Record files, or directories searched all the way down.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Prints one JSON object.
@@ -154,9 +156,11 @@ struct ExperimentArgs {
     /// Results root: writes `<out>/<name>/<timestamp>/` (a sweep: `<out>/<name>-sweep/<timestamp>/`).
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Prefix of every namespace, link and nftables table the run makes.
-    #[arg(long, default_value = "rlx")]
-    prefix: String,
+    /// Prefix of every namespace, link and nftables table the run makes: 1-10 characters,
+    /// a-z then a-z0-9. Default: a fresh one, `rl<PID>`. The run holds it (a lock in
+    /// `/run/ringlab-<prefix>.lock`); a prefix another run holds is refused.
+    #[arg(long)]
+    prefix: Option<String>,
 }
 
 impl ExperimentArgs {
@@ -175,10 +179,26 @@ impl ExperimentArgs {
         Ok(ringlab_bench::runner::RunOpts {
             binary: node_binary()?,
             out,
-            prefix: self.prefix.clone(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             label: label.into(),
         })
+    }
+
+    /// Takes this run's prefix (given or fresh), before anything is made; a held one is
+    /// refused at once.
+    fn lock(&self) -> Result<ringlab_bench::prefix::PrefixLock> {
+        use ringlab_bench::prefix::PrefixLock;
+        ringlab_bench::runner::require_root()?;
+        let lock = match &self.prefix {
+            Some(p) => PrefixLock::acquire(p)?,
+            None => PrefixLock::acquire_default()?,
+        };
+        eprintln!(
+            "ringlab: prefix {} (lock {})",
+            lock.prefix(),
+            lock.path().display()
+        );
+        Ok(lock)
     }
 }
 
@@ -415,8 +435,29 @@ fn timestamp() -> String {
         .replace([':', '-'], "")
 }
 
-/// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound.
+/// Makes a new results directory `<parent>/<timestamp>` (`-2`, `-3`... when a run started in
+/// the same second has it), so that two runs never share one.
+fn new_results_dir(parent: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let stamp = timestamp();
+    for n in 1.. {
+        let dir = match n {
+            1 => parent.join(&stamp),
+            n => parent.join(format!("{stamp}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+/// Returns 1 (and says why) when a run broke a guarantee or missed a recovery bound; 130
+/// when a signal stopped it, 2 when an error did.
 fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
+    use ringlab_bench::summary::StopCause;
     let mut code = 0;
     if s.violations > 0 {
         eprintln!(
@@ -441,19 +482,41 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
             code = 1;
         }
     }
+    if let Some(st) = &s.stopped {
+        eprintln!(
+            "ringlab run: {}: {}; summary.json says so, with the completed repetitions",
+            s.experiment.name,
+            st.describe()
+        );
+        code = match st.cause {
+            StopCause::Signal => 130,
+            StopCause::Error | StopCause::Unfinished => 2,
+        };
+    }
     code
+}
+
+/// Says loudly, before and after, that a run goes without a key.
+fn warn_no_key(exp: &ringlab_bench::experiment::Experiment) {
+    if !exp.key {
+        eprintln!("\nringlab run: {}\n", ringlab_bench::runner::NO_KEY_WARNING);
+    }
 }
 
 fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
     let exp = a.load()?;
-    let dir = a.out.join(&exp.name).join(timestamp());
     let stop = stop_flag()?;
+    let lock = a.lock()?;
+    let dir = new_results_dir(&a.out.join(&exp.name))?;
     let opts = a.opts(dir.clone(), "")?;
-    let s = ringlab_bench::runner::run(&exp, &opts, &stop)?;
+    warn_no_key(&exp);
+    let s = ringlab_bench::runner::run(&exp, &opts, &lock, &stop)?;
+    drop(lock);
     println!(
         "{}",
         ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
     );
+    warn_no_key(&exp);
     println!("results in {}", dir.display());
     Ok(judge(&s, &dir))
 }
@@ -462,17 +525,32 @@ fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     let base = a.load()?;
     // Every configuration is checked before anything runs.
     let configs = ringlab_bench::sweep::configurations(&base, params)?;
-    let dir = a.out.join(format!("{}-sweep", base.name)).join(timestamp());
+    // One prefix for the whole sweep, held from the first configuration to the last.
     let stop = stop_flag()?;
+    let lock = a.lock()?;
+    let dir = new_results_dir(&a.out.join(format!("{}-sweep", base.name)))?;
+    warn_no_key(&base);
     let mut code = 0;
     for (i, c) in configs.iter().enumerate() {
         eprintln!("sweep {}/{}: {}", i + 1, configs.len(), c.label);
         let opts = a.opts(dir.join(&c.label), &c.label)?;
-        let s = ringlab_bench::runner::run(&c.experiment, &opts, &stop)?;
+        let s = ringlab_bench::runner::run(&c.experiment, &opts, &lock, &stop)?;
         code = code.max(judge(&s, &opts.out));
+        if s.stopped.is_some() {
+            if i + 1 < configs.len() {
+                eprintln!(
+                    "ringlab sweep: stopped at configuration {} of {}; the rest were not run",
+                    i + 1,
+                    configs.len()
+                );
+            }
+            break;
+        }
     }
+    drop(lock);
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
     println!("{t}");
+    warn_no_key(&base);
     println!("results in {}", dir.display());
     Ok(code)
 }
@@ -660,38 +738,124 @@ fn sim(a: SimArgs) -> Result<i32> {
 }
 
 fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {
-    let set = ringlab_records::read_paths(paths)?;
-    for f in &set.torn {
-        eprintln!(
-            "ringlab check: {}: a torn last line (its writer was killed mid-write) is read as the end",
-            f.display()
-        );
-    }
-    let (records, files) = (set.records, set.files);
-    let report = check(&records, None);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "records": records.len(),
+    let runs = ringlab_records::find_runs(paths)?;
+    let mut total = CheckTotals::default();
+    let mut out_runs = Vec::new();
+    let mut empty = Vec::new();
+    let mut all_violations: Vec<serde_json::Value> = Vec::new();
+    for run in &runs {
+        let set = ringlab_records::read_paths(&run.files)?;
+        for f in &set.torn {
+            eprintln!(
+                "ringlab check: {}: a torn last line (its writer was killed mid-write) is read as the end",
+                f.display()
+            );
+        }
+        let dir = run.dir.display().to_string();
+        if set.records.is_empty() {
+            eprintln!(
+                "ringlab check: {dir}: a run directory with no event records ({} record files)",
+                run.files.len()
+            );
+            empty.push(dir);
+            continue;
+        }
+        // Each run on its own, as the runner and the simulator judge them: records of
+        // different runs share node ids, ring ids and message ids.
+        let report = check(&set.records, None);
+        total.runs += 1;
+        total.records += set.records.len();
+        total.files += set.files.len();
+        total.deliveries += report.deliveries;
+        total.regular_installs += report.regular_installs;
+        total.max_recovery_ns = total.max_recovery_ns.max(report.max_recovery_ns);
+        total.violations += report.violations.len();
+        total.failing_runs += usize::from(!report.violations.is_empty());
+        if json {
+            for v in &report.violations {
+                all_violations.push(serde_json::json!({ "dir": dir, "violation": v }));
+            }
+            out_runs.push(serde_json::json!({
+                "dir": dir,
+                "files": set.files.len(),
+                "records": set.records.len(),
                 "deliveries": report.deliveries,
                 "regular_installs": report.regular_installs,
                 "max_recovery_ms": report.max_recovery_ns as f64 / 1e6,
                 "violations": report.violations,
+            }));
+        } else {
+            println!(
+                "{dir}: {} records from {} files: {} deliveries, {} regular configurations, {} violations",
+                set.records.len(),
+                set.files.len(),
+                report.deliveries,
+                report.regular_installs,
+                report.violations.len()
+            );
+            for v in &report.violations {
+                println!("  {v}");
+            }
+        }
+    }
+    if total.runs == 0 {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "no event records in {} (record files are *.jsonl, searched in every folder below)",
+            names.join(", ")
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "runs": out_runs,
+                "empty_runs": empty,
+                "records": total.records,
+                "deliveries": total.deliveries,
+                "regular_installs": total.regular_installs,
+                "max_recovery_ms": total.max_recovery_ns as f64 / 1e6,
+                "violations": all_violations,
             })
         );
     } else {
         println!(
-            "{} records from {} files: {} deliveries, {} regular configurations, {} violations",
-            records.len(),
-            files.len(),
-            report.deliveries,
-            report.regular_installs,
-            report.violations.len()
+            "total: {} runs, {} records from {} files: {} deliveries, {} regular configurations, {} violations in {} of {} runs{}",
+            total.runs,
+            total.records,
+            total.files,
+            total.deliveries,
+            total.regular_installs,
+            total.violations,
+            total.failing_runs,
+            total.runs,
+            if empty.is_empty() {
+                String::new()
+            } else {
+                format!("; {} run directories without records", empty.len())
+            }
         );
-        for v in &report.violations {
-            println!("  {v}");
-        }
     }
-    Ok(if report.violations.is_empty() { 0 } else { 1 })
+    if !empty.is_empty() {
+        eprintln!(
+            "ringlab check: {} run directories hold no event records: {}",
+            empty.len(),
+            empty.join(", ")
+        );
+        return Ok(2);
+    }
+    Ok(if total.violations == 0 { 0 } else { 1 })
+}
+
+/// What `ringlab check` adds up over its runs.
+#[derive(Default)]
+struct CheckTotals {
+    runs: usize,
+    records: usize,
+    files: usize,
+    deliveries: u64,
+    regular_installs: u64,
+    max_recovery_ns: u64,
+    violations: usize,
+    failing_runs: usize,
 }

@@ -36,7 +36,7 @@ fn spec(
         port,
         group: [239, 192, 77, (port % 200) as u8 + 1].into(),
         dir,
-        key,
+        key: key.into(),
         record_messages: true,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         // The kill/restart tests run one call per datagram, the others batched: both paths.

@@ -33,8 +33,8 @@ pub struct Spec {
     pub group: IpAddr,
     /// Working directory for configs, sockets, state, records, logs.
     pub dir: PathBuf,
-    /// Whether to use a shared key.
-    pub key: bool,
+    /// The key the nodes share, if any.
+    pub key: Key,
     /// Whether send/deliver records are written.
     pub record_messages: bool,
     /// The `ringlab` binary.
@@ -49,6 +49,30 @@ pub struct Spec {
     /// at `10.77.0.<id>`, instead of on loopback. PID and command files go to
     /// `/run/ringlab-<prefix>/` so that fault.sh can signal and restart the nodes.
     pub netns: Option<String>,
+}
+
+/// The key a cluster's nodes share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// None: datagrams are not authenticated.
+    None,
+    /// A fixed key derived from nothing secret, written to the cluster's directory: for
+    /// loopback tests and benchmarks only, where nobody else is on the segment.
+    Fixed,
+    /// A key file the caller made and removes (`ringlab run`: 32 random bytes from the OS,
+    /// mode 0600, in the run's own state directory).
+    File(PathBuf),
+}
+
+impl From<bool> for Key {
+    /// `true` is [`Key::Fixed`], `false` [`Key::None`].
+    fn from(key: bool) -> Self {
+        if key {
+            Self::Fixed
+        } else {
+            Self::None
+        }
+    }
 }
 
 /// A running cluster of node processes.
@@ -126,11 +150,11 @@ impl Cluster {
             harness_records: spec.dir.join("harness.jsonl"),
             spec,
         };
-        if c.spec.key {
+        if c.spec.key == Key::Fixed {
             let key: Vec<u8> = (0..32u8)
                 .map(|i| i.wrapping_mul(97).wrapping_add(13))
                 .collect();
-            std::fs::write(c.key_path(), key).map_err(ioe("writing the key"))?;
+            std::fs::write(c.fixed_key_path(), key).map_err(ioe("writing the key"))?;
         }
         for id in 1..=c.spec.nodes as NodeId {
             c.write_config(id)?;
@@ -146,8 +170,17 @@ impl Cluster {
         Ok(c)
     }
 
-    fn key_path(&self) -> PathBuf {
+    fn fixed_key_path(&self) -> PathBuf {
         self.spec.dir.join("cluster.key")
+    }
+
+    /// Returns the key file the nodes read, if any.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        match &self.spec.key {
+            Key::None => None,
+            Key::Fixed => Some(self.fixed_key_path()),
+            Key::File(p) => Some(p.clone()),
+        }
     }
 
     /// Returns node `id`'s config.
@@ -169,7 +202,7 @@ impl Cluster {
             record_messages: self.spec.record_messages,
             control: self.control_path(id),
             state_dir: self.spec.dir.join("state"),
-            key_file: self.spec.key.then(|| self.key_path()),
+            key_file: self.key_file(),
             recv_buffer: Some(4 << 20),
             send_buffer: Some(4 << 20),
             batched_io: self.spec.batched_io,
@@ -455,6 +488,57 @@ impl Drop for Cluster {
         for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(key: Key) -> Cluster {
+        let dir = PathBuf::from("/nonexistent/cluster");
+        Cluster {
+            spec: Spec {
+                nodes: 2,
+                transport: Transport::Unicast,
+                totem: RingConfig::default(),
+                port: 5405,
+                group: [239, 192, 1, 1].into(),
+                dir: dir.clone(),
+                key,
+                record_messages: false,
+                binary: "ringlab".into(),
+                batched_io: true,
+                ipv6: false,
+                services: vec![],
+                netns: None,
+            },
+            children: vec![None, None],
+            harness_records: dir.join("harness.jsonl"),
+        }
+    }
+
+    #[test]
+    fn every_node_is_given_the_key_the_spec_names() {
+        let run_key = PathBuf::from("/run/ringlab-rly1/cluster.key");
+        for (key, want) in [
+            (Key::None, None),
+            (false.into(), None),
+            (
+                Key::Fixed,
+                Some(PathBuf::from("/nonexistent/cluster/cluster.key")),
+            ),
+            (
+                true.into(),
+                Some(PathBuf::from("/nonexistent/cluster/cluster.key")),
+            ),
+            (Key::File(run_key.clone()), Some(run_key.clone())),
+        ] {
+            let c = cluster(key.clone());
+            for id in [1, 2] {
+                assert_eq!(c.config(id).key_file, want, "{key:?}");
+            }
         }
     }
 }

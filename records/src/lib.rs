@@ -14,6 +14,9 @@
 //! - [`read_file`] / [`read_paths`]: the one rule for a torn last line: a last line without
 //!   its newline that does not parse is the end of the record (reported as torn, never an
 //!   error); any other line that does not parse is an error naming the file and line.
+//! - [`find_runs`]: the runs under a path, each a directory of record files (a simulator
+//!   seed, a runner repetition), to be judged one by one; a run directory without records is
+//!   returned empty so that a reader can refuse it.
 //! - [`write_run`]: a simulated run's records, one file per node incarnation.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -463,6 +466,154 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<RecordSet, ReadError> {
     }
     Ok(set)
 }
+
+/// The record files of one run: a directory that holds record files (`*.jsonl`), as a
+/// simulator seed (`seed-N/`) or a runner repetition (`records/rep-N/`) does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFiles {
+    /// The run's directory.
+    pub dir: PathBuf,
+    /// Its record files, in path order; empty for a run directory that holds none.
+    pub files: Vec<PathBuf>,
+}
+
+/// Finds the runs under `paths`, each to be judged on its own, in natural path order
+/// (`seed-2` before `seed-10`).
+///
+/// - A file named on its own belongs to the run of its directory (files of one directory
+///   named together are one run).
+/// - A directory is searched all the way down: every directory that holds record files is one
+///   run (its subdirectories are searched too, as runs of their own).
+/// - A directory that holds no record files anywhere beneath it is returned as a run with no
+///   files when it is a named path, or when a sibling directory is a run (a repetition or a
+///   seed that wrote nothing), so that the caller can refuse it. Other directories without
+///   records (a node's `state/`) are not runs.
+///
+/// Directory symlinks met on the way down are not followed.
+pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<RunFiles>, ReadError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReadError::Io { path, source }
+    };
+    let mut runs: BTreeMap<Vec<NameChunk>, RunFiles> = BTreeMap::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(io(p))?;
+        if meta.is_dir() {
+            if !walk_runs(p, &mut runs)? {
+                add_run(&mut runs, p, None);
+            }
+        } else {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            add_run(&mut runs, &dir, Some(p.clone()));
+        }
+    }
+    let mut out: Vec<RunFiles> = runs.into_values().collect();
+    for r in &mut out {
+        r.files.sort_by_key(|f| natural_key(f));
+        r.files.dedup();
+    }
+    Ok(out)
+}
+
+/// Adds `file` (or, with none, an empty entry) to the run of `dir`.
+fn add_run(runs: &mut BTreeMap<Vec<NameChunk>, RunFiles>, dir: &Path, file: Option<PathBuf>) {
+    let run = runs.entry(natural_key(dir)).or_insert_with(|| RunFiles {
+        dir: dir.to_path_buf(),
+        files: Vec::new(),
+    });
+    run.files.extend(file);
+}
+
+/// Adds the runs under `dir` to `runs`; returns whether it found any record file.
+fn walk_runs(dir: &Path, runs: &mut BTreeMap<Vec<NameChunk>, RunFiles>) -> Result<bool, ReadError> {
+    let io = |source| ReadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    let mut subdirs = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        let kind = e.file_type().map_err(io)?;
+        let path = e.path();
+        if kind.is_dir() {
+            subdirs.push(path);
+        } else if path.extension().is_some_and(|x| x == "jsonl") {
+            // A file or a symlink to one (a symlink to a directory fails to read, loudly).
+            files.push(path);
+        }
+    }
+    let mut found = !files.is_empty();
+    for f in files {
+        add_run(runs, dir, Some(f));
+    }
+    let mut empty = Vec::new();
+    let mut sibling_is_run = false;
+    for s in subdirs {
+        let holds_records = std::fs::read_dir(&s)
+            .map_err(|source| ReadError::Io {
+                path: s.clone(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.path().extension().is_some_and(|x| x == "jsonl")
+                    && e.file_type().is_ok_and(|t| !t.is_dir())
+            });
+        sibling_is_run |= holds_records;
+        if walk_runs(&s, runs)? {
+            found = true;
+        } else {
+            empty.push(s);
+        }
+    }
+    if sibling_is_run {
+        for s in &empty {
+            add_run(runs, s, None);
+        }
+    }
+    Ok(found)
+}
+
+/// A piece of a path for natural ordering: a run of digits compares as a number.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum NameChunk {
+    /// A run of digits (as a number, then as written, so that "01" and "1" differ).
+    Number(u128, String),
+    /// Anything else.
+    Text(String),
+}
+
+/// Returns `p`'s natural sort key: `seed-2` before `seed-10`.
+fn natural_key(p: &Path) -> Vec<NameChunk> {
+    let s = p.to_string_lossy();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut digits = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() != digits && !cur.is_empty() {
+            out.push(chunk(std::mem::take(&mut cur), digits));
+        }
+        digits = c.is_ascii_digit();
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(chunk(cur, digits));
+    }
+    out
+}
+
+fn chunk(s: String, digits: bool) -> NameChunk {
+    if digits {
+        NameChunk::Number(s.parse().unwrap_or(u128::MAX), s)
+    } else {
+        NameChunk::Text(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +772,79 @@ mod tests {
         );
         assert_eq!(set.records.len(), 3);
         assert!(set.torn.is_empty());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn names(runs: &[RunFiles], root: &Path) -> Vec<(String, usize)> {
+        runs.iter()
+            .map(|r| {
+                let d = r.dir.strip_prefix(root).unwrap_or(&r.dir);
+                (d.to_string_lossy().into_owned(), r.files.len())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_are_found_in_simulator_seeds_in_natural_order() {
+        let d = temp("find-seeds");
+        for seed in [1, 2, 10] {
+            write_run(&d.join(format!("seed-{seed}")), &[state(1), state(2)]).unwrap();
+        }
+        let runs = find_runs(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(
+            names(&runs, &d),
+            [
+                ("seed-1".into(), 1),
+                ("seed-2".into(), 1),
+                ("seed-10".into(), 1)
+            ]
+        );
+        // Files named one by one belong to the run of their directory.
+        let files: Vec<PathBuf> = runs.iter().flat_map(|r| r.files.clone()).collect();
+        let again = find_runs(&files).unwrap();
+        assert_eq!(again, runs);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn runs_are_found_in_runner_repetitions_and_a_repetition_without_records_is_one() {
+        let d = temp("find-reps");
+        let records = d.join("records");
+        for rep in [1, 2] {
+            let r = records.join(format!("rep-{rep}"));
+            write_run(&r, &[state(1)]).unwrap();
+            // What else a repetition holds: logs, configs, stats, the nodes' stable state.
+            std::fs::write(r.join("node-2.log"), "log").unwrap();
+            std::fs::write(r.join("stats.json"), "{}").unwrap();
+            std::fs::create_dir_all(r.join("state")).unwrap();
+            std::fs::write(r.join("state").join("node-2.state"), "{}").unwrap();
+        }
+        std::fs::create_dir_all(records.join("rep-3")).unwrap();
+        let runs = find_runs(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(
+            names(&runs, &d),
+            [
+                ("records/rep-1".into(), 1),
+                ("records/rep-2".into(), 1),
+                ("records/rep-3".into(), 0)
+            ]
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_without_records_is_one_empty_run_and_a_missing_path_an_error() {
+        let d = temp("find-empty");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        assert_eq!(
+            find_runs(std::slice::from_ref(&d)).unwrap(),
+            [RunFiles {
+                dir: d.clone(),
+                files: vec![]
+            }]
+        );
+        let e = find_runs(&[d.join("nothing")]).unwrap_err();
+        assert!(e.to_string().starts_with("reading "), "{e}");
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -12,7 +12,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ringlab_net::control::{CkptDigestReply, CkptFillReply, Request, SyncStats};
-use ringlab_net::harness::{Cluster, Spec};
+use ringlab_net::harness::{Cluster, Key, Spec};
 use ringlab_net::{monotonic_ns, Transport};
 use ringlab_records::Body;
 use ringlab_ring::Config;
@@ -56,7 +56,7 @@ fn main() {
             port: 9405 + 10 * k as u16,
             group: [239, 192, 76, 9].into(),
             dir: dir.clone(),
-            key: false,
+            key: Key::None,
             record_messages: false,
             binary: binary.clone(),
             batched_io: true,
