@@ -30,7 +30,7 @@ fn cluster(name: &str, port: u16, key: bool) -> Cluster {
         port,
         group: [239, 192, 78, (port % 200) as u8 + 1].into(),
         dir,
-        key,
+        key: key.into(),
         record_messages: true,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         batched_io: true,

@@ -94,7 +94,7 @@ fn main() {
         port,
         group: [239, 192, 75, 9].into(),
         dir: dir.clone(),
-        key: true,
+        key: true.into(),
         record_messages: false,
         binary,
         batched_io: true,
