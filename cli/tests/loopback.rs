@@ -420,3 +420,127 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
         && r.inc == 2
         && matches!(&r.body, Body::Sync { phase, .. } if phase == "done")));
 }
+
+/// Writes a one-node config on 127.0.0.1:`port` into `dir` (control socket and state in
+/// subdirectories the node creates); returns its path.
+fn one_node_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("node.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "node_id = 1\nbind = \"127.0.0.1\"\nport = {port}\ncontrol = \"{}\"\nstate_dir = \"{}\"\n[[nodes]]\nid = 1\naddr = \"127.0.0.1\"\n",
+            dir.join("ctl/node.sock").display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Waits (at most `limit`) for `child` to exit; kills it (this test's own child, by PID)
+/// when it does not. Returns its exit code and stderr.
+fn wait_exit(mut child: std::process::Child, limit: Duration) -> (Option<i32>, String) {
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.and_then(|s| s.code()), err)
+}
+
+#[test]
+fn a_damaged_state_file_stops_the_node_with_exit_2_naming_it() {
+    let dir = std::env::temp_dir().join(format!("ringlab-test-badstate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = one_node_config(&dir, 18_200);
+    let state = dir.join("state/node-1.state");
+    let cases: [(&str, &[u8]); 5] = [
+        ("empty", b""),
+        ("truncated", b"{\"incarnation\":41,"),
+        ("not UTF-8", b"\xff\xfe\x00{"),
+        ("wrong type", b"{\"incarnation\":\"41\",\"ring_seq\":0}"),
+        (
+            "last incarnation",
+            b"{\"incarnation\":4294967295,\"ring_seq\":0}",
+        ),
+    ];
+    for (what, bytes) in cases {
+        std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+        std::fs::write(&state, bytes).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringlab"))
+            .args(["node", "--config"])
+            .arg(&cfg)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A node that starts anyway runs until killed: that is the failure.
+        let (code, err) = wait_exit(child, Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{what}: {err}");
+        assert!(err.contains(&state.display().to_string()), "{what}: {err}");
+        assert!(err.contains("remove the file"), "{what}: {err}");
+        assert_eq!(std::fs::read(&state).unwrap(), bytes, "{what}: file kept");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn under_umask_000_the_state_file_and_control_socket_are_private_and_no_key_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("ringlab-test-umask-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = one_node_config(&dir, 18_300);
+    let child = std::process::Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" node --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_ringlab"))
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = dir.join("ctl/node.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ringlab_net::control::call::<ringlab_net::control::StatusReply>(&sock, &Request::Status)
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "the node answered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let modes = [
+        mode(&dir.join("state")),
+        mode(&dir.join("state/node-1.state")),
+        mode(&dir.join("ctl")),
+        mode(&sock),
+    ];
+    ringlab_net::control::call::<Ack>(&sock, &Request::Quit).unwrap();
+    let (code, err) = wait_exit(child, Duration::from_secs(10));
+    assert_eq!(
+        modes,
+        [0o700, 0o600, 0o700, 0o600],
+        "{:?}",
+        modes.map(|m| format!("{m:o}"))
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // No key_file: the node says so, loudly, with what an attacker can do.
+    assert!(
+        err.contains("WARN") && err.contains("without a key") && err.contains("forge"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

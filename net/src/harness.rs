@@ -259,9 +259,13 @@ impl Cluster {
         )))
     }
 
-    /// Returns the incarnation node `id` last started with (its stable storage).
+    /// Returns the incarnation node `id` last started with (its stable storage; 0 when the
+    /// state file is missing or damaged).
     pub fn incarnation(&self, id: NodeId) -> u32 {
-        stable::read(&stable::path(&self.config(id).state_dir, id)).map_or(0, |s| s.incarnation)
+        stable::read(&stable::path(&self.config(id).state_dir, id))
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.incarnation)
     }
 
     /// SIGKILLs node `id` (this harness's own child, by PID) and records the crash.

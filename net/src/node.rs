@@ -17,9 +17,8 @@ use crate::control::server::Server;
 use crate::drops::{Dropped, NodeDrops};
 use crate::load::LoadGen;
 use crate::sockets::{self, RecvBatch, Sockets};
-use crate::stable::{self, Stable};
+use crate::stable::{Stable, StableError};
 use hdrhistogram::Histogram;
-use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
 use ringlab_records::{Body, Record, Writer};
 use ringlab_ring::{Dest, DropReason, Event, MembState, NodeId, PacketOutcome, Ring};
@@ -71,13 +70,17 @@ pub enum StartError {
     #[error(transparent)]
     Ring(#[from] ringlab_ring::ConfigError),
     /// A socket, file or poll could not be set up.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// Why it failed.
-        source: std::io::Error,
+        /// Why it failed (in the message, so not repeated as a source).
+        cause: std::io::Error,
     },
+    /// Stable storage could not be opened: a damaged state file, an exhausted incarnation,
+    /// a file or directory that cannot be read or written (the message names it).
+    #[error(transparent)]
+    Stable(#[from] StableError),
     /// The events file could not be opened.
     #[error(transparent)]
     Records(#[from] ringlab_records::WriteError),
@@ -85,18 +88,22 @@ pub enum StartError {
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let what = what.into();
-    move |source| StartError::Io { what, source }
+    move |cause| StartError::Io { what, cause }
 }
 
 impl Node {
     /// Sets up sockets, stable storage, records and the control channel.
     pub fn start(cfg: NodeConfig) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(io(format!("creating {}", cfg.state_dir.display())))?;
-        let stable = Stable::open(&cfg.state_dir, cfg.node_id).map_err(io(format!(
-            "writing {}",
-            stable::path(&cfg.state_dir, cfg.node_id).display()
-        )))?;
+        if cfg.key_file.is_none() {
+            tracing::warn!(
+                node = cfg.node_id,
+                "running without a key (key_file unset): datagrams are not authenticated, so \
+                 anyone who can send to this node's address can forge tokens and joins, split \
+                 or stall the ring, inject or replay messages as any member, and make members \
+                 leave; set key_file on every node of a cluster that is not on a private segment"
+            );
+        }
+        let stable = Stable::open(&cfg.state_dir, cfg.node_id)?;
         let now = monotonic_ns();
         let ring = Ring::new(
             cfg.node_id,
@@ -115,8 +122,7 @@ impl Node {
                 .register(m, MULTICAST, Interest::READABLE)
                 .map_err(io("registering the multicast socket"))?;
         }
-        let _ = std::fs::remove_file(&cfg.control);
-        let mut control = UnixListener::bind(&cfg.control)
+        let mut control = crate::control::server::bind(&cfg.control)
             .map_err(io(format!("binding {}", cfg.control.display())))?;
         poll.registry()
             .register(&mut control, CONTROL, Interest::READABLE)
@@ -128,7 +134,7 @@ impl Node {
                 if key.len() < 16 {
                     return Err(StartError::Io {
                         what: format!("key_file {}", p.display()),
-                        source: std::io::Error::new(
+                        cause: std::io::Error::new(
                             ErrorKind::InvalidData,
                             "a key needs at least 16 bytes",
                         ),
@@ -232,7 +238,7 @@ impl Node {
                 Err(e) => {
                     return Err(StartError::Io {
                         what: "polling".into(),
-                        source: e,
+                        cause: e,
                     })
                 }
             }

@@ -4,19 +4,39 @@
 //! Guarantees: non-blocking throughout (the node's loop never waits on a client); every
 //! complete line gets exactly one reply line, in order; a client that sends more than 1 MiB
 //! without a newline is dropped; a connection is kept until the peer closed and everything
-//! owed to it is written.
+//! owed to it is written; the socket is created with mode 0600 whatever the umask, and its
+//! directory, when the node creates it, with mode 0700 ([`bind`]).
 
 use super::proto::{Reply, Request};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// The first token handed to a connection; the tokens below are the node's own sockets.
 const FIRST_CONN: usize = 16;
 
 /// Most bytes buffered from a client without a complete line.
 const MAX_PENDING: usize = 1 << 20;
+
+/// Binds the control socket at `path`: creates its directory (0700) when missing, replaces
+/// a socket a previous run left, and makes the socket 0600, with the umask narrowed around
+/// `bind` so that the socket is never open to others, not even for an instant. The node
+/// calls this while it is single-threaded (the umask is the process's).
+pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::stable::create_private_dir(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = bound?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
 
 struct Conn {
     stream: UnixStream,
