@@ -544,3 +544,207 @@ fn under_umask_000_the_state_file_and_control_socket_are_private_and_no_key_is_a
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Returns a `/proc/<pid>/status` field in KiB.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Sends one raw request line; returns the node's error message (panics on `ok: true`).
+fn refusal(sock: &std::path::Path, line: &str) -> String {
+    let v = ringlab_net::control::exchange(sock, line).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    v["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_control_socket_bounds_its_clients_closes_every_connection_and_checks_every_argument() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let mut s = spec(
+        "ctl-bounds",
+        1,
+        Transport::Unicast,
+        Variant::Classic,
+        18_400,
+        false,
+    );
+    s.services = vec!["checkpoint".into()];
+    let mut c = Cluster::start(s).unwrap();
+    c.wait_ring(&ids(1), Duration::from_secs(20)).unwrap();
+    let pid = c.pid(1).unwrap();
+    let sock = c.control_path(1);
+    let rss_before = proc_kib(pid, "VmRSS:");
+
+    // 1. A client writes 3.2 MB of `stats` without reading a reply: the node drops it once
+    // 1 MiB of replies waits, and its memory stays bounded.
+    let mut w = UnixStream::connect(&sock).unwrap();
+    w.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    w.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let chunk = "{\"cmd\":\"stats\"}\n".repeat(1000);
+    let mut written = 0;
+    while written < 3_200_000 {
+        match w.write(chunk.as_bytes()) {
+            Ok(n) => written += n,
+            Err(_) => break, // dropped (EPIPE, reset) or blocked past the timeout
+        }
+    }
+    // What the node wrote before it dropped the client, then the end of the stream.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut ended = false;
+    for _ in 0..10_000 {
+        match w.read(&mut buf) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(_) => {}
+            // Reset by the node: closed too. A timeout: still open, not dropped.
+            Err(e) => {
+                ended = e.kind() == std::io::ErrorKind::ConnectionReset;
+                break;
+            }
+        }
+    }
+    let rss_after = proc_kib(pid, "VmRSS:");
+    assert!(ended, "the node closed the no-read writer");
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS {rss_before} KiB -> {rss_after} KiB after {written} bytes of stats requests"
+    );
+    drop(w);
+    assert!(c.stats(1).unwrap().control.dropped >= 1);
+
+    // 2. 500 clients send a request and close before reading the reply (50 at a time while
+    // the node is stopped, so that each is gone before the node answers): no descriptor
+    // stays open.
+    let fds_before = open_fds(pid);
+    for _ in 0..10 {
+        assert!(c.pause(1, true));
+        for _ in 0..50 {
+            let mut k = UnixStream::connect(&sock).unwrap();
+            k.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        }
+        assert!(c.pause(1, false));
+        c.status(1).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds(pid) > fds_before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // (The count before may include a connection the node had not yet seen close.)
+    let fds_after = open_fds(pid);
+    assert!(
+        fds_after <= fds_before,
+        "descriptors: {fds_before} before 500 closed clients, {fds_after} after"
+    );
+    c.status(1).unwrap();
+
+    // 3. 64 clients at once are served; one more gets one error line and is closed.
+    let held: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    let mut extra = UnixStream::connect(&sock).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut line = String::new();
+    let _ = extra.read_to_string(&mut line);
+    assert!(line.contains("too many control clients"), "{line:?}");
+    assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+    drop(held);
+    // Served again once the node has seen the 64 go (this call is the one client left).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let control = loop {
+        match c.stats(1) {
+            Ok(st) if st.control.clients == 1 => break st.control,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "served again: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(control.refused >= 1, "{control:?}");
+
+    // 4. Every argument past its bound is refused, naming it; nothing runs or is queued.
+    let big = |n: usize| "x".repeat(n);
+    let half = 512 * 1024;
+    let cases = [
+        (
+            r#"{"cmd":"load","duration_ms":18446744073709551615}"#.to_string(),
+            "duration_ms=",
+        ),
+        (
+            r#"{"cmd":"load","rate":18446744073709551615,"count":1}"#.to_string(),
+            "rate=",
+        ),
+        (r#"{"cmd":"load","count":0}"#.to_string(), "count=0"),
+        (r#"{"cmd":"load","size":0}"#.to_string(), "size=0"),
+        (
+            r#"{"cmd":"load","size":2097152}"#.to_string(),
+            "size=2097152",
+        ),
+        (r#"{"cmd":"load","sizes":[1,0]}"#.to_string(), "sizes=0"),
+        (
+            format!(
+                r#"{{"cmd":"ckpt","op":"create","name":"{}"}}"#,
+                big(half + 1)
+            ),
+            "name=",
+        ),
+        (
+            format!(
+                r#"{{"cmd":"ckpt","op":"write","name":"c","section":"{}","size":1}}"#,
+                big(half + 1)
+            ),
+            "section=",
+        ),
+        (
+            r#"{"cmd":"ckpt","op":"write","name":"c","section":"s","size":524289}"#.to_string(),
+            "size=524289",
+        ),
+        (
+            format!(
+                r#"{{"cmd":"ckpt","op":"write","name":"{}","section":"{}","size":1000}}"#,
+                big(half),
+                big(half - 1000) // the line itself stays under the 1 MiB a line may take
+            ),
+            "name+section+size=1048576",
+        ),
+        (
+            r#"{"cmd":"ckpt_fill","bytes":4000000000}"#.to_string(),
+            "max_fill_bytes=268435456",
+        ),
+        (r#"{"cmd":"ckpt_fill","bytes":0}"#.to_string(), "bytes=0"),
+    ];
+    for (line, name) in &cases {
+        let e = refusal(&sock, line);
+        assert!(e.contains(name), "{name}: {e}");
+    }
+    let st = c.stats(1).unwrap();
+    assert!(!st.load.running);
+    assert_eq!(st.sync.unwrap().queued_ops, 0);
+
+    // 5. After all that the node still quits when asked.
+    c.call::<Ack>(1, &Request::Quit).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.is_running(1) {
+        assert!(std::time::Instant::now() < deadline, "the node quit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.stop();
+    let _ = std::fs::remove_dir_all(&c.spec.dir);
+}

@@ -174,6 +174,7 @@ impl Cluster {
             send_buffer: Some(4 << 20),
             batched_io: self.spec.batched_io,
             services: self.spec.services.clone(),
+            max_fill_bytes: crate::config::DEFAULT_MAX_FILL_BYTES,
             totem: self.spec.totem.clone(),
         }
     }
@@ -324,6 +325,11 @@ impl Cluster {
         if let Err(e) = written {
             tracing::warn!(error = %e, "the harness could not write a record");
         }
+    }
+
+    /// Returns node `id`'s process id while this harness runs it.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.children[id as usize - 1].as_ref().map(Child::id)
     }
 
     /// Returns whether node `id`'s process runs.

@@ -257,7 +257,7 @@ impl Node {
             self.run_load(now);
             self.drain();
             if let Some(why) = self.exit {
-                self.control.flush();
+                self.control.close_all();
                 if let Some(w) = self.records.as_mut() {
                     let _ = w.flush();
                 }

@@ -49,6 +49,21 @@ pub enum Request {
     CkptDigest,
 }
 
+/// A request argument out of its bounds; the node refuses the request with this as its
+/// error (`{"ok": false, "error": "load: duration_ms=... refused: ..."}`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{cmd}: {arg}={value} refused: {bound}")]
+pub struct BadArgument {
+    /// The command.
+    pub cmd: &'static str,
+    /// The argument.
+    pub arg: &'static str,
+    /// Its value as given (a long text by its length only).
+    pub value: String,
+    /// What it must be.
+    pub bound: String,
+}
+
 /// The reply of a request that was done and has nothing to report: `{"ok": true}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
@@ -112,6 +127,24 @@ pub struct StatsReply {
     pub memory_kib: MemoryKib,
     /// The sync engine and checkpoint service (`null` without services).
     pub sync: Option<SyncStats>,
+    /// The control channel's connections (absent from older nodes: zeros).
+    #[serde(default)]
+    pub control: ControlStats,
+}
+
+/// The control channel in a [`StatsReply`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStats {
+    /// Connections served now (this one included).
+    pub clients: u64,
+    /// Connections accepted since the start.
+    pub accepted: u64,
+    /// Connections refused because as many as the node serves were open (each got one
+    /// error line).
+    pub refused: u64,
+    /// Connections dropped by the node: past a bound (1 MiB of replies unread, 1 MiB
+    /// without a newline) or after a read or write error.
+    pub dropped: u64,
 }
 
 /// Queue depths in a [`StatsReply`].
@@ -351,6 +384,12 @@ mod tests {
                 checkpoints: 3,
                 state_bytes: 4,
             }),
+            control: ControlStats {
+                clients: 1,
+                accepted: 2,
+                refused: 3,
+                dropped: 4,
+            },
         };
         let mut old = old_status.clone();
         let more = json!({
@@ -371,6 +410,7 @@ mod tests {
                 "syncing": false, "completed": 1, "aborted": 0, "queued_ops": 2,
                 "checkpoints": 3, "state_bytes": 4,
             },
+            "control": {"clients": 1, "accepted": 2, "refused": 3, "dropped": 4},
         });
         old.as_object_mut()
             .unwrap()
@@ -378,6 +418,11 @@ mod tests {
         let reply = Reply::Stats(Box::new(stats.clone()));
         // Byte for byte, key order included.
         assert_eq!(reply.to_line(), old.to_string());
+        // A reply of a node from before the fields added since still parses.
+        let mut older = old.clone();
+        older.as_object_mut().unwrap().remove("control");
+        let parsed: StatsReply = serde_json::from_value(older).unwrap();
+        assert_eq!(parsed.control, ControlStats::default());
         assert_eq!(
             serde_json::from_str::<StatsReply>(&reply.to_line()).unwrap(),
             stats
