@@ -441,14 +441,17 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Asks every running node to quit, then kills what is left.
+    /// Asks every running node to quit, waits for them (a node drains for up to
+    /// [`QUIT_DRAIN_TOKENS`](crate::node::QUIT_DRAIN_TOKENS) token timeouts), then kills what
+    /// is left.
     pub fn stop(&mut self) {
         for id in 1..=self.spec.nodes as NodeId {
             if self.is_running(id) {
                 let _ = self.call::<Ack>(id, &Request::Quit);
             }
         }
-        let deadline = monotonic_ns() + 3_000_000_000;
+        let drain = crate::node::QUIT_DRAIN_TOKENS.saturating_mul(self.spec.totem.token);
+        let deadline = monotonic_ns().saturating_add(drain.saturating_add(3_000) * 1_000_000);
         for c in self.children.iter_mut().flatten() {
             while monotonic_ns() < deadline && matches!(c.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(5));

@@ -4,6 +4,9 @@
 //! send, reads every socket until `WouldBlock`, feeds the ring, then drains it: event
 //! records are written and flushed *before* the datagrams of the same turn go out, so a
 //! node killed at any point never has a message on the wire without its `send` record.
+//! `quit` stops the load and drains: the node exits once its send queue is empty and its own
+//! messages are delivered to it, or after [`QUIT_DRAIN_TOKENS`] token timeouts, then with a
+//! `stop` record that counts what is still undelivered.
 //! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
 //! the same loop; nothing else runs beside it. What each control request does to the node is
 //! in `node/commands.rs`.
@@ -33,6 +36,9 @@ const MULTICAST: Token = Token(1);
 const CONTROL: Token = Token(2);
 const MAX_DATAGRAM: usize = 65_536;
 
+/// Token-loss timeouts a `quit` drains at most (see [`Node::run`]).
+pub const QUIT_DRAIN_TOKENS: u64 = 3;
+
 /// One running node.
 pub struct Node {
     cfg: NodeConfig,
@@ -57,6 +63,11 @@ pub struct Node {
     started_ns: u64,
     stable: Stable,
     exit: Option<&'static str>,
+    /// Set by `quit`: the node exits once drained, or at this time (monotonic ns).
+    quit_by: Option<u64>,
+    /// This incarnation's own messages submitted to the ring, and those delivered to it.
+    own_sent: u64,
+    own_delivered: u64,
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
     fanout: Vec<SocketAddr>,
@@ -190,6 +201,9 @@ impl Node {
             started_ns: now,
             stable,
             exit: None,
+            quit_by: None,
+            own_sent: 0,
+            own_delivered: 0,
             sealed: Vec::with_capacity(MAX_DATAGRAM),
             batch: cfg.batched_io.then(|| {
                 RecvBatch::new(
@@ -218,7 +232,7 @@ impl Node {
         Ok(node)
     }
 
-    /// Runs the event loop until a `leave` or `quit` command; returns which.
+    /// Runs the event loop until a `leave` or `quit` command (once drained); returns which.
     pub fn run(mut self) -> Result<&'static str, StartError> {
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -227,6 +241,7 @@ impl Node {
             let deadline = [
                 self.ring.poll_timeout(),
                 self.load.deadline(now, self.load_waits()),
+                self.quit_by,
             ]
             .into_iter()
             .flatten()
@@ -256,6 +271,7 @@ impl Node {
             }
             self.run_load(now);
             self.drain();
+            self.quit_when_drained(monotonic_ns());
             if let Some(why) = self.exit {
                 self.control.close_all();
                 if let Some(w) = self.records.as_mut() {
@@ -337,15 +353,16 @@ impl Node {
     /// Hands a datagram to the ring once its source and (with a key) its authentication
     /// check out; returns why it was not taken.
     fn take_datagram(&mut self, data: &[u8], from: SocketAddr) -> Result<(), Dropped> {
+        // The source first: a stranger's datagram is foreign, whatever its size.
+        let Some(&by_addr) = self.by_addr.get(&(from.ip(), from.port())) else {
+            tracing::debug!(%from, "datagram from an address not in the node list");
+            return Err(Dropped::Foreign);
+        };
         // Not worth authenticating: the ring would refuse it anyway.
         let limit = self.cfg.totem.netmtu + if self.auth.is_some() { TRAILER_LEN } else { 0 };
         if data.len() > limit {
             return Err(Dropped::Ring(DropReason::Oversized));
         }
-        let Some(&by_addr) = self.by_addr.get(&(from.ip(), from.port())) else {
-            tracing::debug!(%from, "datagram from an address not in the node list");
-            return Err(Dropped::Foreign);
-        };
         let (packet, sender) = match self.auth.as_mut() {
             Some(a) => match a.open(data) {
                 Ok((p, tx)) => (p, tx),
@@ -377,6 +394,9 @@ impl Node {
                 app.on_event(&e, &mut bodies);
             }
             if let Event::Deliver(d) = &e {
+                if d.id.node == self.cfg.node_id && d.id.inc == self.inc {
+                    self.own_delivered += 1;
+                }
                 self.delivered += 1;
                 self.delivered_bytes += d.data.len() as u64;
                 let _ = self.latency.record(now.saturating_sub(d.sent_t_ns).max(1));
@@ -390,6 +410,9 @@ impl Node {
             app.pump(now, &mut self.ring, &mut bodies);
         }
         for b in bodies {
+            if matches!(b, Body::Send { .. }) {
+                self.own_sent += 1;
+            }
             if self.cfg.record_messages || !matches!(b, Body::Send { .. }) {
                 self.record(now, b);
             }
@@ -468,6 +491,7 @@ impl Node {
         let mut sent = std::mem::take(&mut self.load_sent);
         let window = self.cfg.totem.window_size as usize;
         self.load.run(now, waits, &mut self.ring, window, &mut sent);
+        self.own_sent += sent.len() as u64;
         if self.cfg.record_messages {
             for b in sent.drain(..) {
                 self.record(now, b);
@@ -475,6 +499,33 @@ impl Node {
         }
         sent.clear();
         self.load_sent = sent;
+    }
+
+    /// After a `quit`: sets the node to exit once its send queue is empty and its own
+    /// messages are delivered to it, or once the drain's bound passed; then, if some of its
+    /// own messages are still undelivered, writes a `stop` record saying how many (the
+    /// checker treats it like a crash for self delivery).
+    fn quit_when_drained(&mut self, now: u64) {
+        let Some(by) = self.quit_by else { return };
+        if self.exit.is_some() {
+            return;
+        }
+        let undelivered = self.own_sent.saturating_sub(self.own_delivered);
+        let drained = self.ring.queue_depth().0 == 0 && undelivered == 0;
+        if !drained && now < by {
+            return;
+        }
+        if undelivered > 0 {
+            tracing::warn!(
+                undelivered,
+                "quitting with own messages undelivered after the drain's bound; recorded"
+            );
+            self.record(now, Body::Stop { undelivered });
+            if let Some(w) = self.records.as_mut() {
+                let _ = w.flush();
+            }
+        }
+        self.exit = Some("quit");
     }
 
     /// Answers every complete request waiting on control connection `t`.

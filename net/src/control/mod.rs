@@ -22,6 +22,6 @@ pub(crate) mod server;
 pub use client::{call, exchange, CtlError};
 pub use proto::{
     Ack, BadArgument, CkptDigestReply, CkptFillReply, ControlStats, DeliveredStats, ErrorReply,
-    LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply,
-    StatusReply, StopLoadReply, SyncStats,
+    KernelDrops, LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers,
+    StatsReply, StatusReply, StopLoadReply, SyncStats,
 };

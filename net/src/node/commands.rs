@@ -7,16 +7,17 @@
 //! duration; checkpoint names, sections and sizes within what the checkpoint service and one
 //! ring message take; `ckpt_fill` and queued checkpoint operations within the node's
 //! `max_fill_bytes`); a refused request changes nothing and gets an [`ErrorReply`]-shaped
-//! reply saying why.
+//! reply saying why. `quit` stops the load and lets the node drain, at most three token
+//! timeouts, before it exits; a `load` is refused meanwhile.
 //!
 //! [`ErrorReply`]: crate::control::ErrorReply
 
-use super::Node;
+use super::{Node, QUIT_DRAIN_TOKENS};
 use crate::clock::monotonic_ns;
 use crate::control::{
-    BadArgument, CkptDigestReply, CkptFillReply, DeliveredStats, LatencyStats, LoadStats,
-    MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply, StatusReply, StopLoadReply,
-    SyncStats,
+    BadArgument, CkptDigestReply, CkptFillReply, DeliveredStats, KernelDrops, LatencyStats,
+    LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply, StatusReply,
+    StopLoadReply, SyncStats,
 };
 use ringlab_ring::pack::MESSAGE_MAX;
 use ringlab_sync::checkpoint::SECTION_MAX;
@@ -40,6 +41,9 @@ impl Node {
             Request::Status => Reply::Status(self.status()),
             Request::Stats => Reply::Stats(Box::new(self.stats(now))),
             Request::Load(spec) => {
+                if self.quit_by.is_some() {
+                    return Reply::error("load: refused, the node is quitting");
+                }
                 if let Err(e) = spec.check() {
                     return Reply::error(e.to_string());
                 }
@@ -61,7 +65,14 @@ impl Node {
                 Reply::ack()
             }
             Request::Quit => {
-                self.exit = Some("quit");
+                // Stop the load, then let the loop drain: it exits once the send queue is
+                // empty and the node's own messages are delivered to it, or after a few
+                // token timeouts with a `stop` record (`Node::quit_when_drained`).
+                self.load.stop();
+                let bound = QUIT_DRAIN_TOKENS
+                    .saturating_mul(self.cfg.totem.token)
+                    .saturating_mul(1_000_000);
+                self.quit_by.get_or_insert(now.saturating_add(bound));
                 Reply::ack()
             }
             Request::Ckpt {
@@ -221,6 +232,16 @@ impl Node {
                 }
             }),
             control: self.control.stats(),
+            records: self.records.as_ref().map(|w| w.stats().clone()),
+            stable: self.stable.stats().clone(),
+            kernel_drops: KernelDrops {
+                unicast: crate::sockets::kernel_drops(&self.sockets.unicast),
+                multicast: self
+                    .sockets
+                    .multicast
+                    .as_ref()
+                    .and_then(crate::sockets::kernel_drops),
+            },
         }
     }
 }
