@@ -328,8 +328,14 @@ enum VariantArg {
 }
 
 fn main() {
+    // Warnings show unless RUST_LOG says otherwise: a node's write failures and running
+    // without a key must not go unsaid.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

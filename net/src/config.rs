@@ -15,6 +15,7 @@
 //! send_buffer = 4194304
 //! batched_io = true             # recvmmsg/sendmmsg (false: one system call per datagram)
 //! services = ["checkpoint"]     # the sync engine with the checkpoint service
+//! max_fill_bytes = 268435456    # most bytes of checkpoint operations waiting (ckpt, ckpt_fill)
 //!
 //! [[nodes]]
 //! id = 1
@@ -109,9 +110,21 @@ pub struct NodeConfig {
     /// "checkpoint" (the checkpoint service). Empty: none.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Most bytes of checkpoint operations that may wait to be sent: a `ckpt_fill` or
+    /// `ckpt` request that would queue more is refused, naming this knob (each operation
+    /// also counts 64 bytes for its queue slot). 1 MiB to 4 GiB; 256 MiB by default.
+    #[serde(default = "default_max_fill_bytes")]
+    pub max_fill_bytes: u64,
     /// Ring knobs.
     #[serde(default)]
     pub totem: RingConfig,
+}
+
+/// The default of [`NodeConfig::max_fill_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_FILL_BYTES: u64 = 256 << 20;
+
+fn default_max_fill_bytes() -> u64 {
+    DEFAULT_MAX_FILL_BYTES
 }
 
 fn default_port() -> u16 {
@@ -247,6 +260,15 @@ impl NodeConfig {
                 return Err(invalid(f, "must be between 4 KiB and 1 GiB"));
             }
         }
+        if !((1 << 20)..=(1 << 32)).contains(&self.max_fill_bytes) {
+            return Err(invalid(
+                "max_fill_bytes",
+                format!(
+                    "{} is not between 1 MiB (1048576) and 4 GiB (4294967296)",
+                    self.max_fill_bytes
+                ),
+            ));
+        }
         if let Some(bad) = self.services.iter().find(|s| s.as_str() != "checkpoint") {
             return Err(invalid(
                 "services",
@@ -292,6 +314,7 @@ addr = "127.0.0.2"
         assert_eq!(c.port, 5405);
         assert_eq!(c.transport, Transport::Unicast);
         assert_eq!(c.totem.token, 1000);
+        assert_eq!(c.max_fill_bytes, 256 << 20);
     }
 
     #[test]
@@ -310,5 +333,9 @@ addr = "127.0.0.2"
         assert!(e.contains("mcast_group"), "{e}");
         let e = parse(&format!("colour = \"blue\"\n{}", base())).unwrap_err();
         assert!(e.contains("colour"), "{e}");
+        let e = parse(&format!("max_fill_bytes = 0\n{}", base())).unwrap_err();
+        assert!(e.contains("invalid max_fill_bytes"), "{e}");
+        let e = parse(&format!("max_fill_bytes = 4294967297\n{}", base())).unwrap_err();
+        assert!(e.contains("invalid max_fill_bytes"), "{e}");
     }
 }

@@ -207,6 +207,7 @@ impl Cluster {
             send_buffer: Some(4 << 20),
             batched_io: self.spec.batched_io,
             services: self.spec.services.clone(),
+            max_fill_bytes: crate::config::DEFAULT_MAX_FILL_BYTES,
             totem: self.spec.totem.clone(),
         }
     }
@@ -292,9 +293,13 @@ impl Cluster {
         )))
     }
 
-    /// Returns the incarnation node `id` last started with (its stable storage).
+    /// Returns the incarnation node `id` last started with (its stable storage; 0 when the
+    /// state file is missing or damaged).
     pub fn incarnation(&self, id: NodeId) -> u32 {
-        stable::read(&stable::path(&self.config(id).state_dir, id)).map_or(0, |s| s.incarnation)
+        stable::read(&stable::path(&self.config(id).state_dir, id))
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.incarnation)
     }
 
     /// SIGKILLs node `id` (this harness's own child, by PID) and records the crash.
@@ -353,6 +358,11 @@ impl Cluster {
         if let Err(e) = written {
             tracing::warn!(error = %e, "the harness could not write a record");
         }
+    }
+
+    /// Returns node `id`'s process id while this harness runs it.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.children[id as usize - 1].as_ref().map(Child::id)
     }
 
     /// Returns whether node `id`'s process runs.
@@ -464,14 +474,17 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Asks every running node to quit, then kills what is left.
+    /// Asks every running node to quit, waits for them (a node drains for up to
+    /// [`QUIT_DRAIN_TOKENS`](crate::node::QUIT_DRAIN_TOKENS) token timeouts), then kills what
+    /// is left.
     pub fn stop(&mut self) {
         for id in 1..=self.spec.nodes as NodeId {
             if self.is_running(id) {
                 let _ = self.call::<Ack>(id, &Request::Quit);
             }
         }
-        let deadline = monotonic_ns() + 3_000_000_000;
+        let drain = crate::node::QUIT_DRAIN_TOKENS.saturating_mul(self.spec.totem.token);
+        let deadline = monotonic_ns().saturating_add(drain.saturating_add(3_000) * 1_000_000);
         for c in self.children.iter_mut().flatten() {
             while monotonic_ns() < deadline && matches!(c.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(5));

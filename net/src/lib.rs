@@ -5,7 +5,9 @@
 //! - [`sockets`]: socket setup (buffers, multicast interface, TTL 1, loop) and sends;
 //! - [`drops`]: the drop and send-failure counters, per reason;
 //! - [`clock`]: the one clock (CLOCK_MONOTONIC) records and faults are stamped with;
-//! - [`stable`]: stable storage (incarnation and ring seq), written by temp file and rename;
+//! - [`stable`]: stable storage (incarnation, ring seq and the authentication envelope's replay
+//!   marks): a damaged file is an error, never a reset; written by a 0600 temporary file, fsync,
+//!   rename and directory fsync;
 //! - [`load`]: the load generator (rate or maximum, sizes, count, duration);
 //! - [`control`]: the control protocol (a Unix socket speaking JSON lines): typed requests
 //!   and replies, the node's server side, the client call every tool uses;

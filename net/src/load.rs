@@ -4,8 +4,11 @@
 //! Guarantees: a load never submits while the node says it waits (off the ring, or while a
 //! sync runs), and its timer waits too; a load at a fixed rate that falls behind (the queue
 //! refused a message) drops its backlog instead of bursting later; one turn submits at most
-//! 4096 messages; a load stops by itself after `count` messages or `duration_ms`.
+//! 4096 messages; a load stops by itself after `count` messages or `duration_ms`; every
+//! argument is checked against its bound ([`LoadSpec::check`]) and the timing arithmetic
+//! saturates, so no argument wraps a deadline around.
 
+use crate::control::BadArgument;
 use ringlab_records::Body;
 use ringlab_ring::{Guarantee, Ring, SubmitError};
 use serde::{Deserialize, Serialize};
@@ -53,14 +56,67 @@ impl Default for LoadSpec {
     }
 }
 
+/// Most messages per second a load may ask for (0 means as many as the ring takes).
+pub const MAX_RATE: u64 = 10_000_000;
+/// Most messages a load may ask for.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+/// Longest a load may run: 7 days, in ms.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Most sizes a mixed-size load may cycle through.
+pub const MAX_SIZES: usize = 1024;
+
 impl LoadSpec {
-    /// Checks every message size is 1 byte to 1 MiB; returns the reason otherwise.
-    pub fn check(&self) -> Result<(), &'static str> {
-        let bad = |n: usize| n == 0 || n > ringlab_ring::pack::MESSAGE_MAX;
-        if bad(self.size) || self.sizes.iter().any(|&n| bad(n)) {
-            return Err("size must be 1 byte to 1 MiB");
+    /// Checks every argument against its bound: `size` and each of `sizes` 1 byte to 1 MiB,
+    /// at most [`MAX_SIZES`] sizes, `rate` at most [`MAX_RATE`], `count` 1 to [`MAX_COUNT`],
+    /// `duration_ms` 1 to [`MAX_DURATION_MS`]; returns the first argument out of bounds.
+    pub fn check(&self) -> Result<(), BadArgument> {
+        let bad = |arg: &'static str, value: String, bound: &str| {
+            Err(BadArgument {
+                cmd: "load",
+                arg,
+                value,
+                bound: bound.to_string(),
+            })
+        };
+        let size_ok = |n: usize| (1..=ringlab_ring::pack::MESSAGE_MAX).contains(&n);
+        let sizes = "1 to 1048576 bytes (1 MiB, the largest message)";
+        if !size_ok(self.size) {
+            return bad("size", self.size.to_string(), sizes);
+        }
+        if self.sizes.len() > MAX_SIZES {
+            return bad(
+                "sizes",
+                format!("<{} sizes>", self.sizes.len()),
+                "at most 1024 sizes",
+            );
+        }
+        if let Some(n) = self.sizes.iter().find(|&&n| !size_ok(n)) {
+            return bad("sizes", n.to_string(), &format!("each {sizes}"));
+        }
+        if self.rate > MAX_RATE {
+            return bad(
+                "rate",
+                self.rate.to_string(),
+                "0 (as many as the ring takes) to 10000000 messages per second",
+            );
+        }
+        if let Some(c) = self.count.filter(|c| !(1..=MAX_COUNT).contains(c)) {
+            return bad("count", c.to_string(), "1 to 1000000000000 messages");
+        }
+        if let Some(d) = self
+            .duration_ms
+            .filter(|d| !(1..=MAX_DURATION_MS).contains(d))
+        {
+            return bad("duration_ms", d.to_string(), "1 to 604800000 ms (7 days)");
         }
         Ok(())
+    }
+
+    /// Returns when a load started at `started` ends by its duration (monotonic ns), if it
+    /// has one; saturating, so no duration wraps around into the past.
+    fn ends_at(&self, started: u64) -> Option<u64> {
+        self.duration_ms
+            .map(|d| started.saturating_add(d.saturating_mul(1_000_000)))
     }
 }
 
@@ -115,13 +171,17 @@ impl LoadGen {
         // loop into a busy spin. The ring's own events wake the loop again, and run_load runs
         // on every turn.
         if waits {
-            return l.spec.duration_ms.map(|d| l.started + d * 1_000_000);
+            return l.spec.ends_at(l.started);
         }
         if l.spec.rate == 0 {
             // Maximum load: come back soon to top the queue up.
-            return Some(now + 200_000);
+            return Some(now.saturating_add(200_000));
         }
-        Some(l.started + (l.sent + 1) * 1_000_000_000 / l.spec.rate)
+        let next = (u128::from(l.sent) + 1) * 1_000_000_000 / u128::from(l.spec.rate);
+        Some(
+            l.started
+                .saturating_add(u64::try_from(next).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Ends a load that is done, then (unless `waits`) submits what is due to `ring` and
@@ -136,10 +196,7 @@ impl LoadGen {
         sent: &mut Vec<Body>,
     ) {
         let Some(l) = self.load.as_mut() else { return };
-        let done_by_time = l
-            .spec
-            .duration_ms
-            .is_some_and(|d| now >= l.started + d * 1_000_000);
+        let done_by_time = l.spec.ends_at(l.started).is_some_and(|end| now >= end);
         let done_by_count = l.spec.count.is_some_and(|c| l.sent >= c);
         if done_by_time || done_by_count {
             self.load = None;
@@ -157,7 +214,10 @@ impl LoadGen {
             }
             u64::MAX
         } else {
-            (now.saturating_sub(l.started) as u128 * l.spec.rate as u128 / 1_000_000_000) as u64
+            u64::try_from(
+                u128::from(now.saturating_sub(l.started)) * u128::from(l.spec.rate) / 1_000_000_000,
+            )
+            .unwrap_or(u64::MAX)
         };
         let largest = l
             .spec
@@ -206,5 +266,106 @@ impl LoadGen {
                 Err(_) => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(spec: LoadSpec) -> String {
+        spec.check().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_argument_past_its_bound_is_refused_by_name() {
+        let d = LoadSpec::default;
+        assert!(d().check().is_ok());
+        let at_bounds = LoadSpec {
+            rate: MAX_RATE,
+            size: ringlab_ring::pack::MESSAGE_MAX,
+            sizes: vec![1; MAX_SIZES],
+            count: Some(MAX_COUNT),
+            duration_ms: Some(MAX_DURATION_MS),
+            safe: true,
+        };
+        assert!(at_bounds.check().is_ok());
+        let e = refused(LoadSpec {
+            duration_ms: Some(u64::MAX),
+            ..d()
+        });
+        assert!(
+            e.starts_with("load: duration_ms=18446744073709551615 refused"),
+            "{e}"
+        );
+        for (spec, name) in [
+            (LoadSpec { size: 0, ..d() }, "size=0"),
+            (
+                LoadSpec {
+                    size: (1 << 20) + 1,
+                    ..d()
+                },
+                "size=1048577",
+            ),
+            (
+                LoadSpec {
+                    sizes: vec![1, 0],
+                    ..d()
+                },
+                "sizes=0",
+            ),
+            (
+                LoadSpec {
+                    sizes: vec![1; MAX_SIZES + 1],
+                    ..d()
+                },
+                "sizes=<1025 sizes>",
+            ),
+            (
+                LoadSpec {
+                    rate: MAX_RATE + 1,
+                    ..d()
+                },
+                "rate=10000001",
+            ),
+            (
+                LoadSpec {
+                    count: Some(0),
+                    ..d()
+                },
+                "count=0",
+            ),
+            (
+                LoadSpec {
+                    duration_ms: Some(0),
+                    ..d()
+                },
+                "duration_ms=0",
+            ),
+        ] {
+            let e = refused(spec);
+            assert!(e.contains(name), "{name}: {e}");
+        }
+    }
+
+    /// A duration too long to add to the clock saturates: the load runs, it does not end at
+    /// once (nor overflow).
+    #[test]
+    fn a_huge_duration_does_not_wrap_into_the_past() {
+        let mut ring = Ring::new(1, 1, ringlab_ring::Config::default(), 0, 0).unwrap();
+        let mut g = LoadGen::default();
+        let started = 5_000_000_000;
+        g.start(
+            LoadSpec {
+                rate: u64::MAX,
+                duration_ms: Some(u64::MAX),
+                ..LoadSpec::default()
+            },
+            started,
+        );
+        assert_eq!(g.deadline(started, true), Some(u64::MAX));
+        g.run(started + 1_000_000, true, &mut ring, 8, &mut Vec::new());
+        assert!(g.is_running());
+        assert!(g.deadline(started + 1_000_000, false).is_some());
     }
 }

@@ -4,6 +4,9 @@
 //! send, reads every socket until `WouldBlock`, feeds the ring, then drains it: event
 //! records are written and flushed *before* the datagrams of the same turn go out, so a
 //! node killed at any point never has a message on the wire without its `send` record.
+//! `quit` stops the load and drains: the node exits once its send queue is empty and its own
+//! messages are delivered to it, or after [`QUIT_DRAIN_TOKENS`] token timeouts, then with a
+//! `stop` record that counts what is still undelivered.
 //! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
 //! the same loop; nothing else runs beside it. What each control request does to the node is
 //! in `node/commands.rs`.
@@ -16,9 +19,8 @@ use crate::control::server::Server;
 use crate::drops::{Dropped, NodeDrops};
 use crate::load::LoadGen;
 use crate::sockets::{self, RecvBatch, Sockets};
-use crate::stable::{self, Stable};
+use crate::stable::{Stable, StableError};
 use hdrhistogram::Histogram;
-use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
 use ringlab_records::{Body, Record, Writer};
 use ringlab_ring::auth::{AuthError, Authenticator, TRAILER_LEN};
@@ -33,6 +35,9 @@ const UNICAST: Token = Token(0);
 const MULTICAST: Token = Token(1);
 const CONTROL: Token = Token(2);
 const MAX_DATAGRAM: usize = 65_536;
+
+/// Token-loss timeouts a `quit` drains at most (see [`Node::run`]).
+pub const QUIT_DRAIN_TOKENS: u64 = 3;
 
 /// One running node.
 pub struct Node {
@@ -58,6 +63,11 @@ pub struct Node {
     started_ns: u64,
     stable: Stable,
     exit: Option<&'static str>,
+    /// Set by `quit`: the node exits once drained, or at this time (monotonic ns).
+    quit_by: Option<u64>,
+    /// This incarnation's own messages submitted to the ring, and those delivered to it.
+    own_sent: u64,
+    own_delivered: u64,
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
     fanout: Vec<SocketAddr>,
@@ -71,13 +81,17 @@ pub enum StartError {
     #[error(transparent)]
     Ring(#[from] ringlab_ring::ConfigError),
     /// A socket, file or poll could not be set up.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// Why it failed.
-        source: std::io::Error,
+        /// Why it failed (in the message, so not repeated as a source).
+        cause: std::io::Error,
     },
+    /// Stable storage could not be opened: a damaged state file, an exhausted incarnation,
+    /// a file or directory that cannot be read or written (the message names it).
+    #[error(transparent)]
+    Stable(#[from] StableError),
     /// The events file could not be opened.
     #[error(transparent)]
     Records(#[from] ringlab_records::WriteError),
@@ -85,18 +99,22 @@ pub enum StartError {
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let what = what.into();
-    move |source| StartError::Io { what, source }
+    move |cause| StartError::Io { what, cause }
 }
 
 impl Node {
     /// Sets up sockets, stable storage, records and the control channel.
     pub fn start(cfg: NodeConfig) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(io(format!("creating {}", cfg.state_dir.display())))?;
-        let stable = Stable::open(&cfg.state_dir, cfg.node_id).map_err(io(format!(
-            "writing {}",
-            stable::path(&cfg.state_dir, cfg.node_id).display()
-        )))?;
+        if cfg.key_file.is_none() {
+            tracing::warn!(
+                node = cfg.node_id,
+                "running without a key (key_file unset): datagrams are not authenticated, so \
+                 anyone who can send to this node's address can forge tokens and joins, split \
+                 or stall the ring, inject or replay messages as any member, and make members \
+                 leave; set key_file on every node of a cluster that is not on a private segment"
+            );
+        }
+        let stable = Stable::open(&cfg.state_dir, cfg.node_id)?;
         let now = monotonic_ns();
         let ring = Ring::new(
             cfg.node_id,
@@ -115,8 +133,7 @@ impl Node {
                 .register(m, MULTICAST, Interest::READABLE)
                 .map_err(io("registering the multicast socket"))?;
         }
-        let _ = std::fs::remove_file(&cfg.control);
-        let mut control = UnixListener::bind(&cfg.control)
+        let mut control = crate::control::server::bind(&cfg.control)
             .map_err(io(format!("binding {}", cfg.control.display())))?;
         poll.registry()
             .register(&mut control, CONTROL, Interest::READABLE)
@@ -133,7 +150,7 @@ impl Node {
                 )
                 .map_err(|e| StartError::Io {
                     what: format!("key_file {}", p.display()),
-                    source: std::io::Error::new(ErrorKind::InvalidData, e),
+                    cause: std::io::Error::new(ErrorKind::InvalidData, e),
                 })?;
                 Some(a)
             }
@@ -185,6 +202,9 @@ impl Node {
             started_ns: now,
             stable,
             exit: None,
+            quit_by: None,
+            own_sent: 0,
+            own_delivered: 0,
             sealed: Vec::with_capacity(MAX_DATAGRAM),
             batch: cfg.batched_io.then(|| {
                 RecvBatch::new(
@@ -213,7 +233,7 @@ impl Node {
         Ok(node)
     }
 
-    /// Runs the event loop until a `leave` or `quit` command; returns which.
+    /// Runs the event loop until a `leave` or `quit` command (once drained); returns which.
     pub fn run(mut self) -> Result<&'static str, StartError> {
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -222,6 +242,7 @@ impl Node {
             let deadline = [
                 self.ring.poll_timeout(),
                 self.load.deadline(now, self.load_waits()),
+                self.quit_by,
             ]
             .into_iter()
             .flatten()
@@ -233,7 +254,7 @@ impl Node {
                 Err(e) => {
                     return Err(StartError::Io {
                         what: "polling".into(),
-                        source: e,
+                        cause: e,
                     })
                 }
             }
@@ -251,8 +272,9 @@ impl Node {
             }
             self.run_load(now);
             self.drain();
+            self.quit_when_drained(monotonic_ns());
             if let Some(why) = self.exit {
-                self.control.flush();
+                self.control.close_all();
                 if let Some(w) = self.records.as_mut() {
                     let _ = w.flush();
                 }
@@ -332,15 +354,16 @@ impl Node {
     /// Hands a datagram to the ring once its source and (with a key) its authentication
     /// check out; returns why it was not taken.
     fn take_datagram(&mut self, data: &[u8], from: SocketAddr) -> Result<(), Dropped> {
+        // The source first: a stranger's datagram is foreign, whatever its size.
+        let Some(&by_addr) = self.by_addr.get(&(from.ip(), from.port())) else {
+            tracing::debug!(%from, "datagram from an address not in the node list");
+            return Err(Dropped::Foreign);
+        };
         // Not worth authenticating: the ring would refuse it anyway.
         let limit = self.cfg.totem.netmtu + if self.auth.is_some() { TRAILER_LEN } else { 0 };
         if data.len() > limit {
             return Err(Dropped::Ring(DropReason::Oversized));
         }
-        let Some(&by_addr) = self.by_addr.get(&(from.ip(), from.port())) else {
-            tracing::debug!(%from, "datagram from an address not in the node list");
-            return Err(Dropped::Foreign);
-        };
         let (packet, sender) = match self.auth.as_mut() {
             Some(a) => {
                 let opened = a.open(data).map_err(|e| match e {
@@ -381,6 +404,9 @@ impl Node {
                 app.on_event(&e, &mut bodies);
             }
             if let Event::Deliver(d) = &e {
+                if d.id.node == self.cfg.node_id && d.id.inc == self.inc {
+                    self.own_delivered += 1;
+                }
                 self.delivered += 1;
                 self.delivered_bytes += d.data.len() as u64;
                 let _ = self.latency.record(now.saturating_sub(d.sent_t_ns).max(1));
@@ -394,6 +420,9 @@ impl Node {
             app.pump(now, &mut self.ring, &mut bodies);
         }
         for b in bodies {
+            if matches!(b, Body::Send { .. }) {
+                self.own_sent += 1;
+            }
             if self.cfg.record_messages || !matches!(b, Body::Send { .. }) {
                 self.record(now, b);
             }
@@ -472,6 +501,7 @@ impl Node {
         let mut sent = std::mem::take(&mut self.load_sent);
         let window = self.cfg.totem.window_size as usize;
         self.load.run(now, waits, &mut self.ring, window, &mut sent);
+        self.own_sent += sent.len() as u64;
         if self.cfg.record_messages {
             for b in sent.drain(..) {
                 self.record(now, b);
@@ -479,6 +509,33 @@ impl Node {
         }
         sent.clear();
         self.load_sent = sent;
+    }
+
+    /// After a `quit`: sets the node to exit once its send queue is empty and its own
+    /// messages are delivered to it, or once the drain's bound passed; then, if some of its
+    /// own messages are still undelivered, writes a `stop` record saying how many (the
+    /// checker treats it like a crash for self delivery).
+    fn quit_when_drained(&mut self, now: u64) {
+        let Some(by) = self.quit_by else { return };
+        if self.exit.is_some() {
+            return;
+        }
+        let undelivered = self.own_sent.saturating_sub(self.own_delivered);
+        let drained = self.ring.queue_depth().0 == 0 && undelivered == 0;
+        if !drained && now < by {
+            return;
+        }
+        if undelivered > 0 {
+            tracing::warn!(
+                undelivered,
+                "quitting with own messages undelivered after the drain's bound; recorded"
+            );
+            self.record(now, Body::Stop { undelivered });
+            if let Some(w) = self.records.as_mut() {
+                let _ = w.flush();
+            }
+        }
+        self.exit = Some("quit");
     }
 
     /// Answers every complete request waiting on control connection `t`.

@@ -135,6 +135,36 @@ pub fn send(sock: &UdpSocket, data: &[u8], to: SocketAddr, drops: &mut NodeDrops
     }
 }
 
+/// Returns how many datagrams the kernel dropped at `sock` (its receive buffer full,
+/// mostly) since the socket was opened: the `drops` column of `/proc/net/udp` (or
+/// `/proc/net/udp6`) on the line of the socket's inode, found by `fstat` of its descriptor.
+/// Read when asked (for `stats`), never on the datagram path. `None` where /proc does not
+/// list the socket (another network namespace's /proc, no /proc).
+pub fn kernel_drops(sock: &impl std::os::fd::AsFd) -> Option<u64> {
+    let inode = rustix::fs::fstat(sock).ok()?.st_ino;
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t).ok())
+        .find_map(|table| drops_of_inode(&table, inode))
+}
+
+/// Returns the `drops` column of the line of socket `inode` in a `/proc/net/udp` table.
+fn drops_of_inode(table: &str, inode: u64) -> Option<u64> {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    // The header names `tx_queue rx_queue` and `tr tm->when` as two columns where the rows
+    // have one each; the inode is the 10th value of a row and drops its last.
+    if header.last() != Some(&"drops") {
+        return None;
+    }
+    lines.find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.get(9)?.parse::<u64>().ok()? == inode)
+            .then(|| cols.last()?.parse().ok())
+            .flatten()
+    })
+}
+
 /// Batched receive: one `recvmmsg` fills up to [`BATCH`] datagrams.
 pub const BATCH: usize = 32;
 
@@ -231,5 +261,39 @@ pub fn send_many(sock: &UdpSocket, data: &[u8], to: &[SocketAddr], drops: &mut N
                 send(sock, data, *a, drops);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drops_column_is_read_for_the_sockets_inode() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  153: 0100007F:1525 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 81234 2 0000000000000000 0
+  154: 0200007F:1525 00000000:0000 07 00000000:00034000 00:00000000 00000000     0        0 81299 2 0000000000000000 1734
+";
+        assert_eq!(drops_of_inode(table, 81299), Some(1734));
+        assert_eq!(drops_of_inode(table, 81234), Some(0));
+        assert_eq!(drops_of_inode(table, 5), None);
+    }
+
+    /// A socket nobody reads, flooded past its receive buffer: the kernel's drops show.
+    #[test]
+    fn a_flood_past_the_receive_buffer_shows_in_the_kernel_drops() {
+        let rx = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        rx.set_recv_buffer_size(4096).unwrap();
+        rx.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let rx: std::net::UdpSocket = rx.into();
+        let to = rx.local_addr().unwrap();
+        assert_eq!(kernel_drops(&rx), Some(0));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..2000 {
+            let _ = tx.send_to(&[7u8; 1000], to);
+        }
+        let dropped = kernel_drops(&rx).unwrap();
+        assert!(dropped > 0 && dropped <= 2000, "{dropped}");
     }
 }

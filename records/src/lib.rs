@@ -5,7 +5,8 @@
 //! Every record has `t_ns` (monotonic ns), `node`, `inc` (incarnation) and `ev`, the kind.
 //! Kinds: `state`, `config`, `send`, `deliver` (from the ring's events), `sync` (the sync
 //! engine), `crash` (written by a simulator or runner when it kills a node; a killed process
-//! cannot write it itself), and `fault` (a fault applied by a simulator or runner, with
+//! cannot write it itself), `stop` (written by a node that quits with some of its own
+//! messages undelivered), and `fault` (a fault applied by a simulator or runner, with
 //! `node` 0). Fields are added freely; none is ever renamed or dropped.
 //!
 //! - [`Writer`]: one record per line, buffered; every failure is counted and the first one
@@ -112,6 +113,14 @@ pub enum Body {
     },
     /// The node's process was killed; its state is lost.
     Crash {},
+    /// The node stopped on request (`quit`) while some of its own messages were still not
+    /// delivered to it (written by the node itself, its last record): for self delivery
+    /// the checker treats the incarnation as failed, as after a crash.
+    Stop {
+        /// Its own messages sent and not delivered to it when it stopped.
+        #[serde(default)]
+        undelivered: u64,
+    },
     /// A fault applied by the harness.
     Fault {
         /// What was done: isolate, split, heal, crash, restart, pause, resume, ...
@@ -645,6 +654,13 @@ mod tests {
         let c = r#"{"t_ns":1,"node":2,"inc":0,"ev":"config","kind":"transitional","ring":{"rep":1,"seq":8},"members":[1,2,3],"left":[4],"joined":[]}"#;
         let r: Record = serde_json::from_str(c).unwrap();
         assert_eq!(serde_json::to_string(&r).unwrap(), c);
+        let stop = r#"{"t_ns":9,"node":2,"inc":3,"ev":"stop","undelivered":7}"#;
+        let r: Record = serde_json::from_str(stop).unwrap();
+        assert_eq!(r.body, Body::Stop { undelivered: 7 });
+        assert_eq!(serde_json::to_string(&r).unwrap(), stop);
+        let bare: Record =
+            serde_json::from_str(r#"{"t_ns":9,"node":2,"inc":3,"ev":"stop"}"#).unwrap();
+        assert_eq!(bare.body, Body::Stop { undelivered: 0 });
     }
 
     fn state(t: u64) -> Record {

@@ -2,8 +2,9 @@
 //! format) and verifies the ring's guarantees.
 //!
 //! A node *incarnation* `(node, inc)` is the unit: it fails when a `crash` record names it,
-//! when it enters state `left`, or when a later incarnation of the same node appears. The
-//! properties:
+//! when it enters state `left`, or when a later incarnation of the same node appears. A `stop`
+//! record (the node quit with its own messages undelivered) counts as a failure for self
+//! delivery only. The properties:
 //!
 //! 1. **integrity**: no incarnation delivers a message twice, and every delivered id was sent
 //!    (has a `send` record) — checked when send records are present;
@@ -16,8 +17,8 @@
 //! 5. **safe delivery**: a message delivered as safe in configuration X (regular, or the
 //!    transitional configuration delivered before it) is delivered by every member of X that
 //!    installed X and did not fail;
-//! 6. **self delivery**: every message sent by an incarnation that did not fail is delivered
-//!    to it;
+//! 6. **self delivery**: every message sent by an incarnation that did not fail (or stop) is
+//!    delivered to it;
 //! 7. **order agreement**: every message is delivered at one position `(ring, seq)` by every
 //!    incarnation that delivers it, and no two incarnations deliver different messages at the
 //!    same position. A frame carries several packed messages, and a node that missed the
@@ -111,6 +112,8 @@ struct IncLog {
     configs: Vec<(ConfigKind, RingId, Vec<NodeId>, u64, usize)>,
     sends: Vec<(MsgId, u64)>,
     failed: bool,
+    /// Quit with its own messages undelivered (a `stop` record).
+    stopped: bool,
     left_operational_at: Option<u64>,
     max_recovery: u64,
 }
@@ -170,6 +173,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
                 log.delivery_conf.push(conf);
             }
             Body::Crash {} => log.failed = true,
+            Body::Stop { .. } => log.stopped = true,
             Body::Fault { .. } | Body::Sync { .. } => {}
         }
     }
@@ -493,7 +497,7 @@ fn safe_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
 
 fn self_delivery(logs: &BTreeMap<Inc, IncLog>, v: &mut Violations) {
     for (k, log) in logs {
-        if log.failed {
+        if log.failed || log.stopped {
             continue;
         }
         let got: HashSet<MsgId> = log.deliveries.iter().map(|(m, _)| *m).collect();
@@ -696,6 +700,19 @@ mod tests {
         // Own message never delivered.
         let rs = vec![rec(1, 1, send("1.1.1"))];
         assert_eq!(props(&check(&rs, None)), vec![Property::SelfDelivery]);
+        // ... unless the node stopped with it undelivered (quit), which says so.
+        let mut stopped = rs.clone();
+        stopped.push(rec(2, 1, Body::Stop { undelivered: 1 }));
+        assert!(check(&stopped, None).violations.is_empty());
+        // A stop excuses self delivery only: a safe message it never delivered is still a
+        // violation where the other member delivered it.
+        let rs = vec![
+            rec(1, 1, regular(4, vec![1, 2])),
+            rec(1, 2, regular(4, vec![1, 2])),
+            rec(2, 1, deliver("1.1.1", true)),
+            rec(3, 2, Body::Stop { undelivered: 0 }),
+        ];
+        assert_eq!(props(&check(&rs, None)), vec![Property::SafeDelivery]);
         // Liveness: two rings at the end.
         let rs = vec![
             rec(1, 1, regular(4, vec![1])),

@@ -16,6 +16,8 @@ pub struct CheckpointApp {
     pub engine: SyncEngine,
     pending: VecDeque<Bytes>,
     ops: VecDeque<Bytes>,
+    /// The bytes of `ops`.
+    ops_bytes: usize,
 }
 
 impl CheckpointApp {
@@ -25,6 +27,7 @@ impl CheckpointApp {
             engine: SyncEngine::new(me, vec![Box::new(CheckpointService::new(me))]),
             pending: VecDeque::new(),
             ops: VecDeque::new(),
+            ops_bytes: 0,
         }
     }
 
@@ -38,13 +41,19 @@ impl CheckpointApp {
 
     /// Queues a checkpoint operation; while sync runs it waits (sync traffic goes first).
     pub fn queue_op(&mut self, op: &Op) {
-        self.ops
-            .push_back(SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode()));
+        let m = SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode());
+        self.ops_bytes += m.len();
+        self.ops.push_back(m);
     }
 
     /// Returns the operations waiting to be submitted.
     pub fn queued_ops(&self) -> usize {
         self.ops.len()
+    }
+
+    /// Returns the bytes of the operations waiting to be submitted.
+    pub fn queued_bytes(&self) -> usize {
+        self.ops_bytes
     }
 
     /// Hands one ring event to the engine; appends the records it produces.
@@ -62,7 +71,7 @@ impl CheckpointApp {
             while let Some(m) = self.engine.poll_submit() {
                 self.pending.push_back(m);
             }
-            if !submit_all(&mut self.pending, now, ring, records) {
+            if !submit_all(&mut self.pending, now, ring, records, &mut 0) {
                 return;
             }
             if !self.engine.is_syncing() {
@@ -81,25 +90,38 @@ impl CheckpointApp {
             }
         }
         if !self.engine.is_syncing() {
-            submit_all(&mut self.ops, now, ring, records);
+            let mut taken = 0;
+            submit_all(&mut self.ops, now, ring, records, &mut taken);
+            self.ops_bytes -= taken;
         }
     }
 }
 
-fn submit_all(q: &mut VecDeque<Bytes>, now: u64, ring: &mut Ring, records: &mut Vec<Body>) -> bool {
+/// Submits the messages of `q` in order until the ring's queue is full (returns false);
+/// adds the bytes of the messages it took off `q` to `taken`.
+fn submit_all(
+    q: &mut VecDeque<Bytes>,
+    now: u64,
+    ring: &mut Ring,
+    records: &mut Vec<Body>,
+    taken: &mut usize,
+) -> bool {
     while let Some(m) = q.front() {
+        let len = m.len();
         match ring.submit(now, m, Guarantee::Agreed) {
             Ok(id) => {
                 records.push(Body::Send {
                     id,
-                    len: m.len(),
+                    len,
                     safe: false,
                 });
                 q.pop_front();
+                *taken += len;
             }
             Err(SubmitError::QueueFull { .. }) => return false,
             Err(_) => {
                 q.pop_front();
+                *taken += len;
             }
         }
     }

@@ -1,8 +1,8 @@
 //! `ringlab ctl SOCKET CMD [key=value ...]`: the command line made into a typed [`Request`].
 //!
-//! Guarantees: an unknown command, an unknown or repeated key, a missing required key and a
-//! value of the wrong kind are refused here, before anything is sent, with a message naming
-//! the argument. Values: whole numbers, `true`/`false`, text (a JSON string is unquoted), and
+//! Guarantees: an unknown command, an unknown or repeated key, a missing required key, a
+//! value of the wrong kind and a load argument out of its bounds are refused here, before
+//! anything is sent, with a message naming the argument (the node checks every bound again). Values: whole numbers, `true`/`false`, text (a JSON string is unquoted), and
 //! for `sizes` a JSON list (`[1,100]`) or a comma-separated one (`1,100`).
 
 use super::proto::Request;
@@ -96,6 +96,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Request, ArgError> {
             s.duration_ms = get("duration_ms")
                 .map(|v| number("duration_ms", v))
                 .transpose()?;
+            s.check().map_err(|e| ArgError(e.to_string()))?;
             Request::Load(s)
         }
         "ckpt" => {
@@ -220,5 +221,7 @@ mod tests {
         assert!(err("ckpt", &["op=open"]).contains("name=... missing"));
         assert!(err("ckpt", &["op=shred", "name=c0"]).contains("op=shred"));
         assert!(err("ckpt_fill", &[]).contains("bytes=... missing"));
+        assert!(err("load", &["duration_ms=18446744073709551615"]).contains("duration_ms="));
+        assert!(err("load", &["size=0"]).contains("load: size=0 refused"));
     }
 }

@@ -6,7 +6,8 @@
 //! - [`client`]: one call that sends a typed request and returns the typed reply or a typed
 //!   error ([`call`]), and the raw exchange `ringlab ctl` prints;
 //! - [`args`]: `ringlab ctl`'s `CMD key=value...` command line made into a [`Request`];
-//! - `server` (crate-private): accepting connections, reading lines, writing replies.
+//! - `server` (crate-private): accepting connections, reading lines, writing replies, with
+//!   a bound on clients, on unread replies and on a line; binding the socket 0600.
 //!
 //! Guarantees: the JSON on the wire is the protocol's from before it was typed (field names,
 //! nesting, the `ok` field of every reply, keys in sorted order), so old scripts keep
@@ -20,7 +21,7 @@ pub(crate) mod server;
 
 pub use client::{call, exchange, CtlError};
 pub use proto::{
-    Ack, CkptDigestReply, CkptFillReply, DeliveredStats, ErrorReply, LatencyStats, LoadStats,
-    MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply, StatusReply, StopLoadReply,
-    SyncStats,
+    Ack, BadArgument, CkptDigestReply, CkptFillReply, ControlStats, DeliveredStats, ErrorReply,
+    KernelDrops, LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers,
+    StatsReply, StatusReply, StopLoadReply, SyncStats,
 };

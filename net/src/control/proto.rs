@@ -6,6 +6,8 @@
 
 use crate::drops::NodeDrops;
 use crate::load::LoadSpec;
+use crate::stable::StableStats;
+use ringlab_records::WriterStats;
 use ringlab_ring::{MembState, NodeId, RingId};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +49,21 @@ pub enum Request {
     /// Asks for the digest of the committed checkpoint state (hashes all of it: not in
     /// `stats`); replies [`CkptDigestReply`].
     CkptDigest,
+}
+
+/// A request argument out of its bounds; the node refuses the request with this as its
+/// error (`{"ok": false, "error": "load: duration_ms=... refused: ..."}`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{cmd}: {arg}={value} refused: {bound}")]
+pub struct BadArgument {
+    /// The command.
+    pub cmd: &'static str,
+    /// The argument.
+    pub arg: &'static str,
+    /// Its value as given (a long text by its length only).
+    pub value: String,
+    /// What it must be.
+    pub bound: String,
 }
 
 /// The reply of a request that was done and has nothing to report: `{"ok": true}`.
@@ -112,6 +129,46 @@ pub struct StatsReply {
     pub memory_kib: MemoryKib,
     /// The sync engine and checkpoint service (`null` without services).
     pub sync: Option<SyncStats>,
+    /// The control channel's connections (absent from older nodes: zeros).
+    #[serde(default)]
+    pub control: ControlStats,
+    /// The event-record writer: records written, failed writes, the first failure
+    /// (`null` without an events file, or from older nodes).
+    #[serde(default)]
+    pub records: Option<WriterStats>,
+    /// Stable storage: state-file writes, failed writes, the first failure.
+    #[serde(default)]
+    pub stable: StableStats,
+    /// Datagrams the kernel dropped at each of the node's sockets before the node read
+    /// them (receive buffer full, mostly).
+    #[serde(default)]
+    pub kernel_drops: KernelDrops,
+}
+
+/// The kernel's drops per socket in a [`StatsReply`]: the `drops` column of
+/// `/proc/net/udp` (`udp6` for IPv6) on the socket's inode, read when `stats` is asked,
+/// counted since the socket was opened. `null` where /proc does not list the socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelDrops {
+    /// The unicast socket (bind:port): tokens, unicast frames, the unicast transport.
+    pub unicast: Option<u64>,
+    /// The multicast socket (group:port; `null` with the unicast transport).
+    pub multicast: Option<u64>,
+}
+
+/// The control channel in a [`StatsReply`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStats {
+    /// Connections served now (this one included).
+    pub clients: u64,
+    /// Connections accepted since the start.
+    pub accepted: u64,
+    /// Connections refused because as many as the node serves were open (each got one
+    /// error line).
+    pub refused: u64,
+    /// Connections dropped by the node: past a bound (1 MiB of replies unread, 1 MiB
+    /// without a newline) or after a read or write error.
+    pub dropped: u64,
 }
 
 /// Queue depths in a [`StatsReply`].
@@ -351,6 +408,26 @@ mod tests {
                 checkpoints: 3,
                 state_bytes: 4,
             }),
+            control: ControlStats {
+                clients: 1,
+                accepted: 2,
+                refused: 3,
+                dropped: 4,
+            },
+            records: Some(WriterStats {
+                written: 5,
+                failed: 1,
+                first_error: Some("No space left on device (os error 28)".into()),
+            }),
+            stable: StableStats {
+                written: 3,
+                failed: 0,
+                first_error: None,
+            },
+            kernel_drops: KernelDrops {
+                unicast: Some(12),
+                multicast: None,
+            },
         };
         let mut old = old_status.clone();
         let more = json!({
@@ -371,6 +448,13 @@ mod tests {
                 "syncing": false, "completed": 1, "aborted": 0, "queued_ops": 2,
                 "checkpoints": 3, "state_bytes": 4,
             },
+            "control": {"clients": 1, "accepted": 2, "refused": 3, "dropped": 4},
+            "records": {
+                "written": 5, "failed": 1,
+                "first_error": "No space left on device (os error 28)",
+            },
+            "stable": {"written": 3, "failed": 0, "first_error": null},
+            "kernel_drops": {"unicast": 12, "multicast": null},
         });
         old.as_object_mut()
             .unwrap()
@@ -378,6 +462,15 @@ mod tests {
         let reply = Reply::Stats(Box::new(stats.clone()));
         // Byte for byte, key order included.
         assert_eq!(reply.to_line(), old.to_string());
+        // A reply of a node from before the fields added since still parses.
+        let mut older = old.clone();
+        for f in ["control", "records", "stable", "kernel_drops"] {
+            older.as_object_mut().unwrap().remove(f);
+        }
+        let parsed: StatsReply = serde_json::from_value(older).unwrap();
+        assert_eq!(parsed.control, ControlStats::default());
+        assert_eq!(parsed.records, None);
+        assert_eq!(parsed.kernel_drops, KernelDrops::default());
         assert_eq!(
             serde_json::from_str::<StatsReply>(&reply.to_line()).unwrap(),
             stats
