@@ -35,20 +35,25 @@ rl_state() { echo "/run/ringlab-$1"; }
 # names the holder).
 rl_lock() { echo "/run/ringlab-$1.lock"; }
 
-# Refuses prefix $1 while a 'ringlab run' other than our caller holds it. A run that calls
-# these scripts says it holds the lock (RINGLAB_LOCKED_PREFIX). Otherwise the lock is taken,
-# when its file exists, for as long as this script runs.
+# Refuses prefix $1 while a 'ringlab run' (or another of these scripts) holds it. A run that
+# calls these scripts says it holds the lock (RINGLAB_LOCKED_PREFIX). Otherwise this script
+# takes the lock as a run does (bench/src/prefix.rs): create the file, flock it, check that
+# the file locked is still the one at the path (a holder removes it before letting go), and
+# remove it at exit while still holding it.
 rl_check_lock() {
-  local lock fd
+  local fd
   [ "${RINGLAB_LOCKED_PREFIX:-}" = "$1" ] && return 0
-  lock=$(rl_lock "$1")
-  # No lock file: no run holds the prefix (a run's lock file lives as long as the run).
-  # (The braces keep the silenced stderr to the open: a bare 'exec ... 2>/dev/null' would
-  # silence the whole script.)
-  { exec {fd}<"$lock"; } 2>/dev/null || return 0
-  if ! flock -n "$fd"; then
-    rl_die "prefix '$1' is in use by a ringlab run ($(tr '\n' ' ' <"$lock" 2>/dev/null)); refusing to touch it"
-  fi
+  RL_LOCK_FILE=$(rl_lock "$1")
+  while :; do
+    exec {fd}<>"$RL_LOCK_FILE" || rl_die "cannot open the lock $RL_LOCK_FILE"
+    if ! flock -n "$fd"; then
+      rl_die "prefix '$1' is in use by a ringlab run ($(tr '\n' ' ' <"$RL_LOCK_FILE" 2>/dev/null)); refusing to touch it"
+    fi
+    [ "$(stat -Lc %d:%i "/proc/self/fd/$fd")" = "$(stat -c %d:%i "$RL_LOCK_FILE" 2>/dev/null)" ] && break
+    exec {fd}<&-
+  done
+  printf 'pid=%s command=%s\n' "$$" "$0 $*" >"$RL_LOCK_FILE"
+  trap 'rm -f "$RL_LOCK_FILE"' EXIT
 }
 
 # Whether process $2 runs in a namespace of prefix $1 (<P>-n<i> or <P>-sw): a PID file may

@@ -97,13 +97,27 @@ pub fn state_dir(prefix: &str) -> PathBuf {
 }
 
 /// What of `prefix` exists on this machine: its namespaces (`<P>-n<i>`, `<P>-sw`) and its
-/// state directory.
-pub fn leftovers(prefix: &str) -> Vec<String> {
-    let mut left: Vec<String> = Command::new("ip")
+/// state directory. A failure to list the namespaces is an error, never "nothing left".
+pub fn leftovers(prefix: &str) -> Result<Vec<String>, PrefixError> {
+    let listed = Command::new("ip")
         .args(["netns", "list"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+        .and_then(|o| {
+            if o.status.success() {
+                Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "'ip netns list' failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )))
+            }
+        })
+        .map_err(|source| PrefixError::Io {
+            prefix: prefix.into(),
+            path: PathBuf::from("ip netns list"),
+            source,
+        })?;
+    let mut left: Vec<String> = listed
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|ns| is_own_namespace(prefix, ns))
@@ -113,7 +127,7 @@ pub fn leftovers(prefix: &str) -> Vec<String> {
     if st.exists() {
         left.push(format!("state directory {}", st.display()));
     }
-    left
+    Ok(left)
 }
 
 /// Whether `ns` is a namespace topo.sh makes for `prefix`: `<P>-sw` or `<P>-n<digits>`.
@@ -141,7 +155,7 @@ impl PrefixLock {
     /// whose namespaces or state directory exist (see the module docs).
     pub fn acquire(prefix: &str) -> Result<Self, PrefixError> {
         let lock = Self::acquire_in(Path::new(RUN_DIR), prefix)?;
-        let left = leftovers(prefix);
+        let left = leftovers(prefix)?;
         if !left.is_empty() {
             return Err(PrefixError::Leftovers {
                 prefix: prefix.into(),

@@ -155,7 +155,7 @@ impl<'a> Topology<'a> {
         exp: &Experiment,
     ) -> Result<Self> {
         let prefix = lock.prefix();
-        let left = prefix::leftovers(prefix);
+        let left = prefix::leftovers(prefix)?;
         if !left.is_empty() {
             bail!(
                 "{} of prefix '{prefix}' exist before the topology is made (a teardown failed?); not touching them: {}",

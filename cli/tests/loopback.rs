@@ -724,7 +724,7 @@ fn the_control_socket_bounds_its_clients_closes_every_connection_and_checks_ever
                 big(half),
                 big(half - 1000) // the line itself stays under the 1 MiB a line may take
             ),
-            "name+section+size=1048576",
+            "name+section+size=1048592 refused: at most 1048512 bytes encoded",
         ),
         (
             r#"{"cmd":"ckpt_fill","bytes":4000000000}"#.to_string(),

@@ -25,6 +25,9 @@ pub enum Dropped {
     OldIncarnation,
     /// Authenticated, but seen before.
     Replayed,
+    /// Authenticated, but its replay marks could not be written to stable storage, so it
+    /// was not acted on (see `ringlab_ring::auth`).
+    MarksUnsaved,
     /// The ring refused it (larger than netmtu, undecodable, stale, a duplicate, ...).
     Ring(DropReason),
 }
@@ -42,6 +45,8 @@ pub struct NodeDrops {
     pub old_incarnation: u64,
     /// See [`Dropped::Replayed`].
     pub replayed: u64,
+    /// See [`Dropped::MarksUnsaved`].
+    pub marks_unsaved: u64,
     /// What the ring refused, one field per [`DropReason`] (`oversized` also counts
     /// datagrams too large to be authenticated).
     #[serde(flatten)]
@@ -61,6 +66,7 @@ impl NodeDrops {
             Dropped::NotForMe => self.not_for_me += 1,
             Dropped::OldIncarnation => self.old_incarnation += 1,
             Dropped::Replayed => self.replayed += 1,
+            Dropped::MarksUnsaved => self.marks_unsaved += 1,
             Dropped::Ring(r) => self.ring.count(r),
         }
     }

@@ -114,6 +114,25 @@ impl Node {
                  leave; set key_file on every node of a cluster that is not on a private segment"
             );
         }
+        // The key is read and checked before anything is taken or made: a bad key_file costs
+        // no incarnation and leaves no socket behind.
+        let key = match &cfg.key_file {
+            Some(p) => {
+                let key =
+                    std::fs::read(p).map_err(io(format!("reading key_file {}", p.display())))?;
+                if key.len() < ringlab_ring::auth::KEY_MIN {
+                    return Err(StartError::Io {
+                        what: format!("key_file {}", p.display()),
+                        cause: std::io::Error::new(
+                            ErrorKind::InvalidData,
+                            ringlab_ring::auth::KeyError(key.len()),
+                        ),
+                    });
+                }
+                Some(key)
+            }
+            None => None,
+        };
         let stable = Stable::open(&cfg.state_dir, cfg.node_id)?;
         let now = monotonic_ns();
         let ring = Ring::new(
@@ -138,24 +157,15 @@ impl Node {
         poll.registry()
             .register(&mut control, CONTROL, Interest::READABLE)
             .map_err(io("registering the control socket"))?;
-        let auth = match &cfg.key_file {
-            Some(p) => {
-                let key =
-                    std::fs::read(p).map_err(io(format!("reading key_file {}", p.display())))?;
-                let a = Authenticator::new(
-                    key,
-                    cfg.node_id,
-                    stable.incarnation(),
-                    stable.auth_marks().clone(),
-                )
-                .map_err(|e| StartError::Io {
-                    what: format!("key_file {}", p.display()),
-                    cause: std::io::Error::new(ErrorKind::InvalidData, e),
-                })?;
-                Some(a)
-            }
-            None => None,
-        };
+        let auth = key.map(|key| {
+            Authenticator::new(
+                key,
+                cfg.node_id,
+                stable.incarnation(),
+                stable.auth_marks().clone(),
+            )
+            .expect("the key's length was checked")
+        });
         let records = match &cfg.events {
             Some(p) => Some(Writer::append(p)?),
             None => None,
@@ -252,10 +262,11 @@ impl Node {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    self.shut_down();
                     return Err(StartError::Io {
                         what: "polling".into(),
                         cause: e,
-                    })
+                    });
                 }
             }
             for ev in events.iter() {
@@ -274,12 +285,21 @@ impl Node {
             self.drain();
             self.quit_when_drained(monotonic_ns());
             if let Some(why) = self.exit {
-                self.control.close_all();
-                if let Some(w) = self.records.as_mut() {
-                    let _ = w.flush();
-                }
+                self.shut_down();
                 return Ok(why);
             }
+        }
+    }
+
+    /// Closes every control connection, removes the control socket's file and flushes the
+    /// records (a failure is counted by the writer): what every exit does.
+    fn shut_down(&mut self) {
+        self.control.close_all();
+        if let Err(e) = std::fs::remove_file(&self.cfg.control) {
+            tracing::warn!(socket = %self.cfg.control.display(), error = %e, "could not remove the control socket");
+        }
+        if let Some(w) = self.records.as_mut() {
+            let _ = w.flush();
         }
     }
 
@@ -364,29 +384,32 @@ impl Node {
         if data.len() > limit {
             return Err(Dropped::Ring(DropReason::Oversized));
         }
-        let (packet, sender) = match self.auth.as_mut() {
+        let packet = match self.auth.as_mut() {
             Some(a) => {
-                let opened = a.open(data).map_err(|e| match e {
+                let opened = a.open(data, Some(by_addr)).map_err(|e| match e {
                     AuthError::Replayed => Dropped::Replayed,
                     AuthError::NotForMe => Dropped::NotForMe,
                     AuthError::OldIncarnation => Dropped::OldIncarnation,
+                    AuthError::WrongSender => Dropped::Foreign,
                     AuthError::Missing | AuthError::BadMac => Dropped::Unauthenticated,
                 })?;
                 // The replay marks reach stable storage before the datagram is acted on,
-                // so a restart never takes it again.
+                // so a restart never takes it again; a datagram whose marks could not be
+                // kept is dropped (its sender re-sends what matters), and the marks are
+                // written again with the next one.
                 if let Some(marks) = a.marks_to_persist() {
-                    let _ = self.stable.set_auth_marks(marks);
+                    if self.stable.set_auth_marks(marks).is_err() {
+                        a.marks_unsaved();
+                        return Err(Dropped::MarksUnsaved);
+                    }
                 }
-                (opened.packet, opened.tx)
+                opened.packet
             }
-            None => (data, by_addr),
+            None => data,
         };
-        if sender != by_addr {
-            return Err(Dropped::Foreign);
-        }
         let outcome = self.ring.handle_packet(
             monotonic_ns(),
-            Some(sender),
+            Some(by_addr),
             bytes::Bytes::copy_from_slice(packet),
         );
         match outcome {

@@ -88,6 +88,9 @@ pub enum AuthError {
     /// transmitter.
     #[error("sealed for or by an earlier incarnation")]
     OldIncarnation,
+    /// Sealed by a node other than the one the network says sent it.
+    #[error("sealed by another node than its source")]
+    WrongSender,
     /// Seen before, or too old for the replay window.
     #[error("replayed")]
     Replayed,
@@ -117,11 +120,22 @@ struct Window {
 }
 
 impl Window {
-    fn new(inc: u32, top: u64) -> Self {
+    /// Returns the window of a transmitter incarnation first heard now.
+    fn new(inc: u32) -> Self {
+        Self {
+            inc,
+            top: 0,
+            seen: Box::new([0; (WINDOW / 64) as usize]),
+        }
+    }
+
+    /// Returns a window that refuses every counter up to `top`: a restarted receiver's,
+    /// from its mark.
+    fn seeded(inc: u32, top: u64) -> Self {
         Self {
             inc,
             top,
-            seen: Box::new([0; (WINDOW / 64) as usize]),
+            seen: Box::new([u64::MAX; (WINDOW / 64) as usize]),
         }
     }
 
@@ -211,7 +225,7 @@ impl Authenticator {
         }
         let windows = marks
             .iter()
-            .map(|(&tx, m)| ((tx, Channel::Group), Window::new(m.inc, m.counter)))
+            .map(|(&tx, m)| ((tx, Channel::Group), Window::seeded(m.inc, m.counter)))
             .collect();
         Ok(Self {
             key,
@@ -226,13 +240,19 @@ impl Authenticator {
     }
 
     /// Returns the marks to write to stable storage when they changed since the last call:
-    /// the caller keeps them before it acts on the datagram just opened.
+    /// the caller keeps them before it acts on the datagram just opened, and if it cannot,
+    /// drops that datagram and says so with [`Authenticator::marks_unsaved`].
     pub fn marks_to_persist(&mut self) -> Option<&BTreeMap<NodeId, Mark>> {
         if !self.marks_dirty {
             return None;
         }
         self.marks_dirty = false;
         Some(&self.marks)
+    }
+
+    /// Says the marks last returned could not be kept: they are returned again next time.
+    pub fn marks_unsaved(&mut self) {
+        self.marks_dirty = true;
     }
 
     fn mac(&self, packet: &[u8], fields: &[u8]) -> HmacSha256 {
@@ -258,7 +278,7 @@ impl Authenticator {
             Dest::Multicast => (Channel::Group, 0, 0),
         };
         let counter = self.counters.entry(channel).or_insert(0);
-        *counter += 1;
+        *counter = counter.saturating_add(1);
         let mut fields = [0u8; FIELDS_LEN];
         fields[0..4].copy_from_slice(&self.me.to_be_bytes());
         fields[4..8].copy_from_slice(&self.inc.to_be_bytes());
@@ -271,8 +291,14 @@ impl Authenticator {
     }
 
     /// Verifies a datagram and records it in its replay window; returns the packet inside
-    /// and its transmitter.
-    pub fn open<'a>(&mut self, datagram: &'a [u8]) -> Result<Opened<'a>, AuthError> {
+    /// and its transmitter. `from` is the node the network says sent it, when the caller
+    /// knows: a datagram sealed by another node is refused before it touches any window, so
+    /// a copy sent first from a wrong address cannot use up the counter of the real one.
+    pub fn open<'a>(
+        &mut self,
+        datagram: &'a [u8],
+        from: Option<NodeId>,
+    ) -> Result<Opened<'a>, AuthError> {
         if datagram.len() < TRAILER_LEN {
             return Err(AuthError::Missing);
         }
@@ -287,6 +313,9 @@ impl Authenticator {
         let mut c = [0u8; 8];
         c.copy_from_slice(&fields[16..24]);
         let counter = u64::from_be_bytes(c);
+        if from.is_some_and(|f| f != tx) {
+            return Err(AuthError::WrongSender);
+        }
         let channel = match rx {
             0 => Channel::Group,
             n if n == self.me => {
@@ -304,20 +333,23 @@ impl Authenticator {
         let window = self
             .windows
             .entry((tx, channel))
-            .or_insert_with(|| Window::new(tx_inc, 0));
+            .or_insert_with(|| Window::new(tx_inc));
         if window.inc > tx_inc {
             return Err(AuthError::OldIncarnation);
         }
         if window.inc < tx_inc {
-            *window = Window::new(tx_inc, 0);
+            *window = Window::new(tx_inc);
         }
         if !window.fresh(counter) {
             return Err(AuthError::Replayed);
         }
         window.record(counter);
-        if known.is_some_and(|k| tx_inc > k) {
-            // The peer restarted and may hold marks of this node's group counter.
-            *self.counters.entry(Channel::Group).or_insert(0) += JUMP;
+        if known.is_none_or(|k| tx_inc > k) {
+            // The peer restarted, or this node has not heard it before: it may hold marks of
+            // this node's group counter. (Group datagrams sealed before the jump and still in
+            // flight then fall out of the receivers' windows, counted as replayed.)
+            let c = self.counters.entry(Channel::Group).or_insert(0);
+            *c = c.saturating_add(JUMP);
         }
         self.peers.insert(tx, tx_inc);
         if channel == Channel::Group {
@@ -325,7 +357,7 @@ impl Authenticator {
             if mark.inc != tx_inc || counter > mark.counter {
                 *mark = Mark {
                     inc: tx_inc,
-                    counter: counter + RESERVE,
+                    counter: counter.saturating_add(RESERVE),
                 };
                 self.marks_dirty = true;
             }
@@ -353,9 +385,9 @@ mod tests {
     /// Makes `b` and `a` know each other's incarnations.
     fn meet(a: &mut Authenticator, b: &mut Authenticator) {
         let d = sealed(a, Dest::Multicast, b"hello");
-        b.open(&d).unwrap();
+        b.open(&d, None).unwrap();
         let d = sealed(b, Dest::Multicast, b"hello");
-        a.open(&d).unwrap();
+        a.open(&d, None).unwrap();
     }
 
     #[test]
@@ -365,25 +397,25 @@ mod tests {
         let d2 = sealed(&mut a, Dest::Multicast, b"two");
         // Out of order is fine, twice is not.
         assert_eq!(
-            b.open(&d2).unwrap(),
+            b.open(&d2, None).unwrap(),
             Opened {
                 packet: b"two",
                 tx: 1
             }
         );
-        assert_eq!(b.open(&d1).unwrap().packet, b"one");
-        assert_eq!(b.open(&d1), Err(AuthError::Replayed));
+        assert_eq!(b.open(&d1, None).unwrap().packet, b"one");
+        assert_eq!(b.open(&d1, None), Err(AuthError::Replayed));
         let mut t = d2.clone();
         t[0] ^= 1;
-        assert_eq!(b.open(&t), Err(AuthError::BadMac));
+        assert_eq!(b.open(&t, None), Err(AuthError::BadMac));
         let n = t.len();
         t[0] ^= 1;
         t[n - 40] ^= 1; // the counter
-        assert_eq!(b.open(&t), Err(AuthError::BadMac));
+        assert_eq!(b.open(&t, None), Err(AuthError::BadMac));
         let mut other =
             Authenticator::new(b"another key here".to_vec(), 3, 1, BTreeMap::new()).unwrap();
-        assert_eq!(other.open(&d2), Err(AuthError::BadMac));
-        assert_eq!(b.open(b"short"), Err(AuthError::Missing));
+        assert_eq!(other.open(&d2, None), Err(AuthError::BadMac));
+        assert_eq!(b.open(b"short", None), Err(AuthError::Missing));
         assert!(Authenticator::new(b"short".to_vec(), 1, 1, BTreeMap::new()).is_err());
     }
 
@@ -393,12 +425,12 @@ mod tests {
         meet(&mut n2, &mut n3);
         meet(&mut n2, &mut n1);
         let token = sealed(&mut n2, Dest::Node(3), b"token");
-        assert_eq!(n1.open(&token), Err(AuthError::NotForMe));
-        assert_eq!(n3.open(&token).unwrap().packet, b"token");
-        assert_eq!(n3.open(&token), Err(AuthError::Replayed));
+        assert_eq!(n1.open(&token, None), Err(AuthError::NotForMe));
+        assert_eq!(n3.open(&token, None).unwrap().packet, b"token");
+        assert_eq!(n3.open(&token, None), Err(AuthError::Replayed));
         // Counters are per destination: node 1's window does not see node 3's gaps.
         let to_1 = sealed(&mut n2, Dest::Node(1), b"t1");
-        assert!(n1.open(&to_1).is_ok());
+        assert!(n1.open(&to_1, None).is_ok());
     }
 
     #[test]
@@ -409,9 +441,9 @@ mod tests {
         let group: Vec<Vec<u8>> = (0..10)
             .map(|_| sealed(&mut n1, Dest::Multicast, b"m"))
             .collect();
-        assert!(n2.open(&token).is_ok());
+        assert!(n2.open(&token, None).is_ok());
         for g in &group {
-            assert!(n2.open(g).is_ok());
+            assert!(n2.open(g, None).is_ok());
         }
         let marks = n2.marks_to_persist().expect("new marks").clone();
         assert!(
@@ -421,20 +453,20 @@ mod tests {
         // Node 2 restarts with its marks: the token was for its old incarnation, and the
         // group datagrams are below its mark.
         let mut n2 = Authenticator::new(KEY.to_vec(), 2, 2, marks).unwrap();
-        assert_eq!(n2.open(&token), Err(AuthError::OldIncarnation));
+        assert_eq!(n2.open(&token, None), Err(AuthError::OldIncarnation));
         for g in &group {
-            assert_eq!(n2.open(g), Err(AuthError::Replayed));
+            assert_eq!(n2.open(g, None), Err(AuthError::Replayed));
         }
         // Node 1's group datagrams are refused until it hears node 2's new incarnation and
         // jumps past the mark; then everything flows again.
         let before = sealed(&mut n1, Dest::Multicast, b"m");
-        assert_eq!(n2.open(&before), Err(AuthError::Replayed));
+        assert_eq!(n2.open(&before, None), Err(AuthError::Replayed));
         let join = sealed(&mut n2, Dest::Multicast, b"join");
-        assert!(n1.open(&join).is_ok());
+        assert!(n1.open(&join, None).is_ok());
         let after = sealed(&mut n1, Dest::Multicast, b"m");
-        assert!(n2.open(&after).is_ok());
+        assert!(n2.open(&after, None).is_ok());
         let token = sealed(&mut n1, Dest::Node(2), b"token");
-        assert!(n2.open(&token).is_ok());
+        assert!(n2.open(&token, None).is_ok());
     }
 
     #[test]
@@ -442,16 +474,53 @@ mod tests {
         let (mut n1, mut n2) = (node(1, 1), node(2, 1));
         let old = sealed(&mut n1, Dest::Multicast, b"old");
         let old2 = sealed(&mut n1, Dest::Multicast, b"old2");
-        assert!(n2.open(&old).is_ok());
+        assert!(n2.open(&old, None).is_ok());
         let mut n1 = node(1, 2);
         let new = sealed(&mut n1, Dest::Multicast, b"new");
-        assert!(n2.open(&new).is_ok());
-        assert_eq!(n2.open(&old2), Err(AuthError::OldIncarnation));
+        assert!(n2.open(&new, None).is_ok());
+        assert_eq!(n2.open(&old2, None), Err(AuthError::OldIncarnation));
+    }
+
+    #[test]
+    fn a_restarted_window_refuses_everything_up_to_its_mark() {
+        let w = Window::seeded(1, 5_000);
+        for c in [5_000, 4_999, 5_000 - WINDOW + 1, 5_000 - WINDOW, 1] {
+            assert!(!w.fresh(c), "{c}");
+        }
+        assert!(w.fresh(5_001));
+    }
+
+    #[test]
+    fn a_datagram_from_the_wrong_source_touches_no_window() {
+        let (mut a, mut b) = (node(1, 1), node(2, 1));
+        let d = sealed(&mut a, Dest::Multicast, b"m");
+        // Sent first from node 3's address: refused, and the real copy still goes through.
+        assert_eq!(b.open(&d, Some(3)), Err(AuthError::WrongSender));
+        assert!(b.open(&d, Some(1)).is_ok());
+        assert_eq!(b.open(&d, Some(1)), Err(AuthError::Replayed));
+    }
+
+    #[test]
+    fn a_sender_that_never_heard_the_restarted_receiver_still_jumps_past_its_mark() {
+        let (mut n1, mut n2) = (node(1, 1), node(2, 1));
+        // Node 2 hears node 1; node 1 never hears node 2 (a one-way link, say).
+        for _ in 0..3 {
+            let d = sealed(&mut n1, Dest::Multicast, b"m");
+            assert!(n2.open(&d, None).is_ok());
+        }
+        let marks = n2.marks_to_persist().expect("marks").clone();
+        let mut n2 = Authenticator::new(KEY.to_vec(), 2, 2, marks).unwrap();
+        let before = sealed(&mut n1, Dest::Multicast, b"m");
+        assert_eq!(n2.open(&before, None), Err(AuthError::Replayed));
+        let join = sealed(&mut n2, Dest::Multicast, b"join");
+        assert!(n1.open(&join, None).is_ok(), "first contact");
+        let after = sealed(&mut n1, Dest::Multicast, b"m");
+        assert!(n2.open(&after, None).is_ok());
     }
 
     #[test]
     fn the_window_slides() {
-        let mut w = Window::new(1, 0);
+        let mut w = Window::new(1);
         for c in 1..10_000u64 {
             assert!(w.fresh(c));
             w.record(c);

@@ -37,6 +37,10 @@ pub struct AdversaryStats {
     pub flipped: u64,
     /// Datagrams with rewritten fields.
     pub forged: u64,
+    /// Injected datagrams the receivers' envelopes refused (with a key).
+    pub refused: u64,
+    /// Injected datagrams that reached a receiver's ring (all of them without a key).
+    pub taken: u64,
 }
 
 /// A hostile node that sees and injects everything.

@@ -22,9 +22,10 @@
 //! 7. **order agreement**: every message is delivered at one position `(ring, seq)` by every
 //!    incarnation that delivers it, and no two incarnations deliver different messages at the
 //!    same position. A frame carries several packed messages, and a node that missed the
-//!    start of a message fragmented into it does not deliver that one, so the sets delivered
-//!    at one position must be nested, never different; this catches two token holders
-//!    giving one seq to two frames directly, where total order may see nothing;
+//!    start of a message fragmented into it does not deliver that one, so every node's set
+//!    at a position must be part of the largest set delivered there (they all come from one
+//!    frame); this catches two token holders giving one seq to two frames directly, where
+//!    total order may see nothing;
 //! 8. **liveness** (when asked): after the faults stop at `faults_end`, every live node's
 //!    last regular configuration is one ring whose members are exactly the live nodes,
 //!    installed by `faults_end + bound`; and every message a live node sent after that ring

@@ -84,6 +84,8 @@ enum Item {
         to: usize,
         from: NodeId,
         data: Bytes,
+        /// Injected by the hostile node.
+        hostile: bool,
     },
     Timer {
         node: usize,
@@ -121,7 +123,7 @@ struct SimNode {
     ring: Option<Ring>,
     app: Option<Box<dyn App>>,
     paused: bool,
-    inbox: VecDeque<(NodeId, Bytes)>,
+    inbox: VecDeque<(NodeId, Bytes, bool)>,
     stable_seq: u64,
     scheduled: Option<u64>,
     egress_free_at: u64,
@@ -159,6 +161,7 @@ impl AuthDrops {
             AuthError::NotForMe => &mut self.not_for_me,
             AuthError::OldIncarnation => &mut self.old_incarnation,
             AuthError::Replayed => &mut self.replayed,
+            AuthError::WrongSender => &mut self.foreign,
         } += 1;
     }
 
@@ -330,6 +333,7 @@ impl Sim {
                     to: idx(to),
                     from,
                     data,
+                    hostile: true,
                 },
             );
         }
@@ -478,8 +482,8 @@ impl Sim {
         }
         self.nodes[i].paused = false;
         let inbox = std::mem::take(&mut self.nodes[i].inbox);
-        for (from, data) in inbox {
-            self.receive(i, from, data);
+        for (from, data, hostile) in inbox {
+            self.receive(i, from, data, hostile);
         }
         if let Some(r) = self.nodes[i].ring.as_mut() {
             r.handle_timeout(self.now);
@@ -515,7 +519,7 @@ impl Sim {
     /// Hands raw bytes to node `to` now, as if `from` had sent them: hostile or garbage
     /// packets for robustness tests.
     pub fn inject_packet(&mut self, to: NodeId, from: NodeId, data: &[u8]) {
-        self.receive(idx(to), from, Bytes::copy_from_slice(data));
+        self.receive(idx(to), from, Bytes::copy_from_slice(data), false);
     }
 
     /// Splits the cluster into groups; nodes not named form one more group.
@@ -621,7 +625,12 @@ impl Sim {
         };
         self.now = self.now.max(e.at);
         match e.item {
-            Item::Arrive { to, from, data } => {
+            Item::Arrive {
+                to,
+                from,
+                data,
+                hostile,
+            } => {
                 if !self.connected(from, self.nodes[to].id) && from != self.nodes[to].id {
                     self.net_stats.cut += 1;
                     return;
@@ -632,12 +641,12 @@ impl Sim {
                 }
                 if n.paused {
                     if n.inbox.len() < PAUSED_INBOX_MAX {
-                        n.inbox.push_back((from, data));
+                        n.inbox.push_back((from, data, hostile));
                     }
                     return;
                 }
                 self.net_stats.delivered += 1;
-                self.receive(to, from, data);
+                self.receive(to, from, data, hostile);
             }
             Item::Timer { node, inc } => {
                 let n = &mut self.nodes[node];
@@ -657,21 +666,26 @@ impl Sim {
     }
 
     /// Hands a datagram from `from` to node `i`: opened by its authenticator when the
-    /// cluster has a key, then to its ring; then drains its outputs.
-    fn receive(&mut self, i: usize, from: NodeId, data: Bytes) {
+    /// cluster has a key, then to its ring; then drains its outputs. What the hostile node
+    /// injected is tallied in its stats: refused by the envelope, or taken.
+    fn receive(&mut self, i: usize, from: NodeId, data: Bytes, hostile: bool) {
         let n = &mut self.nodes[i];
         let Some(r) = n.ring.as_mut() else { return };
+        let tally = self
+            .adversary
+            .as_mut()
+            .filter(|_| hostile)
+            .map(|a| &mut a.stats);
         let data = match n.auth.as_mut() {
             None => data,
             Some(a) => {
-                let len = match a.open(&data) {
-                    Ok(o) if o.tx == from => o.packet.len(),
-                    Ok(_) => {
-                        n.auth_drops.foreign += 1;
-                        return;
-                    }
+                let len = match a.open(&data, Some(from)) {
+                    Ok(o) => o.packet.len(),
                     Err(e) => {
                         n.auth_drops.count(e);
+                        if let Some(t) = tally {
+                            t.refused += 1;
+                        }
                         return;
                     }
                 };
@@ -681,6 +695,9 @@ impl Sim {
                 data.slice(..len)
             }
         };
+        if let Some(t) = tally {
+            t.taken += 1;
+        }
         n.drops
             .count_outcome(r.handle_packet(self.now, Some(from), data));
         self.after_input(i);
@@ -796,7 +813,15 @@ impl Sim {
         match dest {
             Dest::Node(to) if to == from => {
                 // Loopback: no network faults.
-                self.push(depart + 1_000, Item::Arrive { to: i, from, data });
+                self.push(
+                    depart + 1_000,
+                    Item::Arrive {
+                        to: i,
+                        from,
+                        data,
+                        hostile: false,
+                    },
+                );
             }
             Dest::Node(to) => {
                 if to == 0 || to as usize > self.nodes.len() {
@@ -862,6 +887,7 @@ impl Sim {
                     to: to_i,
                     from,
                     data: data.clone(),
+                    hostile: false,
                 },
             );
         }

@@ -119,7 +119,9 @@ fn submit_all(
                 *taken += len;
             }
             Err(SubmitError::QueueFull { .. }) => return false,
-            Err(_) => {
+            Err(e) => {
+                // Never silently: the control socket refuses what cannot fit, so this is a bug.
+                tracing::warn!(error = %e, len, "the ring refused a sync-layer message; dropped");
                 q.pop_front();
                 *taken += len;
             }

@@ -4,8 +4,9 @@
 //! Guarantees:
 //! - non-blocking throughout (the node's loop never waits on a client); every complete line
 //!   gets exactly one reply line, in order, for as long as the client is served;
-//! - bounded: at most [`MAX_CLIENTS`] connections at once (one more gets a one-line error
-//!   reply and is closed); at most 1 MiB from a client without a newline, and at most
+//! - bounded: at most [`MAX_CLIENTS`] connections at once (one more takes the place of the
+//!   longest idle client if it has been idle 10 s, or gets a one-line error reply and is
+//!   closed); at most 1 MiB from a client without a newline, and at most
 //!   [`MAX_UNSENT`] bytes of replies the client has not taken: a client past either bound is
 //!   dropped and its buffers freed; a client's lines are read only as fast as they are
 //!   answered, so its input never piles up;
@@ -16,6 +17,7 @@
 //!   node creates it, with mode 0700 ([`bind`]).
 
 use super::proto::{ControlStats, Reply, Request};
+use crate::clock::monotonic_ns;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
@@ -28,6 +30,10 @@ const FIRST_CONN: usize = 16;
 
 /// Most connections served at once.
 pub(crate) const MAX_CLIENTS: usize = 64;
+
+/// How long a client must have been idle to be dropped for a new one when the server is
+/// full.
+const IDLE_EVICT_NS: u64 = 10_000_000_000;
 
 /// Most bytes buffered from a client without a complete line.
 const MAX_PENDING: usize = 1 << 20;
@@ -57,6 +63,8 @@ pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 struct Conn {
     stream: UnixStream,
+    /// When the client last showed activity (connected, or an event on its socket).
+    active_ns: u64,
     inbuf: Vec<u8>,
     /// How much of `inbuf` holds no newline.
     scanned: usize,
@@ -120,6 +128,22 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    let now = monotonic_ns();
+                    if self.conns.len() >= MAX_CLIENTS {
+                        // Room is made by dropping the longest idle client, if it has been
+                        // idle long enough; a slow or silent client cannot lock others out.
+                        let idlest = self
+                            .conns
+                            .iter()
+                            .min_by_key(|(_, c)| c.active_ns)
+                            .filter(|(_, c)| now.saturating_sub(c.active_ns) >= IDLE_EVICT_NS)
+                            .map(|(t, _)| *t);
+                        if let Some(t) = idlest {
+                            self.conns.remove(&t);
+                            self.stats.dropped += 1;
+                            tracing::debug!("idle control client dropped for a new one");
+                        }
+                    }
                     if self.conns.len() >= MAX_CLIENTS {
                         self.stats.refused += 1;
                         let line = Reply::error(format!(
@@ -142,6 +166,7 @@ impl Server {
                             t,
                             Conn {
                                 stream,
+                                active_ns: now,
                                 inbuf: Vec::new(),
                                 scanned: 0,
                                 outbuf: Vec::new(),
@@ -168,7 +193,8 @@ impl Server {
 
     /// Takes connection `t` out to answer what waits on it; `None` when `t` is no connection.
     pub(crate) fn read(&mut self, t: Token) -> Option<Session> {
-        let conn = self.conns.remove(&t)?;
+        let mut conn = self.conns.remove(&t)?;
+        conn.active_ns = monotonic_ns();
         self.serving = Some(t);
         Some(Session {
             token: t,

@@ -264,7 +264,7 @@ fn ckpt_op(op: &str, name: String, section: String, size: usize) -> Result<Op, B
         return Err(bad("section", bytes(section.len()), service_max()));
     }
     let (n, s) = (name.into_bytes(), section.into_bytes());
-    Ok(match op {
+    let op = match op {
         "create" => Op::Create(n),
         "open" => Op::Open(n),
         "close" => Op::Close(n),
@@ -273,14 +273,6 @@ fn ckpt_op(op: &str, name: String, section: String, size: usize) -> Result<Op, B
         "write" => {
             if size > SECTION_MAX {
                 return Err(bad("size", size.to_string(), service_max()));
-            }
-            let together = MESSAGE_MAX - CKPT_HEADROOM;
-            if n.len() + s.len() + size > together {
-                return Err(bad(
-                    "name+section+size",
-                    (n.len() + s.len() + size).to_string(),
-                    format!("at most {together} bytes together (one ring message)"),
-                ));
             }
             Op::Write(n, s, vec![0xC5; size].into())
         }
@@ -291,7 +283,19 @@ fn ckpt_op(op: &str, name: String, section: String, size: usize) -> Result<Op, B
                 "one of create, open, close, unlink, write, delete".into(),
             ))
         }
-    })
+    };
+    // Every operation travels in one ring message, with room for the sync message that
+    // carries a section later.
+    let len = SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode()).len();
+    let together = MESSAGE_MAX - CKPT_HEADROOM;
+    if len > together {
+        return Err(bad(
+            "name+section+size",
+            len.to_string(),
+            format!("at most {together} bytes encoded (one ring message)"),
+        ));
+    }
+    Ok(op)
 }
 
 /// Returns (current, peak) resident set size of this process in KiB, from /proc.
@@ -327,6 +331,9 @@ mod tests {
         assert!(err("write", 1, 1, SECTION_MAX + 1).contains("size=524289"));
         let e = err("write", SECTION_MAX, SECTION_MAX, 1);
         assert!(e.contains("name+section+size"), "{e}");
+        // Every operation, not only a write, must fit one ring message.
+        let e = err("delete", SECTION_MAX, SECTION_MAX, 0);
+        assert!(e.contains("name+section+size"), "{e}");
         assert!(err("shred", 1, 0, 0).contains("op=shred"));
         // At the bounds: accepted, and the operation fits one ring message with room for
         // the sync message that carries it later.
@@ -334,7 +341,7 @@ mod tests {
         let w = ckpt_op(
             "write",
             "n".repeat(SECTION_MAX),
-            "s".repeat(together - SECTION_MAX - 1000),
+            "s".repeat(together - SECTION_MAX - 1000 - 64),
             1000,
         )
         .unwrap();
