@@ -43,8 +43,8 @@ for t in "${targets[@]}"; do
     printf '%-18s %12s execs %8s exec/s  corpus %s\n' "$t" "${execs:-?}" "${rate:-?}" "$corpus"
   else
     failed=1
-    printf '%-18s FAILED (exit %s) after %s execs: %s\n' "$t" "$rc" "${execs:-?}" \
-      "$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)" "(log: $log)"
+    printf '%-18s FAILED (exit %s) after %s execs: %s (log: %s)\n' "$t" "$rc" "${execs:-?}" \
+      "$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)" "$log"
   fi
 done
 exit "$failed"
