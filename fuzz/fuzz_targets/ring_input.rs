@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
             ring.handle_timeout(now);
             let _ = ring.submit(now, b"x", Guarantee::Safe);
         } else {
-            ring.handle_packet(now, None, bytes::Bytes::copy_from_slice(pkt));
+            let _ = ring.handle_packet(now, None, bytes::Bytes::copy_from_slice(pkt));
         }
         while ring.poll_transmit().is_some() {}
         while ring.poll_event().is_some() {}

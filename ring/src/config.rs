@@ -6,7 +6,9 @@
 //! (the effective token is `token` whatever the node count). Derived knobs follow corosync's
 //! formulas when left unset: `token_retransmit = token / (token_retransmits_before_loss_const +
 //! 0.2)`, `hold = token_retransmit * 0.8 - 10`, `consensus = 1.2 * token`.
-//! [`Config::validate`] returns an error naming the offending knob.
+//! [`Config::validate`] returns an error naming the offending knob; every duration, given or
+//! derived, is at most [`DURATION_MAX_MS`] (one day), so that its nanoseconds and the deadlines
+//! built from it fit in a `u64`.
 
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +114,16 @@ pub struct Timing {
 
 const MS: u64 = 1_000_000;
 
+/// The longest duration knob accepted, in ms: one day.
+pub const DURATION_MAX_MS: u64 = 86_400_000;
+
+fn too_long(knob: &'static str, ms: u64) -> ConfigError {
+    err(
+        knob,
+        format!("{ms} ms is above one day ({DURATION_MAX_MS} ms)"),
+    )
+}
+
 fn err(knob: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         knob,
@@ -146,6 +158,9 @@ impl Config {
         if self.token == 0 {
             return Err(err("token", "must be at least 1 ms"));
         }
+        if self.token > DURATION_MAX_MS {
+            return Err(too_long("token", self.token));
+        }
         if self.token_retransmits_before_loss_const == 0 {
             return Err(err(
                 "token_retransmits_before_loss_const",
@@ -173,6 +188,9 @@ impl Config {
             return Err(err("join", "must be at least 1 ms"));
         }
         let consensus = self.consensus_ms();
+        if consensus > DURATION_MAX_MS {
+            return Err(too_long("consensus", consensus));
+        }
         if consensus <= self.join {
             return Err(err(
                 "consensus",
@@ -181,6 +199,9 @@ impl Config {
         }
         if self.merge == 0 {
             return Err(err("merge", "must be at least 1 ms"));
+        }
+        if self.merge > DURATION_MAX_MS {
+            return Err(too_long("merge", self.merge));
         }
         if self.fail_recv_const == 0 {
             return Err(err("fail_recv_const", "must be at least 1"));
@@ -260,5 +281,54 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().knob, "netmtu");
+    }
+
+    /// Found by the `node_config` fuzz target: a token of 2^63 ms validated by multiplying it
+    /// into nanoseconds, which overflowed (a panic with overflow checks, a wrapped timing
+    /// without).
+    #[test]
+    fn durations_above_a_day_are_refused_not_overflowed() {
+        for (knob, c) in [
+            (
+                "token",
+                Config {
+                    token: i64::MAX as u64,
+                    ..Config::default()
+                },
+            ),
+            (
+                "consensus",
+                Config {
+                    consensus: Some(u64::MAX),
+                    ..Config::default()
+                },
+            ),
+            (
+                "consensus",
+                Config {
+                    token: DURATION_MAX_MS,
+                    ..Config::default()
+                },
+            ),
+            (
+                "merge",
+                Config {
+                    merge: u64::MAX,
+                    ..Config::default()
+                },
+            ),
+        ] {
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.knob, knob);
+            assert!(e.reason.contains("above one day"), "{e}");
+        }
+        let longest = Config {
+            token: DURATION_MAX_MS,
+            consensus: Some(DURATION_MAX_MS),
+            merge: DURATION_MAX_MS,
+            join: DURATION_MAX_MS - 1,
+            ..Config::default()
+        };
+        assert_eq!(longest.validate().unwrap().token, DURATION_MAX_MS * MS);
     }
 }

@@ -75,6 +75,23 @@ pub enum Op {
     Delete(Vec<u8>, Vec<u8>),
 }
 
+/// Why an operation or a sync message of the checkpoint service did not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than its fields.
+    #[error("truncated checkpoint message")]
+    Truncated,
+    /// Unknown type byte.
+    #[error("unknown checkpoint message type {0}")]
+    UnknownType(u8),
+    /// A name, section name or section above [`SECTION_MAX`] bytes.
+    #[error("field of {0} bytes, above {SECTION_MAX}")]
+    TooLong(usize),
+    /// Bytes left over.
+    #[error("trailing bytes")]
+    Trailing,
+}
+
 fn put_blob(b: &mut Vec<u8>, x: &[u8]) {
     b.put_u32(x.len() as u32);
     b.put_slice(x);
@@ -82,32 +99,40 @@ fn put_blob(b: &mut Vec<u8>, x: &[u8]) {
 
 struct Rd<'a>(&'a [u8]);
 impl<'a> Rd<'a> {
-    fn u8(&mut self) -> Option<u8> {
-        let (h, t) = self.0.split_first()?;
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        let (h, t) = self.0.split_first().ok_or(DecodeError::Truncated)?;
         self.0 = t;
-        Some(*h)
+        Ok(*h)
     }
-    fn u32(&mut self) -> Option<u32> {
-        let s = self.0.get(..4)?;
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let s = self.0.get(..4).ok_or(DecodeError::Truncated)?;
         self.0 = &self.0[4..];
-        Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn u64(&mut self) -> Option<u64> {
-        Some((self.u32()? as u64) << 32 | self.u32()? as u64)
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok((self.u32()? as u64) << 32 | self.u32()? as u64)
     }
-    fn blob(&mut self) -> Option<&'a [u8]> {
+    fn blob(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
         if n > SECTION_MAX {
-            return None;
+            return Err(DecodeError::TooLong(n));
         }
-        let s = self.0.get(..n)?;
+        let s = self.0.get(..n).ok_or(DecodeError::Truncated)?;
         self.0 = &self.0[n..];
-        Some(s)
+        Ok(s)
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Trailing)
+        }
     }
 }
 
 impl Op {
-    /// Encodes the operation (the payload of a service operation message).
+    /// Encodes the operation (the payload of a service operation message). A name, section
+    /// name or section above [`SECTION_MAX`] bytes encodes, but does not decode.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         match self {
@@ -135,8 +160,8 @@ impl Op {
         b
     }
 
-    /// Decodes an operation; `None` for anything malformed.
-    pub fn decode(data: &[u8]) -> Option<Self> {
+    /// Decodes an operation; never panics.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Rd(data);
         let op = match r.u8()? {
             0 => Self::Create(r.blob()?.to_vec()),
@@ -149,9 +174,128 @@ impl Op {
                 Bytes::copy_from_slice(r.blob()?),
             ),
             5 => Self::Delete(r.blob()?.to_vec(), r.blob()?.to_vec()),
-            _ => return None,
+            t => return Err(DecodeError::UnknownType(t)),
         };
-        r.0.is_empty().then_some(op)
+        r.end()?;
+        Ok(op)
+    }
+}
+
+/// A message of the checkpoint service's sync (the payload of a service-data message of the
+/// sync layer). A transmitter sends its global id first, then every checkpoint followed by
+/// its sections, then every checkpoint's reference counts.
+///
+/// `0 name id u64`: a checkpoint; `1 name section data`: one of its sections; `2 name id u64
+/// count u32 (node u32, refs u32)...`: its reference counts; `3 id u64`: the global id.
+/// Names, section names and sections are `len u32` then bytes, at most [`SECTION_MAX`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncChunk {
+    /// A checkpoint.
+    Checkpoint {
+        /// Its name.
+        name: Vec<u8>,
+        /// Its number.
+        id: u64,
+    },
+    /// One section of a checkpoint.
+    Section {
+        /// The checkpoint's name.
+        name: Vec<u8>,
+        /// The section's name.
+        section: Vec<u8>,
+        /// Its data.
+        data: Bytes,
+    },
+    /// A checkpoint's open counts, for the nodes of the transmitter's group.
+    Refcounts {
+        /// The checkpoint's name.
+        name: Vec<u8>,
+        /// Its number.
+        id: u64,
+        /// Open count per node.
+        refs: Vec<(NodeId, u32)>,
+    },
+    /// The transmitter's global checkpoint id.
+    GlobalId(u64),
+}
+
+fn chunk_checkpoint(name: &[u8], id: u64) -> Vec<u8> {
+    let mut b = vec![0u8];
+    put_blob(&mut b, name);
+    b.put_u64(id);
+    b
+}
+
+fn chunk_section(name: &[u8], section: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![1u8];
+    put_blob(&mut b, name);
+    put_blob(&mut b, section);
+    put_blob(&mut b, data);
+    b
+}
+
+fn chunk_refcounts(name: &[u8], id: u64, refs: &[(NodeId, u32)]) -> Vec<u8> {
+    let mut b = vec![2u8];
+    put_blob(&mut b, name);
+    b.put_u64(id);
+    b.put_u32(refs.len() as u32);
+    for (n, r) in refs {
+        b.put_u32(*n);
+        b.put_u32(*r);
+    }
+    b
+}
+
+fn chunk_global_id(id: u64) -> Vec<u8> {
+    let mut b = vec![3u8];
+    b.put_u64(id);
+    b
+}
+
+impl SyncChunk {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Checkpoint { name, id } => chunk_checkpoint(name, *id),
+            Self::Section {
+                name,
+                section,
+                data,
+            } => chunk_section(name, section, data),
+            Self::Refcounts { name, id, refs } => chunk_refcounts(name, *id, refs),
+            Self::GlobalId(id) => chunk_global_id(*id),
+        }
+    }
+
+    /// Decodes a message; never panics.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Rd(data);
+        let chunk = match r.u8()? {
+            0 => Self::Checkpoint {
+                name: r.blob()?.to_vec(),
+                id: r.u64()?,
+            },
+            1 => Self::Section {
+                name: r.blob()?.to_vec(),
+                section: r.blob()?.to_vec(),
+                data: Bytes::copy_from_slice(r.blob()?),
+            },
+            2 => {
+                let name = r.blob()?.to_vec();
+                let id = r.u64()?;
+                let n = r.u32()? as usize;
+                // Bounded by what the message can hold, not by what it claims.
+                let mut refs = Vec::with_capacity(n.min(r.0.len() / 8));
+                for _ in 0..n {
+                    refs.push((r.u32()?, r.u32()?));
+                }
+                Self::Refcounts { name, id, refs }
+            }
+            3 => Self::GlobalId(r.u64()?),
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.end()?;
+        Ok(chunk)
     }
 }
 
@@ -310,8 +454,7 @@ impl CheckpointService {
     }
 }
 
-// Sync messages: 3 global id (u64, first), 0 checkpoint (name, id), 1 section (name, section,
-// data), 2 refcounts (name, id, count, (node u32, refs u32)...).
+// Sync messages: see `SyncChunk`.
 impl Service for CheckpointService {
     fn id(&self) -> ServiceId {
         CHECKPOINT_SERVICE
@@ -358,9 +501,7 @@ impl Service for CheckpointService {
             return Progress::Done;
         }
         if self.state == SyncState::Global {
-            let mut b = vec![3u8];
-            b.put_u64(self.global_id);
-            if !out.push(Bytes::from(b)) {
+            if !out.push(Bytes::from(chunk_global_id(self.global_id))) {
                 return Progress::NotDone;
             }
             self.state = SyncState::Checkpoints;
@@ -382,25 +523,17 @@ impl Service for CheckpointService {
                     (Some((_, s)), 0) => s.clone(),
                     _ => None,
                 };
-                if resume_section.is_none() {
-                    let mut b = vec![0u8];
-                    put_blob(&mut b, name);
-                    b.put_u64(c.id);
-                    if !out.push(Bytes::from(b)) {
-                        self.cursor = Some((name.clone(), None));
-                        return Progress::NotDone;
-                    }
+                if resume_section.is_none() && !out.push(Bytes::from(chunk_checkpoint(name, c.id)))
+                {
+                    self.cursor = Some((name.clone(), None));
+                    return Progress::NotDone;
                 }
                 let sections: Vec<(&Vec<u8>, &Bytes)> = match &resume_section {
                     Some(s) => c.sections.range(s.clone()..).collect(),
                     None => c.sections.iter().collect(),
                 };
                 for (s, d) in sections {
-                    let mut b = vec![1u8];
-                    put_blob(&mut b, name);
-                    put_blob(&mut b, s);
-                    put_blob(&mut b, d);
-                    if !out.push(Bytes::from(b)) {
+                    if !out.push(Bytes::from(chunk_section(name, s, d))) {
                         self.cursor = Some((name.clone(), Some(s.clone())));
                         return Progress::NotDone;
                     }
@@ -426,15 +559,7 @@ impl Service for CheckpointService {
                     .filter(|(n, _)| self.trans.contains(n))
                     .map(|(n, r)| (*n, *r))
                     .collect();
-                let mut b = vec![2u8];
-                put_blob(&mut b, &name);
-                b.put_u64(c.id);
-                b.put_u32(refs.len() as u32);
-                for (n, r) in refs {
-                    b.put_u32(n);
-                    b.put_u32(r);
-                }
-                if !out.push(Bytes::from(b)) {
+                if !out.push(Bytes::from(chunk_refcounts(&name, c.id, &refs))) {
                     self.cursor = Some((name, None));
                     return Progress::NotDone;
                 }
@@ -445,86 +570,72 @@ impl Service for CheckpointService {
     }
 
     fn sync_deliver(&mut self, sender: NodeId, payload: &[u8]) -> Option<String> {
-        let mut r = Rd(payload);
-        let parsed = (|| -> Option<Option<String>> {
-            match r.u8()? {
-                0 => {
-                    let name = r.blob()?.to_vec();
-                    let id = r.u64()?;
-                    self.temp_global = self.temp_global.max(id);
-                    match self.temp.get(&name) {
-                        Some(existing) if existing.from <= sender => Some(Some(format!(
+        let Ok(chunk) = SyncChunk::decode(payload) else {
+            self.malformed += 1;
+            return None;
+        };
+        match chunk {
+            SyncChunk::Checkpoint { name, id } => {
+                self.temp_global = self.temp_global.max(id);
+                match self.temp.get(&name) {
+                    Some(existing) if existing.from <= sender => Some(format!(
+                        "checkpoint {:?}: kept the copy of node {}, dropped node {}'s",
+                        String::from_utf8_lossy(&name),
+                        existing.from,
+                        sender
+                    )),
+                    Some(existing) => {
+                        let loser = existing.from;
+                        let refs = existing.refs.clone();
+                        let detail = format!(
                             "checkpoint {:?}: kept the copy of node {}, dropped node {}'s",
                             String::from_utf8_lossy(&name),
-                            existing.from,
-                            sender
-                        ))),
-                        Some(existing) => {
-                            let loser = existing.from;
-                            let refs = existing.refs.clone();
-                            self.temp.insert(
-                                name.clone(),
-                                Checkpoint {
-                                    id,
-                                    sections: BTreeMap::new(),
-                                    refs,
-                                    from: sender,
-                                },
-                            );
-                            Some(Some(format!(
-                                "checkpoint {:?}: kept the copy of node {}, dropped node {}'s",
-                                String::from_utf8_lossy(&name),
-                                sender,
-                                loser
-                            )))
-                        }
-                        None => {
-                            self.temp.insert(
-                                name,
-                                Checkpoint {
-                                    id,
-                                    from: sender,
-                                    ..Checkpoint::default()
-                                },
-                            );
-                            Some(None)
-                        }
+                            sender,
+                            loser
+                        );
+                        self.temp.insert(
+                            name,
+                            Checkpoint {
+                                id,
+                                sections: BTreeMap::new(),
+                                refs,
+                                from: sender,
+                            },
+                        );
+                        Some(detail)
+                    }
+                    None => {
+                        self.temp.insert(
+                            name,
+                            Checkpoint {
+                                id,
+                                from: sender,
+                                ..Checkpoint::default()
+                            },
+                        );
+                        None
                     }
                 }
-                1 => {
-                    let name = r.blob()?;
-                    let section = r.blob()?.to_vec();
-                    let data = Bytes::copy_from_slice(r.blob()?);
-                    if let Some(c) = self.temp.get_mut(name).filter(|c| c.from == sender) {
-                        c.sections.insert(section, data);
-                    }
-                    Some(None)
-                }
-                2 => {
-                    let name = r.blob()?.to_vec();
-                    let id = r.u64()?;
-                    self.temp_global = self.temp_global.max(id);
-                    let n = r.u32()? as usize;
-                    let mut refs = Vec::with_capacity(n.min(1024));
-                    for _ in 0..n {
-                        refs.push((r.u32()?, r.u32()?));
-                    }
-                    if let Some(c) = self.temp.get_mut(&name) {
-                        c.refs.extend(refs);
-                    }
-                    Some(None)
-                }
-                3 => {
-                    self.temp_global = self.temp_global.max(r.u64()?);
-                    Some(None)
-                }
-                _ => None,
             }
-        })();
-        match parsed {
-            Some(conflict) => conflict,
-            None => {
-                self.malformed += 1;
+            SyncChunk::Section {
+                name,
+                section,
+                data,
+            } => {
+                if let Some(c) = self.temp.get_mut(&name).filter(|c| c.from == sender) {
+                    c.sections.insert(section, data);
+                }
+                None
+            }
+            SyncChunk::Refcounts { name, id, refs } => {
+                self.temp_global = self.temp_global.max(id);
+                if let Some(c) = self.temp.get_mut(&name) {
+                    c.refs.extend(refs);
+                }
+                None
+            }
+            SyncChunk::GlobalId(id) => {
+                self.temp_global = self.temp_global.max(id);
                 None
             }
         }
@@ -550,8 +661,105 @@ impl Service for CheckpointService {
 
     fn deliver_op(&mut self, sender: NodeId, payload: &[u8]) {
         match Op::decode(payload) {
-            Some(op) => self.apply(sender, op),
-            None => self.malformed += 1,
+            Ok(op) => self.apply(sender, op),
+            Err(_) => self.malformed += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip_and_garbage_is_a_typed_error() {
+        for op in [
+            Op::Create(b"a".to_vec()),
+            Op::Open(vec![]),
+            Op::Close(b"c".to_vec()),
+            Op::Unlink(b"d".to_vec()),
+            Op::Write(b"n".to_vec(), b"s".to_vec(), Bytes::from_static(b"data")),
+            Op::Delete(b"n".to_vec(), b"s".to_vec()),
+        ] {
+            let b = op.encode();
+            assert_eq!(Op::decode(&b), Ok(op));
+            for cut in 0..b.len() {
+                assert_eq!(Op::decode(&b[..cut]), Err(DecodeError::Truncated));
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(Op::decode(&long), Err(DecodeError::Trailing));
+        }
+        assert_eq!(Op::decode(&[6]), Err(DecodeError::UnknownType(6)));
+        let mut huge = vec![0u8];
+        huge.extend_from_slice(&(SECTION_MAX as u32 + 1).to_be_bytes());
+        assert_eq!(
+            Op::decode(&huge),
+            Err(DecodeError::TooLong(SECTION_MAX + 1))
+        );
+    }
+
+    #[test]
+    fn sync_chunks_round_trip_and_garbage_is_a_typed_error() {
+        for c in [
+            SyncChunk::GlobalId(u64::MAX),
+            SyncChunk::Checkpoint {
+                name: b"c0".to_vec(),
+                id: 7,
+            },
+            SyncChunk::Section {
+                name: b"c0".to_vec(),
+                section: b"s".to_vec(),
+                data: Bytes::from_static(b"xyz"),
+            },
+            SyncChunk::Refcounts {
+                name: b"c0".to_vec(),
+                id: 7,
+                refs: vec![(1, 2), (3, u32::MAX)],
+            },
+            SyncChunk::Refcounts {
+                name: vec![],
+                id: 0,
+                refs: vec![],
+            },
+        ] {
+            let b = c.encode();
+            assert_eq!(SyncChunk::decode(&b), Ok(c));
+            for cut in 0..b.len() {
+                assert_eq!(SyncChunk::decode(&b[..cut]), Err(DecodeError::Truncated));
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(SyncChunk::decode(&long), Err(DecodeError::Trailing));
+        }
+        assert_eq!(SyncChunk::decode(&[4]), Err(DecodeError::UnknownType(4)));
+        // A count far above what the message holds is truncated, not an allocation.
+        let mut b = vec![2u8, 0, 0, 0, 0];
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(SyncChunk::decode(&b), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn a_malformed_sync_chunk_changes_nothing() {
+        let mut s = CheckpointService::new(1);
+        s.sync_init(&SyncContext {
+            me: 1,
+            ring: ringlab_ring::RingId { rep: 1, seq: 4 },
+            members: vec![1, 2],
+            trans: vec![1],
+        });
+        // A reference-count chunk cut short once raised the global id before failing.
+        let mut b = SyncChunk::Refcounts {
+            name: b"c".to_vec(),
+            id: 99,
+            refs: vec![(2, 1)],
+        }
+        .encode();
+        b.pop();
+        assert_eq!(s.sync_deliver(2, &b), None);
+        assert_eq!(s.malformed, 1);
+        s.sync_activate();
+        assert_eq!(s.global_id(), 0);
     }
 }

@@ -38,6 +38,6 @@ pub mod checkpoint;
 pub mod engine;
 pub mod msg;
 
-pub use checkpoint::{CheckpointService, Op, CHECKPOINT_SERVICE};
+pub use checkpoint::{CheckpointService, Op, SyncChunk, CHECKPOINT_SERVICE};
 pub use engine::{Outbox, Progress, Service, SyncContext, SyncEngine, SyncEvent, SyncStats};
 pub use msg::{Msg, ServiceId};
