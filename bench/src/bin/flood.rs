@@ -4,7 +4,9 @@
 //! delivered message rate per node for `LOAD_MS` without a flood, then with one flooder
 //! thread sending junk datagrams to node 1 as fast as it can, in turn: from a stranger's
 //! address (127.0.0.9: dropped on the address, before any MAC), and from node 6's address
-//! (a member's: every datagram costs a MAC check before it is refused). Without a key the
+//! (a member's: every datagram costs a MAC check before it is refused); and, as the control
+//! for what the flooder itself costs this machine's CPUs, the same flood from the stranger's
+//! address to a port nobody listens on ("nowhere"). Without a key the
 //! second flood would be forged datagrams, which is worse than slow; see the README's
 //! security section. Passes alternate baseline and floods (interleaved, as this machine's
 //! figures move from one pass to the next).
@@ -30,12 +32,18 @@ fn delivered(c: &Cluster) -> Vec<StatsReply> {
 
 /// Measures one load period, with a flood from `flood_from` (if any) to node 1; returns
 /// (delivered messages per second per node, datagrams the flooder sent, node 1's drops).
-fn measure(c: &Cluster, port: u16, load_ms: u64, flood_from: Option<u32>) -> serde_json::Value {
+fn measure(
+    c: &Cluster,
+    port: u16,
+    load_ms: u64,
+    flood_from: Option<u32>,
+    to_port: u16,
+) -> serde_json::Value {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let flooder = flood_from.map(|from| {
         let sock = UdpSocket::bind(SocketAddr::new(Cluster::addr(from), port)).expect("bind");
-        let to = SocketAddr::new(Cluster::addr(1), port);
+        let to = SocketAddr::new(Cluster::addr(1), to_port);
         let (stop, sent) = (stop.clone(), sent.clone());
         std::thread::spawn(move || {
             // Shaped like a sealed datagram: a header, a body and a trailer that fails.
@@ -64,10 +72,17 @@ fn measure(c: &Cluster, port: u16, load_ms: u64, flood_from: Option<u32>) -> ser
         .sum::<f64>()
         / 5.0;
     serde_json::json!({
-        "flood": match flood_from { None => "none", Some(9) => "stranger", Some(_) => "member address" },
+        "flood": match flood_from {
+            None => "none",
+            Some(_) if to_port != port => "nowhere",
+            Some(9) => "stranger",
+            Some(_) => "member address",
+        },
         "msgs_per_s_per_node": per_node,
         "flood_datagrams_per_s": sent.load(Ordering::Relaxed) as f64 / (secs + 0.3),
+        "ring_changed": before.iter().zip(&after).any(|(b, a)| b.status.ring != a.status.ring),
         "node1_drops": after[0].drops,
+        "node1_kernel_drops": after[0].kernel_drops,
         "node1_latency_p99_us": after[0].latency_us.p99,
     })
 }
@@ -110,15 +125,20 @@ fn main() {
         let l = Request::Load(LoadSpec {
             rate: 0,
             size: 1024,
-            duration_ms: Some(passes * 3 * (load_ms + 1000) + 10_000),
+            duration_ms: Some(passes * 4 * (load_ms + 1000) + 10_000),
             ..LoadSpec::default()
         });
         c.call::<Ack>(n, &l).expect("load");
     }
     let mut rows = Vec::new();
     for _ in 0..passes {
-        for flood in [None, Some(9), Some(6)] {
-            let r = measure(&c, port, load_ms, flood);
+        for (flood, to_port) in [
+            (None, port),
+            (Some(9), port + 7),
+            (Some(9), port),
+            (Some(6), port),
+        ] {
+            let r = measure(&c, port, load_ms, flood, to_port);
             println!("{r}");
             rows.push(r);
         }
@@ -142,9 +162,10 @@ fn main() {
         serde_json::json!({
             "summary": true,
             "passes": passes,
+            "measurements_with_a_ring_change": rows.iter().filter(|r| r["ring_changed"] == true).count(),
             "load_ms": load_ms,
-            "median_msgs_per_s_per_node": {"none": base, "stranger": median("stranger"), "member address": median("member address")},
-            "ratio_to_no_flood": {"stranger": median("stranger") / base, "member address": median("member address") / base},
+            "median_msgs_per_s_per_node": {"none": base, "nowhere": median("nowhere"), "stranger": median("stranger"), "member address": median("member address")},
+            "ratio_to_no_flood": {"nowhere": median("nowhere") / base, "stranger": median("stranger") / base, "member address": median("member address") / base},
         })
     );
     let _ = std::fs::remove_dir_all(&dir);
