@@ -192,7 +192,7 @@ impl Ring {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{encode, kind, Conf, Msg, Net};
+    use super::super::testkit::{kind, Conf, Msg, Net};
     use crate::event::{ConfigKind, Event};
     use crate::wire::{MessageType, NodeId};
     use crate::{Config, Guarantee};
@@ -202,12 +202,7 @@ mod tests {
     /// Returns node `id`'s messages delivered before its last transitional configuration,
     /// and its last two configurations.
     fn before_last_transition(net: &Net, id: NodeId) -> (Vec<Msg>, Vec<Conf>) {
-        let evs: Vec<&Event> = net
-            .events
-            .iter()
-            .filter(|(n, _)| *n == id)
-            .map(|(_, e)| e)
-            .collect();
+        let evs = net.events_of(id);
         let t = evs
             .iter()
             .rposition(|e| matches!(e, Event::Config(c) if c.kind == ConfigKind::Transitional))
@@ -237,23 +232,14 @@ mod tests {
             assert!(net.step(net.now + 10 * MS), "the ring stalled");
         }
         let tok = net.take_in_flight(to, MessageType::Token).remove(0);
-        let now = net.now;
-        let from = tok.sender;
-        let outcome =
-            net.ring(to)
-                .handle_packet(now, Some(from), encode(from, tok.ring_id, tok.message));
+        let outcome = net.hand(to, tok.sender, tok.ring_id, tok.message);
         assert_eq!(outcome, crate::PacketOutcome::Accepted);
     }
 
     /// Returns node `id`'s events from its last transitional configuration to the regular
     /// one after it: (messages delivered in between, the two configurations).
     fn between_configurations(net: &Net, id: NodeId) -> (Vec<Msg>, Vec<Conf>) {
-        let evs: Vec<&Event> = net
-            .events
-            .iter()
-            .filter(|(n, _)| *n == id)
-            .map(|(_, e)| e)
-            .collect();
+        let evs = net.events_of(id);
         let t = evs
             .iter()
             .rposition(|e| matches!(e, Event::Config(c) if c.kind == ConfigKind::Transitional))
@@ -337,10 +323,7 @@ mod tests {
             assert!(net.step(net.now + 10 * MS));
         }
         let tok = net.take_in_flight(1, MessageType::Token).remove(0);
-        let now = net.now;
-        let outcome = net
-            .ring(1)
-            .handle_packet(now, Some(3), encode(3, tok.ring_id, tok.message));
+        let outcome = net.hand(1, 3, tok.ring_id, tok.message);
         assert_eq!(outcome, crate::PacketOutcome::Accepted);
         net.down.push(3);
         net.drain_wire();

@@ -4,7 +4,7 @@
 use super::Ring;
 use crate::event::{ConfigKind, Dest, Event, MembState};
 use crate::wire::{self, Message, NodeId, Packet};
-use crate::{Config, Guarantee};
+use crate::{Config, Guarantee, PacketOutcome};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
@@ -175,12 +175,33 @@ impl Net {
             .expect("room in the queue");
     }
 
-    /// Returns the messages node `id` delivered, as (sender, counter).
-    pub(super) fn delivered(&self, id: NodeId) -> Vec<Msg> {
+    /// Returns node `id`'s events, in order.
+    pub(super) fn events_of(&self, id: NodeId) -> Vec<&Event> {
         self.events
             .iter()
             .filter(|(n, _)| *n == id)
-            .filter_map(|(_, e)| match e {
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// Hands node `to` a packet from `from` now, past the wire; returns what it did.
+    pub(super) fn hand(
+        &mut self,
+        to: NodeId,
+        from: NodeId,
+        ring_id: crate::RingId,
+        message: Message,
+    ) -> PacketOutcome {
+        let now = self.now;
+        self.ring(to)
+            .handle_packet(now, Some(from), encode(from, ring_id, message))
+    }
+
+    /// Returns the messages node `id` delivered, as (sender, counter).
+    pub(super) fn delivered(&self, id: NodeId) -> Vec<Msg> {
+        self.events_of(id)
+            .into_iter()
+            .filter_map(|e| match e {
                 Event::Deliver(d) => Some((d.id.node, d.id.counter)),
                 _ => None,
             })
@@ -189,10 +210,9 @@ impl Net {
 
     /// Returns node `id`'s configuration events, as (kind, members).
     pub(super) fn configs(&self, id: NodeId) -> Vec<Conf> {
-        self.events
-            .iter()
-            .filter(|(n, _)| *n == id)
-            .filter_map(|(_, e)| match e {
+        self.events_of(id)
+            .into_iter()
+            .filter_map(|e| match e {
                 Event::Config(c) => Some((c.kind, c.members.clone())),
                 _ => None,
             })

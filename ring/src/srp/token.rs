@@ -540,10 +540,7 @@ mod tests {
         net.submit(1, 100, Guarantee::Agreed);
         // Node 1 sends the frame on its next visit, then node 2 gets the token.
         let (ring_id, tok) = token_to(&mut net, 1);
-        let now = net.now;
-        let outcome =
-            net.ring(1)
-                .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        let outcome = net.hand(1, 3, ring_id, Message::Token(tok));
         assert_eq!(outcome, PacketOutcome::Accepted);
         let (ring_id, mut tok) = token_to(&mut net, 2);
         net.drain_wire(); // the frame reaches node 2
@@ -627,18 +624,12 @@ mod tests {
         // Node 1's visit sends the frames; one rotation later node 3 has lowered the aru to
         // its own and named itself.
         let (ring_id, tok) = token_to(&mut net, 1);
-        let now = net.now;
-        let outcome =
-            net.ring(1)
-                .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        let outcome = net.hand(1, 3, ring_id, Message::Token(tok));
         assert_eq!(outcome, PacketOutcome::Accepted);
         let (ring_id, tok) = token_to(&mut net, 1);
         assert_eq!(tok.aru_addr, 3);
         assert!(tok.aru < tok.seq);
-        let now = net.now;
-        let outcome =
-            net.ring(1)
-                .handle_packet(now, Some(3), encode(3, ring_id, Message::Token(tok)));
+        let outcome = net.hand(1, 3, ring_id, Message::Token(tok));
         assert_eq!(outcome, PacketOutcome::Accepted);
         // After miss_count_const visits node 3 asks; the others serve; all deliver alike.
         net.run_until(net.now + 200 * MS);
