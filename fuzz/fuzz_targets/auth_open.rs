@@ -220,8 +220,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 let group = u.arbitrary()?;
                 let delta = u.int_in_range(-(WINDOW as i64 + 64)..=(WINDOW as i64 + 64))?;
                 let counter = model.top(tx, group).saturating_add_signed(delta);
-                let tx_inc =
-                    model.peers.get(&tx).copied().unwrap_or(0) + u.int_in_range(0..=1u32)?;
+                let known = model.peers.get(&tx).copied().unwrap_or(0);
+                let tx_inc = known.saturating_add(u.int_in_range(0..=1u32)?);
                 let (rx_id, rx_inc) = if group { (0, 0) } else { (ME, model.inc) };
                 forge(
                     &packet,
