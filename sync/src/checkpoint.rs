@@ -29,6 +29,7 @@
 use crate::engine::{Outbox, Progress, Service, SyncContext};
 use crate::msg::ServiceId;
 use bytes::{BufMut, Bytes};
+use ringlab_ring::wire::{put_blob, DecodeError, Reader};
 use ringlab_ring::NodeId;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -75,59 +76,14 @@ pub enum Op {
     Delete(Vec<u8>, Vec<u8>),
 }
 
-/// Why an operation or a sync message of the checkpoint service did not decode.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Shorter than its fields.
-    #[error("truncated checkpoint message")]
-    Truncated,
-    /// Unknown type byte.
-    #[error("unknown checkpoint message type {0}")]
-    UnknownType(u8),
-    /// A name, section name or section above [`SECTION_MAX`] bytes.
-    #[error("field of {0} bytes, above {SECTION_MAX}")]
-    TooLong(usize),
-    /// Bytes left over.
-    #[error("trailing bytes")]
-    Trailing,
+/// Reads a checkpoint's name.
+fn name(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    Ok(r.blob("checkpoint name", SECTION_MAX)?.to_vec())
 }
 
-fn put_blob(b: &mut Vec<u8>, x: &[u8]) {
-    b.put_u32(x.len() as u32);
-    b.put_slice(x);
-}
-
-struct Rd<'a>(&'a [u8]);
-impl<'a> Rd<'a> {
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        let (h, t) = self.0.split_first().ok_or(DecodeError::Truncated)?;
-        self.0 = t;
-        Ok(*h)
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let s = self.0.get(..4).ok_or(DecodeError::Truncated)?;
-        self.0 = &self.0[4..];
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok((self.u32()? as u64) << 32 | self.u32()? as u64)
-    }
-    fn blob(&mut self) -> Result<&'a [u8], DecodeError> {
-        let n = self.u32()? as usize;
-        if n > SECTION_MAX {
-            return Err(DecodeError::TooLong(n));
-        }
-        let s = self.0.get(..n).ok_or(DecodeError::Truncated)?;
-        self.0 = &self.0[n..];
-        Ok(s)
-    }
-    fn end(&self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing)
-        }
-    }
+/// Reads a section's name.
+fn section(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    Ok(r.blob("section name", SECTION_MAX)?.to_vec())
 }
 
 impl Op {
@@ -162,18 +118,18 @@ impl Op {
 
     /// Decodes an operation; never panics.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Rd(data);
-        let op = match r.u8()? {
-            0 => Self::Create(r.blob()?.to_vec()),
-            1 => Self::Open(r.blob()?.to_vec()),
-            2 => Self::Close(r.blob()?.to_vec()),
-            3 => Self::Unlink(r.blob()?.to_vec()),
+        let mut r = Reader::new(data);
+        let op = match r.u8("checkpoint op")? {
+            0 => Self::Create(name(&mut r)?),
+            1 => Self::Open(name(&mut r)?),
+            2 => Self::Close(name(&mut r)?),
+            3 => Self::Unlink(name(&mut r)?),
             4 => Self::Write(
-                r.blob()?.to_vec(),
-                r.blob()?.to_vec(),
-                Bytes::copy_from_slice(r.blob()?),
+                name(&mut r)?,
+                section(&mut r)?,
+                Bytes::copy_from_slice(r.blob("section data", SECTION_MAX)?),
             ),
-            5 => Self::Delete(r.blob()?.to_vec(), r.blob()?.to_vec()),
+            5 => Self::Delete(name(&mut r)?, section(&mut r)?),
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.end()?;
@@ -269,29 +225,29 @@ impl SyncChunk {
 
     /// Decodes a message; never panics.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Rd(data);
-        let chunk = match r.u8()? {
+        let mut r = Reader::new(data);
+        let chunk = match r.u8("checkpoint sync type")? {
             0 => Self::Checkpoint {
-                name: r.blob()?.to_vec(),
-                id: r.u64()?,
+                name: name(&mut r)?,
+                id: r.u64("checkpoint id")?,
             },
             1 => Self::Section {
-                name: r.blob()?.to_vec(),
-                section: r.blob()?.to_vec(),
-                data: Bytes::copy_from_slice(r.blob()?),
+                name: name(&mut r)?,
+                section: section(&mut r)?,
+                data: Bytes::copy_from_slice(r.blob("section data", SECTION_MAX)?),
             },
             2 => {
-                let name = r.blob()?.to_vec();
-                let id = r.u64()?;
-                let n = r.u32()? as usize;
+                let name = name(&mut r)?;
+                let id = r.u64("checkpoint id")?;
+                let n = r.u32("reference counts")? as usize;
                 // Bounded by what the message can hold, not by what it claims.
-                let mut refs = Vec::with_capacity(n.min(r.0.len() / 8));
+                let mut refs = Vec::with_capacity(n.min(r.remaining() / 8));
                 for _ in 0..n {
-                    refs.push((r.u32()?, r.u32()?));
+                    refs.push((r.u32("reference node")?, r.u32("reference count")?));
                 }
                 Self::Refcounts { name, id, refs }
             }
-            3 => Self::GlobalId(r.u64()?),
+            3 => Self::GlobalId(r.u64("global id")?),
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.end()?;
@@ -684,18 +640,25 @@ mod tests {
             let b = op.encode();
             assert_eq!(Op::decode(&b), Ok(op));
             for cut in 0..b.len() {
-                assert_eq!(Op::decode(&b[..cut]), Err(DecodeError::Truncated));
+                assert!(matches!(
+                    Op::decode(&b[..cut]),
+                    Err(DecodeError::Truncated { .. })
+                ));
             }
             let mut long = b.clone();
             long.push(0);
-            assert_eq!(Op::decode(&long), Err(DecodeError::Trailing));
+            assert_eq!(Op::decode(&long), Err(DecodeError::TrailingBytes(1)));
         }
         assert_eq!(Op::decode(&[6]), Err(DecodeError::UnknownType(6)));
         let mut huge = vec![0u8];
         huge.extend_from_slice(&(SECTION_MAX as u32 + 1).to_be_bytes());
         assert_eq!(
             Op::decode(&huge),
-            Err(DecodeError::TooLong(SECTION_MAX + 1))
+            Err(DecodeError::TooLong {
+                field: "checkpoint name",
+                len: SECTION_MAX + 1,
+                max: SECTION_MAX
+            })
         );
     }
 
@@ -726,18 +689,24 @@ mod tests {
             let b = c.encode();
             assert_eq!(SyncChunk::decode(&b), Ok(c));
             for cut in 0..b.len() {
-                assert_eq!(SyncChunk::decode(&b[..cut]), Err(DecodeError::Truncated));
+                assert!(matches!(
+                    SyncChunk::decode(&b[..cut]),
+                    Err(DecodeError::Truncated { .. })
+                ));
             }
             let mut long = b.clone();
             long.push(0);
-            assert_eq!(SyncChunk::decode(&long), Err(DecodeError::Trailing));
+            assert_eq!(SyncChunk::decode(&long), Err(DecodeError::TrailingBytes(1)));
         }
         assert_eq!(SyncChunk::decode(&[4]), Err(DecodeError::UnknownType(4)));
         // A count far above what the message holds is truncated, not an allocation.
         let mut b = vec![2u8, 0, 0, 0, 0];
         b.extend_from_slice(&[0; 8]);
         b.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(SyncChunk::decode(&b), Err(DecodeError::Truncated));
+        assert!(matches!(
+            SyncChunk::decode(&b),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -41,3 +41,4 @@ pub mod msg;
 pub use checkpoint::{CheckpointService, Op, SyncChunk, CHECKPOINT_SERVICE};
 pub use engine::{Outbox, Progress, Service, SyncContext, SyncEngine, SyncEvent, SyncStats};
 pub use msg::{Msg, ServiceId};
+pub use ringlab_ring::wire::DecodeError;
