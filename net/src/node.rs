@@ -525,6 +525,10 @@ impl Node {
         let mut sent = std::mem::take(&mut self.load_sent);
         let window = self.cfg.totem.window_size as usize;
         self.load.run(now, waits, &mut self.ring, window, &mut sent);
+        if let Some(app) = self.app.as_mut() {
+            let max = self.cfg.max_fill_bytes;
+            self.load.run_service(now, waits, app, window, max);
+        }
         self.own_sent += sent.len() as u64;
         if self.cfg.record_messages {
             for b in sent.drain(..) {

@@ -30,7 +30,16 @@ pub const COMMANDS: [&str; 7] = [
 /// Returns the keys command `cmd` takes.
 fn keys(cmd: &str) -> &'static [&'static str] {
     match cmd {
-        "load" => &["rate", "size", "sizes", "safe", "count", "duration_ms"],
+        "load" => &[
+            "rate",
+            "size",
+            "sizes",
+            "safe",
+            "count",
+            "duration_ms",
+            "service",
+            "state_bytes",
+        ],
         _ => &[],
     }
 }
@@ -91,6 +100,11 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Request, ArgError> {
             s.count = get("count").map(|v| number("count", v)).transpose()?;
             s.duration_ms = get("duration_ms")
                 .map(|v| number("duration_ms", v))
+                .transpose()?;
+            s.service = get("service")
+                .map(|v| serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_string()));
+            s.state_bytes = get("state_bytes")
+                .map(|v| number("state_bytes", v))
                 .transpose()?;
             s.check().map_err(|e| ArgError(e.to_string()))?;
             Request::Load(s)
@@ -220,5 +234,13 @@ mod tests {
         assert!(err("svc", &[]).contains("service name first"));
         assert!(err("load", &["duration_ms=18446744073709551615"]).contains("duration_ms="));
         assert!(err("load", &["size=0"]).contains("load: size=0 refused"));
+        assert!(err("load", &["service=shred"]).contains("load: service=shred refused"));
+        assert!(err("load", &["service=checkpoint", "state_bytes=0"]).contains("state_bytes=0"));
+        assert_eq!(
+            parse("load", &args(&["service=checkpoint", "rate=10"]))
+                .unwrap()
+                .to_line(),
+            r#"{"cmd":"load","rate":10,"size":1024,"safe":false,"service":"checkpoint"}"#
+        );
     }
 }

@@ -33,6 +33,14 @@ impl Node {
                 if let Err(e) = spec.check() {
                     return Reply::error(e.to_string());
                 }
+                if let Some(name) = &spec.service {
+                    let runs = self.app.as_ref().is_some_and(|a| a.service(name).is_some());
+                    if !runs {
+                        return Reply::error(format!(
+                            "load: service={name} refused: this node does not run it (services)"
+                        ));
+                    }
+                }
                 self.load.start(spec, now);
                 Reply::ack()
             }
