@@ -78,8 +78,8 @@ impl ServiceApp {
         request: &serde_json::Value,
         max_fill_bytes: u64,
     ) -> Result<serde_json::Value, ControlError> {
-        crate::registry::find(name)?;
         let Some(&(_, id)) = self.names.iter().find(|(n, _)| *n == name) else {
+            crate::registry::find(name)?;
             return Err(ControlError::NotRunning {
                 service: name.to_string(),
                 running: self.names(),
