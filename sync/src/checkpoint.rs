@@ -5,6 +5,16 @@
 //! Operations (create, open, close, unlink, write a section, delete a section) go through the
 //! ring as service operations and are applied in total order; reads are local.
 //!
+//! As a plug-in ([`Plugin`], registered as `checkpoint`): its control commands are
+//! [`Command`] (`ringlab ctl SOCK svc checkpoint write name=c section=s size=100`, `read`,
+//! `fill bytes=N`, `digest`, `status`, ...), each argument checked against [`SECTION_MAX`],
+//! one ring message and the node's `max_fill_bytes`, refusals typed ([`ControlError`]); its
+//! workload ([`random_op`]) is random traffic on eight names with sections of about
+//! `state_bytes / 128` bytes; its digest hashes the committed state, and its counters are the
+//! reference counts, each the sum of the members' own open counts. Its operations
+//! ([`Op`]) and sync messages ([`SyncChunk`]) are read with the one reader of
+//! [`ringlab_ring::wire`] and fail with its typed [`DecodeError`].
+//!
 //! Sync, as in the seed: SYNC_CHECKPOINT then SYNC_REFCOUNT. The seed has the lowest node id
 //! of each old ring transmit (so each old partition's state is sent once). That assumes every
 //! member of an old ring holds the same state, which is false when that ring's own sync was
