@@ -420,6 +420,39 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The service's own workload as a load: its operations reach every replica.
+    let load = LoadSpec {
+        rate: 2000,
+        count: Some(200),
+        service: Some(CheckpointService::NAME.into()),
+        state_bytes: Some(128 * 100),
+        ..LoadSpec::default()
+    };
+    c.call::<Ack>(1, &Request::Load(load)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.stats(1).unwrap();
+        let d: Vec<String> = (1..=3)
+            .map(|i| {
+                c.call::<DigestReply>(i, &ckpt(Command::Digest))
+                    .unwrap()
+                    .digest
+            })
+            .collect();
+        if !st.load.running
+            && st.load.sent == 200
+            && st.sync.as_ref().is_some_and(|x| x.queued_ops == 0)
+            && d.iter().all(|x| *x == d[0])
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service load never settled: {:?}",
+            st.load
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let records = stop_and_check(&mut c);
     assert!(records.iter().any(|r| r.node == 3
         && r.inc == 2
