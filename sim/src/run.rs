@@ -5,13 +5,16 @@
 //! 2. the fault phase, up to `faults_end = duration - settle - probe`: every 300–2000 ms one
 //!    fault from the enabled set (partition into 2 or 3 random groups, merge, crash, restart,
 //!    pause for up to 2 × token); random load on every running node (1 B–2 KiB, one in 20
-//!    messages 5–40 KiB so fragmentation is exercised; one in 5 safe); link loss,
-//!    duplication and reordering as configured;
+//!    messages 5–40 KiB so fragmentation is exercised; one in 5 safe), or, with services,
+//!    their own random workloads (one service drawn per operation when there are several;
+//!    none drawn when there is one); link loss, duplication and reordering as configured;
 //! 3. at `faults_end` the faults stop: partitions heal, paused nodes resume, crashed nodes
 //!    restart if restarts are enabled, and the links become clean;
 //! 4. `settle` = the liveness bound; then every live node sends one probe, and the run goes
 //!    on for `probe` = 2 × token + 1 s so the probes are delivered;
-//! 5. the checker runs over all records, liveness included.
+//! 5. the checker runs over all records, liveness included; with services,
+//!    [`service_agreement`] compares every service's digest and counters across the live
+//!    nodes.
 //!
 //! The liveness bound derived from the config is `token + 2 × consensus + merge + hold +
 //! 20 × join + 1 s`: a token loss on a ring that still lists a dead member, two consensus
