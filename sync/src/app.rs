@@ -17,8 +17,6 @@ use std::collections::VecDeque;
 pub struct ServiceApp {
     /// The engine (owning the services).
     pub engine: SyncEngine,
-    /// The services run, by name.
-    names: Vec<(&'static str, ServiceId)>,
     pending: VecDeque<Bytes>,
     ops: VecDeque<Bytes>,
     /// The bytes of `ops`.
@@ -30,22 +28,20 @@ impl ServiceApp {
     pub fn new(me: NodeId, services: &[&'static Entry]) -> Self {
         Self {
             engine: SyncEngine::new(me, services.iter().map(|e| e.make(me)).collect()),
-            names: services.iter().map(|e| (e.name, e.id)).collect(),
             pending: VecDeque::new(),
             ops: VecDeque::new(),
             ops_bytes: 0,
         }
     }
 
-    /// Returns the names of the services run.
+    /// Returns the names of the services run, in id order.
     pub fn names(&self) -> Vec<&'static str> {
-        self.names.iter().map(|(n, _)| *n).collect()
+        self.services().map(|s| s.name()).collect()
     }
 
     /// Returns the service named `name`, if this app runs it.
     pub fn service(&self, name: &str) -> Option<&dyn Service> {
-        let (_, id) = self.names.iter().find(|(n, _)| *n == name)?;
-        self.engine.service(*id)
+        self.services().find(|s| s.name() == name)
     }
 
     /// Returns every service run, in id order.
@@ -78,7 +74,7 @@ impl ServiceApp {
         request: &serde_json::Value,
         max_fill_bytes: u64,
     ) -> Result<serde_json::Value, ControlError> {
-        let Some(&(_, id)) = self.names.iter().find(|(n, _)| *n == name) else {
+        let Some(id) = self.service(name).map(|s| s.id()) else {
             crate::registry::find(name)?;
             return Err(ControlError::NotRunning {
                 service: name.to_string(),
