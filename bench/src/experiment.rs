@@ -11,7 +11,7 @@
 //! reps = 5
 //! duration_ms = 12000      # per repetition, from the first full ring
 //! loss_pct = 0             # nftables loss of every frame between nodes, from the start
-//! services = []            # ["checkpoint"] runs the sync engine
+//! services = []            # ["checkpoint"] runs the sync engine with these services
 //! key = true               # a fresh random key per run (the default); false: no
 //!                          # authentication, and ringlab run warns loudly
 //! [totem]                  # every ring knob, corosync's names (variant too)
@@ -22,6 +22,8 @@
 //! size = 1024
 //! senders = 5              # nodes 1..=senders send
 //! safe = false
+//! service = "checkpoint"   # optional: the senders drive this service's own workload (one
+//! state_bytes = 65536      # of `services`) instead of plain messages, sized to state_bytes
 //! [[faults]]
 //! at_ms = 3000
 //! action = "isolate"       # isolate split cut heal trunk-down trunk-up loss delay reorder
@@ -118,6 +120,13 @@ pub struct Load {
     pub senders: usize,
     /// Safe delivery instead of agreed.
     pub safe: bool,
+    /// Drive this service's own workload (one of the experiment's `services`) instead of
+    /// plain messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// With `service`: about how many bytes of state its workload keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_bytes: Option<usize>,
 }
 
 impl Default for Load {
@@ -127,6 +136,8 @@ impl Default for Load {
             size: 1024,
             senders: 0,
             safe: false,
+            service: None,
+            state_bytes: None,
         }
     }
 }
@@ -162,6 +173,15 @@ impl Experiment {
         }
         if self.load.senders > self.nodes {
             bail!("load.senders must be at most nodes");
+        }
+        ringlab_sync::registry::resolve(&self.services).context("services")?;
+        if let Some(s) = &self.load.service {
+            if !self.services.contains(s) {
+                bail!(
+                    "load.service {s:?} must be one of services {:?}",
+                    self.services
+                );
+            }
         }
         self.totem.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         // Each step's action and arguments were checked by the parse; here, what depends
@@ -260,6 +280,27 @@ mod tests {
             }
         }
         assert!(n >= 10, "only {n} experiments in {}", dir.display());
+    }
+
+    #[test]
+    fn a_service_load_must_name_a_service_the_experiment_runs() {
+        let base = "name = 'x'\nnodes = 3\nduration_ms = 5000\n";
+        let with = |extra: &str| toml::from_str::<Experiment>(&format!("{base}{extra}")).unwrap();
+        let ok = with("services = ['checkpoint']\n[load]\nsenders = 1\nservice = 'checkpoint'\n");
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.load.service.as_deref(), Some("checkpoint"));
+        let e = with("[load]\nservice = 'checkpoint'\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("must be one of services"), "{e}");
+        let e = with("services = ['shred']\n").validate().unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown service \"shred\""),
+            "{e:#}"
+        );
+        // Without a service load, the load is written as before.
+        let v = serde_json::to_value(with("")).unwrap();
+        assert!(v["load"].get("service").is_none(), "{v}");
     }
 
     #[test]

@@ -329,6 +329,8 @@ fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
             size: exp.load.size,
             safe: exp.load.safe,
             duration_ms: Some(ms_left),
+            service: exp.load.service.clone(),
+            state_bytes: exp.load.state_bytes,
             ..LoadSpec::default()
         };
         let _ = c.call::<Ack>(id, &Request::Load(load));

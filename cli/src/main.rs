@@ -40,8 +40,9 @@ enum Cmd {
         config: PathBuf,
     },
     /// Sends a command to a node's control socket: status, stats, leave, quit, stop_load,
-    /// load [rate=N size=N sizes=N,N safe=true count=N duration_ms=N], ckpt op=OP name=N
-    /// [section=S size=N], ckpt_fill bytes=N, ckpt_digest, or a raw JSON object.
+    /// load [rate=N size=N sizes=N,N safe=true count=N duration_ms=N], svc SERVICE VERB
+    /// [key=value ...] (a service's own commands, e.g. svc checkpoint write name=c size=100,
+    /// svc checkpoint status), or a raw JSON object.
     Ctl {
         /// The node's control socket.
         socket: PathBuf,
@@ -254,11 +255,13 @@ struct SimArgs {
     /// Prints one JSON object instead of the human summary.
     #[arg(long)]
     json: bool,
-    /// Services riding on the ring: "checkpoint" runs the sync engine with the checkpoint
-    /// service and random checkpoint traffic on every node instead of plain messages.
+    /// Services riding on the ring, a comma list of the registry's names (checkpoint, ...):
+    /// runs the sync engine with them and their random workloads on every node instead of
+    /// plain messages.
     #[arg(long)]
     services: Option<String>,
-    /// With --services checkpoint: about how many bytes of checkpoint sections to keep.
+    /// With --services: about how many bytes of state each service's workload keeps (the
+    /// checkpoint service: sections of about N/128 bytes).
     #[arg(long, default_value_t = 65_536)]
     state_bytes: usize,
     /// Authenticate every datagram with a cluster key, as real nodes with `key_file` do.
@@ -708,10 +711,9 @@ fn sim(a: SimArgs) -> Result<i32> {
         ring,
         load_interval_ms: a.load_interval_ms,
         record_messages: true,
-        checkpoint_state_bytes: match a.services.as_deref() {
-            None | Some("none") => None,
-            Some("checkpoint") => Some(a.state_bytes),
-            Some(other) => bail!("unknown service {other:?} (known: checkpoint)"),
+        services: ringlab_sync::registry::parse_list(a.services.as_deref().unwrap_or(""))?,
+        workload: ringlab_sync::Workload {
+            state_bytes: a.state_bytes,
         },
         key: a.key,
     };

@@ -4,14 +4,14 @@
 // A benchmark or test over real processes and time, not protocol code (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use ringlab_net::control::{
-    Ack, CkptDigestReply, CkptFillReply, Request, StopLoadReply, SyncStats,
-};
+use ringlab_net::control::{Ack, Request, StopLoadReply, SyncStats};
 use ringlab_net::harness::{Cluster, Spec};
 use ringlab_net::{LoadSpec, Transport};
 use ringlab_records::{Body, Record};
 use ringlab_ring::auth::Authenticator;
 use ringlab_ring::{Config, MsgId, NodeId, Reason, Variant};
+use ringlab_sync::checkpoint::{Command, DigestReply, FillReply};
+use ringlab_sync::{CheckpointService, Plugin};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -61,13 +61,11 @@ fn load(rate: u64, size: usize, count: Option<u64>) -> Request {
     })
 }
 
-/// A checkpoint operation.
-fn ckpt(op: &str, name: &str, section: &str, size: usize) -> Request {
-    Request::Ckpt {
-        op: op.into(),
-        name: name.into(),
-        section: section.into(),
-        size,
+/// A command of the checkpoint service.
+fn ckpt(cmd: Command) -> Request {
+    Request::Svc {
+        service: CheckpointService::NAME.into(),
+        request: serde_json::to_value(cmd).unwrap(),
     }
 }
 
@@ -373,13 +371,14 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
         18_100,
         false,
     );
-    s.services = vec!["checkpoint".into()];
+    s.services = vec![CheckpointService::NAME.into()];
     let mut c = Cluster::start(s).unwrap();
     c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
-    c.call::<CkptFillReply>(1, &Request::CkptFill { bytes: 2_097_152 })
+    c.call::<FillReply>(1, &ckpt(Command::Fill { bytes: 2_097_152 }))
         .unwrap();
-    c.call::<Ack>(2, &ckpt("open", "c0", "", 0)).unwrap();
-    c.call::<Ack>(3, &ckpt("open", "c0", "", 0)).unwrap();
+    let open = || ckpt(Command::Open { name: "c0".into() });
+    c.call::<Ack>(2, &open()).unwrap();
+    c.call::<Ack>(3, &open()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while (1..=3).any(|i| sync_of(&c, i).state_bytes != 2_097_152) {
         assert!(
@@ -391,8 +390,12 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
     // Node 3 dies and comes back empty; node 2 writes meanwhile.
     c.kill(3);
     c.wait_ring(&[1, 2], Duration::from_secs(20)).unwrap();
-    c.call::<Ack>(2, &ckpt("write", "c0", "extra", 1000))
-        .unwrap();
+    let write = Command::Write {
+        name: "c0".into(),
+        section: "extra".into(),
+        size: 1000,
+    };
+    c.call::<Ack>(2, &ckpt(write)).unwrap();
     c.spawn(3).unwrap();
     c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -400,7 +403,7 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
         let s: Vec<SyncStats> = (1..=3).map(|i| sync_of(&c, i)).collect();
         let d: Vec<String> = (1..=3)
             .map(|i| {
-                c.call::<CkptDigestReply>(i, &Request::CkptDigest)
+                c.call::<DigestReply>(i, &ckpt(Command::Digest))
                     .unwrap()
                     .digest
             })
@@ -414,6 +417,39 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
         assert!(
             std::time::Instant::now() < deadline,
             "replicas never agreed: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The service's own workload as a load: its operations reach every replica.
+    let load = LoadSpec {
+        rate: 2000,
+        count: Some(200),
+        service: Some(CheckpointService::NAME.into()),
+        state_bytes: Some(128 * 100),
+        ..LoadSpec::default()
+    };
+    c.call::<Ack>(1, &Request::Load(load)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.stats(1).unwrap();
+        let d: Vec<String> = (1..=3)
+            .map(|i| {
+                c.call::<DigestReply>(i, &ckpt(Command::Digest))
+                    .unwrap()
+                    .digest
+            })
+            .collect();
+        if !st.load.running
+            && st.load.sent == 200
+            && st.sync.as_ref().is_some_and(|x| x.queued_ops == 0)
+            && d.iter().all(|x| *x == d[0])
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service load never settled: {:?}",
+            st.load
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -702,35 +738,42 @@ fn the_control_socket_bounds_its_clients_closes_every_connection_and_checks_ever
         (r#"{"cmd":"load","sizes":[1,0]}"#.to_string(), "sizes=0"),
         (
             format!(
-                r#"{{"cmd":"ckpt","op":"create","name":"{}"}}"#,
+                r#"{{"cmd":"svc","service":"checkpoint","request":{{"op":"create","name":"{}"}}}}"#,
                 big(half + 1)
             ),
             "name=",
         ),
         (
             format!(
-                r#"{{"cmd":"ckpt","op":"write","name":"c","section":"{}","size":1}}"#,
+                r#"{{"cmd":"svc","service":"checkpoint","request":{{"op":"write","name":"c","section":"{}","size":1}}}}"#,
                 big(half + 1)
             ),
             "section=",
         ),
         (
-            r#"{"cmd":"ckpt","op":"write","name":"c","section":"s","size":524289}"#.to_string(),
+            r#"{"cmd":"svc","service":"checkpoint","request":{"op":"write","name":"c","section":"s","size":524289}}"#.to_string(),
             "size=524289",
         ),
         (
             format!(
-                r#"{{"cmd":"ckpt","op":"write","name":"{}","section":"{}","size":1000}}"#,
+                r#"{{"cmd":"svc","service":"checkpoint","request":{{"op":"write","name":"{}","section":"{}","size":1000}}}}"#,
                 big(half),
                 big(half - 1000) // the line itself stays under the 1 MiB a line may take
             ),
             "name+section+size=1048592 refused: at most 1048512 bytes encoded",
         ),
         (
-            r#"{"cmd":"ckpt_fill","bytes":4000000000}"#.to_string(),
+            r#"{"cmd":"svc","service":"checkpoint","request":{"op":"fill","bytes":4000000000}}"#.to_string(),
             "max_fill_bytes=268435456",
         ),
-        (r#"{"cmd":"ckpt_fill","bytes":0}"#.to_string(), "bytes=0"),
+        (
+            r#"{"cmd":"svc","service":"checkpoint","request":{"op":"fill","bytes":0}}"#.to_string(),
+            "bytes=0",
+        ),
+        (
+            r#"{"cmd":"svc","service":"shred","request":{}}"#.to_string(),
+            "unknown service \"shred\"",
+        ),
     ];
     for (line, name) in &cases {
         let e = refusal(&sock, line);

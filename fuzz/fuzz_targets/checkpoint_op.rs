@@ -24,5 +24,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     s.deliver_op(1, data);
     s.deliver_op(2, data);
-    let _ = s.digest();
+    let _ = (s.digest(), s.counters());
 });

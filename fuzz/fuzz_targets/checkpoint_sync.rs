@@ -26,7 +26,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     });
     s.sync_deliver(3, data);
     s.sync_deliver(2, data);
-    assert_eq!(s.malformed, if decoded.is_ok() { 0 } else { 2 });
+    assert_eq!(s.malformed(), if decoded.is_ok() { 0 } else { 2 });
     s.sync_activate();
     let _ = s.digest();
 });

@@ -14,8 +14,8 @@
 //! recv_buffer = 4194304         # SO_RCVBUF asked for (the kernel's grant is reported)
 //! send_buffer = 4194304
 //! batched_io = true             # recvmmsg/sendmmsg (false: one system call per datagram)
-//! services = ["checkpoint"]     # the sync engine with the checkpoint service
-//! max_fill_bytes = 268435456    # most bytes of checkpoint operations waiting (ckpt, ckpt_fill)
+//! services = ["checkpoint"]     # the sync engine with these services (the registry's names)
+//! max_fill_bytes = 268435456    # most bytes of service operations waiting (svc NAME ...)
 //!
 //! [[nodes]]
 //! id = 1
@@ -106,12 +106,12 @@ pub struct NodeConfig {
     /// Batched socket calls: recvmmsg for reads, sendmmsg for the unicast transport's fan-out.
     #[serde(default = "yes")]
     pub batched_io: bool,
-    /// Services riding on the ring, synchronised after every configuration change:
-    /// "checkpoint" (the checkpoint service). Empty: none.
+    /// Services riding on the ring, synchronised after every configuration change, by their
+    /// names in the registry (`ringlab_sync::registry`: "checkpoint", ...). Empty: none.
     #[serde(default)]
     pub services: Vec<String>,
-    /// Most bytes of checkpoint operations that may wait to be sent: a `ckpt_fill` or
-    /// `ckpt` request that would queue more is refused, naming this knob (each operation
+    /// Most bytes of service operations that may wait to be sent: a `svc` command (the
+    /// checkpoint service's `write` or `fill`) that would queue more is refused, naming this knob (each operation
     /// also counts 64 bytes for its queue slot). 1 MiB to 4 GiB; 256 MiB by default.
     #[serde(default = "default_max_fill_bytes")]
     pub max_fill_bytes: u64,
@@ -269,11 +269,8 @@ impl NodeConfig {
                 ),
             ));
         }
-        if let Some(bad) = self.services.iter().find(|s| s.as_str() != "checkpoint") {
-            return Err(invalid(
-                "services",
-                format!("unknown service {bad:?} (known: checkpoint)"),
-            ));
+        if let Err(e) = ringlab_sync::registry::resolve(&self.services) {
+            return Err(invalid("services", e.to_string()));
         }
         self.totem
             .validate()

@@ -1,5 +1,9 @@
 //! The load generator: at most one running load per node, submitting messages to the ring at
-//! a fixed rate or keeping its send queue topped up (maximum load).
+//! a fixed rate or keeping its send queue topped up (maximum load). A load with `service`
+//! drives that service's own workload instead (its random operations, from
+//! `ringlab_sync::Plugin::workload_op`, queued through the sync layer): the same rate,
+//! count and duration, with the queue of waiting operations kept within a window at
+//! maximum load and within the node's `max_fill_bytes` at a fixed rate.
 //!
 //! Guarantees: a load never submits while the node says it waits (off the ring, or while a
 //! sync runs), and its timer waits too; a load at a fixed rate that falls behind (the queue
@@ -9,8 +13,11 @@
 //! saturates, so no argument wraps a deadline around.
 
 use crate::control::BadArgument;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use ringlab_records::Body;
 use ringlab_ring::{Guarantee, Ring, SubmitError};
+use ringlab_sync::{ServiceApp, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Most messages one turn of the loop submits.
@@ -37,6 +44,14 @@ pub struct LoadSpec {
     /// Stop after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Drive this service's workload (a name of the registry, which the node must run)
+    /// instead of plain messages; `size`, `sizes` and `safe` then do not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// With `service`: about how many bytes of state its workload keeps (65536 unless
+    /// given; 1 byte to 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_bytes: Option<usize>,
 }
 
 fn default_size() -> usize {
@@ -52,6 +67,8 @@ impl Default for LoadSpec {
             safe: false,
             count: None,
             duration_ms: None,
+            service: None,
+            state_bytes: None,
         }
     }
 }
@@ -64,6 +81,8 @@ pub const MAX_COUNT: u64 = 1_000_000_000_000;
 pub const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Most sizes a mixed-size load may cycle through.
 pub const MAX_SIZES: usize = 1024;
+/// Most state a service load's workload may be sized to: 1 GiB.
+pub const MAX_STATE_BYTES: usize = 1 << 30;
 
 impl LoadSpec {
     /// Checks every argument against its bound: `size` and each of `sizes` 1 byte to 1 MiB,
@@ -109,6 +128,28 @@ impl LoadSpec {
         {
             return bad("duration_ms", d.to_string(), "1 to 604800000 ms (7 days)");
         }
+        if let Some(name) = &self.service {
+            if ringlab_sync::registry::find(name).is_err() {
+                return bad(
+                    "service",
+                    name.chars().take(64).collect(),
+                    &format!(
+                        "a service of the registry ({})",
+                        ringlab_sync::registry::names().join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(b) = self
+            .state_bytes
+            .filter(|b| !(1..=MAX_STATE_BYTES).contains(b))
+        {
+            return bad(
+                "state_bytes",
+                b.to_string(),
+                "1 to 1073741824 bytes (1 GiB)",
+            );
+        }
         Ok(())
     }
 
@@ -126,6 +167,8 @@ struct Load {
     started: u64,
     sent: u64,
     refused: u64,
+    /// Draws a service load's operations (seeded by the start time).
+    rng: ChaCha8Rng,
 }
 
 /// A node's load generator: the running load, if any, and totals over every load.
@@ -144,6 +187,7 @@ impl LoadGen {
             started: now,
             sent: 0,
             refused: 0,
+            rng: ChaCha8Rng::seed_from_u64(now),
         });
     }
 
@@ -195,16 +239,12 @@ impl LoadGen {
         window: usize,
         sent: &mut Vec<Body>,
     ) {
-        let Some(l) = self.load.as_mut() else { return };
-        let done_by_time = l.spec.ends_at(l.started).is_some_and(|end| now >= end);
-        let done_by_count = l.spec.count.is_some_and(|c| l.sent >= c);
-        if done_by_time || done_by_count {
-            self.load = None;
+        if self.end_if_done(now) || waits {
             return;
         }
-        if waits {
+        let Some(l) = self.load.as_mut().filter(|l| l.spec.service.is_none()) else {
             return;
-        }
+        };
         let due = if l.spec.rate == 0 {
             // Maximum load: keep one window of frames queued. That saturates the ring (a visit
             // sends at most max_messages) without measuring an overfull queue as latency.
@@ -267,6 +307,83 @@ impl LoadGen {
             }
         }
     }
+
+    /// Ends a load that is done by its count or its duration; returns whether none runs.
+    fn end_if_done(&mut self, now: u64) -> bool {
+        let Some(l) = self.load.as_ref() else {
+            return true;
+        };
+        let done_by_time = l.spec.ends_at(l.started).is_some_and(|end| now >= end);
+        let done_by_count = l.spec.count.is_some_and(|c| l.sent >= c);
+        if done_by_time || done_by_count {
+            self.load = None;
+        }
+        self.load.is_none()
+    }
+
+    /// Ends a load that is done, then (unless `waits`) queues what is due of a service
+    /// load's operations on `app` (which submits them as the ring takes them). At maximum
+    /// load at most `window` operations wait; at a fixed rate, an operation that would take
+    /// the waiting ones past `max_fill_bytes` is refused and the backlog dropped.
+    pub(crate) fn run_service(
+        &mut self,
+        now: u64,
+        waits: bool,
+        app: &mut ServiceApp,
+        window: usize,
+        max_fill_bytes: u64,
+    ) {
+        if self.end_if_done(now) || waits {
+            return;
+        }
+        let Some(l) = self.load.as_mut() else { return };
+        let Some(entry) = l
+            .spec
+            .service
+            .as_deref()
+            .and_then(|n| ringlab_sync::registry::find(n).ok())
+        else {
+            return;
+        };
+        let due = if l.spec.rate == 0 {
+            if app.queued_ops() >= window {
+                return;
+            }
+            u64::MAX
+        } else {
+            u64::try_from(
+                u128::from(now.saturating_sub(l.started)) * u128::from(l.spec.rate) / 1_000_000_000,
+            )
+            .unwrap_or(u64::MAX)
+        };
+        let w = Workload {
+            state_bytes: l
+                .spec
+                .state_bytes
+                .unwrap_or(Workload::default().state_bytes),
+        };
+        let mut n = 0;
+        while l.sent < due
+            && l.spec.count.is_none_or(|c| l.sent < c)
+            && n < PER_TURN
+            && (l.spec.rate != 0 || app.queued_ops() < window)
+        {
+            let op = entry.workload_op(&mut l.rng, &w);
+            if app.queued_bytes() as u64 + op.len() as u64 > max_fill_bytes {
+                l.refused += 1;
+                self.refused_total += 1;
+                if l.spec.rate != 0 {
+                    // Behind schedule: drop the backlog rather than burst later.
+                    l.sent = due;
+                }
+                break;
+            }
+            app.queue_op(entry.id, &op);
+            l.sent += 1;
+            n += 1;
+            self.sent_total += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +405,8 @@ mod tests {
             count: Some(MAX_COUNT),
             duration_ms: Some(MAX_DURATION_MS),
             safe: true,
+            service: Some("checkpoint".into()),
+            state_bytes: Some(MAX_STATE_BYTES),
         };
         assert!(at_bounds.check().is_ok());
         let e = refused(LoadSpec {
@@ -367,5 +486,34 @@ mod tests {
         g.run(started + 1_000_000, true, &mut ring, 8, &mut Vec::new());
         assert!(g.is_running());
         assert!(g.deadline(started + 1_000_000, false).is_some());
+    }
+
+    #[test]
+    fn a_service_load_queues_the_services_own_operations() {
+        let services = ringlab_sync::registry::parse_list("checkpoint").unwrap();
+        let mut app = ServiceApp::new(1, &services);
+        let mut g = LoadGen::default();
+        let spec = LoadSpec {
+            rate: 1000,
+            count: Some(5),
+            service: Some("checkpoint".into()),
+            state_bytes: Some(12_800),
+            ..LoadSpec::default()
+        };
+        assert!(spec.check().is_ok());
+        g.start(spec.clone(), 0);
+        // Waiting: nothing queued; then what is due, up to the count.
+        g.run_service(50_000_000, true, &mut app, 8, 1 << 20);
+        assert_eq!(app.queued_ops(), 0);
+        g.run_service(50_000_000, false, &mut app, 8, 1 << 20);
+        assert_eq!(app.queued_ops(), 5);
+        assert_eq!(g.totals(), (5, 0));
+        g.run_service(60_000_000, false, &mut app, 8, 1 << 20);
+        assert!(!g.is_running(), "done by its count");
+        // Past max_fill_bytes: refused, nothing more queued.
+        g.start(spec, 0);
+        g.run_service(50_000_000, false, &mut app, 8, 1);
+        assert_eq!(app.queued_ops(), 5);
+        assert_eq!(g.totals(), (5, 1));
     }
 }

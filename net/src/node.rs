@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token};
 use ringlab_records::{Body, Record, Writer};
 use ringlab_ring::auth::{AuthError, Authenticator, TRAILER_LEN};
 use ringlab_ring::{Dest, DropReason, Event, MembState, NodeId, PacketOutcome, Ring};
-use ringlab_sync::app::CheckpointApp;
+use ringlab_sync::ServiceApp;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -71,7 +71,7 @@ pub struct Node {
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
     fanout: Vec<SocketAddr>,
-    app: Option<CheckpointApp>,
+    app: Option<ServiceApp>,
 }
 
 /// Why a node could not start.
@@ -95,6 +95,9 @@ pub enum StartError {
     /// The events file could not be opened.
     #[error(transparent)]
     Records(#[from] ringlab_records::WriteError),
+    /// `services` names a service the registry does not know.
+    #[error("services: {0}")]
+    Service(#[from] ringlab_sync::UnknownService),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -114,8 +117,10 @@ impl Node {
                  leave; set key_file on every node of a cluster that is not on a private segment"
             );
         }
-        // The key is read and checked before anything is taken or made: a bad key_file costs
+        // The services and the key are checked before anything is taken or made: a bad
+        // service or key_file costs
         // no incarnation and leaves no socket behind.
+        let services = ringlab_sync::registry::resolve(&cfg.services)?;
         let key = match &cfg.key_file {
             Some(p) => {
                 let key =
@@ -226,11 +231,7 @@ impl Node {
                         },
                 )
             }),
-            app: cfg
-                .services
-                .iter()
-                .any(|s| s == "checkpoint")
-                .then(|| CheckpointApp::new(cfg.node_id)),
+            app: (!services.is_empty()).then(|| ServiceApp::new(cfg.node_id, &services)),
             fanout: cfg
                 .nodes
                 .iter()
@@ -524,6 +525,10 @@ impl Node {
         let mut sent = std::mem::take(&mut self.load_sent);
         let window = self.cfg.totem.window_size as usize;
         self.load.run(now, waits, &mut self.ring, window, &mut sent);
+        if let Some(app) = self.app.as_mut() {
+            let max = self.cfg.max_fill_bytes;
+            self.load.run_service(now, waits, app, window, max);
+        }
         self.own_sent += sent.len() as u64;
         if self.cfg.record_messages {
             for b in sent.drain(..) {

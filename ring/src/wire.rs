@@ -396,11 +396,6 @@ pub fn encode_into(p: &Packet, b: &mut Vec<u8>) {
     }
 }
 
-fn put_ring_id(b: &mut Vec<u8>, r: RingId) {
-    b.put_u32(r.rep);
-    b.put_u64(r.seq);
-}
-
 fn put_nodes(b: &mut Vec<u8>, nodes: &[NodeId]) {
     debug_assert!(nodes.len() <= PROCESSORS_MAX);
     b.put_u16(nodes.len() as u16);
@@ -409,26 +404,46 @@ fn put_nodes(b: &mut Vec<u8>, nodes: &[NodeId]) {
     }
 }
 
-/// A bounds-checked reader: every accessor returns an error instead of panicking.
-pub(crate) struct Reader<'a> {
+/// Writes a blob as [`Reader::blob`] reads it: its length as a big-endian u32, then its
+/// bytes.
+pub fn put_blob(b: &mut Vec<u8>, x: &[u8]) {
+    b.put_u32(x.len() as u32);
+    b.put_slice(x);
+}
+
+/// Writes a ring id as [`Reader::ring_id`] reads it.
+pub fn put_ring_id(b: &mut Vec<u8>, r: RingId) {
+    b.put_u32(r.rep);
+    b.put_u64(r.seq);
+}
+
+/// The one bounds-checked reader of every binary codec in ringlab (the ring's packets and
+/// frames here, every sync-layer and service message in `ringlab-sync`): every accessor
+/// names the field it reads and returns a typed [`DecodeError`] instead of panicking, and
+/// every length it reads is checked against a bound before anything is allocated.
+pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    /// Returns a reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
-    pub(crate) fn pos(&self) -> usize {
+    /// Returns how many bytes were read.
+    pub fn pos(&self) -> usize {
         self.pos
     }
 
-    pub(crate) fn remaining(&self) -> usize {
+    /// Returns how many bytes are left.
+    pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
-    pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    /// Reads `n` bytes of `field`.
+    pub fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
             return Err(DecodeError::Truncated {
                 field,
@@ -441,25 +456,62 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+    /// Reads one byte.
+    pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, field)?[0])
     }
 
-    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+    /// Reads a big-endian u16.
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         let s = self.take(2, field)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
     }
 
-    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+    /// Reads a big-endian u32.
+    pub fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         let s = self.take(4, field)?;
         Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
 
-    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+    /// Reads a big-endian u64.
+    pub fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         let s = self.take(8, field)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
         Ok(u64::from_be_bytes(a))
+    }
+
+    /// Reads a blob: its length as a big-endian u32, at most `max`, then its bytes (see
+    /// [`put_blob`]).
+    pub fn blob(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32(field)? as usize;
+        if n > max {
+            return Err(DecodeError::TooLong { field, len: n, max });
+        }
+        self.take(n, field)
+    }
+
+    /// Reads everything that is left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
+    /// Returns an error unless every byte was read.
+    pub fn end(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+
+    /// Reads a ring id: representative u32, then ring seq u64.
+    pub fn ring_id(&mut self, field: &'static str) -> Result<RingId, DecodeError> {
+        Ok(RingId {
+            rep: self.u32(field)?,
+            seq: self.u64(field)?,
+        })
     }
 
     fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
@@ -468,13 +520,6 @@ impl<'a> Reader<'a> {
             1 => Ok(true),
             _ => Err(DecodeError::Invalid(field)),
         }
-    }
-
-    fn ring_id(&mut self, field: &'static str) -> Result<RingId, DecodeError> {
-        Ok(RingId {
-            rep: self.u32(field)?,
-            seq: self.u64(field)?,
-        })
     }
 
     fn nodes(&mut self, field: &'static str) -> Result<Vec<NodeId>, DecodeError> {

@@ -12,7 +12,6 @@
 #![warn(missing_docs)]
 
 pub mod adversary;
-pub mod app;
 pub mod checker;
 pub mod run;
 pub mod sim;

@@ -5,13 +5,16 @@
 //! 2. the fault phase, up to `faults_end = duration - settle - probe`: every 300–2000 ms one
 //!    fault from the enabled set (partition into 2 or 3 random groups, merge, crash, restart,
 //!    pause for up to 2 × token); random load on every running node (1 B–2 KiB, one in 20
-//!    messages 5–40 KiB so fragmentation is exercised; one in 5 safe); link loss,
-//!    duplication and reordering as configured;
+//!    messages 5–40 KiB so fragmentation is exercised; one in 5 safe), or, with services,
+//!    their own random workloads (one service drawn per operation when there are several;
+//!    none drawn when there is one); link loss, duplication and reordering as configured;
 //! 3. at `faults_end` the faults stop: partitions heal, paused nodes resume, crashed nodes
 //!    restart if restarts are enabled, and the links become clean;
 //! 4. `settle` = the liveness bound; then every live node sends one probe, and the run goes
 //!    on for `probe` = 2 × token + 1 s so the probes are delivered;
-//! 5. the checker runs over all records, liveness included.
+//! 5. the checker runs over all records, liveness included; with services,
+//!    [`service_agreement`] compares every service's digest and counters across the live
+//!    nodes.
 //!
 //! The liveness bound derived from the config is `token + 2 × consensus + merge + hold +
 //! 20 × join + 1 s`: a token loss on a ring that still lists a dead member, two consensus
@@ -19,13 +22,13 @@
 //! detection of a ring that went idle, and slack for the join exchange and recovery.
 
 use crate::adversary::{Adversary, AdversaryStats};
-use crate::app::CheckpointApp;
 use crate::checker::{self, Liveness, Report};
 use crate::sim::{NetConfig, Sim};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use ringlab_records::Record;
 use ringlab_ring::{Config, Guarantee, NodeId};
+use ringlab_sync::{Entry, ServiceApp, Workload};
 
 const MS: u64 = 1_000_000;
 
@@ -105,9 +108,11 @@ pub struct RunConfig {
     pub load_interval_ms: u64,
     /// Whether send and deliver records are kept.
     pub record_messages: bool,
-    /// Run the sync engine with the checkpoint service, its workload sized to about this many
-    /// bytes of section state (`None`: plain messages only).
-    pub checkpoint_state_bytes: Option<usize>,
+    /// Run the sync engine with these services (from the registry, `ringlab_sync::registry`)
+    /// and their random workloads instead of plain messages (empty: plain messages only).
+    pub services: Vec<&'static Entry>,
+    /// What the services' workloads are sized to (`--state-bytes`).
+    pub workload: Workload,
     /// Authenticate every datagram with a cluster key, as `key_file` does on real nodes.
     pub key: bool,
 }
@@ -123,7 +128,8 @@ impl Default for RunConfig {
             ring: Config::default(),
             load_interval_ms: 20,
             record_messages: true,
-            checkpoint_state_bytes: None,
+            services: vec![],
+            workload: Workload::default(),
             key: false,
         }
     }
@@ -148,11 +154,11 @@ pub struct RunReport {
     pub syncs_completed: u64,
     /// With services: syncs aborted by a configuration change.
     pub syncs_aborted: u64,
-    /// With services: live nodes whose checkpoint digest differs from the lowest live node's
-    /// after the last sync, plus checkpoints whose reference count differs from the sum of
-    /// the live nodes' own open counts.
+    /// With services: live nodes whose digest of a service differs from the lowest live
+    /// node's after the last sync, plus counters (a checkpoint's reference count) that differ
+    /// from the sum of the live nodes' own shares.
     pub state_mismatches: u64,
-    /// With services: bytes of checkpoint sections at the end (lowest live node).
+    /// With services: bytes of their state at the end (lowest live node).
     pub state_bytes: u64,
     /// With services: what differed, for each mismatch.
     pub state_details: Vec<String>,
@@ -188,10 +194,11 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     if cfg.faults.hostile {
         sim.set_adversary(Adversary::new());
     }
-    if cfg.checkpoint_state_bytes.is_some() {
-        sim.set_app_factory(|id| Box::new(CheckpointApp::new(id)));
+    if !cfg.services.is_empty() {
+        let services = cfg.services.clone();
+        sim.set_app_factory(move |id| ServiceApp::new(id, &services));
     }
-    let section = cfg.checkpoint_state_bytes.map(|b| (b / 128).max(1));
+    let with_services = !cfg.services.is_empty();
     let ids = sim.ids();
     for &id in &ids {
         let at = sim.rng().gen_range(0..10 * MS);
@@ -210,14 +217,17 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         // Load.
         if cfg.load_interval_ms > 0 {
             for (i, &id) in ids.iter().enumerate() {
-                if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) && section.is_some() {
+                if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) && with_services {
                     let gap = sim.rng().gen_range(0..2 * cfg.load_interval_ms * MS);
-                    let op = crate::app::random_op(sim.rng(), section.unwrap_or(1));
-                    if let Some(app) = sim
-                        .app_mut(id)
-                        .and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>())
-                    {
-                        app.queue_op(&op);
+                    // One service draws no number for its choice, so a one-service run
+                    // replays as before services were plug-ins.
+                    let service = match cfg.services.as_slice() {
+                        [one] => *one,
+                        many => *many.choose(sim.rng()).expect("services"),
+                    };
+                    let op = service.workload_op(sim.rng(), &cfg.workload);
+                    if let Some(app) = sim.app_mut(id) {
+                        app.queue_op(service.id, &op);
                         sent += 1;
                     }
                     sim.pump(id);
@@ -296,8 +306,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
             }
         }
     }
-    let (state_mismatches, state_bytes, state_details) = if cfg.checkpoint_state_bytes.is_some() {
-        checkpoint_agreement(&sim, &live)
+    let (state_mismatches, state_bytes, state_details) = if with_services {
+        service_agreement(&sim, &live)
     } else {
         (0, 0, vec![])
     };
@@ -327,57 +337,58 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     }
 }
 
-/// Compares the live nodes' checkpoint state: digests against the lowest live node's, and
-/// each checkpoint's reference count against the sum of the live nodes' own open counts.
-/// Returns (mismatches, section bytes of the lowest live node, what differed).
-pub fn checkpoint_agreement(sim: &Sim, live: &[NodeId]) -> (u64, u64, Vec<String>) {
-    let apps: Vec<(NodeId, &CheckpointApp)> = live
+/// Compares the live nodes' services: each service's digest against the lowest live
+/// node's, and each of its counters against the sum of the live nodes' own shares (a
+/// checkpoint's reference count against their open counts). Returns (mismatches, state
+/// bytes of the lowest live node, what differed).
+pub fn service_agreement(sim: &Sim, live: &[NodeId]) -> (u64, u64, Vec<String>) {
+    let apps: Vec<(NodeId, &ServiceApp)> = live
         .iter()
-        .filter_map(|&id| {
-            sim.app(id)
-                .and_then(|a| a.as_any().downcast_ref::<CheckpointApp>())
-                .map(|a| (id, a))
-        })
+        .filter_map(|&id| sim.app(id).map(|a| (id, a)))
         .collect();
     let Some((first_id, first)) = apps.first().copied() else {
         return (0, 0, vec![]);
     };
     let mut details = Vec::new();
-    let reference = first.checkpoints().digest();
     for (id, a) in &apps {
         if a.engine.is_syncing() {
             details.push(format!("node {id} is still synchronising"));
-        } else if a.checkpoints().digest() != reference {
-            details.push(format!(
-                "node {id}'s checkpoint digest differs from node {first_id}'s"
-            ));
+            continue;
+        }
+        for s in first.services() {
+            if a.service(s.name()).map(|t| t.digest()) != Some(s.digest()) {
+                details.push(format!(
+                    "node {id}'s {} digest differs from node {first_id}'s",
+                    s.name()
+                ));
+            }
         }
     }
-    for (name, c) in first.checkpoints().checkpoints() {
-        let opens: Vec<(NodeId, u32)> = apps
+    for s in first.services() {
+        let counters = s.counters();
+        let shares: Vec<(NodeId, _)> = apps
             .iter()
             .map(|(id, a)| {
-                (
-                    *id,
-                    a.checkpoints().own_opens().get(name).copied().unwrap_or(0),
-                )
+                let c = a.service(s.name()).map(|t| t.counters());
+                (*id, c.map(|c| c.shares).unwrap_or_default())
             })
             .collect();
-        let sum: u64 = opens.iter().map(|(_, o)| *o as u64).sum();
-        if sum != c.refcount() {
-            details.push(format!(
-                "checkpoint {:?}: reference counts {:?}, nodes' own open counts {:?}",
-                String::from_utf8_lossy(name),
-                c.refs,
-                opens
-            ));
+        for (key, total) in &counters.totals {
+            let own: Vec<(NodeId, u64)> = shares
+                .iter()
+                .map(|(id, sh)| (*id, sh.get(key).copied().unwrap_or(0)))
+                .collect();
+            if own.iter().map(|(_, o)| o).sum::<u64>() != *total {
+                details.push(format!(
+                    "{} {:?}: {} {total}, the nodes' own shares {own:?}",
+                    s.name(),
+                    String::from_utf8_lossy(key),
+                    counters.what
+                ));
+            }
         }
     }
-    (
-        details.len() as u64,
-        first.checkpoints().state_bytes() as u64,
-        details,
-    )
+    (details.len() as u64, first.state_size().bytes, details)
 }
 
 fn inject(

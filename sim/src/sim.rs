@@ -14,7 +14,6 @@
 //! A filter hook drops chosen packets for targeted tests ("drop the next commit token").
 
 use crate::adversary::Adversary;
-use crate::app::App;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +23,7 @@ use ringlab_ring::wire::{self, MessageType};
 use ringlab_ring::{
     Config, Dest, Drops, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError,
 };
+use ringlab_sync::ServiceApp;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
@@ -76,7 +76,7 @@ pub struct PacketInfo {
 pub type Filter = Box<dyn FnMut(&PacketInfo) -> bool + Send>;
 
 /// Makes the application layer of a node's new incarnation.
-pub type AppFactory = Box<dyn Fn(NodeId) -> Box<dyn App> + Send>;
+pub type AppFactory = Box<dyn Fn(NodeId) -> ServiceApp + Send>;
 
 #[derive(Debug)]
 enum Item {
@@ -121,7 +121,7 @@ struct SimNode {
     id: NodeId,
     inc: u32,
     ring: Option<Ring>,
-    app: Option<Box<dyn App>>,
+    app: Option<ServiceApp>,
     paused: bool,
     inbox: VecDeque<(NodeId, Bytes, bool)>,
     stable_seq: u64,
@@ -383,20 +383,20 @@ impl Sim {
         self.filter = Some(Box::new(f));
     }
 
-    /// Gives every node started from now on an application layer (a fresh one per
-    /// incarnation).
-    pub fn set_app_factory(&mut self, f: impl Fn(NodeId) -> Box<dyn App> + Send + 'static) {
+    /// Gives every node started from now on an application layer: the sync engine with its
+    /// services (a fresh one per incarnation).
+    pub fn set_app_factory(&mut self, f: impl Fn(NodeId) -> ServiceApp + Send + 'static) {
         self.app_factory = Some(Box::new(f));
     }
 
     /// Returns a node's application layer.
-    pub fn app(&self, id: NodeId) -> Option<&dyn App> {
-        self.nodes[idx(id)].app.as_deref()
+    pub fn app(&self, id: NodeId) -> Option<&ServiceApp> {
+        self.nodes[idx(id)].app.as_ref()
     }
 
     /// Returns a node's application layer, mutably (to queue work for it).
-    pub fn app_mut(&mut self, id: NodeId) -> Option<&mut (dyn App + 'static)> {
-        self.nodes[idx(id)].app.as_deref_mut()
+    pub fn app_mut(&mut self, id: NodeId) -> Option<&mut ServiceApp> {
+        self.nodes[idx(id)].app.as_mut()
     }
 
     /// Lets a node's application submit what it has queued (as after any input).

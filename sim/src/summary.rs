@@ -144,11 +144,15 @@ impl SimSummary {
             self.max_final_ring_ms,
             liveness_bound(&cfg.ring) / 1_000_000
         );
-        if cfg.checkpoint_state_bytes.is_some() {
+        if !cfg.services.is_empty() {
+            let names: Vec<&str> = cfg.services.iter().map(|e| e.name).collect();
             let _ = writeln!(
                 t,
-                "  checkpoint service: {} syncs completed, {} aborted, {} state mismatches",
-                self.syncs_completed, self.syncs_aborted, self.state_mismatches
+                "  services {}: {} syncs completed, {} aborted, {} state mismatches",
+                names.join(","),
+                self.syncs_completed,
+                self.syncs_aborted,
+                self.state_mismatches
             );
         }
         if cfg.key || cfg.faults.hostile {
@@ -275,13 +279,14 @@ mod tests {
         );
         assert_eq!(s.max_final_ring_ms, 8.0);
         let cfg = RunConfig {
-            checkpoint_state_bytes: Some(1000),
+            services: ringlab_sync::registry::SERVICES.iter().collect(),
             ..RunConfig::default()
         };
         let text = s.render(&cfg, "all");
-        assert!(text.contains(
-            "\n  checkpoint service: 12 syncs completed, 4 aborted, 3 state mismatches\n"
-        ));
+        assert!(text.contains(&format!(
+            "\n  services {}: 12 syncs completed, 4 aborted, 3 state mismatches\n",
+            ringlab_sync::registry::names().join(",")
+        )));
         assert!(text.ends_with(
             "  checker: 6 violations in seeds [2, 3, 4, 4]\n\
              \x20   seed 2: TotalOrder: bad 2\n\

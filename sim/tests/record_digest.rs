@@ -30,7 +30,8 @@ struct Set {
     count: u64,
     nodes: usize,
     variant: Variant,
-    checkpoint_state_bytes: Option<usize>,
+    /// `--services` and `--state-bytes`.
+    services: Option<(&'static str, usize)>,
 }
 
 const SETS: [Set; 5] = [
@@ -41,7 +42,7 @@ const SETS: [Set; 5] = [
         count: 200,
         nodes: 5,
         variant: Variant::Classic,
-        checkpoint_state_bytes: None,
+        services: None,
     },
     Set {
         name: "accelerated-5",
@@ -50,7 +51,7 @@ const SETS: [Set; 5] = [
         count: 100,
         nodes: 5,
         variant: Variant::Accelerated,
-        checkpoint_state_bytes: None,
+        services: None,
     },
     Set {
         name: "checkpoint-5",
@@ -59,7 +60,7 @@ const SETS: [Set; 5] = [
         count: 50,
         nodes: 5,
         variant: Variant::Classic,
-        checkpoint_state_bytes: Some(262_144),
+        services: Some(("checkpoint", 262_144)),
     },
     Set {
         name: "classic-9",
@@ -68,7 +69,7 @@ const SETS: [Set; 5] = [
         count: 25,
         nodes: 9,
         variant: Variant::Classic,
-        checkpoint_state_bytes: None,
+        services: None,
     },
     Set {
         name: "accelerated-3",
@@ -77,7 +78,7 @@ const SETS: [Set; 5] = [
         count: 25,
         nodes: 3,
         variant: Variant::Accelerated,
-        checkpoint_state_bytes: None,
+        services: None,
     },
 ];
 
@@ -91,7 +92,12 @@ fn seed_digest(set: &Set, seed: u64) -> String {
         seed,
         nodes: set.nodes,
         faults: Faults::parse("partition,merge,crash,restart,pause").expect("known faults"),
-        checkpoint_state_bytes: set.checkpoint_state_bytes,
+        services: set.services.map_or(vec![], |(s, _)| {
+            ringlab_sync::registry::parse_list(s).expect("known services")
+        }),
+        workload: ringlab_sync::Workload {
+            state_bytes: set.services.map_or(0, |(_, b)| b),
+        },
         ..RunConfig::default()
     };
     c.ring.variant = set.variant;

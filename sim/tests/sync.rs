@@ -7,17 +7,34 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringlab_records::Body;
 use ringlab_ring::{Config, MembState, NodeId};
-use ringlab_sim::app::CheckpointApp;
-use ringlab_sim::run::checkpoint_agreement;
+use ringlab_sim::run::service_agreement;
 use ringlab_sim::{check, liveness_bound, Liveness, NetConfig, Sim};
-use ringlab_sync::Op;
+use ringlab_sync::checkpoint::{Command, ReadReply};
+use ringlab_sync::{registry, CheckpointService, Op, Plugin, ServiceApp, Workload};
 
 const MS: u64 = 1_000_000;
 
-fn app(sim: &Sim, id: NodeId) -> &CheckpointApp {
-    sim.app(id)
-        .and_then(|a| a.as_any().downcast_ref::<CheckpointApp>())
-        .expect("checkpoint app")
+fn app(sim: &Sim, id: NodeId) -> &ServiceApp {
+    sim.app(id).expect("the services run")
+}
+
+/// Reads a section of node `id`'s committed checkpoint state through its control command.
+fn read(sim: &mut Sim, id: NodeId, name: &str, section: &str) -> Vec<u8> {
+    let req = serde_json::to_value(Command::Read {
+        name: name.into(),
+        section: section.into(),
+    })
+    .unwrap();
+    let reply = sim
+        .app_mut(id)
+        .expect("the services run")
+        .control(CheckpointService::NAME, &req, u64::MAX)
+        .unwrap();
+    let r: ReadReply = serde_json::from_value(reply).unwrap();
+    assert!(r.found);
+    (0..r.data.len() / 2)
+        .map(|i| u8::from_str_radix(&r.data[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 fn settled(sim: &Sim, ids: &[NodeId]) -> bool {
@@ -37,7 +54,8 @@ fn settled(sim: &Sim, ids: &[NodeId]) -> bool {
 
 fn cluster(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::new(n, seed, Config::default(), NetConfig::default());
-    sim.set_app_factory(|id| Box::new(CheckpointApp::new(id)));
+    let services = vec![registry::find(CheckpointService::NAME).unwrap()];
+    sim.set_app_factory(move |id| ServiceApp::new(id, &services));
     sim.start_all();
     let ids = sim.ids();
     assert!(sim.run_until_cond(3_000 * MS, |s| settled(s, &ids)));
@@ -45,11 +63,8 @@ fn cluster(n: usize, seed: u64) -> Sim {
 }
 
 fn op(sim: &mut Sim, id: NodeId, o: &Op) {
-    if let Some(a) = sim
-        .app_mut(id)
-        .and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>())
-    {
-        a.queue_op(o);
+    if let Some(a) = sim.app_mut(id) {
+        a.queue_op(CheckpointService::ID, &o.encode());
     }
     sim.pump(id);
 }
@@ -59,8 +74,16 @@ fn workload(sim: &mut Sim, ids: &[NodeId], ms: u64, section: usize, rng: &mut Ch
     for _ in 0..ms {
         for &id in ids {
             if sim.is_up(id) && rng.gen_ratio(1, 2) {
-                let o = ringlab_sim::app::random_op(rng, section);
-                op(sim, id, &o);
+                let o = CheckpointService::workload_op(
+                    rng,
+                    &Workload {
+                        state_bytes: section * 128,
+                    },
+                );
+                if let Some(a) = sim.app_mut(id) {
+                    a.queue_op(CheckpointService::ID, &o);
+                }
+                sim.pump(id);
             }
         }
         sim.run_for(MS);
@@ -77,7 +100,7 @@ fn converge_and_check(sim: &mut Sim, live: &[NodeId]) {
         "one synchronised ring"
     );
     sim.run_for(500 * MS);
-    let (mismatches, _, details) = checkpoint_agreement(sim, live);
+    let (mismatches, _, details) = service_agreement(sim, live);
     assert_eq!(mismatches, 0, "{details:?}");
     for &id in live {
         assert_eq!(app(sim, id).engine.held_ops(), 0);
@@ -131,10 +154,7 @@ fn partitions_2_3_diverge_and_merge_with_a_reported_conflict() {
     );
     // The copy of the lowest transmitter (node 1's side) won, everywhere.
     for id in 1..=5 {
-        assert_eq!(
-            &app(&sim, id).checkpoints().read(b"shared", b"s").unwrap()[..],
-            &[1u8; 100][..]
-        );
+        assert_eq!(read(&mut sim, id, "shared", "s"), vec![1u8; 100]);
     }
 }
 
@@ -228,10 +248,10 @@ fn the_transmitting_node_crashes_mid_sync() {
     sim.run_for(5_000 * MS);
     converge_and_check(&mut sim, &[2, 3, 4, 5]);
     assert_eq!(
-        app(&sim, 5).checkpoints().state_bytes(),
-        app(&sim, 2).checkpoints().state_bytes()
+        app(&sim, 5).state_size().bytes,
+        app(&sim, 2).state_size().bytes
     );
-    assert!(app(&sim, 5).checkpoints().state_bytes() > 1 << 20);
+    assert!(app(&sim, 5).state_size().bytes > 1 << 20);
 }
 
 #[test]

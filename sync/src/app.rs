@@ -1,18 +1,21 @@
-//! The sync engine with the checkpoint service, driven over a [`Ring`]: what a node (real or
-//! simulated) runs on top of its ring. It feeds ring events to the engine, submits the
-//! engine's messages first, and holds the application's checkpoint operations while a sync
-//! runs (sync traffic goes first), submitting them once it completes.
+//! The sync engine with its services, driven over a [`Ring`]: what a node (real or simulated)
+//! runs on top of its ring. It feeds ring events to the engine, submits the engine's messages
+//! first, and holds the services' operations while a sync runs (sync traffic goes first),
+//! submitting them once it completes. Control commands reach a service by its name
+//! ([`ServiceApp::control`]); nothing here knows any service.
 
-use crate::{CheckpointService, Op, SyncEngine, CHECKPOINT_SERVICE};
+use crate::control::{ControlContext, ControlError, OP_OVERHEAD};
+use crate::registry::Entry;
+use crate::service::{Service, StateSize};
+use crate::{ServiceId, SyncEngine};
 use bytes::Bytes;
 use ringlab_records::Body;
 use ringlab_ring::{Event, Guarantee, NodeId, Ring, SubmitError};
-use std::any::Any;
 use std::collections::VecDeque;
 
-/// The sync engine with the checkpoint service, plus a queue of checkpoint operations.
-pub struct CheckpointApp {
-    /// The engine (owning the service).
+/// The sync engine with its services, plus a queue of their operations.
+pub struct ServiceApp {
+    /// The engine (owning the services).
     pub engine: SyncEngine,
     pending: VecDeque<Bytes>,
     ops: VecDeque<Bytes>,
@@ -20,30 +23,75 @@ pub struct CheckpointApp {
     ops_bytes: usize,
 }
 
-impl CheckpointApp {
-    /// Creates the app of node `me`.
-    pub fn new(me: NodeId) -> Self {
+impl ServiceApp {
+    /// Creates the app of node `me` running `services` (from the [registry](crate::registry)).
+    pub fn new(me: NodeId, services: &[&'static Entry]) -> Self {
         Self {
-            engine: SyncEngine::new(me, vec![Box::new(CheckpointService::new(me))]),
+            engine: SyncEngine::new(me, services.iter().map(|e| e.make(me)).collect()),
             pending: VecDeque::new(),
             ops: VecDeque::new(),
             ops_bytes: 0,
         }
     }
 
-    /// Returns the checkpoint service.
-    pub fn checkpoints(&self) -> &CheckpointService {
-        self.engine
-            .service(CHECKPOINT_SERVICE)
-            .and_then(|s| (s as &dyn Any).downcast_ref::<CheckpointService>())
-            .expect("the checkpoint service is registered")
+    /// Returns the names of the services run, in id order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.services().map(|s| s.name()).collect()
     }
 
-    /// Queues a checkpoint operation; while sync runs it waits (sync traffic goes first).
-    pub fn queue_op(&mut self, op: &Op) {
-        let m = SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode());
+    /// Returns the service named `name`, if this app runs it.
+    pub fn service(&self, name: &str) -> Option<&dyn Service> {
+        self.services().find(|s| s.name() == name)
+    }
+
+    /// Returns every service run, in id order.
+    pub fn services(&self) -> impl Iterator<Item = &dyn Service> {
+        self.engine.services()
+    }
+
+    /// Returns the state every service holds, together.
+    pub fn state_size(&self) -> StateSize {
+        self.services()
+            .map(|s| s.size())
+            .fold(StateSize::default(), |a, b| a + b)
+    }
+
+    /// Queues an operation of `service` (its payload); while sync runs it waits (sync
+    /// traffic goes first).
+    pub fn queue_op(&mut self, service: ServiceId, payload: &[u8]) {
+        let m = SyncEngine::op_message(service, payload);
         self.ops_bytes += m.len();
         self.ops.push_back(m);
+    }
+
+    /// Carries out a control command of the service named `name` (the JSON its
+    /// [`Plugin::parse_args`](crate::Plugin::parse_args) builds), with the operations waiting
+    /// to be sent bounded by `max_fill_bytes`; queues the operations it makes and returns its
+    /// reply.
+    pub fn control(
+        &mut self,
+        name: &str,
+        request: &serde_json::Value,
+        max_fill_bytes: u64,
+    ) -> Result<serde_json::Value, ControlError> {
+        let Some(id) = self.service(name).map(|s| s.id()) else {
+            crate::registry::find(name)?;
+            return Err(ControlError::NotRunning {
+                service: name.to_string(),
+                running: self.names(),
+            });
+        };
+        let ctx = ControlContext {
+            syncing: self.engine.is_syncing(),
+            queued: self.queued_bytes() as u64 + self.queued_ops() as u64 * OP_OVERHEAD,
+            max_fill_bytes,
+        };
+        let service = self.engine.service_mut(id).expect("a service run");
+        let out = service.control(request, &ctx)?;
+        for op in &out.ops {
+            self.queue_op(id, op);
+        }
+        Ok(out.reply)
     }
 
     /// Returns the operations waiting to be submitted.
@@ -59,8 +107,18 @@ impl CheckpointApp {
     /// Hands one ring event to the engine; appends the records it produces.
     pub fn on_event(&mut self, ev: &Event, records: &mut Vec<Body>) {
         self.engine.handle_event(ev);
+        self.poll_records(records);
+    }
+
+    /// Appends the engine's records, then each service's own.
+    fn poll_records(&mut self, records: &mut Vec<Body>) {
         while let Some(e) = self.engine.poll_event() {
             records.push(e.to_record());
+        }
+        for s in self.engine.services_mut() {
+            while let Some(r) = s.poll_record() {
+                records.push(r);
+            }
         }
     }
 
@@ -82,9 +140,7 @@ impl CheckpointApp {
                 .send_queue_bytes
                 .saturating_sub(ring.queue_depth().1 + 64 * 1024);
             self.engine.poll(room);
-            while let Some(e) = self.engine.poll_event() {
-                records.push(e.to_record());
-            }
+            self.poll_records(records);
             if self.engine.poll_submit_is_empty() {
                 break;
             }

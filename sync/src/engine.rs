@@ -20,6 +20,7 @@
 //! the same point for every member.
 
 use crate::msg::{Msg, ServiceId};
+use crate::service::Service;
 use bytes::Bytes;
 use ringlab_ring::{ConfigKind, Event, NodeId, RingId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -63,32 +64,6 @@ pub struct SyncContext {
     pub members: Vec<NodeId>,
     /// The members that came with this node from its old ring (the transitional configuration).
     pub trans: Vec<NodeId>,
-}
-
-/// A synchronised service.
-pub trait Service: std::any::Any {
-    /// Returns its number (services sync in ascending order).
-    fn id(&self) -> ServiceId;
-    /// Starts a sync: record temporary state for `sync_process`.
-    fn sync_init(&mut self, ctx: &SyncContext);
-    /// Returns a token of the committed state, sent in the service list: members whose
-    /// tokens are equal hold identical state (the default, 0, says "assume identical").
-    fn state_token(&self) -> u64 {
-        0
-    }
-    /// Receives every member's token for this service, once all service lists are in and
-    /// before the first `sync_process`.
-    fn sync_members(&mut self, _tokens: &BTreeMap<NodeId, u64>) {}
-    /// Sends this node's share of the sync; may stop when the outbox is full.
-    fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress;
-    /// Receives a sync message of this service (current ring only), with its sender.
-    fn sync_deliver(&mut self, sender: NodeId, payload: &[u8]) -> Option<String>;
-    /// Every member finished: replace the committed state with the synchronised one.
-    fn sync_activate(&mut self);
-    /// The sync was cut short: drop its temporary state.
-    fn sync_abort(&mut self);
-    /// Applies an operation delivered outside sync.
-    fn deliver_op(&mut self, sender: NodeId, payload: &[u8]);
 }
 
 /// What the engine reports (written as `sync` event records).
@@ -185,7 +160,7 @@ pub struct SyncStats {
 /// The sync engine of one node.
 pub struct SyncEngine {
     me: NodeId,
-    services: BTreeMap<ServiceId, Box<dyn Service + Send>>,
+    services: BTreeMap<ServiceId, Box<dyn Service>>,
     phase: Phase,
     ring: Option<RingId>,
     members: Vec<NodeId>,
@@ -203,7 +178,7 @@ pub struct SyncEngine {
 
 impl SyncEngine {
     /// Creates the engine of node `me` with its services.
-    pub fn new(me: NodeId, services: Vec<Box<dyn Service + Send>>) -> Self {
+    pub fn new(me: NodeId, services: Vec<Box<dyn Service>>) -> Self {
         Self {
             me,
             services: services.into_iter().map(|s| (s.id(), s)).collect(),
@@ -249,13 +224,23 @@ impl SyncEngine {
     }
 
     /// Returns a service by id.
-    pub fn service(&self, id: ServiceId) -> Option<&(dyn Service + Send)> {
+    pub fn service(&self, id: ServiceId) -> Option<&dyn Service> {
         self.services.get(&id).map(|s| s.as_ref())
     }
 
     /// Returns a service by id, mutably.
-    pub fn service_mut(&mut self, id: ServiceId) -> Option<&mut (dyn Service + Send + 'static)> {
+    pub fn service_mut(&mut self, id: ServiceId) -> Option<&mut (dyn Service + 'static)> {
         self.services.get_mut(&id).map(|s| s.as_mut())
+    }
+
+    /// Returns every service, in id order.
+    pub fn services(&self) -> impl Iterator<Item = &dyn Service> {
+        self.services.values().map(|s| s.as_ref())
+    }
+
+    /// Returns every service, in id order, mutably.
+    pub fn services_mut(&mut self) -> impl Iterator<Item = &mut (dyn Service + 'static)> {
+        self.services.values_mut().map(|s| s.as_mut())
     }
 
     /// Returns the next message to submit to the ring (agreed).
@@ -564,6 +549,19 @@ mod tests {
                 .push(format!("{} abort {}", self.node, self.id));
         }
         fn deliver_op(&mut self, _: NodeId, _: &[u8]) {}
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+        fn control(
+            &mut self,
+            _: &serde_json::Value,
+            _: &crate::control::ControlContext,
+        ) -> Result<crate::control::Control, crate::control::ControlError> {
+            Err(crate::control::ControlError::BadCommand("none".into()))
+        }
+        fn digest(&self) -> [u8; 32] {
+            [0; 32]
+        }
     }
 
     fn config(kind: ConfigKind, ring: RingId, members: &[NodeId]) -> Event {
@@ -610,7 +608,7 @@ mod tests {
     }
 
     fn node(me: NodeId, ids: &[ServiceId], log: &Arc<Mutex<Vec<String>>>) -> SyncEngine {
-        let services: Vec<Box<dyn Service + Send>> = ids
+        let services: Vec<Box<dyn Service>> = ids
             .iter()
             .map(|&id| {
                 Box::new(Probe {
@@ -618,7 +616,7 @@ mod tests {
                     node: me,
                     log: log.clone(),
                     calls: 0,
-                }) as Box<dyn Service + Send>
+                }) as Box<dyn Service>
             })
             .collect();
         SyncEngine::new(me, services)

@@ -4,8 +4,33 @@
 //! - [`engine`]: the sync engine (service-list build, per-service process and barrier,
 //!   activate everywhere at the same point of the total order, abort on any configuration
 //!   change);
+//! - [`service`]: the plug-in: the [`Service`] trait a service implements (sync hooks,
+//!   operations, control commands, digest and counters, event records) and its static side,
+//!   [`Plugin`] (name, number, command-line parsing, workload);
+//! - [`registry`]: the one list of services, one line each; configs, the simulator, the
+//!   control socket and experiments find a service there by name, and nothing else names one;
+//! - [`control`]: the generic control path of services (`svc NAME ...`): arguments, the
+//!   context a service sees, its typed errors;
 //! - [`checkpoint`]: the checkpoint service and its two-phase sync;
-//! - [`msg`]: what the sync layer puts inside ring messages.
+//! - [`msg`]: what the sync layer puts inside ring messages;
+//! - [`app`]: the engine and its services driven over a ring ([`ServiceApp`]), what real
+//!   and simulated nodes run.
+//!
+//! Every message of the sync layer and of every service is decoded by one reader,
+//! [`ringlab_ring::wire::Reader`], into one typed error, [`DecodeError`]: lengths bounded
+//! before anything is allocated, never a panic.
+//!
+//! # Adding a service
+//! 1. Write `sync/src/NAME.rs`: its operations and sync messages with their encoding (read
+//!    with [`ringlab_ring::wire::Reader`]), its typed control `Command` and replies (serde),
+//!    `impl Service` and `impl Plugin` with a `NAME` and an `ID` of its own.
+//! 2. Declare the module below and add `Entry::of::<TheService>()` to
+//!    [`registry::SERVICES`].
+//! 3. Add a fuzz target per decoder in `fuzz/fuzz_targets/`.
+//!
+//! It then runs on real nodes (`services = ["NAME"]`, `ringlab ctl SOCK svc NAME ...`), in the
+//! simulator (`ringlab sim --services NAME`, with its workload and convergence checks) and
+//! beside every other service.
 //!
 //! # The seed and what changed
 //! The design follows the openais syncv2 patch (2009) with the two corrections corosync made
@@ -35,9 +60,17 @@
 
 pub mod app;
 pub mod checkpoint;
+pub mod control;
 pub mod engine;
 pub mod msg;
+pub mod registry;
+pub mod service;
 
+pub use app::ServiceApp;
 pub use checkpoint::{CheckpointService, Op, SyncChunk, CHECKPOINT_SERVICE};
-pub use engine::{Outbox, Progress, Service, SyncContext, SyncEngine, SyncEvent, SyncStats};
+pub use control::{Control, ControlContext, ControlError};
+pub use engine::{Outbox, Progress, SyncContext, SyncEngine, SyncEvent, SyncStats};
 pub use msg::{Msg, ServiceId};
+pub use registry::{Entry, UnknownService, SERVICES};
+pub use ringlab_ring::wire::DecodeError;
+pub use service::{Counters, Plugin, Service, StateSize, Workload};

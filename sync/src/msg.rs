@@ -3,9 +3,12 @@
 //!
 //! `0x01 ring_id(12) kind u8 ...`: sync engine (kind 0 barrier: service u16; 1 service list:
 //! count u16, (id u16, state token u64)...; 2 service data: service u16, payload). `0x02 service u16 payload`:
-//! an operation of a service outside sync. Big-endian, bounded, decoding never panics.
+//! an operation of a service outside sync. Big-endian, bounded, decoding never panics:
+//! one reader ([`ringlab_ring::wire::Reader`]) and one typed error ([`DecodeError`]) for the
+//! ring's packets, these messages and every service's operations and sync messages.
 
 use bytes::{BufMut, Bytes};
+use ringlab_ring::wire::{put_ring_id, DecodeError, Reader};
 use ringlab_ring::RingId;
 
 /// A service's number; services sync in ascending order.
@@ -52,28 +55,6 @@ pub enum Msg {
     },
 }
 
-/// Why a sync-layer message did not decode.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MsgError {
-    /// Shorter than its fields.
-    #[error("truncated sync message")]
-    Truncated,
-    /// Unknown channel or kind byte.
-    #[error("unknown sync message type {0}")]
-    UnknownType(u8),
-    /// A list above its bound, or not ascending.
-    #[error("invalid service list")]
-    BadList,
-    /// Bytes left over.
-    #[error("trailing bytes")]
-    Trailing,
-}
-
-fn put_ring(b: &mut Vec<u8>, r: RingId) {
-    b.put_u32(r.rep);
-    b.put_u64(r.seq);
-}
-
 impl Msg {
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {
@@ -81,13 +62,13 @@ impl Msg {
         match self {
             Self::Barrier { ring, service } => {
                 b.put_u8(SYNC);
-                put_ring(&mut b, *ring);
+                put_ring_id(&mut b, *ring);
                 b.put_u8(0);
                 b.put_u16(*service);
             }
             Self::ServiceList { ring, services } => {
                 b.put_u8(SYNC);
-                put_ring(&mut b, *ring);
+                put_ring_id(&mut b, *ring);
                 b.put_u8(1);
                 b.put_u16(services.len() as u16);
                 for (id, token) in services {
@@ -101,7 +82,7 @@ impl Msg {
                 payload,
             } => {
                 b.put_u8(SYNC);
-                put_ring(&mut b, *ring);
+                put_ring_id(&mut b, *ring);
                 b.put_u8(2);
                 b.put_u16(*service);
                 b.put_slice(payload);
@@ -115,32 +96,33 @@ impl Msg {
         b
     }
 
-    /// Decodes a message; never panics.
-    pub fn decode(data: &Bytes) -> Result<Self, MsgError> {
-        let mut r = Cursor { d: data, at: 0 };
-        match r.u8()? {
+    /// Decodes a message; never panics. A payload is a zero-copy slice of `data`.
+    pub fn decode(data: &Bytes) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        match r.u8("sync channel")? {
             SYNC => {
-                let ring = RingId {
-                    rep: r.u32()?,
-                    seq: r.u64()?,
-                };
-                match r.u8()? {
+                let ring = r.ring_id("sync ring id")?;
+                match r.u8("sync kind")? {
                     0 => {
-                        let service = r.u16()?;
+                        let service = r.u16("barrier service")?;
                         r.end()?;
                         Ok(Self::Barrier { ring, service })
                     }
                     1 => {
-                        let n = r.u16()? as usize;
+                        let n = r.u16("service list")? as usize;
                         if n > SERVICES_MAX {
-                            return Err(MsgError::BadList);
+                            return Err(DecodeError::TooLong {
+                                field: "service list",
+                                len: n,
+                                max: SERVICES_MAX,
+                            });
                         }
                         let mut services = Vec::with_capacity(n);
                         for _ in 0..n {
-                            let s = r.u16()?;
-                            let token = r.u64()?;
+                            let s = r.u16("service list id")?;
+                            let token = r.u64("service list token")?;
                             if services.last().is_some_and(|&(l, _)| l >= s) {
-                                return Err(MsgError::BadList);
+                                return Err(DecodeError::NotSorted("service list"));
                             }
                             services.push((s, token));
                         }
@@ -148,61 +130,24 @@ impl Msg {
                         Ok(Self::ServiceList { ring, services })
                     }
                     2 => {
-                        let service = r.u16()?;
+                        let service = r.u16("service data service")?;
                         Ok(Self::ServiceData {
                             ring,
                             service,
-                            payload: data.slice(r.at..),
+                            payload: data.slice(r.pos()..),
                         })
                     }
-                    k => Err(MsgError::UnknownType(k)),
+                    k => Err(DecodeError::UnknownType(k)),
                 }
             }
             OP => {
-                let service = r.u16()?;
+                let service = r.u16("operation service")?;
                 Ok(Self::Op {
                     service,
-                    payload: data.slice(r.at..),
+                    payload: data.slice(r.pos()..),
                 })
             }
-            c => Err(MsgError::UnknownType(c)),
-        }
-    }
-}
-
-struct Cursor<'a> {
-    d: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], MsgError> {
-        let s = self
-            .d
-            .get(self.at..self.at + N)
-            .ok_or(MsgError::Truncated)?;
-        self.at += N;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, MsgError> {
-        Ok(self.take::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, MsgError> {
-        Ok(u16::from_be_bytes(self.take()?))
-    }
-    fn u32(&mut self) -> Result<u32, MsgError> {
-        Ok(u32::from_be_bytes(self.take()?))
-    }
-    fn u64(&mut self) -> Result<u64, MsgError> {
-        Ok(u64::from_be_bytes(self.take()?))
-    }
-    fn end(&self) -> Result<(), MsgError> {
-        if self.at == self.d.len() {
-            Ok(())
-        } else {
-            Err(MsgError::Trailing)
+            c => Err(DecodeError::UnknownType(c)),
         }
     }
 }
@@ -238,7 +183,7 @@ mod tests {
         }
         assert_eq!(
             Msg::decode(&Bytes::from_static(&[9])),
-            Err(MsgError::UnknownType(9))
+            Err(DecodeError::UnknownType(9))
         );
         let unsorted = Msg::ServiceList {
             ring,
@@ -246,7 +191,7 @@ mod tests {
         };
         assert_eq!(
             Msg::decode(&Bytes::from(unsorted.encode())),
-            Err(MsgError::BadList)
+            Err(DecodeError::NotSorted("service list"))
         );
     }
 }

@@ -11,16 +11,26 @@
 // A benchmark or test over real processes and time, not protocol code (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use ringlab_net::control::{CkptDigestReply, CkptFillReply, Request, SyncStats};
+use ringlab_net::control::{Request, SyncStats};
 use ringlab_net::harness::{Cluster, Key, Spec};
 use ringlab_net::{monotonic_ns, Transport};
 use ringlab_records::Body;
 use ringlab_ring::Config;
+use ringlab_sync::checkpoint::{Command, DigestReply, FillReply};
+use ringlab_sync::{CheckpointService, Plugin};
 use std::time::Duration;
 
 /// Returns node `id`'s sync counters; `None` while it does not answer.
 fn stat(c: &Cluster, id: u32) -> Option<SyncStats> {
     c.stats(id).ok().and_then(|s| s.sync)
+}
+
+/// Returns the control request of checkpoint command `cmd`.
+fn checkpoint(cmd: Command) -> Request {
+    Request::Svc {
+        service: CheckpointService::NAME.into(),
+        request: serde_json::to_value(cmd).expect("a command serialises"),
+    }
 }
 
 /// Returns whether node `id` holds `total` bytes of state.
@@ -61,7 +71,7 @@ fn main() {
             binary: binary.clone(),
             batched_io: true,
             ipv6: false,
-            services: vec!["checkpoint".into()],
+            services: vec![CheckpointService::NAME.into()],
             netns: None,
         })
         .expect("cluster");
@@ -70,7 +80,7 @@ fn main() {
         let section = size.clamp(1, 512 * 1024);
         let total = size.div_ceil(section) * section;
         let t0 = monotonic_ns();
-        c.call::<CkptFillReply>(1, &Request::CkptFill { bytes: size })
+        c.call::<FillReply>(1, &checkpoint(Command::Fill { bytes: size }))
             .expect("fill");
         while ids.iter().any(|&i| !holds(&c, i, total)) {
             std::thread::sleep(Duration::from_millis(5));
@@ -88,7 +98,7 @@ fn main() {
         let digests: Vec<Option<String>> = ids
             .iter()
             .map(|&i| {
-                c.call::<CkptDigestReply>(i, &Request::CkptDigest)
+                c.call::<DigestReply>(i, &checkpoint(Command::Digest))
                     .map(|r| r.digest)
                     .ok()
             })

@@ -11,16 +11,21 @@
 
 use ringlab_records::Body;
 use ringlab_ring::{Config, MembState};
-use ringlab_sim::app::CheckpointApp;
 use ringlab_sim::{NetConfig, Sim};
-use ringlab_sync::Op;
+use ringlab_sync::{registry, CheckpointService, Op, Plugin, ServiceApp};
 
 const MS: u64 = 1_000_000;
 
-fn app(sim: &Sim, id: u32) -> &CheckpointApp {
-    sim.app(id)
-        .and_then(|a| a.as_any().downcast_ref::<CheckpointApp>())
-        .expect("app")
+fn app(sim: &Sim, id: u32) -> &ServiceApp {
+    sim.app(id).expect("app")
+}
+
+/// Returns node `id`'s checkpoint digest.
+fn digest(sim: &Sim, id: u32) -> [u8; 32] {
+    app(sim, id)
+        .service(CheckpointService::NAME)
+        .expect("the checkpoint service")
+        .digest()
 }
 
 fn settled(sim: &Sim) -> bool {
@@ -46,32 +51,32 @@ fn main() {
     for size in sizes {
         let mut sim = Sim::new(5, 1, Config::default(), NetConfig::default());
         sim.record_messages = false;
-        sim.set_app_factory(|id| Box::new(CheckpointApp::new(id)));
+        let services = vec![registry::find(CheckpointService::NAME).expect("registered")];
+        sim.set_app_factory(move |id| ServiceApp::new(id, &services));
         sim.start_all();
         assert!(sim.run_until_cond(3_000 * MS, settled));
         let section = size.min(512 * 1024);
         let count = size.div_ceil(section);
         let t0 = sim.now();
         {
-            let a = sim
-                .app_mut(1)
-                .and_then(|a| a.as_any_mut().downcast_mut::<CheckpointApp>())
-                .expect("app");
+            let a = sim.app_mut(1).expect("app");
+            let id = CheckpointService::ID;
             for i in 0..count {
                 let name = format!("c{}", i / 64).into_bytes();
                 if i % 64 == 0 {
-                    a.queue_op(&Op::Create(name.clone()));
+                    a.queue_op(id, &Op::Create(name.clone()).encode());
                 }
-                a.queue_op(&Op::Write(
+                let write = Op::Write(
                     name,
                     (i as u32).to_be_bytes().to_vec(),
                     vec![i as u8; section].into(),
-                ));
+                );
+                a.queue_op(id, &write.encode());
             }
         }
         sim.pump(1);
         let total = count * section;
-        let done = |s: &Sim| (1..=5).all(|id| app(s, id).checkpoints().state_bytes() == total);
+        let done = |s: &Sim| (1..=5).all(|id| app(s, id).state_size().bytes as usize == total);
         assert!(
             sim.run_until_cond(t0 + 3_600_000 * MS, done),
             "the writes reached every node"
@@ -84,7 +89,7 @@ fn main() {
         sim.start(5);
         let t1 = sim.now();
         assert!(sim.run_until_cond(t1 + 3_600_000 * MS, |s| settled(s)
-            && app(s, 5).checkpoints().state_bytes() == total));
+            && app(s, 5).state_size().bytes as usize == total));
         let recs = &sim.records()[mark..];
         let last_start = recs
             .iter()
@@ -114,7 +119,7 @@ fn main() {
             "sync_seconds": sync_s,
             "sync_mb_per_s": mb / sync_s,
             "sync_over_ring": (mb / sync_s) / (mb / ring_s),
-            "digests_equal": (2..=5).all(|id| app(&sim, id).checkpoints().digest() == app(&sim, 1).checkpoints().digest()),
+            "digests_equal": (2..=5).all(|id| digest(&sim, id) == digest(&sim, 1)),
         });
         println!("{line}");
     }

@@ -1,4 +1,6 @@
 //! `ringlab ctl SOCKET CMD [key=value ...]`: the command line made into a typed [`Request`].
+//! `svc NAME [VERB] [key=value ...]` reaches a service: the registry finds it by name and
+//! the service builds its own typed command (`ringlab_sync::Plugin::parse_args`).
 //!
 //! Guarantees: an unknown command, an unknown or repeated key, a missing required key, a
 //! value of the wrong kind and a load argument out of its bounds are refused here, before
@@ -15,27 +17,29 @@ use std::str::FromStr;
 pub struct ArgError(String);
 
 /// The commands, as `ringlab ctl` names them.
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 7] = [
     "status",
     "stats",
     "load",
     "stop_load",
     "leave",
     "quit",
-    "ckpt",
-    "ckpt_fill",
-    "ckpt_digest",
+    "svc",
 ];
-
-/// The checkpoint operations `ckpt op=` takes.
-const CKPT_OPS: [&str; 6] = ["create", "open", "close", "unlink", "write", "delete"];
 
 /// Returns the keys command `cmd` takes.
 fn keys(cmd: &str) -> &'static [&'static str] {
     match cmd {
-        "load" => &["rate", "size", "sizes", "safe", "count", "duration_ms"],
-        "ckpt" => &["op", "name", "section", "size"],
-        "ckpt_fill" => &["bytes"],
+        "load" => &[
+            "rate",
+            "size",
+            "sizes",
+            "safe",
+            "count",
+            "duration_ms",
+            "service",
+            "state_bytes",
+        ],
         _ => &[],
     }
 }
@@ -47,6 +51,9 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Request, ArgError> {
             "unknown command {cmd:?}; commands: {}",
             COMMANDS.join(", ")
         )));
+    }
+    if cmd == "svc" {
+        return service(args);
     }
     let takes = keys(cmd);
     let mut given: Vec<(&str, &str)> = Vec::new();
@@ -70,14 +77,12 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Request, ArgError> {
         given.push((k, v));
     }
     let get = |k: &str| given.iter().find(|(g, _)| *g == k).map(|(_, v)| *v);
-    let required = |k: &str| get(k).ok_or_else(|| ArgError(format!("{cmd}: {k}=... missing")));
     Ok(match cmd {
         "status" => Request::Status,
         "stats" => Request::Stats,
         "stop_load" => Request::StopLoad,
         "leave" => Request::Leave,
         "quit" => Request::Quit,
-        "ckpt_digest" => Request::CkptDigest,
         "load" => {
             let mut s = LoadSpec::default();
             if let Some(v) = get("rate") {
@@ -96,31 +101,33 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Request, ArgError> {
             s.duration_ms = get("duration_ms")
                 .map(|v| number("duration_ms", v))
                 .transpose()?;
+            s.service = get("service")
+                .map(|v| serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_string()));
+            s.state_bytes = get("state_bytes")
+                .map(|v| number("state_bytes", v))
+                .transpose()?;
             s.check().map_err(|e| ArgError(e.to_string()))?;
             Request::Load(s)
         }
-        "ckpt" => {
-            let op = text(required("op")?);
-            if !CKPT_OPS.contains(&op.as_str()) {
-                return Err(ArgError(format!(
-                    "ckpt: op={op}: expected one of {}",
-                    CKPT_OPS.join(", ")
-                )));
-            }
-            Request::Ckpt {
-                op,
-                name: text(required("name")?),
-                section: get("section").map(text).unwrap_or_default(),
-                size: get("size")
-                    .map(|v| number("size", v))
-                    .transpose()?
-                    .unwrap_or(0),
-            }
-        }
-        "ckpt_fill" => Request::CkptFill {
-            bytes: number("bytes", required("bytes")?)?,
-        },
         _ => unreachable!("every command is matched"),
+    })
+}
+
+/// Builds `svc NAME [VERB] [key=value ...]`: the service named, its command built by itself.
+fn service(args: &[String]) -> Result<Request, ArgError> {
+    let Some(name) = args.first().filter(|a| !a.contains('=')) else {
+        return Err(ArgError(format!(
+            "svc: expected a service name first ({})",
+            ringlab_sync::registry::names().join(", ")
+        )));
+    };
+    let entry = ringlab_sync::registry::find(name).map_err(|e| ArgError(format!("svc: {e}")))?;
+    let request = entry
+        .parse_args(&args[1..])
+        .map_err(|e| ArgError(e.to_string()))?;
+    Ok(Request::Svc {
+        service: entry.name.to_string(),
+        request,
     })
 }
 
@@ -149,10 +156,6 @@ fn list(k: &str, v: &str) -> Result<Vec<usize>, ArgError> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| number(k, s))
         .collect()
-}
-
-fn text(v: &str) -> String {
-    serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_string())
 }
 
 #[cfg(test)]
@@ -188,23 +191,29 @@ mod tests {
         );
         assert_eq!(
             parse(
-                "ckpt",
-                &args(&["op=write", "name=\"c0\"", "section=s", "size=10"])
+                "svc",
+                &args(&[
+                    "checkpoint",
+                    "op=write",
+                    "name=\"c0\"",
+                    "section=s",
+                    "size=10"
+                ])
             )
             .unwrap(),
-            Request::Ckpt {
-                op: "write".into(),
-                name: "c0".into(),
-                section: "s".into(),
-                size: 10
+            Request::Svc {
+                service: "checkpoint".into(),
+                request: serde_json::json!(
+                    {"op": "write", "name": "c0", "section": "s", "size": 10}
+                ),
             }
         );
         assert_eq!(parse("stats", &[]).unwrap().to_line(), r#"{"cmd":"stats"}"#);
         assert_eq!(
-            parse("ckpt_fill", &args(&["bytes=2097152"]))
+            parse("svc", &args(&["checkpoint", "fill", "bytes=2097152"]))
                 .unwrap()
                 .to_line(),
-            r#"{"cmd":"ckpt_fill","bytes":2097152}"#
+            r#"{"cmd":"svc","service":"checkpoint","request":{"bytes":2097152,"op":"fill"}}"#
         );
     }
 
@@ -218,10 +227,20 @@ mod tests {
         assert!(err("load", &["rate=1", "rate=2"]).contains("twice"));
         assert!(err("load", &["rate"]).contains("key=value"));
         assert!(err("status", &["x=1"]).contains("no arguments"));
-        assert!(err("ckpt", &["op=open"]).contains("name=... missing"));
-        assert!(err("ckpt", &["op=shred", "name=c0"]).contains("op=shred"));
-        assert!(err("ckpt_fill", &[]).contains("bytes=... missing"));
+        assert!(err("svc", &["checkpoint", "op=open"]).contains("name=... missing"));
+        assert!(err("svc", &["checkpoint", "op=shred", "name=c0"]).contains("op=shred"));
+        assert!(err("svc", &["checkpoint", "fill"]).contains("bytes=... missing"));
+        assert!(err("svc", &["shred"]).contains("unknown service \"shred\""));
+        assert!(err("svc", &[]).contains("service name first"));
         assert!(err("load", &["duration_ms=18446744073709551615"]).contains("duration_ms="));
         assert!(err("load", &["size=0"]).contains("load: size=0 refused"));
+        assert!(err("load", &["service=shred"]).contains("load: service=shred refused"));
+        assert!(err("load", &["service=checkpoint", "state_bytes=0"]).contains("state_bytes=0"));
+        assert_eq!(
+            parse("load", &args(&["service=checkpoint", "rate=10"]))
+                .unwrap()
+                .to_line(),
+            r#"{"cmd":"load","rate":10,"size":1024,"safe":false,"service":"checkpoint"}"#
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! - [`client`]: one call that sends a typed request and returns the typed reply or a typed
 //!   error ([`call`]), and the raw exchange `ringlab ctl` prints;
 //! - [`args`]: `ringlab ctl`'s `CMD key=value...` command line made into a [`Request`];
+//!   `svc NAME ...` is any service's own command, built by the service itself
+//!   (`ringlab_sync::Plugin::parse_args`) and carried out by it on the node
+//!   (`ringlab_sync::Service::control`): nothing here knows a service;
 //! - `server` (crate-private): accepting connections, reading lines, writing replies, with
 //!   a bound on clients, on unread replies and on a line; binding the socket 0600.
 //!
@@ -21,7 +24,7 @@ pub(crate) mod server;
 
 pub use client::{call, exchange, CtlError};
 pub use proto::{
-    Ack, BadArgument, CkptDigestReply, CkptFillReply, ControlStats, DeliveredStats, ErrorReply,
-    KernelDrops, LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers,
-    StatsReply, StatusReply, StopLoadReply, SyncStats,
+    Ack, BadArgument, ControlStats, DeliveredStats, ErrorReply, KernelDrops, LatencyStats,
+    LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply, StatusReply,
+    StopLoadReply, SyncStats,
 };

@@ -27,28 +27,16 @@ pub enum Request {
     Leave,
     /// Makes the node exit; replies [`Ack`].
     Quit,
-    /// Queues a checkpoint operation (checkpoint service only); replies [`Ack`].
-    Ckpt {
-        /// create, open, close, unlink, write or delete.
-        op: String,
-        /// The checkpoint's name.
-        name: String,
-        /// The section (write, delete).
+    /// A control command of a service the node runs (see its module in `ringlab-sync`:
+    /// `request` is its typed command, e.g. `{"op": "write", "name": "c", "size": 100}`);
+    /// replies the service's typed reply (`{"ok": true, ...}`) as [`Reply::Service`].
+    Svc {
+        /// The service's name, as the registry lists it.
+        service: String,
+        /// Its command.
         #[serde(default)]
-        section: String,
-        /// Bytes to write (write; 512 KiB at most).
-        #[serde(default)]
-        size: usize,
+        request: serde_json::Value,
     },
-    /// Writes `bytes` of sections (512 KiB each at most) into checkpoints c0, c1, ...;
-    /// replies [`CkptFillReply`].
-    CkptFill {
-        /// How many bytes in all.
-        bytes: usize,
-    },
-    /// Asks for the digest of the committed checkpoint state (hashes all of it: not in
-    /// `stats`); replies [`CkptDigestReply`].
-    CkptDigest,
 }
 
 /// A request argument out of its bounds; the node refuses the request with this as its
@@ -127,7 +115,7 @@ pub struct StatsReply {
     pub socket_buffers: SocketBuffers,
     /// The process's memory.
     pub memory_kib: MemoryKib,
-    /// The sync engine and checkpoint service (`null` without services).
+    /// The sync engine and its services (`null` without services).
     pub sync: Option<SyncStats>,
     /// The control channel's connections (absent from older nodes: zeros).
     #[serde(default)]
@@ -237,7 +225,7 @@ pub struct MemoryKib {
     pub peak_rss: Option<u64>,
 }
 
-/// The sync engine and checkpoint service in a [`StatsReply`].
+/// The sync engine and its services in a [`StatsReply`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStats {
     /// Whether a sync runs.
@@ -246,12 +234,16 @@ pub struct SyncStats {
     pub completed: u64,
     /// Syncs aborted by a configuration change.
     pub aborted: u64,
-    /// Checkpoint operations waiting to be sent.
+    /// Service operations waiting to be sent.
     pub queued_ops: u64,
-    /// Committed checkpoints.
+    /// Items of committed state, every service together (the checkpoint service's
+    /// checkpoints, ...; each service's own `status` command tells its own).
     pub checkpoints: u64,
-    /// Bytes of committed sections.
+    /// Bytes of committed state, every service together.
     pub state_bytes: u64,
+    /// The services the node runs (absent from older nodes: empty).
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 /// The reply to `stop_load`.
@@ -263,26 +255,6 @@ pub struct StopLoadReply {
     pub sent: u64,
     /// Messages the send queue refused it.
     pub refused: u64,
-}
-
-/// The reply to `ckpt_fill`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CkptFillReply {
-    /// Always true.
-    pub ok: bool,
-    /// Sections queued.
-    pub sections: u64,
-}
-
-/// The reply to `ckpt_digest`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CkptDigestReply {
-    /// Always true.
-    pub ok: bool,
-    /// Whether a sync runs (the digest may then change).
-    pub syncing: bool,
-    /// SHA-256 of the committed state, in hex.
-    pub digest: String,
 }
 
 /// Any reply, as the node sends it.
@@ -299,10 +271,8 @@ pub enum Reply {
     Stats(Box<StatsReply>),
     /// To `stop_load`.
     StopLoad(StopLoadReply),
-    /// To `ckpt_fill`.
-    CkptFill(CkptFillReply),
-    /// To `ckpt_digest`.
-    CkptDigest(CkptDigestReply),
+    /// To `svc`: the service's own typed reply.
+    Service(serde_json::Value),
 }
 
 impl Reply {
@@ -407,6 +377,7 @@ mod tests {
                 queued_ops: 2,
                 checkpoints: 3,
                 state_bytes: 4,
+                services: vec!["checkpoint".into()],
             }),
             control: ControlStats {
                 clients: 1,
@@ -446,7 +417,7 @@ mod tests {
             "memory_kib": {"rss": 100, "peak_rss": null},
             "sync": {
                 "syncing": false, "completed": 1, "aborted": 0, "queued_ops": 2,
-                "checkpoints": 3, "state_bytes": 4,
+                "checkpoints": 3, "state_bytes": 4, "services": ["checkpoint"],
             },
             "control": {"clients": 1, "accepted": 2, "refused": 3, "dropped": 4},
             "records": {
@@ -498,21 +469,8 @@ mod tests {
             json!({"ok": true, "sent": 3, "refused": 4}).to_string()
         );
         assert_eq!(
-            Reply::CkptFill(CkptFillReply {
-                ok: true,
-                sections: 2
-            })
-            .to_line(),
+            Reply::Service(json!({"ok": true, "sections": 2})).to_line(),
             json!({"ok": true, "sections": 2}).to_string()
-        );
-        assert_eq!(
-            Reply::CkptDigest(CkptDigestReply {
-                ok: true,
-                syncing: false,
-                digest: "ab".into()
-            })
-            .to_line(),
-            json!({"ok": true, "syncing": false, "digest": "ab"}).to_string()
         );
     }
 
@@ -537,12 +495,10 @@ mod tests {
             })
         );
         assert_eq!(
-            r(r#"{"cmd":"ckpt","op":"open","name":"c0"}"#),
-            Request::Ckpt {
-                op: "open".into(),
-                name: "c0".into(),
-                section: String::new(),
-                size: 0
+            r(r#"{"cmd":"svc","service":"checkpoint","request":{"op":"open","name":"c0"}}"#),
+            Request::Svc {
+                service: "checkpoint".into(),
+                request: json!({"op": "open", "name": "c0"}),
             }
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"shred"}"#).is_err());

@@ -4,9 +4,9 @@
 //! Guarantees: a request runs inside the node's loop, between two turns, so a reply is a
 //! consistent snapshot; every argument is checked against its bound before anything is done
 //! (a [`BadArgument`] naming the argument and the bound: load sizes, rate, count and
-//! duration; checkpoint names, sections and sizes within what the checkpoint service and one
-//! ring message take; `ckpt_fill` and queued checkpoint operations within the node's
-//! `max_fill_bytes`); a refused request changes nothing and gets an [`ErrorReply`]-shaped
+//! duration; a service's command is checked by the service itself, against its own bounds,
+//! one ring message, and the node's `max_fill_bytes` for the operations waiting to be sent);
+//! a refused request changes nothing and gets an [`ErrorReply`]-shaped
 //! reply saying why. `quit` stops the load and lets the node drain, at most three token
 //! timeouts, before it exits; a `load` is refused meanwhile.
 //!
@@ -15,23 +15,9 @@
 use super::{Node, QUIT_DRAIN_TOKENS};
 use crate::clock::monotonic_ns;
 use crate::control::{
-    BadArgument, CkptDigestReply, CkptFillReply, DeliveredStats, KernelDrops, LatencyStats,
-    LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply, StatusReply,
-    StopLoadReply, SyncStats,
+    DeliveredStats, KernelDrops, LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request,
+    SocketBuffers, StatsReply, StatusReply, StopLoadReply, SyncStats,
 };
-use ringlab_ring::pack::MESSAGE_MAX;
-use ringlab_sync::checkpoint::SECTION_MAX;
-use ringlab_sync::{Op, SyncEngine, CHECKPOINT_SERVICE};
-
-const NO_CHECKPOINTS: &str = "the checkpoint service is not running (services)";
-
-/// Room kept in one ring message for the headers of the sync message that carries a
-/// section (name, section and data travel together in one).
-const CKPT_HEADROOM: usize = 64;
-
-/// What a waiting checkpoint operation costs beyond its bytes (queue slot, allocation), in
-/// the `max_fill_bytes` account.
-const OP_OVERHEAD: u64 = 64;
 
 impl Node {
     /// Carries out one control request; returns its reply.
@@ -46,6 +32,14 @@ impl Node {
                 }
                 if let Err(e) = spec.check() {
                     return Reply::error(e.to_string());
+                }
+                if let Some(name) = &spec.service {
+                    let runs = self.app.as_ref().is_some_and(|a| a.service(name).is_some());
+                    if !runs {
+                        return Reply::error(format!(
+                            "load: service={name} refused: this node does not run it (services)"
+                        ));
+                    }
                 }
                 self.load.start(spec, now);
                 Reply::ack()
@@ -75,92 +69,17 @@ impl Node {
                 self.quit_by.get_or_insert(now.saturating_add(bound));
                 Reply::ack()
             }
-            Request::Ckpt {
-                op,
-                name,
-                section,
-                size,
-            } => {
+            Request::Svc { service, request } => {
                 let max = self.cfg.max_fill_bytes;
                 let Some(app) = self.app.as_mut() else {
-                    return Reply::error(NO_CHECKPOINTS);
-                };
-                let op = match ckpt_op(&op, name, section, size) {
-                    Ok(op) => op,
-                    Err(e) => return Reply::error(e.to_string()),
-                };
-                let len = SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode()).len();
-                let queued = app.queued_bytes() as u64 + app.queued_ops() as u64 * OP_OVERHEAD;
-                if queued.saturating_add(len as u64 + OP_OVERHEAD) > max {
-                    return Reply::error(
-                        BadArgument {
-                            cmd: "ckpt",
-                            arg: "size",
-                            value: size.to_string(),
-                            bound: format!(
-                                "checkpoint operations already waiting take {queued} of \
-                                 max_fill_bytes={max} bytes; retry once they are sent"
-                            ),
-                        }
-                        .to_string(),
-                    );
-                }
-                app.queue_op(&op);
-                Reply::ack()
-            }
-            Request::CkptDigest => match self.app.as_ref() {
-                Some(a) => Reply::CkptDigest(CkptDigestReply {
-                    ok: true,
-                    syncing: a.engine.is_syncing(),
-                    digest: a
-                        .checkpoints()
-                        .digest()
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect(),
-                }),
-                None => Reply::error(NO_CHECKPOINTS),
-            },
-            Request::CkptFill { bytes } => {
-                let max = self.cfg.max_fill_bytes;
-                let Some(app) = self.app.as_mut() else {
-                    return Reply::error(NO_CHECKPOINTS);
-                };
-                let queued = app.queued_bytes() as u64 + app.queued_ops() as u64 * OP_OVERHEAD;
-                let room = max.saturating_sub(queued);
-                let sections = bytes.div_ceil(SECTION_MAX.max(1)) as u64;
-                let cost = (bytes as u64).saturating_add(sections.saturating_mul(OP_OVERHEAD));
-                if bytes == 0 || cost > room {
-                    return Reply::error(
-                        BadArgument {
-                            cmd: "ckpt_fill",
-                            arg: "bytes",
-                            value: bytes.to_string(),
-                            bound: format!(
-                                "1 to max_fill_bytes={max} bytes in all, less what checkpoint \
-                                 operations already waiting take ({queued})"
-                            ),
-                        }
-                        .to_string(),
-                    );
-                }
-                let section = bytes.clamp(1, SECTION_MAX);
-                for i in 0..bytes.div_ceil(section) {
-                    let name = format!("c{}", i / 64).into_bytes();
-                    if i % 64 == 0 {
-                        app.queue_op(&Op::Create(name.clone()));
-                    }
-                    let data = vec![i as u8; section];
-                    app.queue_op(&Op::Write(
-                        name,
-                        (i as u32).to_be_bytes().to_vec(),
-                        data.into(),
+                    return Reply::error(format!(
+                        "svc {service}: no service runs on this node (services = [])"
                     ));
+                };
+                match app.control(&service, &request, max) {
+                    Ok(reply) => Reply::Service(reply),
+                    Err(e) => Reply::error(e.to_string()),
                 }
-                Reply::CkptFill(CkptFillReply {
-                    ok: true,
-                    sections: bytes.div_ceil(section) as u64,
-                })
             }
         }
     }
@@ -220,15 +139,16 @@ impl Node {
             },
             memory_kib: memory_kib(),
             sync: self.app.as_ref().map(|a| {
-                let c = a.checkpoints();
+                let size = a.state_size();
                 let st = a.engine.stats();
                 SyncStats {
                     syncing: a.engine.is_syncing(),
                     completed: st.completed,
                     aborted: st.aborted,
                     queued_ops: a.queued_ops() as u64,
-                    checkpoints: c.checkpoints().len() as u64,
-                    state_bytes: c.state_bytes() as u64,
+                    checkpoints: size.items,
+                    state_bytes: size.bytes,
+                    services: a.names().into_iter().map(String::from).collect(),
                 }
             }),
             control: self.control.stats(),
@@ -246,58 +166,6 @@ impl Node {
     }
 }
 
-/// Builds the checkpoint operation `op` from a `ckpt` request's arguments, each checked
-/// against what the checkpoint service and one ring message take.
-fn ckpt_op(op: &str, name: String, section: String, size: usize) -> Result<Op, BadArgument> {
-    let bad = |arg: &'static str, value: String, bound: String| BadArgument {
-        cmd: "ckpt",
-        arg,
-        value,
-        bound,
-    };
-    let bytes = |n: usize| format!("<{n} bytes>");
-    let service_max = || format!("at most {SECTION_MAX} bytes (the checkpoint service's bound)");
-    if name.len() > SECTION_MAX {
-        return Err(bad("name", bytes(name.len()), service_max()));
-    }
-    if section.len() > SECTION_MAX {
-        return Err(bad("section", bytes(section.len()), service_max()));
-    }
-    let (n, s) = (name.into_bytes(), section.into_bytes());
-    let op = match op {
-        "create" => Op::Create(n),
-        "open" => Op::Open(n),
-        "close" => Op::Close(n),
-        "unlink" => Op::Unlink(n),
-        "delete" => Op::Delete(n, s),
-        "write" => {
-            if size > SECTION_MAX {
-                return Err(bad("size", size.to_string(), service_max()));
-            }
-            Op::Write(n, s, vec![0xC5; size].into())
-        }
-        _ => {
-            return Err(bad(
-                "op",
-                op.chars().take(32).collect(),
-                "one of create, open, close, unlink, write, delete".into(),
-            ))
-        }
-    };
-    // Every operation travels in one ring message, with room for the sync message that
-    // carries a section later.
-    let len = SyncEngine::op_message(CHECKPOINT_SERVICE, &op.encode()).len();
-    let together = MESSAGE_MAX - CKPT_HEADROOM;
-    if len > together {
-        return Err(bad(
-            "name+section+size",
-            len.to_string(),
-            format!("at most {together} bytes encoded (one ring message)"),
-        ));
-    }
-    Ok(op)
-}
-
 /// Returns (current, peak) resident set size of this process in KiB, from /proc.
 fn memory_kib() -> MemoryKib {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -311,41 +179,5 @@ fn memory_kib() -> MemoryKib {
     MemoryKib {
         rss: field("VmRSS:"),
         peak_rss: field("VmHWM:"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(op: &str, name: usize, section: usize, size: usize) -> String {
-        ckpt_op(op, "n".repeat(name), "s".repeat(section), size)
-            .unwrap_err()
-            .to_string()
-    }
-
-    #[test]
-    fn checkpoint_arguments_past_their_bounds_are_refused_with_their_name() {
-        assert!(err("create", SECTION_MAX + 1, 0, 0).contains("ckpt: name=<524289 bytes>"));
-        assert!(err("write", 1, SECTION_MAX + 1, 0).contains("section="));
-        assert!(err("write", 1, 1, SECTION_MAX + 1).contains("size=524289"));
-        let e = err("write", SECTION_MAX, SECTION_MAX, 1);
-        assert!(e.contains("name+section+size"), "{e}");
-        // Every operation, not only a write, must fit one ring message.
-        let e = err("delete", SECTION_MAX, SECTION_MAX, 0);
-        assert!(e.contains("name+section+size"), "{e}");
-        assert!(err("shred", 1, 0, 0).contains("op=shred"));
-        // At the bounds: accepted, and the operation fits one ring message with room for
-        // the sync message that carries it later.
-        let together = MESSAGE_MAX - CKPT_HEADROOM;
-        let w = ckpt_op(
-            "write",
-            "n".repeat(SECTION_MAX),
-            "s".repeat(together - SECTION_MAX - 1000 - 64),
-            1000,
-        )
-        .unwrap();
-        assert!(SyncEngine::op_message(CHECKPOINT_SERVICE, &w.encode()).len() <= MESSAGE_MAX);
-        assert!(ckpt_op("create", "n".repeat(SECTION_MAX), String::new(), 0).is_ok());
     }
 }

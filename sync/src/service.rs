@@ -1,0 +1,158 @@
+//! The service plug-in: the one trait a synchronised service implements ([`Service`], what
+//! the engine and a node call on it) and its static side ([`Plugin`], what the
+//! [registry](crate::registry) needs to make it, parse its control commands and draw its
+//! workload without an instance).
+//!
+//! A service owns everything about itself: its operations (applied in total order through
+//! the ring, encoded with the one codec of [`ringlab_ring::wire`]), its sync (the engine's
+//! hooks below), its control commands (typed, serde-derived, reached through the control
+//! socket as `svc NAME ...`), its workload for the simulator, its digest and counters for the
+//! convergence checks, and its own event records. Nothing outside its file and its line in
+//! the registry names it, and every service runs beside every other: each has its own
+//! [`ServiceId`], its own messages and its own state.
+//!
+//! Guarantees the engine gives a service: `sync_init` for every local service at the
+//! service-list build; `sync_members` once every list is in; then, in ascending id order,
+//! `sync_process` until it says [`Progress::Done`], its sync messages delivered to every
+//! member in one total order, and `sync_activate` at the same point of that order on every
+//! member; `sync_abort` instead, on every member, when the configuration changes first.
+//! Operations delivered while a sync runs are held and handed to `deliver_op` when it ends.
+
+use crate::control::{Args, Control, ControlContext, ControlError};
+use crate::engine::{Outbox, Progress, SyncContext};
+use crate::msg::ServiceId;
+use bytes::Bytes;
+use ringlab_records::Body;
+use ringlab_ring::NodeId;
+use std::collections::BTreeMap;
+
+/// How much replicated state a service holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Items (checkpoints, resource groups, keys, ...).
+    pub items: u64,
+    /// Bytes of their data.
+    pub bytes: u64,
+}
+
+impl std::ops::Add for StateSize {
+    type Output = Self;
+
+    fn add(self, o: Self) -> Self {
+        Self {
+            items: self.items + o.items,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+/// Replicated counters that are the sum of every member's own share (a checkpoint's
+/// reference count is the sum of the members' open counts): after a sync, each total on
+/// every live node equals the sum of the live nodes' shares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// What a counter counts, for messages ("reference count").
+    pub what: &'static str,
+    /// The replicated totals, by key.
+    pub totals: BTreeMap<Vec<u8>, u64>,
+    /// This node's own share of each, by key (its local truth; absent: 0).
+    pub shares: BTreeMap<Vec<u8>, u64>,
+}
+
+/// What the random workload of a service is sized to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// About how many bytes of replicated state the workload keeps.
+    pub state_bytes: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            state_bytes: 65_536,
+        }
+    }
+}
+
+/// A synchronised service: one node's instance, as the engine and the node drive it.
+pub trait Service: Send {
+    /// Returns its number (services sync in ascending order; unique in the registry).
+    fn id(&self) -> ServiceId;
+    /// Returns its name, as configs, the control socket and records spell it.
+    fn name(&self) -> &'static str;
+
+    /// Starts a sync: record temporary state for `sync_process`.
+    fn sync_init(&mut self, ctx: &SyncContext);
+    /// Returns a token of the committed state, sent in the service list: members whose
+    /// tokens are equal hold identical state (the default, 0, says "assume identical").
+    fn state_token(&self) -> u64 {
+        0
+    }
+    /// Receives every member's token for this service, once all service lists are in and
+    /// before the first `sync_process`.
+    fn sync_members(&mut self, _tokens: &BTreeMap<NodeId, u64>) {}
+    /// Sends this node's share of the sync; may stop when the outbox is full.
+    fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress;
+    /// Receives a sync message of this service (current ring only), with its sender;
+    /// returns what it decided about a conflict, if it resolved one (a `sync` record with
+    /// phase `conflict`).
+    fn sync_deliver(&mut self, sender: NodeId, payload: &[u8]) -> Option<String>;
+    /// Every member finished: replace the committed state with the synchronised one.
+    fn sync_activate(&mut self);
+    /// The sync was cut short: drop its temporary state.
+    fn sync_abort(&mut self);
+
+    /// Applies an operation delivered outside sync (its own encoding; garbage is counted
+    /// and dropped, never a panic).
+    fn deliver_op(&mut self, sender: NodeId, payload: &[u8]);
+
+    /// Carries out a control command (the JSON of its typed command, as its
+    /// [`Plugin::parse_args`] builds it): returns the operations to submit and the typed
+    /// reply, or why it refused (a refused command changes nothing).
+    fn control(
+        &mut self,
+        request: &serde_json::Value,
+        ctx: &ControlContext,
+    ) -> Result<Control, ControlError>;
+
+    /// Returns a digest of the committed state: equal on every member after a sync.
+    fn digest(&self) -> [u8; 32];
+    /// Returns how much state it holds.
+    fn size(&self) -> StateSize {
+        StateSize::default()
+    }
+    /// Returns its counters that sum the members' shares (none by default).
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
+    /// Returns operations and sync messages it dropped as malformed.
+    fn malformed(&self) -> u64 {
+        0
+    }
+    /// Returns its next event record (its own `ev` kinds; the `sync` records are the
+    /// engine's).
+    fn poll_record(&mut self) -> Option<Body> {
+        None
+    }
+}
+
+/// The static side of a service: what the [registry](crate::registry) needs to make one,
+/// parse its control commands on a client and draw its workload.
+pub trait Plugin: Service + Sized + 'static {
+    /// Its name (configs: `services = ["NAME"]`; `--services NAME`; `svc NAME`).
+    const NAME: &'static str;
+    /// Its number.
+    const ID: ServiceId;
+
+    /// Returns the service of node `me`, empty.
+    fn new(me: NodeId) -> Self;
+
+    /// Builds its typed control command from `ringlab ctl SOCK svc NAME [VERB] key=value...`
+    /// (a leading word without `=` comes as `op`), checking every argument it can without
+    /// the node; returns the command's JSON.
+    fn parse_args(args: &Args<'_>) -> Result<serde_json::Value, ControlError>;
+
+    /// Returns one random operation of its workload (the payload `deliver_op` takes), drawn
+    /// from `rng` only, so a seed replays it.
+    fn workload_op(rng: &mut dyn rand::RngCore, w: &Workload) -> Bytes;
+}
