@@ -171,6 +171,17 @@ struct Load {
     rng: ChaCha8Rng,
 }
 
+impl Load {
+    /// Returns how many messages (or operations) a paced load should have offered by `now`.
+    fn due_by_rate(&self, now: u64) -> u64 {
+        u64::try_from(
+            u128::from(now.saturating_sub(self.started)) * u128::from(self.spec.rate)
+                / 1_000_000_000,
+        )
+        .unwrap_or(u64::MAX)
+    }
+}
+
 /// A node's load generator: the running load, if any, and totals over every load.
 #[derive(Default)]
 pub(crate) struct LoadGen {
@@ -254,10 +265,7 @@ impl LoadGen {
             }
             u64::MAX
         } else {
-            u64::try_from(
-                u128::from(now.saturating_sub(l.started)) * u128::from(l.spec.rate) / 1_000_000_000,
-            )
-            .unwrap_or(u64::MAX)
+            l.due_by_rate(now)
         };
         let largest = l
             .spec
@@ -351,10 +359,7 @@ impl LoadGen {
             }
             u64::MAX
         } else {
-            u64::try_from(
-                u128::from(now.saturating_sub(l.started)) * u128::from(l.spec.rate) / 1_000_000_000,
-            )
-            .unwrap_or(u64::MAX)
+            l.due_by_rate(now)
         };
         let w = Workload {
             state_bytes: l
