@@ -294,7 +294,15 @@ fn heartbeat2000_after_a_split_holds_on_both_sides_and_the_checker_finds_it() {
         json!({ "resources": groups(), "policy": "heartbeat2000" }),
     );
     sim.start_all();
+    // The request delay: nothing taken in the first 10 s, then every group once.
     sim.run_for(SETTLE);
+    assert!(holders(&mut sim).is_empty());
+    sim.run_for(4_000 * MS);
+    assert_eq!(
+        holders(&mut sim),
+        held(&[("web", &[2]), ("db", &[3]), ("mail", &[1])])
+    );
+    assert!(checker::check(sim.records(), None).violations.is_empty());
     sim.partition(&[&[1, 2], &[3, 4, 5]]);
     sim.run_for(SETTLE);
     let h = holders(&mut sim);

@@ -26,11 +26,13 @@
 //!   holder has left the configuration). A node whose component is not primary stops
 //!   everything it holds at the configuration change.
 //! - `heartbeat2000`: the seed as written, on N nodes, to be measured and to show its hazard:
-//!   at every configuration each node reports what it holds and then takes its home groups
-//!   that nobody claimed, and the lowest member takes any other group nobody claimed; it
-//!   never stops for want of quorum and never gives a group up on a merge. Deviation: the
-//!   service has no clock, so the request delay is the sync round itself (the agreed
-//!   exchange of holdings replaces "wait 10 s for the replies").
+//!   at every configuration each node reports what it holds (the sync of holdings plays the
+//!   "resources held" messages) and then takes its home groups that nobody claimed, and the
+//!   lowest member takes any other group nobody claimed (the seed had two nodes, so "the
+//!   other side's" resources; the lowest id is the N-node tie-break); during the first
+//!   `request_delay_ms` (10 s) after its start a node waits that long before taking, and
+//!   takes only what is still unclaimed then. It never stops for want of quorum and never
+//!   gives a group up on a merge.
 //!
 //! # State
 //! Synchronised: the holders map (group → the node running it), rebuilt at every sync from
@@ -117,6 +119,14 @@ pub struct ResourcesConfig {
     /// token timeout (a ring breaks for all its members within about one token timeout).
     #[serde(default = "default_takeover_ms")]
     pub takeover_ms: u64,
+    /// `heartbeat2000`: how long (ms) after its start a node waits for others' claims before
+    /// taking unclaimed groups (the seed's `RQSTDELAY`, 10 s); later takeovers are at once.
+    #[serde(default = "default_request_delay_ms")]
+    pub request_delay_ms: u64,
+}
+
+fn default_request_delay_ms() -> u64 {
+    10_000
 }
 
 fn default_fence_ms() -> u64 {
@@ -147,6 +157,7 @@ impl Default for ResourcesConfig {
             resources: default_groups(),
             fence_ms: default_fence_ms(),
             takeover_ms: default_takeover_ms(),
+            request_delay_ms: default_request_delay_ms(),
         }
     }
 }
@@ -336,6 +347,8 @@ pub struct ResourcesService {
     unsure_since: Option<u64>,
     /// Free groups this node starts at these times (ns).
     pending: BTreeMap<u16, u64>,
+    /// When this node started (its first tick).
+    started_at: Option<u64>,
 }
 
 impl ResourcesService {
@@ -365,6 +378,7 @@ impl ResourcesService {
             now: 0,
             unsure_since: None,
             pending: BTreeMap::new(),
+            started_at: None,
         }
     }
 
@@ -470,7 +484,14 @@ impl ResourcesService {
                 lowest
             };
             if taker == Some(self.me) {
-                self.start(g);
+                self.targets.insert(g, self.me);
+                let at =
+                    self.started_at.unwrap_or(self.now) + self.cfg.request_delay_ms * 1_000_000;
+                if at <= self.now {
+                    self.start(g);
+                } else {
+                    self.pending.insert(g, at);
+                }
             }
         }
     }
@@ -639,10 +660,10 @@ impl Service for ResourcesService {
 
     fn tick(&mut self, now: u64, operational: bool) {
         self.now = now;
-        if self.cfg.policy != Policy::Primary {
-            return;
-        }
-        if operational {
+        self.started_at.get_or_insert(now);
+        if self.cfg.policy == Policy::Heartbeat2000 {
+            // No fencing in the seed.
+        } else if operational {
             self.unsure_since = None;
         } else {
             let since = *self.unsure_since.get_or_insert(now);
