@@ -345,6 +345,26 @@ addr = "127.0.0.2"
     }
 
     #[test]
+    fn each_service_gets_its_own_section() {
+        let with = |section: &str| {
+            format!(
+                "services = [\"resources\"]\n{}\n[service_config.resources]\n{section}\n",
+                base()
+            )
+        };
+        let c = parse(&with(
+            "two_node = true\nresources = [{ name = \"web\", home = 2 }]",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.service_sections()["resources"]["resources"][0]["name"],
+            "web"
+        );
+        let e = parse(&with("policy = \"raft\"")).unwrap_err();
+        assert!(e.contains("service_config") && e.contains("raft"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = parse(&base().replace("node_id = 1", "node_id = 7")).unwrap_err();
         assert!(e.contains("invalid nodes"), "{e}");

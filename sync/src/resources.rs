@@ -734,3 +734,110 @@ impl Plugin for ResourcesService {
         Bytes::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry;
+    use serde_json::json;
+
+    fn cfg(section: serde_json::Value) -> Result<ResourcesConfig, ServiceConfigError> {
+        ResourcesConfig::parse(&section, &[1, 2, 3])
+    }
+
+    #[test]
+    fn configs_are_typed_and_bad_ones_name_the_key() {
+        assert_eq!(
+            cfg(serde_json::Value::Null).unwrap(),
+            ResourcesConfig::default()
+        );
+        let c = cfg(json!({ "resources": [{ "name": "web", "home": 2 }], "auto_failback": true }))
+            .unwrap();
+        assert_eq!((c.resources.len(), c.auto_failback), (1, true));
+        for (bad, says) in [
+            (json!({ "polcy": "primary" }), "polcy"),
+            (json!({ "policy": "raft" }), "raft"),
+            (
+                json!({ "resources": [{ "name": "a", "home": 1 }, { "name": "a", "home": 2 }] }),
+                "repeated",
+            ),
+            (json!({ "fence_ms": 5000 }), "takeover_ms"),
+            (json!({ "two_node": true }), "two_node"),
+        ] {
+            let e = cfg(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("resources"), "{e}");
+        }
+        assert_eq!(
+            ResourcesConfig::parse_groups("web:2, db:3").unwrap(),
+            vec![
+                Group {
+                    name: "web".into(),
+                    home: 2
+                },
+                Group {
+                    name: "db".into(),
+                    home: 3
+                }
+            ]
+        );
+        assert!(ResourcesConfig::parse_groups("web").is_err());
+        // A service that takes no section refuses one.
+        let e = registry::find("checkpoint")
+            .unwrap()
+            .configure(
+                1,
+                &ServiceConfig {
+                    nodes: vec![1],
+                    section: json!({}),
+                },
+            )
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("takes no configuration"), "{e}");
+    }
+
+    #[test]
+    fn codecs_round_trip_and_refuse_garbage() {
+        for op in [ResourceOp::Started(3), ResourceOp::Stopped(0)] {
+            assert_eq!(ResourceOp::decode(&op.encode()), Ok(op));
+        }
+        assert!(ResourceOp::decode(&[9, 0, 1]).is_err());
+        assert!(ResourceOp::decode(&[1, 0]).is_err());
+        assert!(ResourceOp::decode(&[1, 0, 1, 0]).is_err());
+        let held: BTreeSet<u16> = [1, 4].into();
+        assert_eq!(
+            decode_holdings(&encode_holdings(&held)).unwrap(),
+            vec![1, 4]
+        );
+        assert!(decode_holdings(&[0xff, 0xff]).is_err());
+        // Garbage is counted, never a panic; the workload's empty operation is a no-op.
+        let mut s = ResourcesService::new(1);
+        s.deliver_op(2, &[1, 0x7f, 0xff]);
+        s.deliver_op(2, &[]);
+        assert_eq!(s.malformed(), 1);
+        assert!(s.sync_deliver(2, &[1]).is_none());
+        assert_eq!(s.malformed(), 2);
+    }
+
+    #[test]
+    fn status_is_its_one_command() {
+        let args = vec!["status".to_string()];
+        let req = registry::find("resources")
+            .unwrap()
+            .parse_args(&args)
+            .unwrap();
+        let mut s = ResourcesService::with(1, &[1, 2, 3], ResourcesConfig::default());
+        let ctx = ControlContext {
+            syncing: false,
+            queued: 0,
+            max_fill_bytes: 1,
+        };
+        let st: Status = serde_json::from_value(s.control(&req, &ctx).unwrap().reply).unwrap();
+        assert_eq!((st.primary, st.quorum, st.running.len()), (false, 2, 0));
+        let e = registry::find("resources")
+            .unwrap()
+            .parse_args(&["start".to_string()])
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown command"), "{e}");
+    }
+}
