@@ -264,6 +264,11 @@ struct SimArgs {
     /// checkpoint service: sections of about N/128 bytes).
     #[arg(long, default_value_t = 65_536)]
     state_bytes: usize,
+    /// With --services: each service's own configuration, a TOML file of one table per
+    /// service (`[resources]` with `policy`, `auto_failback`, `resources = [{ name = "web",
+    /// home = 2 }]`, ...); a service without a table gets its defaults.
+    #[arg(long)]
+    service_config: Option<PathBuf>,
     /// Authenticate every datagram with a cluster key, as real nodes with `key_file` do.
     #[arg(long)]
     key: bool,
@@ -695,6 +700,22 @@ fn sim(a: SimArgs) -> Result<i32> {
         ring.token = t;
     }
     ring.validate()?;
+    let services = ringlab_sync::registry::parse_list(a.services.as_deref().unwrap_or(""))?;
+    let service_config: std::collections::BTreeMap<String, serde_json::Value> =
+        match &a.service_config {
+            None => Default::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --service-config {}", p.display()))?;
+                let t: std::collections::BTreeMap<String, toml::Value> = toml::from_str(&text)
+                    .with_context(|| format!("parsing --service-config {}", p.display()))?;
+                t.into_iter()
+                    .map(|(k, v)| Ok((k, serde_json::to_value(v)?)))
+                    .collect::<anyhow::Result<_>>()?
+            }
+        };
+    let ids: Vec<ringlab_ring::NodeId> = (1..=a.nodes as ringlab_ring::NodeId).collect();
+    ringlab_sync::ServiceApp::with_config(1, &services, &ids, &service_config)?;
     let base = RunConfig {
         nodes: a.nodes,
         seed: a.seed,
@@ -711,11 +732,12 @@ fn sim(a: SimArgs) -> Result<i32> {
         ring,
         load_interval_ms: a.load_interval_ms,
         record_messages: true,
-        services: ringlab_sync::registry::parse_list(a.services.as_deref().unwrap_or(""))?,
+        services,
         workload: ringlab_sync::Workload {
             state_bytes: a.state_bytes,
         },
         key: a.key,
+        service_config,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let reports: Vec<RunReport> = seeds

@@ -17,6 +17,10 @@
 //! services = ["checkpoint"]     # the sync engine with these services (the registry's names)
 //! max_fill_bytes = 268435456    # most bytes of service operations waiting (svc NAME ...)
 //!
+//! [service_config.resources]    # each service's own section, parsed by the service
+//! policy = "primary"
+//! resources = [{ name = "web", home = 2 }]
+//!
 //! [[nodes]]
 //! id = 1
 //! addr = "127.0.0.1"
@@ -115,6 +119,10 @@ pub struct NodeConfig {
     /// also counts 64 bytes for its queue slot). 1 MiB to 4 GiB; 256 MiB by default.
     #[serde(default = "default_max_fill_bytes")]
     pub max_fill_bytes: u64,
+    /// Each service's own configuration section, by service name (`[service_config.NAME]`),
+    /// handed to the service, which parses it into its own typed config; absent: defaults.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub service_config: std::collections::BTreeMap<String, toml::Value>,
     /// Ring knobs.
     #[serde(default)]
     pub totem: RingConfig,
@@ -200,6 +208,17 @@ impl NodeConfig {
         Ok(c)
     }
 
+    /// Returns each service's section as JSON (what the services parse).
+    pub fn service_sections(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.service_config
+            .iter()
+            .map(|(k, v)| {
+                let j = serde_json::to_value(v).expect("a TOML value is JSON");
+                (k.clone(), j)
+            })
+            .collect()
+    }
+
     /// Checks the fields; returns an error naming the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
@@ -269,8 +288,19 @@ impl NodeConfig {
                 ),
             ));
         }
-        if let Err(e) = ringlab_sync::registry::resolve(&self.services) {
-            return Err(invalid("services", e.to_string()));
+        match ringlab_sync::registry::resolve(&self.services) {
+            Err(e) => return Err(invalid("services", e.to_string())),
+            Ok(services) => {
+                let nodes: Vec<NodeId> = self.nodes.iter().map(|p| p.id).collect();
+                if let Err(e) = ringlab_sync::ServiceApp::with_config(
+                    self.node_id,
+                    &services,
+                    &nodes,
+                    &self.service_sections(),
+                ) {
+                    return Err(invalid("service_config", e.to_string()));
+                }
+            }
         }
         self.totem
             .validate()
@@ -312,6 +342,26 @@ addr = "127.0.0.2"
         assert_eq!(c.transport, Transport::Unicast);
         assert_eq!(c.totem.token, 1000);
         assert_eq!(c.max_fill_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn each_service_gets_its_own_section() {
+        let with = |section: &str| {
+            format!(
+                "services = [\"resources\"]\n{}\n[service_config.resources]\n{section}\n",
+                base()
+            )
+        };
+        let c = parse(&with(
+            "two_node = true\nresources = [{ name = \"web\", home = 2 }]",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.service_sections()["resources"]["resources"][0]["name"],
+            "web"
+        );
+        let e = parse(&with("policy = \"raft\"")).unwrap_err();
+        assert!(e.contains("service_config") && e.contains("raft"), "{e}");
     }
 
     #[test]

@@ -208,6 +208,7 @@ impl Cluster {
             batched_io: self.spec.batched_io,
             services: self.spec.services.clone(),
             max_fill_bytes: crate::config::DEFAULT_MAX_FILL_BYTES,
+            service_config: Default::default(),
             totem: self.spec.totem.clone(),
         }
     }

@@ -98,6 +98,9 @@ pub enum StartError {
     /// `services` names a service the registry does not know.
     #[error("services: {0}")]
     Service(#[from] ringlab_sync::UnknownService),
+    /// A service refused its `service_config` section.
+    #[error("service_config: {0}")]
+    ServiceConfig(#[from] ringlab_sync::ServiceConfigError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -121,6 +124,17 @@ impl Node {
         // service or key_file costs
         // no incarnation and leaves no socket behind.
         let services = ringlab_sync::registry::resolve(&cfg.services)?;
+        let app = if services.is_empty() {
+            None
+        } else {
+            let nodes: Vec<NodeId> = cfg.nodes.iter().map(|p| p.id).collect();
+            Some(ServiceApp::with_config(
+                cfg.node_id,
+                &services,
+                &nodes,
+                &cfg.service_sections(),
+            )?)
+        };
         let key = match &cfg.key_file {
             Some(p) => {
                 let key =
@@ -231,7 +245,7 @@ impl Node {
                         },
                 )
             }),
-            app: (!services.is_empty()).then(|| ServiceApp::new(cfg.node_id, &services)),
+            app,
             fanout: cfg
                 .nodes
                 .iter()

@@ -131,6 +131,36 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         groups: Vec<Vec<NodeId>>,
     },
+    /// A resource group started or stopped on this node (the resources service): action
+    /// `start`, `stop` or `start_failed`, in the configuration `ring`.
+    Resource {
+        /// `start`, `stop` or `start_failed`.
+        action: String,
+        /// The group.
+        name: String,
+        /// The ring this node was in when it acted.
+        ring: RingId,
+        /// The group's home node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        home: Option<NodeId>,
+        /// Why a stop: `move` (placement), `quorum` (left the primary component), `fence`
+        /// (out of any ring too long), `conflict` (two holders met).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Whether this node's component is primary (the resources service), at every regular
+    /// configuration.
+    Quorum {
+        /// Whether the component may hold resources.
+        primary: bool,
+        /// The ring.
+        ring: RingId,
+        /// Its members.
+        members: Vec<NodeId>,
+        /// Every configured resource group (what the checker expects to be held).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<String>,
+    },
 }
 
 impl Body {

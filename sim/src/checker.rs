@@ -30,6 +30,22 @@
 //!    last regular configuration is one ring whose members are exactly the live nodes,
 //!    installed by `faults_end + bound`; and every message a live node sent after that ring
 //!    was installed is delivered by every live node.
+//!
+//! With resource records (the resources service: `resource` and `quorum`), the properties
+//! of heartbeat's CTS resource audit, judged over the shared clock:
+//!
+//! 9. **two holders** ("served too many times"): the intervals `[start, stop)` of one group
+//!    on two different nodes never overlap; a crash, a `stop` record or a later incarnation
+//!    ends a node's holdings;
+//! 10. **active without quorum**: no group starts on a node whose last `quorum` record says
+//!     not primary, and a node whose component stops being primary has stopped everything by
+//!     its next record other than a resource stop;
+//! 11. **not served** (when liveness is asked): at the end, with a live primary component,
+//!     every configured group (the `groups` of the `quorum` records) is held by exactly one
+//!     live node, and by none without one;
+//! 12. **needless move**: a group stopped for a placement (reason `move`) on a node that
+//!     stays in a primary component which only gained members (a join) starts next on its
+//!     home node (`auto_failback`), never elsewhere.
 
 use ringlab_records::{Body, Record};
 use ringlab_ring::{ConfigKind, MembState, MsgId, NodeId, RingId};
@@ -57,6 +73,14 @@ pub enum Property {
     OrderAgreement,
     /// No single ring of all live nodes in time, or messages never delivered after it.
     Liveness,
+    /// One resource group held by two nodes at once.
+    TwoHolders,
+    /// A resource group held outside a primary component.
+    ActiveWithoutQuorum,
+    /// A resource group held by no live node, or by several, at the end.
+    NotServedOnce,
+    /// A join moved a resource group elsewhere than to its home.
+    NeedlessMove,
 }
 
 /// One broken guarantee, with what shows it.
@@ -175,7 +199,10 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
             }
             Body::Crash {} => log.failed = true,
             Body::Stop { .. } => log.stopped = true,
-            Body::Fault { .. } | Body::Sync { .. } => {}
+            Body::Fault { .. }
+            | Body::Sync { .. }
+            | Body::Resource { .. }
+            | Body::Quorum { .. } => {}
         }
     }
     // A later incarnation of the same node means the earlier one failed.
@@ -200,6 +227,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
     if let Some(l) = liveness {
         report.final_ring_ns = live(&logs, l, &mut v);
     }
+    resources(&order, liveness, &mut v);
     report.violations = v.list;
     report
 }
@@ -589,6 +617,209 @@ fn live(logs: &BTreeMap<Inc, IncLog>, l: &Liveness, v: &mut Violations) -> Optio
     Some(took)
 }
 
+/// A group held by an incarnation: (group, incarnation, start, end; none: still held).
+type Interval = (String, Inc, u64, Option<u64>);
+
+/// One incarnation's resource holdings, as its records tell them.
+#[derive(Default)]
+struct Holdings {
+    /// Held groups and since when.
+    running: BTreeMap<String, u64>,
+    primary: bool,
+    members: Vec<NodeId>,
+    /// The members of the primary configuration before, if the last one was primary.
+    prev_primary: Option<Vec<NodeId>>,
+    /// Lost the primary component: everything must be stopped by the next other record.
+    must_be_empty: bool,
+}
+
+/// Properties 9 to 12 (see the module docs); nothing without resource records.
+fn resources(order: &[&Record], liveness: Option<&Liveness>, v: &mut Violations) {
+    if !order
+        .iter()
+        .any(|r| matches!(r.body, Body::Resource { .. } | Body::Quorum { .. }))
+    {
+        return;
+    }
+    let mut incs: BTreeMap<Inc, Holdings> = BTreeMap::new();
+    let mut intervals: Vec<Interval> = Vec::new();
+    let mut groups: BTreeSet<String> = BTreeSet::new();
+    // Group → (node it left, home, t) of a stop on a join, judged at the group's next start.
+    let mut moves: BTreeMap<String, (NodeId, Option<NodeId>, u64)> = BTreeMap::new();
+    let mut last_inc: BTreeMap<NodeId, u32> = BTreeMap::new();
+    let close = |h: &mut Holdings, key: Inc, t: u64, iv: &mut Vec<Interval>| {
+        for (name, _) in std::mem::take(&mut h.running) {
+            if let Some(i) = iv
+                .iter_mut()
+                .rev()
+                .find(|i| i.0 == name && i.1 == key && i.3.is_none())
+            {
+                i.3 = Some(t);
+            }
+        }
+    };
+    for r in order {
+        let key = (r.node, r.inc);
+        // A later incarnation ends the earlier one's holdings.
+        if let Some(&prev) = last_inc.get(&r.node) {
+            if prev != r.inc {
+                if let Some(h) = incs.get_mut(&(r.node, prev)) {
+                    close(h, (r.node, prev), r.t_ns, &mut intervals);
+                }
+            }
+        }
+        last_inc.insert(r.node, r.inc);
+        let h = incs.entry(key).or_default();
+        let is_stop = matches!(&r.body, Body::Resource { action, .. } if action == "stop");
+        if h.must_be_empty && !is_stop {
+            h.must_be_empty = false;
+            if !h.running.is_empty() {
+                v.add(
+                    Property::ActiveWithoutQuorum,
+                    format!(
+                        "node {} inc {} still holds {:?} after leaving the primary component",
+                        r.node,
+                        r.inc,
+                        h.running.keys().collect::<Vec<_>>()
+                    ),
+                );
+            }
+        }
+        match &r.body {
+            Body::Quorum {
+                primary,
+                members,
+                groups: gs,
+                ..
+            } => {
+                groups.extend(gs.iter().cloned());
+                h.prev_primary = h.primary.then(|| std::mem::take(&mut h.members));
+                h.primary = *primary;
+                h.members = members.clone();
+                h.must_be_empty = !*primary;
+            }
+            Body::Resource {
+                action,
+                name,
+                home,
+                reason,
+                ..
+            } => match action.as_str() {
+                "start" => {
+                    if !h.primary {
+                        v.add(
+                            Property::ActiveWithoutQuorum,
+                            format!(
+                                "node {} starts {name} at {} ns outside a primary component",
+                                r.node, r.t_ns
+                            ),
+                        );
+                    }
+                    if let Some((from, home, t)) = moves.remove(name) {
+                        if home != Some(r.node) {
+                            v.add(
+                                Property::NeedlessMove,
+                                format!(
+                                    "{name} stopped on node {from} at {t} ns on a join and \
+                                     started on node {} (home {home:?})",
+                                    r.node
+                                ),
+                            );
+                        }
+                    }
+                    h.running.insert(name.clone(), r.t_ns);
+                    intervals.push((name.clone(), key, r.t_ns, None));
+                }
+                "stop" => {
+                    let join = h.primary
+                        && reason.as_deref() == Some("move")
+                        && h.prev_primary
+                            .as_ref()
+                            .is_some_and(|p| p.iter().all(|m| h.members.contains(m)));
+                    if join && h.running.contains_key(name) {
+                        moves.insert(name.clone(), (r.node, *home, r.t_ns));
+                    }
+                    h.running.remove(name);
+                    if let Some(i) = intervals
+                        .iter_mut()
+                        .rev()
+                        .find(|i| &i.0 == name && i.1 == key && i.3.is_none())
+                    {
+                        i.3 = Some(r.t_ns);
+                    }
+                }
+                _ => {}
+            },
+            Body::Crash {} | Body::Stop { .. } => close(h, key, r.t_ns, &mut intervals),
+            Body::State { to, .. } if *to == MembState::Left => {
+                close(h, key, r.t_ns, &mut intervals)
+            }
+            _ => {}
+        }
+    }
+    for h in incs.values_mut() {
+        if h.must_be_empty && !h.running.is_empty() {
+            v.add(
+                Property::ActiveWithoutQuorum,
+                format!(
+                    "{:?} still held at the end outside a primary component",
+                    h.running.keys().collect::<Vec<_>>()
+                ),
+            );
+        }
+    }
+    // Property 9: overlaps on different nodes.
+    let mut by_group: BTreeMap<&str, Vec<&Interval>> = BTreeMap::new();
+    for i in &intervals {
+        by_group.entry(i.0.as_str()).or_default().push(i);
+    }
+    for (g, ivs) in &by_group {
+        for (x, a) in ivs.iter().enumerate() {
+            for b in &ivs[x + 1..] {
+                let overlap = a.2 < b.3.unwrap_or(u64::MAX) && b.2 < a.3.unwrap_or(u64::MAX);
+                if a.1 .0 != b.1 .0 && overlap {
+                    v.add(
+                        Property::TwoHolders,
+                        format!(
+                            "{g} held by node {} [{}, {:?}) and node {} [{}, {:?})",
+                            a.1 .0, a.2, a.3, b.1 .0, b.2, b.3
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Property 11: at the end, each group on exactly one live node of a primary component.
+    if let Some(l) = liveness {
+        let live_primary = l.live.iter().any(|n| {
+            last_inc
+                .get(n)
+                .and_then(|&i| incs.get(&(*n, i)))
+                .is_some_and(|h| h.primary)
+        });
+        for g in &groups {
+            let holders: Vec<NodeId> = l
+                .live
+                .iter()
+                .copied()
+                .filter(|n| {
+                    last_inc
+                        .get(n)
+                        .and_then(|&i| incs.get(&(*n, i)))
+                        .is_some_and(|h| h.running.contains_key(g))
+                })
+                .collect();
+            let want = usize::from(live_primary);
+            if holders.len() != want {
+                v.add(
+                    Property::NotServedOnce,
+                    format!("{g} held at the end by {holders:?}, expected {want} holder"),
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,5 +994,119 @@ mod tests {
             rec(1, 2, deliver_at("2.1.10", 7)),
         ];
         assert!(check(&rs, None).violations.is_empty());
+    }
+
+    fn quorum(primary: bool, members: Vec<NodeId>) -> Body {
+        Body::Quorum {
+            primary,
+            ring: RingId { rep: 1, seq: 4 },
+            members,
+            groups: vec!["web".into()],
+        }
+    }
+
+    fn res(action: &str, reason: Option<&str>) -> Body {
+        Body::Resource {
+            action: action.into(),
+            name: "web".into(),
+            ring: RingId { rep: 1, seq: 4 },
+            home: Some(2),
+            reason: reason.map(String::from),
+        }
+    }
+
+    fn live(nodes: Vec<NodeId>) -> Liveness {
+        Liveness {
+            faults_end: 0,
+            bound: 1_000,
+            live: nodes,
+        }
+    }
+
+    /// The properties but ring liveness (these histories have no ring records).
+    fn rprops(r: &Report) -> Vec<Property> {
+        let mut p = props(r);
+        p.retain(|p| *p != Property::Liveness);
+        p
+    }
+
+    #[test]
+    fn each_resource_property_can_fail() {
+        let q = |t, n, p, m: &[NodeId]| rec(t, n, quorum(p, m.to_vec()));
+        // A clean move: stop delivered on 1, then start on 2.
+        let ok = vec![
+            q(1, 1, true, &[1, 2, 3]),
+            q(1, 2, true, &[1, 2, 3]),
+            rec(2, 1, res("start", None)),
+            rec(5, 1, res("stop", Some("fence"))),
+            rec(6, 2, res("start", None)),
+        ];
+        let r = check(&ok, Some(&live(vec![1, 2])));
+        assert!(rprops(&r).is_empty(), "{:?}", r.violations);
+        // Two holders: 2 starts before 1 stopped.
+        let mut two = ok.clone();
+        two[4].t_ns = 4;
+        two.sort_by_key(|r| r.t_ns);
+        assert_eq!(
+            props(&check(&two, None)),
+            vec![Property::TwoHolders],
+            "{:?}",
+            check(&two, None).violations
+        );
+        // A crash ends the holdings: no overlap.
+        let crashed = vec![
+            q(1, 1, true, &[1, 2, 3]),
+            q(1, 2, true, &[1, 2, 3]),
+            rec(2, 1, res("start", None)),
+            rec(3, 1, Body::Crash {}),
+            rec(4, 2, res("start", None)),
+        ];
+        assert!(check(&crashed, None).violations.is_empty());
+        // Active without quorum: a start outside a primary component, and holdings kept
+        // past the loss of it.
+        let noq = vec![q(1, 1, false, &[1]), rec(2, 1, res("start", None))];
+        assert_eq!(
+            props(&check(&noq, None)),
+            vec![Property::ActiveWithoutQuorum]
+        );
+        let kept = vec![
+            q(1, 1, true, &[1, 2, 3]),
+            rec(2, 1, res("start", None)),
+            q(3, 1, false, &[1]),
+            rec(
+                4,
+                1,
+                Body::Fault {
+                    action: "x".into(),
+                    targets: vec![],
+                    groups: vec![],
+                },
+            ),
+        ];
+        assert!(props(&check(&kept, None)).contains(&Property::ActiveWithoutQuorum));
+        // Not served once: nobody holds web at the end of a primary component, then two do.
+        let none = vec![q(1, 1, true, &[1, 2, 3])];
+        assert_eq!(
+            rprops(&check(&none, Some(&live(vec![1])))),
+            vec![Property::NotServedOnce]
+        );
+        // (Two holders also break property 9.)
+        let r = check(&two, Some(&live(vec![1, 2])));
+        assert!(rprops(&r).contains(&Property::TwoHolders));
+        // A needless move: a join (3 comes) moves web from 1 to 3, not its home (2).
+        let join = vec![
+            q(1, 1, true, &[1, 2]),
+            q(1, 3, true, &[1, 2, 3]),
+            rec(2, 1, res("start", None)),
+            q(3, 1, true, &[1, 2, 3]),
+            rec(4, 1, res("stop", Some("move"))),
+            rec(5, 3, res("start", None)),
+        ];
+        assert_eq!(props(&check(&join, None)), vec![Property::NeedlessMove]);
+        // To its home it is a failback, fine.
+        let mut home = join.clone();
+        home[5].node = 2;
+        home[1].node = 2;
+        assert!(check(&home, None).violations.is_empty());
     }
 }

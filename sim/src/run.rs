@@ -29,6 +29,7 @@ use rand::Rng;
 use ringlab_records::Record;
 use ringlab_ring::{Config, Guarantee, NodeId};
 use ringlab_sync::{Entry, ServiceApp, Workload};
+use std::collections::BTreeMap;
 
 const MS: u64 = 1_000_000;
 
@@ -115,6 +116,9 @@ pub struct RunConfig {
     pub workload: Workload,
     /// Authenticate every datagram with a cluster key, as `key_file` does on real nodes.
     pub key: bool,
+    /// Each service's own configuration section, by service name (`--service-config FILE`:
+    /// one TOML table per service); a service not named here gets its defaults.
+    pub service_config: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for RunConfig {
@@ -131,6 +135,7 @@ impl Default for RunConfig {
             services: vec![],
             workload: Workload::default(),
             key: false,
+            service_config: BTreeMap::new(),
         }
     }
 }
@@ -180,6 +185,9 @@ pub fn liveness_bound(c: &Config) -> u64 {
 }
 
 /// Runs one seed.
+///
+/// Panics if a service refuses its section of `service_config` (a caller checks it first
+/// with [`ServiceApp::with_config`]).
 pub fn run(cfg: &RunConfig) -> RunReport {
     let settle = liveness_bound(&cfg.ring);
     let probe = (2 * cfg.ring.token + 1000) * MS;
@@ -196,7 +204,15 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     }
     if !cfg.services.is_empty() {
         let services = cfg.services.clone();
-        sim.set_app_factory(move |id| ServiceApp::new(id, &services));
+        let sections = cfg.service_config.clone();
+        let nodes = sim.ids();
+        // Checked before the run: a bad section is the caller's error, not a node's.
+        if let Err(e) = ServiceApp::with_config(1, &services, &nodes, &sections) {
+            panic!("{e}");
+        }
+        sim.set_app_factory(move |id| {
+            ServiceApp::with_config(id, &services, &nodes, &sections).expect("checked above")
+        });
     }
     let with_services = !cfg.services.is_empty();
     let ids = sim.ids();

@@ -6,11 +6,12 @@
 
 use crate::control::{ControlContext, ControlError, OP_OVERHEAD};
 use crate::registry::Entry;
-use crate::service::{Service, StateSize};
+use crate::service::{Service, ServiceConfig, ServiceConfigError, StateSize};
 use crate::{ServiceId, SyncEngine};
 use bytes::Bytes;
 use ringlab_records::Body;
 use ringlab_ring::{Event, Guarantee, NodeId, Ring, SubmitError};
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 
 /// The sync engine with its services, plus a queue of their operations.
@@ -32,6 +33,34 @@ impl ServiceApp {
             ops: VecDeque::new(),
             ops_bytes: 0,
         }
+    }
+
+    /// Creates the app of node `me` running `services`, each configured with the cluster's
+    /// `nodes` and its own section of `sections` (by service name; absent: null, defaults).
+    pub fn with_config(
+        me: NodeId,
+        services: &[&'static Entry],
+        nodes: &[NodeId],
+        sections: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self, ServiceConfigError> {
+        let made = services
+            .iter()
+            .map(|e| {
+                e.configure(
+                    me,
+                    &ServiceConfig {
+                        nodes: nodes.to_vec(),
+                        section: sections.get(e.name).cloned().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            engine: SyncEngine::new(me, made),
+            pending: VecDeque::new(),
+            ops: VecDeque::new(),
+            ops_bytes: 0,
+        })
     }
 
     /// Returns the names of the services run, in id order.
@@ -110,21 +139,43 @@ impl ServiceApp {
         self.poll_records(records);
     }
 
-    /// Appends the engine's records, then each service's own.
+    /// Appends the engine's records, then each service's own; queues the operations the
+    /// services submit of their own accord.
     fn poll_records(&mut self, records: &mut Vec<Body>) {
         while let Some(e) = self.engine.poll_event() {
             records.push(e.to_record());
         }
+        let mut own = Vec::new();
         for s in self.engine.services_mut() {
             while let Some(r) = s.poll_record() {
                 records.push(r);
             }
+            while let Some(op) = s.poll_op() {
+                own.push((s.id(), op));
+            }
+        }
+        for (id, op) in own {
+            self.queue_op(id, &op);
         }
     }
 
     /// Submits what waits, sync messages first, as far as the ring's queue takes them;
     /// appends `send` and `sync` records.
     pub fn pump(&mut self, now: u64, ring: &mut Ring, records: &mut Vec<Body>) {
+        let operational = ring.state() == ringlab_ring::MembState::Operational;
+        let mut own = Vec::new();
+        for s in self.engine.services_mut() {
+            s.tick(now, operational);
+            while let Some(r) = s.poll_record() {
+                records.push(r);
+            }
+            while let Some(op) = s.poll_op() {
+                own.push((s.id(), op));
+            }
+        }
+        for (id, op) in own {
+            self.queue_op(id, &op);
+        }
         for _ in 0..64 {
             while let Some(m) = self.engine.poll_submit() {
                 self.pending.push_back(m);

@@ -12,6 +12,8 @@
 //! - [`control`]: the generic control path of services (`svc NAME ...`): arguments, the
 //!   context a service sees, its typed errors;
 //! - [`checkpoint`]: the checkpoint service and its two-phase sync;
+//! - [`resources`]: the resources service: which node runs which resource group (quorum,
+//!   placement, moves in agreed order; and the 2000 heartbeat seed's policy, to measure);
 //! - [`msg`]: what the sync layer puts inside ring messages;
 //! - [`app`]: the engine and its services driven over a ring ([`ServiceApp`]), what real
 //!   and simulated nodes run.
@@ -64,6 +66,7 @@ pub mod control;
 pub mod engine;
 pub mod msg;
 pub mod registry;
+pub mod resources;
 pub mod service;
 
 pub use app::ServiceApp;
@@ -72,5 +75,8 @@ pub use control::{Control, ControlContext, ControlError};
 pub use engine::{Outbox, Progress, SyncContext, SyncEngine, SyncEvent, SyncStats};
 pub use msg::{Msg, ServiceId};
 pub use registry::{Entry, UnknownService, SERVICES};
+pub use resources::{ResourcesConfig, ResourcesService, RESOURCES_SERVICE};
 pub use ringlab_ring::wire::DecodeError;
-pub use service::{Counters, Plugin, Service, StateSize, Workload};
+pub use service::{
+    Counters, Plugin, Service, ServiceConfig, ServiceConfigError, StateSize, Workload,
+};

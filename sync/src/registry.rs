@@ -10,13 +10,15 @@
 use crate::checkpoint::CheckpointService;
 use crate::control::{Args, ControlError};
 use crate::msg::ServiceId;
-use crate::service::{Plugin, Service, Workload};
+use crate::resources::ResourcesService;
+use crate::service::{Plugin, Service, ServiceConfig, ServiceConfigError, Workload};
 use bytes::Bytes;
 use ringlab_ring::NodeId;
 
 /// Every service this build knows.
 pub static SERVICES: &[Entry] = &[
     Entry::of::<CheckpointService>(),
+    Entry::of::<ResourcesService>(),
     // One line per service.
 ];
 
@@ -24,6 +26,9 @@ pub static SERVICES: &[Entry] = &[
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown service {0:?} (known: {known})", known = names().join(", "))]
 pub struct UnknownService(pub String);
+
+/// Makes a configured service.
+type Configure = fn(NodeId, &ServiceConfig) -> Result<Box<dyn Service>, ServiceConfigError>;
 
 /// One service of the registry: its name, its number and its static side.
 #[derive(Clone, Copy)]
@@ -33,6 +38,7 @@ pub struct Entry {
     /// Its number.
     pub id: ServiceId,
     make: fn(NodeId) -> Box<dyn Service>,
+    configure: Configure,
     parse_args: fn(&Args<'_>) -> Result<serde_json::Value, ControlError>,
     workload_op: fn(&mut dyn rand::RngCore, &Workload) -> Bytes,
 }
@@ -56,6 +62,13 @@ fn make<T: Plugin>(me: NodeId) -> Box<dyn Service> {
     Box::new(T::new(me))
 }
 
+fn configure<T: Plugin>(
+    me: NodeId,
+    cfg: &ServiceConfig,
+) -> Result<Box<dyn Service>, ServiceConfigError> {
+    Ok(Box::new(T::configure(me, cfg)?))
+}
+
 impl Entry {
     /// Returns the entry of service `T`.
     pub const fn of<T: Plugin>() -> Self {
@@ -63,6 +76,7 @@ impl Entry {
             name: T::NAME,
             id: T::ID,
             make: make::<T>,
+            configure: configure::<T>,
             parse_args: T::parse_args,
             workload_op: T::workload_op,
         }
@@ -71,6 +85,15 @@ impl Entry {
     /// Returns the service of node `me`, empty.
     pub fn make(&self, me: NodeId) -> Box<dyn Service> {
         (self.make)(me)
+    }
+
+    /// Returns the service of node `me`, empty, configured by `cfg`.
+    pub fn configure(
+        &self,
+        me: NodeId,
+        cfg: &ServiceConfig,
+    ) -> Result<Box<dyn Service>, ServiceConfigError> {
+        (self.configure)(me, cfg)
     }
 
     /// Builds the service's control command from `svc NAME` arguments.

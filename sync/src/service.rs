@@ -59,6 +59,28 @@ pub struct Counters {
     pub shares: BTreeMap<Vec<u8>, u64>,
 }
 
+/// What a service is configured with: the cluster's configured nodes (what a quorum counts)
+/// and its own section of the node's config (`[service_config.NAME]` in a node's TOML,
+/// `--service-config FILE` in the simulator), which the service parses into its own typed
+/// struct. A null section means "defaults".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceConfig {
+    /// Every node configured in the cluster (empty: unknown, only this node).
+    pub nodes: Vec<NodeId>,
+    /// The service's own section (null: none given).
+    pub section: serde_json::Value,
+}
+
+/// Why a service refused its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("service {service:?}: bad configuration: {reason}")]
+pub struct ServiceConfigError {
+    /// The service.
+    pub service: &'static str,
+    /// What is wrong, naming the key.
+    pub reason: String,
+}
+
 /// What the random workload of a service is sized to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Workload {
@@ -129,6 +151,15 @@ pub trait Service: Send {
     fn malformed(&self) -> u64 {
         0
     }
+    /// Learns the time and whether the ring is operational (after every input of the node;
+    /// its records and operations are drained right after). Nothing by default.
+    fn tick(&mut self, _now: u64, _operational: bool) {}
+    /// Returns the next operation it submits of its own accord (a resource's stop, after a
+    /// configuration change), which the app sends through the ring like a control command's
+    /// (none by default).
+    fn poll_op(&mut self) -> Option<Bytes> {
+        None
+    }
     /// Returns its next event record (its own `ev` kinds; the `sync` records are the
     /// engine's).
     fn poll_record(&mut self) -> Option<Body> {
@@ -146,6 +177,20 @@ pub trait Plugin: Service + Sized + 'static {
 
     /// Returns the service of node `me`, empty.
     fn new(me: NodeId) -> Self;
+
+    /// Returns the service of node `me`, empty, configured by `cfg` (its own section parsed
+    /// into its own typed config). The default takes no section: a null one gives
+    /// [`Plugin::new`], anything else is refused.
+    fn configure(me: NodeId, cfg: &ServiceConfig) -> Result<Self, ServiceConfigError> {
+        if cfg.section.is_null() {
+            Ok(Self::new(me))
+        } else {
+            Err(ServiceConfigError {
+                service: Self::NAME,
+                reason: "this service takes no configuration".into(),
+            })
+        }
+    }
 
     /// Builds its typed control command from `ringlab ctl SOCK svc NAME [VERB] key=value...`
     /// (a leading word without `=` comes as `op`), checking every argument it can without
