@@ -22,8 +22,12 @@
 //!   present (when the group is free, or with `auto_failback`), else stays with its current
 //!   holder (stickiness), else goes to the lowest member id. A move is a stop on the old
 //!   holder, multicast as an operation (`stopped`) and so delivered in agreed order, before
-//!   the start on the new holder, which starts on that delivery (or at once when the old
-//!   holder has left the configuration). A node whose component is not primary stops
+//!   the start on the new holder, which starts on that delivery. A group whose holder has
+//!   left the configuration (or that nobody runs) starts `takeover_ms` (3.5 s) after the
+//!   placement: no one can know that a holder cut off unseen has stopped, so a holder out of
+//!   any operational ring for `fence_ms` (2 s) stops everything, as a watchdog would, and
+//!   the takeover waits longer than that plus the token timeout (a fencing device would let
+//!   it start at once; there is none here). A node whose component is not primary stops
 //!   everything it holds at the configuration change.
 //! - `heartbeat2000`: the seed as written, on N nodes, to be measured and to show its hazard:
 //!   at every configuration each node reports what it holds (the sync of holdings plays the
@@ -190,6 +194,18 @@ impl ResourcesConfig {
                 return Err(bad(format!(
                     "resources: name {:?} empty or repeated",
                     g.name
+                )));
+            }
+        }
+        for (knob, ms) in [
+            ("fence_ms", cfg.fence_ms),
+            ("takeover_ms", cfg.takeover_ms),
+            ("request_delay_ms", cfg.request_delay_ms),
+        ] {
+            if ms > ringlab_ring::config::DURATION_MAX_MS {
+                return Err(bad(format!(
+                    "{knob} {ms} is above one day ({} ms)",
+                    ringlab_ring::config::DURATION_MAX_MS
                 )));
             }
         }
@@ -762,6 +778,10 @@ mod tests {
                 "repeated",
             ),
             (json!({ "fence_ms": 5000 }), "takeover_ms"),
+            (
+                json!({ "takeover_ms": 100_000_000_000u64 }),
+                "takeover_ms 100000000000 is above one day",
+            ),
             (json!({ "two_node": true }), "two_node"),
         ] {
             let e = cfg(bad).unwrap_err().to_string();
