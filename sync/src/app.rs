@@ -145,8 +145,17 @@ impl ServiceApp {
         while let Some(e) = self.engine.poll_event() {
             records.push(e.to_record());
         }
+        self.drain_services(None, records);
+    }
+
+    /// Takes every service's records and the operations it sends of its own accord
+    /// (queued), after giving it the time when `tick` says so.
+    fn drain_services(&mut self, tick: Option<(u64, bool)>, records: &mut Vec<Body>) {
         let mut own = Vec::new();
         for s in self.engine.services_mut() {
+            if let Some((now, operational)) = tick {
+                s.tick(now, operational);
+            }
             while let Some(r) = s.poll_record() {
                 records.push(r);
             }
@@ -163,19 +172,7 @@ impl ServiceApp {
     /// appends `send` and `sync` records.
     pub fn pump(&mut self, now: u64, ring: &mut Ring, records: &mut Vec<Body>) {
         let operational = ring.state() == ringlab_ring::MembState::Operational;
-        let mut own = Vec::new();
-        for s in self.engine.services_mut() {
-            s.tick(now, operational);
-            while let Some(r) = s.poll_record() {
-                records.push(r);
-            }
-            while let Some(op) = s.poll_op() {
-                own.push((s.id(), op));
-            }
-        }
-        for (id, op) in own {
-            self.queue_op(id, &op);
-        }
+        self.drain_services(Some((now, operational)), records);
         for _ in 0..64 {
             while let Some(m) = self.engine.poll_submit() {
                 self.pending.push_back(m);
