@@ -61,6 +61,17 @@ fn load(rate: u64, size: usize, count: Option<u64>) -> Request {
     })
 }
 
+/// Returns the checkpoint digests of nodes 1..=n.
+fn digests(c: &Cluster, n: NodeId) -> Vec<String> {
+    (1..=n)
+        .map(|i| {
+            c.call::<DigestReply>(i, &ckpt(Command::Digest))
+                .unwrap()
+                .digest
+        })
+        .collect()
+}
+
 /// A command of the checkpoint service.
 fn ckpt(cmd: Command) -> Request {
     Request::Svc {
@@ -401,13 +412,7 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let s: Vec<SyncStats> = (1..=3).map(|i| sync_of(&c, i)).collect();
-        let d: Vec<String> = (1..=3)
-            .map(|i| {
-                c.call::<DigestReply>(i, &ckpt(Command::Digest))
-                    .unwrap()
-                    .digest
-            })
-            .collect();
+        let d = digests(&c, 3);
         let settled =
             s.iter().all(|x| !x.syncing && x.queued_ops == 0) && d.iter().all(|x| *x == d[0]);
         if settled && s[0].state_bytes == 2_098_152 {
@@ -432,13 +437,7 @@ fn checkpoint_state_is_synchronised_after_a_kill_and_restart() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let st = c.stats(1).unwrap();
-        let d: Vec<String> = (1..=3)
-            .map(|i| {
-                c.call::<DigestReply>(i, &ckpt(Command::Digest))
-                    .unwrap()
-                    .digest
-            })
-            .collect();
+        let d = digests(&c, 3);
         if !st.load.running
             && st.load.sent == 200
             && st.sync.as_ref().is_some_and(|x| x.queued_ops == 0)

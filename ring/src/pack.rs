@@ -124,14 +124,7 @@ pub struct Item {
 /// Decodes the items of a frame. Never panics.
 pub fn decode_frame(frame: &Bytes) -> Result<Vec<Item>, DecodeError> {
     let mut r = Reader::new(frame);
-    let n = r.u16("item count")? as usize;
-    if n > ITEMS_MAX {
-        return Err(DecodeError::TooLong {
-            field: "item count",
-            len: n,
-            max: ITEMS_MAX,
-        });
-    }
+    let n = r.count("item count", ITEMS_MAX)?;
     let mut items = Vec::with_capacity(n.min(frame.len() / ITEM_HEADER_LEN + 1));
     for _ in 0..n {
         let inc = r.u32("item incarnation")?;

@@ -481,6 +481,16 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    /// Reads a count as a big-endian u16 and refuses one above `max` (before anything it
+    /// counts is read or allocated).
+    pub fn count(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
+        let n = self.u16(field)? as usize;
+        if n > max {
+            return Err(DecodeError::TooLong { field, len: n, max });
+        }
+        Ok(n)
+    }
+
     /// Reads a blob: its length as a big-endian u32, at most `max`, then its bytes (see
     /// [`put_blob`]).
     pub fn blob(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
@@ -523,14 +533,7 @@ impl<'a> Reader<'a> {
     }
 
     fn nodes(&mut self, field: &'static str) -> Result<Vec<NodeId>, DecodeError> {
-        let n = self.u16(field)? as usize;
-        if n > PROCESSORS_MAX {
-            return Err(DecodeError::TooLong {
-                field,
-                len: n,
-                max: PROCESSORS_MAX,
-            });
-        }
+        let n = self.count(field, PROCESSORS_MAX)?;
         if self.remaining() < 4 * n {
             return Err(DecodeError::Truncated {
                 field,
@@ -712,14 +715,7 @@ fn commit_body(r: &mut Reader<'_>) -> Result<CommitToken, DecodeError> {
     if members.is_empty() {
         return Err(DecodeError::Invalid("empty commit member list"));
     }
-    let n = r.u16("memb_index")? as usize;
-    if n > members.len() {
-        return Err(DecodeError::TooLong {
-            field: "memb_index",
-            len: n,
-            max: members.len(),
-        });
-    }
+    let n = r.count("memb_index", members.len())?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         entries.push(MembEntry {

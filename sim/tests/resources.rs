@@ -88,6 +88,12 @@ fn judge(sim: &mut Sim, faults_end: u64) -> Report {
     )
 }
 
+/// Judges the run with liveness from now (the faults just ended): no violation.
+fn judge_clean_from_now(sim: &mut Sim) {
+    let t = sim.now();
+    clean(&judge(sim, t));
+}
+
 fn clean(r: &Report) {
     assert!(r.violations.is_empty(), "{:?}", r.violations);
 }
@@ -135,9 +141,7 @@ fn staggered_start_waits_for_quorum_and_joins_move_nothing() {
     );
     sim.start(2);
     sim.start(3);
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     // No auto_failback: the joins moved nothing.
     assert_eq!(
         holders(&mut sim),
@@ -161,9 +165,7 @@ fn a_start_while_one_node_is_partitioned_away() {
         held(&[("web", &[1]), ("db", &[3]), ("mail", &[1])])
     );
     sim.heal();
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     // auto_failback: web went home once 2 came back.
     assert_eq!(
         holders(&mut sim),
@@ -185,9 +187,7 @@ fn a_split_2_3_stops_the_minority_and_the_heal_keeps_the_majority_placement() {
     );
     assert!(!status(&mut sim, 1).primary);
     sim.heal();
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     // No auto_failback: the heal (a join for the majority) moved nothing.
     assert_eq!(
         holders(&mut sim),
@@ -211,9 +211,7 @@ fn a_split_1_1_3_and_heal() {
         held(&[("web", &[2]), ("db", &[2]), ("mail", &[2])])
     );
     sim.heal();
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     assert_eq!(
         holders(&mut sim),
         held(&[("web", &[2]), ("db", &[3]), ("mail", &[2])])
@@ -226,9 +224,7 @@ fn the_holder_crashing_moves_its_groups() {
     sim.start_all();
     sim.run_for(SETTLE);
     sim.crash(3);
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     assert_eq!(
         holders(&mut sim),
         held(&[("web", &[2]), ("db", &[1]), ("mail", &[1])])
@@ -247,9 +243,7 @@ fn home_restart(auto_failback: bool) -> BTreeMap<String, Vec<NodeId>> {
     sim.run_for(SETTLE);
     assert_eq!(holders(&mut sim)["web"], vec![1]);
     sim.start(2);
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     holders(&mut sim)
 }
 
@@ -274,9 +268,7 @@ fn two_node_waits_for_both_then_survives_one() {
     assert_eq!(holders(&mut sim), held(&[("web", &[1]), ("db", &[2])]));
     // One of two is quorate once both were seen.
     sim.crash(1);
-    let t = sim.now();
-    let r = judge(&mut sim, t);
-    clean(&r);
+    judge_clean_from_now(&mut sim);
     assert_eq!(holders(&mut sim), held(&[("web", &[2]), ("db", &[2])]));
     // A bad two_node config is refused, naming the key.
     let services = vec![registry::find(ResourcesService::NAME).unwrap()];

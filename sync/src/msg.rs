@@ -109,14 +109,7 @@ impl Msg {
                         Ok(Self::Barrier { ring, service })
                     }
                     1 => {
-                        let n = r.u16("service list")? as usize;
-                        if n > SERVICES_MAX {
-                            return Err(DecodeError::TooLong {
-                                field: "service list",
-                                len: n,
-                                max: SERVICES_MAX,
-                            });
-                        }
+                        let n = r.count("service list", SERVICES_MAX)?;
                         let mut services = Vec::with_capacity(n);
                         for _ in 0..n {
                             let s = r.u16("service list id")?;

@@ -293,14 +293,7 @@ fn encode_holdings(running: &BTreeSet<u16>) -> Bytes {
 /// Decodes a sync message (the groups the sender runs).
 pub fn decode_holdings(payload: &[u8]) -> Result<Vec<u16>, DecodeError> {
     let mut r = Reader::new(payload);
-    let n = r.u16("holdings count")? as usize;
-    if n > MAX_GROUPS {
-        return Err(DecodeError::TooLong {
-            field: "holdings count",
-            len: n,
-            max: MAX_GROUPS,
-        });
-    }
+    let n = r.count("holdings count", MAX_GROUPS)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(r.u16("holdings group")?);

@@ -220,18 +220,7 @@ mod tests {
 
     /// Runs until a token is on its way to `to` and hands it over: node `to` takes its visit.
     fn visit(net: &mut Net, to: NodeId) {
-        loop {
-            net.collect();
-            let on_its_way = net
-                .wire
-                .iter()
-                .any(|p| p.to == to && kind(&p.data) == Some(MessageType::Token));
-            if on_its_way {
-                break;
-            }
-            assert!(net.step(net.now + 10 * MS), "the ring stalled");
-        }
-        let tok = net.take_in_flight(to, MessageType::Token).remove(0);
+        let tok = net.take_token(to);
         let outcome = net.hand(to, tok.sender, tok.ring_id, tok.message);
         assert_eq!(outcome, crate::PacketOutcome::Accepted);
     }

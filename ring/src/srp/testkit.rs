@@ -219,6 +219,23 @@ impl Net {
             .collect()
     }
 
+    /// Runs the network until a token is on its way to `to` (bounded: 10,000 steps of at
+    /// most 10 ms) and takes it off the wire, decoded.
+    pub(super) fn take_token(&mut self, to: NodeId) -> Packet {
+        for _ in 0..10_000 {
+            self.collect();
+            let on_its_way = self
+                .wire
+                .iter()
+                .any(|p| p.to == to && kind(&p.data) == Some(wire::MessageType::Token));
+            if on_its_way {
+                return self.take_in_flight(to, wire::MessageType::Token).remove(0);
+            }
+            assert!(self.step(self.now + 10 * 1_000_000), "the ring stalled");
+        }
+        panic!("no token reached node {to}");
+    }
+
     /// Removes and returns, decoded, the datagrams in flight to `to` of one type.
     pub(super) fn take_in_flight(&mut self, to: NodeId, kind: wire::MessageType) -> Vec<Packet> {
         self.collect();

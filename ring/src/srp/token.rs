@@ -462,23 +462,11 @@ mod tests {
 
     /// Runs the network until a token is on its way to `to`, and takes it, decoded.
     fn token_to(net: &mut Net, to: u32) -> (crate::RingId, Token) {
-        for _ in 0..10_000 {
-            net.collect();
-            let on_its_way = net
-                .wire
-                .iter()
-                .any(|p| p.to == to && kind(&p.data) == Some(MessageType::Token));
-            if on_its_way {
-                let mut t = net.take_in_flight(to, MessageType::Token);
-                let p = t.remove(0);
-                let Message::Token(tok) = p.message else {
-                    unreachable!("taken by type")
-                };
-                return (p.ring_id, tok);
-            }
-            assert!(net.step(net.now + 10 * MS), "the ring stalled");
-        }
-        panic!("no token reached node {to}");
+        let p = net.take_token(to);
+        let Message::Token(tok) = p.message else {
+            unreachable!("taken by type")
+        };
+        (p.ring_id, tok)
     }
 
     #[test]
