@@ -131,10 +131,12 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         groups: Vec<Vec<NodeId>>,
     },
-    /// A resource group started or stopped on this node (the resources service): action
-    /// `start`, `stop` or `start_failed`, in the configuration `ring`.
+    /// A resource of a group being started or stopped on this node (the resources service),
+    /// in the configuration `ring`. `starting` and `stopping` when its command begins;
+    /// `start`, `start_failed`, `stop` or `stop_failed` when it ends. The group is held from
+    /// its first `starting` to its last `stop`.
     Resource {
-        /// `start`, `stop` or `start_failed`.
+        /// `starting`, `start`, `start_failed`, `stopping`, `stop` or `stop_failed`.
         action: String,
         /// The group.
         name: String,
@@ -144,9 +146,23 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         home: Option<NodeId>,
         /// Why a stop: `move` (placement), `quorum` (left the primary component), `fence`
-        /// (out of any ring too long), `conflict` (two holders met).
+        /// (out of any ring too long), `conflict` (two holders met), `start_failed` (clean-up
+        /// after a failed start), `quit` (the node leaves).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The resource of the group the command is for (a group starts its resources in
+        /// order and stops them in reverse).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource: Option<String>,
+        /// How long the command took (µs), on `start`, `stop` and their failures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cmd_us: Option<u64>,
+        /// A failed command's exit status (none: killed, timed out or could not run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit: Option<i32>,
+        /// Why a command failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// Whether this node's component is primary (the resources service), at every regular
     /// configuration.
@@ -160,6 +176,11 @@ pub enum Body {
         /// Every configured resource group (what the checker expects to be held).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         groups: Vec<String>,
+        /// How long (ms) after its sync completes a primary component must have placed every
+        /// group it can (the takeover delay plus the start and stop timeouts and a margin);
+        /// absent where the policy promises none (`heartbeat2000`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settle_ms: Option<u64>,
     },
 }
 

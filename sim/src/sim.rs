@@ -23,7 +23,7 @@ use ringlab_ring::wire::{self, MessageType};
 use ringlab_ring::{
     Config, Dest, Drops, Event, Guarantee, MembState, MsgId, NodeId, Ring, SubmitError,
 };
-use ringlab_sync::ServiceApp;
+use ringlab_sync::{Action, ActionResult, ServiceApp, ServiceId};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
@@ -78,6 +78,11 @@ pub type Filter = Box<dyn FnMut(&PacketInfo) -> bool + Send>;
 /// Makes the application layer of a node's new incarnation.
 pub type AppFactory = Box<dyn Fn(NodeId) -> ServiceApp + Send>;
 
+/// Decides how a service's [`Action`] ends in the simulator: after how long (ns) and how.
+/// An action that would run past its timeout ends at the timeout, failed, as a real node
+/// kills it. Without a hook every action succeeds at once.
+pub type ActionHook = Box<dyn FnMut(NodeId, &Action) -> (u64, ActionResult) + Send>;
+
 #[derive(Debug)]
 enum Item {
     Arrive {
@@ -90,6 +95,14 @@ enum Item {
     Timer {
         node: usize,
         inc: u32,
+    },
+    /// A service's action ends.
+    ActionDone {
+        node: usize,
+        inc: u32,
+        service: ServiceId,
+        id: u64,
+        result: ActionResult,
     },
 }
 
@@ -203,6 +216,7 @@ pub struct Sim {
     ring_config: Config,
     filter: Option<Filter>,
     app_factory: Option<AppFactory>,
+    action_hook: Option<ActionHook>,
     /// Whether send and deliver records are kept (off for throughput runs).
     pub record_messages: bool,
     records: Vec<Record>,
@@ -251,6 +265,7 @@ impl Sim {
             ring_config,
             filter: None,
             app_factory: None,
+            action_hook: None,
             record_messages: true,
             records: Vec::new(),
             delivered: 0,
@@ -387,6 +402,14 @@ impl Sim {
     /// services (a fresh one per incarnation).
     pub fn set_app_factory(&mut self, f: impl Fn(NodeId) -> ServiceApp + Send + 'static) {
         self.app_factory = Some(Box::new(f));
+    }
+
+    /// Sets how the services' actions (a resource's start or stop) end.
+    pub fn set_action_hook(
+        &mut self,
+        f: impl FnMut(NodeId, &Action) -> (u64, ActionResult) + Send + 'static,
+    ) {
+        self.action_hook = Some(Box::new(f));
     }
 
     /// Returns a node's application layer.
@@ -662,6 +685,77 @@ impl Sim {
                 }
                 self.after_input(node);
             }
+            Item::ActionDone {
+                node,
+                inc,
+                service,
+                id,
+                result,
+            } => {
+                let n = &mut self.nodes[node];
+                if n.inc != inc || n.ring.is_none() {
+                    return; // The incarnation that asked is gone.
+                }
+                if n.paused {
+                    // The command ended; the paused node learns it when it runs again.
+                    let item = Item::ActionDone {
+                        node,
+                        inc,
+                        service,
+                        id,
+                        result,
+                    };
+                    self.push(self.now + 1_000_000, item);
+                    return;
+                }
+                let mut bodies = Vec::new();
+                if let Some(app) = n.app.as_mut() {
+                    app.action_done(self.now, service, id, result, &mut bodies);
+                }
+                for body in bodies {
+                    self.records.push(Record {
+                        t_ns: self.now,
+                        node: n.id,
+                        inc: n.inc,
+                        body,
+                    });
+                }
+                self.after_input(node);
+            }
+        }
+    }
+
+    /// Schedules the end of every action node `i`'s services asked for.
+    fn schedule_actions(&mut self, i: usize) {
+        let now = self.now;
+        let hook = &mut self.action_hook;
+        let n = &mut self.nodes[i];
+        let (id, inc) = (n.id, n.inc);
+        let Some(app) = n.app.as_mut() else { return };
+        let mut due = Vec::new();
+        while let Some((service, a)) = app.poll_action() {
+            let (delay, result) = match hook.as_mut() {
+                Some(h) => h(id, &a),
+                None => (0, ActionResult::Ok),
+            };
+            let limit = a.timeout_ms.saturating_mul(1_000_000);
+            let (delay, result) = if delay > limit {
+                let error = format!("timed out after {} ms", a.timeout_ms);
+                (limit, ActionResult::Failed { exit: None, error })
+            } else {
+                (delay, result)
+            };
+            let item = Item::ActionDone {
+                node: i,
+                inc,
+                service,
+                id: a.id,
+                result,
+            };
+            due.push((now + delay, item));
+        }
+        for (at, item) in due {
+            self.push(at, item);
         }
     }
 
@@ -774,6 +868,7 @@ impl Sim {
                 break;
             }
         }
+        self.schedule_actions(i);
         // What the application's last submits made the ring send (a hold release, say).
         if !self.drain_transmits(i) {
             return;

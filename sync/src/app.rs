@@ -6,7 +6,7 @@
 
 use crate::control::{ControlContext, ControlError, OP_OVERHEAD};
 use crate::registry::Entry;
-use crate::service::{Service, ServiceConfig, ServiceConfigError, StateSize};
+use crate::service::{Action, ActionResult, Service, ServiceConfig, ServiceConfigError, StateSize};
 use crate::{ServiceId, SyncEngine};
 use bytes::Bytes;
 use ringlab_records::Body;
@@ -121,6 +121,44 @@ impl ServiceApp {
             self.queue_op(id, op);
         }
         Ok(out.reply)
+    }
+
+    /// Returns the next action a service asks its host to carry out, with the service's id.
+    pub fn poll_action(&mut self) -> Option<(ServiceId, Action)> {
+        self.engine
+            .services_mut()
+            .find_map(|s| s.poll_action().map(|a| (s.id(), a)))
+    }
+
+    /// Hands a service the outcome of its action `id` at `now`; appends the records it makes
+    /// and queues the operations it sends.
+    pub fn action_done(
+        &mut self,
+        now: u64,
+        service: ServiceId,
+        id: u64,
+        result: ActionResult,
+        records: &mut Vec<Body>,
+    ) {
+        if let Some(s) = self.engine.service_mut(service) {
+            s.action_done(now, id, result);
+        }
+        self.drain_services(None, records);
+    }
+
+    /// The node is leaving: every service gives up what it holds (see [`Service::quit`]);
+    /// appends their records and queues their operations.
+    pub fn quit(&mut self, records: &mut Vec<Body>) {
+        for s in self.engine.services_mut() {
+            s.quit();
+        }
+        self.drain_services(None, records);
+    }
+
+    /// Returns whether every service is idle and no operation waits: a quitting node may
+    /// leave.
+    pub fn is_idle(&self) -> bool {
+        self.ops.is_empty() && self.pending.is_empty() && self.services().all(|s| s.is_idle())
     }
 
     /// Returns the operations waiting to be submitted.

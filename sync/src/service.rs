@@ -96,6 +96,61 @@ impl Default for Workload {
     }
 }
 
+/// What an [`Action`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verb {
+    /// Start the resource.
+    Start,
+    /// Stop the resource.
+    Stop,
+}
+
+impl Verb {
+    /// Returns its name, as records and the environment of a command spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+        }
+    }
+}
+
+/// Work a service asks its host to do outside the sans-IO core: start or stop one resource
+/// (a resource agent's operation). A real node runs `command` (or its default: create or
+/// remove a file named after the resource in its state directory) and kills it after
+/// `timeout_ms`; the simulator completes it after a delay it draws. Either way the outcome
+/// comes back through [`Service::action_done`] with the same `id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    /// Its number, unique within the service instance.
+    pub id: u64,
+    /// Start or stop.
+    pub verb: Verb,
+    /// The group the resource belongs to.
+    pub group: String,
+    /// The resource.
+    pub resource: String,
+    /// The shell command to run (`sh -c`); none: the host's default.
+    pub command: Option<String>,
+    /// How long it may take (ms); then it is killed and counts as failed.
+    pub timeout_ms: u64,
+}
+
+/// How an [`Action`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionResult {
+    /// It succeeded (exit status 0).
+    Ok,
+    /// It failed: its exit status (none: killed, timed out, or could not run) and why.
+    Failed {
+        /// The exit status, if it exited.
+        exit: Option<i32>,
+        /// What went wrong, for records and logs.
+        error: String,
+    },
+}
+
 /// A synchronised service: one node's instance, as the engine and the node drive it.
 pub trait Service: Send {
     /// Returns its number (services sync in ascending order; unique in the registry).
@@ -159,6 +214,20 @@ pub trait Service: Send {
     /// (none by default).
     fn poll_op(&mut self) -> Option<Bytes> {
         None
+    }
+    /// Returns the next [`Action`] it asks its host to carry out (none by default).
+    fn poll_action(&mut self) -> Option<Action> {
+        None
+    }
+    /// Learns how the action `id` ended, at `now` (ns); its records and operations are
+    /// drained right after.
+    fn action_done(&mut self, _now: u64, _id: u64, _result: ActionResult) {}
+    /// The node is leaving: give up what it holds (stopping resources, say) so that others
+    /// take over at once. Nothing by default.
+    fn quit(&mut self) {}
+    /// Returns whether it holds nothing and runs no action (a quitting node leaves then).
+    fn is_idle(&self) -> bool {
+        true
     }
     /// Returns its next event record (its own `ev` kinds; the `sync` records are the
     /// engine's).

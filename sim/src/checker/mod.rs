@@ -32,20 +32,28 @@
 //!    was installed is delivered by every live node.
 //!
 //! With resource records (the resources service: `resource` and `quorum`), the properties
-//! of heartbeat's CTS resource audit, judged over the shared clock:
+//! of heartbeat's CTS resource audit, judged over the shared clock (see [`resources`] for
+//! how records make a resource active on a node):
 //!
-//! 9. **two holders** ("served too many times"): the intervals `[start, stop)` of one group
-//!    on two different nodes never overlap; a crash, a `stop` record or a later incarnation
-//!    ends a node's holdings;
-//! 10. **active without quorum**: no group starts on a node whose last `quorum` record says
-//!     not primary, and a node whose component stops being primary has stopped everything by
-//!     its next record other than a resource stop;
-//! 11. **not served** (when liveness is asked): at the end, with a live primary component,
-//!     every configured group (the `groups` of the `quorum` records) is held by exactly one
-//!     live node, and by none without one;
+//! 9. **two holders** ("served too many times"): one resource of a group is never active on
+//!    two different nodes at once;
+//! 10. **active without quorum**: no resource starts on a node whose last `quorum` record
+//!     says not primary, and a node whose component stops being primary has begun stopping
+//!     every started resource by its next record other than a `resource` one;
+//! 11. **not served once**: once every member of a primary configuration has completed its
+//!     sync and the configuration has then lasted the `settle_ms` its `quorum` records give
+//!     (the takeover delay, the start and stop timeouts and a margin: a bound from the
+//!     knobs), every group is active on exactly one node, one of its members; and (with
+//!     liveness) at the end, with a live primary component, every configured group is held
+//!     by exactly one live node, by none without one. A group whose start failed on every
+//!     member, or a stop of which failed, is excused (nothing safer is owed);
 //! 12. **needless move**: a group stopped for a placement (reason `move`) on a node that
 //!     stays in a primary component which only gained members (a join) starts next on its
-//!     home node (`auto_failback`), never elsewhere.
+//!     home node (`auto_failback`), never elsewhere;
+//! 13. **group split**: two resources of one group are never active on two different nodes
+//!     at once (a group's members stay together).
+
+pub mod resources;
 
 use ringlab_records::{Body, Record};
 use ringlab_ring::{ConfigKind, MembState, MsgId, NodeId, RingId};
@@ -77,10 +85,13 @@ pub enum Property {
     TwoHolders,
     /// A resource group held outside a primary component.
     ActiveWithoutQuorum,
-    /// A resource group held by no live node, or by several, at the end.
+    /// A resource group held by no live node, or by several, once a primary component has
+    /// been stable long enough, or at the end.
     NotServedOnce,
     /// A join moved a resource group elsewhere than to its home.
     NeedlessMove,
+    /// Two resources of one group active on two nodes at once.
+    GroupSplit,
 }
 
 /// One broken guarantee, with what shows it.
@@ -227,7 +238,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
     if let Some(l) = liveness {
         report.final_ring_ns = live(&logs, l, &mut v);
     }
-    resources(&order, liveness, &mut v);
+    resources::check(&order, liveness, &mut v);
     report.violations = v.list;
     report
 }
@@ -617,209 +628,6 @@ fn live(logs: &BTreeMap<Inc, IncLog>, l: &Liveness, v: &mut Violations) -> Optio
     Some(took)
 }
 
-/// A group held by an incarnation: (group, incarnation, start, end; none: still held).
-type Interval = (String, Inc, u64, Option<u64>);
-
-/// One incarnation's resource holdings, as its records tell them.
-#[derive(Default)]
-struct Holdings {
-    /// Held groups and since when.
-    running: BTreeMap<String, u64>,
-    primary: bool,
-    members: Vec<NodeId>,
-    /// The members of the primary configuration before, if the last one was primary.
-    prev_primary: Option<Vec<NodeId>>,
-    /// Lost the primary component: everything must be stopped by the next other record.
-    must_be_empty: bool,
-}
-
-/// Properties 9 to 12 (see the module docs); nothing without resource records.
-fn resources(order: &[&Record], liveness: Option<&Liveness>, v: &mut Violations) {
-    if !order
-        .iter()
-        .any(|r| matches!(r.body, Body::Resource { .. } | Body::Quorum { .. }))
-    {
-        return;
-    }
-    let mut incs: BTreeMap<Inc, Holdings> = BTreeMap::new();
-    let mut intervals: Vec<Interval> = Vec::new();
-    let mut groups: BTreeSet<String> = BTreeSet::new();
-    // Group → (node it left, home, t) of a stop on a join, judged at the group's next start.
-    let mut moves: BTreeMap<String, (NodeId, Option<NodeId>, u64)> = BTreeMap::new();
-    let mut last_inc: BTreeMap<NodeId, u32> = BTreeMap::new();
-    let close = |h: &mut Holdings, key: Inc, t: u64, iv: &mut Vec<Interval>| {
-        for (name, _) in std::mem::take(&mut h.running) {
-            if let Some(i) = iv
-                .iter_mut()
-                .rev()
-                .find(|i| i.0 == name && i.1 == key && i.3.is_none())
-            {
-                i.3 = Some(t);
-            }
-        }
-    };
-    for r in order {
-        let key = (r.node, r.inc);
-        // A later incarnation ends the earlier one's holdings.
-        if let Some(&prev) = last_inc.get(&r.node) {
-            if prev != r.inc {
-                if let Some(h) = incs.get_mut(&(r.node, prev)) {
-                    close(h, (r.node, prev), r.t_ns, &mut intervals);
-                }
-            }
-        }
-        last_inc.insert(r.node, r.inc);
-        let h = incs.entry(key).or_default();
-        let is_stop = matches!(&r.body, Body::Resource { action, .. } if action == "stop");
-        if h.must_be_empty && !is_stop {
-            h.must_be_empty = false;
-            if !h.running.is_empty() {
-                v.add(
-                    Property::ActiveWithoutQuorum,
-                    format!(
-                        "node {} inc {} still holds {:?} after leaving the primary component",
-                        r.node,
-                        r.inc,
-                        h.running.keys().collect::<Vec<_>>()
-                    ),
-                );
-            }
-        }
-        match &r.body {
-            Body::Quorum {
-                primary,
-                members,
-                groups: gs,
-                ..
-            } => {
-                groups.extend(gs.iter().cloned());
-                h.prev_primary = h.primary.then(|| std::mem::take(&mut h.members));
-                h.primary = *primary;
-                h.members = members.clone();
-                h.must_be_empty = !*primary;
-            }
-            Body::Resource {
-                action,
-                name,
-                home,
-                reason,
-                ..
-            } => match action.as_str() {
-                "start" => {
-                    if !h.primary {
-                        v.add(
-                            Property::ActiveWithoutQuorum,
-                            format!(
-                                "node {} starts {name} at {} ns outside a primary component",
-                                r.node, r.t_ns
-                            ),
-                        );
-                    }
-                    if let Some((from, home, t)) = moves.remove(name) {
-                        if home != Some(r.node) {
-                            v.add(
-                                Property::NeedlessMove,
-                                format!(
-                                    "{name} stopped on node {from} at {t} ns on a join and \
-                                     started on node {} (home {home:?})",
-                                    r.node
-                                ),
-                            );
-                        }
-                    }
-                    h.running.insert(name.clone(), r.t_ns);
-                    intervals.push((name.clone(), key, r.t_ns, None));
-                }
-                "stop" => {
-                    let join = h.primary
-                        && reason.as_deref() == Some("move")
-                        && h.prev_primary
-                            .as_ref()
-                            .is_some_and(|p| p.iter().all(|m| h.members.contains(m)));
-                    if join && h.running.contains_key(name) {
-                        moves.insert(name.clone(), (r.node, *home, r.t_ns));
-                    }
-                    h.running.remove(name);
-                    if let Some(i) = intervals
-                        .iter_mut()
-                        .rev()
-                        .find(|i| &i.0 == name && i.1 == key && i.3.is_none())
-                    {
-                        i.3 = Some(r.t_ns);
-                    }
-                }
-                _ => {}
-            },
-            Body::Crash {} | Body::Stop { .. } => close(h, key, r.t_ns, &mut intervals),
-            Body::State { to, .. } if *to == MembState::Left => {
-                close(h, key, r.t_ns, &mut intervals)
-            }
-            _ => {}
-        }
-    }
-    for h in incs.values_mut() {
-        if h.must_be_empty && !h.running.is_empty() {
-            v.add(
-                Property::ActiveWithoutQuorum,
-                format!(
-                    "{:?} still held at the end outside a primary component",
-                    h.running.keys().collect::<Vec<_>>()
-                ),
-            );
-        }
-    }
-    // Property 9: overlaps on different nodes.
-    let mut by_group: BTreeMap<&str, Vec<&Interval>> = BTreeMap::new();
-    for i in &intervals {
-        by_group.entry(i.0.as_str()).or_default().push(i);
-    }
-    for (g, ivs) in &by_group {
-        for (x, a) in ivs.iter().enumerate() {
-            for b in &ivs[x + 1..] {
-                let overlap = a.2 < b.3.unwrap_or(u64::MAX) && b.2 < a.3.unwrap_or(u64::MAX);
-                if a.1 .0 != b.1 .0 && overlap {
-                    v.add(
-                        Property::TwoHolders,
-                        format!(
-                            "{g} held by node {} [{}, {:?}) and node {} [{}, {:?})",
-                            a.1 .0, a.2, a.3, b.1 .0, b.2, b.3
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    // Property 11: at the end, each group on exactly one live node of a primary component.
-    if let Some(l) = liveness {
-        let live_primary = l.live.iter().any(|n| {
-            last_inc
-                .get(n)
-                .and_then(|&i| incs.get(&(*n, i)))
-                .is_some_and(|h| h.primary)
-        });
-        for g in &groups {
-            let holders: Vec<NodeId> = l
-                .live
-                .iter()
-                .copied()
-                .filter(|n| {
-                    last_inc
-                        .get(n)
-                        .and_then(|&i| incs.get(&(*n, i)))
-                        .is_some_and(|h| h.running.contains_key(g))
-                })
-                .collect();
-            let want = usize::from(live_primary);
-            if holders.len() != want {
-                v.add(
-                    Property::NotServedOnce,
-                    format!("{g} held at the end by {holders:?}, expected {want} holder"),
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1002,6 +810,7 @@ mod tests {
             ring: RingId { rep: 1, seq: 4 },
             members,
             groups: vec!["web".into()],
+            settle_ms: None,
         }
     }
 
@@ -1012,6 +821,10 @@ mod tests {
             ring: RingId { rep: 1, seq: 4 },
             home: Some(2),
             reason: reason.map(String::from),
+            resource: None,
+            cmd_us: None,
+            exit: None,
+            error: None,
         }
     }
 
