@@ -269,6 +269,13 @@ struct SimArgs {
     /// home = 2 }]`, ...); a service without a table gets its defaults.
     #[arg(long)]
     service_config: Option<PathBuf>,
+    /// With --services: each action a service asks for (a resource's start or stop command)
+    /// takes a time drawn from 0 to N ms; past its timeout it fails, as a killed command.
+    #[arg(long, default_value_t = 0)]
+    action_ms: u64,
+    /// With --services: the share of start actions that fail (exit status 1), 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    start_fail_rate: f64,
     /// Authenticate every datagram with a cluster key, as real nodes with `key_file` do.
     #[arg(long)]
     key: bool,
@@ -678,10 +685,14 @@ fn sim(a: SimArgs) -> Result<i32> {
         ("--loss", a.loss),
         ("--dup", a.dup),
         ("--reorder", a.reorder),
+        ("--start-fail-rate", a.start_fail_rate),
     ] {
         if !(0.0..=1.0).contains(&p) {
             bail!("{name} must be a probability between 0 and 1");
         }
+    }
+    if a.action_ms > 60_000 {
+        bail!("--action-ms must be at most 60000");
     }
     let faults = Faults::parse(&a.faults).map_err(anyhow::Error::msg)?;
     let mut ring: Config = match &a.config {
@@ -738,6 +749,8 @@ fn sim(a: SimArgs) -> Result<i32> {
         },
         key: a.key,
         service_config,
+        action_ms: a.action_ms,
+        start_fail_rate: a.start_fail_rate,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let reports: Vec<RunReport> = seeds

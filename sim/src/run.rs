@@ -25,10 +25,11 @@ use crate::adversary::{Adversary, AdversaryStats};
 use crate::checker::{self, Liveness, Report};
 use crate::sim::{NetConfig, Sim};
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use ringlab_records::Record;
 use ringlab_ring::{Config, Guarantee, NodeId};
-use ringlab_sync::{Entry, ServiceApp, Workload};
+use ringlab_sync::{ActionResult, Entry, ServiceApp, Verb, Workload};
 use std::collections::BTreeMap;
 
 const MS: u64 = 1_000_000;
@@ -119,6 +120,11 @@ pub struct RunConfig {
     /// Each service's own configuration section, by service name (`--service-config FILE`:
     /// one TOML table per service); a service not named here gets its defaults.
     pub service_config: BTreeMap<String, serde_json::Value>,
+    /// The services' actions (a resource's start or stop command) take a time drawn
+    /// uniformly from 0 to this (ms; `--action-ms`); past their timeout they fail.
+    pub action_ms: u64,
+    /// The share of start actions that fail (exit status 1; `--start-fail-rate`).
+    pub start_fail_rate: f64,
 }
 
 impl Default for RunConfig {
@@ -136,6 +142,8 @@ impl Default for RunConfig {
             workload: Workload::default(),
             key: false,
             service_config: BTreeMap::new(),
+            action_ms: 0,
+            start_fail_rate: 0.0,
         }
     }
 }
@@ -171,6 +179,8 @@ pub struct RunReport {
     pub auth_refused: u64,
     /// With a hostile node: what it injected.
     pub adversary: AdversaryStats,
+    /// With the resources service: its `resource` records by action.
+    pub resource_actions: BTreeMap<String, u64>,
 }
 
 /// The cluster key of simulated runs with `key`.
@@ -186,6 +196,9 @@ pub fn liveness_bound(c: &Config) -> u64 {
 
 /// Runs one seed.
 ///
+/// What the actions' random stream is seeded with, beside the run's seed.
+const ACTION_STREAM: u64 = 0xAC71_0000_0000_0001;
+
 /// Panics if a service refuses its section of `service_config` (a caller checks it first
 /// with [`ServiceApp::with_config`]).
 pub fn run(cfg: &RunConfig) -> RunReport {
@@ -212,6 +225,21 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         }
         sim.set_app_factory(move |id| {
             ServiceApp::with_config(id, &services, &nodes, &sections).expect("checked above")
+        });
+        // Actions draw from their own stream, so a run without actions replays as before.
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ ACTION_STREAM);
+        let (max_ms, fail) = (cfg.action_ms, cfg.start_fail_rate);
+        sim.set_action_hook(move |_, a| {
+            let delay = rng.gen_range(0..=max_ms * MS);
+            let result = if a.verb == Verb::Start && rng.gen_bool(fail.clamp(0.0, 1.0)) {
+                ActionResult::Failed {
+                    exit: Some(1),
+                    error: "exit status 1 (drawn)".into(),
+                }
+            } else {
+                ActionResult::Ok
+            };
+            (delay, result)
         });
     }
     let with_services = !cfg.services.is_empty();
@@ -313,13 +341,18 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     }
     sim.run_until(sim.now() + probe);
     let (mut syncs_completed, mut syncs_aborted) = (0, 0);
+    let mut resource_actions: BTreeMap<String, u64> = BTreeMap::new();
     for r in sim.records() {
-        if let ringlab_records::Body::Sync { phase, .. } = &r.body {
-            match phase.as_str() {
+        match &r.body {
+            ringlab_records::Body::Sync { phase, .. } => match phase.as_str() {
                 "done" => syncs_completed += 1,
                 "abort" => syncs_aborted += 1,
                 _ => {}
+            },
+            ringlab_records::Body::Resource { action, .. } => {
+                *resource_actions.entry(action.clone()).or_default() += 1;
             }
+            _ => {}
         }
     }
     let (state_mismatches, state_bytes, state_details) = if with_services {
@@ -350,6 +383,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         state_details,
         auth_refused: ids.iter().map(|&id| sim.auth_drops(id).total()).sum(),
         adversary: sim.adversary().map(|a| a.stats.clone()).unwrap_or_default(),
+        resource_actions,
     }
 }
 

@@ -47,6 +47,13 @@ pub struct SimSummary {
     /// With a hostile node: datagrams it injected (absent without one).
     #[serde(skip_serializing_if = "is_zero")]
     pub hostile_injected: u64,
+    /// With the resources service: its `resource` records by action (absent without).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_actions: BTreeMap<String, u64>,
+    /// With the resources service: stable primary configurations whose placement the
+    /// checker judged after their settle bound (absent without).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub settled_judged: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -68,6 +75,10 @@ impl SimSummary {
 
     /// Adds one run's report (but not to the run count).
     fn add(&mut self, r: &RunReport) {
+        for (action, n) in &r.resource_actions {
+            *self.resource_actions.entry(action.clone()).or_default() += n;
+        }
+        self.settled_judged += r.check.settled_judged;
         self.syncs_completed += r.syncs_completed;
         self.syncs_aborted += r.syncs_aborted;
         self.state_mismatches += r.state_mismatches;
@@ -155,6 +166,19 @@ impl SimSummary {
                 self.state_mismatches
             );
         }
+        if !self.resource_actions.is_empty() {
+            let acts: Vec<String> = self
+                .resource_actions
+                .iter()
+                .map(|(a, n)| format!("{n} {a}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "  resources: {}; {} stable primary configurations judged after their settle bound",
+                acts.join(", "),
+                self.settled_judged
+            );
+        }
         if cfg.key || cfg.faults.hostile {
             let _ = writeln!(
                 t,
@@ -203,6 +227,7 @@ mod tests {
                 regular_installs: 10 * seed,
                 max_recovery_ns: 1_500_000 * seed,
                 final_ring_ns: (seed != 2).then_some(2_000_000 * seed),
+                settled_judged: 0,
             },
             sent: 100,
             delivered: 400,
@@ -214,6 +239,7 @@ mod tests {
             state_bytes: 0,
             state_details: mismatches.iter().map(|d| d.to_string()).collect(),
             auth_refused: 0,
+            resource_actions: BTreeMap::new(),
             adversary: Default::default(),
         }
     }

@@ -20,7 +20,8 @@
 //!   function of the agreed regular configuration and the holdings every member reported in
 //!   the sync: only a primary component holds resources (a strict majority of the configured
 //!   nodes; with `two_node`, as corosync's votequorum, one of two suffices but only after
-//!   both were seen together once, `wait_for_all`); in it each group goes to its home node if
+//!   both were seen together once, `wait_for_all`; `auto_tie_breaker` gives an even split to
+//!   the half with the lowest node id); in it each group goes to its home node if
 //!   present (when the group is free, or with `auto_failback`), else stays with its current
 //!   holder (stickiness), else goes to the lowest member id. A move is a stop on the old
 //!   holder, multicast as an operation (`stopped`) and so delivered in agreed order, before
@@ -30,7 +31,11 @@
 //!   any operational ring for `fence_ms` (2 s) stops everything, as a watchdog would, and
 //!   the takeover waits longer than that plus the token timeout (a fencing device would let
 //!   it start at once; there is none here). A node whose component is not primary stops
-//!   everything it holds at the configuration change.
+//!   everything it holds at the configuration change. `two_node` alone is unsafe in a 1|1
+//!   split (the network between two live nodes cut): both halves are quorate, as with
+//!   votequorum, and both hold the groups; corosync relies on a fencing race there, and
+//!   without a fencing device the only safe answer is `auto_tie_breaker`, which the
+//!   simulator's tests show both ways.
 //! - `heartbeat2000`: the seed as written, on N nodes, to be measured and to show its hazard:
 //!   at every configuration each node reports what it holds (the sync of holdings plays the
 //!   "resources held" messages) and then takes its home groups that nobody claimed, and the
@@ -169,6 +174,12 @@ pub struct ResourcesConfig {
     /// `two_node`).
     #[serde(default)]
     pub wait_for_all: bool,
+    /// In a split into exactly half the configured nodes, the half with the lowest
+    /// configured node id is quorate, the other not (corosync's `auto_tie_breaker`; with
+    /// `two_node` it decides a 1|1 split, at the price that the survivor of a crash of the
+    /// lowest node is not quorate).
+    #[serde(default)]
+    pub auto_tie_breaker: bool,
     /// The resource groups.
     #[serde(default = "default_groups")]
     pub resources: Vec<Group>,
@@ -246,6 +257,7 @@ impl Default for ResourcesConfig {
             auto_failback: false,
             two_node: false,
             wait_for_all: false,
+            auto_tie_breaker: false,
             resources: default_groups(),
             fence_ms: default_fence_ms(),
             takeover_ms: default_takeover_ms(),
@@ -685,8 +697,15 @@ impl ResourcesService {
             return true;
         }
         let wait = self.cfg.wait_for_all || self.cfg.two_node;
+        if wait && !self.seen_all {
+            return false;
+        }
         let counted = members.iter().filter(|m| self.nodes.contains(m)).count();
-        (!wait || self.seen_all) && counted >= self.quorum()
+        if self.cfg.auto_tie_breaker && 2 * counted == self.nodes.len() {
+            let lowest = self.nodes.iter().min();
+            return lowest.is_some_and(|l| members.contains(l));
+        }
+        counted >= self.quorum()
     }
 
     /// Returns the groups this node has fully started.
@@ -879,14 +898,16 @@ impl ResourcesService {
         }
     }
 
-    /// Places group `g` again after a delivered stop or refusal: the group is known stopped
-    /// everywhere, so its target starts it at once.
+    /// Places group `g` again after a delivered stop, refusal or cleanup: a holder that is
+    /// no longer its target stops it (a cleared home takes its group back with
+    /// `auto_failback`); a group known stopped everywhere starts on its target at once.
     fn replace(&mut self, g: u16) {
         match self.target(g) {
             Some(t) => {
                 self.targets.insert(g, t);
-                if t == self.me && !self.holders.contains_key(&g) && self.released.contains(&g)
-                {
+                if t != self.me {
+                    self.stop(g, "move");
+                } else if !self.holders.contains_key(&g) && self.released.contains(&g) {
                     self.start(g);
                 }
             }
@@ -1218,7 +1239,7 @@ impl Service for ResourcesService {
             }
             ResourceOp::Cleared(g) => {
                 self.refused.remove(&(g, sender));
-                if primary && !self.holders.contains_key(&g) {
+                if primary {
                     self.replace(g);
                 }
             }

@@ -39,7 +39,8 @@
 //!    two different nodes at once;
 //! 10. **active without quorum**: no resource starts on a node whose last `quorum` record
 //!     says not primary, and a node whose component stops being primary has begun stopping
-//!     every started resource by its next record other than a `resource` one;
+//!     every started group (one of its resources) by its next record other than a
+//!     `resource` one;
 //! 11. **not served once**: once every member of a primary configuration has completed its
 //!     sync and the configuration has then lasted the `settle_ms` its `quorum` records give
 //!     (the takeover delay, the start and stop timeouts and a margin: a bound from the
@@ -133,6 +134,9 @@ pub struct Report {
     pub max_recovery_ns: u64,
     /// Time from `faults_end` to the final ring's last install, ns (with liveness).
     pub final_ring_ns: Option<u64>,
+    /// Stable primary configurations whose resource placement was judged after their
+    /// settle bound (property 11 while the run goes on).
+    pub settled_judged: u64,
 }
 
 type Inc = (NodeId, u32);
@@ -238,7 +242,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
     if let Some(l) = liveness {
         report.final_ring_ns = live(&logs, l, &mut v);
     }
-    resources::check(&order, liveness, &mut v);
+    report.settled_judged = resources::check(&order, liveness, &mut v);
     report.violations = v.list;
     report
 }
@@ -921,5 +925,102 @@ mod tests {
         home[5].node = 2;
         home[1].node = 2;
         assert!(check(&home, None).violations.is_empty());
+    }
+
+    /// A record that changes nothing, to make a history last.
+    fn later() -> Body {
+        Body::Fault {
+            action: "note".into(),
+            targets: vec![],
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn a_group_split_and_an_unsettled_placement_are_found() {
+        let q = |t, n, p, m: &[NodeId]| rec(t, n, quorum(p, m.to_vec()));
+        let part = |action: &str, r: &str| Body::Resource {
+            action: action.into(),
+            name: "web".into(),
+            ring: RingId { rep: 1, seq: 4 },
+            home: Some(2),
+            reason: None,
+            resource: Some(r.into()),
+            cmd_us: None,
+            exit: None,
+            error: None,
+        };
+        // ip on 1 while httpd starts on 2: the group is split (no resource on two nodes).
+        let split = vec![
+            q(1, 1, true, &[1, 2, 3]),
+            q(1, 2, true, &[1, 2, 3]),
+            rec(2, 1, part("starting", "ip")),
+            rec(3, 1, part("start", "ip")),
+            rec(4, 2, part("starting", "httpd")),
+            rec(5, 2, part("start", "httpd")),
+        ];
+        assert_eq!(props(&check(&split, None)), vec![Property::GroupSplit]);
+        // In order, after ip stopped on 1: fine.
+        let mut whole = split.clone();
+        whole.insert(4, rec(4, 1, part("stop", "ip")));
+        assert!(check(&whole, None).violations.is_empty());
+        // A failed start leaves the resource active until its clean-up stop.
+        let failed = vec![
+            q(1, 1, true, &[1, 2, 3]),
+            q(1, 2, true, &[1, 2, 3]),
+            rec(2, 1, part("starting", "ip")),
+            rec(3, 1, part("start_failed", "ip")),
+            rec(4, 2, part("starting", "ip")),
+        ];
+        assert_eq!(props(&check(&failed, None)), vec![Property::TwoHolders]);
+        // Settling: ring 1.4 of 1, 2, 3 synchronised at 10 with a settle bound of 1 ms,
+        // lasting to 5 ms; nobody holds web at 1_000_010: not served.
+        let settle = |held: bool| {
+            let mut rs = vec![];
+            for n in [1, 2, 3] {
+                let mut b = quorum(true, vec![1, 2, 3]);
+                if let Body::Quorum { settle_ms, .. } = &mut b {
+                    *settle_ms = Some(1);
+                }
+                rs.push(rec(1, n, b));
+                rs.push(rec(
+                    10,
+                    n,
+                    Body::Sync {
+                        phase: "done".into(),
+                        ring: RingId { rep: 1, seq: 4 },
+                        service: None,
+                        bytes: 0,
+                        detail: None,
+                    },
+                ));
+            }
+            if held {
+                rs.push(rec(20, 2, part("starting", "web")));
+            }
+            rs.push(rec(5_000_000, 1, later()));
+            rs
+        };
+        let r = check(&settle(false), None);
+        assert_eq!(props(&r), vec![Property::NotServedOnce]);
+        assert_eq!(r.settled_judged, 1);
+        let r = check(&settle(true), None);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        // A configuration that breaks before its bound is not judged.
+        let mut short = settle(false);
+        short.pop();
+        short.push(rec(
+            500_000,
+            3,
+            Body::State {
+                from: MembState::Operational,
+                to: MembState::Gather,
+                reason: ringlab_ring::Reason::TokenLoss,
+            },
+        ));
+        short.push(rec(5_000_000, 1, later()));
+        let r = check(&short, None);
+        assert_eq!(r.settled_judged, 0);
+        assert!(!props(&r).contains(&Property::NotServedOnce));
     }
 }

@@ -67,12 +67,13 @@ struct Primary {
 }
 
 /// Properties 9 to 13 (see the [checker](super)); nothing without resource records.
-pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Violations) {
+/// Returns how many stable primary configurations property 11 judged.
+pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Violations) -> u64 {
     if !order
         .iter()
         .any(|r| matches!(r.body, Body::Resource { .. } | Body::Quorum { .. }))
     {
-        return;
+        return 0;
     }
     let mut incs: BTreeMap<Inc, Holdings> = BTreeMap::new();
     let mut iv: Vec<Interval> = Vec::new();
@@ -86,7 +87,12 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
     let mut synced: BTreeMap<RingId, BTreeMap<NodeId, u64>> = BTreeMap::new();
     let mut current: BTreeMap<NodeId, RingId> = BTreeMap::new();
     let mut broken: BTreeMap<RingId, u64> = BTreeMap::new();
-    let end_t = order.last().map_or(0, |r| r.t_ns);
+    // The run lasted to its last record, and with liveness at least to the bound by which
+    // it demands the final ring (the nodes were running then).
+    let end_t = order
+        .last()
+        .map_or(0, |r| r.t_ns)
+        .max(liveness.map_or(0, |l| l.faults_end.saturating_add(l.bound)));
     let close = |h: &mut Holdings, t: u64, iv: &mut Vec<Interval>| {
         for (_, (_, i)) in std::mem::take(&mut h.res) {
             iv[i].to = Some(t);
@@ -124,12 +130,7 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
         let h = incs.entry(key).or_default();
         let is_resource = matches!(r.body, Body::Resource { .. });
         if !is_resource && !h.primary && !h.reported {
-            let started: Vec<&(String, String)> = h
-                .res
-                .iter()
-                .filter(|(_, (st, _))| *st == St::Active)
-                .map(|(k, _)| k)
-                .collect();
+            let started: Vec<String> = idle_started(h).into_iter().map(String::from).collect();
             if !started.is_empty() {
                 h.reported = true;
                 v.add(
@@ -261,22 +262,39 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
         }
     }
     for ((n, i), h) in &incs {
-        if !h.primary && !h.reported && h.res.values().any(|(st, _)| *st == St::Active) {
+        let started = idle_started(h);
+        if !h.primary && !h.reported && !started.is_empty() {
             v.add(
                 Property::ActiveWithoutQuorum,
                 format!(
-                    "node {n} inc {i}: {:?} still started at the end outside a primary \
-                     component",
-                    h.res.keys().collect::<Vec<_>>()
+                    "node {n} inc {i}: {started:?} still started at the end outside a \
+                     primary component"
                 ),
             );
         }
     }
     overlaps(&iv, v);
-    settled(&primaries, &synced, &broken, end_t, &groups, &iv, &incs, v);
+    let judged = settled(&primaries, &synced, &broken, end_t, &groups, &iv, &incs, v);
     if let Some(l) = liveness {
         at_the_end(l, &groups, &last_inc, &incs, v);
     }
+    judged
+}
+
+/// Returns the groups an incarnation runs with no command under way: started, no stop begun
+/// (a group stops one resource at a time, so a stop begun on any of its resources counts).
+fn idle_started(h: &Holdings) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for ((g, _), (st, _)) in &h.res {
+        let busy = h
+            .res
+            .iter()
+            .any(|((x, _), (s, _))| x == g && *s != St::Active);
+        if *st == St::Active && !busy && !out.contains(&g.as_str()) {
+            out.push(g);
+        }
+    }
+    out
 }
 
 /// Properties 9 and 13: one resource active on two nodes at once (two holders); two
@@ -326,7 +344,8 @@ fn settled(
     iv: &[Interval],
     incs: &BTreeMap<Inc, Holdings>,
     v: &mut Violations,
-) {
+) -> u64 {
+    let mut judged = 0;
     for p in primaries.values() {
         let Some(done) = synced.get(&p.ring) else {
             continue;
@@ -340,6 +359,7 @@ fn settled(
         if t >= until || t > end_t {
             continue;
         }
+        judged += 1;
         for g in groups {
             let excused = incs.iter().any(|(_, h)| h.stop_failed.contains(g))
                 || p.members.iter().all(|m| {
@@ -370,6 +390,7 @@ fn settled(
             }
         }
     }
+    judged
 }
 
 /// Property 11 at the end (with liveness): with a live primary component, every configured
