@@ -68,6 +68,7 @@ pub mod msg;
 pub mod registry;
 pub mod resources;
 pub mod service;
+pub mod store;
 
 pub use app::ServiceApp;
 pub use checkpoint::{CheckpointService, Op, SyncChunk, CHECKPOINT_SERVICE};

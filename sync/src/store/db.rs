@@ -1,0 +1,341 @@
+//! The store's database: an ordered key-value map in redb (pure Rust, transactional, one
+//! file), with the store's version (Ceph's `last_committed`), the log of the last
+//! `log_keep` writes, and an incremental digest of the contents. A real node keeps it in
+//! its state directory; the simulator keeps a real redb database in memory
+//! ([`StoreDb::in_memory`]), so both run the same code.
+//!
+//! Each applied write is one redb transaction that changes the data, appends the write to
+//! the log (trimming it to `log_keep`), bumps the version and updates the digest together:
+//! a crash leaves the store at some version, whole. Writes commit with redb's eventual
+//! durability (a crash may lose the last writes, never tear the store: the node then syncs
+//! back from a lower version); markers that must survive a crash commit immediately.
+
+use super::write::{Write, WriteError};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Why the store failed (the database's own errors, named by what was being done).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb refused.
+    #[error("store database, {what}: {cause}")]
+    Db {
+        /// What was being done.
+        what: &'static str,
+        /// redb's error.
+        cause: String,
+    },
+    /// A write's version is not the next one.
+    #[error("store: write of version {got} applied at version {have}")]
+    OutOfOrder {
+        /// The store's version.
+        have: u64,
+        /// The write's version.
+        got: u64,
+    },
+    /// A logged write does not decode.
+    #[error("store: the log entry of version {version} is corrupt: {cause}")]
+    Corrupt {
+        /// Its version.
+        version: u64,
+        /// Why.
+        cause: WriteError,
+    },
+}
+
+fn failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Db {
+        what,
+        cause: e.to_string(),
+    }
+}
+
+/// The store's digest: the XOR of SHA-256 over every (key, value) pair, so a write updates
+/// it from the old and new pair alone; equal contents give equal digests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StoreDigest(pub [u8; 32]);
+
+impl StoreDigest {
+    fn toggle(&mut self, key: &[u8], value: &[u8]) {
+        let mut h = Sha256::new();
+        h.update((key.len() as u32).to_be_bytes());
+        h.update(key);
+        h.update(value);
+        for (d, x) in self.0.iter_mut().zip(h.finalize()) {
+            *d ^= x;
+        }
+    }
+
+    /// Returns it in hex, as records write it.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The store's database.
+pub struct StoreDb {
+    db: Database,
+    log_keep: u64,
+    version: u64,
+    digest: StoreDigest,
+    /// The oldest version the log holds (the log holds `log_first..=version`; empty when
+    /// `log_first > version`).
+    log_first: u64,
+    keys: u64,
+    bytes: u64,
+}
+
+impl StoreDb {
+    /// Opens (or creates) the store in the file `path`, keeping `log_keep` writes.
+    pub fn open(path: &Path, log_keep: u64) -> Result<Self, StoreError> {
+        let file = Database::create(path).map_err(failed("opening"))?;
+        Self::with(file, log_keep)
+    }
+
+    /// Creates an empty store in memory (a real redb database on its in-memory backend).
+    pub fn in_memory(log_keep: u64) -> Result<Self, StoreError> {
+        let mem = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(failed("creating in memory"))?;
+        Self::with(mem, log_keep)
+    }
+
+    fn with(db: Database, log_keep: u64) -> Result<Self, StoreError> {
+        let txn = db.begin_write().map_err(failed("creating tables"))?;
+        {
+            txn.open_table(DATA).map_err(failed("creating tables"))?;
+            txn.open_table(LOG).map_err(failed("creating tables"))?;
+            txn.open_table(META).map_err(failed("creating tables"))?;
+        }
+        txn.commit().map_err(failed("creating tables"))?;
+        let mut s = Self {
+            db,
+            log_keep: log_keep.max(1),
+            version: 0,
+            digest: StoreDigest::default(),
+            log_first: 1,
+            keys: 0,
+            bytes: 0,
+        };
+        s.load()?;
+        Ok(s)
+    }
+
+    /// Reads the version, digest, log range and sizes back from the database.
+    fn load(&mut self) -> Result<(), StoreError> {
+        let r = self.db.begin_read().map_err(failed("reading"))?;
+        let meta = r.open_table(META).map_err(failed("reading meta"))?;
+        let num = |k: &str| -> Result<Option<u64>, StoreError> {
+            Ok(meta
+                .get(k)
+                .map_err(failed("reading meta"))?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)))
+        };
+        self.version = num("version")?.unwrap_or(0);
+        self.keys = num("keys")?.unwrap_or(0);
+        self.bytes = num("bytes")?.unwrap_or(0);
+        if let Some(d) = meta.get("digest").map_err(failed("reading meta"))? {
+            if let Ok(d) = <[u8; 32]>::try_from(d.value()) {
+                self.digest = StoreDigest(d);
+            }
+        }
+        let log = r.open_table(LOG).map_err(failed("reading the log"))?;
+        self.log_first = match log.first().map_err(failed("reading the log"))? {
+            Some((v, _)) => v.value(),
+            None => self.version + 1,
+        };
+        Ok(())
+    }
+
+    /// Returns the version: the number of writes applied (Ceph's `last_committed`).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Returns the oldest version its log still holds (`version + 1` when empty).
+    pub fn log_first(&self) -> u64 {
+        self.log_first
+    }
+
+    /// Returns the digest of its contents.
+    pub fn digest(&self) -> StoreDigest {
+        self.digest
+    }
+
+    /// Returns how many keys it holds and their bytes (keys and values).
+    pub fn size(&self) -> (u64, u64) {
+        (self.keys, self.bytes)
+    }
+
+    /// Returns the value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(failed("reading"))?;
+        let t = r.open_table(DATA).map_err(failed("reading"))?;
+        Ok(t.get(key).map_err(failed("reading"))?.map(|v| v.value().to_vec()))
+    }
+
+    /// Applies `w` as version `version` (which must be the next one) in one transaction.
+    pub fn apply(&mut self, version: u64, w: &Write) -> Result<(), StoreError> {
+        if version != self.version + 1 {
+            return Err(StoreError::OutOfOrder {
+                have: self.version,
+                got: version,
+            });
+        }
+        let mut digest = self.digest;
+        let (mut keys, mut bytes) = (self.keys, self.bytes);
+        let mut txn = self.db.begin_write().map_err(failed("writing"))?;
+        txn.set_durability(Durability::Eventual);
+        let mut log_first = self.log_first;
+        {
+            let mut data = txn.open_table(DATA).map_err(failed("writing"))?;
+            let old = data
+                .get(w.key.as_slice())
+                .map_err(failed("writing"))?
+                .map(|v| v.value().to_vec());
+            if let Some(old) = &old {
+                digest.toggle(&w.key, old);
+                keys -= 1;
+                bytes -= (w.key.len() + old.len()) as u64;
+            }
+            match &w.value {
+                Some(v) => {
+                    data.insert(w.key.as_slice(), v.as_slice())
+                        .map_err(failed("writing"))?;
+                    digest.toggle(&w.key, v);
+                    keys += 1;
+                    bytes += (w.key.len() + v.len()) as u64;
+                }
+                None => {
+                    data.remove(w.key.as_slice()).map_err(failed("writing"))?;
+                }
+            }
+            let mut log = txn.open_table(LOG).map_err(failed("writing the log"))?;
+            log.insert(version, w.encode().as_slice())
+                .map_err(failed("writing the log"))?;
+            while version + 1 - log_first > self.log_keep {
+                log.remove(log_first).map_err(failed("trimming the log"))?;
+                log_first += 1;
+            }
+            let mut meta = txn.open_table(META).map_err(failed("writing meta"))?;
+            for (k, n) in [("version", version), ("keys", keys), ("bytes", bytes)] {
+                meta.insert(k, n.to_be_bytes().as_slice())
+                    .map_err(failed("writing meta"))?;
+            }
+            meta.insert("digest", digest.0.as_slice())
+                .map_err(failed("writing meta"))?;
+        }
+        txn.commit().map_err(failed("committing"))?;
+        self.version = version;
+        self.digest = digest;
+        self.log_first = log_first;
+        (self.keys, self.bytes) = (keys, bytes);
+        Ok(())
+    }
+
+    /// Returns the logged writes after version `after`, at most `max` of them, with their
+    /// versions; none if the log no longer reaches back to `after + 1`.
+    pub fn log_after(&self, after: u64, max: usize) -> Result<Option<Vec<(u64, Write)>>, StoreError> {
+        if after + 1 < self.log_first {
+            return Ok(None);
+        }
+        let r = self.db.begin_read().map_err(failed("reading the log"))?;
+        let log = r.open_table(LOG).map_err(failed("reading the log"))?;
+        let mut out = Vec::new();
+        for e in log.range(after + 1..).map_err(failed("reading the log"))?.take(max) {
+            let (v, w) = e.map_err(failed("reading the log"))?;
+            let version = v.value();
+            let w = Write::decode(w.value()).map_err(|cause| StoreError::Corrupt { version, cause })?;
+            out.push((version, w));
+        }
+        Ok(Some(out))
+    }
+
+    /// Returns how many entries its log holds.
+    pub fn log_len(&self) -> Result<u64, StoreError> {
+        let r = self.db.begin_read().map_err(failed("reading the log"))?;
+        let log = r.open_table(LOG).map_err(failed("reading the log"))?;
+        log.len().map_err(failed("reading the log"))
+    }
+
+    /// Returns every (key, value) pair from `from` on, in key order, at most `max` (a test
+    /// and debugging view; transfers read snapshots).
+    pub fn scan(&self, from: &[u8], max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let r = self.db.begin_read().map_err(failed("reading"))?;
+        let t = r.open_table(DATA).map_err(failed("reading"))?;
+        let mut out = Vec::new();
+        for e in t.range(from..).map_err(failed("reading"))?.take(max) {
+            let (k, v) = e.map_err(failed("reading"))?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> Write {
+        Write {
+            key: k.as_bytes().to_vec(),
+            value: Some(v.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn writes_bump_the_version_keep_a_bounded_log_and_a_digest_of_the_contents() {
+        let mut s = StoreDb::in_memory(3).unwrap();
+        assert_eq!((s.version(), s.log_first()), (0, 1));
+        for (i, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")].iter().enumerate() {
+            s.apply(i as u64 + 1, &put(k, v)).unwrap();
+        }
+        assert_eq!(s.version(), 4);
+        assert_eq!(s.get(b"a").unwrap().unwrap(), b"3");
+        assert_eq!(s.size(), (3, 6));
+        assert_eq!((s.log_first(), s.log_len().unwrap()), (2, 3));
+        assert!(s.log_after(0, 10).unwrap().is_none(), "trimmed");
+        let tail = s.log_after(2, 10).unwrap().unwrap();
+        assert_eq!(tail.iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert!(matches!(
+            s.apply(9, &put("x", "y")),
+            Err(StoreError::OutOfOrder { have: 4, got: 9 })
+        ));
+        // The same contents reached another way give the same digest.
+        let mut t = StoreDb::in_memory(3).unwrap();
+        for (i, (k, v)) in [("c", "4"), ("b", "2"), ("a", "3")].iter().enumerate() {
+            t.apply(i as u64 + 1, &put(k, v)).unwrap();
+        }
+        assert_eq!(t.digest(), s.digest());
+        let del = Write {
+            key: b"c".to_vec(),
+            value: None,
+        };
+        t.apply(4, &del).unwrap();
+        assert_ne!(t.digest(), s.digest());
+        assert_eq!(t.size(), (2, 4));
+    }
+
+    #[test]
+    fn a_store_on_disk_reopens_where_it_was() {
+        let dir = std::env::temp_dir().join(format!("ringlab-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.redb");
+        let _ = std::fs::remove_file(&path);
+        let d = {
+            let mut s = StoreDb::open(&path, 10).unwrap();
+            s.apply(1, &put("k", "v")).unwrap();
+            s.apply(2, &put("l", "w")).unwrap();
+            s.digest()
+        };
+        let s = StoreDb::open(&path, 10).unwrap();
+        assert_eq!((s.version(), s.digest(), s.log_first()), (2, d, 1));
+        assert_eq!(s.scan(b"", 10).unwrap().len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
