@@ -371,6 +371,7 @@ fn run_rep(
         batched_io: true,
         ipv6: false,
         services: exp.services.clone(),
+        service_config: exp.service_config.clone(),
         netns: Some(lock.prefix().into()),
     };
     pb.set_message(format!("rep {rep}: starting nodes"));

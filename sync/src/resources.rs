@@ -885,8 +885,7 @@ impl ResourcesService {
         match self.target(g) {
             Some(t) => {
                 self.targets.insert(g, t);
-                if t == self.me && !self.holders.contains_key(&g) && self.released.contains(&g)
-                {
+                if t == self.me && !self.holders.contains_key(&g) && self.released.contains(&g) {
                     self.start(g);
                 }
             }
@@ -1058,7 +1057,13 @@ impl ResourcesService {
     ) {
         let resource = self.group(g).resources()[step].to_string();
         if let ActionResult::Failed { .. } = result {
-            self.record("stop_failed", g, Some(reason), resource, Some((began, &result)));
+            self.record(
+                "stop_failed",
+                g,
+                Some(reason),
+                resource,
+                Some((began, &result)),
+            );
             self.local.insert(g, Local::Blocked);
             return;
         }
@@ -1514,7 +1519,11 @@ mod tests {
 
     /// Node `me` of 1..=3 with `section`, after one sync where every member reported
     /// `held` (node → groups) and nothing refused, at time 1 s.
-    fn synced(me: NodeId, section: serde_json::Value, held: &[(NodeId, &[u16])]) -> ResourcesService {
+    fn synced(
+        me: NodeId,
+        section: serde_json::Value,
+        held: &[(NodeId, &[u16])],
+    ) -> ResourcesService {
         let cfg = ResourcesConfig::parse(&section, &[1, 2, 3]).unwrap();
         let mut s = ResourcesService::with(me, &[1, 2, 3], cfg);
         s.tick(1_000_000_000, true);
@@ -1570,7 +1579,10 @@ mod tests {
             "name": "web", "home": 2, "primitives": ["ip", "httpd"],
             "start": "echo start", "stop": "echo stop", "start_timeout_ms": 5
         }]});
-        assert!(ResourcesConfig::parse(&section, &[1, 2, 3]).is_err(), "a group knob");
+        assert!(
+            ResourcesConfig::parse(&section, &[1, 2, 3]).is_err(),
+            "a group knob"
+        );
         let section = json!({ "start_timeout_ms": 5, "resources": [{
             "name": "web", "home": 2, "primitives": ["ip", "httpd"],
             "start": "echo start", "stop": "echo stop"
@@ -1582,7 +1594,12 @@ mod tests {
         let a = actions(&mut s);
         assert_eq!(a.len(), 1);
         assert_eq!(
-            (a[0].verb, a[0].resource.as_str(), a[0].command.as_deref(), a[0].timeout_ms),
+            (
+                a[0].verb,
+                a[0].resource.as_str(),
+                a[0].command.as_deref(),
+                a[0].timeout_ms
+            ),
             (Verb::Start, "ip", Some("echo start"), 5)
         );
         assert_eq!(ops(&mut s), vec![ResourceOp::Started(0)]);
@@ -1623,8 +1640,8 @@ mod tests {
         assert_eq!(
             words,
             [
-                "starting", "start", "stopping", "stop", "starting", "start", "starting",
-                "start", "stopping", "stop", "stopping", "stop"
+                "starting", "start", "stopping", "stop", "starting", "start", "starting", "start",
+                "stopping", "stop", "stopping", "stop"
             ]
         );
         assert_eq!(recs[7].1, "httpd");
@@ -1689,7 +1706,10 @@ mod tests {
         // Below the threshold: started again in place, nothing said.
         let c = actions(&mut s);
         assert_eq!(c[0].verb, Verb::Start);
-        assert_eq!(ops(&mut s), vec![ResourceOp::Started(0), ResourceOp::Started(0)]);
+        assert_eq!(
+            ops(&mut s),
+            vec![ResourceOp::Started(0), ResourceOp::Started(0)]
+        );
         s.action_done(5_000_000_000, c[0].id, failed());
         let d = actions(&mut s);
         s.action_done(5_000_000_000, d[0].id, ActionResult::Ok);
