@@ -318,6 +318,14 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         wrongly_excluded: wrongly,
         violations: vec![],
         timeline,
+        failover: crate::failover::failovers(
+            records,
+            &faults
+                .iter()
+                .map(|f| (f.t, f.action.clone()))
+                .collect::<Vec<_>>(),
+            end,
+        ),
     }
 }
 

@@ -346,6 +346,38 @@ mod tests {
     }
 
     #[test]
+    fn service_sections_are_checked_and_a_sweep_sets_their_keys() {
+        let base = "name = 'x'\nnodes = 5\nduration_ms = 5000\nservices = ['resources']\n";
+        let with = |extra: &str| toml::from_str::<Experiment>(&format!("{base}{extra}")).unwrap();
+        let mut e = with("[service_config.resources]\nfence_ms = 100\ntakeover_ms = 200\n");
+        e.validate().unwrap();
+        e.set("resources.policy", "heartbeat2000").unwrap();
+        assert_eq!(
+            e.service_config["resources"]["policy"].as_str(),
+            Some("heartbeat2000")
+        );
+        let e = format!(
+            "{:#}",
+            e.clone().set("resources.fence_ms", "300").unwrap_err()
+        );
+        assert!(
+            e.contains("takeover_ms 200 must exceed fence_ms 300"),
+            "{e}"
+        );
+        let e = with("[service_config.checkpoint]\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("is not one of services"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("[service_config.resources]\nnope = 1\n")
+                .validate()
+                .unwrap_err()
+        );
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
     fn a_key_is_the_default_and_key_false_is_kept() {
         let base = "name = 'x'\nnodes = 3\nduration_ms = 5000\n";
         let keyed: Experiment = toml::from_str(base).unwrap();
