@@ -109,7 +109,8 @@ pub struct RepSummary {
     pub latency_ms: Percentiles,
     /// Distinct messages delivered.
     pub delivered: u64,
-    /// Regular configurations (distinct ring ids) formed after the first full ring.
+    /// Regular configurations (distinct ring ids) formed after the first full ring, up to
+    /// the end of the measured part.
     pub rings_formed: u64,
     /// Live, reachable nodes left out of a ring formed after the first full ring (each ring
     /// counted once): nodes excluded although no scheduled fault cut them off.
