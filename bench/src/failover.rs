@@ -122,25 +122,23 @@ pub fn failovers(records: &[Record], faults: &[(u64, String)], end: u64) -> Vec<
                 let starting = recs
                     .iter()
                     .filter(mine)
-                    .filter(|r| matches!(&r.body, Body::Resource { action, name, .. } if action == "starting" && name == g))
-                    .next_back()
+                    .rfind(|r| matches!(&r.body, Body::Resource { action, name, .. } if action == "starting" && name == g))
                     .map(|r| r.t_ns);
                 f.placement_ms = starting.map(|t| ms(t - t0));
                 let placed_by = starting.unwrap_or(s.t_ns);
                 let config = recs
                     .iter()
                     .filter(mine)
-                    .filter(|r| r.t_ns <= placed_by)
-                    .filter(|r| {
-                        matches!(
-                            r.body,
-                            Body::Config {
-                                kind: ConfigKind::Regular,
-                                ..
-                            }
-                        )
+                    .rfind(|r| {
+                        r.t_ns <= placed_by
+                            && matches!(
+                                r.body,
+                                Body::Config {
+                                    kind: ConfigKind::Regular,
+                                    ..
+                                }
+                            )
                     })
-                    .next_back()
                     .map(|r| r.t_ns);
                 f.membership_ms = config.map(|t| ms(t - t0));
                 if let Some(c) = config {

@@ -6,6 +6,8 @@
 //! The nodes run in this test process, one thread each (`Node::start` and `Node::run`, as
 //! `ringlab node` does), so the test needs no binary. Nothing here asserts a timing: every
 //! wait is for a condition, with a generous bound.
+// Test code of the I/O side: real threads, sleeps and the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ringlab_net::config::{NodeConfig, Peer, Transport};
 use ringlab_net::control::{self, Ack, Request, StatusReply};
