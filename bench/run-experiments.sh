@@ -21,6 +21,11 @@ go sweep experiments/node-count.toml --param nodes=3,5,9,16
 go sweep experiments/transport.toml --param transport=unicast,multicast
 go sweep experiments/variant.toml --param variant=classic,accelerated
 go sweep experiments/consensus-sweep.toml --param consensus=1200,600,300,150,100,80,60 --param loss_pct=0,5,10
+# Both policies of the resources service: heartbeat2000 gives two holders by design (the
+# seed's hazard; the checker's TwoHolders), so this sweep exits 1 and is not counted; policy
+# primary must be clean on its own:
+"$r" sweep experiments/resources-failover.toml --param resources.policy=primary,heartbeat2000 || true
+go run experiments/resources-failover.toml
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'not clean: %s\n' "${failed[@]}"
   exit 1

@@ -271,7 +271,10 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
             ..
         } = &r.body
         {
+            // Rings of the measured part only: the runner's stop (the nodes quitting one by
+            // one, a resource holder last) is no fault of the ring.
             if formed.is_some_and(|f| r.t_ns > f)
+                && r.t_ns <= end
                 && seen.insert(*ring)
                 && !reach.cut.contains(&r.node)
                 && !reach.down.contains(&r.node)
@@ -318,6 +321,14 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         wrongly_excluded: wrongly,
         violations: vec![],
         timeline,
+        failover: crate::failover::failovers(
+            records,
+            &faults
+                .iter()
+                .map(|f| (f.t, f.action.clone()))
+                .collect::<Vec<_>>(),
+            end,
+        ),
     }
 }
 

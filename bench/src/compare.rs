@@ -172,6 +172,33 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             s.violations
         );
     }
+    if runs.iter().any(|(_, s)| !s.failover.is_empty()) {
+        t.push_str("\nResource failover, ms from the fault's timestamp to each step on the new holder: median over repetitions (see bench/src/failover.rs)\n\n");
+        t.push_str("| configuration | fault | group | moved | detection | membership | sync | placement | start | cmd | start − ring − cmd | double ownership |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let med = |s: &Spread| s.median.map_or("-".into(), |m| format!("{m:.1}"));
+        for (_, s) in runs {
+            for f in &s.failover {
+                let _ = writeln!(
+                    t,
+                    "| {} | {} {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    label(s),
+                    f.index,
+                    f.action,
+                    f.group,
+                    f.moved,
+                    reps_cell(s),
+                    med(&f.detection_ms),
+                    med(&f.membership_ms),
+                    med(&f.sync_ms),
+                    med(&f.placement_ms),
+                    med(&f.start_ms),
+                    med(&f.cmd_ms),
+                    med(&f.beyond_ring_ms),
+                    med(&f.double_ms),
+                );
+            }
+        }
+    }
     let stopped: Vec<_> = runs
         .iter()
         .filter_map(|(d, s)| s.stopped.as_ref().map(|st| (d, s, st)))

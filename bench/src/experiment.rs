@@ -12,6 +12,8 @@
 //! duration_ms = 12000      # per repetition, from the first full ring
 //! loss_pct = 0             # nftables loss of every frame between nodes, from the start
 //! services = []            # ["checkpoint"] runs the sync engine with these services
+//! [service_config.resources]   # a service's own section, given to every node
+//! policy = "primary"
 //! key = true               # a fresh random key per run (the default); false: no
 //!                          # authentication, and ringlab run warns loudly
 //! [totem]                  # every ring knob, corosync's names (variant too)
@@ -37,6 +39,7 @@ use anyhow::{bail, Context, Result};
 use ringlab_net::Transport;
 use ringlab_ring::Config as RingConfig;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One experiment.
@@ -68,6 +71,10 @@ pub struct Experiment {
     /// Services every node runs.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Each service's own section (`[service_config.resources]`), given to every node as
+    /// its `[service_config.NAME]`; checked by the service at load.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_config: BTreeMap<String, toml::Value>,
     /// Ring knobs.
     #[serde(default)]
     pub totem: RingConfig,
@@ -174,7 +181,23 @@ impl Experiment {
         if self.load.senders > self.nodes {
             bail!("load.senders must be at most nodes");
         }
-        ringlab_sync::registry::resolve(&self.services).context("services")?;
+        let services = ringlab_sync::registry::resolve(&self.services).context("services")?;
+        for name in self.service_config.keys() {
+            if !self.services.contains(name) {
+                bail!(
+                    "service_config.{name}: {name:?} is not one of services {:?}",
+                    self.services
+                );
+            }
+        }
+        let sections = self
+            .service_config
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), serde_json::to_value(v)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let nodes: Vec<ringlab_ring::NodeId> = (1..=self.nodes as ringlab_ring::NodeId).collect();
+        ringlab_sync::ServiceApp::with_config(1, &services, &nodes, &sections)
+            .context("service_config")?;
         if let Some(s) = &self.load.service {
             if !self.services.contains(s) {
                 bail!(
@@ -215,8 +238,27 @@ impl Experiment {
     }
 
     /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
-    /// load.rate, load.size, load.senders. Used by `ringlab sweep`.
+    /// load.rate, load.size, load.senders, or `SERVICE.KEY` (a key of the section of a
+    /// service the experiment runs: `resources.policy`). Used by `ringlab sweep`.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if let Some((service, k)) = key.split_once('.') {
+            if self.services.iter().any(|s| s == service) {
+                let v = value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+                    .unwrap_or_else(|_| toml::Value::String(value.into()));
+                let section = self
+                    .service_config
+                    .entry(service.into())
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
+                let Some(t) = section.as_table_mut() else {
+                    bail!("service_config.{service} is not a table");
+                };
+                t.insert(k.into(), v);
+                return self.validate();
+            }
+        }
         match key {
             "nodes" => self.nodes = value.parse()?,
             "shape" => self.shape = value.into(),
@@ -301,6 +343,38 @@ mod tests {
         // Without a service load, the load is written as before.
         let v = serde_json::to_value(with("")).unwrap();
         assert!(v["load"].get("service").is_none(), "{v}");
+    }
+
+    #[test]
+    fn service_sections_are_checked_and_a_sweep_sets_their_keys() {
+        let base = "name = 'x'\nnodes = 5\nduration_ms = 5000\nservices = ['resources']\n";
+        let with = |extra: &str| toml::from_str::<Experiment>(&format!("{base}{extra}")).unwrap();
+        let mut e = with("[service_config.resources]\nfence_ms = 100\ntakeover_ms = 200\n");
+        e.validate().unwrap();
+        e.set("resources.policy", "heartbeat2000").unwrap();
+        assert_eq!(
+            e.service_config["resources"]["policy"].as_str(),
+            Some("heartbeat2000")
+        );
+        let e = format!(
+            "{:#}",
+            e.clone().set("resources.fence_ms", "300").unwrap_err()
+        );
+        assert!(
+            e.contains("takeover_ms 200 must exceed fence_ms 300"),
+            "{e}"
+        );
+        let e = with("[service_config.checkpoint]\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("is not one of services"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("[service_config.resources]\nnope = 1\n")
+                .validate()
+                .unwrap_err()
+        );
+        assert!(e.contains("nope"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`prefix`]: a run's name prefix (unique by default) and the lock that makes it its own;
 //! - [`sweep`]: `ringlab sweep`'s grid of knob values;
 //! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
+//! - [`failover`]: resource failover phases and double ownership from the same records;
 //! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
 //! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@
 pub mod analysis;
 pub mod compare;
 pub mod experiment;
+pub mod failover;
 pub mod fault;
 pub mod prefix;
 pub mod runner;

@@ -25,7 +25,9 @@ use crate::analysis::{analyse, RunFacts};
 use crate::experiment::Experiment;
 use crate::fault::{FaultAction, ProcessOp};
 use crate::prefix::{self, PrefixLock};
-use crate::summary::{summarise, write_csv, RepSummary, StopCause, Stopped, Summary};
+use crate::summary::{
+    summarise, write_csv, write_failover_csv, RepSummary, StopCause, Stopped, Summary,
+};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2Serializer;
@@ -371,6 +373,7 @@ fn run_rep(
         batched_io: true,
         ipv6: false,
         services: exp.services.clone(),
+        service_config: exp.service_config.clone(),
         netns: Some(lock.prefix().into()),
     };
     pb.set_message(format!("rep {rep}: starting nodes"));
@@ -671,6 +674,7 @@ pub fn run(
     let summary = summary_of(reps, stopped);
     write_summary(&opts.out, &summary)?;
     write_csv(&opts.out.join("runs.csv"), &summary)?;
+    write_failover_csv(&opts.out.join("failover.csv"), &summary)?;
     Ok(summary)
 }
 

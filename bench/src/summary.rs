@@ -7,6 +7,7 @@
 //! reads summary.json back.
 
 use crate::experiment::Experiment;
+use crate::failover::Failover;
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use ringlab_ring::NodeId;
@@ -108,7 +109,8 @@ pub struct RepSummary {
     pub latency_ms: Percentiles,
     /// Distinct messages delivered.
     pub delivered: u64,
-    /// Regular configurations (distinct ring ids) formed after the first full ring.
+    /// Regular configurations (distinct ring ids) formed after the first full ring, up to
+    /// the end of the measured part.
     pub rings_formed: u64,
     /// Live, reachable nodes left out of a ring formed after the first full ring (each ring
     /// counted once): nodes excluded although no scheduled fault cut them off.
@@ -117,6 +119,9 @@ pub struct RepSummary {
     pub violations: Vec<String>,
     /// Throughput timeline: (ms since formation, distinct msgs/s) in 100 ms windows.
     pub timeline: Vec<(f64, f64)>,
+    /// With the resources service: each group's failover over each fault (absent without).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<Failover>,
 }
 
 /// Summary statistics of one recovery phase over all repetitions.
@@ -167,6 +172,36 @@ pub struct FaultAggregate {
     pub out_of_bound: usize,
 }
 
+/// One group's failover over one fault of the schedule, over all repetitions (ms from the
+/// fault's timestamp; see [`crate::failover`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FailoverAggregate {
+    /// Index in the schedule.
+    pub index: usize,
+    /// The action.
+    pub action: String,
+    /// The group.
+    pub group: String,
+    /// Repetitions in which another node started the group.
+    pub moved: usize,
+    /// First node out of OPERATIONAL.
+    pub detection_ms: Spread,
+    /// The new holder's regular configuration.
+    pub membership_ms: Spread,
+    /// Its sync done.
+    pub sync_ms: Spread,
+    /// Its start command begun.
+    pub placement_ms: Spread,
+    /// Its start command ended: the failover.
+    pub start_ms: Spread,
+    /// The start command's own time.
+    pub cmd_ms: Spread,
+    /// start − membership − cmd.
+    pub beyond_ring_ms: Spread,
+    /// Two holders or more at once, over the fault's interval.
+    pub double_ms: Spread,
+}
+
 /// summary.json.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
@@ -206,6 +241,9 @@ pub struct Summary {
     /// The name prefix of the run's namespaces, links and tables (absent in older summaries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// With the resources service: each group's failover per fault (absent without).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<FailoverAggregate>,
 }
 
 /// Why a run has fewer repetitions than it planned.
@@ -352,6 +390,37 @@ pub fn summarise(
         p999: med(&|l| l.p999),
         max: reps.iter().map(|r| r.latency_ms.max).fold(0.0, f64::max),
     };
+    let off = usize::from(exp.loss_pct > 0);
+    let mut failover = Vec::new();
+    for (i, f) in exp.faults.iter().enumerate() {
+        let rows: Vec<&Failover> = reps
+            .iter()
+            .flat_map(|r| r.failover.iter())
+            .filter(|x| x.fault == i + off)
+            .collect();
+        let groups: std::collections::BTreeSet<&str> =
+            rows.iter().map(|x| x.group.as_str()).collect();
+        for g in groups {
+            let of_g: Vec<&&Failover> = rows.iter().filter(|x| x.group == g).collect();
+            let of = |h: &dyn Fn(&Failover) -> Option<f64>| {
+                Spread::of(of_g.iter().filter_map(|x| h(x)).collect())
+            };
+            failover.push(FailoverAggregate {
+                index: i,
+                action: f.action.name().into(),
+                group: g.into(),
+                moved: of_g.iter().filter(|x| x.to.is_some()).count(),
+                detection_ms: of(&|x| x.to.and(x.detection_ms)),
+                membership_ms: of(&|x| x.membership_ms),
+                sync_ms: of(&|x| x.sync_ms),
+                placement_ms: of(&|x| x.placement_ms),
+                start_ms: of(&|x| x.start_ms),
+                cmd_ms: of(&|x| x.cmd_ms),
+                beyond_ring_ms: of(&|x| x.beyond_ring_ms),
+                double_ms: of(&|x| Some(x.double_ms)),
+            });
+        }
+    }
     Summary {
         experiment: exp.clone(),
         label,
@@ -369,6 +438,7 @@ pub fn summarise(
         stopped: None,
         authenticated: None,
         prefix: None,
+        failover,
     }
 }
 
@@ -409,6 +479,58 @@ pub fn write_csv(path: &Path, s: &Summary) -> Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+/// One row of failover.csv.
+#[derive(Serialize)]
+struct FailoverRow {
+    label: String,
+    rep: u32,
+    fault: usize,
+    action: String,
+    group: String,
+    from: String,
+    to: Option<NodeId>,
+    detection_ms: Option<f64>,
+    membership_ms: Option<f64>,
+    sync_ms: Option<f64>,
+    placement_ms: Option<f64>,
+    start_ms: Option<f64>,
+    cmd_ms: Option<f64>,
+    beyond_ring_ms: Option<f64>,
+    double_ms: f64,
+}
+
+/// Writes failover.csv: one row per repetition, fault and group (nothing without the
+/// resources service's records); returns whether it wrote one.
+pub fn write_failover_csv(path: &Path, s: &Summary) -> Result<bool> {
+    if s.reps.iter().all(|r| r.failover.is_empty()) {
+        return Ok(false);
+    }
+    let mut w = csv::Writer::from_path(path)?;
+    for r in &s.reps {
+        for f in &r.failover {
+            w.serialize(FailoverRow {
+                label: s.label.clone(),
+                rep: r.rep,
+                fault: f.fault,
+                action: f.action.clone(),
+                group: f.group.clone(),
+                from: join(&f.from),
+                to: f.to,
+                detection_ms: f.detection_ms,
+                membership_ms: f.membership_ms,
+                sync_ms: f.sync_ms,
+                placement_ms: f.placement_ms,
+                start_ms: f.start_ms,
+                cmd_ms: f.cmd_ms,
+                beyond_ring_ms: f.beyond_ring_ms,
+                double_ms: f.double_ms,
+            })?;
+        }
+    }
+    w.flush()?;
+    Ok(true)
 }
 
 /// Joins node ids with commas.

@@ -92,6 +92,7 @@ pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         batched_io: !o.unbatched,
         ipv6: false,
         services: vec![],
+        service_config: Default::default(),
         netns: None,
     };
     let t0 = monotonic_ns();

@@ -36,6 +36,7 @@ fn cluster(name: &str, port: u16, key: bool) -> Cluster {
         batched_io: true,
         ipv6: false,
         services: vec![],
+        service_config: Default::default(),
         netns: None,
     })
     .unwrap();

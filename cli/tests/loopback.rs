@@ -43,6 +43,7 @@ fn spec(
         batched_io: !name.starts_with("kill"),
         ipv6: false,
         services: vec![],
+        service_config: Default::default(),
         netns: None,
     }
 }

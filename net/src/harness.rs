@@ -45,6 +45,9 @@ pub struct Spec {
     pub ipv6: bool,
     /// Services every node runs (see [`NodeConfig::services`]).
     pub services: Vec<String>,
+    /// Their sections, by service name, given to every node (see
+    /// [`NodeConfig::service_config`]).
+    pub service_config: std::collections::BTreeMap<String, toml::Value>,
     /// Run each node in network namespace `<prefix>-n<id>` made by netns-scripts/topo.sh,
     /// at `10.77.0.<id>`, instead of on loopback. PID and command files go to
     /// `/run/ringlab-<prefix>/` so that fault.sh can signal and restart the nodes.
@@ -183,6 +186,12 @@ impl Cluster {
         }
     }
 
+    /// Returns node `id`'s state directory, its own (`state/node-<id>/`): stable storage
+    /// and its resources' default files (`resources/RESOURCE`) are the node's alone.
+    pub fn state_dir(&self, id: NodeId) -> PathBuf {
+        self.spec.dir.join("state").join(format!("node-{id}"))
+    }
+
     /// Returns node `id`'s config.
     pub fn config(&self, id: NodeId) -> NodeConfig {
         NodeConfig {
@@ -201,14 +210,14 @@ impl Cluster {
             events: Some(self.events_path(id)),
             record_messages: self.spec.record_messages,
             control: self.control_path(id),
-            state_dir: self.spec.dir.join("state"),
+            state_dir: self.state_dir(id),
             key_file: self.key_file(),
             recv_buffer: Some(4 << 20),
             send_buffer: Some(4 << 20),
             batched_io: self.spec.batched_io,
             services: self.spec.services.clone(),
             max_fill_bytes: crate::config::DEFAULT_MAX_FILL_BYTES,
-            service_config: Default::default(),
+            service_config: self.spec.service_config.clone(),
             totem: self.spec.totem.clone(),
         }
     }
@@ -526,6 +535,7 @@ mod tests {
                 batched_io: true,
                 ipv6: false,
                 services: vec![],
+                service_config: Default::default(),
                 netns: None,
             },
             children: vec![None, None],

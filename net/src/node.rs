@@ -6,12 +6,22 @@
 //! node killed at any point never has a message on the wire without its `send` record.
 //! `quit` stops the load and drains: the node exits once its send queue is empty and its own
 //! messages are delivered to it, or after [`QUIT_DRAIN_TOKENS`] token timeouts, then with a
-//! `stop` record that counts what is still undelivered.
+//! `stop` record that counts what is still undelivered. With services, `quit` first has them
+//! give up what they hold ([`ServiceApp::quit`]: the resources service stops its groups and
+//! multicasts its refusals), and the node exits only once they are idle too, or at a bound
+//! that adds the longest timeout of their actions to the drain's.
+//! The services' actions (a resource's start or stop command) run in `node/actions.rs`: taken
+//! after every drain, reaped without blocking, handed back through
+//! [`ServiceApp::action_done`]; every command still running when the node exits is killed
+//! with its process group.
 //! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
 //! the same loop; nothing else runs beside it. What each control request does to the node is
 //! in `node/commands.rs`.
 
+mod actions;
 mod commands;
+
+pub use actions::{CHILD_POLL, MAX_CHILDREN};
 
 use crate::clock::monotonic_ns;
 use crate::config::{NodeConfig, Transport};
@@ -72,6 +82,11 @@ pub struct Node {
     batch: Option<RecvBatch>,
     fanout: Vec<SocketAddr>,
     app: Option<ServiceApp>,
+    /// Runs the services' actions.
+    actions: actions::Executor,
+    /// Set by `quit` with services: the drain's own bound (ns), which the longest timeout
+    /// of an action asked for meanwhile extends `quit_by` past.
+    quit_drain_ns: Option<u64>,
 }
 
 /// Why a node could not start.
@@ -246,6 +261,8 @@ impl Node {
                 )
             }),
             app,
+            actions: actions::Executor::new(cfg.node_id, &cfg.state_dir),
+            quit_drain_ns: None,
             fanout: cfg
                 .nodes
                 .iter()
@@ -272,7 +289,13 @@ impl Node {
             .into_iter()
             .flatten()
             .min();
-            let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+            let mut timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+            if self.actions.has_done() {
+                timeout = Some(Duration::ZERO);
+            } else if self.actions.is_busy() {
+                // A child's exit is seen by polling (`try_wait`), never waited for.
+                timeout = Some(timeout.map_or(CHILD_POLL, |t| t.min(CHILD_POLL)));
+            }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -298,6 +321,7 @@ impl Node {
             }
             self.run_load(now);
             self.drain();
+            self.finish_actions();
             self.quit_when_drained(monotonic_ns());
             if let Some(why) = self.exit {
                 self.shut_down();
@@ -309,6 +333,10 @@ impl Node {
     /// Closes every control connection, removes the control socket's file and flushes the
     /// records (a failure is counted by the writer): what every exit does.
     fn shut_down(&mut self) {
+        let killed = self.actions.kill_all();
+        if killed > 0 {
+            tracing::warn!(killed, "killed the commands still running at the exit");
+        }
         self.control.close_all();
         if let Err(e) = std::fs::remove_file(&self.cfg.control) {
             tracing::warn!(socket = %self.cfg.control.display(), error = %e, "could not remove the control socket");
@@ -457,6 +485,23 @@ impl Node {
         if let Some(app) = self.app.as_mut() {
             app.pump(now, &mut self.ring, &mut bodies);
         }
+        self.record_app(now, bodies);
+        if let Some(w) = self.records.as_mut() {
+            let _ = w.flush();
+        }
+        self.take_actions(now);
+        while let Some(t) = self.ring.poll_transmit() {
+            self.send(t.dest, &t.payload);
+        }
+        let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
+        if self.ring.state() == MembState::Left && self.exit.is_none() {
+            self.exit = Some("left");
+        }
+    }
+
+    /// Records what the services' app returned (`send` bodies count as own messages and are
+    /// written only with `record_messages`).
+    fn record_app(&mut self, now: u64, bodies: Vec<Body>) {
         for b in bodies {
             if matches!(b, Body::Send { .. }) {
                 self.own_sent += 1;
@@ -465,15 +510,43 @@ impl Node {
                 self.record(now, b);
             }
         }
-        if let Some(w) = self.records.as_mut() {
-            let _ = w.flush();
+    }
+
+    /// Hands every action the services ask for to the executor (a file action ends at
+    /// once; its result is handed back by [`Self::finish_actions`]). While quitting, the
+    /// exit waits for each at most its timeout past the drain's bound.
+    fn take_actions(&mut self, now: u64) {
+        let Some(app) = self.app.as_mut() else { return };
+        while let Some((service, action)) = app.poll_action() {
+            if let (Some(by), Some(drain)) = (self.quit_by.as_mut(), self.quit_drain_ns) {
+                let need = now
+                    .saturating_add(action.timeout_ms.saturating_mul(1_000_000))
+                    .saturating_add(drain);
+                *by = (*by).max(need);
+            }
+            self.actions.submit(now, service, action);
         }
-        while let Some(t) = self.ring.poll_transmit() {
-            self.send(t.dest, &t.payload);
-        }
-        let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
-        if self.ring.state() == MembState::Left && self.exit.is_none() {
-            self.exit = Some("left");
+    }
+
+    /// Reaps ended commands and hands every ended action back to its service; records what
+    /// the services make of it and drains as after any input. Bounded: what ends meanwhile
+    /// waits for the next turn (the loop then polls at once).
+    fn finish_actions(&mut self) {
+        for _ in 0..4 {
+            self.actions.poll(monotonic_ns());
+            let done = self.actions.take_done();
+            if done.is_empty() {
+                return;
+            }
+            let now = monotonic_ns();
+            let mut bodies = Vec::new();
+            if let Some(app) = self.app.as_mut() {
+                for (service, id, result) in done {
+                    app.action_done(now, service, id, result, &mut bodies);
+                }
+            }
+            self.record_app(now, bodies);
+            self.drain();
         }
     }
 
@@ -563,9 +636,20 @@ impl Node {
             return;
         }
         let undelivered = self.own_sent.saturating_sub(self.own_delivered);
-        let drained = self.ring.queue_depth().0 == 0 && undelivered == 0;
+        let services_idle = self.app.as_ref().is_none_or(ServiceApp::is_idle);
+        let drained = self.ring.queue_depth().0 == 0
+            && undelivered == 0
+            && services_idle
+            && self.actions.is_idle();
         if !drained && now < by {
             return;
+        }
+        if !services_idle || !self.actions.is_idle() {
+            tracing::warn!(
+                abandoned = ?self.actions.describe(),
+                services_idle,
+                "quitting past the drain's bound with services' work unfinished"
+            );
         }
         if undelivered > 0 {
             tracing::warn!(

@@ -79,6 +79,6 @@ pub use registry::{Entry, UnknownService, SERVICES};
 pub use resources::{ResourcesConfig, ResourcesService, RESOURCES_SERVICE};
 pub use ringlab_ring::wire::DecodeError;
 pub use service::{
-    Action, ActionResult, Verb,
-    Counters, Plugin, Service, ServiceConfig, ServiceConfigError, StateSize, Workload,
+    Action, ActionResult, Counters, Plugin, Service, ServiceConfig, ServiceConfigError, StateSize,
+    Verb, Workload,
 };

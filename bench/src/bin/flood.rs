@@ -115,6 +115,7 @@ fn main() {
         batched_io: true,
         ipv6: false,
         services: vec![],
+        service_config: Default::default(),
         netns: None,
     })
     .expect("cluster");

@@ -72,6 +72,7 @@ fn main() {
             batched_io: true,
             ipv6: false,
             services: vec![CheckpointService::NAME.into()],
+            service_config: Default::default(),
             netns: None,
         })
         .expect("cluster");

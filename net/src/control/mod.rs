@@ -24,7 +24,7 @@ pub(crate) mod server;
 
 pub use client::{call, exchange, CtlError};
 pub use proto::{
-    Ack, BadArgument, ControlStats, DeliveredStats, ErrorReply, KernelDrops, LatencyStats,
-    LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply, StatusReply,
-    StopLoadReply, SyncStats,
+    Ack, ActionStats, BadArgument, ControlStats, DeliveredStats, ErrorReply, KernelDrops,
+    LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply,
+    StatusReply, StopLoadReply, SyncStats,
 };

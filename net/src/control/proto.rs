@@ -131,6 +131,27 @@ pub struct StatsReply {
     /// them (receive buffer full, mostly).
     #[serde(default)]
     pub kernel_drops: KernelDrops,
+    /// The services' actions: run, ended well, failed, timed out, running and queued now
+    /// (absent from older nodes: zeros).
+    #[serde(default)]
+    pub actions: ActionStats,
+}
+
+/// The services' actions in a [`StatsReply`] (resource starts and stops the node ran).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActionStats {
+    /// Actions begun (commands spawned and file actions done).
+    pub run: u64,
+    /// Actions that ended well.
+    pub ok: u64,
+    /// Actions that failed (a non-zero exit, a signal, a spawn or file error, or a timeout).
+    pub failed: u64,
+    /// Of those, commands killed at their timeout.
+    pub timed_out: u64,
+    /// Commands running now.
+    pub running: u64,
+    /// Commands waiting for a free slot now.
+    pub queued: u64,
 }
 
 /// The kernel's drops per socket in a [`StatsReply`]: the `drops` column of
@@ -399,6 +420,14 @@ mod tests {
                 unicast: Some(12),
                 multicast: None,
             },
+            actions: ActionStats {
+                run: 3,
+                ok: 1,
+                failed: 2,
+                timed_out: 1,
+                running: 0,
+                queued: 0,
+            },
         };
         let mut old = old_status.clone();
         let more = json!({
@@ -426,6 +455,7 @@ mod tests {
             },
             "stable": {"written": 3, "failed": 0, "first_error": null},
             "kernel_drops": {"unicast": 12, "multicast": null},
+            "actions": {"run": 3, "ok": 1, "failed": 2, "timed_out": 1, "running": 0, "queued": 0},
         });
         old.as_object_mut()
             .unwrap()
@@ -435,13 +465,14 @@ mod tests {
         assert_eq!(reply.to_line(), old.to_string());
         // A reply of a node from before the fields added since still parses.
         let mut older = old.clone();
-        for f in ["control", "records", "stable", "kernel_drops"] {
+        for f in ["control", "records", "stable", "kernel_drops", "actions"] {
             older.as_object_mut().unwrap().remove(f);
         }
         let parsed: StatsReply = serde_json::from_value(older).unwrap();
         assert_eq!(parsed.control, ControlStats::default());
         assert_eq!(parsed.records, None);
         assert_eq!(parsed.kernel_drops, KernelDrops::default());
+        assert_eq!(parsed.actions, ActionStats::default());
         assert_eq!(
             serde_json::from_str::<StatsReply>(&reply.to_line()).unwrap(),
             stats

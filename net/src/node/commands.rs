@@ -7,8 +7,9 @@
 //! duration; a service's command is checked by the service itself, against its own bounds,
 //! one ring message, and the node's `max_fill_bytes` for the operations waiting to be sent);
 //! a refused request changes nothing and gets an [`ErrorReply`]-shaped
-//! reply saying why. `quit` stops the load and lets the node drain, at most three token
-//! timeouts, before it exits; a `load` is refused meanwhile.
+//! reply saying why. `quit` stops the load, has the services give up what they hold, and lets
+//! the node drain, at most three token timeouts (plus the timeouts of the services' actions
+//! meanwhile), before it exits; a `load` is refused meanwhile.
 //!
 //! [`ErrorReply`]: crate::control::ErrorReply
 
@@ -62,11 +63,24 @@ impl Node {
                 // Stop the load, then let the loop drain: it exits once the send queue is
                 // empty and the node's own messages are delivered to it, or after a few
                 // token timeouts with a `stop` record (`Node::quit_when_drained`).
+                // With services, they first give up what they hold (the resources service
+                // stops its groups and multicasts its refusals); the exit also waits for
+                // them to be idle, each action extending the bound by its own timeout
+                // (`Node::take_actions`).
                 self.load.stop();
                 let bound = QUIT_DRAIN_TOKENS
                     .saturating_mul(self.cfg.totem.token)
                     .saturating_mul(1_000_000);
-                self.quit_by.get_or_insert(now.saturating_add(bound));
+                if self.quit_by.is_none() {
+                    self.quit_by = Some(now.saturating_add(bound));
+                    if let Some(app) = self.app.as_mut() {
+                        self.quit_drain_ns = Some(bound);
+                        let mut bodies = Vec::new();
+                        app.quit(&mut bodies);
+                        self.record_app(now, bodies);
+                        self.drain();
+                    }
+                }
                 Reply::ack()
             }
             Request::Svc { service, request } => {
@@ -162,6 +176,7 @@ impl Node {
                     .as_ref()
                     .and_then(crate::sockets::kernel_drops),
             },
+            actions: self.actions.stats(),
         }
     }
 }
