@@ -349,7 +349,10 @@ mod tests {
     fn service_sections_are_checked_and_a_sweep_sets_their_keys() {
         let base = "name = 'x'\nnodes = 5\nduration_ms = 5000\nservices = ['resources']\n";
         let with = |extra: &str| toml::from_str::<Experiment>(&format!("{base}{extra}")).unwrap();
-        let mut e = with("[service_config.resources]\nfence_ms = 100\ntakeover_ms = 200\n");
+        let mut e = with(
+            "[service_config.resources]\nfence_ms = 100\ntakeover_ms = 300\n\
+             start_timeout_ms = 50\nstop_timeout_ms = 50\n",
+        );
         e.validate().unwrap();
         e.set("resources.policy", "heartbeat2000").unwrap();
         assert_eq!(
@@ -361,7 +364,7 @@ mod tests {
             e.clone().set("resources.fence_ms", "300").unwrap_err()
         );
         assert!(
-            e.contains("takeover_ms 200 must exceed fence_ms 300"),
+            e.contains("takeover_ms 300 must exceed") && e.contains("= 400"),
             "{e}"
         );
         let e = with("[service_config.checkpoint]\n")

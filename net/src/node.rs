@@ -285,6 +285,7 @@ impl Node {
                 self.ring.poll_timeout(),
                 self.load.deadline(now, self.load_waits()),
                 self.quit_by,
+                self.app.as_ref().and_then(|a| a.poll_deadline()),
             ]
             .into_iter()
             .flatten()

@@ -199,7 +199,8 @@ fn assert_clean(r: &[Record]) {
     );
 }
 
-const FAST: &str = "fence_ms = 200\ntakeover_ms = 400\n";
+/// Short knobs: the takeover delay, derived, is 200 + 300 + 300 + 1500 ms.
+const FAST: &str = "fence_ms = 200\nstart_timeout_ms = 300\nstop_timeout_ms = 300\n";
 
 #[test]
 fn default_file_actions_place_every_group_in_its_holders_state_dir_only() {
@@ -274,7 +275,7 @@ fn a_start_command_failing_on_one_node_moves_the_group_elsewhere() {
 fn a_start_command_past_its_timeout_is_killed_with_its_process_group() {
     // On node 1 (web's home) the start leaves a grandchild running and waits for it.
     let section = format!(
-        "{FAST}start_timeout_ms = 300\n[[resources]]\nname = \"web\"\nhome = 1\n\
+        "{FAST}[[resources]]\nname = \"web\"\nhome = 1\n\
          start = 'if [ \"$RINGLAB_NODE\" = 1 ]; then sleep 60 & echo $! > \"$RINGLAB_STATE_DIR/sleep.pid\"; wait; fi'\n"
     );
     let mut c = Cluster::start("timeout", 3, 47_630, &section);

@@ -367,6 +367,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
             faults_end,
             bound: settle,
             live,
+            end: sim.now(),
         }),
     );
     RunReport {

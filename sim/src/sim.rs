@@ -876,7 +876,10 @@ impl Sim {
         let now = self.now;
         let n = &mut self.nodes[i];
         let Some(r) = n.ring.as_mut() else { return };
-        if let Some(d) = r.poll_timeout() {
+        // The ring's next timer, or a service's own (a takeover, a self-fence) if earlier.
+        let service = n.app.as_ref().and_then(|a| a.poll_deadline());
+        let next = [r.poll_timeout(), service].into_iter().flatten().min();
+        if let Some(d) = next {
             let d = d.max(now);
             if n.scheduled.is_none_or(|s| d < s) {
                 n.scheduled = Some(d);

@@ -81,6 +81,7 @@ fn settle_and_check(sim: &mut Sim, live: &[NodeId]) -> ringlab_sim::Report {
             faults_end,
             bound,
             live: live.to_vec(),
+            end: 0,
         }),
     );
     for v in &report.violations {

@@ -111,6 +111,7 @@ fn converge_and_check(sim: &mut Sim, live: &[NodeId]) {
             faults_end,
             bound,
             live: live.to_vec(),
+            end: 0,
         }),
     );
     for v in &report.violations {

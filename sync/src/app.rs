@@ -123,6 +123,12 @@ impl ServiceApp {
         Ok(out.reply)
     }
 
+    /// Returns the earliest time (ns) a service needs a tick of its own: its host wakes then
+    /// and pumps (see [`Service::poll_deadline`]).
+    pub fn poll_deadline(&self) -> Option<u64> {
+        self.services().filter_map(|s| s.poll_deadline()).min()
+    }
+
     /// Returns the next action a service asks its host to carry out, with the service's id.
     pub fn poll_action(&mut self) -> Option<(ServiceId, Action)> {
         self.engine

@@ -26,12 +26,17 @@
 //!   holder (stickiness), else goes to the lowest member id. A move is a stop on the old
 //!   holder, multicast as an operation (`stopped`) and so delivered in agreed order, before
 //!   the start on the new holder, which starts on that delivery. A group whose holder has
-//!   left the configuration (or that nobody runs) starts `takeover_ms` (3.5 s) after the
+//!   left the configuration (or that nobody runs) starts a takeover delay after the
 //!   placement: no one can know that a holder cut off unseen has stopped, so a holder out of
 //!   any operational ring for `fence_ms` (2 s) stops everything, as a watchdog would, and
-//!   the takeover waits longer than that plus the token timeout (a fencing device would let
-//!   it start at once; there is none here). A node whose component is not primary stops
-//!   everything it holds at the configuration change. `two_node` alone is unsafe in a 1|1
+//!   the takeover waits that plus the longest stop the holder can be in (a start under way,
+//!   `start_timeout_ms`, then every resource of the largest group, `stop_timeout_ms` each)
+//!   plus 1.5 s for the token timeout and consensus by which it notices: 13.5 s with the
+//!   defaults, `takeover_ms` to set it (refused if not above fence + longest stop). A fencing
+//!   device would let it start at once; there is none here. A node whose component is not
+//!   primary stops everything it holds at the configuration change, and nothing starts on a
+//!   node whose ring is not operational (the old ring's last deliveries during recovery
+//!   must not start a group on a node that may land in a minority). `two_node` alone is unsafe in a 1|1
 //!   split (the network between two live nodes cut): both halves are quorate, as with
 //!   votequorum, and both hold the groups; corosync relies on a fencing race there, and
 //!   without a fencing device the only safe answer is `auto_tie_breaker`, which the
@@ -64,9 +69,16 @@
 //! without it, and its target starts it at once (it is known stopped). Without it the node
 //! retries in place until `migration_threshold` starts have failed. A refusal lasts until
 //! the node restarts or `svc resources cleanup name=GROUP` clears it. A failed stop leaves
-//! the group *blocked* on the node (held, never started elsewhere: it may still run) until
-//! `cleanup` retries the stop; without a fencing device nothing safer exists. A node that
-//! quits stops and refuses everything first, so the others take its groups at once.
+//! the group *blocked* on the node (held: it may still run): the node multicasts `blocked`,
+//! the block is agreed state reported in every sync by every member (so it outlives the
+//! node's absence), and no member starts the group anywhere until the node stops it (a
+//! `cleanup` there retries the stop) or, the node being absent, a `cleanup` on a member
+//! lifts the block (the operator says it is stopped there, as `stonith_admin --confirm`).
+//! A stop that fails while its node is cut off cannot be told to anyone: the majority takes
+//! the group over after the takeover delay and it may then run twice; without a fencing
+//! device nothing safer exists (said in the README). A node that quits stops and refuses
+//! everything first, and refuses the groups it was about to take, so the others take them
+//! at once.
 //!
 //! # Workload
 //! The service has no random operations worth making: its workload is the empty operation,
@@ -111,6 +123,10 @@ pub const MAX_COMMAND: usize = 4096;
 
 /// What the settle bound adds for the delivery of the operations of a move (ms).
 pub const SETTLE_MARGIN_MS: u64 = 1_000;
+
+/// What a derived takeover delay adds to the fence and the longest stop (ms): the token
+/// timeout and consensus by which a cut-off holder notices, with room.
+pub const TAKEOVER_MARGIN_MS: u64 = 1_500;
 
 /// How ownership is decided.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,10 +204,13 @@ pub struct ResourcesConfig {
     #[serde(default = "default_fence_ms")]
     pub fence_ms: u64,
     /// A group nobody runs is started this long (ms) after the placement that gives it,
-    /// so that a holder cut off unseen has fenced itself first: above `fence_ms` plus the
-    /// token timeout (a ring breaks for all its members within about one token timeout).
-    #[serde(default = "default_takeover_ms")]
-    pub takeover_ms: u64,
+    /// so that a holder cut off unseen has fenced itself and finished stopping first (a ring
+    /// breaks for all its members within about one token timeout). It must exceed
+    /// `fence_ms` plus the longest stop a holder can be in: a start under way
+    /// (`start_timeout_ms`) and then every resource of the largest group stopped
+    /// (`stop_timeout_ms` each). Unset: that plus [`TAKEOVER_MARGIN_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_ms: Option<u64>,
     /// `heartbeat2000`: how long (ms) after its start a node waits for others' claims before
     /// taking unclaimed groups (the seed's `RQSTDELAY`, 10 s); later takeovers are at once.
     #[serde(default = "default_request_delay_ms")]
@@ -221,12 +240,8 @@ fn default_fence_ms() -> u64 {
     2_000
 }
 
-fn default_takeover_ms() -> u64 {
-    3_500
-}
-
 fn default_op_timeout_ms() -> u64 {
-    20_000
+    5_000
 }
 
 fn default_true() -> bool {
@@ -260,7 +275,7 @@ impl Default for ResourcesConfig {
             auto_tie_breaker: false,
             resources: default_groups(),
             fence_ms: default_fence_ms(),
-            takeover_ms: default_takeover_ms(),
+            takeover_ms: None,
             request_delay_ms: default_request_delay_ms(),
             start_timeout_ms: default_op_timeout_ms(),
             stop_timeout_ms: default_op_timeout_ms(),
@@ -329,7 +344,7 @@ impl ResourcesConfig {
         }
         for (knob, ms) in [
             ("fence_ms", cfg.fence_ms),
-            ("takeover_ms", cfg.takeover_ms),
+            ("takeover_ms", cfg.takeover_ms.unwrap_or(0)),
             ("request_delay_ms", cfg.request_delay_ms),
             ("start_timeout_ms", cfg.start_timeout_ms),
             ("stop_timeout_ms", cfg.stop_timeout_ms),
@@ -355,10 +370,12 @@ impl ResourcesConfig {
                 cfg.migration_threshold
             )));
         }
-        if cfg.takeover_ms <= cfg.fence_ms {
+        let least = cfg.fence_ms + cfg.longest_stop_ms();
+        if let Some(t) = cfg.takeover_ms.filter(|&t| t <= least) {
             return Err(bad(format!(
-                "takeover_ms {} must exceed fence_ms {}",
-                cfg.takeover_ms, cfg.fence_ms
+                "takeover_ms {t} must exceed fence_ms + start_timeout_ms + {} x stop_timeout_ms \
+                 = {least} (a holder cut off must have fenced and stopped first)",
+                cfg.most_resources()
             )));
         }
         if cfg.two_node && nodes.len() != 2 {
@@ -393,6 +410,27 @@ impl ResourcesConfig {
             .collect()
     }
 
+    /// Returns the most resources one group has.
+    pub fn most_resources(&self) -> u64 {
+        self.resources
+            .iter()
+            .map(|g| g.resources().len() as u64)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Returns the longest a holder can take to stop a group once it must (ms): a start
+    /// under way first, then every resource of the largest group.
+    pub fn longest_stop_ms(&self) -> u64 {
+        self.start_timeout_ms + self.most_resources() * self.stop_timeout_ms
+    }
+
+    /// Returns the takeover delay (ms): `takeover_ms`, or derived from the knobs.
+    pub fn takeover(&self) -> u64 {
+        self.takeover_ms
+            .unwrap_or(self.fence_ms + self.longest_stop_ms() + TAKEOVER_MARGIN_MS)
+    }
+
     /// Returns how long (ms) after its sync a stable primary component must have placed
     /// every group it can (none for `heartbeat2000`, which promises nothing): the takeover
     /// delay, then a move's stop and start of every resource at their timeouts, and a margin
@@ -401,14 +439,9 @@ impl ResourcesConfig {
         if self.policy == Policy::Heartbeat2000 {
             return None;
         }
-        let most = self
-            .resources
-            .iter()
-            .map(|g| g.resources().len() as u64)
-            .max()
-            .unwrap_or(1);
+        let most = self.most_resources();
         Some(
-            self.takeover_ms
+            self.takeover()
                 + most * (self.start_timeout_ms + self.stop_timeout_ms)
                 + SETTLE_MARGIN_MS,
         )
@@ -426,8 +459,12 @@ pub enum ResourceOp {
     /// (`start_failure_is_fatal`, or `migration_threshold` reached) or it is leaving. The
     /// group is placed again without it, at once (it is known stopped).
     Refused(u16),
-    /// The sender's refusal of the group is cleared (`svc resources cleanup`).
+    /// The sender's refusal of the group is cleared (`svc resources cleanup`); a block whose
+    /// node is not a member is lifted (the operator says it is stopped there).
     Cleared(u16),
+    /// A stop of the group failed on the sender: it may still run there, so nobody else
+    /// starts it until that node stops it (after `cleanup`) or a cleanup lifts the block.
+    Blocked(u16),
 }
 
 impl ResourceOp {
@@ -438,6 +475,7 @@ impl ResourceOp {
             Self::Stopped(g) => (2u8, g),
             Self::Refused(g) => (3u8, g),
             Self::Cleared(g) => (4u8, g),
+            Self::Blocked(g) => (5u8, g),
         };
         let mut b = vec![k];
         b.extend_from_slice(&g.to_be_bytes());
@@ -455,35 +493,48 @@ impl ResourceOp {
             2 => Ok(Self::Stopped(g)),
             3 => Ok(Self::Refused(g)),
             4 => Ok(Self::Cleared(g)),
+            5 => Ok(Self::Blocked(g)),
             _ => Err(DecodeError::Invalid("resource op kind")),
         }
     }
 
     fn group(self) -> u16 {
         match self {
-            Self::Started(g) | Self::Stopped(g) | Self::Refused(g) | Self::Cleared(g) => g,
+            Self::Started(g)
+            | Self::Stopped(g)
+            | Self::Refused(g)
+            | Self::Cleared(g)
+            | Self::Blocked(g) => g,
         }
     }
 }
 
-/// A sync message: the groups the sender holds and the groups it refuses.
+/// A sync message: the groups the sender holds, the groups it refuses, and the blocks it
+/// knows of (its own and those agreed before, so that a block outlives its node's absence).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holdings {
     /// Groups it holds (starting, running, stopping or blocked).
     pub held: Vec<u16>,
     /// Groups it may not hold (a failed start, or leaving).
     pub refused: Vec<u16>,
+    /// (group, node) blocks: a stop of the group failed on the node.
+    pub blocked: Vec<(u16, NodeId)>,
 }
 
 impl Holdings {
     /// Returns its encoding: two bounded lists of group indexes.
     pub fn encode(&self) -> Bytes {
-        let mut b = Vec::with_capacity(4 + 2 * (self.held.len() + self.refused.len()));
+        let mut b = Vec::with_capacity(6 + 2 * (self.held.len() + self.refused.len()));
         for list in [&self.held, &self.refused] {
             b.extend_from_slice(&(list.len() as u16).to_be_bytes());
             for g in list {
                 b.extend_from_slice(&g.to_be_bytes());
             }
+        }
+        b.extend_from_slice(&(self.blocked.len() as u16).to_be_bytes());
+        for (g, n) in &self.blocked {
+            b.extend_from_slice(&g.to_be_bytes());
+            b.extend_from_slice(&n.to_be_bytes());
         }
         Bytes::from(b)
     }
@@ -499,9 +550,18 @@ impl Holdings {
                 list.push(r.u16("holdings group")?);
             }
         }
+        let n = r.count("blocked count", MAX_GROUPS)?;
+        let mut blocked = Vec::with_capacity(n);
+        for _ in 0..n {
+            blocked.push((r.u16("blocked group")?, r.u32("blocked node")?));
+        }
         r.end()?;
         let [held, refused] = lists;
-        Ok(Self { held, refused })
+        Ok(Self {
+            held,
+            refused,
+            blocked,
+        })
     }
 }
 
@@ -541,6 +601,9 @@ pub struct Status {
     pub holders: BTreeMap<String, NodeId>,
     /// The agreed refusals: group → the nodes that may not hold it.
     pub refused: BTreeMap<String, Vec<NodeId>>,
+    /// The agreed blocks: group → the node where its stop failed.
+    #[serde(default)]
+    pub blocked: BTreeMap<String, NodeId>,
 }
 
 /// The reply to `cleanup`.
@@ -611,6 +674,10 @@ pub struct ResourcesService {
     holders: BTreeMap<u16, NodeId>,
     /// Agreed: (group, node) pairs where the node may not hold the group.
     refused: BTreeSet<(u16, NodeId)>,
+    /// Agreed: groups a stop of which failed, and on which node (nobody else starts them).
+    blocked: BTreeMap<u16, NodeId>,
+    /// Whether the ring was operational at the last tick (nothing starts otherwise).
+    operational: bool,
     /// Local truth: what this node does with each group it holds.
     local: BTreeMap<u16, Local>,
     /// Failed starts per group since the last cleanup (local).
@@ -658,6 +725,8 @@ impl ResourcesService {
             nodes,
             holders: BTreeMap::new(),
             refused: BTreeSet::new(),
+            blocked: BTreeMap::new(),
+            operational: false,
             local: BTreeMap::new(),
             failures: BTreeMap::new(),
             quitting: false,
@@ -732,6 +801,19 @@ impl ResourcesService {
         let held: Vec<u16> = self.local.keys().copied().collect();
         for g in held {
             self.stop(g, "quit");
+            if let Some(Local::Stopping { then, .. }) = self.local.get_mut(&g) {
+                *then = AfterStop::Refuse;
+            }
+        }
+        // Groups it was to take, and does not hold: refused at once, so others take them.
+        let targeted: Vec<u16> = self
+            .targets
+            .iter()
+            .filter(|(g, t)| **t == self.me && !self.local.contains_key(g))
+            .map(|(&g, _)| g)
+            .collect();
+        for g in targeted {
+            self.ops.push_back(ResourceOp::Refused(g).encode());
         }
     }
 
@@ -803,7 +885,9 @@ impl ResourcesService {
     /// Begins starting group `g` here (its first resource); claims it (`started`).
     fn start(&mut self, g: u16) {
         self.pending.remove(&g);
-        if self.local.contains_key(&g) || self.quitting {
+        // Never while the ring is not operational: a delivery of the old ring during
+        // recovery must not start anything on a node that may land in a minority.
+        if self.local.contains_key(&g) || self.quitting || !self.operational {
             return;
         }
         self.released.remove(&g);
@@ -871,6 +955,9 @@ impl ResourcesService {
     /// not refusing it (when it is free, or with `auto_failback`), else its holder, else the
     /// lowest member not refusing it; none if every member refuses it.
     fn target(&self, g: u16) -> Option<NodeId> {
+        if let Some(&h) = self.blocked.get(&g) {
+            return Some(h); // It may still run there: nowhere else.
+        }
         let ok = |n: &NodeId| self.members.contains(n) && !self.refused.contains(&(g, *n));
         let home = self.group(g).home;
         let cur = self.holders.get(&g).copied();
@@ -892,7 +979,7 @@ impl ResourcesService {
                 self.stop(g, "move");
             } else if !self.holders.contains_key(&g) {
                 self.pending
-                    .insert(g, self.now + self.cfg.takeover_ms * 1_000_000);
+                    .insert(g, self.now + self.cfg.takeover() * 1_000_000);
             }
             // Else: the holder stops and says so; this node starts on that delivery.
         }
@@ -907,8 +994,15 @@ impl ResourcesService {
                 self.targets.insert(g, t);
                 if t != self.me {
                     self.stop(g, "move");
-                } else if !self.holders.contains_key(&g) && self.released.contains(&g) {
-                    self.start(g);
+                } else if !self.holders.contains_key(&g) {
+                    if self.released.contains(&g) {
+                        self.start(g);
+                    } else {
+                        // Not known stopped (its holder left): the takeover delay.
+                        self.pending
+                            .entry(g)
+                            .or_insert(self.now + self.cfg.takeover() * 1_000_000);
+                    }
                 }
             }
             None => {
@@ -972,6 +1066,11 @@ impl ResourcesService {
                 .map(|(&g, &h)| (self.name(g).to_string(), h))
                 .collect(),
             refused,
+            blocked: self
+                .blocked
+                .iter()
+                .map(|(&g, &n)| (self.name(g).to_string(), n))
+                .collect(),
         }
     }
 
@@ -990,11 +1089,10 @@ impl ResourcesService {
             let last = self.group(g).resources().len() - 1;
             self.begin_stop(g, last, "cleanup", AfterStop::Release);
         }
-        let ops = if self.refused.contains(&(g, self.me)) {
-            vec![ResourceOp::Cleared(g).encode().to_vec()]
-        } else {
-            vec![]
-        };
+        // Always said (a refusal of ours may still be on its way): harmless otherwise.
+        let ops = vec![ResourceOp::Cleared(g).encode().to_vec()];
+        let first = self.group(g).resources()[0].to_string();
+        self.record("cleanup", g, None, first, None);
         let reply = Cleaned {
             ok: true,
             name: name.to_string(),
@@ -1050,14 +1148,10 @@ impl ResourcesService {
                 } else {
                     self.cfg.migration_threshold
                 };
-                let then = if then_stop.is_some() {
-                    if self.quitting {
-                        AfterStop::Refuse
-                    } else {
-                        AfterStop::Release
-                    }
-                } else if *failures >= threshold || self.quitting {
+                let then = if *failures >= threshold || self.quitting {
                     AfterStop::Refuse
+                } else if then_stop.is_some() {
+                    AfterStop::Release
                 } else {
                     AfterStop::Retry
                 };
@@ -1079,8 +1173,15 @@ impl ResourcesService {
     ) {
         let resource = self.group(g).resources()[step].to_string();
         if let ActionResult::Failed { .. } = result {
-            self.record("stop_failed", g, Some(reason), resource, Some((began, &result)));
+            self.record(
+                "stop_failed",
+                g,
+                Some(reason),
+                resource,
+                Some((began, &result)),
+            );
             self.local.insert(g, Local::Blocked);
+            self.ops.push_back(ResourceOp::Blocked(g).encode());
             return;
         }
         self.record("stop", g, Some(reason), resource, Some((began, &result)));
@@ -1093,8 +1194,8 @@ impl ResourcesService {
             AfterStop::Release => self.ops.push_back(ResourceOp::Stopped(g).encode()),
             AfterStop::Refuse => self.ops.push_back(ResourceOp::Refused(g).encode()),
             AfterStop::Retry => {
-                // Still the agreed holder: start again in place.
-                if self.primary && self.targets.get(&g) == Some(&self.me) {
+                // Still the agreed holder: start again in place (in an operational ring).
+                if self.primary && self.operational && self.targets.get(&g) == Some(&self.me) {
                     self.start(g);
                 } else {
                     self.ops.push_back(ResourceOp::Stopped(g).encode());
@@ -1143,6 +1244,7 @@ impl Service for ResourcesService {
             refused: (0..self.cfg.resources.len() as u16)
                 .filter(|&g| self.quitting || self.refused.contains(&(g, self.me)))
                 .collect(),
+            blocked: self.blocked.iter().map(|(&g, &n)| (g, n)).collect(),
         };
         if self.sent || out.push(mine.encode()) {
             self.sent = true;
@@ -1158,6 +1260,7 @@ impl Service for ResourcesService {
                 let n = self.cfg.resources.len();
                 h.held.retain(|&g| usize::from(g) < n);
                 h.refused.retain(|&g| usize::from(g) < n);
+                h.blocked.retain(|&(g, _)| usize::from(g) < n);
                 self.reported.insert(sender, h);
             }
             Err(_) => self.malformed += 1,
@@ -1169,6 +1272,19 @@ impl Service for ResourcesService {
         let reported = std::mem::take(&mut self.reported);
         let mut by_group: BTreeMap<u16, BTreeSet<NodeId>> = BTreeMap::new();
         self.refused.clear();
+        // Blocks outlive their node's absence: every member reports those it knows, its
+        // own blocked groups included; a block is lifted only by a stop or a cleanup.
+        self.blocked = self
+            .local
+            .iter()
+            .filter(|(_, l)| **l == Local::Blocked)
+            .map(|(&g, _)| (g, self.me))
+            .collect();
+        for h in reported.values() {
+            for &(g, n) in &h.blocked {
+                self.blocked.entry(g).or_insert(n);
+            }
+        }
         for (&node, h) in &reported {
             for &g in &h.held {
                 by_group.entry(g).or_default().insert(node);
@@ -1227,6 +1343,9 @@ impl Service for ResourcesService {
                 if self.holders.get(&g) == Some(&sender) {
                     self.holders.remove(&g);
                 }
+                if self.blocked.get(&g) == Some(&sender) {
+                    self.blocked.remove(&g);
+                }
                 if matches!(op, ResourceOp::Refused(_)) {
                     self.refused.insert((g, sender));
                 }
@@ -1239,9 +1358,22 @@ impl Service for ResourcesService {
             }
             ResourceOp::Cleared(g) => {
                 self.refused.remove(&(g, sender));
+                // A block of a node not here is lifted: the operator says it is stopped.
+                if let Some(&h) = self.blocked.get(&g) {
+                    if !self.members.contains(&h) {
+                        self.blocked.remove(&g);
+                        if self.holders.get(&g) == Some(&h) {
+                            self.holders.remove(&g);
+                        }
+                    }
+                }
                 if primary {
                     self.replace(g);
                 }
+            }
+            ResourceOp::Blocked(g) => {
+                self.blocked.insert(g, sender);
+                self.holders.insert(g, sender);
             }
         }
     }
@@ -1270,6 +1402,11 @@ impl Service for ResourcesService {
             h.update(g.to_be_bytes());
             h.update(n.to_be_bytes());
         }
+        h.update(b"blocked");
+        for (g, n) in &self.blocked {
+            h.update(g.to_be_bytes());
+            h.update(n.to_be_bytes());
+        }
         h.finalize().into()
     }
 
@@ -1286,6 +1423,7 @@ impl Service for ResourcesService {
 
     fn tick(&mut self, now: u64, operational: bool) {
         self.now = now;
+        self.operational = operational;
         self.started_at.get_or_insert(now);
         if self.cfg.policy == Policy::Heartbeat2000 {
             // No fencing in the seed.
@@ -1319,6 +1457,17 @@ impl Service for ResourcesService {
         self.ops.pop_front()
     }
 
+    fn poll_deadline(&self) -> Option<u64> {
+        // Out of any operational ring: only the self-fence is due (once: a deadline never
+        // stays in the past, or the host would spin); takeovers wait for a ring.
+        if let Some(since) = self.unsure_since {
+            let at = since + self.cfg.fence_ms * 1_000_000;
+            return (!self.local.is_empty() && at > self.now).then_some(at);
+        }
+        // Due takeovers are all taken at the next tick.
+        self.pending.values().copied().min()
+    }
+
     fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -1350,11 +1499,11 @@ impl Service for ResourcesService {
     }
 
     fn quit(&mut self) {
-        ResourcesService::quit(self);
+        Self::quit(self);
     }
 
     fn is_idle(&self) -> bool {
-        ResourcesService::is_idle(self)
+        Self::is_idle(self)
     }
 
     fn poll_record(&mut self) -> Option<Body> {
@@ -1428,7 +1577,10 @@ mod tests {
                 json!({ "resources": [{ "name": "a", "home": 1 }, { "name": "a", "home": 2 }] }),
                 "repeated",
             ),
-            (json!({ "fence_ms": 5000 }), "takeover_ms"),
+            (
+                json!({ "fence_ms": 5000, "takeover_ms": 9000 }),
+                "takeover_ms 9000 must exceed",
+            ),
             (
                 json!({ "takeover_ms": 100_000_000_000u64 }),
                 "takeover_ms 100000000000 is above one day",
@@ -1497,11 +1649,14 @@ mod tests {
         let h = Holdings {
             held: vec![1, 4],
             refused: vec![0],
+            blocked: vec![(2, 7)],
         };
         assert_eq!(Holdings::decode(&h.encode()).unwrap(), h);
         assert!(Holdings::decode(&[0xff, 0xff]).is_err());
         assert!(Holdings::decode(&[0, 1, 0, 1]).is_err());
         assert!(Holdings::decode(&[0, 0, 0, 0, 0]).is_err());
+        assert!(Holdings::decode(&[0, 0, 0, 0, 0, 1, 0, 1]).is_err());
+        assert!(ResourceOp::decode(&ResourceOp::Blocked(3).encode()).is_ok());
         // Garbage is counted, never a panic; the workload's empty operation is a no-op.
         let mut s = ResourcesService::new(1);
         s.deliver_op(2, &[1, 0x7f, 0xff]);
@@ -1533,9 +1688,16 @@ mod tests {
         assert!(e.to_string().contains("unknown command"), "{e}");
     }
 
+    /// Past any takeover delay of these tests.
+    const LATER: u64 = 100_000_000_000;
+
     /// Node `me` of 1..=3 with `section`, after one sync where every member reported
     /// `held` (node → groups) and nothing refused, at time 1 s.
-    fn synced(me: NodeId, section: serde_json::Value, held: &[(NodeId, &[u16])]) -> ResourcesService {
+    fn synced(
+        me: NodeId,
+        section: serde_json::Value,
+        held: &[(NodeId, &[u16])],
+    ) -> ResourcesService {
         let cfg = ResourcesConfig::parse(&section, &[1, 2, 3]).unwrap();
         let mut s = ResourcesService::with(me, &[1, 2, 3], cfg);
         s.tick(1_000_000_000, true);
@@ -1550,6 +1712,7 @@ mod tests {
             let h = Holdings {
                 held: groups.to_vec(),
                 refused: vec![],
+                blocked: vec![],
             };
             s.sync_deliver(n, &h.encode());
         }
@@ -1591,7 +1754,10 @@ mod tests {
             "name": "web", "home": 2, "primitives": ["ip", "httpd"],
             "start": "echo start", "stop": "echo stop", "start_timeout_ms": 5
         }]});
-        assert!(ResourcesConfig::parse(&section, &[1, 2, 3]).is_err(), "a group knob");
+        assert!(
+            ResourcesConfig::parse(&section, &[1, 2, 3]).is_err(),
+            "a group knob"
+        );
         let section = json!({ "start_timeout_ms": 5, "resources": [{
             "name": "web", "home": 2, "primitives": ["ip", "httpd"],
             "start": "echo start", "stop": "echo stop"
@@ -1599,11 +1765,16 @@ mod tests {
         // Nobody holds web: its home takes it after the takeover delay.
         let mut s = synced(2, section, &[]);
         assert!(actions(&mut s).is_empty());
-        s.tick(1_000_000_000 + 3_500 * 1_000_000, true);
+        s.tick(LATER, true);
         let a = actions(&mut s);
         assert_eq!(a.len(), 1);
         assert_eq!(
-            (a[0].verb, a[0].resource.as_str(), a[0].command.as_deref(), a[0].timeout_ms),
+            (
+                a[0].verb,
+                a[0].resource.as_str(),
+                a[0].command.as_deref(),
+                a[0].timeout_ms
+            ),
             (Verb::Start, "ip", Some("echo start"), 5)
         );
         assert_eq!(ops(&mut s), vec![ResourceOp::Started(0)]);
@@ -1644,8 +1815,8 @@ mod tests {
         assert_eq!(
             words,
             [
-                "starting", "start", "stopping", "stop", "starting", "start", "starting",
-                "start", "stopping", "stop", "stopping", "stop"
+                "starting", "start", "stopping", "stop", "starting", "start", "starting", "start",
+                "stopping", "stop", "stopping", "stop"
             ]
         );
         assert_eq!(recs[7].1, "httpd");
@@ -1658,8 +1829,8 @@ mod tests {
         let section = json!({ "resources": [{ "name": "web", "home": 2 }] });
         let mut s2 = synced(2, section.clone(), &[]);
         let mut s1 = synced(1, section.clone(), &[]);
-        s2.tick(5_000_000_000, true);
-        s1.tick(5_000_000_000, true);
+        s2.tick(LATER, true);
+        s1.tick(LATER, true);
         let a = actions(&mut s2);
         assert!(actions(&mut s1).is_empty(), "only the home starts it");
         s2.action_done(5_010_000_000, a[0].id, failed());
@@ -1702,7 +1873,7 @@ mod tests {
         let section = json!({ "start_failure_is_fatal": false, "migration_threshold": 2,
             "resources": [{ "name": "web", "home": 2 }] });
         let mut s = synced(2, section, &[]);
-        s.tick(5_000_000_000, true);
+        s.tick(LATER, true);
         let a = actions(&mut s);
         s.action_done(5_000_000_000, a[0].id, failed());
         let b = actions(&mut s);
@@ -1710,7 +1881,10 @@ mod tests {
         // Below the threshold: started again in place, nothing said.
         let c = actions(&mut s);
         assert_eq!(c[0].verb, Verb::Start);
-        assert_eq!(ops(&mut s), vec![ResourceOp::Started(0), ResourceOp::Started(0)]);
+        assert_eq!(
+            ops(&mut s),
+            vec![ResourceOp::Started(0), ResourceOp::Started(0)]
+        );
         s.action_done(5_000_000_000, c[0].id, failed());
         let d = actions(&mut s);
         s.action_done(5_000_000_000, d[0].id, ActionResult::Ok);

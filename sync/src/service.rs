@@ -209,6 +209,12 @@ pub trait Service: Send {
     /// Learns the time and whether the ring is operational (after every input of the node;
     /// its records and operations are drained right after). Nothing by default.
     fn tick(&mut self, _now: u64, _operational: bool) {}
+    /// Returns when (ns) it next needs a [`Service::tick`] of its own (a timer of its: a
+    /// takeover, a self-fence), so that its host wakes then rather than at its next input
+    /// (none by default).
+    fn poll_deadline(&self) -> Option<u64> {
+        None
+    }
     /// Returns the next operation it submits of its own accord (a resource's stop, after a
     /// configuration change), which the app sends through the ring like a control command's
     /// (none by default).

@@ -119,6 +119,9 @@ pub struct Liveness {
     pub bound: u64,
     /// The nodes that run at the end (their last incarnation).
     pub live: Vec<NodeId>,
+    /// When the run ended: the nodes ran until then, recording or not (0: unknown, taken as
+    /// the later of the last record and `faults_end + bound`).
+    pub end: u64,
 }
 
 /// What the checker found, with figures derived from the same records.
@@ -242,7 +245,16 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
     if let Some(l) = liveness {
         report.final_ring_ns = live(&logs, l, &mut v);
     }
-    report.settled_judged = resources::check(&order, liveness, &mut v);
+    let pauses: Vec<(u64, Vec<NodeId>)> = records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Fault {
+                action, targets, ..
+            } if action == "pause" => Some((r.t_ns, targets.clone())),
+            _ => None,
+        })
+        .collect();
+    report.settled_judged = resources::check(&order, &pauses, liveness, &mut v);
     report.violations = v.list;
     report
 }
@@ -766,6 +778,7 @@ mod tests {
             faults_end: 0,
             bound: 10,
             live: vec![1, 2],
+            end: 0,
         };
         let p = props(&check(&rs, Some(&l)));
         assert!(p.iter().all(|p| *p == Property::Liveness) && !p.is_empty());
@@ -837,6 +850,7 @@ mod tests {
             faults_end: 0,
             bound: 1_000,
             live: nodes,
+            end: 0,
         }
     }
 
@@ -1022,5 +1036,82 @@ mod tests {
         let r = check(&short, None);
         assert_eq!(r.settled_judged, 0);
         assert!(!props(&r).contains(&Property::NotServedOnce));
+    }
+
+    #[test]
+    fn a_start_while_the_ring_is_down_and_a_stale_excuse_are_found() {
+        let q = |t, n, p, m: &[NodeId]| rec(t, n, quorum(p, m.to_vec()));
+        let state = |from, to| Body::State {
+            from,
+            to,
+            reason: ringlab_ring::Reason::TokenLoss,
+        };
+        // Node 1 starts web after leaving OPERATIONAL, before its next configuration.
+        let down = vec![
+            q(1, 1, true, &[1, 2, 3]),
+            rec(2, 1, state(MembState::Recovery, MembState::Operational)),
+            rec(3, 1, state(MembState::Operational, MembState::Gather)),
+            rec(4, 1, res("starting", None)),
+        ];
+        assert_eq!(
+            props(&check(&down, None)),
+            vec![Property::ActiveWithoutQuorum]
+        );
+        let mut up = down.clone();
+        up.remove(2);
+        assert!(check(&up, None).violations.is_empty());
+        // Every member's start of web failed: excused; a cleanup on one of them, a settle
+        // bound before the judged instant, ends the excuse.
+        let settle = |cleanup_at: Option<u64>| {
+            let mut rs = vec![];
+            for n in [1, 2, 3] {
+                let mut b = quorum(true, vec![1, 2, 3]);
+                if let Body::Quorum { settle_ms, .. } = &mut b {
+                    *settle_ms = Some(1);
+                }
+                rs.push(rec(1, n, b));
+                rs.push(rec(5, n, res("start_failed", None)));
+                rs.push(rec(
+                    10,
+                    n,
+                    Body::Sync {
+                        phase: "done".into(),
+                        ring: RingId { rep: 1, seq: 4 },
+                        service: None,
+                        bytes: 0,
+                        detail: None,
+                    },
+                ));
+            }
+            if let Some(t) = cleanup_at {
+                rs.push(rec(t, 2, res("cleanup", None)));
+            }
+            rs.push(rec(5_000_000, 1, later()));
+            rs.sort_by_key(|r| r.t_ns);
+            rs
+        };
+        assert!(check(&settle(None), None).violations.is_empty());
+        // A cleanup just before the judged instant (1_000_010): not judged yet.
+        assert!(check(&settle(Some(900_000)), None).violations.is_empty());
+        // A cleanup a settle bound before it: node 2 no longer refuses, web is owed.
+        assert_eq!(
+            props(&check(&settle(Some(6)), None)),
+            vec![Property::NotServedOnce]
+        );
+        // A member paused inside the window: not judged.
+        let mut paused = settle(Some(6));
+        paused.push(Record {
+            t_ns: 500_000,
+            node: 0,
+            inc: 0,
+            body: Body::Fault {
+                action: "pause".into(),
+                targets: vec![3],
+                groups: vec![],
+            },
+        });
+        let r = check(&paused, None);
+        assert_eq!(r.settled_judged, 0);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
     }
 }

@@ -54,21 +54,77 @@ struct Holdings {
     prev_primary: Option<Vec<NodeId>>,
     /// Not primary and already reported for holding a started resource.
     reported: bool,
-    /// Groups whose start failed here, and groups a stop of which failed here.
-    start_failed: BTreeSet<String>,
-    stop_failed: BTreeSet<String>,
+    /// Whether its ring is operational (from its `state` records; none: no such record).
+    in_ring: Option<bool>,
+    /// Failures and what ends their excuse, by group, in time order.
+    marks: BTreeMap<String, Vec<(u64, Mark)>>,
 }
 
-/// A primary configuration as one member saw it: its ring, members and settle bound.
+/// What a group's history on one incarnation says about excusing it from being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    /// A start failed (the node may refuse the group).
+    StartFailed,
+    /// A stop failed (the group is blocked there).
+    StopFailed,
+    /// A stop succeeded (a block ends).
+    Stopped,
+    /// A cleanup (refusals and blocks end).
+    Cleanup,
+}
+
+impl Holdings {
+    /// Returns whether a failure of `g` here ended (a cleanup, a stop after a block) within
+    /// `(from, to]`: the group's placement started again then.
+    fn cleared_within(&self, g: &str, from: u64, to: u64) -> bool {
+        self.marks.get(g).is_some_and(|ms| {
+            ms.iter()
+                .any(|&(at, m)| at > from && at <= to && matches!(m, Mark::Cleanup))
+        })
+    }
+
+    /// Returns whether, at `t`, this incarnation's last start failure of `g` (a refusal)
+    /// or stop failure (a block) still stands: no cleanup, nor for a block a stop, since.
+    fn stands(&self, g: &str, t: u64, failure: Mark) -> bool {
+        let mut on = false;
+        for &(at, m) in self.marks.get(g).map_or(&[][..], Vec::as_slice) {
+            if at > t {
+                break;
+            }
+            match m {
+                m if m == failure => on = true,
+                Mark::Cleanup => on = false,
+                Mark::Stopped if failure == Mark::StopFailed => on = false,
+                _ => {}
+            }
+        }
+        on
+    }
+}
+
+/// A primary configuration: its ring, members (the incarnations that recorded it) and
+/// settle bound.
 struct Primary {
     ring: RingId,
     members: Vec<NodeId>,
+    incs: Vec<Inc>,
+    /// When its first member recorded it.
+    installed: u64,
     settle_ns: u64,
+}
+
+fn mark(h: &mut Holdings, g: &str, t: u64, m: Mark) {
+    h.marks.entry(g.to_string()).or_default().push((t, m));
 }
 
 /// Properties 9 to 13 (see the [checker](super)); nothing without resource records.
 /// Returns how many stable primary configurations property 11 judged.
-pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Violations) -> u64 {
+pub(super) fn check(
+    order: &[&Record],
+    pauses: &[(u64, Vec<NodeId>)],
+    liveness: Option<&Liveness>,
+    v: &mut Violations,
+) -> u64 {
     if !order
         .iter()
         .any(|r| matches!(r.body, Body::Resource { .. } | Body::Quorum { .. }))
@@ -92,7 +148,7 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
     let end_t = order
         .last()
         .map_or(0, |r| r.t_ns)
-        .max(liveness.map_or(0, |l| l.faults_end.saturating_add(l.bound)));
+        .max(liveness.map_or(0, |l| l.faults_end.saturating_add(l.bound).max(l.end)));
     let close = |h: &mut Holdings, t: u64, iv: &mut Vec<Interval>| {
         for (_, (_, i)) in std::mem::take(&mut h.res) {
             iv[i].to = Some(t);
@@ -115,7 +171,11 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
         // What ends a member's view of its configuration: leaving OPERATIONAL, another
         // configuration, a crash or stop.
         let ends_view = match &r.body {
-            Body::State { from, .. } => *from == MembState::Operational,
+            Body::State { from, to, .. } => {
+                let h = incs.entry(key).or_default();
+                h.in_ring = Some(*to == MembState::Operational);
+                *from == MembState::Operational
+            }
             Body::Quorum { ring, .. } | Body::Config { ring, .. } => {
                 current.get(&r.node).is_some_and(|c| c != ring)
             }
@@ -158,11 +218,17 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
                 h.reported = false;
                 current.insert(r.node, *ring);
                 if let (true, Some(ms)) = (*primary, settle_ms) {
-                    primaries.entry(*ring).or_insert(Primary {
-                        ring: *ring,
-                        members: members.clone(),
-                        settle_ns: ms.saturating_mul(1_000_000),
-                    });
+                    primaries
+                        .entry(*ring)
+                        .or_insert(Primary {
+                            ring: *ring,
+                            members: members.clone(),
+                            incs: vec![],
+                            installed: r.t_ns,
+                            settle_ns: ms.saturating_mul(1_000_000),
+                        })
+                        .incs
+                        .push(key);
                 }
             }
             Body::Sync { phase, ring, .. } if phase == "done" => {
@@ -192,6 +258,18 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
                             format!(
                                 "node {} starts {name}/{res} at {} ns outside a primary \
                                  component",
+                                r.node, r.t_ns
+                            ),
+                        );
+                    } else if h.in_ring == Some(false)
+                        && action == "starting"
+                        && !h.res.keys().any(|(g, _)| g == name)
+                    {
+                        v.add(
+                            Property::ActiveWithoutQuorum,
+                            format!(
+                                "node {} starts {name}/{res} at {} ns while its ring is not \
+                                 operational (it may be landing in a minority)",
                                 r.node, r.t_ns
                             ),
                         );
@@ -227,26 +305,41 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
                         }
                     }
                     "start_failed" => {
-                        h.start_failed.insert(name.clone());
+                        mark(h, name, r.t_ns, Mark::StartFailed);
                         if let Some(x) = h.res.get_mut(&k) {
                             x.0 = St::Stopping;
                         }
                     }
                     "stopping" => {
-                        if let Some(x) = h.res.get_mut(&k) {
-                            x.0 = St::Stopping;
-                        }
-                    }
-                    "stop_failed" => {
-                        h.stop_failed.insert(name.clone());
-                    }
-                    "stop" => {
+                        // A move is judged as decided: on the membership of its decision.
                         let join = h.primary
                             && reason.as_deref() == Some("move")
                             && h.prev_primary
                                 .as_ref()
                                 .is_some_and(|p| p.iter().all(|m| h.members.contains(m)));
-                        if join && h.res.contains_key(&k) {
+                        let first = h
+                            .res
+                            .iter()
+                            .filter(|((g, _), _)| g == name)
+                            .all(|(_, (st, _))| *st != St::Stopping);
+                        if join && first && h.res.contains_key(&k) {
+                            moves.insert(name.clone(), (r.node, *home, r.t_ns));
+                        }
+                        if let Some(x) = h.res.get_mut(&k) {
+                            x.0 = St::Stopping;
+                        }
+                    }
+                    "stop_failed" => mark(h, name, r.t_ns, Mark::StopFailed),
+                    "cleanup" => mark(h, name, r.t_ns, Mark::Cleanup),
+                    "stop" => {
+                        mark(h, name, r.t_ns, Mark::Stopped);
+                        // A history without `stopping` records: the move is judged here.
+                        let join = h.primary
+                            && reason.as_deref() == Some("move")
+                            && h.prev_primary
+                                .as_ref()
+                                .is_some_and(|p| p.iter().all(|m| h.members.contains(m)));
+                        if join && state == Some(St::Active) {
                             moves.insert(name.clone(), (r.node, *home, r.t_ns));
                         }
                         if let Some((_, i)) = h.res.remove(&k) {
@@ -274,7 +367,9 @@ pub(super) fn check(order: &[&Record], liveness: Option<&Liveness>, v: &mut Viol
         }
     }
     overlaps(&iv, v);
-    let judged = settled(&primaries, &synced, &broken, end_t, &groups, &iv, &incs, v);
+    let judged = settled(
+        &primaries, &synced, &broken, pauses, end_t, &groups, &iv, &incs, v,
+    );
     if let Some(l) = liveness {
         at_the_end(l, &groups, &last_inc, &incs, v);
     }
@@ -339,6 +434,7 @@ fn settled(
     primaries: &BTreeMap<RingId, Primary>,
     synced: &BTreeMap<RingId, BTreeMap<NodeId, u64>>,
     broken: &BTreeMap<RingId, u64>,
+    pauses: &[(u64, Vec<NodeId>)],
     end_t: u64,
     groups: &BTreeSet<String>,
     iv: &[Interval],
@@ -356,15 +452,25 @@ fn settled(
         let t0 = p.members.iter().map(|m| done[m]).max().unwrap_or(0);
         let t = t0.saturating_add(p.settle_ns);
         let until = broken.get(&p.ring).copied().unwrap_or(end_t);
-        if t >= until || t > end_t {
+        // A member paused (SIGSTOP) ends the configuration's stability too, though its ring
+        // notices only a token timeout later.
+        let paused = pauses.iter().any(|(tp, who)| {
+            *tp >= p.installed && *tp <= t && who.iter().any(|n| p.members.contains(n))
+        });
+        if t >= until || t > end_t || paused {
             continue;
         }
         judged += 1;
         for g in groups {
-            let excused = incs.iter().any(|(_, h)| h.stop_failed.contains(g))
-                || p.members.iter().all(|m| {
-                    incs.iter()
-                        .any(|((n, _), h)| n == m && h.start_failed.contains(g))
+            // Owed nothing safer: a block standing anywhere, or every member refusing it.
+            // A cleanup restarts the group's placement: judged a settle bound after it.
+            let excused = incs.values().any(|h| h.stands(g, t, Mark::StopFailed))
+                || incs
+                    .values()
+                    .any(|h| h.cleared_within(g, t.saturating_sub(p.settle_ns), t))
+                || p.incs.iter().all(|i| {
+                    incs.get(i)
+                        .is_some_and(|h| h.stands(g, t, Mark::StartFailed))
                 });
             if excused {
                 continue;
@@ -404,11 +510,12 @@ fn at_the_end(
 ) {
     let last = |n: &NodeId| last_inc.get(n).and_then(|&i| incs.get(&(*n, i)));
     let live_primary = l.live.iter().any(|n| last(n).is_some_and(|h| h.primary));
+    let end = u64::MAX;
     for g in groups {
-        if incs.values().any(|h| h.stop_failed.contains(g))
+        if incs.values().any(|h| h.stands(g, end, Mark::StopFailed))
             || l.live
                 .iter()
-                .all(|n| last(n).is_some_and(|h| h.start_failed.contains(g)))
+                .all(|n| last(n).is_some_and(|h| h.stands(g, end, Mark::StartFailed)))
         {
             continue;
         }

@@ -77,6 +77,9 @@ impl StoreDigest {
     }
 }
 
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// The store's database.
 pub struct StoreDb {
     db: Database,
@@ -176,7 +179,9 @@ impl StoreDb {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let r = self.db.begin_read().map_err(failed("reading"))?;
         let t = r.open_table(DATA).map_err(failed("reading"))?;
-        Ok(t.get(key).map_err(failed("reading"))?.map(|v| v.value().to_vec()))
+        Ok(t.get(key)
+            .map_err(failed("reading"))?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Applies `w` as version `version` (which must be the next one) in one transaction.
@@ -240,17 +245,26 @@ impl StoreDb {
 
     /// Returns the logged writes after version `after`, at most `max` of them, with their
     /// versions; none if the log no longer reaches back to `after + 1`.
-    pub fn log_after(&self, after: u64, max: usize) -> Result<Option<Vec<(u64, Write)>>, StoreError> {
+    pub fn log_after(
+        &self,
+        after: u64,
+        max: usize,
+    ) -> Result<Option<Vec<(u64, Write)>>, StoreError> {
         if after + 1 < self.log_first {
             return Ok(None);
         }
         let r = self.db.begin_read().map_err(failed("reading the log"))?;
         let log = r.open_table(LOG).map_err(failed("reading the log"))?;
         let mut out = Vec::new();
-        for e in log.range(after + 1..).map_err(failed("reading the log"))?.take(max) {
+        for e in log
+            .range(after + 1..)
+            .map_err(failed("reading the log"))?
+            .take(max)
+        {
             let (v, w) = e.map_err(failed("reading the log"))?;
             let version = v.value();
-            let w = Write::decode(w.value()).map_err(|cause| StoreError::Corrupt { version, cause })?;
+            let w =
+                Write::decode(w.value()).map_err(|cause| StoreError::Corrupt { version, cause })?;
             out.push((version, w));
         }
         Ok(Some(out))
@@ -265,7 +279,7 @@ impl StoreDb {
 
     /// Returns every (key, value) pair from `from` on, in key order, at most `max` (a test
     /// and debugging view; transfers read snapshots).
-    pub fn scan(&self, from: &[u8], max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, from: &[u8], max: usize) -> Result<Vec<Pair>, StoreError> {
         let r = self.db.begin_read().map_err(failed("reading"))?;
         let t = r.open_table(DATA).map_err(failed("reading"))?;
         let mut out = Vec::new();
@@ -292,7 +306,10 @@ mod tests {
     fn writes_bump_the_version_keep_a_bounded_log_and_a_digest_of_the_contents() {
         let mut s = StoreDb::in_memory(3).unwrap();
         assert_eq!((s.version(), s.log_first()), (0, 1));
-        for (i, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")].iter().enumerate() {
+        for (i, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")]
+            .iter()
+            .enumerate()
+        {
             s.apply(i as u64 + 1, &put(k, v)).unwrap();
         }
         assert_eq!(s.version(), 4);

@@ -28,7 +28,8 @@ pub struct Write {
 impl Write {
     /// Returns its encoding: version, kind (1 put, 2 delete), key, and for a put the value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(14 + self.key.len() + self.value.as_ref().map_or(0, Vec::len));
+        let mut b =
+            Vec::with_capacity(14 + self.key.len() + self.value.as_ref().map_or(0, Vec::len));
         b.push(WRITE_VERSION);
         b.push(if self.value.is_some() { 1 } else { 2 });
         put_blob(&mut b, &self.key);
