@@ -45,8 +45,9 @@
 //!     sync and the configuration has then lasted the `settle_ms` its `quorum` records give
 //!     (the takeover delay, the start and stop timeouts and a margin: a bound from the
 //!     knobs), every group is active on exactly one node, one of its members; and (with
-//!     liveness) at the end, with a live primary component, every configured group is held
-//!     by exactly one live node, by none without one. A group whose start failed on every
+//!     liveness) at the end, with a live primary component that has had its settle bound
+//!     (or gives none), every configured group is held by exactly one live node, by none
+//!     without one. A group whose start failed on every
 //!     member, or a stop of which failed, is excused (nothing safer is owed);
 //! 12. **needless move**: a group stopped for a placement (reason `move`) on a node that
 //!     stays in a primary component which only gained members (a join) starts next on its

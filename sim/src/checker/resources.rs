@@ -50,6 +50,8 @@ struct Holdings {
     res: BTreeMap<(String, String), (St, usize)>,
     primary: bool,
     members: Vec<NodeId>,
+    /// The ring of its last `quorum` record.
+    ring: Option<RingId>,
     /// The members of the primary configuration before, if the last one was primary.
     prev_primary: Option<Vec<NodeId>>,
     /// Not primary and already reported for holding a started resource.
@@ -135,7 +137,9 @@ pub(super) fn check(
     let mut iv: Vec<Interval> = Vec::new();
     let mut groups: BTreeSet<String> = BTreeSet::new();
     // Group → (node it left, home, t) of a stop on a join, judged at the group's next start.
-    let mut moves: BTreeMap<String, (NodeId, Option<NodeId>, u64)> = BTreeMap::new();
+    // (A placement after another configuration change is a new decision: not judged.)
+    let mut moves: BTreeMap<String, (NodeId, Option<NodeId>, u64, Option<RingId>)> =
+        BTreeMap::new();
     let mut last_inc: BTreeMap<NodeId, u32> = BTreeMap::new();
     // Primary configurations seen, and when each member installed and synchronised them,
     // and when each member's view of them ended.
@@ -215,6 +219,7 @@ pub(super) fn check(
                 h.prev_primary = h.primary.then(|| std::mem::take(&mut h.members));
                 h.primary = *primary;
                 h.members = members.clone();
+                h.ring = Some(*ring);
                 h.reported = false;
                 current.insert(r.node, *ring);
                 if let (true, Some(ms)) = (*primary, settle_ms) {
@@ -276,8 +281,8 @@ pub(super) fn check(
                     }
                     let first_of_group = !h.res.keys().any(|(g, _)| g == name);
                     if first_of_group {
-                        if let Some((from, home, t)) = moves.remove(name) {
-                            if home != Some(r.node) {
+                        if let Some((from, home, t, ring)) = moves.remove(name) {
+                            if home != Some(r.node) && ring == h.ring {
                                 v.add(
                                     Property::NeedlessMove,
                                     format!(
@@ -323,7 +328,7 @@ pub(super) fn check(
                             .filter(|((g, _), _)| g == name)
                             .all(|(_, (st, _))| *st != St::Stopping);
                         if join && first && h.res.contains_key(&k) {
-                            moves.insert(name.clone(), (r.node, *home, r.t_ns));
+                            moves.insert(name.clone(), (r.node, *home, r.t_ns, h.ring));
                         }
                         if let Some(x) = h.res.get_mut(&k) {
                             x.0 = St::Stopping;
@@ -340,7 +345,7 @@ pub(super) fn check(
                                 .as_ref()
                                 .is_some_and(|p| p.iter().all(|m| h.members.contains(m)));
                         if join && state == Some(St::Active) {
-                            moves.insert(name.clone(), (r.node, *home, r.t_ns));
+                            moves.insert(name.clone(), (r.node, *home, r.t_ns, h.ring));
                         }
                         if let Some((_, i)) = h.res.remove(&k) {
                             iv[i].to = Some(r.t_ns);
@@ -371,7 +376,24 @@ pub(super) fn check(
         &primaries, &synced, &broken, pauses, end_t, &groups, &iv, &incs, v,
     );
     if let Some(l) = liveness {
-        at_the_end(l, &groups, &last_inc, &incs, v);
+        // Owed at the end only once the final configuration has had its settle bound.
+        let last_ring = l.live.iter().find_map(|n| {
+            let h = last_inc.get(n).and_then(|&i| incs.get(&(*n, i)))?;
+            h.primary.then_some(h.ring).flatten()
+        });
+        let owed = last_ring.and_then(|r| primaries.get(&r)).is_none_or(|p| {
+            let done = synced.get(&p.ring);
+            let t0 = p
+                .members
+                .iter()
+                .map(|m| done.and_then(|d| d.get(m)).copied())
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|ts| ts.into_iter().max());
+            t0.is_some_and(|t0| t0.saturating_add(p.settle_ns) <= end_t)
+        });
+        if owed {
+            at_the_end(l, &groups, &last_inc, &incs, v);
+        }
     }
     judged
 }
