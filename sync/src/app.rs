@@ -19,7 +19,8 @@ pub struct ServiceApp {
     /// The engine (owning the services).
     pub engine: SyncEngine,
     pending: VecDeque<Bytes>,
-    ops: VecDeque<Bytes>,
+    /// Operations waiting, each with its guarantee (the service's: agreed or safe).
+    ops: VecDeque<(Bytes, Guarantee)>,
     /// The bytes of `ops`.
     ops_bytes: usize,
 }
@@ -89,8 +90,14 @@ impl ServiceApp {
     /// traffic goes first).
     pub fn queue_op(&mut self, service: ServiceId, payload: &[u8]) {
         let m = SyncEngine::op_message(service, payload);
+        let safe = self.services().any(|s| s.id() == service && s.safe_ops());
+        let g = if safe {
+            Guarantee::Safe
+        } else {
+            Guarantee::Agreed
+        };
         self.ops_bytes += m.len();
-        self.ops.push_back(m);
+        self.ops.push_back((m, g));
     }
 
     /// Carries out a control command of the service named `name` (the JSON its
@@ -221,7 +228,9 @@ impl ServiceApp {
             while let Some(m) = self.engine.poll_submit() {
                 self.pending.push_back(m);
             }
-            if !submit_all(&mut self.pending, now, ring, records, &mut 0) {
+            if !submit_all(&mut self.pending, now, ring, records, &mut 0, |m| {
+                (m.clone(), Guarantee::Agreed)
+            }) {
                 return;
             }
             if !self.engine.is_syncing() {
@@ -239,29 +248,32 @@ impl ServiceApp {
         }
         if !self.engine.is_syncing() {
             let mut taken = 0;
-            submit_all(&mut self.ops, now, ring, records, &mut taken);
+            submit_all(&mut self.ops, now, ring, records, &mut taken, Clone::clone);
             self.ops_bytes -= taken;
         }
     }
 }
 
-/// Submits the messages of `q` in order until the ring's queue is full (returns false);
-/// adds the bytes of the messages it took off `q` to `taken`.
-fn submit_all(
-    q: &mut VecDeque<Bytes>,
+/// Submits the messages of `q` in order (each with the guarantee `how` gives it) until the
+/// ring's queue is full (returns false); adds the bytes of the messages it took off `q` to
+/// `taken`.
+fn submit_all<T>(
+    q: &mut VecDeque<T>,
     now: u64,
     ring: &mut Ring,
     records: &mut Vec<Body>,
     taken: &mut usize,
+    how: impl Fn(&T) -> (Bytes, Guarantee),
 ) -> bool {
-    while let Some(m) = q.front() {
+    while let Some(item) = q.front() {
+        let (m, g) = how(item);
         let len = m.len();
-        match ring.submit(now, m, Guarantee::Agreed) {
+        match ring.submit(now, &m, g) {
             Ok(id) => {
                 records.push(Body::Send {
                     id,
                     len,
-                    safe: false,
+                    safe: g == Guarantee::Safe,
                 });
                 q.pop_front();
                 *taken += len;

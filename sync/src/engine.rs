@@ -17,10 +17,12 @@
 //! change (transitional or regular) during sync aborts the current service, in PROCESS and in
 //! BARRIER alike, and drops every trace of the aborted sync. Service operations delivered
 //! while sync runs are held, in delivery order, and applied when it completes (or is aborted):
-//! the same point for every member.
+//! the same point for every member. Each operation reaches its service with how it was
+//! delivered ([`OpDelivery`]: safe or agreed, in a regular or a transitional configuration),
+//! for a service that may only apply what every member applies alike.
 
 use crate::msg::{Msg, ServiceId};
-use crate::service::Service;
+use crate::service::{OpDelivery, Service};
 use bytes::Bytes;
 use ringlab_ring::{ConfigKind, Event, NodeId, RingId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -168,7 +170,9 @@ pub struct SyncEngine {
     lists: BTreeMap<NodeId, Vec<(ServiceId, u64)>>,
     plan: Vec<ServiceId>,
     barriers: BTreeMap<ServiceId, BTreeSet<NodeId>>,
-    held_ops: Vec<(NodeId, ServiceId, Bytes)>,
+    held_ops: Vec<(OpDelivery, ServiceId, Bytes)>,
+    /// Between a transitional configuration and the next regular one.
+    transitional: bool,
     bytes_service: u64,
     bytes_total: u64,
     out: VecDeque<Bytes>,
@@ -190,6 +194,7 @@ impl SyncEngine {
             plan: vec![],
             barriers: BTreeMap::new(),
             held_ops: vec![],
+            transitional: false,
             bytes_service: 0,
             bytes_total: 0,
             out: VecDeque::new(),
@@ -276,13 +281,22 @@ impl SyncEngine {
             Event::Config(c) if c.kind == ConfigKind::Transitional => {
                 self.abort();
                 self.trans = c.members.clone();
+                self.transitional = true;
             }
             Event::Config(c) => {
                 self.abort();
+                self.transitional = false;
                 self.start(c.ring_id, c.members.clone());
             }
             Event::Deliver(d) => match Msg::decode(&d.data) {
-                Ok(m) => self.on_msg(d.id.node, m, d.data.len() as u64),
+                Ok(m) => {
+                    let how = OpDelivery {
+                        sender: d.id.node,
+                        safe: d.safe,
+                        regular: !self.transitional,
+                    };
+                    self.on_msg(how, m, d.data.len() as u64)
+                }
                 Err(_) => self.stats.malformed += 1,
             },
             Event::State { .. } => {}
@@ -348,20 +362,21 @@ impl SyncEngine {
         self.lists.clear();
         self.barriers.clear();
         self.out.clear();
-        for (sender, service, payload) in std::mem::take(&mut self.held_ops) {
+        for (how, service, payload) in std::mem::take(&mut self.held_ops) {
             if let Some(s) = self.services.get_mut(&service) {
-                s.deliver_op(sender, &payload);
+                s.deliver_op_in(&how, &payload);
             }
         }
     }
 
-    fn on_msg(&mut self, sender: NodeId, m: Msg, len: u64) {
+    fn on_msg(&mut self, how: OpDelivery, m: Msg, len: u64) {
+        let sender = how.sender;
         let ring = match &m {
             Msg::Op { service, payload } => {
                 if self.is_syncing() {
-                    self.held_ops.push((sender, *service, payload.clone()));
+                    self.held_ops.push((how, *service, payload.clone()));
                 } else if let Some(s) = self.services.get_mut(service) {
-                    s.deliver_op(sender, payload);
+                    s.deliver_op_in(&how, payload);
                 }
                 return;
             }
@@ -549,6 +564,12 @@ mod tests {
                 .push(format!("{} abort {}", self.node, self.id));
         }
         fn deliver_op(&mut self, _: NodeId, _: &[u8]) {}
+        fn deliver_op_in(&mut self, d: &OpDelivery, payload: &[u8]) {
+            self.log.lock().unwrap().push(format!(
+                "{} op {:?} from {} safe {} regular {}",
+                self.node, payload, d.sender, d.safe, d.regular
+            ));
+        }
         fn name(&self) -> &'static str {
             "probe"
         }
@@ -719,5 +740,78 @@ mod tests {
         assert!(engines
             .iter()
             .all(|e| !e.is_syncing() && e.stats().completed == 2 && e.stats().aborted == 1));
+    }
+
+    #[test]
+    fn operations_carry_how_they_were_delivered() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            id: 7,
+            node: 1,
+            log: log.clone(),
+            calls: 0,
+        };
+        let mut e = SyncEngine::new(1, vec![Box::new(probe)]);
+        let op = |counter, safe| {
+            Event::Deliver(Delivery {
+                id: MsgId {
+                    node: 2,
+                    inc: 1,
+                    counter,
+                },
+                ring_id: RingId { rep: 1, seq: 4 },
+                seq: counter,
+                safe,
+                sent_t_ns: 0,
+                data: SyncEngine::op_message(7, &[counter as u8]),
+            })
+        };
+        // Outside sync (no configuration yet): regular, as delivered.
+        e.handle_event(&op(1, true));
+        // After a transitional configuration: not regular, until the next regular one.
+        e.handle_event(&config(
+            ConfigKind::Transitional,
+            RingId { rep: 1, seq: 8 },
+            &[1],
+        ));
+        e.handle_event(&op(2, true));
+        let ops: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" op "))
+            .cloned()
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "1 op [1] from 2 safe true regular true",
+                "1 op [2] from 2 safe true regular false"
+            ]
+        );
+        // A regular configuration starts a sync: an operation is held, then handed over
+        // with its context when the sync ends (here: aborted by the next configuration).
+        e.handle_event(&config(
+            ConfigKind::Regular,
+            RingId { rep: 1, seq: 8 },
+            &[1, 2],
+        ));
+        e.handle_event(&op(3, false));
+        e.handle_event(&config(
+            ConfigKind::Transitional,
+            RingId { rep: 1, seq: 12 },
+            &[1],
+        ));
+        let last = log
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|l| l.contains(" op "))
+            .cloned();
+        assert_eq!(
+            last.as_deref(),
+            Some("1 op [3] from 2 safe false regular true")
+        );
     }
 }

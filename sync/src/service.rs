@@ -151,6 +151,19 @@ pub enum ActionResult {
     },
 }
 
+/// How an operation was delivered, as extended virtual synchrony tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpDelivery {
+    /// Who sent it.
+    pub sender: NodeId,
+    /// Delivered safe: every member of the configuration it was delivered in had it.
+    pub safe: bool,
+    /// Delivered in a regular configuration; false in a transitional one (after the ring
+    /// broke: the members that came along from the old ring deliver what they have, and
+    /// the other side of a split may deliver a different tail).
+    pub regular: bool,
+}
+
 /// A synchronised service: one node's instance, as the engine and the node drive it.
 pub trait Service: Send {
     /// Returns its number (services sync in ascending order; unique in the registry).
@@ -182,6 +195,20 @@ pub trait Service: Send {
     /// Applies an operation delivered outside sync (its own encoding; garbage is counted
     /// and dropped, never a panic).
     fn deliver_op(&mut self, sender: NodeId, payload: &[u8]);
+
+    /// Applies an operation with how it was delivered (see [`OpDelivery`]); the default
+    /// ignores the context and calls [`Service::deliver_op`]. A service whose operations
+    /// may only apply where every member applies the same sequence (the store: only safe
+    /// deliveries of a regular configuration) overrides this.
+    fn deliver_op_in(&mut self, d: &OpDelivery, payload: &[u8]) {
+        self.deliver_op(d.sender, payload);
+    }
+
+    /// Returns whether its operations are submitted safe (delivered only once every member
+    /// of the configuration has received them) rather than agreed (the default).
+    fn safe_ops(&self) -> bool {
+        false
+    }
 
     /// Carries out a control command (the JSON of its typed command, as its
     /// [`Plugin::parse_args`] builds it): returns the operations to submit and the typed

@@ -21,7 +21,11 @@
 //! them would come back with a history that is not a prefix of the majority's, so the
 //! recent path (which ships only the missing tail) would make a store that no node had.
 //! Applying only safe deliveries of regular primary configurations keeps every node's
-//! history a prefix of one sequence, which is what the version number then means.
+//! history a prefix of one sequence, which is what the version number then means. The
+//! engine now hands services how each operation was delivered
+//! ([`OpDelivery`](crate::service::OpDelivery)) and submits a service's operations safe
+//! when it asks ([`Service::safe_ops`](crate::service::Service::safe_ops)), which is what
+//! the store service needs for that rule.
 
 pub mod db;
 pub mod write;
