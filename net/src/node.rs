@@ -143,11 +143,12 @@ impl Node {
             None
         } else {
             let nodes: Vec<NodeId> = cfg.nodes.iter().map(|p| p.id).collect();
-            Some(ServiceApp::with_config(
+            Some(ServiceApp::with_storage(
                 cfg.node_id,
                 &services,
                 &nodes,
                 &cfg.service_sections(),
+                &ringlab_sync::Storage::Dir(cfg.state_dir.clone()),
             )?)
         };
         let key = match &cfg.key_file {

@@ -164,6 +164,14 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The store's version and digest (the store service), at every completed sync where
+    /// the node serves.
+    Store {
+        /// The version: writes applied.
+        version: u64,
+        /// The digest of the contents (hex).
+        digest: String,
+    },
     /// Whether this node's component is primary (the resources service), at every regular
     /// configuration.
     Quorum {

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringlab_records::Record;
 use ringlab_ring::{Config, Guarantee, NodeId};
-use ringlab_sync::{ActionResult, Entry, ServiceApp, Verb, Workload};
+use ringlab_sync::{ActionResult, Entry, ServiceApp, SimDisks, Storage, Verb, Workload};
 use std::collections::BTreeMap;
 
 const MS: u64 = 1_000_000;
@@ -223,8 +223,13 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         if let Err(e) = ServiceApp::with_config(1, &services, &nodes, &sections) {
             panic!("{e}");
         }
+        // Each node's disks outlive its incarnations (a restart finds its store).
+        let disks: BTreeMap<NodeId, SimDisks> =
+            nodes.iter().map(|&id| (id, SimDisks::default())).collect();
         sim.set_app_factory(move |id| {
-            ServiceApp::with_config(id, &services, &nodes, &sections).expect("checked above")
+            let storage = Storage::Sim(disks[&id].clone());
+            ServiceApp::with_storage(id, &services, &nodes, &sections, &storage)
+                .expect("checked above")
         });
         // Actions draw from their own stream, so a run without actions replays as before.
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ ACTION_STREAM);

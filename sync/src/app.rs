@@ -6,7 +6,9 @@
 
 use crate::control::{ControlContext, ControlError, OP_OVERHEAD};
 use crate::registry::Entry;
-use crate::service::{Action, ActionResult, Service, ServiceConfig, ServiceConfigError, StateSize};
+use crate::service::{
+    Action, ActionResult, Service, ServiceConfig, ServiceConfigError, StateSize, Storage,
+};
 use crate::{ServiceId, SyncEngine};
 use bytes::Bytes;
 use ringlab_records::Body;
@@ -44,6 +46,18 @@ impl ServiceApp {
         nodes: &[NodeId],
         sections: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Self, ServiceConfigError> {
+        Self::with_storage(me, services, nodes, sections, &Storage::None)
+    }
+
+    /// As [`ServiceApp::with_config`], the services keeping what outlives the process in
+    /// `storage` (a real node's state directory, or the simulator's disks of the node).
+    pub fn with_storage(
+        me: NodeId,
+        services: &[&'static Entry],
+        nodes: &[NodeId],
+        sections: &BTreeMap<String, serde_json::Value>,
+        storage: &Storage,
+    ) -> Result<Self, ServiceConfigError> {
         let made = services
             .iter()
             .map(|e| {
@@ -52,6 +66,7 @@ impl ServiceApp {
                     &ServiceConfig {
                         nodes: nodes.to_vec(),
                         section: sections.get(e.name).cloned().unwrap_or_default(),
+                        storage: storage.clone(),
                     },
                 )
             })

@@ -12,6 +12,7 @@ use crate::control::{Args, ControlError};
 use crate::msg::ServiceId;
 use crate::resources::ResourcesService;
 use crate::service::{Plugin, Service, ServiceConfig, ServiceConfigError, Workload};
+use crate::store::StoreService;
 use bytes::Bytes;
 use ringlab_ring::NodeId;
 
@@ -19,6 +20,7 @@ use ringlab_ring::NodeId;
 pub static SERVICES: &[Entry] = &[
     Entry::of::<CheckpointService>(),
     Entry::of::<ResourcesService>(),
+    Entry::of::<StoreService>(),
     // One line per service.
 ];
 

@@ -1628,6 +1628,7 @@ mod tests {
                 &ServiceConfig {
                     nodes: vec![1],
                     section: json!({}),
+                    ..Default::default()
                 },
             )
             .err()

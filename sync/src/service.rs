@@ -63,12 +63,54 @@ pub struct Counters {
 /// and its own section of the node's config (`[service_config.NAME]` in a node's TOML,
 /// `--service-config FILE` in the simulator), which the service parses into its own typed
 /// struct. A null section means "defaults".
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ServiceConfig {
     /// Every node configured in the cluster (empty: unknown, only this node).
     pub nodes: Vec<NodeId>,
     /// The service's own section (null: none given).
     pub section: serde_json::Value,
+    /// Where it may keep state that outlives the process (none by default).
+    pub storage: Storage,
+}
+
+/// Where a service may keep state that outlives the process (the store's database).
+#[derive(Clone, Debug, Default)]
+pub enum Storage {
+    /// Nowhere: state lives in memory and dies with the node.
+    #[default]
+    None,
+    /// A real node's state directory.
+    Dir(std::path::PathBuf),
+    /// The simulator's disks of one node, by file name, kept across its incarnations.
+    Sim(SimDisks),
+}
+
+/// One simulated node's disks, by file name (clones share them).
+#[derive(Clone, Debug, Default)]
+pub struct SimDisks(std::sync::Arc<std::sync::Mutex<BTreeMap<String, crate::store::MemDisk>>>);
+
+impl SimDisks {
+    /// Returns the disk named `name`, made empty the first time.
+    pub fn disk(&self, name: &str) -> crate::store::MemDisk {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Empties every disk (a node restarted with new disks).
+    pub fn wipe(&self) {
+        for d in self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
+            d.wipe();
+        }
+    }
 }
 
 /// Why a service refused its configuration.

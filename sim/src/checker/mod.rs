@@ -54,6 +54,11 @@
 //!     home node (`auto_failback`), never elsewhere;
 //! 13. **group split**: two resources of one group are never active on two different nodes
 //!     at once (a group's members stay together).
+//!
+//! With the store service's `store` records:
+//!
+//! 14. **store divergence**: two nodes that report the same store version report the same
+//!     digest.
 
 pub mod resources;
 
@@ -94,6 +99,8 @@ pub enum Property {
     NeedlessMove,
     /// Two resources of one group active on two nodes at once.
     GroupSplit,
+    /// Two nodes report the same store version with different digests.
+    StoreDivergence,
 }
 
 /// One broken guarantee, with what shows it.
@@ -221,6 +228,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
             Body::Fault { .. }
             | Body::Sync { .. }
             | Body::Resource { .. }
+            | Body::Store { .. }
             | Body::Quorum { .. } => {}
         }
     }
@@ -256,8 +264,31 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
         })
         .collect();
     report.settled_judged = resources::check(&order, &pauses, liveness, &mut v);
+    store(&order, &mut v);
     report.violations = v.list;
     report
+}
+
+/// Property 14: two nodes that report the same store version report the same digest.
+fn store(order: &[&Record], v: &mut Violations) {
+    let mut seen: HashMap<u64, (&str, NodeId)> = HashMap::new();
+    for r in order {
+        if let Body::Store { version, digest } = &r.body {
+            match seen.get(version) {
+                Some((d, n)) if *d != digest.as_str() => v.add(
+                    Property::StoreDivergence,
+                    format!(
+                        "store version {version}: node {n} digest {d}, node {} digest {digest}",
+                        r.node
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(*version, (digest.as_str(), r.node));
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -1114,5 +1145,17 @@ mod tests {
         let r = check(&paused, None);
         assert_eq!(r.settled_judged, 0);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn two_digests_at_one_store_version_are_found() {
+        let st = |version, digest: &str| Body::Store {
+            version,
+            digest: digest.into(),
+        };
+        let ok = vec![rec(1, 1, st(5, "aa")), rec(2, 2, st(5, "aa")), rec(3, 3, st(6, "bb"))];
+        assert!(check(&ok, None).violations.is_empty());
+        let bad = vec![rec(1, 1, st(5, "aa")), rec(2, 2, st(5, "ab"))];
+        assert_eq!(props(&check(&bad, None)), vec![Property::StoreDivergence]);
     }
 }

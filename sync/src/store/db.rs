@@ -5,7 +5,10 @@
 //! ([`StoreDb::in_memory`]), so both run the same code.
 //!
 //! Each applied write is one redb transaction that changes the data, appends the write to
-//! the log (trimming it to `log_keep`), bumps the version and updates the digest together:
+//! the log (trimming it to `log_keep`), bumps the version, extends the history's chain hash
+//! (`chain(v) = SHA-256(chain(v-1) ‖ v ‖ write)`: two stores at one version with equal
+//! chains applied the same writes, so a node whose history diverged is told from one that
+//! is only behind) and updates the digest together:
 //! a crash leaves the store at some version, whole. Writes commit with redb's eventual
 //! durability (a crash may lose the last writes, never tear the store: the node then syncs
 //! back from a lower version); markers that must survive a crash commit immediately.
@@ -80,12 +83,79 @@ impl StoreDigest {
 /// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
+/// A simulated disk: bytes in memory that a redb database reads and writes as its file, kept
+/// by the simulator across a node's incarnations (clones share them). Every write reaches
+/// it, so it models a disk that loses nothing a commit wrote; [`MemDisk::wipe`] models one
+/// that loses everything.
+#[derive(Clone, Debug, Default)]
+pub struct MemDisk(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemDisk {
+    /// Empties it (a node restarted on a new disk).
+    pub fn wipe(&self) {
+        self.bytes().clear();
+    }
+
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A panic while holding it cannot leave the bytes half-written: take them anyway.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl redb::StorageBackend for MemDisk {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.bytes().len() as u64)
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        let b = self.bytes();
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        b.get(start..start.saturating_add(len))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the end"))
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        let len = usize::try_from(len).map_err(std::io::Error::other)?;
+        self.bytes().resize(len, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self, _: bool) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut b = self.bytes();
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        let end = start.saturating_add(data.len());
+        if b.len() < end {
+            b.resize(end, 0);
+        }
+        b[start..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// A write of the log, with its version and the chain hash after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    /// Its version.
+    pub version: u64,
+    /// The chain hash after it.
+    pub chain: [u8; 32],
+    /// The write.
+    pub write: Write,
+}
+
 /// The store's database.
 pub struct StoreDb {
     db: Database,
     log_keep: u64,
     version: u64,
     digest: StoreDigest,
+    /// The chain hash of the history up to `version` (zeros at version 0).
+    chain: [u8; 32],
     /// The oldest version the log holds (the log holds `log_first..=version`; empty when
     /// `log_first > version`).
     log_first: u64,
@@ -98,6 +168,15 @@ impl StoreDb {
     pub fn open(path: &Path, log_keep: u64) -> Result<Self, StoreError> {
         let file = Database::create(path).map_err(failed("opening"))?;
         Self::with(file, log_keep)
+    }
+
+    /// Opens (or creates) the store on `disk`, a simulated disk that outlives the store (a
+    /// node's next incarnation finds what this one committed).
+    pub fn on_disk(disk: &MemDisk, log_keep: u64) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(disk.clone())
+            .map_err(failed("opening on a simulated disk"))?;
+        Self::with(db, log_keep)
     }
 
     /// Creates an empty store in memory (a real redb database on its in-memory backend).
@@ -121,6 +200,7 @@ impl StoreDb {
             log_keep: log_keep.max(1),
             version: 0,
             digest: StoreDigest::default(),
+            chain: [0; 32],
             log_first: 1,
             keys: 0,
             bytes: 0,
@@ -147,6 +227,11 @@ impl StoreDb {
                 self.digest = StoreDigest(d);
             }
         }
+        if let Some(c) = meta.get("chain").map_err(failed("reading meta"))? {
+            if let Ok(c) = <[u8; 32]>::try_from(c.value()) {
+                self.chain = c;
+            }
+        }
         let log = r.open_table(LOG).map_err(failed("reading the log"))?;
         self.log_first = match log.first().map_err(failed("reading the log"))? {
             Some((v, _)) => v.value(),
@@ -168,6 +253,41 @@ impl StoreDb {
     /// Returns the digest of its contents.
     pub fn digest(&self) -> StoreDigest {
         self.digest
+    }
+
+    /// Returns the chain hash of its history (zeros at version 0).
+    pub fn chain(&self) -> [u8; 32] {
+        self.chain
+    }
+
+    /// Returns the chain hash after version `v`, if the log still holds it (or `v` is the
+    /// version, or 0).
+    pub fn chain_at(&self, v: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        if v == self.version {
+            return Ok(Some(self.chain));
+        }
+        if v == 0 {
+            return Ok(Some([0; 32]));
+        }
+        if v < self.log_first || v > self.version {
+            return Ok(None);
+        }
+        let r = self.db.begin_read().map_err(failed("reading the log"))?;
+        let log = r.open_table(LOG).map_err(failed("reading the log"))?;
+        Ok(log
+            .get(v)
+            .map_err(failed("reading the log"))?
+            .and_then(|e| e.value().get(..32).and_then(|c| c.try_into().ok())))
+    }
+
+    /// Returns the chain hash that applying the encoded write `w` as version `version` after
+    /// the chain `prev` gives.
+    pub fn next_chain(prev: &[u8; 32], version: u64, w: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(version.to_be_bytes());
+        h.update(w);
+        h.finalize().into()
     }
 
     /// Returns how many keys it holds and their bytes (keys and values).
@@ -197,6 +317,7 @@ impl StoreDb {
         let mut txn = self.db.begin_write().map_err(failed("writing"))?;
         txn.set_durability(Durability::Eventual);
         let mut log_first = self.log_first;
+        let chain;
         {
             let mut data = txn.open_table(DATA).map_err(failed("writing"))?;
             let old = data
@@ -221,7 +342,12 @@ impl StoreDb {
                 }
             }
             let mut log = txn.open_table(LOG).map_err(failed("writing the log"))?;
-            log.insert(version, w.encode().as_slice())
+            let encoded = w.encode();
+            chain = Self::next_chain(&self.chain, version, &encoded);
+            let mut entry = Vec::with_capacity(32 + encoded.len());
+            entry.extend_from_slice(&chain);
+            entry.extend_from_slice(&encoded);
+            log.insert(version, entry.as_slice())
                 .map_err(failed("writing the log"))?;
             while version + 1 - log_first > self.log_keep {
                 log.remove(log_first).map_err(failed("trimming the log"))?;
@@ -234,22 +360,22 @@ impl StoreDb {
             }
             meta.insert("digest", digest.0.as_slice())
                 .map_err(failed("writing meta"))?;
+            meta.insert("chain", chain.as_slice())
+                .map_err(failed("writing meta"))?;
         }
         txn.commit().map_err(failed("committing"))?;
         self.version = version;
         self.digest = digest;
+        self.chain = chain;
         self.log_first = log_first;
         (self.keys, self.bytes) = (keys, bytes);
         Ok(())
     }
 
     /// Returns the logged writes after version `after`, at most `max` of them, with their
-    /// versions; none if the log no longer reaches back to `after + 1`.
-    pub fn log_after(
-        &self,
-        after: u64,
-        max: usize,
-    ) -> Result<Option<Vec<(u64, Write)>>, StoreError> {
+    /// versions and the chain hash after each; none if the log no longer reaches back to
+    /// `after + 1`.
+    pub fn log_after(&self, after: u64, max: usize) -> Result<Option<Vec<Logged>>, StoreError> {
         if after + 1 < self.log_first {
             return Ok(None);
         }
@@ -263,9 +389,18 @@ impl StoreDb {
         {
             let (v, w) = e.map_err(failed("reading the log"))?;
             let version = v.value();
-            let w =
-                Write::decode(w.value()).map_err(|cause| StoreError::Corrupt { version, cause })?;
-            out.push((version, w));
+            let raw = w.value();
+            let corrupt = |cause| StoreError::Corrupt { version, cause };
+            let chain: [u8; 32] = raw
+                .get(..32)
+                .and_then(|c| c.try_into().ok())
+                .ok_or(corrupt(WriteError::Invalid("log entry chain")))?;
+            let write = Write::decode(&raw[32..]).map_err(corrupt)?;
+            out.push(Logged {
+                version,
+                chain,
+                write,
+            });
         }
         Ok(Some(out))
     }
@@ -318,7 +453,10 @@ mod tests {
         assert_eq!((s.log_first(), s.log_len().unwrap()), (2, 3));
         assert!(s.log_after(0, 10).unwrap().is_none(), "trimmed");
         let tail = s.log_after(2, 10).unwrap().unwrap();
-        assert_eq!(tail.iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(tail.iter().map(|x| x.version).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(tail[1].chain, s.chain());
+        assert_eq!(s.chain_at(3).unwrap(), Some(tail[0].chain));
+        assert_eq!(s.chain_at(1).unwrap(), None, "trimmed");
         assert!(matches!(
             s.apply(9, &put("x", "y")),
             Err(StoreError::OutOfOrder { have: 4, got: 9 })
@@ -329,6 +467,8 @@ mod tests {
             t.apply(i as u64 + 1, &put(k, v)).unwrap();
         }
         assert_eq!(t.digest(), s.digest());
+        // Same contents, another history: another chain.
+        assert_ne!(t.chain(), s.chain());
         let del = Write {
             key: b"c".to_vec(),
             value: None,
@@ -336,6 +476,21 @@ mod tests {
         t.apply(4, &del).unwrap();
         assert_ne!(t.digest(), s.digest());
         assert_eq!(t.size(), (2, 4));
+    }
+
+    #[test]
+    fn a_store_on_a_simulated_disk_outlives_its_database_until_the_disk_is_wiped() {
+        let disk = MemDisk::default();
+        {
+            let mut s = StoreDb::on_disk(&disk, 10).unwrap();
+            s.apply(1, &put("k", "v")).unwrap();
+        }
+        let s = StoreDb::on_disk(&disk, 10).unwrap();
+        assert_eq!(s.version(), 1);
+        assert_eq!(s.get(b"k").unwrap().unwrap(), b"v");
+        drop(s);
+        disk.wipe();
+        assert_eq!(StoreDb::on_disk(&disk, 10).unwrap().version(), 0);
     }
 
     #[test]
@@ -348,10 +503,10 @@ mod tests {
             let mut s = StoreDb::open(&path, 10).unwrap();
             s.apply(1, &put("k", "v")).unwrap();
             s.apply(2, &put("l", "w")).unwrap();
-            s.digest()
+            (s.digest(), s.chain())
         };
         let s = StoreDb::open(&path, 10).unwrap();
-        assert_eq!((s.version(), s.digest(), s.log_first()), (2, d, 1));
+        assert_eq!((s.version(), (s.digest(), s.chain()), s.log_first()), (2, d, 1));
         assert_eq!(s.scan(b"", 10).unwrap().len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }

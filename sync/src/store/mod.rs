@@ -28,7 +28,9 @@
 //! the store service needs for that rule.
 
 pub mod db;
+pub mod service;
 pub mod write;
 
-pub use db::{StoreDb, StoreDigest, StoreError};
+pub use db::{Logged, MemDisk, StoreDb, StoreDigest, StoreError};
+pub use service::{StoreService, STORE_SERVICE};
 pub use write::{Write, WriteError, MAX_KEY, MAX_VALUE};

@@ -1,0 +1,786 @@
+//! The `store` service: writes to the store are its operations, multicast on the ring and
+//! applied in agreed order, each bumping the store's version by one; after every regular
+//! configuration its sync brings members that are behind up to the most advanced one by the
+//! recent path (Ceph's: the missing writes from the log, multicast on the ring).
+//!
+//! # Which writes apply
+//! A write applies only where every node that applies it applies the same sequence before
+//! it, which extended virtual synchrony gives this way:
+//! - delivered *safe* (every member had it) in a *regular* configuration of a *primary*
+//!   component (a strict majority of the configured nodes), on a node that serves: applied
+//!   at once. An agreed write could be applied by a member that alone received it and is
+//!   then cut off, so writes are submitted safe;
+//! - delivered in a *transitional* configuration (the ring broke; the members that came
+//!   along deliver what they have, alike): held until the next regular configuration, and
+//!   applied before its sync if that configuration is primary too, else dropped. A member
+//!   cut off into a minority may have delivered some of these writes safe in the old
+//!   configuration and applied them: the majority's members all received them (that is
+//!   what safe means) and apply them here, so the minority's history stays a prefix of the
+//!   majority's. A minority applies nothing of its own;
+//! - anything else (a minority, a node that does not serve): counted as not applied.
+//!
+//! The chain hash of every history ([`StoreDb::chain`]) checks all of it: a member whose
+//! history is no prefix of the provider's is told from one that is only behind.
+//!
+//! # The sync
+//! Every member multicasts its version and chain (`have`); once all are in, the provider
+//! (the most advanced member, the lowest id among equals) multicasts the plan (the target
+//! version and chain, and the members it cannot bring back from its log: too far behind,
+//! or diverged) and then every write of its log after the least advanced member it can
+//! serve; each member applies those after its own version, checking the chain. At the end
+//! a member at the target serves; one listed in the plan is *behind*: it neither applies
+//! writes nor serves reads until a full transfer brings it back. **The full transfer (the
+//! chunk protocol) is not built yet**: a behind member stays behind (`svc store status`
+//! says so).
+//!
+//! # Records
+//! `{"ev":"store","version":V,"digest":"..."}` at every completed sync where the node serves.
+
+use super::db::{StoreDb, StoreError};
+use super::write::{Write, MAX_KEY, MAX_VALUE};
+use crate::control::{Args, Control, ControlContext, ControlError};
+use crate::engine::{Outbox, Progress, SyncContext};
+use crate::msg::ServiceId;
+use crate::service::{
+    OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError, StateSize, Storage,
+    Workload,
+};
+use bytes::Bytes;
+use rand::Rng;
+use ringlab_records::Body;
+use ringlab_ring::wire::{put_blob, DecodeError, Reader};
+use ringlab_ring::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// The store service's number.
+pub const STORE_SERVICE: ServiceId = 4;
+
+/// The database's file in a node's state directory (or its simulated disk's name).
+pub const DB_FILE: &str = "store.redb";
+
+/// The sync messages' encoding version.
+const SYNC_VERSION: u8 = 1;
+
+/// The most members a plan lists.
+const MAX_MEMBERS: usize = 1024;
+
+/// Log entries read at once by the provider.
+const LOG_BATCH: usize = 64;
+
+/// The service's configuration (`[service_config.store]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Writes kept in the log (`store_log_keep`, default 10,000): a member within this many
+    /// of the most advanced is brought back by the recent path.
+    #[serde(default = "default_log_keep")]
+    pub log_keep: u64,
+}
+
+fn default_log_keep() -> u64 {
+    10_000
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            log_keep: default_log_keep(),
+        }
+    }
+}
+
+/// A sync message of the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSync {
+    /// The sender's version and chain.
+    Have {
+        /// Its version.
+        version: u64,
+        /// Its chain hash.
+        chain: [u8; 32],
+    },
+    /// The provider's plan.
+    Plan {
+        /// The version every member should reach.
+        target: u64,
+        /// The chain hash at the target.
+        chain: [u8; 32],
+        /// Members the log cannot bring back (too far behind, or diverged).
+        far: Vec<NodeId>,
+    },
+    /// One write of the provider's log.
+    Entry {
+        /// Its version.
+        version: u64,
+        /// The chain hash after it.
+        chain: [u8; 32],
+        /// The write.
+        write: Write,
+    },
+}
+
+impl StoreSync {
+    /// Returns its encoding: version, kind, fields.
+    pub fn encode(&self) -> Bytes {
+        let mut b = vec![SYNC_VERSION];
+        match self {
+            Self::Have { version, chain } => {
+                b.push(1);
+                b.extend_from_slice(&version.to_be_bytes());
+                b.extend_from_slice(chain);
+            }
+            Self::Plan { target, chain, far } => {
+                b.push(2);
+                b.extend_from_slice(&target.to_be_bytes());
+                b.extend_from_slice(chain);
+                b.extend_from_slice(&(far.len() as u16).to_be_bytes());
+                for n in far {
+                    b.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            Self::Entry {
+                version,
+                chain,
+                write,
+            } => {
+                b.push(3);
+                b.extend_from_slice(&version.to_be_bytes());
+                b.extend_from_slice(chain);
+                put_blob(&mut b, &write.encode());
+            }
+        }
+        Bytes::from(b)
+    }
+
+    /// Decodes one (a typed error for garbage, never a panic).
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        if r.u8("store sync version")? != SYNC_VERSION {
+            return Err(DecodeError::Invalid("store sync version"));
+        }
+        let kind = r.u8("store sync kind")?;
+        let hash = |r: &mut Reader<'_>, what| -> Result<[u8; 32], DecodeError> {
+            let mut h = [0u8; 32];
+            for x in &mut h {
+                *x = r.u8(what)?;
+            }
+            Ok(h)
+        };
+        let m = match kind {
+            1 => Self::Have {
+                version: r.u64("have version")?,
+                chain: hash(&mut r, "have chain")?,
+            },
+            2 => {
+                let target = r.u64("plan target")?;
+                let chain = hash(&mut r, "plan chain")?;
+                let n = r.count("plan far count", MAX_MEMBERS)?;
+                let mut far = Vec::with_capacity(n);
+                for _ in 0..n {
+                    far.push(r.u32("plan far node")?);
+                }
+                Self::Plan { target, chain, far }
+            }
+            3 => {
+                let version = r.u64("entry version")?;
+                let chain = hash(&mut r, "entry chain")?;
+                let w = r.blob("entry write", MAX_KEY + MAX_VALUE + 16)?;
+                Self::Entry {
+                    version,
+                    chain,
+                    write: Write::decode(w)?,
+                }
+            }
+            _ => return Err(DecodeError::Invalid("store sync kind")),
+        };
+        r.end()?;
+        Ok(m)
+    }
+}
+
+/// Its control commands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Version, digest, standing.
+    Status,
+    /// Writes `key` = `value` through the ring.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Deletes `key` through the ring.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Reads `key` here (refused while this node is behind).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Writes `keys` keys `fill-0`... of `size` bytes each through the ring.
+    Fill {
+        /// How many.
+        keys: u64,
+        /// Bytes of each value.
+        size: usize,
+    },
+}
+
+/// The reply to `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Always true.
+    pub ok: bool,
+    /// The store's version.
+    pub version: u64,
+    /// The digest of its contents (hex).
+    pub digest: String,
+    /// Keys and their bytes.
+    pub keys: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
+    /// `serving`; `unsynced` (a configuration changed, its sync has not completed); or
+    /// `behind` (waiting for a full transfer, not built yet).
+    pub standing: String,
+    /// Whether this node's component is primary (writes apply).
+    pub primary: bool,
+    /// Writes delivered but not applied (minority, transitional, agreed) and missed while
+    /// behind.
+    pub not_applied: u64,
+}
+
+/// The reply to `get`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Got {
+    /// Always true.
+    pub ok: bool,
+    /// The value (as UTF-8, lossily), if the key is there.
+    pub value: Option<String>,
+    /// The version it was read at.
+    pub version: u64,
+}
+
+/// Where a node's store stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// No sync completed since the last configuration change (or the start): it applies no
+    /// write and serves no read (writes delivered meanwhile are applied by no member).
+    Unsynced,
+    /// Its last sync completed with it at the target.
+    Serving,
+    /// Its last sync could not bring it back (too far behind, or diverged): waiting for a
+    /// full transfer to the target (not built: it stays).
+    Behind(u64),
+}
+
+impl Standing {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Unsynced => "unsynced",
+            Self::Serving => "serving",
+            Self::Behind(_) => "behind",
+        }
+    }
+}
+
+/// The store service of one node.
+pub struct StoreService {
+    me: NodeId,
+    nodes: Vec<NodeId>,
+    db: StoreDb,
+    members: Vec<NodeId>,
+    primary: bool,
+    /// Where it stands: it serves only once a sync completed with it at the target.
+    standing: Standing,
+    // The running sync.
+    sent_have: bool,
+    haves: BTreeMap<NodeId, (u64, [u8; 32])>,
+    plan: Option<(u64, [u8; 32], Vec<NodeId>)>,
+    plan_sent: bool,
+    next_entry: u64,
+    diverged: bool,
+    records: VecDeque<Body>,
+    malformed: u64,
+    not_applied: u64,
+    /// A database failure: the node stops applying (logged once).
+    failed: Option<String>,
+    /// Writes delivered in a transitional configuration after a primary one, waiting for
+    /// the next regular configuration.
+    transitional: Vec<Write>,
+}
+
+impl StoreService {
+    /// Creates the service of `me` in a cluster of `nodes`, on `db`.
+    pub fn with(me: NodeId, nodes: &[NodeId], db: StoreDb) -> Self {
+        Self {
+            me,
+            nodes: if nodes.is_empty() {
+                vec![me]
+            } else {
+                nodes.to_vec()
+            },
+            db,
+            members: vec![],
+            primary: false,
+            standing: Standing::Unsynced,
+            sent_have: false,
+            haves: BTreeMap::new(),
+            plan: None,
+            plan_sent: false,
+            next_entry: 0,
+            diverged: false,
+            records: VecDeque::new(),
+            malformed: 0,
+            not_applied: 0,
+            failed: None,
+            transitional: Vec::new(),
+        }
+    }
+
+    /// Returns its database.
+    pub fn db(&self) -> &StoreDb {
+        &self.db
+    }
+
+    /// Returns whether it serves: its last sync completed with it at the target.
+    pub fn serving(&self) -> bool {
+        self.standing == Standing::Serving && self.failed.is_none()
+    }
+
+    fn fail(&mut self, e: StoreError) {
+        if self.failed.is_none() {
+            tracing::error!(error = %e, "the store failed; this node stops applying writes");
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    fn apply(&mut self, w: &Write) {
+        let v = self.db.version() + 1;
+        if let Err(e) = self.db.apply(v, w) {
+            self.fail(e);
+        }
+    }
+
+    /// The provider and its target (version, chain): the most advanced member, lowest id.
+    fn provider(&self) -> Option<(NodeId, u64, [u8; 32])> {
+        self.haves
+            .iter()
+            .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
+            .map(|(&n, &(v, c))| (n, v, c))
+    }
+
+    /// The provider's plan: the members it cannot serve from its log, and the least version
+    /// among those it can (none: nobody needs entries).
+    fn plan_for(&self, target: u64, chain: [u8; 32]) -> (Vec<NodeId>, Option<u64>) {
+        let mut far = Vec::new();
+        let mut from: Option<u64> = None;
+        for (&n, &(v, c)) in &self.haves {
+            if v == target {
+                if c != chain {
+                    far.push(n);
+                }
+                continue;
+            }
+            let served = v + 1 >= self.db.log_first()
+                && self.db.chain_at(v).ok().flatten() == Some(c);
+            if served {
+                from = Some(from.map_or(v, |f| f.min(v)));
+            } else {
+                far.push(n);
+            }
+        }
+        (far, from)
+    }
+}
+
+impl Service for StoreService {
+    fn id(&self) -> ServiceId {
+        STORE_SERVICE
+    }
+
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn sync_init(&mut self, ctx: &SyncContext) {
+        self.members = ctx.members.clone();
+        let counted = ctx.members.iter().filter(|m| self.nodes.contains(m)).count();
+        self.primary = 2 * counted > self.nodes.len();
+        // The old configuration's tail, delivered in the transitional one: applied if this
+        // one is primary as well (see the module docs).
+        for w in std::mem::take(&mut self.transitional) {
+            if self.primary && self.serving() {
+                self.apply(&w);
+            } else {
+                self.not_applied += 1;
+            }
+        }
+        self.standing = Standing::Unsynced;
+        self.sync_abort();
+    }
+
+    fn state_token(&self) -> u64 {
+        self.db.version()
+    }
+
+    fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress {
+        if !self.sent_have {
+            let have = StoreSync::Have {
+                version: self.db.version(),
+                chain: self.db.chain(),
+            };
+            if !out.push(have.encode()) {
+                return Progress::NotDone;
+            }
+            self.sent_have = true;
+        }
+        if self.haves.len() < self.members.len() {
+            return Progress::NotDone; // Waiting for every member's version.
+        }
+        let Some((provider, target, chain)) = self.provider() else {
+            return Progress::Done;
+        };
+        if provider != self.me {
+            return Progress::Done;
+        }
+        if !self.plan_sent {
+            let (far, from) = self.plan_for(target, chain);
+            let plan = StoreSync::Plan { target, chain, far };
+            if !out.push(plan.encode()) {
+                return Progress::NotDone;
+            }
+            self.plan_sent = true;
+            self.next_entry = from.map_or(target + 1, |f| f + 1);
+        }
+        while self.next_entry <= target {
+            let batch = match self.db.log_after(self.next_entry - 1, LOG_BATCH) {
+                Ok(Some(b)) if !b.is_empty() => b,
+                Ok(_) => break, // The log moved on meanwhile: the far list covers it.
+                Err(e) => {
+                    self.fail(e);
+                    break;
+                }
+            };
+            for e in batch {
+                if e.version > target {
+                    self.next_entry = target + 1;
+                    break;
+                }
+                let m = StoreSync::Entry {
+                    version: e.version,
+                    chain: e.chain,
+                    write: e.write,
+                };
+                if !out.push(m.encode()) {
+                    return Progress::NotDone;
+                }
+                self.next_entry = e.version + 1;
+            }
+        }
+        Progress::Done
+    }
+
+    fn sync_deliver(&mut self, sender: NodeId, payload: &[u8]) -> Option<String> {
+        match StoreSync::decode(payload) {
+            Ok(StoreSync::Have { version, chain }) => {
+                self.haves.insert(sender, (version, chain));
+            }
+            Ok(StoreSync::Plan { target, chain, far }) => {
+                self.plan = Some((target, chain, far));
+            }
+            Ok(StoreSync::Entry {
+                version,
+                chain,
+                write,
+            }) => {
+                let far = self
+                    .plan
+                    .as_ref()
+                    .is_none_or(|(_, _, far)| far.contains(&self.me));
+                if !far && !self.diverged && version == self.db.version() + 1 {
+                    self.apply(&write);
+                    if self.db.chain() != chain {
+                        self.diverged = true;
+                    }
+                }
+            }
+            Err(_) => self.malformed += 1,
+        }
+        None
+    }
+
+    fn sync_activate(&mut self) {
+        let (target, chain, far) = match self.plan.take() {
+            Some(p) => p,
+            None => (self.db.version(), self.db.chain(), vec![]),
+        };
+        let at_target = self.db.version() == target && self.db.chain() == chain;
+        self.standing = if far.contains(&self.me) || self.diverged || !at_target {
+            Standing::Behind(target)
+        } else {
+            Standing::Serving
+        };
+        if self.serving() {
+            self.records.push_back(Body::Store {
+                version: self.db.version(),
+                digest: self.db.digest().hex(),
+            });
+        }
+        self.sync_abort();
+    }
+
+    fn sync_abort(&mut self) {
+        self.sent_have = false;
+        self.haves.clear();
+        self.plan = None;
+        self.plan_sent = false;
+        self.next_entry = 0;
+        self.diverged = false;
+    }
+
+    fn deliver_op(&mut self, _: NodeId, _: &[u8]) {
+        // Every write needs its delivery context: see `deliver_op_in`.
+        self.not_applied += 1;
+    }
+
+    fn deliver_op_in(&mut self, d: &OpDelivery, payload: &[u8]) {
+        let w = match Write::decode(payload) {
+            Ok(w) => w,
+            Err(_) => {
+                self.malformed += 1;
+                return;
+            }
+        };
+        if !self.primary || !self.serving() {
+            self.not_applied += 1;
+        } else if !d.regular {
+            self.transitional.push(w);
+        } else if d.safe {
+            self.apply(&w);
+        } else {
+            self.not_applied += 1;
+        }
+    }
+
+    fn safe_ops(&self) -> bool {
+        true
+    }
+
+    fn control(
+        &mut self,
+        request: &serde_json::Value,
+        ctx: &ControlContext,
+    ) -> Result<Control, ControlError> {
+        let cmd: Command = serde_json::from_value(request.clone())
+            .map_err(|e| ControlError::BadCommand(format!("svc store: {e}")))?;
+        let bound = |arg: &'static str, value: usize, max: usize| {
+            if value > max {
+                Err(ControlError::BadArgument {
+                    cmd: "svc store".into(),
+                    arg,
+                    value: value.to_string(),
+                    bound: format!("at most {max}"),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match cmd {
+            Command::Status => {
+                let (keys, bytes) = self.db.size();
+                Ok(Control::new(
+                    vec![],
+                    &Status {
+                        ok: true,
+                        version: self.db.version(),
+                        digest: self.db.digest().hex(),
+                        keys,
+                        bytes,
+                        standing: self.standing.word().into(),
+                        primary: self.primary,
+                        not_applied: self.not_applied,
+                    },
+                ))
+            }
+            Command::Put { key, value } => {
+                bound("key", key.len(), MAX_KEY)?;
+                bound("value", value.len(), MAX_VALUE)?;
+                let w = Write {
+                    key: key.into_bytes(),
+                    value: Some(value.into_bytes()),
+                };
+                Ok(Control::new(vec![w.encode()], &serde_json::json!({"ok": true})))
+            }
+            Command::Delete { key } => {
+                bound("key", key.len(), MAX_KEY)?;
+                let w = Write {
+                    key: key.into_bytes(),
+                    value: None,
+                };
+                Ok(Control::new(vec![w.encode()], &serde_json::json!({"ok": true})))
+            }
+            Command::Get { key } => {
+                if !self.serving() {
+                    return Err(ControlError::BadCommand(
+                        "svc store get: this node does not serve (unsynced, or behind and \
+                         waiting for a full transfer)"
+                            .into(),
+                    ));
+                }
+                let value = self
+                    .db
+                    .get(key.as_bytes())
+                    .map_err(|e| ControlError::BadCommand(format!("svc store get: {e}")))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                Ok(Control::new(
+                    vec![],
+                    &Got {
+                        ok: true,
+                        value,
+                        version: self.db.version(),
+                    },
+                ))
+            }
+            Command::Fill { keys, size } => {
+                bound("size", size, MAX_VALUE)?;
+                let each = (size + 32) as u64;
+                let most = ctx.room() / each.max(1);
+                if keys > most {
+                    return Err(ControlError::BadArgument {
+                        cmd: "svc store fill".into(),
+                        arg: "keys",
+                        value: keys.to_string(),
+                        bound: format!("at most {most} now (max_fill_bytes)"),
+                    });
+                }
+                let ops = (0..keys)
+                    .map(|i| {
+                        Write {
+                            key: format!("fill-{i}").into_bytes(),
+                            value: Some(vec![b'x'; size]),
+                        }
+                        .encode()
+                    })
+                    .collect();
+                Ok(Control::new(ops, &serde_json::json!({"ok": true, "keys": keys})))
+            }
+        }
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.db.version().to_be_bytes());
+        h.update(self.db.digest().0);
+        h.update(self.db.chain());
+        h.finalize().into()
+    }
+
+    fn size(&self) -> StateSize {
+        let (items, bytes) = self.db.size();
+        StateSize { items, bytes }
+    }
+
+    fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    fn poll_record(&mut self) -> Option<Body> {
+        self.records.pop_front()
+    }
+}
+
+impl Plugin for StoreService {
+    const NAME: &'static str = "store";
+    const ID: ServiceId = STORE_SERVICE;
+
+    fn new(me: NodeId) -> Self {
+        let db = StoreDb::in_memory(default_log_keep()).expect("an in-memory store");
+        Self::with(me, &[], db)
+    }
+
+    fn configure(me: NodeId, cfg: &ServiceConfig) -> Result<Self, ServiceConfigError> {
+        let bad = |reason: String| ServiceConfigError {
+            service: Self::NAME,
+            reason,
+        };
+        let parsed: StoreConfig = if cfg.section.is_null() {
+            StoreConfig::default()
+        } else {
+            serde_json::from_value(cfg.section.clone()).map_err(|e| bad(e.to_string()))?
+        };
+        if !(1..=10_000_000).contains(&parsed.log_keep) {
+            return Err(bad(format!(
+                "log_keep {} must be 1 to 10000000",
+                parsed.log_keep
+            )));
+        }
+        let db = match &cfg.storage {
+            Storage::None => StoreDb::in_memory(parsed.log_keep),
+            Storage::Dir(dir) => StoreDb::open(&dir.join(DB_FILE), parsed.log_keep),
+            Storage::Sim(disks) => StoreDb::on_disk(&disks.disk(DB_FILE), parsed.log_keep),
+        }
+        .map_err(|e| bad(e.to_string()))?;
+        Ok(Self::with(me, &cfg.nodes, db))
+    }
+
+    fn parse_args(args: &Args<'_>) -> Result<serde_json::Value, ControlError> {
+        let op = args.text("op").unwrap_or_else(|| "status".into());
+        let cmd = match op.as_str() {
+            "status" | "digest" => {
+                args.allow(&["op"])?;
+                Command::Status
+            }
+            "put" => {
+                args.allow(&["op", "key", "value"])?;
+                Command::Put {
+                    key: args.required("key")?,
+                    value: args.required("value")?,
+                }
+            }
+            "delete" => {
+                args.allow(&["op", "key"])?;
+                Command::Delete {
+                    key: args.required("key")?,
+                }
+            }
+            "get" => {
+                args.allow(&["op", "key"])?;
+                Command::Get {
+                    key: args.required("key")?,
+                }
+            }
+            "fill" => {
+                args.allow(&["op", "keys", "size"])?;
+                Command::Fill {
+                    keys: args.number("keys")?.unwrap_or(100),
+                    size: args.number("size")?.unwrap_or(100),
+                }
+            }
+            other => {
+                return Err(ControlError::BadCommand(format!(
+                    "svc store: unknown command {other:?} (known: status, digest, put, \
+                     delete, get, fill)"
+                )))
+            }
+        };
+        Ok(serde_json::to_value(cmd).expect("a command serialises"))
+    }
+
+    fn workload_op(rng: &mut dyn rand::RngCore, w: &Workload) -> Bytes {
+        // Keys of about 1 KiB values, as many as the state size asks.
+        let keys = (w.state_bytes / 1024).max(1);
+        let key = format!("k{}", rng.gen_range(0..keys)).into_bytes();
+        let value = if rng.gen_range(0..10) == 0 {
+            None
+        } else {
+            Some(vec![rng.gen::<u8>(); rng.gen_range(1..=2048)])
+        };
+        Bytes::from(Write { key, value }.encode())
+    }
+}
