@@ -141,20 +141,20 @@ pub enum Op {
 
 impl Op {
     /// Every op, in wire order.
-    pub const ALL: [Op; 13] = [
-        Op::Start,
-        Op::StartReply,
-        Op::Heartbeat,
-        Op::HeartbeatReply,
-        Op::Finish,
-        Op::StartChunks,
-        Op::Chunk,
-        Op::ChunkReply,
-        Op::FinishReply,
-        Op::Abort,
-        Op::GetCookie,
-        Op::Cookie,
-        Op::GetChunk,
+    pub const ALL: [Self; 13] = [
+        Self::Start,
+        Self::StartReply,
+        Self::Heartbeat,
+        Self::HeartbeatReply,
+        Self::Finish,
+        Self::StartChunks,
+        Self::Chunk,
+        Self::ChunkReply,
+        Self::FinishReply,
+        Self::Abort,
+        Self::GetCookie,
+        Self::Cookie,
+        Self::GetChunk,
     ];
 
     /// Returns the op for a wire byte, if known.
@@ -165,30 +165,30 @@ impl Op {
     /// Returns its name (for records and logs).
     pub fn name(self) -> &'static str {
         match self {
-            Op::Start => "start",
-            Op::StartReply => "start_reply",
-            Op::Heartbeat => "heartbeat",
-            Op::HeartbeatReply => "heartbeat_reply",
-            Op::Finish => "finish",
-            Op::StartChunks => "start_chunks",
-            Op::Chunk => "chunk",
-            Op::ChunkReply => "chunk_reply",
-            Op::FinishReply => "finish_reply",
-            Op::Abort => "abort",
-            Op::GetCookie => "get_cookie",
-            Op::Cookie => "cookie",
-            Op::GetChunk => "get_chunk",
+            Self::Start => "start",
+            Self::StartReply => "start_reply",
+            Self::Heartbeat => "heartbeat",
+            Self::HeartbeatReply => "heartbeat_reply",
+            Self::Finish => "finish",
+            Self::StartChunks => "start_chunks",
+            Self::Chunk => "chunk",
+            Self::ChunkReply => "chunk_reply",
+            Self::FinishReply => "finish_reply",
+            Self::Abort => "abort",
+            Self::GetCookie => "get_cookie",
+            Self::Cookie => "cookie",
+            Self::GetChunk => "get_chunk",
         }
     }
 
     /// Whether the push design uses it.
     pub fn is_push(self) -> bool {
-        (self as u8) <= Op::Abort as u8
+        (self as u8) <= Self::Abort as u8
     }
 
     /// Whether the pull design uses it.
     pub fn is_pull(self) -> bool {
-        matches!(self, Op::Chunk | Op::Abort) || (self as u8) > Op::Abort as u8
+        matches!(self, Self::Chunk | Self::Abort) || (self as u8) > Self::Abort as u8
     }
 }
 
@@ -214,16 +214,16 @@ pub const FLAG_REPLY_TO: Flags = Flags(0x08);
 
 impl Flags {
     /// No flag.
-    pub const EMPTY: Flags = Flags(0);
+    pub const EMPTY: Self = Self(0);
     /// Every known flag.
-    pub const ALL: Flags = Flags(0x0f);
+    pub const ALL: Self = Self(0x0f);
 
     /// Returns the flags of a wire byte; unknown bits are a typed error.
     pub fn from_bits(b: u8) -> Result<Self, DecodeError> {
         if b & !Self::ALL.0 != 0 {
             return Err(DecodeError::Invalid("chunk message flags (unknown bits)"));
         }
-        Ok(Flags(b))
+        Ok(Self(b))
     }
 
     /// Returns the wire byte.
@@ -232,22 +232,22 @@ impl Flags {
     }
 
     /// Whether every flag of `other` is set.
-    pub fn contains(self, other: Flags) -> bool {
+    pub fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// Sets the flags of `other`.
-    pub fn insert(&mut self, other: Flags) {
+    pub fn insert(&mut self, other: Self) {
         self.0 |= other.0;
     }
 
     /// Clears the flags of `other`.
-    pub fn remove(&mut self, other: Flags) {
+    pub fn remove(&mut self, other: Self) {
         self.0 &= !other.0;
     }
 
     /// Returns these flags with those of `other` set or cleared.
-    pub fn with(mut self, other: Flags, on: bool) -> Self {
+    pub fn with(mut self, other: Self, on: bool) -> Self {
         if on {
             self.insert(other);
         } else {
@@ -263,9 +263,9 @@ impl Flags {
 }
 
 impl BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, rhs: Flags) -> Flags {
-        Flags(self.0 | rhs.0)
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
     }
 }
 
