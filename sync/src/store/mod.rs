@@ -1,36 +1,38 @@
 //! The store (seed `ceph-mon-sync-message.txt`), being built: the persistent, ordered
 //! key-value store every node keeps in its state directory, whose writes the `store`
-//! service will carry on the ring and whose far-behind members the chunk protocol will
-//! bring back.
+//! service carries on the ring and whose far-behind members the chunk protocol will bring
+//! back.
 //!
-//! Built so far: the database layer ([`db::StoreDb`], redb: a real embedded database, on
-//! disk for a real node and on redb's in-memory backend for the simulator) with the store's
-//! version (Ceph's `last_committed`), the log of the last `log_keep` writes, an incremental
-//! digest of the contents, and the versioned, bounded codec of a write ([`write::Write`]).
-//! redb 2.6 rather than 3 or 4: those need Rust 1.89 and 1.90, the workspace builds with
-//! 1.88.
+//! Built so far:
+//! - the database layer ([`db::StoreDb`]): redb, a real embedded database, in a real node's
+//!   state directory (`store.redb`), on a simulated disk that outlives a node's
+//!   incarnations in the simulator ([`db::MemDisk`]), or in memory; the store's version
+//!   (Ceph's `last_committed`), the log of the last `log_keep` writes, a chain hash of the
+//!   history and an incremental digest of the contents. redb 2.6 rather than 3 or 4: those
+//!   need Rust 1.89 and 1.90, the workspace builds with 1.88;
+//! - the versioned, bounded codec of a write ([`write::Write`]);
+//! - the `store` service ([`service::StoreService`]): writes through the ring, applied only
+//!   where every member applies alike (see its docs: extended virtual synchrony gives that
+//!   for safe deliveries of a regular primary configuration, and for a primary's tail in
+//!   the next configuration when that one is primary too), and the sync's recent path;
+//! - the chunk protocol's message ([`chunk_msg::ChunkMsg`]): the seed's ops, flags and
+//!   fields and the pull design's ops, with its versioned, bounded codec and the CRC32C of
+//!   a chunk (the data and its codec, not yet the protocol that sends it). crc32c 0.6.9
+//!   declares no MSRV (edition 2018) and builds with 1.88.
 //!
-//! Not built yet (issue 12 stays open): the `store` service itself, its sync's recent path,
-//! the chunk protocol (push and pull designs, unicast and ring paths), its records and
-//! checker properties. One constraint found while designing it, for whoever builds it: a
-//! write may only change the store where every node that applies it applies the same
-//! sequence before it, and extended virtual synchrony gives that only for messages
-//! delivered *safe* in a *regular* configuration of a *primary* (majority) component.
-//! Writes delivered in a transitional configuration can differ between the two sides of a
-//! split (each side delivers what its own members received), and a minority that applied
-//! them would come back with a history that is not a prefix of the majority's, so the
-//! recent path (which ships only the missing tail) would make a store that no node had.
-//! Applying only safe deliveries of regular primary configurations keeps every node's
-//! history a prefix of one sequence, which is what the version number then means. The
-//! engine now hands services how each operation was delivered
-//! ([`OpDelivery`](crate::service::OpDelivery)) and submits a service's operations safe
-//! when it asks ([`Service::safe_ops`](crate::service::Service::safe_ops)), which is what
-//! the store service needs for that rule.
+//! Not built yet (issue 12 stays open): the full transfer, i.e. the chunk protocol's state
+//! machines (push and pull designs, unicast and ring paths), its transport, the
+//! `store_sync` records and the properties that need it (every live node at one version
+//! at the end); a member the log cannot bring back stays *behind* meanwhile. The
+//! simulator's `--store-keys`/`--store-bytes` and `ringlab run` store experiments are not
+//! built either.
 
+pub mod chunk_msg;
 pub mod db;
 pub mod service;
 pub mod write;
 
+pub use chunk_msg::{Chunk, ChunkMsg, CrcError, Flags};
 pub use db::{Logged, MemDisk, StoreDb, StoreDigest, StoreError};
 pub use service::{StoreService, STORE_SERVICE};
 pub use write::{Write, WriteError, MAX_KEY, MAX_VALUE};
