@@ -47,13 +47,19 @@ fn writes_apply_everywhere_and_a_restarted_node_catches_up_from_the_log() {
     sim.start_all();
     sim.run_for(2_000 * MS);
     for i in 0..50 {
-        cmd(&mut sim, 1 + (i % 3) as NodeId, &["put", &format!("key=k{i}"), "value=v"]);
+        cmd(
+            &mut sim,
+            1 + (i % 3) as NodeId,
+            &["put", &format!("key=k{i}"), "value=v"],
+        );
         sim.run_for(5 * MS);
     }
     sim.run_for(1_000 * MS);
     let s: Vec<Status> = (1..=3).map(|id| status(&mut sim, id)).collect();
     assert_eq!(s[0].version, 50, "{s:?}");
-    assert!(s.iter().all(|x| x.digest == s[0].digest && x.standing == "serving"));
+    assert!(s
+        .iter()
+        .all(|x| x.digest == s[0].digest && x.standing == "serving"));
     sim.crash(3);
     sim.run_for(3_000 * MS);
     for i in 50..80 {

@@ -1153,7 +1153,11 @@ mod tests {
             version,
             digest: digest.into(),
         };
-        let ok = vec![rec(1, 1, st(5, "aa")), rec(2, 2, st(5, "aa")), rec(3, 3, st(6, "bb"))];
+        let ok = vec![
+            rec(1, 1, st(5, "aa")),
+            rec(2, 2, st(5, "aa")),
+            rec(3, 3, st(6, "bb")),
+        ];
         assert!(check(&ok, None).violations.is_empty());
         let bad = vec![rec(1, 1, st(5, "aa")), rec(2, 2, st(5, "ab"))];
         assert_eq!(props(&check(&bad, None)), vec![Property::StoreDivergence]);

@@ -98,7 +98,9 @@ impl MemDisk {
 
     fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
         // A panic while holding it cannot leave the bytes half-written: take them anyway.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -453,7 +455,10 @@ mod tests {
         assert_eq!((s.log_first(), s.log_len().unwrap()), (2, 3));
         assert!(s.log_after(0, 10).unwrap().is_none(), "trimmed");
         let tail = s.log_after(2, 10).unwrap().unwrap();
-        assert_eq!(tail.iter().map(|x| x.version).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            tail.iter().map(|x| x.version).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
         assert_eq!(tail[1].chain, s.chain());
         assert_eq!(s.chain_at(3).unwrap(), Some(tail[0].chain));
         assert_eq!(s.chain_at(1).unwrap(), None, "trimmed");
@@ -506,7 +511,10 @@ mod tests {
             (s.digest(), s.chain())
         };
         let s = StoreDb::open(&path, 10).unwrap();
-        assert_eq!((s.version(), (s.digest(), s.chain()), s.log_first()), (2, d, 1));
+        assert_eq!(
+            (s.version(), (s.digest(), s.chain()), s.log_first()),
+            (2, d, 1)
+        );
         assert_eq!(s.scan(b"", 10).unwrap().len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }

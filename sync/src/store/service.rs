@@ -42,8 +42,7 @@ use crate::control::{Args, Control, ControlContext, ControlError};
 use crate::engine::{Outbox, Progress, SyncContext};
 use crate::msg::ServiceId;
 use crate::service::{
-    OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError, StateSize, Storage,
-    Workload,
+    OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError, StateSize, Storage, Workload,
 };
 use bytes::Bytes;
 use rand::Rng;
@@ -386,8 +385,8 @@ impl StoreService {
                 }
                 continue;
             }
-            let served = v + 1 >= self.db.log_first()
-                && self.db.chain_at(v).ok().flatten() == Some(c);
+            let served =
+                v + 1 >= self.db.log_first() && self.db.chain_at(v).ok().flatten() == Some(c);
             if served {
                 from = Some(from.map_or(v, |f| f.min(v)));
             } else {
@@ -409,7 +408,11 @@ impl Service for StoreService {
 
     fn sync_init(&mut self, ctx: &SyncContext) {
         self.members = ctx.members.clone();
-        let counted = ctx.members.iter().filter(|m| self.nodes.contains(m)).count();
+        let counted = ctx
+            .members
+            .iter()
+            .filter(|m| self.nodes.contains(m))
+            .count();
         self.primary = 2 * counted > self.nodes.len();
         // The old configuration's tail, delivered in the transitional one: applied if this
         // one is primary as well (see the module docs).
@@ -614,7 +617,10 @@ impl Service for StoreService {
                     key: key.into_bytes(),
                     value: Some(value.into_bytes()),
                 };
-                Ok(Control::new(vec![w.encode()], &serde_json::json!({"ok": true})))
+                Ok(Control::new(
+                    vec![w.encode()],
+                    &serde_json::json!({"ok": true}),
+                ))
             }
             Command::Delete { key } => {
                 bound("key", key.len(), MAX_KEY)?;
@@ -622,7 +628,10 @@ impl Service for StoreService {
                     key: key.into_bytes(),
                     value: None,
                 };
-                Ok(Control::new(vec![w.encode()], &serde_json::json!({"ok": true})))
+                Ok(Control::new(
+                    vec![w.encode()],
+                    &serde_json::json!({"ok": true}),
+                ))
             }
             Command::Get { key } => {
                 if !self.serving() {
@@ -667,7 +676,10 @@ impl Service for StoreService {
                         .encode()
                     })
                     .collect();
-                Ok(Control::new(ops, &serde_json::json!({"ok": true, "keys": keys})))
+                Ok(Control::new(
+                    ops,
+                    &serde_json::json!({"ok": true, "keys": keys}),
+                ))
             }
         }
     }
