@@ -42,7 +42,13 @@ pub struct Outbox<'a> {
     out: &'a mut Vec<Bytes>,
 }
 
-impl Outbox<'_> {
+impl<'a> Outbox<'a> {
+    /// Creates an outbox with `room` bytes, putting its messages in `out` (the engine makes
+    /// one per `sync_process` call; tests make their own).
+    pub fn new(room: usize, out: &'a mut Vec<Bytes>) -> Self {
+        Self { room, out }
+    }
+
     /// Queues one message if it fits; returns false (and queues nothing) when it does not.
     pub fn push(&mut self, payload: Bytes) -> bool {
         let cost = payload.len() + 64;

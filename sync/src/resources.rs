@@ -33,7 +33,9 @@
 //!   `start_timeout_ms`, then every resource of the largest group, `stop_timeout_ms` each)
 //!   plus 1.5 s for the token timeout and consensus by which it notices: 13.5 s with the
 //!   defaults, `takeover_ms` to set it (refused if not above fence + longest stop). A fencing
-//!   device would let it start at once; there is none here. A node whose component is not
+//!   device would let it start at once; there is none here. When every configured node is in
+//!   the configuration (a cold start, say), a group none of them reports is known stopped
+//!   and starts at once. A node whose component is not
 //!   primary stops everything it holds at the configuration change, and nothing starts on a
 //!   node whose ring is not operational (the old ring's last deliveries during recovery
 //!   must not start a group on a node that may land in a minority). `two_node` alone is unsafe in a 1|1
@@ -682,6 +684,9 @@ pub struct ResourcesService {
     local: BTreeMap<u16, Local>,
     /// Failed starts per group since the last cleanup (local).
     failures: BTreeMap<u16, u32>,
+    /// Groups this node refuses, said or still to be said (local: it reports them in every
+    /// sync, so a refusal whose operation a configuration change delayed still counts).
+    refusing: BTreeSet<u16>,
     /// This node is leaving: it refuses every group.
     quitting: bool,
     primary: bool,
@@ -729,6 +734,7 @@ impl ResourcesService {
             operational: false,
             local: BTreeMap::new(),
             failures: BTreeMap::new(),
+            refusing: BTreeSet::new(),
             quitting: false,
             primary: false,
             seen_all: false,
@@ -813,6 +819,7 @@ impl ResourcesService {
             .map(|(&g, _)| g)
             .collect();
         for g in targeted {
+            self.refusing.insert(g);
             self.ops.push_back(ResourceOp::Refused(g).encode());
         }
     }
@@ -887,7 +894,11 @@ impl ResourcesService {
         self.pending.remove(&g);
         // Never while the ring is not operational: a delivery of the old ring during
         // recovery must not start anything on a node that may land in a minority.
-        if self.local.contains_key(&g) || self.quitting || !self.operational {
+        if self.local.contains_key(&g)
+            || self.quitting
+            || !self.operational
+            || self.refusing.contains(&g)
+        {
             return;
         }
         self.released.remove(&g);
@@ -975,8 +986,13 @@ impl ResourcesService {
                 continue;
             };
             self.targets.insert(g, target);
+            let everyone_here = self.nodes.iter().all(|n| self.members.contains(n));
             if target != self.me {
                 self.stop(g, "move");
+            } else if !self.holders.contains_key(&g) && everyone_here {
+                // Every configured node is here and said what it holds: nobody runs it.
+                self.released.insert(g);
+                self.start(g);
             } else if !self.holders.contains_key(&g) {
                 self.pending
                     .insert(g, self.now + self.cfg.takeover() * 1_000_000);
@@ -1084,6 +1100,7 @@ impl ResourcesService {
                 ControlError::BadCommand(format!("svc resources cleanup: no group {name:?}"))
             })? as u16;
         self.failures.remove(&g);
+        self.refusing.remove(&g);
         let retrying_stop = self.local.get(&g) == Some(&Local::Blocked);
         if retrying_stop {
             let last = self.group(g).resources().len() - 1;
@@ -1192,7 +1209,10 @@ impl ResourcesService {
         self.local.remove(&g);
         match then {
             AfterStop::Release => self.ops.push_back(ResourceOp::Stopped(g).encode()),
-            AfterStop::Refuse => self.ops.push_back(ResourceOp::Refused(g).encode()),
+            AfterStop::Refuse => {
+                self.refusing.insert(g);
+                self.ops.push_back(ResourceOp::Refused(g).encode());
+            }
             AfterStop::Retry => {
                 // Still the agreed holder: start again in place (in an operational ring).
                 if self.primary && self.operational && self.targets.get(&g) == Some(&self.me) {
@@ -1242,7 +1262,11 @@ impl Service for ResourcesService {
         let mine = Holdings {
             held: self.local.keys().copied().collect(),
             refused: (0..self.cfg.resources.len() as u16)
-                .filter(|&g| self.quitting || self.refused.contains(&(g, self.me)))
+                .filter(|&g| {
+                    self.quitting
+                        || self.refusing.contains(&g)
+                        || self.refused.contains(&(g, self.me))
+                })
                 .collect(),
             blocked: self.blocked.iter().map(|(&g, &n)| (g, n)).collect(),
         };
@@ -1692,15 +1716,17 @@ mod tests {
     /// Past any takeover delay of these tests.
     const LATER: u64 = 100_000_000_000;
 
-    /// Node `me` of 1..=3 with `section`, after one sync where every member reported
+    /// Node `me` of 1..=3 (of 1..=4 configured) with `section`, after one sync where every
+    /// member reported
     /// `held` (node → groups) and nothing refused, at time 1 s.
     fn synced(
         me: NodeId,
         section: serde_json::Value,
         held: &[(NodeId, &[u16])],
     ) -> ResourcesService {
-        let cfg = ResourcesConfig::parse(&section, &[1, 2, 3]).unwrap();
-        let mut s = ResourcesService::with(me, &[1, 2, 3], cfg);
+        let cfg = ResourcesConfig::parse(&section, &[1, 2, 3, 4]).unwrap();
+        // Node 4 is configured and absent: a free group waits for the takeover delay.
+        let mut s = ResourcesService::with(me, &[1, 2, 3, 4], cfg);
         s.tick(1_000_000_000, true);
         s.sync_init(&SyncContext {
             me,
@@ -1867,6 +1893,54 @@ mod tests {
         assert!(s2
             .control(&json!({ "op": "cleanup", "name": "nope" }), &ctx)
             .is_err());
+    }
+
+    #[test]
+    fn with_every_configured_node_present_a_free_group_starts_at_once() {
+        let cfg = ResourcesConfig::parse(
+            &json!({ "resources": [{ "name": "web", "home": 2 }] }),
+            &[1, 2],
+        )
+        .unwrap();
+        let mut s = ResourcesService::with(2, &[1, 2], cfg);
+        s.tick(1_000_000_000, true);
+        s.sync_init(&SyncContext {
+            me: 2,
+            ring: RingId { rep: 1, seq: 4 },
+            members: vec![1, 2],
+            trans: vec![2],
+        });
+        for n in [1, 2] {
+            s.sync_deliver(n, &Holdings::default().encode());
+        }
+        s.sync_activate();
+        assert_eq!(
+            actions(&mut s).len(),
+            1,
+            "no takeover delay: nobody can be running it"
+        );
+        // A group this node refuses, even before the refusal is agreed, it never starts.
+        let mut s = ResourcesService::with(
+            2,
+            &[1, 2],
+            ResourcesConfig::parse(
+                &json!({ "resources": [{ "name": "web", "home": 2 }] }),
+                &[1, 2],
+            )
+            .unwrap(),
+        );
+        s.refusing.insert(0);
+        s.tick(1_000_000_000, true);
+        s.sync_init(&SyncContext {
+            me: 2,
+            ring: RingId { rep: 1, seq: 4 },
+            members: vec![1, 2],
+            trans: vec![2],
+        });
+        let mut out = Vec::new();
+        let mut ob = Outbox::new(1 << 20, &mut out);
+        s.sync_process(&mut ob);
+        assert_eq!(Holdings::decode(&out[0]).unwrap().refused, vec![0]);
     }
 
     #[test]
