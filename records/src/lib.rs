@@ -164,6 +164,22 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A full transfer of the store to this node (the store service): `start` when it
+    /// begins, `finish` when the copy is whole, `abort` when a configuration change cuts it.
+    StoreSync {
+        /// `start`, `finish` or `abort`.
+        phase: String,
+        /// How it travels: `ring` (multicast during the sync).
+        path: String,
+        /// The node it comes from.
+        provider: NodeId,
+        /// The version it brings the store to.
+        version: u64,
+        /// Bytes of keys and values received so far.
+        bytes: u64,
+        /// Keys received so far.
+        keys: u64,
+    },
     /// The store's version and digest (the store service), at every completed sync where
     /// the node serves.
     Store {

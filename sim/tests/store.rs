@@ -146,3 +146,56 @@ fn a_node_restarted_on_its_disk_comes_back_from_where_it_was() {
     assert_eq!(status(&mut sim, 2).version, 30);
     assert!(checker::check(sim.records(), None).violations.is_empty());
 }
+
+#[test]
+fn a_node_too_far_behind_for_the_log_gets_a_full_copy_on_the_ring() {
+    use ringlab_sync::{SimDisks, Storage};
+    let mut sim = Sim::new(3, 4, Config::default(), NetConfig::default());
+    let services = vec![registry::find(StoreService::NAME).unwrap()];
+    let nodes = sim.ids();
+    let disks: BTreeMap<NodeId, SimDisks> =
+        nodes.iter().map(|&id| (id, SimDisks::default())).collect();
+    let d = disks.clone();
+    let sections = BTreeMap::from([(
+        StoreService::NAME.to_string(),
+        serde_json::json!({ "log_keep": 5 }),
+    )]);
+    sim.set_app_factory(move |id| {
+        let storage = Storage::Sim(d[&id].clone());
+        ServiceApp::with_storage(id, &services, &nodes, &sections, &storage).unwrap()
+    });
+    sim.start_all();
+    sim.run_for(2_000 * MS);
+    for i in 0..10 {
+        cmd(&mut sim, 1, &["put", &format!("key=k{i}"), "value=v"]);
+        sim.run_for(5 * MS);
+    }
+    sim.run_for(1_000 * MS);
+    sim.crash(3);
+    sim.run_for(3_000 * MS);
+    for i in 10..40 {
+        cmd(&mut sim, 1, &["put", &format!("key=k{i}"), "value=w"]);
+        sim.run_for(5 * MS);
+    }
+    sim.run_for(500 * MS);
+    sim.start(3);
+    assert_eq!(status(&mut sim, 3).version, 10);
+    sim.run_for(5_000 * MS);
+    // 30 writes behind with a log of 5: copied whole, then serving at the target.
+    let s3 = status(&mut sim, 3);
+    assert_eq!((s3.version, s3.standing.as_str()), (40, "serving"));
+    assert_eq!(s3.digest, status(&mut sim, 1).digest);
+    assert_eq!(cmd(&mut sim, 3, &["get", "key=k33"])["value"], "w");
+    let phases: Vec<String> = sim
+        .records()
+        .iter()
+        .filter(|r| r.node == 3)
+        .filter_map(|r| match &r.body {
+            Body::StoreSync { phase, keys, .. } => Some(format!("{phase} {keys}")),
+            _ => None,
+        })
+        .collect();
+    assert!(phases.iter().any(|p| p.starts_with("start")), "{phases:?}");
+    assert!(phases.contains(&"finish 40".to_string()), "{phases:?}");
+    assert!(checker::check(sim.records(), None).violations.is_empty());
+}

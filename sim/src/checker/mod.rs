@@ -58,7 +58,9 @@
 //! With the store service's `store` records:
 //!
 //! 14. **store divergence**: two nodes that report the same store version report the same
-//!     digest.
+//!     digest;
+//! 15. **served early**: a node whose full transfer started (`store_sync` `start`) writes no
+//!     `store` record (it serves) before that transfer's `finish`.
 
 pub mod resources;
 
@@ -101,6 +103,8 @@ pub enum Property {
     GroupSplit,
     /// Two nodes report the same store version with different digests.
     StoreDivergence,
+    /// A node served its store before its full transfer finished.
+    StoreServedEarly,
 }
 
 /// One broken guarantee, with what shows it.
@@ -229,6 +233,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
             | Body::Sync { .. }
             | Body::Resource { .. }
             | Body::Store { .. }
+            | Body::StoreSync { .. }
             | Body::Quorum { .. } => {}
         }
     }
@@ -269,10 +274,36 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
     report
 }
 
-/// Property 14: two nodes that report the same store version report the same digest.
+/// Properties 14 and 15: two nodes that report the same store version report the same
+/// digest; a node whose full transfer started serves (a `store` record) only after its
+/// `finish`.
 fn store(order: &[&Record], v: &mut Violations) {
     let mut seen: HashMap<u64, (&str, NodeId)> = HashMap::new();
+    let mut copying: HashSet<Inc> = HashSet::new();
     for r in order {
+        if let Body::StoreSync { phase, .. } = &r.body {
+            match phase.as_str() {
+                "start" => {
+                    copying.insert((r.node, r.inc));
+                }
+                "finish" => {
+                    copying.remove(&(r.node, r.inc));
+                }
+                _ => {}
+            }
+        }
+        if let Body::Store { version, .. } = &r.body {
+            if copying.contains(&(r.node, r.inc)) {
+                v.add(
+                    Property::StoreServedEarly,
+                    format!(
+                        "node {} inc {} serves store version {version} at {} ns before its \
+                         transfer finished",
+                        r.node, r.inc, r.t_ns
+                    ),
+                );
+            }
+        }
         if let Body::Store { version, digest } = &r.body {
             match seen.get(version) {
                 Some((d, n)) if *d != digest.as_str() => v.add(
@@ -1161,5 +1192,24 @@ mod tests {
         assert!(check(&ok, None).violations.is_empty());
         let bad = vec![rec(1, 1, st(5, "aa")), rec(2, 2, st(5, "ab"))];
         assert_eq!(props(&check(&bad, None)), vec![Property::StoreDivergence]);
+        let copy = |phase: &str| Body::StoreSync {
+            phase: phase.into(),
+            path: "ring".into(),
+            provider: 2,
+            version: 5,
+            bytes: 0,
+            keys: 0,
+        };
+        let early = vec![rec(1, 1, copy("start")), rec(2, 1, st(5, "aa"))];
+        assert_eq!(
+            props(&check(&early, None)),
+            vec![Property::StoreServedEarly]
+        );
+        let fine = vec![
+            rec(1, 1, copy("start")),
+            rec(2, 1, copy("finish")),
+            rec(3, 1, st(5, "aa")),
+        ];
+        assert!(check(&fine, None).violations.is_empty());
     }
 }

@@ -163,6 +163,8 @@ pub struct StoreDb {
     log_first: u64,
     keys: u64,
     bytes: u64,
+    /// A full copy is being loaded (durable: survives a reopen).
+    loading: bool,
 }
 
 impl StoreDb {
@@ -206,6 +208,7 @@ impl StoreDb {
             log_first: 1,
             keys: 0,
             bytes: 0,
+            loading: false,
         };
         s.load()?;
         Ok(s)
@@ -229,6 +232,10 @@ impl StoreDb {
                 self.digest = StoreDigest(d);
             }
         }
+        self.loading = meta
+            .get("loading")
+            .map_err(failed("reading meta"))?
+            .is_some();
         if let Some(c) = meta.get("chain").map_err(failed("reading meta"))? {
             if let Ok(c) = <[u8; 32]>::try_from(c.value()) {
                 self.chain = c;
@@ -414,6 +421,100 @@ impl StoreDb {
         log.len().map_err(failed("reading the log"))
     }
 
+    /// Begins loading a full copy: empties the data and the log and marks a transfer in
+    /// progress, durably, in one transaction. Until [`StoreDb::finish_load`] the store is
+    /// not whole: [`StoreDb::loading`] says so, also after a crash and a reopen.
+    pub fn begin_load(&mut self) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(failed("beginning a load"))?;
+        txn.set_durability(Durability::Immediate);
+        {
+            txn.delete_table(DATA).map_err(failed("beginning a load"))?;
+            txn.delete_table(LOG).map_err(failed("beginning a load"))?;
+            txn.open_table(DATA).map_err(failed("beginning a load"))?;
+            txn.open_table(LOG).map_err(failed("beginning a load"))?;
+            let mut meta = txn.open_table(META).map_err(failed("beginning a load"))?;
+            meta.insert("loading", [1u8].as_slice())
+                .map_err(failed("beginning a load"))?;
+            for k in ["version", "keys", "bytes"] {
+                meta.insert(k, 0u64.to_be_bytes().as_slice())
+                    .map_err(failed("beginning a load"))?;
+            }
+            meta.insert("digest", [0u8; 32].as_slice())
+                .map_err(failed("beginning a load"))?;
+            meta.insert("chain", [0u8; 32].as_slice())
+                .map_err(failed("beginning a load"))?;
+        }
+        txn.commit().map_err(failed("beginning a load"))?;
+        self.version = 0;
+        self.digest = StoreDigest::default();
+        self.chain = [0; 32];
+        self.log_first = 1;
+        (self.keys, self.bytes) = (0, 0);
+        self.loading = true;
+        Ok(())
+    }
+
+    /// Adds one chunk of a full copy (pairs in key order, one transaction).
+    pub fn load_chunk(&mut self, pairs: &[Pair]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(failed("loading"))?;
+        txn.set_durability(Durability::Eventual);
+        let (mut digest, mut keys, mut bytes) = (self.digest, self.keys, self.bytes);
+        {
+            let mut data = txn.open_table(DATA).map_err(failed("loading"))?;
+            for (k, v) in pairs {
+                if let Some(old) = data
+                    .insert(k.as_slice(), v.as_slice())
+                    .map_err(failed("loading"))?
+                {
+                    let old = old.value().to_vec();
+                    digest.toggle(k, &old);
+                    keys -= 1;
+                    bytes -= (k.len() + old.len()) as u64;
+                }
+                digest.toggle(k, v);
+                keys += 1;
+                bytes += (k.len() + v.len()) as u64;
+            }
+        }
+        txn.commit().map_err(failed("loading"))?;
+        (self.digest, self.keys, self.bytes) = (digest, keys, bytes);
+        Ok(())
+    }
+
+    /// Ends a full copy: the store is at `version` with history `chain` and whole again
+    /// (the log starts after it).
+    pub fn finish_load(&mut self, version: u64, chain: [u8; 32]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(failed("finishing a load"))?;
+        txn.set_durability(Durability::Immediate);
+        {
+            let mut meta = txn.open_table(META).map_err(failed("finishing a load"))?;
+            for (k, n) in [
+                ("version", version),
+                ("keys", self.keys),
+                ("bytes", self.bytes),
+            ] {
+                meta.insert(k, n.to_be_bytes().as_slice())
+                    .map_err(failed("finishing a load"))?;
+            }
+            meta.insert("digest", self.digest.0.as_slice())
+                .map_err(failed("finishing a load"))?;
+            meta.insert("chain", chain.as_slice())
+                .map_err(failed("finishing a load"))?;
+            meta.remove("loading").map_err(failed("finishing a load"))?;
+        }
+        txn.commit().map_err(failed("finishing a load"))?;
+        self.version = version;
+        self.chain = chain;
+        self.log_first = version + 1;
+        self.loading = false;
+        Ok(())
+    }
+
+    /// Returns whether a full copy is being loaded (the store is not whole).
+    pub fn loading(&self) -> bool {
+        self.loading
+    }
+
     /// Returns every (key, value) pair from `from` on, in key order, at most `max` (a test
     /// and debugging view; transfers read snapshots).
     pub fn scan(&self, from: &[u8], max: usize) -> Result<Vec<Pair>, StoreError> {
@@ -496,6 +597,39 @@ mod tests {
         drop(s);
         disk.wipe();
         assert_eq!(StoreDb::on_disk(&disk, 10).unwrap().version(), 0);
+    }
+
+    #[test]
+    fn a_full_copy_replaces_the_store_and_a_crash_midway_leaves_it_marked_not_whole() {
+        let mut a = StoreDb::in_memory(10).unwrap();
+        for (i, (k, v)) in [("a", "1"), ("b", "2"), ("c", "3")].iter().enumerate() {
+            a.apply(i as u64 + 1, &put(k, v)).unwrap();
+        }
+        let disk = MemDisk::default();
+        {
+            let mut b = StoreDb::on_disk(&disk, 10).unwrap();
+            b.apply(1, &put("z", "9")).unwrap();
+            b.begin_load().unwrap();
+            b.load_chunk(&a.scan(b"", 2).unwrap()).unwrap();
+            // Crash here.
+        }
+        let mut b = StoreDb::on_disk(&disk, 10).unwrap();
+        assert!(b.loading(), "a half copy is never taken for a whole store");
+        b.begin_load().unwrap();
+        b.load_chunk(&a.scan(b"", 2).unwrap()).unwrap();
+        b.load_chunk(&a.scan(b"c", 2).unwrap()).unwrap();
+        b.finish_load(a.version(), a.chain()).unwrap();
+        assert!(!b.loading());
+        assert_eq!(
+            (b.version(), b.digest(), b.chain()),
+            (3, a.digest(), a.chain())
+        );
+        assert_eq!(b.get(b"z").unwrap(), None);
+        // It goes on from there, and reopens whole.
+        b.apply(4, &put("d", "4")).unwrap();
+        drop(b);
+        let b = StoreDb::on_disk(&disk, 10).unwrap();
+        assert_eq!((b.version(), b.loading(), b.log_first()), (4, false, 4));
     }
 
     #[test]

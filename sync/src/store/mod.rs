@@ -14,18 +14,19 @@
 //! - the `store` service ([`service::StoreService`]): writes through the ring, applied only
 //!   where every member applies alike (see its docs: extended virtual synchrony gives that
 //!   for safe deliveries of a regular primary configuration, and for a primary's tail in
-//!   the next configuration when that one is primary too), and the sync's recent path;
+//!   the next configuration when that one is primary too), the sync's recent path, and the
+//!   full transfer's ring path (a whole copy multicast during the sync, durable load
+//!   marker);
 //! - the chunk protocol's message ([`chunk_msg::ChunkMsg`]): the seed's ops, flags and
 //!   fields and the pull design's ops, with its versioned, bounded codec and the CRC32C of
 //!   a chunk (the data and its codec, not yet the protocol that sends it). crc32c 0.6.9
 //!   declares no MSRV (edition 2018) and builds with 1.88.
 //!
-//! Not built yet (issue 12 stays open): the full transfer, i.e. the chunk protocol's state
-//! machines (push and pull designs, unicast and ring paths), its transport, the
-//! `store_sync` records and the properties that need it (every live node at one version
-//! at the end); a member the log cannot bring back stays *behind* meanwhile. The
-//! simulator's `--store-keys`/`--store-bytes` and `ringlab run` store experiments are not
-//! built either.
+//! Not built yet (issue 12 stays open): the chunk protocol's state machines (the push and
+//! pull designs, unicast, with resume from `last_key`, one provider while the ring goes on
+//! serving writes), their transport (acknowledgements, retransmission, pacing), the
+//! chunk records, the simulator's `--store-keys`/`--store-bytes` and the `ringlab run`
+//! store experiments and figures.
 
 pub mod chunk_msg;
 pub mod db;

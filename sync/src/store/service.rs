@@ -1,7 +1,9 @@
 //! The `store` service: writes to the store are its operations, multicast on the ring and
 //! applied in agreed order, each bumping the store's version by one; after every regular
-//! configuration its sync brings members that are behind up to the most advanced one by the
-//! recent path (Ceph's: the missing writes from the log, multicast on the ring).
+//! configuration its sync brings members that are behind up to the most advanced one: by the
+//! recent path (Ceph's: the missing writes from the log, multicast on the ring), or, for a
+//! member the log cannot bring back, by a full copy multicast on the ring during the sync
+//! (the full transfer's ring path).
 //!
 //! # Which writes apply
 //! A write applies only where every node that applies it applies the same sequence before
@@ -27,14 +29,22 @@
 //! (the most advanced member, the lowest id among equals) multicasts the plan (the target
 //! version and chain, and the members it cannot bring back from its log: too far behind,
 //! or diverged) and then every write of its log after the least advanced member it can
-//! serve; each member applies those after its own version, checking the chain. At the end
-//! a member at the target serves; one listed in the plan is *behind*: it neither applies
-//! writes nor serves reads until a full transfer brings it back. **The full transfer (the
-//! chunk protocol) is not built yet**: a behind member stays behind (`svc store status`
-//! says so).
+//! serve; each member applies those after its own version, checking the chain. For the
+//! members listed in the plan (too far behind, or diverged) the provider then multicasts
+//! its whole store at the target in chunks (`snapshot`, key order, about 48 KiB each); such a
+//! member empties its store and marks a load in progress durably before the first chunk,
+//! and sets the target version and chain with the last ([`StoreDb::begin_load`],
+//! [`StoreDb::finish_load`]): a crash between leaves a store marked loading, which reports a
+//! chain no history has and so is copied again, never served as whole. At the end a member
+//! at the target serves; otherwise it is *behind* and neither applies writes nor serves
+//! reads. **The chunk protocol's unicast designs (push and pull, with resume) are not
+//! built yet**: the ring path blocks the whole ring's sync for the length of the copy,
+//! fine for the simulator's stores, not for gigabytes.
 //!
 //! # Records
-//! `{"ev":"store","version":V,"digest":"..."}` at every completed sync where the node serves.
+//! `{"ev":"store","version":V,"digest":"..."}` at every completed sync where the node
+//! serves; `{"ev":"store_sync","phase":"start"|"finish"|"abort","path":"ring","provider":N,
+//! "version":V,"bytes":B,"keys":K}` on the member a full copy goes to.
 
 use super::db::{StoreDb, StoreError};
 use super::write::{Write, MAX_KEY, MAX_VALUE};
@@ -66,6 +76,16 @@ const MAX_MEMBERS: usize = 1024;
 
 /// Log entries read at once by the provider.
 const LOG_BATCH: usize = 64;
+
+/// The most pairs one snapshot chunk carries.
+const SNAPSHOT_PAIRS: usize = 1024;
+
+/// About how many bytes one snapshot chunk carries (a lone larger pair travels alone).
+const SNAPSHOT_BYTES: usize = 48 * 1024;
+
+/// The chain a loading store reports: it matches no history, so the provider sends it a
+/// full copy.
+const LOADING_CHAIN: [u8; 32] = [0xff; 32];
 
 /// The service's configuration (`[service_config.store]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +128,14 @@ pub enum StoreSync {
         /// Members the log cannot bring back (too far behind, or diverged).
         far: Vec<NodeId>,
     },
+    /// One chunk of the provider's store at the target, for the members its log cannot
+    /// bring back (the full transfer's ring path): pairs in key order.
+    Snapshot {
+        /// The pairs.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The last chunk.
+        last: bool,
+    },
     /// One write of the provider's log.
     Entry {
         /// Its version.
@@ -136,6 +164,15 @@ impl StoreSync {
                 b.extend_from_slice(&(far.len() as u16).to_be_bytes());
                 for n in far {
                     b.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            Self::Snapshot { pairs, last } => {
+                b.push(4);
+                b.push(u8::from(*last));
+                b.extend_from_slice(&(pairs.len() as u16).to_be_bytes());
+                for (k, v) in pairs {
+                    put_blob(&mut b, k);
+                    put_blob(&mut b, v);
                 }
             }
             Self::Entry {
@@ -190,6 +227,21 @@ impl StoreSync {
                     chain,
                     write: Write::decode(w)?,
                 }
+            }
+            4 => {
+                let last = match r.u8("snapshot last")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid("snapshot last")),
+                };
+                let n = r.count("snapshot count", SNAPSHOT_PAIRS)?;
+                let mut pairs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let k = r.blob("snapshot key", MAX_KEY)?.to_vec();
+                    let v = r.blob("snapshot value", MAX_VALUE)?.to_vec();
+                    pairs.push((k, v));
+                }
+                Self::Snapshot { pairs, last }
             }
             _ => return Err(DecodeError::Invalid("store sync kind")),
         };
@@ -302,12 +354,19 @@ pub struct StoreService {
     plan: Option<(u64, [u8; 32], Vec<NodeId>)>,
     plan_sent: bool,
     next_entry: u64,
+    /// The provider's snapshot cursor: the next key to send (none: not started or done).
+    snap_next: Option<Vec<u8>>,
+    snap_done: bool,
     diverged: bool,
     records: VecDeque<Body>,
     malformed: u64,
     not_applied: u64,
     /// A database failure: the node stops applying (logged once).
     failed: Option<String>,
+    /// This sync is loading a full copy here; it loaded one.
+    loading_now: bool,
+    loaded: bool,
+    copy_from: Option<NodeId>,
     /// Writes delivered in a transitional configuration after a primary one, waiting for
     /// the next regular configuration.
     transitional: Vec<Write>,
@@ -332,11 +391,16 @@ impl StoreService {
             plan: None,
             plan_sent: false,
             next_entry: 0,
+            snap_next: None,
+            snap_done: false,
             diverged: false,
             records: VecDeque::new(),
             malformed: 0,
             not_applied: 0,
             failed: None,
+            loading_now: false,
+            loaded: false,
+            copy_from: None,
             transitional: Vec::new(),
         }
     }
@@ -433,9 +497,14 @@ impl Service for StoreService {
 
     fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress {
         if !self.sent_have {
+            let chain = if self.db.loading() {
+                LOADING_CHAIN
+            } else {
+                self.db.chain()
+            };
             let have = StoreSync::Have {
                 version: self.db.version(),
-                chain: self.db.chain(),
+                chain,
             };
             if !out.push(have.encode()) {
                 return Progress::NotDone;
@@ -453,12 +522,44 @@ impl Service for StoreService {
         }
         if !self.plan_sent {
             let (far, from) = self.plan_for(target, chain);
+            self.snap_done = far.is_empty();
             let plan = StoreSync::Plan { target, chain, far };
             if !out.push(plan.encode()) {
                 return Progress::NotDone;
             }
             self.plan_sent = true;
             self.next_entry = from.map_or(target + 1, |f| f + 1);
+        }
+        // The full copy for the members the log cannot bring back (the ring path).
+        while !self.snap_done {
+            let from = self.snap_next.clone().unwrap_or_default();
+            let batch = match self.db.scan(&from, SNAPSHOT_PAIRS) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.fail(e);
+                    return Progress::Done;
+                }
+            };
+            let mut pairs = Vec::new();
+            let mut size = 0;
+            for (k, v) in batch.iter() {
+                if !pairs.is_empty() && size + k.len() + v.len() > SNAPSHOT_BYTES {
+                    break;
+                }
+                size += k.len() + v.len() + 8;
+                pairs.push((k.clone(), v.clone()));
+            }
+            let last = pairs.len() == batch.len() && batch.len() < SNAPSHOT_PAIRS;
+            let next = pairs.last().map(|(k, _)| {
+                let mut n = k.clone();
+                n.push(0);
+                n
+            });
+            if !out.push(StoreSync::Snapshot { pairs, last }.encode()) {
+                return Progress::NotDone;
+            }
+            self.snap_next = next;
+            self.snap_done = last;
         }
         while self.next_entry <= target {
             let batch = match self.db.log_after(self.next_entry - 1, LOG_BATCH) {
@@ -496,6 +597,48 @@ impl Service for StoreService {
             Ok(StoreSync::Plan { target, chain, far }) => {
                 self.plan = Some((target, chain, far));
             }
+            Ok(StoreSync::Snapshot { pairs, last }) => {
+                let Some((target, chain, far)) = self.plan.clone() else {
+                    return None;
+                };
+                if far.contains(&self.me) && self.failed.is_none() {
+                    let started = !self.loading_now;
+                    let loaded = (|| {
+                        if !self.loading_now {
+                            self.db.begin_load()?;
+                            self.loading_now = true;
+                        }
+                        self.db.load_chunk(&pairs)?;
+                        if last {
+                            self.db.finish_load(target, chain)?;
+                            self.loading_now = false;
+                            self.loaded = true;
+                        }
+                        Ok::<(), StoreError>(())
+                    })();
+                    if let Err(e) = loaded {
+                        self.fail(e);
+                    }
+                    let (keys, bytes) = self.db.size();
+                    let mut record = |phase: &str| {
+                        self.records.push_back(Body::StoreSync {
+                            phase: phase.into(),
+                            path: "ring".into(),
+                            provider: sender,
+                            version: target,
+                            bytes,
+                            keys,
+                        })
+                    };
+                    if started {
+                        record("start");
+                    }
+                    if last {
+                        record("finish");
+                    }
+                    self.copy_from = Some(sender);
+                }
+            }
             Ok(StoreSync::Entry {
                 version,
                 chain,
@@ -522,8 +665,10 @@ impl Service for StoreService {
             Some(p) => p,
             None => (self.db.version(), self.db.chain(), vec![]),
         };
-        let at_target = self.db.version() == target && self.db.chain() == chain;
-        self.standing = if far.contains(&self.me) || self.diverged || !at_target {
+        let at_target =
+            self.db.version() == target && self.db.chain() == chain && !self.db.loading();
+        let copied = far.contains(&self.me) && self.loaded;
+        self.standing = if (far.contains(&self.me) && !copied) || self.diverged || !at_target {
             Standing::Behind(target)
         } else {
             Standing::Serving
@@ -538,12 +683,28 @@ impl Service for StoreService {
     }
 
     fn sync_abort(&mut self) {
+        if self.loading_now {
+            let (keys, bytes) = self.db.size();
+            self.records.push_back(Body::StoreSync {
+                phase: "abort".into(),
+                path: "ring".into(),
+                provider: self.copy_from.unwrap_or(0),
+                version: self.plan.as_ref().map_or(0, |p| p.0),
+                bytes,
+                keys,
+            });
+        }
+        self.copy_from = None;
         self.sent_have = false;
         self.haves.clear();
         self.plan = None;
         self.plan_sent = false;
         self.next_entry = 0;
+        self.snap_next = None;
+        self.snap_done = false;
         self.diverged = false;
+        self.loading_now = false;
+        self.loaded = false;
     }
 
     fn deliver_op(&mut self, _: NodeId, _: &[u8]) {
