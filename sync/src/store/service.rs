@@ -598,9 +598,7 @@ impl Service for StoreService {
                 self.plan = Some((target, chain, far));
             }
             Ok(StoreSync::Snapshot { pairs, last }) => {
-                let Some((target, chain, far)) = self.plan.clone() else {
-                    return None;
-                };
+                let (target, chain, far) = self.plan.clone()?;
                 if far.contains(&self.me) && self.failed.is_none() {
                     let started = !self.loading_now;
                     let loaded = (|| {
