@@ -84,6 +84,23 @@ fn ms(d: u64) -> f64 {
     d as f64 / MS
 }
 
+/// Returns a fault's detection: how long (ms) after `t0` the first node left OPERATIONAL,
+/// within `(t0, t1]` (`recs` in time order).
+pub(crate) fn detection_ms(recs: &[&Record], t0: u64, t1: u64) -> Option<f64> {
+    recs.iter()
+        .filter(|r| r.t_ns > t0 && r.t_ns <= t1)
+        .find(|r| {
+            matches!(
+                r.body,
+                Body::State {
+                    from: MembState::Operational,
+                    ..
+                }
+            )
+        })
+        .map(|r| ms(r.t_ns - t0))
+}
+
 /// Computes a repetition's summary from its records.
 pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
     let mut recs: Vec<&Record> = records.iter().collect();
@@ -169,19 +186,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         let t1 = faults.get(i + 1).map(|n| n.t).unwrap_or(end).max(t0);
         let running = reach.running(all);
         let in_iv = |r: &&&Record| r.t_ns > t0 && r.t_ns <= t1;
-        let detection = recs
-            .iter()
-            .filter(in_iv)
-            .find(|r| {
-                matches!(
-                    r.body,
-                    Body::State {
-                        from: MembState::Operational,
-                        ..
-                    }
-                )
-            })
-            .map(|r| ms(r.t_ns - t0));
+        let detection = detection_ms(&recs, t0, t1);
         // Each running node's last regular configuration of the interval.
         let mut last_cfg: BTreeMap<NodeId, (u64, RingId, Vec<NodeId>)> = BTreeMap::new();
         let mut last_sync: BTreeMap<NodeId, u64> = BTreeMap::new();

@@ -20,7 +20,7 @@
 //! hazard (policy `heartbeat2000`) after a split and, on the heal, for good.
 
 use ringlab_records::{Body, Record};
-use ringlab_ring::event::{ConfigKind, MembState};
+use ringlab_ring::event::ConfigKind;
 use ringlab_ring::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -79,19 +79,7 @@ pub fn failovers(records: &[Record], faults: &[(u64, String)], end: u64) -> Vec<
     for (i, (t0, action)) in faults.iter().enumerate() {
         let t0 = *t0;
         let t1 = faults.get(i + 1).map_or(end, |f| f.0).max(t0);
-        let detection = recs
-            .iter()
-            .filter(|r| r.t_ns > t0 && r.t_ns <= t1)
-            .find(|r| {
-                matches!(
-                    r.body,
-                    Body::State {
-                        from: MembState::Operational,
-                        ..
-                    }
-                )
-            })
-            .map(|r| ms(r.t_ns - t0));
+        let detection = crate::analysis::detection_ms(&recs, t0, t1);
         for &g in &groups {
             let from: Vec<NodeId> = holders_at(&recs, g, t0).into_iter().collect();
             let mut f = Failover {
@@ -221,7 +209,7 @@ fn double_ns(recs: &[&Record], g: &str, t0: u64, t1: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringlab_ring::event::Reason;
+    use ringlab_ring::event::{MembState, Reason};
     use ringlab_ring::RingId;
 
     fn rec(t_ms: u64, node: NodeId, body: Body) -> Record {

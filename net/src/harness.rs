@@ -515,6 +515,26 @@ impl Drop for Cluster {
     }
 }
 
+/// Returns whether process `pid` is gone (or a zombie nobody reaped yet: it runs nothing),
+/// waiting up to 2 s for it: what tests of killed children check.
+pub fn process_gone(pid: i32) -> bool {
+    for _ in 0..200 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s) => {
+                let state = s
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next());
+                if state == Some("Z") {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

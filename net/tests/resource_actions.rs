@@ -245,25 +245,31 @@ fn default_file_actions_place_every_group_in_its_holders_state_dir_only() {
     let _ = std::fs::remove_dir_all(&c.dir);
 }
 
-#[test]
-fn a_start_command_failing_on_one_node_moves_the_group_elsewhere() {
-    let section = format!(
-        "{FAST}[[resources]]\nname = \"web\"\nhome = 2\nstart = 'test \"$RINGLAB_NODE\" != 2'\n"
-    );
-    let mut c = Cluster::start("fails", 3, 47_620, &section);
-    let r = c.wait_for("web started on a node other than 2", |r| {
+/// Waits until `web` runs on a node other than `from`, and checks that its starts failed on
+/// `from` only, each with `error`.
+fn web_moved_off(c: &Cluster, from: NodeId, error: &str) {
+    let r = c.wait_for(&format!("web started on a node other than {from}"), |r| {
         let h = holders(r, "web");
-        h.len() == 1 && h[0] != 2
+        h.len() == 1 && h[0] != from
     });
     let failed: Vec<_> = resource_records(&r)
         .into_iter()
         .filter(|(_, a, g, _)| a == "start_failed" && g == "web")
         .collect();
     assert!(!failed.is_empty(), "{:#?}", resource_records(&r));
-    for (node, _, _, error) in &failed {
-        assert_eq!(*node, 2);
-        assert_eq!(error.as_deref(), Some("exit status 1"));
+    for (node, _, _, e) in &failed {
+        assert_eq!(*node, from);
+        assert_eq!(e.as_deref(), Some(error));
     }
+}
+
+#[test]
+fn a_start_command_failing_on_one_node_moves_the_group_elsewhere() {
+    let section = format!(
+        "{FAST}[[resources]]\nname = \"web\"\nhome = 2\nstart = 'test \"$RINGLAB_NODE\" != 2'\n"
+    );
+    let mut c = Cluster::start("fails", 3, 47_620, &section);
+    web_moved_off(&c, 2, "exit status 1");
     let stats = control::call::<control::StatsReply>(&c.sock(2), &Request::Stats).unwrap();
     assert!(stats.actions.failed >= 1, "{:?}", stats.actions);
     let r = c.quit();
@@ -279,19 +285,7 @@ fn a_start_command_past_its_timeout_is_killed_with_its_process_group() {
          start = 'if [ \"$RINGLAB_NODE\" = 1 ]; then sleep 60 & echo $! > \"$RINGLAB_STATE_DIR/sleep.pid\"; wait; fi'\n"
     );
     let mut c = Cluster::start("timeout", 3, 47_630, &section);
-    let r = c.wait_for("web started on a node other than 1", |r| {
-        let h = holders(r, "web");
-        h.len() == 1 && h[0] != 1
-    });
-    let failed: Vec<_> = resource_records(&r)
-        .into_iter()
-        .filter(|(_, a, g, _)| a == "start_failed" && g == "web")
-        .collect();
-    assert!(!failed.is_empty(), "{:#?}", resource_records(&r));
-    for (node, _, _, error) in &failed {
-        assert_eq!(*node, 1);
-        assert_eq!(error.as_deref(), Some("timed out after 300 ms"));
-    }
+    web_moved_off(&c, 1, "timed out after 300 ms");
     let stats = control::call::<control::StatsReply>(&c.sock(1), &Request::Stats).unwrap();
     assert!(stats.actions.timed_out >= 1, "{:?}", stats.actions);
     let pid: i32 = std::fs::read_to_string(state_dir(&c.dir, 1).join("sleep.pid"))
@@ -299,27 +293,11 @@ fn a_start_command_past_its_timeout_is_killed_with_its_process_group() {
         .trim()
         .parse()
         .unwrap();
-    assert!(gone(pid), "the command's grandchild {pid} still runs");
+    assert!(
+        ringlab_net::harness::process_gone(pid),
+        "the command's grandchild {pid} still runs"
+    );
     let r = c.quit();
     assert_clean(&r);
     let _ = std::fs::remove_dir_all(&c.dir);
-}
-
-/// Whether process `pid` is gone (or a zombie nobody reaped yet: it runs nothing).
-fn gone(pid: i32) -> bool {
-    for _ in 0..200 {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(s) => {
-                let state = s
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().next());
-                if state == Some("Z") {
-                    return true;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
 }

@@ -440,7 +440,7 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        assert!(gone(pid), "sleep {pid} still runs");
+        assert!(crate::harness::process_gone(pid), "sleep {pid} still runs");
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -458,27 +458,8 @@ mod tests {
         assert_eq!(x.kill_all(), MAX_CHILDREN);
         assert!(x.is_idle());
         for p in pids {
-            assert!(gone(p), "{p} still runs");
+            assert!(crate::harness::process_gone(p), "{p} still runs");
         }
         std::fs::remove_dir_all(d).unwrap();
-    }
-
-    /// Whether process `pid` is gone (or a zombie nobody reaped yet: it runs nothing).
-    fn gone(pid: i32) -> bool {
-        for _ in 0..200 {
-            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Err(_) => return true,
-                Ok(s) => {
-                    let state = s
-                        .rsplit_once(')')
-                        .and_then(|(_, r)| r.split_whitespace().next());
-                    if state == Some("Z") {
-                        return true;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
     }
 }
