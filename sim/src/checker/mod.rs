@@ -1004,6 +1004,31 @@ mod tests {
         assert!(check(&home, None).violations.is_empty());
     }
 
+    /// Ring 1.4 of nodes 1, 2 and 3, primary with a settle bound of 1 ms, its sync done
+    /// everywhere at 10 ns (the checker orders records by time).
+    fn settled_ring() -> Vec<Record> {
+        let mut rs = vec![];
+        for n in [1, 2, 3] {
+            let mut b = quorum(true, vec![1, 2, 3]);
+            if let Body::Quorum { settle_ms, .. } = &mut b {
+                *settle_ms = Some(1);
+            }
+            rs.push(rec(1, n, b));
+            rs.push(rec(
+                10,
+                n,
+                Body::Sync {
+                    phase: "done".into(),
+                    ring: RingId { rep: 1, seq: 4 },
+                    service: None,
+                    bytes: 0,
+                    detail: None,
+                },
+            ));
+        }
+        rs
+    }
+
     /// A record that changes nothing, to make a history last.
     fn later() -> Body {
         Body::Fault {
@@ -1053,25 +1078,7 @@ mod tests {
         // Settling: ring 1.4 of 1, 2, 3 synchronised at 10 with a settle bound of 1 ms,
         // lasting to 5 ms; nobody holds web at 1_000_010: not served.
         let settle = |held: bool| {
-            let mut rs = vec![];
-            for n in [1, 2, 3] {
-                let mut b = quorum(true, vec![1, 2, 3]);
-                if let Body::Quorum { settle_ms, .. } = &mut b {
-                    *settle_ms = Some(1);
-                }
-                rs.push(rec(1, n, b));
-                rs.push(rec(
-                    10,
-                    n,
-                    Body::Sync {
-                        phase: "done".into(),
-                        ring: RingId { rep: 1, seq: 4 },
-                        service: None,
-                        bytes: 0,
-                        detail: None,
-                    },
-                ));
-            }
+            let mut rs = settled_ring();
             if held {
                 rs.push(rec(20, 2, part("starting", "web")));
             }
@@ -1126,25 +1133,9 @@ mod tests {
         // Every member's start of web failed: excused; a cleanup on one of them, a settle
         // bound before the judged instant, ends the excuse.
         let settle = |cleanup_at: Option<u64>| {
-            let mut rs = vec![];
+            let mut rs = settled_ring();
             for n in [1, 2, 3] {
-                let mut b = quorum(true, vec![1, 2, 3]);
-                if let Body::Quorum { settle_ms, .. } = &mut b {
-                    *settle_ms = Some(1);
-                }
-                rs.push(rec(1, n, b));
                 rs.push(rec(5, n, res("start_failed", None)));
-                rs.push(rec(
-                    10,
-                    n,
-                    Body::Sync {
-                        phase: "done".into(),
-                        ring: RingId { rep: 1, seq: 4 },
-                        service: None,
-                        bytes: 0,
-                        detail: None,
-                    },
-                ));
             }
             if let Some(t) = cleanup_at {
                 rs.push(rec(t, 2, res("cleanup", None)));
