@@ -264,6 +264,13 @@ struct SimArgs {
     /// checkpoint service: sections of about N/128 bytes).
     #[arg(long, default_value_t = 65_536)]
     state_bytes: usize,
+    /// With --services store: keys written through the ring once it forms, before the
+    /// faults (so that a full copy moves a store of that size).
+    #[arg(long, default_value_t = 0)]
+    store_keys: u64,
+    /// With --store-keys: bytes of each value.
+    #[arg(long, default_value_t = 1024)]
+    store_bytes: usize,
     /// With --services: each service's own configuration, a TOML file of one table per
     /// service (`[resources]` with `policy`, `auto_failback`, `resources = [{ name = "web",
     /// home = 2 }]`, ...); a service without a table gets its defaults.
@@ -751,6 +758,8 @@ fn sim(a: SimArgs) -> Result<i32> {
         service_config,
         action_ms: a.action_ms,
         start_fail_rate: a.start_fail_rate,
+        store_keys: a.store_keys,
+        store_bytes: a.store_bytes,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let reports: Vec<RunReport> = seeds

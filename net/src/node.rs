@@ -139,9 +139,51 @@ impl Node {
         // service or key_file costs
         // no incarnation and leaves no socket behind.
         let services = ringlab_sync::registry::resolve(&cfg.services)?;
+        if let Some(d) = cfg
+            .service_sections()
+            .get("store")
+            .and_then(|s| s.get("datagram_bytes"))
+            .and_then(|d| d.as_u64())
+        {
+            if d > cfg.totem.netmtu as u64 {
+                return Err(StartError::ServiceConfig(
+                    ringlab_sync::ServiceConfigError {
+                        service: "store",
+                        reason: format!(
+                            "datagram_bytes {d} is above netmtu {} (the node reads no larger \
+                         datagram)",
+                            cfg.totem.netmtu
+                        ),
+                    },
+                ));
+            }
+        }
+        if cfg.key_file.is_some() && services.iter().any(|e| e.name == "store") {
+            // The chunk protocol's datagrams do not go through the ring's authenticator.
+            let path = cfg
+                .service_sections()
+                .get("store")
+                .and_then(|s| s.get("path").cloned());
+            if path != Some(serde_json::Value::String("ring".into())) {
+                return Err(StartError::ServiceConfig(
+                    ringlab_sync::ServiceConfigError {
+                        service: "store",
+                        reason: "with key_file set, the store's full copies must travel on the \
+                             authenticated ring: set path = \"ring\" in [service_config.store] \
+                             (the unicast chunk protocol is not authenticated yet)"
+                            .into(),
+                    },
+                ));
+            }
+        }
         let app = if services.is_empty() {
             None
         } else {
+            // A service may keep files there (the store's database).
+            crate::stable::create_private_dir(&cfg.state_dir).map_err(io(format!(
+                "creating state_dir {}",
+                cfg.state_dir.display()
+            )))?;
             let nodes: Vec<NodeId> = cfg.nodes.iter().map(|p| p.id).collect();
             Some(ServiceApp::with_storage(
                 cfg.node_id,
@@ -424,6 +466,17 @@ impl Node {
             tracing::debug!(%from, "datagram from an address not in the node list");
             return Err(Dropped::Foreign);
         };
+        // A service's own datagram (the store's chunk transfers), never with a key (see
+        // `start`).
+        if ringlab_sync::app::is_service_datagram(data) && self.auth.is_none() {
+            let now = monotonic_ns();
+            let mut bodies = Vec::new();
+            if let Some(app) = self.app.as_mut() {
+                app.handle_datagram(now, by_addr, data, &mut bodies);
+            }
+            self.record_app(now, bodies);
+            return Ok(());
+        }
         // Not worth authenticating: the ring would refuse it anyway.
         let limit = self.cfg.totem.netmtu + if self.auth.is_some() { TRAILER_LEN } else { 0 };
         if data.len() > limit {
@@ -494,6 +547,11 @@ impl Node {
         self.take_actions(now);
         while let Some(t) = self.ring.poll_transmit() {
             self.send(t.dest, &t.payload);
+        }
+        while let Some((to, d)) = self.app.as_mut().and_then(|a| a.poll_datagram(now)) {
+            if let Some(a) = self.addr_of.get(&to) {
+                sockets::send(&self.sockets.unicast, &d, *a, &mut self.drops);
+            }
         }
         let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
         if self.ring.state() == MembState::Left && self.exit.is_none() {

@@ -165,12 +165,28 @@ pub enum Body {
         error: Option<String>,
     },
     /// A full transfer of the store to this node (the store service): `start` when it
-    /// begins, `finish` when the copy is whole, `abort` when a configuration change cuts it.
+    /// begins, `chunk` for a chunk applied (sampled), `resume` when it goes on from its last
+    /// key at another provider, `finish` when the copy is whole and caught up, `abort` when
+    /// it is given up (it starts again from nothing).
     StoreSync {
-        /// `start`, `finish` or `abort`.
+        /// `start`, `chunk`, `resume`, `finish` or `abort`.
         phase: String,
-        /// How it travels: `ring` (multicast during the sync).
+        /// How it travels: `unicast` (the chunk protocol, point to point) or `ring`
+        /// (multicast during the sync).
         path: String,
+        /// The chunk protocol's design, `push` or `pull` (the unicast path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        design: Option<String>,
+        /// The last key received so far (lossy UTF-8), where a resume goes on from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_key: Option<String>,
+        /// Chunks received so far (the unicast path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chunks: Option<u64>,
+        /// Bytes received again: chunks or parts of chunks that had arrived before
+        /// (a CRC failure, a restart), so far (the unicast path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resent_bytes: Option<u64>,
         /// The node it comes from.
         provider: NodeId,
         /// The version it brings the store to.

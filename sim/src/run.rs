@@ -125,6 +125,42 @@ pub struct RunConfig {
     pub action_ms: u64,
     /// The share of start actions that fail (exit status 1; `--start-fail-rate`).
     pub start_fail_rate: f64,
+    /// With the store service: keys written through the ring once the ring forms, before
+    /// the faults begin (`--store-keys`; 0: none), so that a full copy moves a store of a
+    /// size.
+    pub store_keys: u64,
+    /// Bytes of each of those keys' values (`--store-bytes`).
+    pub store_bytes: usize,
+}
+
+/// Writes `store_keys` keys through node 1 once the ring has formed, and runs until every
+/// node applied them (or 60 s of simulated time); returns the writes sent.
+fn fill_store(sim: &mut Sim, cfg: &RunConfig) -> u64 {
+    let first = sim.ids()[0];
+    let all = sim.ids();
+    sim.run_until_cond(sim.now() + 10_000 * MS, |s| {
+        all.iter()
+            .all(|&id| s.state(id) == Some(ringlab_ring::MembState::Operational))
+    });
+    sim.run_for(500 * MS); // the first sync
+    let request =
+        serde_json::json!({"op": "fill", "keys": cfg.store_keys, "size": cfg.store_bytes});
+    if let Some(app) = sim.app_mut(first) {
+        if let Err(e) = app.control("store", &request, u64::MAX) {
+            tracing::warn!(error = %e, "the store's fill was refused");
+            return 0;
+        }
+    }
+    sim.pump(first);
+    let want = cfg.store_keys;
+    sim.run_until_cond(sim.now() + 60_000 * MS, |s| {
+        all.iter().all(|&id| {
+            s.app(id)
+                .and_then(|a| a.service("store"))
+                .is_some_and(|st| st.state_token() >= want)
+        })
+    });
+    cfg.store_keys
 }
 
 impl Default for RunConfig {
@@ -144,6 +180,8 @@ impl Default for RunConfig {
             service_config: BTreeMap::new(),
             action_ms: 0,
             start_fail_rate: 0.0,
+            store_keys: 0,
+            store_bytes: 1024,
         }
     }
 }
@@ -255,6 +293,9 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         sim.start(id);
     }
     let mut sent = 0u64;
+    if cfg.store_keys > 0 && cfg.services.iter().any(|e| e.name == "store") {
+        sent += fill_store(&mut sim, cfg);
+    }
     let mut faults = 0u64;
     let mut next_fault = sim.now() + sim.rng().gen_range(300..2000) * MS;
     let mut resume_at: Vec<(u64, NodeId)> = Vec::new();

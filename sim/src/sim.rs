@@ -708,19 +708,10 @@ impl Sim {
                     self.push(self.now + 1_000_000, item);
                     return;
                 }
-                let mut bodies = Vec::new();
-                if let Some(app) = n.app.as_mut() {
-                    app.action_done(self.now, service, id, result, &mut bodies);
-                }
-                for body in bodies {
-                    self.records.push(Record {
-                        t_ns: self.now,
-                        node: n.id,
-                        inc: n.inc,
-                        body,
-                    });
-                }
-                self.after_input(node);
+                let now = self.now;
+                self.app_input(node, |app, bodies| {
+                    app.action_done(now, service, id, result, bodies);
+                });
             }
         }
     }
@@ -763,6 +754,17 @@ impl Sim {
     /// cluster has a key, then to its ring; then drains its outputs. What the hostile node
     /// injected is tallied in its stats: refused by the envelope, or taken.
     fn receive(&mut self, i: usize, from: NodeId, data: Bytes, hostile: bool) {
+        if ringlab_sync::app::is_service_datagram(&data) {
+            // A service's own datagram (the store's chunk transfers): not the ring's, and
+            // not authenticated (see the store's docs).
+            if self.nodes[i].ring.is_some() {
+                let now = self.now;
+                self.app_input(i, |app, bodies| {
+                    app.handle_datagram(now, from, &data, bodies);
+                });
+            }
+            return;
+        }
         let n = &mut self.nodes[i];
         let Some(r) = n.ring.as_mut() else { return };
         let tally = self
@@ -794,6 +796,25 @@ impl Sim {
         }
         n.drops
             .count_outcome(r.handle_packet(self.now, Some(from), data));
+        self.after_input(i);
+    }
+
+    /// Hands node `i`'s application an input (`give`), records what it returned at the
+    /// current time, then drains the node's outputs.
+    fn app_input(&mut self, i: usize, give: impl FnOnce(&mut ServiceApp, &mut Vec<Body>)) {
+        let n = &mut self.nodes[i];
+        let mut bodies = Vec::new();
+        if let Some(app) = n.app.as_mut() {
+            give(app, &mut bodies);
+        }
+        for body in bodies {
+            self.records.push(Record {
+                t_ns: self.now,
+                node: n.id,
+                inc: n.inc,
+                body,
+            });
+        }
         self.after_input(i);
     }
 
@@ -869,6 +890,7 @@ impl Sim {
             }
         }
         self.schedule_actions(i);
+        self.drain_datagrams(i);
         // What the application's last submits made the ring send (a hold release, say).
         if !self.drain_transmits(i) {
             return;
@@ -886,6 +908,25 @@ impl Sim {
                 let inc = n.inc;
                 self.push(d, Item::Timer { node: i, inc });
             }
+        }
+    }
+
+    /// Sends the datagrams node `i`'s services send point to point (outside the ring).
+    fn drain_datagrams(&mut self, i: usize) {
+        let now = self.now;
+        let count = self.nodes.len();
+        loop {
+            let n = &mut self.nodes[i];
+            let Some((to, data)) = n.app.as_mut().and_then(|a| a.poll_datagram(now)) else {
+                return;
+            };
+            let from = n.id;
+            if to == 0 || to as usize > count || to == from {
+                continue;
+            }
+            let depart = now.max(n.egress_free_at) + data.len() as u64 * self.net.ns_per_byte;
+            n.egress_free_at = depart;
+            self.send_copy(depart, from, to, None, data);
         }
     }
 

@@ -158,7 +158,7 @@ fn a_node_too_far_behind_for_the_log_gets_a_full_copy_on_the_ring() {
     let d = disks.clone();
     let sections = BTreeMap::from([(
         StoreService::NAME.to_string(),
-        serde_json::json!({ "log_keep": 5 }),
+        serde_json::json!({ "log_keep": 5, "path": "ring" }),
     )]);
     sim.set_app_factory(move |id| {
         let storage = Storage::Sim(d[&id].clone());

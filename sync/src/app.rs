@@ -16,6 +16,20 @@ use ringlab_ring::{Event, Guarantee, NodeId, Ring, SubmitError};
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 
+/// The first bytes of a service's point-to-point datagram ("RS"; the ring's packets begin
+/// with "RL"), followed by the service's id (big-endian u16) and its own bytes: a host tells the two apart
+/// by these ([`is_service_datagram`]) and hands such a datagram to
+/// [`ServiceApp::handle_datagram`].
+pub const DATAGRAM_MAGIC: [u8; 2] = *b"RS";
+
+/// The bytes of a service datagram's framing: the magic and the service's id (two bytes).
+pub const DATAGRAM_HEADER: usize = 4;
+
+/// Returns whether `data` is a service's point-to-point datagram (not a ring packet).
+pub fn is_service_datagram(data: &[u8]) -> bool {
+    data.len() >= DATAGRAM_HEADER && data[..2] == DATAGRAM_MAGIC
+}
+
 /// The sync engine with its services, plus a queue of their operations.
 pub struct ServiceApp {
     /// The engine (owning the services).
@@ -149,6 +163,43 @@ impl ServiceApp {
     /// and pumps (see [`Service::poll_deadline`]).
     pub fn poll_deadline(&self) -> Option<u64> {
         self.services().filter_map(|s| s.poll_deadline()).min()
+    }
+
+    /// Hands a service datagram (see [`is_service_datagram`]) from `from` to its service at
+    /// `now`; appends the records it makes and queues the operations it sends. Returns
+    /// false when it is not one (too short, or for a service this node does not run).
+    pub fn handle_datagram(
+        &mut self,
+        now: u64,
+        from: NodeId,
+        data: &[u8],
+        records: &mut Vec<Body>,
+    ) -> bool {
+        if !is_service_datagram(data) {
+            return false;
+        }
+        let id = u16::from_be_bytes([data[2], data[3]]);
+        let Some(s) = self.engine.service_mut(id) else {
+            return false;
+        };
+        s.handle_datagram(now, from, &data[DATAGRAM_HEADER..]);
+        self.drain_services(None, records);
+        true
+    }
+
+    /// Returns the next datagram a service sends point to point at `now`, framed for the
+    /// wire: (to, bytes).
+    pub fn poll_datagram(&mut self, now: u64) -> Option<(NodeId, Bytes)> {
+        self.engine.services_mut().find_map(|s| {
+            let id = s.id();
+            s.poll_datagram(now).map(|(to, d)| {
+                let mut b = Vec::with_capacity(DATAGRAM_HEADER + d.len());
+                b.extend_from_slice(&DATAGRAM_MAGIC);
+                b.extend_from_slice(&id.to_be_bytes());
+                b.extend_from_slice(&d);
+                (to, Bytes::from(b))
+            })
+        })
     }
 
     /// Returns the next action a service asks its host to carry out, with the service's id.

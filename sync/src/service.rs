@@ -290,6 +290,15 @@ pub trait Service: Send {
     fn poll_op(&mut self) -> Option<Bytes> {
         None
     }
+    /// Takes a datagram of its own from `from` at `now`: point to point, outside the ring
+    /// (the store's chunk transfers), as its host received it (the app's framing taken
+    /// off). Its records and operations are drained right after. Nothing by default.
+    fn handle_datagram(&mut self, _now: u64, _from: NodeId, _data: &[u8]) {}
+    /// Returns the next datagram it sends point to point at `now`: (to, bytes). None by
+    /// default.
+    fn poll_datagram(&mut self, _now: u64) -> Option<(NodeId, Bytes)> {
+        None
+    }
     /// Returns the next [`Action`] it asks its host to carry out (none by default).
     fn poll_action(&mut self) -> Option<Action> {
         None

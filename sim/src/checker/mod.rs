@@ -286,7 +286,7 @@ fn store(order: &[&Record], v: &mut Violations) {
                 "start" => {
                     copying.insert((r.node, r.inc));
                 }
-                "finish" => {
+                "finish" | "abort" => {
                     copying.remove(&(r.node, r.inc));
                 }
                 _ => {}
@@ -1186,6 +1186,10 @@ mod tests {
         let copy = |phase: &str| Body::StoreSync {
             phase: phase.into(),
             path: "ring".into(),
+            design: None,
+            last_key: None,
+            chunks: None,
+            resent_bytes: None,
             provider: 2,
             version: 5,
             bytes: 0,

@@ -56,6 +56,7 @@
 //! | reply_to | 4 | iff [`FLAG_REPLY_TO`]; a node id, never 0 |
 //! | last_key | 1 + (4 + ≤ [`MAX_KEY`]) | always a presence byte (0 or 1), then the key as a blob if 1 |
 //! | crc | 4 | iff [`FLAG_CRC`]: CRC32C of the chunk section below ([`Chunk::crc`]) |
+//! | chain | 32 | iff [`FLAG_CHAIN`] (a cookie, a last chunk): the history's chain hash at `version` |
 //! | chunk | 2 + pairs | always: the pair count (≤ [`MAX_CHUNK_KEYS`]), then each pair as key blob (≤ [`MAX_KEY`]) and value blob (≤ [`MAX_CHUNK_VALUE`]); the whole section ≤ [`MAX_CHUNK_BYTES`] |
 //!
 //! A whole message is at most [`MAX_MESSAGE`] bytes. A decoded message is validated: only
@@ -92,9 +93,9 @@ pub const MAX_CHUNK_BYTES: usize = 2 + MAX_CHUNK_BUDGET + 4 + MAX_KEY + 4;
 /// Bytes before the optional fields: format version, op, flags, version, id, chunk_no.
 pub const FIXED_LEN: usize = 1 + 1 + 1 + 8 + 8 + 8;
 
-/// The largest message (bytes): the fixed part, reply_to, last_key, crc and the largest
-/// chunk section.
-pub const MAX_MESSAGE: usize = FIXED_LEN + 4 + 1 + 4 + MAX_KEY + 4 + MAX_CHUNK_BYTES;
+/// The largest message (bytes): the fixed part, reply_to, last_key, crc, chain and the
+/// largest chunk section.
+pub const MAX_MESSAGE: usize = FIXED_LEN + 4 + 1 + 4 + MAX_KEY + 4 + 32 + MAX_CHUNK_BYTES;
 
 /// The message's operation (one byte on the wire). Ops 1–10 are the seed's, with its
 /// numbers; 11–13 are the pull design's. See the module docs for who sends which.
@@ -211,12 +212,16 @@ pub const FLAG_RETRY: Flags = Flags(0x02);
 pub const FLAG_CRC: Flags = Flags(0x04);
 /// Answer not to the sender but to `reply_to` (the node it names).
 pub const FLAG_REPLY_TO: Flags = Flags(0x08);
+/// The message carries the chain hash of the store's history at `version` (ringlab's, not
+/// the seed's: a copy must take on the history it is a copy of, see
+/// [`crate::store::StoreDb::chain`]). Only on the last chunk and on a cookie.
+pub const FLAG_CHAIN: Flags = Flags(0x10);
 
 impl Flags {
     /// No flag.
     pub const EMPTY: Self = Self(0);
     /// Every known flag.
-    pub const ALL: Self = Self(0x0f);
+    pub const ALL: Self = Self(0x1f);
 
     /// Returns the flags of a wire byte; unknown bits are a typed error.
     pub fn from_bits(b: u8) -> Result<Self, DecodeError> {
@@ -276,6 +281,7 @@ impl fmt::Debug for Flags {
             (FLAG_RETRY, "RETRY"),
             (FLAG_CRC, "CRC"),
             (FLAG_REPLY_TO, "REPLY_TO"),
+            (FLAG_CHAIN, "CHAIN"),
         ];
         let set: Vec<&str> = names
             .iter()
@@ -411,6 +417,8 @@ pub struct ChunkMsg {
     pub last_key: Option<Vec<u8>>,
     /// Present iff [`FLAG_CRC`]: the CRC32C of the chunk ([`Chunk::crc`]).
     pub crc: Option<u32>,
+    /// Present iff [`FLAG_CHAIN`]: the chain hash of the history at `version`.
+    pub chain: Option<[u8; 32]>,
     /// The pairs; empty except in an [`Op::Chunk`].
     pub chunk: Chunk,
 }
@@ -427,6 +435,7 @@ impl ChunkMsg {
             reply_to: None,
             last_key: None,
             crc: None,
+            chain: None,
             chunk: Chunk::default(),
         }
     }
@@ -458,6 +467,7 @@ impl ChunkMsg {
         self.flags
             .with(FLAG_CRC, self.crc.is_some())
             .with(FLAG_REPLY_TO, self.reply_to.is_some())
+            .with(FLAG_CHAIN, self.chain.is_some())
     }
 
     /// Whether [`FLAG_LAST`] is set.
@@ -488,6 +498,7 @@ impl ChunkMsg {
             + 1
             + self.last_key.as_ref().map_or(0, |k| 4 + k.len())
             + self.crc.map_or(0, |_| 4)
+            + self.chain.map_or(0, |_| 32)
             + self.chunk.encoded_len()
     }
 
@@ -517,6 +528,9 @@ impl ChunkMsg {
         }
         if let Some(c) = self.crc {
             b.extend_from_slice(&c.to_be_bytes());
+        }
+        if let Some(c) = &self.chain {
+            b.extend_from_slice(c);
         }
         self.chunk.put(&mut b);
         debug_assert!(b.len() <= MAX_MESSAGE);
@@ -561,8 +575,23 @@ impl ChunkMsg {
         } else {
             None
         };
+        let chain = if flags.contains(FLAG_CHAIN) {
+            let mut c = [0u8; 32];
+            for x in &mut c {
+                *x = r.u8("chunk message chain")?;
+            }
+            Some(c)
+        } else {
+            None
+        };
         let chunk = Chunk::read(&mut r)?;
         r.end()?;
+        if chain.is_some() && !(op == Op::Cookie || (op == Op::Chunk && flags.contains(FLAG_LAST)))
+        {
+            return Err(DecodeError::Invalid(
+                "CHAIN flag outside a cookie or a last chunk",
+            ));
+        }
         if op != Op::Chunk {
             if !chunk.pairs.is_empty() {
                 return Err(DecodeError::Invalid("pairs outside a chunk"));
@@ -585,6 +614,7 @@ impl ChunkMsg {
             reply_to,
             last_key,
             crc,
+            chain,
             chunk,
         })
     }
@@ -629,6 +659,9 @@ mod tests {
         }
         if op == Op::Chunk && rng.gen_bool(0.2) {
             m.crc = None; // a chunk may travel without its CRC (and then fails verify_crc)
+        }
+        if (op == Op::Cookie || (op == Op::Chunk && m.is_last())) && rng.gen() {
+            m.chain = Some(rng.gen());
         }
         m.flags = m.wire_flags();
         m
@@ -766,13 +799,13 @@ mod tests {
         o[1] = 14;
         assert_eq!(ChunkMsg::decode(&o), Err(DecodeError::UnknownType(14)));
         // Unknown flag bits are refused, each one.
-        for bit in 4..8 {
+        for bit in 5..8 {
             let mut f = b.clone();
             f[2] = 1 << bit;
             assert!(matches!(ChunkMsg::decode(&f), Err(DecodeError::Invalid(_))));
             assert!(Flags::from_bits(1 << bit).is_err());
         }
-        assert_eq!(Flags::from_bits(0x0f).unwrap(), Flags::ALL);
+        assert_eq!(Flags::from_bits(0x1f).unwrap(), Flags::ALL);
         // reply_to 0.
         let mut z = ChunkMsg::new(Op::StartReply).with_reply_to(5).encode();
         z[FIXED_LEN..FIXED_LEN + 4].copy_from_slice(&[0; 4]);
@@ -874,7 +907,9 @@ mod tests {
             pairs: vec![(vec![b'k'; MAX_KEY], vec![1; MAX_CHUNK_VALUE])],
         };
         assert_eq!(lone.encoded_len(), MAX_CHUNK_BYTES);
-        let m = ChunkMsg::chunk(1, 1, 0, lone, true).with_reply_to(1);
+        let mut m = ChunkMsg::chunk(1, 1, 0, lone, true).with_reply_to(1);
+        m.chain = Some([7; 32]);
+        m.flags = m.wire_flags();
         let b = m.encode();
         assert_eq!(b.len(), MAX_MESSAGE);
         // (assert!, not assert_eq!: a failure would print megabytes)

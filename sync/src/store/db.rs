@@ -161,6 +161,8 @@ pub struct StoreDb {
     /// The oldest version the log holds (the log holds `log_first..=version`; empty when
     /// `log_first > version`).
     log_first: u64,
+    /// The chain hash at `log_first - 1` (a member there is still brought back by the log).
+    base_chain: [u8; 32],
     keys: u64,
     bytes: u64,
     /// A full copy is being loaded (durable: survives a reopen).
@@ -206,6 +208,7 @@ impl StoreDb {
             digest: StoreDigest::default(),
             chain: [0; 32],
             log_first: 1,
+            base_chain: [0; 32],
             keys: 0,
             bytes: 0,
             loading: false,
@@ -239,6 +242,11 @@ impl StoreDb {
         if let Some(c) = meta.get("chain").map_err(failed("reading meta"))? {
             if let Ok(c) = <[u8; 32]>::try_from(c.value()) {
                 self.chain = c;
+            }
+        }
+        if let Some(c) = meta.get("base_chain").map_err(failed("reading meta"))? {
+            if let Ok(c) = <[u8; 32]>::try_from(c.value()) {
+                self.base_chain = c;
             }
         }
         let log = r.open_table(LOG).map_err(failed("reading the log"))?;
@@ -277,6 +285,9 @@ impl StoreDb {
         }
         if v == 0 {
             return Ok(Some([0; 32]));
+        }
+        if v + 1 == self.log_first {
+            return Ok(Some(self.base_chain));
         }
         if v < self.log_first || v > self.version {
             return Ok(None);
@@ -326,6 +337,7 @@ impl StoreDb {
         let mut txn = self.db.begin_write().map_err(failed("writing"))?;
         txn.set_durability(Durability::Eventual);
         let mut log_first = self.log_first;
+        let mut base_chain = self.base_chain;
         let chain;
         {
             let mut data = txn.open_table(DATA).map_err(failed("writing"))?;
@@ -359,7 +371,11 @@ impl StoreDb {
             log.insert(version, entry.as_slice())
                 .map_err(failed("writing the log"))?;
             while version + 1 - log_first > self.log_keep {
-                log.remove(log_first).map_err(failed("trimming the log"))?;
+                if let Some(old) = log.remove(log_first).map_err(failed("trimming the log"))? {
+                    if let Some(c) = old.value().get(..32).and_then(|c| c.try_into().ok()) {
+                        base_chain = c;
+                    }
+                }
                 log_first += 1;
             }
             let mut meta = txn.open_table(META).map_err(failed("writing meta"))?;
@@ -371,12 +387,15 @@ impl StoreDb {
                 .map_err(failed("writing meta"))?;
             meta.insert("chain", chain.as_slice())
                 .map_err(failed("writing meta"))?;
+            meta.insert("base_chain", base_chain.as_slice())
+                .map_err(failed("writing meta"))?;
         }
         txn.commit().map_err(failed("committing"))?;
         self.version = version;
         self.digest = digest;
         self.chain = chain;
         self.log_first = log_first;
+        self.base_chain = base_chain;
         (self.keys, self.bytes) = (keys, bytes);
         Ok(())
     }
@@ -443,12 +462,15 @@ impl StoreDb {
                 .map_err(failed("beginning a load"))?;
             meta.insert("chain", [0u8; 32].as_slice())
                 .map_err(failed("beginning a load"))?;
+            meta.insert("base_chain", [0u8; 32].as_slice())
+                .map_err(failed("beginning a load"))?;
         }
         txn.commit().map_err(failed("beginning a load"))?;
         self.version = 0;
         self.digest = StoreDigest::default();
         self.chain = [0; 32];
         self.log_first = 1;
+        self.base_chain = [0; 32];
         (self.keys, self.bytes) = (0, 0);
         self.loading = true;
         Ok(())
@@ -500,14 +522,64 @@ impl StoreDb {
                 .map_err(failed("finishing a load"))?;
             meta.insert("chain", chain.as_slice())
                 .map_err(failed("finishing a load"))?;
+            meta.insert("base_chain", chain.as_slice())
+                .map_err(failed("finishing a load"))?;
             meta.remove("loading").map_err(failed("finishing a load"))?;
         }
         txn.commit().map_err(failed("finishing a load"))?;
         self.version = version;
         self.chain = chain;
         self.log_first = version + 1;
+        self.base_chain = chain;
         self.loading = false;
         Ok(())
+    }
+
+    /// Applies `w` to a copy being loaded, without a version or a log entry: the writes made
+    /// between the snapshots of a resumed transfer's pieces, replayed over the whole copy
+    /// (a put or a delete sets a key outright, so replaying the writes after the first
+    /// piece's snapshot brings every key, whichever piece it came from, to the last
+    /// piece's state).
+    pub fn load_write(&mut self, w: &Write) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(failed("loading"))?;
+        txn.set_durability(Durability::Eventual);
+        let (mut digest, mut keys, mut bytes) = (self.digest, self.keys, self.bytes);
+        {
+            let mut data = txn.open_table(DATA).map_err(failed("loading"))?;
+            let old = match &w.value {
+                Some(v) => data
+                    .insert(w.key.as_slice(), v.as_slice())
+                    .map_err(failed("loading"))?
+                    .map(|o| o.value().to_vec()),
+                None => data
+                    .remove(w.key.as_slice())
+                    .map_err(failed("loading"))?
+                    .map(|o| o.value().to_vec()),
+            };
+            if let Some(old) = old {
+                digest.toggle(&w.key, &old);
+                keys -= 1;
+                bytes -= (w.key.len() + old.len()) as u64;
+            }
+            if let Some(v) = &w.value {
+                digest.toggle(&w.key, v);
+                keys += 1;
+                bytes += (w.key.len() + v.len()) as u64;
+            }
+        }
+        txn.commit().map_err(failed("loading"))?;
+        (self.digest, self.keys, self.bytes) = (digest, keys, bytes);
+        Ok(())
+    }
+
+    /// Returns a snapshot of the store as it is now (one redb read transaction: writes
+    /// applied after it do not show in it), for a full transfer's chunks.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            txn: self.db.begin_read().map_err(failed("opening a snapshot"))?,
+            version: self.version,
+            chain: self.chain,
+        })
     }
 
     /// Returns whether a full copy is being loaded (the store is not whole).
@@ -526,6 +598,52 @@ impl StoreDb {
             out.push((k.value().to_vec(), v.value().to_vec()));
         }
         Ok(out)
+    }
+}
+
+/// A consistent view of the store at one version (a redb read transaction), cut into the
+/// chunks of a full transfer.
+pub struct Snapshot {
+    txn: redb::ReadTransaction,
+    /// The version it is of.
+    pub version: u64,
+    /// The chain hash at that version.
+    pub chain: [u8; 32],
+}
+
+impl Snapshot {
+    /// Returns the pairs after `after` (from the first key when none), in key order, at most
+    /// `max_keys` and about `max_bytes` of keys and values (always at least one pair, so a
+    /// value above the budget travels alone), and whether they end the snapshot.
+    pub fn chunk(
+        &self,
+        after: Option<&[u8]>,
+        max_keys: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Pair>, bool), StoreError> {
+        use std::ops::Bound;
+        let t = self
+            .txn
+            .open_table(DATA)
+            .map_err(failed("reading a snapshot"))?;
+        let range = match after {
+            Some(k) => t.range::<&[u8]>((Bound::Excluded(k), Bound::Unbounded)),
+            None => t.range::<&[u8]>(..),
+        }
+        .map_err(failed("reading a snapshot"))?;
+        let mut out: Vec<Pair> = Vec::new();
+        let mut size = 0usize;
+        for e in range {
+            let (k, v) = e.map_err(failed("reading a snapshot"))?;
+            let (k, v) = (k.value(), v.value());
+            let len = super::chunk_msg::Chunk::pair_len(k, v);
+            if !out.is_empty() && (out.len() >= max_keys || size + len > max_bytes) {
+                return Ok((out, false));
+            }
+            size += len;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok((out, true))
     }
 }
 
@@ -562,7 +680,12 @@ mod tests {
         );
         assert_eq!(tail[1].chain, s.chain());
         assert_eq!(s.chain_at(3).unwrap(), Some(tail[0].chain));
-        assert_eq!(s.chain_at(1).unwrap(), None, "trimmed");
+        // The chain before the log's first entry is kept: a member there is brought back
+        // by the log.
+        let after_1 = StoreDb::next_chain(&[0; 32], 1, &put("a", "1").encode());
+        assert_eq!(s.chain_at(1).unwrap(), Some(after_1));
+        let reopened_base = s.base_chain;
+        assert_eq!(reopened_base, after_1);
         assert!(matches!(
             s.apply(9, &put("x", "y")),
             Err(StoreError::OutOfOrder { have: 4, got: 9 })

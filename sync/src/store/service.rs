@@ -29,24 +29,45 @@
 //! (the most advanced member, the lowest id among equals) multicasts the plan (the target
 //! version and chain, and the members it cannot bring back from its log: too far behind,
 //! or diverged) and then every write of its log after the least advanced member it can
-//! serve; each member applies those after its own version, checking the chain. For the
-//! members listed in the plan (too far behind, or diverged) the provider then multicasts
-//! its whole store at the target in chunks (`snapshot`, key order, about 48 KiB each); such a
-//! member empties its store and marks a load in progress durably before the first chunk,
-//! and sets the target version and chain with the last ([`StoreDb::begin_load`],
-//! [`StoreDb::finish_load`]): a crash between leaves a store marked loading, which reports a
-//! chain no history has and so is copied again, never served as whole. At the end a member
-//! at the target serves; otherwise it is *behind* and neither applies writes nor serves
-//! reads. **The chunk protocol's unicast designs (push and pull, with resume) are not
-//! built yet**: the ring path blocks the whole ring's sync for the length of the copy,
-//! fine for the simulator's stores, not for gigabytes.
+//! serve; each member applies those after its own version, checking the chain (the *recent
+//! path*). A member at the target serves at the end of the sync; one listed in the plan is
+//! *behind*: it serves no read and applies no write until a full copy brings it back, by
+//! one of two paths (`path`):
+//!
+//! - `unicast` (the default): the chunk protocol ([`super::transfer`]), point to point from
+//!   one provider, after the sync, while the ring goes on carrying writes. The behind member
+//!   tracks the version the serving members are at (it sees the same deliveries and knows
+//!   which of them apply) and keeps the writes they apply meanwhile (at most `catchup_keep`,
+//!   by default `log_keep`). Its copy is loaded into the emptied store, marked loading
+//!   durably before the first chunk ([`StoreDb::begin_load`]); when the copy is whole (its
+//!   last chunk, at the snapshot's version `V` with the chain there) and the ring's writes
+//!   have reached `V`, the writes made between the snapshots of a resumed copy's pieces are
+//!   replayed over it, it takes `V` and the chain ([`StoreDb::finish_load`]), applies the
+//!   writes kept after `V`, and serves (its `finish` record). A copy that the kept writes
+//!   cannot catch up (too many writes, or the member missed some in another configuration)
+//!   starts again.
+//! - `ring`: the provider multicasts its whole store at the target during the sync in
+//!   chunks of about 48 KiB (`snapshot`); the whole ring's sync waits for the copy.
+//!
+//! Either way a crash during a copy leaves a store marked loading, which reports a chain no
+//! history has and so is copied again, never served as whole.
 //!
 //! # Records
 //! `{"ev":"store","version":V,"digest":"..."}` at every completed sync where the node
-//! serves; `{"ev":"store_sync","phase":"start"|"finish"|"abort","path":"ring","provider":N,
-//! "version":V,"bytes":B,"keys":K}` on the member a full copy goes to.
+//! serves and when a copy is caught up; `{"ev":"store_sync","phase":...,"path":...,
+//! "design":...,"provider":N,"version":V,"bytes":B,"keys":K,"last_key":"...","chunks":C,
+//! "resent_bytes":R}` on the member a full copy goes to: `start`, `chunk` (each chunk
+//! applied), `resume`, `finish`, `abort` (the ring path writes `start`, `finish`, `abort`,
+//! without `design`, `last_key`, `chunks` and `resent_bytes`).
+//!
+//! # Authentication
+//! The chunk protocol's datagrams do not pass the ring's authenticator: a real node with a
+//! key refuses to start with `path = "unicast"` (see `ringlab_net::Node::start`).
 
+use super::chunk_msg::{MAX_CHUNK_BUDGET, MAX_CHUNK_KEYS};
 use super::db::{StoreDb, StoreError};
+use super::transfer::{Design, Fetched, Path, Transfer, TransferConfig, TransferStats, View};
+use super::transport::TransportConfig;
 use super::write::{Write, MAX_KEY, MAX_VALUE};
 use crate::control::{Args, Control, ControlContext, ControlError};
 use crate::engine::{Outbox, Progress, SyncContext};
@@ -89,22 +110,127 @@ const LOADING_CHAIN: [u8; 32] = [0xff; 32];
 
 /// The service's configuration (`[service_config.store]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Writes kept in the log (`store_log_keep`, default 10,000): a member within this many
     /// of the most advanced is brought back by the recent path.
-    #[serde(default = "default_log_keep")]
     pub log_keep: u64,
-}
-
-fn default_log_keep() -> u64 {
-    10_000
+    /// How a full copy travels: `unicast` (the chunk protocol, default) or `ring`.
+    pub path: Path,
+    /// The chunk protocol's design: `pull` (default) or `push`.
+    pub design: Design,
+    /// Bytes of keys and values a chunk carries at most (default 1 MiB; 1 KiB to 4 MiB).
+    pub chunk_bytes: usize,
+    /// Keys a chunk carries at most (default 2000, as Ceph).
+    pub chunk_keys: usize,
+    /// Chunks in flight (default 1, as the seed).
+    pub chunk_window: usize,
+    /// Resumes in a row before a copy starts again from nothing (default 5).
+    pub sync_max_retries: u32,
+    /// Pacing of the transfer's datagrams, bytes/s (default none).
+    pub transfer_rate_limit: Option<u64>,
+    /// The transfer's largest datagram on the wire (default 1400: fits a 1500-byte MTU; a
+    /// real node refuses one above its `netmtu`).
+    pub datagram_bytes: usize,
+    /// Datagrams in flight per peer (default 64).
+    pub datagram_window: usize,
+    /// The stall timeout's base, ms (default 2000; see the transfer's docs).
+    pub timeout_ms: u64,
+    /// Push: the requester's heartbeat to the leader, ms (default 500).
+    pub heartbeat_ms: u64,
+    /// Pull: a provider forgets a cookie idle this long, ms (default 10,000).
+    pub cookie_timeout_ms: u64,
+    /// Writes delivered during a copy that the requester keeps to catch it up (default:
+    /// `log_keep`); past that the copy starts again.
+    pub catchup_keep: Option<u64>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let t = TransferConfig::default();
         Self {
-            log_keep: default_log_keep(),
+            log_keep: 10_000,
+            path: Path::Unicast,
+            design: t.design,
+            chunk_bytes: t.chunk_bytes,
+            chunk_keys: t.chunk_keys,
+            chunk_window: t.chunk_window,
+            sync_max_retries: t.sync_max_retries,
+            transfer_rate_limit: None,
+            datagram_bytes: t.transport.datagram_bytes,
+            datagram_window: t.transport.window,
+            timeout_ms: t.timeout_ms,
+            heartbeat_ms: t.heartbeat_ms,
+            cookie_timeout_ms: t.cookie_timeout_ms,
+            catchup_keep: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks every knob's range.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
+        check(
+            (1..=10_000_000).contains(&self.log_keep),
+            format!("log_keep {} must be 1 to 10000000", self.log_keep),
+        )?;
+        check(
+            (1024..=MAX_CHUNK_BUDGET).contains(&self.chunk_bytes),
+            format!(
+                "chunk_bytes {} must be 1024 to {MAX_CHUNK_BUDGET}",
+                self.chunk_bytes
+            ),
+        )?;
+        check(
+            (1..=MAX_CHUNK_KEYS).contains(&self.chunk_keys),
+            format!(
+                "chunk_keys {} must be 1 to {MAX_CHUNK_KEYS}",
+                self.chunk_keys
+            ),
+        )?;
+        check(
+            (1..=64).contains(&self.chunk_window),
+            format!("chunk_window {} must be 1 to 64", self.chunk_window),
+        )?;
+        check(
+            self.transfer_rate_limit.is_none_or(|r| r >= 1024),
+            "transfer_rate_limit must be at least 1024 bytes/s".into(),
+        )?;
+        check(
+            (100..=600_000).contains(&self.timeout_ms)
+                && (10..=60_000).contains(&self.heartbeat_ms)
+                && (100..=3_600_000).contains(&self.cookie_timeout_ms),
+            "timeout_ms 100..600000, heartbeat_ms 10..60000, cookie_timeout_ms 100..3600000".into(),
+        )?;
+        check(
+            self.catchup_keep
+                .is_none_or(|k| (1..=10_000_000).contains(&k)),
+            "catchup_keep must be 1 to 10000000".into(),
+        )?;
+        self.transfer().transport.validate()
+    }
+
+    /// The chunk protocol's knobs.
+    pub fn transfer(&self) -> TransferConfig {
+        let d = TransferConfig::default();
+        TransferConfig {
+            design: self.design,
+            chunk_bytes: self.chunk_bytes,
+            chunk_keys: self.chunk_keys,
+            chunk_window: self.chunk_window,
+            sync_max_retries: self.sync_max_retries,
+            heartbeat_ms: self.heartbeat_ms,
+            timeout_ms: self.timeout_ms,
+            cookie_timeout_ms: self.cookie_timeout_ms,
+            retry_ms: d.retry_ms,
+            transport: TransportConfig {
+                // The app's framing travels in front (`crate::app::DATAGRAM_HEADER`).
+                datagram_bytes: self.datagram_bytes - crate::app::DATAGRAM_HEADER,
+                window: self.datagram_window,
+                rate_limit: self.transfer_rate_limit,
+                ..d.transport
+            },
         }
     }
 }
@@ -296,13 +422,20 @@ pub struct Status {
     /// Bytes of keys and values.
     pub bytes: u64,
     /// `serving`; `unsynced` (a configuration changed, its sync has not completed); or
-    /// `behind` (waiting for a full transfer, not built yet).
+    /// `behind` (waiting for a full copy, or catching one up).
     pub standing: String,
     /// Whether this node's component is primary (writes apply).
     pub primary: bool,
     /// Writes delivered but not applied (minority, transitional, agreed) and missed while
     /// behind.
     pub not_applied: u64,
+    /// The chunk protocol's counters on this node (as requester, provider and leader).
+    #[serde(default)]
+    pub transfer: TransferStats,
+    /// Bytes the chunk protocol holds now (its transport's buffers and the chunks that came
+    /// ahead): bounded by the windows, not by the store.
+    #[serde(default)]
+    pub transfer_held_bytes: u64,
 }
 
 /// The reply to `get`.
@@ -325,7 +458,7 @@ enum Standing {
     /// Its last sync completed with it at the target.
     Serving,
     /// Its last sync could not bring it back (too far behind, or diverged): waiting for a
-    /// full transfer to the target (not built: it stays).
+    /// full copy (the unicast path) or for the next sync (the ring path's copy was cut).
     Behind(u64),
 }
 
@@ -370,12 +503,60 @@ pub struct StoreService {
     /// Writes delivered in a transitional configuration after a primary one, waiting for
     /// the next regular configuration.
     transitional: Vec<Write>,
+    cfg: StoreConfig,
+    /// The chunk protocol (the unicast path).
+    transfer: Transfer,
+    /// The time of the last input.
+    now: u64,
+    /// A sync completed: the transfer learns the members at the next tick.
+    view_dirty: bool,
+    /// The members the last plan could not bring back.
+    far: Vec<NodeId>,
+    /// Behind, waiting for a copy: the writes the serving members apply meanwhile.
+    track: Option<Track>,
+    /// The copy is whole (first and last piece's versions, the last one's chain), waiting
+    /// for the ring's writes to reach its version.
+    whole: Option<(u64, u64, [u8; 32])>,
+    /// The copy being fetched cannot be caught up (the node missed writes): start again.
+    restart: bool,
+}
+
+/// What a node waiting for a copy tracks of the ring: the version the serving members are
+/// at (each write they apply bumps it; this node sees the same deliveries and knows which
+/// apply, see the module docs) and the last writes, to catch the copy up.
+#[derive(Debug)]
+struct Track {
+    version: u64,
+    /// Every write after this version is held.
+    floor: u64,
+    writes: VecDeque<(u64, Write)>,
+    keep: usize,
+}
+
+impl Track {
+    fn push(&mut self, w: Write) {
+        self.version += 1;
+        self.writes.push_back((self.version, w));
+        while self.writes.len() > self.keep {
+            if let Some((v, _)) = self.writes.pop_front() {
+                self.floor = v;
+            }
+        }
+    }
 }
 
 impl StoreService {
-    /// Creates the service of `me` in a cluster of `nodes`, on `db`.
-    pub fn with(me: NodeId, nodes: &[NodeId], db: StoreDb) -> Self {
+    /// Creates the service of `me` in a cluster of `nodes`, on `db`, configured by `cfg`.
+    pub fn with(me: NodeId, nodes: &[NodeId], db: StoreDb, cfg: StoreConfig) -> Self {
         Self {
+            transfer: Transfer::new(me, cfg.transfer()),
+            cfg,
+            now: 0,
+            view_dirty: false,
+            far: Vec::new(),
+            track: None,
+            whole: None,
+            restart: false,
             me,
             nodes: if nodes.is_empty() {
                 vec![me]
@@ -427,6 +608,82 @@ impl StoreService {
         if let Err(e) = self.db.apply(v, w) {
             self.fail(e);
         }
+    }
+
+    /// Carries out what the chunk protocol hands over: begin a copy, load its pairs, take it
+    /// as whole, drop it.
+    fn take_fetched(&mut self) {
+        while let Some(f) = self.transfer.poll_fetched() {
+            if self.failed.is_some() {
+                continue;
+            }
+            let done = match f {
+                Fetched::Begin => {
+                    self.whole = None; // A new copy supersedes any other.
+                    self.db.begin_load()
+                }
+                Fetched::Pairs(p) => self.db.load_chunk(&p),
+                Fetched::Whole {
+                    base,
+                    version,
+                    chain,
+                } => {
+                    self.whole = Some((base, version, chain));
+                    self.catch_up();
+                    Ok(())
+                }
+                Fetched::Aborted => {
+                    self.whole = None;
+                    Ok(())
+                }
+            };
+            if let Err(e) = done {
+                self.fail(e);
+            }
+        }
+    }
+
+    /// A whole copy takes the writes made since its snapshots once the ring's writes reach
+    /// its version: the node then serves. A copy the held writes cannot catch up (too many
+    /// writes meanwhile) starts again.
+    fn catch_up(&mut self) {
+        let (Some((base, version, chain)), Some(t)) = (self.whole, self.track.as_ref()) else {
+            return;
+        };
+        if t.version < version {
+            return; // The provider was ahead of this node's deliveries: wait for them.
+        }
+        if t.floor > base {
+            self.whole = None;
+            self.restart = true;
+            return;
+        }
+        let t = self.track.take().expect("checked");
+        self.whole = None;
+        let done = (|| {
+            // Over the whole copy, the writes between the pieces' snapshots (a put or a
+            // delete sets its key outright: see `StoreDb::load_write`).
+            for (_, w) in t.writes.iter().filter(|(v, _)| *v > base && *v <= version) {
+                self.db.load_write(w)?;
+            }
+            self.db.finish_load(version, chain)?;
+            for (v, w) in t.writes.iter().filter(|(v, _)| *v > version) {
+                self.db.apply(*v, w)?;
+            }
+            Ok::<(), StoreError>(())
+        })();
+        if let Err(e) = done {
+            self.fail(e);
+            return;
+        }
+        self.standing = Standing::Serving;
+        self.view_dirty = true;
+        let finish = self.transfer.finished_record(self.db.version());
+        self.records.push_back(finish);
+        self.records.push_back(Body::Store {
+            version: self.db.version(),
+            digest: self.db.digest().hex(),
+        });
     }
 
     /// The provider and its target (version, chain): the most advanced member, lowest id.
@@ -483,6 +740,10 @@ impl Service for StoreService {
         for w in std::mem::take(&mut self.transitional) {
             if self.primary && self.serving() {
                 self.apply(&w);
+            } else if let (true, Standing::Behind(_), Some(t)) =
+                (self.primary, self.standing, self.track.as_mut())
+            {
+                t.push(w);
             } else {
                 self.not_applied += 1;
             }
@@ -522,7 +783,7 @@ impl Service for StoreService {
         }
         if !self.plan_sent {
             let (far, from) = self.plan_for(target, chain);
-            self.snap_done = far.is_empty();
+            self.snap_done = far.is_empty() || self.cfg.path == Path::Unicast;
             let plan = StoreSync::Plan { target, chain, far };
             if !out.push(plan.encode()) {
                 return Progress::NotDone;
@@ -599,7 +860,7 @@ impl Service for StoreService {
             }
             Ok(StoreSync::Snapshot { pairs, last }) => {
                 let (target, chain, far) = self.plan.clone()?;
-                if far.contains(&self.me) && self.failed.is_none() {
+                if far.contains(&self.me) && self.failed.is_none() && self.cfg.path == Path::Ring {
                     let started = !self.loading_now;
                     let loaded = (|| {
                         if !self.loading_now {
@@ -622,6 +883,10 @@ impl Service for StoreService {
                         self.records.push_back(Body::StoreSync {
                             phase: phase.into(),
                             path: "ring".into(),
+                            design: None,
+                            last_key: None,
+                            chunks: None,
+                            resent_bytes: None,
                             provider: sender,
                             version: target,
                             bytes,
@@ -677,6 +942,31 @@ impl Service for StoreService {
                 digest: self.db.digest().hex(),
             });
         }
+        if self.cfg.path == Path::Unicast {
+            match self.standing {
+                Standing::Behind(target) => {
+                    // The writes the serving members apply from here on bump `target`.
+                    let broken = self.track.as_ref().is_some_and(|t| t.version != target);
+                    if broken || self.track.is_none() {
+                        // A copy begun before missed writes it cannot get back.
+                        self.restart |= broken && (self.whole.is_some() || self.db.loading());
+                        self.whole = None;
+                        self.track = Some(Track {
+                            version: target,
+                            floor: target,
+                            writes: VecDeque::new(),
+                            keep: self.cfg.catchup_keep.unwrap_or(self.cfg.log_keep) as usize,
+                        });
+                    }
+                }
+                _ => {
+                    self.track = None;
+                    self.whole = None;
+                }
+            }
+            self.far = far;
+            self.view_dirty = true;
+        }
         self.sync_abort();
     }
 
@@ -686,6 +976,10 @@ impl Service for StoreService {
             self.records.push_back(Body::StoreSync {
                 phase: "abort".into(),
                 path: "ring".into(),
+                design: None,
+                last_key: None,
+                chunks: None,
+                resent_bytes: None,
                 provider: self.copy_from.unwrap_or(0),
                 version: self.plan.as_ref().map_or(0, |p| p.0),
                 bytes,
@@ -718,7 +1012,18 @@ impl Service for StoreService {
                 return;
             }
         };
-        if !self.primary || !self.serving() {
+        if let (true, Standing::Behind(_), Some(t)) =
+            (self.primary, self.standing, self.track.as_mut())
+        {
+            // Waiting for a copy: what the serving members apply is tracked.
+            if !d.regular {
+                self.transitional.push(w);
+            } else if d.safe {
+                t.push(w);
+                self.catch_up();
+            }
+            self.not_applied += 1;
+        } else if !self.primary || !self.serving() {
             self.not_applied += 1;
         } else if !d.regular {
             self.transitional.push(w);
@@ -766,6 +1071,8 @@ impl Service for StoreService {
                         standing: self.standing.word().into(),
                         primary: self.primary,
                         not_applied: self.not_applied,
+                        transfer: *self.transfer.stats(),
+                        transfer_held_bytes: self.transfer.held_bytes() as u64,
                     },
                 ))
             }
@@ -862,7 +1169,64 @@ impl Service for StoreService {
     }
 
     fn poll_record(&mut self) -> Option<Body> {
-        self.records.pop_front()
+        // The transfer's first: a copy's `finish` and `store` (the service's) come after its
+        // chunks.
+        self.transfer
+            .poll_record()
+            .or_else(|| self.records.pop_front())
+    }
+
+    fn tick(&mut self, now: u64, _operational: bool) {
+        self.now = now;
+        if self.cfg.path != Path::Unicast {
+            return;
+        }
+        if self.view_dirty {
+            self.view_dirty = false;
+            let serving: Vec<NodeId> = self
+                .members
+                .iter()
+                .copied()
+                .filter(|m| *m != self.me && !self.far.contains(m))
+                .collect();
+            let view = View {
+                members: self.members.clone(),
+                serving,
+                me_serving: self.serving(),
+            };
+            self.transfer.set_view(now, view);
+            // A whole copy waiting for the ring's writes to reach it needs no other.
+            let behind = matches!(self.standing, Standing::Behind(_))
+                && self.failed.is_none()
+                && self.whole.is_none();
+            self.transfer.want(now, behind);
+        }
+        if self.restart {
+            self.restart = false;
+            if matches!(self.standing, Standing::Behind(_)) {
+                self.transfer
+                    .restart(now, "the node missed writes the copy needs");
+            }
+        }
+        self.transfer.tick(now, &self.db);
+        self.take_fetched();
+    }
+
+    fn poll_deadline(&self) -> Option<u64> {
+        self.transfer.poll_deadline()
+    }
+
+    fn handle_datagram(&mut self, now: u64, from: NodeId, data: &[u8]) {
+        self.now = now;
+        if self.cfg.path != Path::Unicast {
+            return;
+        }
+        self.transfer.handle_datagram(now, from, data, &self.db);
+        self.take_fetched();
+    }
+
+    fn poll_datagram(&mut self, now: u64) -> Option<(NodeId, Bytes)> {
+        self.transfer.poll_datagram(now)
     }
 }
 
@@ -871,8 +1235,9 @@ impl Plugin for StoreService {
     const ID: ServiceId = STORE_SERVICE;
 
     fn new(me: NodeId) -> Self {
-        let db = StoreDb::in_memory(default_log_keep()).expect("an in-memory store");
-        Self::with(me, &[], db)
+        let cfg = StoreConfig::default();
+        let db = StoreDb::in_memory(cfg.log_keep).expect("an in-memory store");
+        Self::with(me, &[], db, cfg)
     }
 
     fn configure(me: NodeId, cfg: &ServiceConfig) -> Result<Self, ServiceConfigError> {
@@ -885,19 +1250,14 @@ impl Plugin for StoreService {
         } else {
             serde_json::from_value(cfg.section.clone()).map_err(|e| bad(e.to_string()))?
         };
-        if !(1..=10_000_000).contains(&parsed.log_keep) {
-            return Err(bad(format!(
-                "log_keep {} must be 1 to 10000000",
-                parsed.log_keep
-            )));
-        }
+        parsed.validate().map_err(bad)?;
         let db = match &cfg.storage {
             Storage::None => StoreDb::in_memory(parsed.log_keep),
             Storage::Dir(dir) => StoreDb::open(&dir.join(DB_FILE), parsed.log_keep),
             Storage::Sim(disks) => StoreDb::on_disk(&disks.disk(DB_FILE), parsed.log_keep),
         }
         .map_err(|e| bad(e.to_string()))?;
-        Ok(Self::with(me, &cfg.nodes, db))
+        Ok(Self::with(me, &cfg.nodes, db, parsed))
     }
 
     fn parse_args(args: &Args<'_>) -> Result<serde_json::Value, ControlError> {
