@@ -51,7 +51,7 @@
 //! | op | 1 | always, [`Op`] |
 //! | flags | 1 | always, [`Flags`]; unknown bits refused |
 //! | version | 8 | always: the store version the snapshot is of (0 where meaningless) |
-//! | id | 8 | always: push, the transfer id the requester picks at [`Op::Start`]; pull, the cookie (0 before one is given) |
+//! | id | 8 | always: push, the transfer id the requester picks at [`Op::Start`] (with the leader), or the piece's id it picks at [`Op::StartChunks`] (with the provider); pull, the cookie (0 before one is given) |
 //! | chunk_no | 8 | always: the chunk sent, acknowledged or asked for |
 //! | reply_to | 4 | iff [`FLAG_REPLY_TO`]; a node id, never 0 |
 //! | last_key | 1 + (4 + ≤ [`MAX_KEY`]) | always a presence byte (0 or 1), then the key as a blob if 1 |
@@ -403,9 +403,10 @@ pub struct ChunkMsg {
     pub flags: Flags,
     /// The store version the snapshot is of (Ceph's `last_committed`), 0 where meaningless.
     pub version: u64,
-    /// Push: the transfer id the requester picks at [`Op::Start`], echoed in every message
-    /// of that transfer (stray messages of an older one are told apart). Pull: the cookie
-    /// (0 in [`Op::GetCookie`] and in a refusing [`Op::Cookie`]).
+    /// Push: the transfer id the requester picks at [`Op::Start`], echoed in the messages
+    /// with the leader, and the piece id it picks at [`Op::StartChunks`], echoed in the
+    /// messages with that provider (stray messages of an older transfer or piece are told
+    /// apart). Pull: the cookie (0 in [`Op::GetCookie`] and in a refusing [`Op::Cookie`]).
     pub id: u64,
     /// The chunk sent ([`Op::Chunk`]), acknowledged ([`Op::ChunkReply`]) or asked for
     /// ([`Op::GetChunk`]), counted from 0 in a transfer.

@@ -647,6 +647,10 @@ impl StoreService {
     /// its version: the node then serves. A copy the held writes cannot catch up (too many
     /// writes meanwhile) starts again.
     fn catch_up(&mut self) {
+        // Not during a sync: its end decides again (see `sync_activate`).
+        if !matches!(self.standing, Standing::Behind(_)) {
+            return;
+        }
         let (Some((base, version, chain)), Some(t)) = (self.whole, self.track.as_ref()) else {
             return;
         };
@@ -966,6 +970,9 @@ impl Service for StoreService {
             }
             self.far = far;
             self.view_dirty = true;
+            // The transitional tail counted at this configuration's start may have brought
+            // the ring's writes to a whole copy's version.
+            self.catch_up();
         }
         self.sync_abort();
     }

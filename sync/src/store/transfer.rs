@@ -30,7 +30,8 @@
 //!    sends [`Op::Abort`] to the old leader and its provider and starts again from nothing,
 //!    as the seed's design did. When the provider dies (its transport gives up, or nothing
 //!    comes for the stall timeout), the requester itself asks another member that serves
-//!    for the chunks after its last key ([`Op::StartChunks`] with `last_key`, as the seed),
+//!    for the chunks after its last key ([`Op::StartChunks`] with `last_key`, as the seed;
+//!    the new piece has an id of its own, the leader still knows the transfer's),
 //!    up to `sync_max_retries` times in a row; past that it aborts and starts again from
 //!    nothing.
 //!
@@ -257,8 +258,11 @@ struct Copy {
 #[derive(Debug)]
 struct Piece {
     provider: NodeId,
-    /// The transfer id (push) or the cookie (pull).
+    /// The piece's id: push, fresh for every piece (a resume at the same provider must not
+    /// take the old piece's chunks still in flight for the new one's); pull, the cookie.
     id: u64,
+    /// Push: the transfer's id at the leader (its `Start`), for heartbeats and `Finish`.
+    transfer: u64,
     /// The next chunk to apply.
     next: u64,
     /// Pull: the chunks asked so far (`0..asked`).
@@ -507,7 +511,7 @@ impl Transfer {
             Req::Receiving { piece, leader, .. } => {
                 tell.push((piece.provider, piece.id));
                 if let Some((l, _)) = leader {
-                    tell.push((l, piece.id));
+                    tell.push((l, piece.transfer));
                 }
             }
             Req::Finishing { leader, id, .. } => tell.push((leader, id)),
@@ -558,20 +562,23 @@ impl Transfer {
         self.stats.resumes += 1;
         self.record("resume", failed, 0);
         // Push, as the seed: the requester itself asks another member for the chunks after
-        // its last key (`OP_START_CHUNKS`), under the same transfer and leader.
+        // its last key (`OP_START_CHUNKS`), under the same leader and transfer id (for its
+        // heartbeats and `Finish`) but with a fresh id for the piece, so that the old piece's
+        // chunks still in flight from the same provider are never taken for the new one's.
         if let Req::Receiving {
             piece,
             leader: Some((leader, _)),
             ..
         } = &self.req
         {
-            let (id, leader) = (piece.id, *leader);
+            let (transfer, leader) = (piece.transfer, *leader);
             if let Some(provider) = self.next_provider(failed) {
+                let id = self.fresh_id(now);
                 let mut m = ChunkMsg::new(Op::StartChunks);
                 m.id = id;
                 m.last_key.clone_from(&self.copy.last_key);
                 self.send(now, provider, &m);
-                self.begin_piece(now, provider, id, Some(leader));
+                self.begin_piece(now, provider, id, transfer, Some(leader));
                 return;
             }
         }
@@ -705,7 +712,7 @@ impl Transfer {
                     if now >= *next_heartbeat {
                         *next_heartbeat = now + self.cfg.heartbeat_ms * MS;
                         let mut m = ChunkMsg::new(Op::Heartbeat);
-                        m.id = piece.id;
+                        m.id = piece.transfer;
                         self.send(now, l, &m);
                     }
                 }
@@ -858,7 +865,7 @@ impl Transfer {
                     ..
                 } = &mut self.req
                 {
-                    if *l == from && piece.id == m.id {
+                    if *l == from && piece.transfer == m.id {
                         if m.is_retry() {
                             self.abort(now, "the leader forgot the transfer");
                         } else {
@@ -1031,7 +1038,7 @@ impl Transfer {
             let Some(s) = self.sessions.get(&key) else {
                 return;
             };
-            if s.ended || s.next >= s.acked + window {
+            if s.ended || s.next >= s.acked.saturating_add(window) {
                 return;
             }
             let n = s.next;
@@ -1053,7 +1060,8 @@ impl Transfer {
             }
             return;
         }
-        s.acked = s.acked.max(m.chunk_no.saturating_add(1));
+        // Never beyond what was sent (a stray or hostile acknowledgement).
+        s.acked = s.acked.max(m.chunk_no.saturating_add(1)).min(s.next);
         let done = s.ended && s.acked >= s.next;
         if done {
             self.sessions.remove(&key);
@@ -1105,7 +1113,7 @@ impl Transfer {
                 s.id = id;
                 s.last_key.clone_from(&self.copy.last_key);
                 self.send(now, provider, &s);
-                self.begin_piece(now, provider, id, Some(leader));
+                self.begin_piece(now, provider, id, id, Some(leader));
             }
             _ => {
                 self.req = Req::Backoff {
@@ -1129,11 +1137,18 @@ impl Transfer {
             };
             return;
         }
-        self.begin_piece(now, provider, m.id, None);
+        self.begin_piece(now, provider, m.id, m.id, None);
         self.pull_more(now);
     }
 
-    fn begin_piece(&mut self, now: u64, provider: NodeId, id: u64, leader: Option<NodeId>) {
+    fn begin_piece(
+        &mut self,
+        now: u64,
+        provider: NodeId,
+        id: u64,
+        transfer: u64,
+        leader: Option<NodeId>,
+    ) {
         self.copy.provider = Some(provider);
         if !self.copy.started {
             self.copy.started = true;
@@ -1144,6 +1159,7 @@ impl Transfer {
             piece: Piece {
                 provider,
                 id,
+                transfer,
                 next: 0,
                 asked: 0,
                 ahead: BTreeMap::new(),
@@ -1212,7 +1228,7 @@ impl Transfer {
         if applied.is_empty() {
             return;
         }
-        let (provider, id, next) = (piece.provider, piece.id, piece.next);
+        let (provider, id, transfer, next) = (piece.provider, piece.id, piece.transfer, piece.next);
         let mut whole = None;
         for c in applied {
             if !self.copy.begun {
@@ -1264,14 +1280,14 @@ impl Transfer {
                     };
                     let leader = leader.map_or(provider, |(l, _)| l);
                     let mut f = ChunkMsg::new(Op::Finish);
-                    f.id = id;
+                    f.id = transfer;
                     if let Fetched::Whole { version, .. } = w {
                         f.version = version;
                     }
                     self.send(now, leader, &f);
                     self.req = Req::Finishing {
                         leader,
-                        id,
+                        id: transfer,
                         since: now,
                         whole: w,
                     };

@@ -418,3 +418,26 @@ fn a_stall_timeout_scales_with_the_window_of_chunks_and_the_pacing() {
     assert_eq!(paced.stall_ns(), 12_240 * MS);
     assert!(paced.stall_ns() > base.stall_ns());
 }
+
+#[test]
+fn a_push_resume_at_the_only_provider_completes_with_each_key_once() {
+    // One provider only: a stall makes the requester resume at it again (a fresh piece id;
+    // the old piece's chunks still in flight are not taken for the new one's).
+    let cfg = TransferConfig {
+        chunk_window: 4,
+        chunk_bytes: 16 * 1024,
+        ..config(Design::Push)
+    };
+    let mut net = Net::new(9, 2, 3000, 500, cfg);
+    assert!(net.run(60 * S, |n| n.requester().keys_received > 300));
+    net.cut.push((1, 2));
+    let t = net.now + S;
+    net.run(t, |n| n.requester().t.stats().resumes > 0);
+    net.cut.clear();
+    assert!(net.run(120 * S, |n| n.requester().whole.is_some()));
+    let r = net.requester();
+    assert!(r.t.stats().resumes >= 1);
+    assert_eq!(r.aborted, 0);
+    assert_eq!(r.keys_received, 3000, "each key once");
+    assert_eq!(net.finish(), net.nodes[&1].db.digest());
+}
