@@ -36,30 +36,6 @@ for design in pull push; do
   port=$((port + 5))
 done
 run --bytes 10485760 --path ring --rounds 3 --port $port
+
 # The table (medians over the rounds of each command) from runs.jsonl.
-python3 - "$out" <<'PY'
-import json, sys, statistics as st
-out = sys.argv[1]
-runs = [json.loads(l) for l in open(f"{out}/runs.jsonl")]
-groups = {}
-for r in runs:
-    k = (r["design"] if r["path"] == "unicast" else "-", r["path"], r["chunk_bytes"], r["window"],
-         r["store_bytes"] // 2**20, r["killed_provider"] is not None, r["datagram_window"])
-    groups.setdefault(k, []).append(r)
-rows = ["| design | path | chunk | window | datagram window | store MiB | provider killed | rounds | copy MB/s (median, min–max) | raw MB/s (median) | copy/raw (median, min–max) | resume ms | resent bytes | resumes | aborts | held bytes req / prov (max) | digests equal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-for k, rs in groups.items():
-    c = [r["copy_mb_per_s"] for r in rs]
-    q = [r["copy_over_raw"] for r in rs]
-    raw = [(r["raw_before_mb_per_s"] + r["raw_after_mb_per_s"]) / 2 for r in rs]
-    res = [r["resume_ms"] for r in rs if r["resume_ms"] is not None]
-    rows.append("| %s | %s | %d KiB | %d | %d | %d | %s | %d | %.1f (%.1f–%.1f) | %.0f | %.2f (%.2f–%.2f) | %s | %d | %d | %d | %d / %d | %s |" % (
-        k[0], k[1], k[2] // 1024, k[3], k[6], k[4], "yes" if k[5] else "no", len(rs),
-        st.median(c), min(c), max(c), st.median(raw), st.median(q), min(q), max(q),
-        ("%.0f" % st.median(res)) if res else "-", max(r["resent_bytes"] for r in rs),
-        sum(r["resumes"] for r in rs), sum(r["aborts"] for r in rs),
-        max(r["held_bytes_max_requester"] for r in rs), max(r["held_bytes_max_providers"] for r in rs),
-        all(r["digests_equal"] for r in rs)))
-open(f"{out}/table.md", "w").write("\n".join(rows) + "\n")
-print("\n".join(rows))
-PY
+python3 bench/store-copy-table.py "$out"

@@ -204,25 +204,32 @@ fn main() {
         .expect("cluster");
         let ids = [1, 2, 3];
         c.wait_ring(&ids, Duration::from_secs(20)).expect("ring");
-        // The fill: one request (a node takes up to 256 MiB of fill at once).
-        c.call::<serde_json::Value>(
-            1,
-            &Request::Svc {
-                service: "store".into(),
-                request: serde_json::json!({"op": "fill", "keys": keys, "size": 1024}),
-            },
-        )
-        .expect("fill");
-        let fill_deadline = Instant::now() + Duration::from_secs(600);
-        while ids
-            .iter()
-            .any(|&i| status(&c, i).is_none_or(|s| s.version < keys))
-        {
-            assert!(
-                Instant::now() < fill_deadline,
-                "the fill never reached every node"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        // The fill, in requests of at most 128 MiB (a node takes up to 256 MiB of fill at
+        // once), each waited for.
+        let per = (128u64 << 20) / 1024;
+        let fill_deadline = Instant::now() + Duration::from_secs(1200);
+        let mut from = 0u64;
+        while from < keys {
+            let n = per.min(keys - from);
+            c.call::<serde_json::Value>(
+                1,
+                &Request::Svc {
+                    service: "store".into(),
+                    request: serde_json::json!({"op": "fill", "keys": n, "size": 1024, "from": from}),
+                },
+            )
+            .expect("fill");
+            from += n;
+            while ids
+                .iter()
+                .any(|&i| status(&c, i).is_none_or(|s| s.version < from))
+            {
+                assert!(
+                    Instant::now() < fill_deadline,
+                    "the fill never reached every node"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         c.kill(3);
         std::fs::remove_file(c.state_dir(3).join("store.redb")).expect("remove the store");

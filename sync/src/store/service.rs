@@ -399,12 +399,15 @@ pub enum Command {
         /// The key.
         key: String,
     },
-    /// Writes `keys` keys `fill-0`... of `size` bytes each through the ring.
+    /// Writes `keys` keys `fill-FROM`... of `size` bytes each through the ring.
     Fill {
         /// How many.
         keys: u64,
         /// Bytes of each value.
         size: usize,
+        /// The first key's number (default 0), so that several fills make one larger store.
+        #[serde(default)]
+        from: u64,
     },
 }
 
@@ -1128,7 +1131,7 @@ impl Service for StoreService {
                     },
                 ))
             }
-            Command::Fill { keys, size } => {
+            Command::Fill { keys, size, from } => {
                 bound("size", size, MAX_VALUE)?;
                 let each = (size + 32) as u64;
                 let most = ctx.room() / each.max(1);
@@ -1140,7 +1143,7 @@ impl Service for StoreService {
                         bound: format!("at most {most} now (max_fill_bytes)"),
                     });
                 }
-                let ops = (0..keys)
+                let ops = (from..from.saturating_add(keys))
                     .map(|i| {
                         Write {
                             key: format!("fill-{i}").into_bytes(),
@@ -1294,10 +1297,11 @@ impl Plugin for StoreService {
                 }
             }
             "fill" => {
-                args.allow(&["op", "keys", "size"])?;
+                args.allow(&["op", "keys", "size", "from"])?;
                 Command::Fill {
                     keys: args.number("keys")?.unwrap_or(100),
                     size: args.number("size")?.unwrap_or(100),
+                    from: args.number("from")?.unwrap_or(0),
                 }
             }
             other => {
