@@ -139,9 +139,9 @@ impl Node {
         // service or key_file costs
         // no incarnation and leaves no socket behind.
         let services = ringlab_sync::registry::resolve(&cfg.services)?;
-        if let Some(d) = cfg
-            .service_sections()
-            .get("store")
+        let sections = cfg.service_sections();
+        let store_section = sections.get("store");
+        if let Some(d) = store_section
             .and_then(|s| s.get("datagram_bytes"))
             .and_then(|d| d.as_u64())
         {
@@ -160,11 +160,8 @@ impl Node {
         }
         if cfg.key_file.is_some() && services.iter().any(|e| e.name == "store") {
             // The chunk protocol's datagrams do not go through the ring's authenticator.
-            let path = cfg
-                .service_sections()
-                .get("store")
-                .and_then(|s| s.get("path").cloned());
-            if path != Some(serde_json::Value::String("ring".into())) {
+            let path = store_section.and_then(|s| s.get("path"));
+            if path != Some(&serde_json::Value::String("ring".into())) {
                 return Err(StartError::ServiceConfig(
                     ringlab_sync::ServiceConfigError {
                         service: "store",
@@ -189,7 +186,7 @@ impl Node {
                 cfg.node_id,
                 &services,
                 &nodes,
-                &cfg.service_sections(),
+                &sections,
                 &ringlab_sync::Storage::Dir(cfg.state_dir.clone()),
             )?)
         };

@@ -613,6 +613,23 @@ impl StoreService {
         }
     }
 
+    /// Writes a `store_sync` record of the ring path's copy (the store's size so far).
+    fn ring_copy_record(&mut self, phase: &str, provider: NodeId, version: u64) {
+        let (keys, bytes) = self.db.size();
+        self.records.push_back(Body::StoreSync {
+            phase: phase.into(),
+            path: Path::Ring.as_str().into(),
+            design: None,
+            last_key: None,
+            chunks: None,
+            resent_bytes: None,
+            provider,
+            version,
+            bytes,
+            keys,
+        });
+    }
+
     /// Carries out what the chunk protocol hands over: begin a copy, load its pairs, take it
     /// as whole, drop it.
     fn take_fetched(&mut self) {
@@ -885,26 +902,11 @@ impl Service for StoreService {
                     if let Err(e) = loaded {
                         self.fail(e);
                     }
-                    let (keys, bytes) = self.db.size();
-                    let mut record = |phase: &str| {
-                        self.records.push_back(Body::StoreSync {
-                            phase: phase.into(),
-                            path: "ring".into(),
-                            design: None,
-                            last_key: None,
-                            chunks: None,
-                            resent_bytes: None,
-                            provider: sender,
-                            version: target,
-                            bytes,
-                            keys,
-                        })
-                    };
                     if started {
-                        record("start");
+                        self.ring_copy_record("start", sender, target);
                     }
                     if last {
-                        record("finish");
+                        self.ring_copy_record("finish", sender, target);
                     }
                     self.copy_from = Some(sender);
                 }
@@ -982,19 +984,8 @@ impl Service for StoreService {
 
     fn sync_abort(&mut self) {
         if self.loading_now {
-            let (keys, bytes) = self.db.size();
-            self.records.push_back(Body::StoreSync {
-                phase: "abort".into(),
-                path: "ring".into(),
-                design: None,
-                last_key: None,
-                chunks: None,
-                resent_bytes: None,
-                provider: self.copy_from.unwrap_or(0),
-                version: self.plan.as_ref().map_or(0, |p| p.0),
-                bytes,
-                keys,
-            });
+            let version = self.plan.as_ref().map_or(0, |p| p.0);
+            self.ring_copy_record("abort", self.copy_from.unwrap_or(0), version);
         }
         self.copy_from = None;
         self.sent_have = false;

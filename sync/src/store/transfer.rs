@@ -537,9 +537,7 @@ impl Transfer {
             self.fetched.push_back(Fetched::Aborted);
         }
         if self.wanted {
-            self.req = Req::Backoff {
-                until: now + self.cfg.retry_ms * MS,
-            };
+            self.back_off(now);
         }
     }
 
@@ -586,6 +584,13 @@ impl Transfer {
         self.ask(now);
     }
 
+    /// Waits `retry_ms` before asking again.
+    fn back_off(&mut self, now: u64) {
+        self.req = Req::Backoff {
+            until: now + self.cfg.retry_ms * MS,
+        };
+    }
+
     fn provider_now(&self) -> Option<NodeId> {
         match &self.req {
             Req::Cookie { provider, .. } => Some(*provider),
@@ -604,9 +609,7 @@ impl Transfer {
             Design::Push => {
                 let Some(leader) = self.view.leader(self.me).filter(|&l| l != self.me) else {
                     // No member serves: no one to ask until the configuration changes.
-                    self.req = Req::Backoff {
-                        until: now + self.cfg.retry_ms * MS,
-                    };
+                    self.back_off(now);
                     return;
                 };
                 let id = self.fresh_id(now);
@@ -622,9 +625,7 @@ impl Transfer {
             }
             Design::Pull => {
                 let Some(provider) = self.next_provider(self.avoid) else {
-                    self.req = Req::Backoff {
-                        until: now + self.cfg.retry_ms * MS,
-                    };
+                    self.back_off(now);
                     return;
                 };
                 let mut m = ChunkMsg::new(Op::GetCookie);
@@ -1116,9 +1117,7 @@ impl Transfer {
                 self.begin_piece(now, provider, id, id, Some(leader));
             }
             _ => {
-                self.req = Req::Backoff {
-                    until: now + self.cfg.retry_ms * MS,
-                };
+                self.back_off(now);
             }
         }
     }
@@ -1132,9 +1131,7 @@ impl Transfer {
             return;
         }
         if m.is_retry() || m.id == 0 {
-            self.req = Req::Backoff {
-                until: now + self.cfg.retry_ms * MS,
-            };
+            self.back_off(now);
             return;
         }
         self.begin_piece(now, provider, m.id, m.id, None);
