@@ -14,7 +14,10 @@
 //! back from a lower version); markers that must survive a crash commit immediately.
 
 use super::write::{Write, WriteError};
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -167,6 +170,12 @@ pub struct StoreDb {
     bytes: u64,
     /// A full copy is being loaded (durable: survives a reopen).
     loading: bool,
+    /// Writes applied since the last durable commit ([`StoreDb::flush`] makes them durable).
+    unflushed: u64,
+    /// The transaction the writes of this input go into, one after another: committed
+    /// durably by [`StoreDb::flush`], and (not durably) before any read or other write, so
+    /// that every read sees every write applied. A crash loses it whole.
+    open: std::sync::Mutex<Option<WriteTransaction>>,
 }
 
 impl StoreDb {
@@ -212,6 +221,8 @@ impl StoreDb {
             keys: 0,
             bytes: 0,
             loading: false,
+            unflushed: 0,
+            open: std::sync::Mutex::new(None),
         };
         s.load()?;
         Ok(s)
@@ -219,7 +230,7 @@ impl StoreDb {
 
     /// Reads the version, digest, log range and sizes back from the database.
     fn load(&mut self) -> Result<(), StoreError> {
-        let r = self.db.begin_read().map_err(failed("reading"))?;
+        let r = self.reader("reading")?;
         let meta = r.open_table(META).map_err(failed("reading meta"))?;
         let num = |k: &str| -> Result<Option<u64>, StoreError> {
             Ok(meta
@@ -292,7 +303,7 @@ impl StoreDb {
         if v < self.log_first || v > self.version {
             return Ok(None);
         }
-        let r = self.db.begin_read().map_err(failed("reading the log"))?;
+        let r = self.reader("reading the log")?;
         let log = r.open_table(LOG).map_err(failed("reading the log"))?;
         Ok(log
             .get(v)
@@ -317,14 +328,17 @@ impl StoreDb {
 
     /// Returns the value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read().map_err(failed("reading"))?;
+        let r = self.reader("reading")?;
         let t = r.open_table(DATA).map_err(failed("reading"))?;
         Ok(t.get(key)
             .map_err(failed("reading"))?
             .map(|v| v.value().to_vec()))
     }
 
-    /// Applies `w` as version `version` (which must be the next one) in one transaction.
+    /// Applies `w` as version `version` (which must be the next one), in the transaction of
+    /// this input (group commit): durable at the next [`StoreDb::flush`]; a crash before it
+    /// loses the writes since the last flush whole, never half of one, and the node comes
+    /// back behind, to be brought up to date like any other.
     pub fn apply(&mut self, version: u64, w: &Write) -> Result<(), StoreError> {
         if version != self.version + 1 {
             return Err(StoreError::OutOfOrder {
@@ -332,10 +346,34 @@ impl StoreDb {
                 got: version,
             });
         }
+        let txn = match self.take_open() {
+            Some(t) => t,
+            None => self.db.begin_write().map_err(failed("writing"))?,
+        };
+        match self.apply_in(&txn, version, w) {
+            Ok(()) => {
+                *self.open_txn() = Some(txn);
+                self.unflushed += 1;
+                Ok(())
+            }
+            Err(e) => {
+                // The transaction is abandoned with the writes before it in this input:
+                // the store is back at its last commit, and says so.
+                drop(txn);
+                self.load()?;
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_in(
+        &mut self,
+        txn: &WriteTransaction,
+        version: u64,
+        w: &Write,
+    ) -> Result<(), StoreError> {
         let mut digest = self.digest;
         let (mut keys, mut bytes) = (self.keys, self.bytes);
-        let mut txn = self.db.begin_write().map_err(failed("writing"))?;
-        txn.set_durability(Durability::Eventual);
         let mut log_first = self.log_first;
         let mut base_chain = self.base_chain;
         let chain;
@@ -390,7 +428,6 @@ impl StoreDb {
             meta.insert("base_chain", base_chain.as_slice())
                 .map_err(failed("writing meta"))?;
         }
-        txn.commit().map_err(failed("committing"))?;
         self.version = version;
         self.digest = digest;
         self.chain = chain;
@@ -400,6 +437,61 @@ impl StoreDb {
         Ok(())
     }
 
+    fn open_txn(&self) -> std::sync::MutexGuard<'_, Option<WriteTransaction>> {
+        // A panic while holding it leaves at worst no transaction: take it anyway.
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take_open(&self) -> Option<WriteTransaction> {
+        self.open_txn().take()
+    }
+
+    /// Commits the open transaction, not durably, so that reads and other writes see it.
+    fn settle(&self) -> Result<(), StoreError> {
+        if let Some(mut txn) = self.take_open() {
+            txn.set_durability(Durability::None);
+            txn.commit().map_err(failed("committing"))?;
+        }
+        Ok(())
+    }
+
+    /// Begins a read that sees every write applied.
+    fn reader(&self, what: &'static str) -> Result<ReadTransaction, StoreError> {
+        self.settle()?;
+        self.db.begin_read().map_err(failed(what))
+    }
+
+    /// Begins a write transaction of its own (after the open one).
+    fn writer(&self, what: &'static str) -> Result<WriteTransaction, StoreError> {
+        self.settle()?;
+        self.db.begin_write().map_err(failed(what))
+    }
+
+    /// Makes every write applied so far durable, in one commit (none when nothing is
+    /// pending). Its owner calls it at the end of every input, before any record or reply
+    /// says what the writes did: one transaction and one pair of fsyncs per input instead
+    /// of per write.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        let txn = match self.take_open() {
+            Some(t) => Some(t),
+            None if self.unflushed > 0 => Some(self.db.begin_write().map_err(failed("flushing"))?),
+            None => None,
+        };
+        if let Some(mut txn) = txn {
+            txn.set_durability(Durability::Immediate);
+            txn.commit().map_err(failed("flushing"))?;
+        }
+        self.unflushed = 0;
+        Ok(())
+    }
+
+    /// Returns how many writes were applied since the last durable commit.
+    pub fn unflushed(&self) -> u64 {
+        self.unflushed
+    }
+
     /// Returns the logged writes after version `after`, at most `max` of them, with their
     /// versions and the chain hash after each; none if the log no longer reaches back to
     /// `after + 1`.
@@ -407,7 +499,7 @@ impl StoreDb {
         if after + 1 < self.log_first {
             return Ok(None);
         }
-        let r = self.db.begin_read().map_err(failed("reading the log"))?;
+        let r = self.reader("reading the log")?;
         let log = r.open_table(LOG).map_err(failed("reading the log"))?;
         let mut out = Vec::new();
         for e in log
@@ -435,7 +527,7 @@ impl StoreDb {
 
     /// Returns how many entries its log holds.
     pub fn log_len(&self) -> Result<u64, StoreError> {
-        let r = self.db.begin_read().map_err(failed("reading the log"))?;
+        let r = self.reader("reading the log")?;
         let log = r.open_table(LOG).map_err(failed("reading the log"))?;
         log.len().map_err(failed("reading the log"))
     }
@@ -444,7 +536,7 @@ impl StoreDb {
     /// progress, durably, in one transaction. Until [`StoreDb::finish_load`] the store is
     /// not whole: [`StoreDb::loading`] says so, also after a crash and a reopen.
     pub fn begin_load(&mut self) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(failed("beginning a load"))?;
+        let mut txn = self.writer("beginning a load")?;
         txn.set_durability(Durability::Immediate);
         {
             txn.delete_table(DATA).map_err(failed("beginning a load"))?;
@@ -477,9 +569,12 @@ impl StoreDb {
     }
 
     /// Adds one chunk of a full copy (pairs in key order, one transaction).
+    /// Not durable by itself: [`StoreDb::finish_load`]'s commit makes the whole copy
+    /// durable at once (a crash before it leaves the store marked as loading, and the copy
+    /// starts again).
     pub fn load_chunk(&mut self, pairs: &[Pair]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(failed("loading"))?;
-        txn.set_durability(Durability::Eventual);
+        let mut txn = self.writer("loading")?;
+        txn.set_durability(Durability::None);
         let (mut digest, mut keys, mut bytes) = (self.digest, self.keys, self.bytes);
         {
             let mut data = txn.open_table(DATA).map_err(failed("loading"))?;
@@ -506,7 +601,7 @@ impl StoreDb {
     /// Ends a full copy: the store is at `version` with history `chain` and whole again
     /// (the log starts after it).
     pub fn finish_load(&mut self, version: u64, chain: [u8; 32]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(failed("finishing a load"))?;
+        let mut txn = self.writer("finishing a load")?;
         txn.set_durability(Durability::Immediate);
         {
             let mut meta = txn.open_table(META).map_err(failed("finishing a load"))?;
@@ -541,8 +636,8 @@ impl StoreDb {
     /// piece's snapshot brings every key, whichever piece it came from, to the last
     /// piece's state).
     pub fn load_write(&mut self, w: &Write) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(failed("loading"))?;
-        txn.set_durability(Durability::Eventual);
+        let mut txn = self.writer("loading")?;
+        txn.set_durability(Durability::None);
         let (mut digest, mut keys, mut bytes) = (self.digest, self.keys, self.bytes);
         {
             let mut data = txn.open_table(DATA).map_err(failed("loading"))?;
@@ -576,7 +671,7 @@ impl StoreDb {
     /// applied after it do not show in it), for a full transfer's chunks.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
-            txn: self.db.begin_read().map_err(failed("opening a snapshot"))?,
+            txn: self.reader("opening a snapshot")?,
             version: self.version,
             chain: self.chain,
         })
@@ -590,7 +685,7 @@ impl StoreDb {
     /// Returns every (key, value) pair from `from` on, in key order, at most `max` (a test
     /// and debugging view; transfers read snapshots).
     pub fn scan(&self, from: &[u8], max: usize) -> Result<Vec<Pair>, StoreError> {
-        let r = self.db.begin_read().map_err(failed("reading"))?;
+        let r = self.reader("reading")?;
         let t = r.open_table(DATA).map_err(failed("reading"))?;
         let mut out = Vec::new();
         for e in t.range(from..).map_err(failed("reading"))?.take(max) {
@@ -644,6 +739,15 @@ impl Snapshot {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok((out, true))
+    }
+}
+
+impl Drop for StoreDb {
+    /// A clean close makes what was applied durable (a crash does not).
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "the store could not commit its last writes on close");
+        }
     }
 }
 
@@ -722,6 +826,42 @@ mod tests {
         assert_eq!(StoreDb::on_disk(&disk, 10).unwrap().version(), 0);
     }
 
+    /// What the disk holds at this instant, as a disk of its own (a power cut now).
+    fn cut_power(disk: &MemDisk) -> MemDisk {
+        MemDisk(std::sync::Arc::new(std::sync::Mutex::new(
+            disk.bytes().clone(),
+        )))
+    }
+
+    #[test]
+    fn writes_are_durable_at_the_flush_and_a_crash_before_it_loses_them_whole() {
+        let disk = MemDisk::default();
+        let mut s = StoreDb::on_disk(&disk, 10).unwrap();
+        s.apply(1, &put("a", "1")).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.unflushed(), 0);
+        let (d1, c1) = (s.digest(), s.chain());
+        s.apply(2, &put("b", "2")).unwrap();
+        s.apply(3, &put("a", "3")).unwrap();
+        assert_eq!(s.unflushed(), 2);
+        let before = cut_power(&disk);
+        s.flush().unwrap();
+        let after = cut_power(&disk);
+        let lost = StoreDb::on_disk(&before, 10).unwrap();
+        assert_eq!(
+            (lost.version(), lost.digest(), lost.chain(), lost.size()),
+            (1, d1, c1, (1, 2)),
+            "the unflushed writes are lost whole, and the store is consistent at version 1"
+        );
+        assert_eq!(lost.get(b"a").unwrap().unwrap(), b"1");
+        let kept = StoreDb::on_disk(&after, 10).unwrap();
+        assert_eq!(
+            (kept.version(), kept.digest(), kept.chain()),
+            (3, s.digest(), s.chain())
+        );
+        assert_eq!(kept.log_after(0, 10).unwrap().unwrap().len(), 3);
+    }
+
     #[test]
     fn a_full_copy_replaces_the_store_and_a_crash_midway_leaves_it_marked_not_whole() {
         let mut a = StoreDb::in_memory(10).unwrap();
@@ -734,7 +874,16 @@ mod tests {
             b.apply(1, &put("z", "9")).unwrap();
             b.begin_load().unwrap();
             b.load_chunk(&a.scan(b"", 2).unwrap()).unwrap();
-            // Crash here.
+            // A power cut here, and a crash (the database dropped).
+            let cut = StoreDb::on_disk(&cut_power(&disk), 10).unwrap();
+            assert!(
+                cut.loading(),
+                "a half copy is never taken for a whole store"
+            );
+            assert!(
+                cut.scan(b"", 10).unwrap().is_empty(),
+                "the chunks are durable only at the finish"
+            );
         }
         let mut b = StoreDb::on_disk(&disk, 10).unwrap();
         assert!(b.loading(), "a half copy is never taken for a whole store");

@@ -606,6 +606,14 @@ impl StoreService {
         }
     }
 
+    /// Makes the writes applied during this input durable (the end of every input: the
+    /// host drains records and replies only after it).
+    fn flush(&mut self) {
+        if let Err(e) = self.db.flush() {
+            self.fail(e);
+        }
+    }
+
     fn apply(&mut self, w: &Write) {
         let v = self.db.version() + 1;
         if let Err(e) = self.db.apply(v, w) {
@@ -1211,6 +1219,7 @@ impl Service for StoreService {
         }
         self.transfer.tick(now, &self.db);
         self.take_fetched();
+        self.flush();
     }
 
     fn poll_deadline(&self) -> Option<u64> {
@@ -1224,6 +1233,7 @@ impl Service for StoreService {
         }
         self.transfer.handle_datagram(now, from, data, &self.db);
         self.take_fetched();
+        self.flush();
     }
 
     fn poll_datagram(&mut self, now: u64) -> Option<(NodeId, Bytes)> {
