@@ -1,7 +1,8 @@
 //! The store's chunk protocol between real nodes on loopback (127.0.0.x; no root needed): a
 //! node restarted with an empty store of 4 MiB gets a full copy point to point while the
 //! ring goes on carrying writes, and its provider is SIGKILLed mid-copy: the copy resumes at
-//! another provider after its last key. Both designs; the checker judges the records. No
+//! another provider after its last key. Both designs (push with a cluster key: its chunk
+//! datagrams authenticated); the checker judges the records. No
 //! test asserts a time: waits have generous limits and only behaviour is checked.
 // A test over real processes and time, not protocol code (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -40,7 +41,7 @@ fn phases(records: &[Record], id: NodeId, inc: u32) -> Vec<(String, NodeId)> {
         .collect()
 }
 
-fn copy_with_provider_killed(design: &str, port: u16) {
+fn copy_with_provider_killed(design: &str, key: bool, port: u16) {
     let dir = std::env::temp_dir().join(format!(
         "ringlab-test-store-{design}-{}",
         std::process::id()
@@ -58,7 +59,7 @@ fn copy_with_provider_killed(design: &str, port: u16) {
         port,
         group: [239, 192, 78, (port % 200) as u8 + 1].into(),
         dir,
-        key: false.into(),
+        key: key.into(),
         record_messages: true,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         batched_io: true,
@@ -149,10 +150,11 @@ fn copy_with_provider_killed(design: &str, port: u16) {
 
 #[test]
 fn an_empty_node_gets_a_4_mib_copy_pulled_and_its_provider_killed_midway() {
-    copy_with_provider_killed("pull", 18_640);
+    copy_with_provider_killed("pull", false, 18_640);
 }
 
 #[test]
-fn an_empty_node_gets_a_4_mib_copy_pushed_and_its_provider_killed_midway() {
-    copy_with_provider_killed("push", 18_660);
+fn an_empty_node_gets_a_4_mib_copy_pushed_and_its_provider_killed_midway_with_a_key() {
+    // With a key, the chunk protocol's datagrams are sealed and opened like the ring's.
+    copy_with_provider_killed("push", true, 18_660);
 }

@@ -158,21 +158,6 @@ impl Node {
                 ));
             }
         }
-        if cfg.key_file.is_some() && services.iter().any(|e| e.name == "store") {
-            // The chunk protocol's datagrams do not go through the ring's authenticator.
-            let path = store_section.and_then(|s| s.get("path"));
-            if path != Some(&serde_json::Value::String("ring".into())) {
-                return Err(StartError::ServiceConfig(
-                    ringlab_sync::ServiceConfigError {
-                        service: "store",
-                        reason: "with key_file set, the store's full copies must travel on the \
-                             authenticated ring: set path = \"ring\" in [service_config.store] \
-                             (the unicast chunk protocol is not authenticated yet)"
-                            .into(),
-                    },
-                ));
-            }
-        }
         let app = if services.is_empty() {
             None
         } else {
@@ -463,18 +448,8 @@ impl Node {
             tracing::debug!(%from, "datagram from an address not in the node list");
             return Err(Dropped::Foreign);
         };
-        // A service's own datagram (the store's chunk transfers), never with a key (see
-        // `start`).
-        if ringlab_sync::app::is_service_datagram(data) && self.auth.is_none() {
-            let now = monotonic_ns();
-            let mut bodies = Vec::new();
-            if let Some(app) = self.app.as_mut() {
-                app.handle_datagram(now, by_addr, data, &mut bodies);
-            }
-            self.record_app(now, bodies);
-            return Ok(());
-        }
-        // Not worth authenticating: the ring would refuse it anyway.
+        // Not worth authenticating: the ring would refuse it anyway (and a service's own
+        // datagrams are at most netmtu bytes, see `start`).
         let limit = self.cfg.totem.netmtu + if self.auth.is_some() { TRAILER_LEN } else { 0 };
         if data.len() > limit {
             return Err(Dropped::Ring(DropReason::Oversized));
@@ -502,6 +477,17 @@ impl Node {
             }
             None => data,
         };
+        // A service's own datagram (the store's chunk transfers), authenticated like the
+        // ring's own unicast datagrams when the cluster has a key.
+        if ringlab_sync::app::is_service_datagram(packet) {
+            let now = monotonic_ns();
+            let mut bodies = Vec::new();
+            if let Some(app) = self.app.as_mut() {
+                app.handle_datagram(now, by_addr, packet, &mut bodies);
+            }
+            self.record_app(now, bodies);
+            return Ok(());
+        }
         let outcome = self.ring.handle_packet(
             monotonic_ns(),
             Some(by_addr),
@@ -546,9 +532,7 @@ impl Node {
             self.send(t.dest, &t.payload);
         }
         while let Some((to, d)) = self.app.as_mut().and_then(|a| a.poll_datagram(now)) {
-            if let Some(a) = self.addr_of.get(&to) {
-                sockets::send(&self.sockets.unicast, &d, *a, &mut self.drops);
-            }
+            self.send(Dest::Node(to), &d);
         }
         let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
         if self.ring.state() == MembState::Left && self.exit.is_none() {

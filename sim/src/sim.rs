@@ -751,20 +751,10 @@ impl Sim {
     }
 
     /// Hands a datagram from `from` to node `i`: opened by its authenticator when the
-    /// cluster has a key, then to its ring; then drains its outputs. What the hostile node
-    /// injected is tallied in its stats: refused by the envelope, or taken.
+    /// cluster has a key, then to its ring, or to its services when it is one of theirs (the
+    /// store's chunk transfers); then drains its outputs. What the hostile node injected is
+    /// tallied in its stats: refused by the envelope, or taken.
     fn receive(&mut self, i: usize, from: NodeId, data: Bytes, hostile: bool) {
-        if ringlab_sync::app::is_service_datagram(&data) {
-            // A service's own datagram (the store's chunk transfers): not the ring's, and
-            // not authenticated (see the store's docs).
-            if self.nodes[i].ring.is_some() {
-                let now = self.now;
-                self.app_input(i, |app, bodies| {
-                    app.handle_datagram(now, from, &data, bodies);
-                });
-            }
-            return;
-        }
         let n = &mut self.nodes[i];
         let Some(r) = n.ring.as_mut() else { return };
         let tally = self
@@ -793,6 +783,13 @@ impl Sim {
         };
         if let Some(t) = tally {
             t.taken += 1;
+        }
+        if ringlab_sync::app::is_service_datagram(&data) {
+            let now = self.now;
+            self.app_input(i, |app, bodies| {
+                app.handle_datagram(now, from, &data, bodies);
+            });
+            return;
         }
         n.drops
             .count_outcome(r.handle_packet(self.now, Some(from), data));
@@ -924,6 +921,17 @@ impl Sim {
             if to == 0 || to as usize > count || to == from {
                 continue;
             }
+            // Sealed like the ring's own unicast datagrams when the cluster has a key.
+            let data = match n.auth.as_mut() {
+                Some(a) => {
+                    let mut sealed =
+                        Vec::with_capacity(data.len() + ringlab_ring::auth::TRAILER_LEN);
+                    sealed.extend_from_slice(&data);
+                    a.seal(Dest::Node(to), &mut sealed);
+                    Bytes::from(sealed)
+                }
+                None => data,
+            };
             let depart = now.max(n.egress_free_at) + data.len() as u64 * self.net.ns_per_byte;
             n.egress_free_at = depart;
             self.send_copy(depart, from, to, None, data);
