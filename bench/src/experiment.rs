@@ -652,7 +652,7 @@ mod tests {
                 "store.bytes 100 must be at least value_size",
             ),
             (
-                "[store]\nbytes = 1000\nfill_timeout_ms = 0\n",
+                "[store]\nbytes = 4096\nfill_timeout_ms = 0\n",
                 "fill_timeout_ms must be above 0",
             ),
             ("[store]\nbytes = 1000\nsize = 3\n", "unknown field `size`"),
@@ -771,7 +771,11 @@ mod tests {
         assert_eq!(section["path"].as_str(), Some("ring"));
         assert_eq!(section["log_keep"].as_integer(), Some(50));
         for (k, v, says) in [
-            ("service_config.store.design", "sideways", "design"),
+            (
+                "service_config.store.design",
+                "sideways",
+                "unknown variant `sideways`",
+            ),
             (
                 "service_config.store.chunk_bytes",
                 "10",

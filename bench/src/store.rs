@@ -307,9 +307,20 @@ pub struct CopyFacts {
     pub digests_equal: Option<bool>,
 }
 
+/// One `store_sync` record of the requester, as the analysis reads it.
+struct SyncRec<'a> {
+    t: u64,
+    phase: &'a str,
+    provider: NodeId,
+    bytes: u64,
+    resent: u64,
+    design: Option<&'a str>,
+    path: &'a str,
+}
+
 /// Computes the copy's figures (see the module docs) from the run's records.
 pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
-    let mut recs: Vec<(&Record, &str, NodeId, u64, u64, Option<&str>, &str)> = records
+    let mut recs: Vec<SyncRec> = records
         .iter()
         .filter(|r| r.node == f.requester && r.inc == f.inc)
         .filter_map(|r| match &r.body {
@@ -321,26 +332,26 @@ pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
                 design,
                 path,
                 ..
-            } => Some((
-                r,
-                phase.as_str(),
-                *provider,
-                *bytes,
-                resent_bytes.unwrap_or(0),
-                design.as_deref(),
-                path.as_str(),
-            )),
+            } => Some(SyncRec {
+                t: r.t_ns,
+                phase,
+                provider: *provider,
+                bytes: *bytes,
+                resent: resent_bytes.unwrap_or(0),
+                design: design.as_deref(),
+                path,
+            }),
             _ => None,
         })
         .collect();
-    recs.sort_by_key(|x| x.0.t_ns);
-    let start = recs.iter().find(|x| x.1 == "start");
-    let finish = recs.iter().find(|x| x.1 == "finish");
+    recs.sort_by_key(|x| x.t);
+    let start = recs.iter().find(|x| x.phase == "start");
+    let finish = recs.iter().find(|x| x.phase == "finish");
     let copy_s = match (start, finish) {
-        (Some(s), Some(e)) if e.0.t_ns > s.0.t_ns => Some((e.0.t_ns - s.0.t_ns) as f64 / 1e9),
+        (Some(s), Some(e)) if e.t > s.t => Some((e.t - s.t) as f64 / 1e9),
         _ => None,
     };
-    let copied_bytes = finish.map_or(0, |x| x.3);
+    let copied_bytes = finish.map_or(0, |x| x.bytes);
     let copy_mb_per_s = copy_s.map(|s| copied_bytes as f64 / s / 1e6);
     let raw = match (f.raw_before, f.raw_after) {
         (Some(a), Some(b)) => Some((a + b) / 2.0),
@@ -348,14 +359,14 @@ pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
     };
     let mut providers: Vec<NodeId> = Vec::new();
     for x in &recs {
-        if x.2 != 0 && !providers.contains(&x.2) {
-            providers.push(x.2);
+        if x.provider != 0 && !providers.contains(&x.provider) {
+            providers.push(x.provider);
         }
     }
     let resume_ms = f.half_ns.and_then(|h| {
         recs.iter()
-            .find(|x| x.0.t_ns > h && x.1 == "chunk")
-            .map(|x| (x.0.t_ns - h) as f64 / 1e6)
+            .find(|x| x.t > h && x.phase == "chunk")
+            .map(|x| (x.t - h) as f64 / 1e6)
     });
     let of = |m: &BTreeMap<NodeId, u64>| {
         providers
@@ -368,8 +379,8 @@ pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
     let (rss_providers, held_providers) = (of(&f.rss_kib), of(&f.held_bytes));
     StoreCopy {
         requester: f.requester,
-        path: recs.first().map_or(String::new(), |x| x.6.to_string()),
-        design: recs.iter().find_map(|x| x.5.map(String::from)),
+        path: recs.first().map_or(String::new(), |x| x.path.to_string()),
+        design: recs.iter().find_map(|x| x.design.map(String::from)),
         keys: f.keys,
         store_bytes: f.store_bytes,
         fill_s: f.fill_seconds,
@@ -382,14 +393,14 @@ pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
         copy_over_raw: copy_mb_per_s.zip(raw).map(|(c, r)| c * 1e6 / r),
         providers,
         resume_ms,
-        resent_bytes: finish.map_or(0, |x| x.4)
+        resent_bytes: finish.map_or(0, |x| x.resent)
             + recs
                 .iter()
-                .filter(|x| x.1 == "abort")
-                .map(|x| x.3)
+                .filter(|x| x.phase == "abort")
+                .map(|x| x.bytes)
                 .sum::<u64>(),
-        resumes: recs.iter().filter(|x| x.1 == "resume").count() as u64,
-        aborts: recs.iter().filter(|x| x.1 == "abort").count() as u64,
+        resumes: recs.iter().filter(|x| x.phase == "resume").count() as u64,
+        aborts: recs.iter().filter(|x| x.phase == "abort").count() as u64,
         rss_kib_max_requester: f.rss_kib.get(&f.requester).copied().unwrap_or(0),
         rss_kib_max_providers: rss_providers,
         held_bytes_max_requester: f.held_bytes.get(&f.requester).copied().unwrap_or(0),
