@@ -330,6 +330,27 @@ fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
     }
 }
 
+/// The longest control socket path the nodes are given (a Unix socket's path must be shorter
+/// than 108 bytes).
+const SOCKET_PATH_MAX: usize = 100;
+
+/// Returns the directory the nodes of repetition `rep` are given for `dir` (their records,
+/// configs, control sockets and state): `dir` itself, or, where a control socket's path
+/// under it would be too long for a Unix socket (a sweep's long labels), a symbolic link to
+/// it in the topology's state directory (`/run/ringlab-<P>/rep-N`, removed with the
+/// topology), so everything is still written into `dir`.
+fn short_dir(dir: &Path, prefix: &str, rep: u32, nodes: usize) -> Result<PathBuf> {
+    let sock = dir.join(format!("node-{nodes}.sock"));
+    if sock.as_os_str().len() <= SOCKET_PATH_MAX {
+        return Ok(dir.into());
+    }
+    let link = prefix::state_dir(prefix).join(format!("rep-{rep}"));
+    let target = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    std::os::unix::fs::symlink(&target, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+    Ok(link)
+}
+
 /// Waits, ticking every ~10 ms: the progress bar, the stop flag and the copy's watch.
 struct Ticker<'a> {
     stop: &'a AtomicBool,
@@ -409,13 +430,14 @@ fn run_rep(
     };
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec = Spec {
         nodes: exp.nodes,
         transport: exp.transport,
         totem: exp.totem.clone(),
         port: 5405,
         group: "239.77.0.1".parse().expect("an address"),
-        dir: dir.clone(),
+        dir: short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
         key,
         record_messages: true,
         binary: opts.binary.clone(),
