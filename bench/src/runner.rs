@@ -345,7 +345,8 @@ fn short_dir(dir: &Path, prefix: &str, rep: u32, nodes: usize) -> Result<PathBuf
         return Ok(dir.into());
     }
     let link = prefix::state_dir(prefix).join(format!("rep-{rep}"));
-    let target = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let target =
+        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
     std::os::unix::fs::symlink(&target, &link)
         .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
     Ok(link)
@@ -488,6 +489,7 @@ fn run_rep(
     let store_bytes = filled.as_ref().map_or(0, |f| f.bytes);
     let mut watch: Option<CopyWatch> = None;
     let mut half_ns = None;
+    let mut half_provider = None;
     let mut paused: BTreeSet<NodeId> = BTreeSet::new();
     let mut prev_ns = t0;
     for (i, f) in exp.faults.iter().enumerate() {
@@ -613,6 +615,7 @@ fn run_rep(
         }
         if f.when == When::CopyHalf {
             half_ns = Some(prev_ns);
+            half_provider = f.target.and_then(|_| action.nodes().first().copied());
         }
     }
     ticker.until(end, &mut cluster, &mut watch, &|_| false)?;
@@ -672,6 +675,12 @@ fn run_rep(
     };
     cluster.stop();
     let records = cluster.records()?;
+    // The nodes' stores are no result, and each is as large as the store: removed.
+    if exp.services.iter().any(|s| s == "store") {
+        for &id in &all {
+            let _ = std::fs::remove_file(cluster.state_dir(id).join(DB_FILE));
+        }
+    }
     drop(cluster);
     let raw_after = if exp.baseline.raw {
         pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
@@ -711,6 +720,7 @@ fn run_rep(
                 store_bytes: fl.bytes,
                 fill_seconds: fl.seconds,
                 half_ns,
+                half_provider,
                 raw_before: *raw_before,
                 raw_after,
                 rss_kib: w.rss_kib.clone(),

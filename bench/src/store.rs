@@ -18,7 +18,10 @@
 //! - **copy seconds**: the first `start` to the `finish`; **MB/s**: the `finish` record's
 //!   bytes (keys and values copied) over that time (10^6 bytes);
 //! - **copy/raw**: the copy's MB/s over the mean of the raw flow before and after it;
-//! - **resume ms**: the half-way step's fault record to the next `chunk` record;
+//! - **resume ms**: the half-way step's fault record to the next `chunk` record that comes
+//!   from another provider than the one the step targeted, or after a `start` or `resume`
+//!   record that follows the fault (a chunk of the old provider applied just after the fault
+//!   was on its way before it);
 //! - **bytes sent again**: the `finish` record's `resent_bytes` plus the bytes every
 //!   `abort` record had loaded (they are fetched again from nothing);
 //! - **peak memory**: the largest VmRSS (which includes redb's page cache) sampled every
@@ -294,6 +297,8 @@ pub struct CopyFacts {
     pub fill_seconds: f64,
     /// The half-way step's fault record time, if a step fired half-way.
     pub half_ns: Option<u64>,
+    /// The provider that step targeted, if it named one.
+    pub half_provider: Option<NodeId>,
     /// Raw single flow before and after the repetition, bytes/s.
     pub raw_before: Option<f64>,
     /// After.
@@ -363,10 +368,16 @@ pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
             providers.push(x.provider);
         }
     }
+    // The copy going on after the half-way fault: the first chunk from another provider
+    // than the one the fault targeted, or any chunk of a piece started or resumed after it
+    // (chunks of the old provider still in flight at the fault do not count).
     let resume_ms = f.half_ns.and_then(|h| {
-        recs.iter()
-            .find(|x| x.t > h && x.phase == "chunk")
-            .map(|x| (x.t - h) as f64 / 1e6)
+        let mut again = false;
+        recs.iter().filter(|x| x.t > h).find_map(|x| {
+            again |= x.phase == "start" || x.phase == "resume";
+            let other = f.half_provider != Some(x.provider);
+            (x.phase == "chunk" && (again || other)).then(|| (x.t - h) as f64 / 1e6)
+        })
     });
     let of = |m: &BTreeMap<NodeId, u64>| {
         providers
@@ -556,8 +567,10 @@ mod tests {
             sync(100 * ms, 2, "start", 2, 0, 0),
             sync(300 * ms, 2, "chunk", 2, 2_000_000, 0),
             sync(500 * ms, 2, "chunk", 2, 5_000_000, 0),
-            // The provider is killed at 600 ms: an abort loading 5 MB, a restart elsewhere.
-            sync(1_600 * ms, 2, "abort", 2, 5_000_000, 0),
+            // The provider is killed at 600 ms; a chunk it sent before is applied after;
+            // then an abort that had loaded 6 MB, and a restart elsewhere.
+            sync(610 * ms, 2, "chunk", 2, 6_000_000, 0),
+            sync(1_600 * ms, 2, "abort", 2, 6_000_000, 0),
             sync(1_700 * ms, 2, "start", 3, 0, 0),
             sync(1_900 * ms, 2, "chunk", 3, 1_000_000, 0),
             sync(2_000 * ms, 2, "resume", 1, 1_000_000, 0),
@@ -570,6 +583,7 @@ mod tests {
             store_bytes: 10_000_000,
             fill_seconds: 4.0,
             half_ns: Some(600 * ms),
+            half_provider: Some(2),
             raw_before: Some(90e6),
             raw_after: Some(110e6),
             rss_kib: [
@@ -592,8 +606,12 @@ mod tests {
         assert_eq!(c.raw_after_mb_per_s, Some(110.0));
         assert!((c.copy_over_raw.unwrap() - mbs / 100.0).abs() < 1e-12);
         assert_eq!(c.providers, [2, 3, 1]);
-        assert_eq!(c.resume_ms, Some(1_300.0), "the kill to the next chunk");
-        assert_eq!(c.resent_bytes, 5_300_000);
+        assert_eq!(
+            c.resume_ms,
+            Some(1_300.0),
+            "the kill to the next chunk elsewhere"
+        );
+        assert_eq!(c.resent_bytes, 6_300_000);
         assert_eq!((c.resumes, c.aborts), (1, 1));
         assert_eq!(c.rss_kib_max_requester, 40_000);
         assert_eq!(c.rss_kib_max_providers, 30_000, "node 4 provided nothing");
@@ -605,6 +623,23 @@ mod tests {
         assert_eq!(c.path, "unicast");
         assert!(c.finished);
         assert_eq!(c.digests_equal, Some(true));
+        // Without the target, the next chunk at all; a resume at the same provider counts.
+        let any = analyse_copy(
+            &records,
+            &CopyFacts {
+                half_provider: None,
+                ..facts.clone()
+            },
+        );
+        assert_eq!(any.resume_ms, Some(10.0));
+        let same = [
+            sync(100 * ms, 2, "start", 2, 0, 0),
+            sync(700 * ms, 2, "chunk", 2, 6_000_000, 0),
+            sync(2_500 * ms, 2, "resume", 2, 6_000_000, 0),
+            sync(2_600 * ms, 2, "chunk", 2, 7_000_000, 0),
+        ];
+        let c = analyse_copy(&same, &facts);
+        assert_eq!(c.resume_ms, Some(2_000.0), "the chunk after the resume");
     }
 
     #[test]
