@@ -151,7 +151,7 @@ pub(crate) fn flow_recv(bind: SocketAddr, seconds: f64) -> std::io::Result<FlowR
 }
 
 /// Sends datagrams of `size` bytes to `to` as fast as it can for `seconds` (at most
-/// [`FLOW_MAX_DATAGRAMS`](ringlab_bench::store::FLOW_MAX_DATAGRA1_000_000)).
+/// [`FLOW_MAX_DATAGRAMS`](ringlab_bench::store::FLOW_MAX_DATAGRAMS)).
 pub(crate) fn flow_send(to: SocketAddr, size: usize, seconds: f64) -> std::io::Result<FlowSent> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     s.set_send_buffer_size(4 << 20)?;
