@@ -127,6 +127,10 @@ pub struct StoreConfig {
     pub chunk_window: usize,
     /// Resumes in a row before a copy starts again from nothing (default 5).
     pub sync_max_retries: u32,
+    /// Whether a copy whose provider died or stalled goes on after its last key at another
+    /// (default true); false: it starts again from nothing, as Ceph's pull design does (to
+    /// measure what resuming saves).
+    pub resume: bool,
     /// Pacing of the transfer's datagrams, bytes/s (default none).
     pub transfer_rate_limit: Option<u64>,
     /// The transfer's largest datagram on the wire (default 1400: fits a 1500-byte MTU; a
@@ -156,6 +160,7 @@ impl Default for StoreConfig {
             chunk_keys: t.chunk_keys,
             chunk_window: t.chunk_window,
             sync_max_retries: t.sync_max_retries,
+            resume: t.resume,
             transfer_rate_limit: None,
             datagram_bytes: t.transport.datagram_bytes,
             datagram_window: t.transport.window,
@@ -220,6 +225,7 @@ impl StoreConfig {
             chunk_keys: self.chunk_keys,
             chunk_window: self.chunk_window,
             sync_max_retries: self.sync_max_retries,
+            resume: self.resume,
             heartbeat_ms: self.heartbeat_ms,
             timeout_ms: self.timeout_ms,
             cookie_timeout_ms: self.cookie_timeout_ms,
