@@ -47,7 +47,7 @@ impl TempStore {
         let path =
             std::env::temp_dir().join(format!("ringlab-bench-{name}-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let db = StoreDb::open(&path, 10_000).expect("a store file");
+        let db = StoreDb::open(&path, 10_000, 64 << 20).expect("a store file");
         Self { db: Some(db), path }
     }
 

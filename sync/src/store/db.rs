@@ -179,9 +179,14 @@ pub struct StoreDb {
 }
 
 impl StoreDb {
-    /// Opens (or creates) the store in the file `path`, keeping `log_keep` writes.
-    pub fn open(path: &Path, log_keep: u64) -> Result<Self, StoreError> {
-        let file = Database::create(path).map_err(failed("opening"))?;
+    /// Opens (or creates) the store in the file `path`, keeping `log_keep` writes, with a
+    /// page cache of `cache_bytes` (redb's own is 1 GiB: a node's memory would grow with
+    /// its store up to that; the operating system's page cache serves the rest).
+    pub fn open(path: &Path, log_keep: u64, cache_bytes: usize) -> Result<Self, StoreError> {
+        let file = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(failed("opening"))?;
         Self::with(file, log_keep)
     }
 
@@ -911,12 +916,12 @@ mod tests {
         let path = dir.join("store.redb");
         let _ = std::fs::remove_file(&path);
         let d = {
-            let mut s = StoreDb::open(&path, 10).unwrap();
+            let mut s = StoreDb::open(&path, 10, 1 << 20).unwrap();
             s.apply(1, &put("k", "v")).unwrap();
             s.apply(2, &put("l", "w")).unwrap();
             (s.digest(), s.chain())
         };
-        let s = StoreDb::open(&path, 10).unwrap();
+        let s = StoreDb::open(&path, 10, 1 << 20).unwrap();
         assert_eq!(
             (s.version(), (s.digest(), s.chain()), s.log_first()),
             (2, d, 1)

@@ -147,6 +147,9 @@ pub struct StoreConfig {
     /// Writes delivered during a copy that the requester keeps to catch it up (default:
     /// `log_keep`); past that the copy starts again.
     pub catchup_keep: Option<u64>,
+    /// The database's own page cache, bytes (default 64 MiB; 1 MiB to 64 GiB): what a
+    /// node's memory holds of its store, whatever the store's size.
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -168,6 +171,7 @@ impl Default for StoreConfig {
             heartbeat_ms: t.heartbeat_ms,
             cookie_timeout_ms: t.cookie_timeout_ms,
             catchup_keep: None,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -212,6 +216,13 @@ impl StoreConfig {
             self.catchup_keep
                 .is_none_or(|k| (1..=10_000_000).contains(&k)),
             "catchup_keep must be 1 to 10000000".into(),
+        )?;
+        check(
+            ((1 << 20)..=(64 << 30)).contains(&self.cache_bytes),
+            format!(
+                "cache_bytes {} must be 1048576 (1 MiB) to 68719476736 (64 GiB)",
+                self.cache_bytes
+            ),
         )?;
         self.transfer().transport.validate()
     }
@@ -1270,7 +1281,11 @@ impl Plugin for StoreService {
         parsed.validate().map_err(bad)?;
         let db = match &cfg.storage {
             Storage::None => StoreDb::in_memory(parsed.log_keep),
-            Storage::Dir(dir) => StoreDb::open(&dir.join(DB_FILE), parsed.log_keep),
+            Storage::Dir(dir) => StoreDb::open(
+                &dir.join(DB_FILE),
+                parsed.log_keep,
+                usize::try_from(parsed.cache_bytes).unwrap_or(usize::MAX),
+            ),
             Storage::Sim(disks) => StoreDb::on_disk(&disks.disk(DB_FILE), parsed.log_keep),
         }
         .map_err(|e| bad(e.to_string()))?;
