@@ -4,14 +4,16 @@
 //! its state directory; the simulator keeps a real redb database in memory
 //! ([`StoreDb::in_memory`]), so both run the same code.
 //!
-//! Each applied write is one redb transaction that changes the data, appends the write to
-//! the log (trimming it to `log_keep`), bumps the version, extends the history's chain hash
-//! (`chain(v) = SHA-256(chain(v-1) ‖ v ‖ write)`: two stores at one version with equal
-//! chains applied the same writes, so a node whose history diverged is told from one that
-//! is only behind) and updates the digest together:
-//! a crash leaves the store at some version, whole. Writes commit with redb's eventual
-//! durability (a crash may lose the last writes, never tear the store: the node then syncs
-//! back from a lower version); markers that must survive a crash commit immediately.
+//! Each applied write changes the data, appends the write to the log (trimming it to
+//! `log_keep`), bumps the version, extends the history's chain hash (`chain(v) =
+//! SHA-256(chain(v-1) ‖ v ‖ write)`: two stores at one version with equal chains applied
+//! the same writes, so a node whose history diverged is told from one that is only behind)
+//! and updates the digest, all in one redb transaction: a crash leaves the store at some
+//! version, whole. The writes of one input of the node share that transaction (group
+//! commit), made durable by [`StoreDb::flush`] at the end of the input: a crash may lose
+//! the last input's writes, never tear the store (the node then syncs back from a lower
+//! version). Markers that must survive a crash (a load begun, a load finished) commit
+//! durably at once; a full copy's chunks are durable only with its finish.
 
 use super::write::{Write, WriteError};
 use redb::{
@@ -573,8 +575,8 @@ impl StoreDb {
         Ok(())
     }
 
-    /// Adds one chunk of a full copy (pairs in key order, one transaction).
-    /// Not durable by itself: [`StoreDb::finish_load`]'s commit makes the whole copy
+    /// Adds one chunk of a full copy (pairs in key order, one transaction), not durable by
+    /// itself: [`StoreDb::finish_load`]'s commit makes the whole copy
     /// durable at once (a crash before it leaves the store marked as loading, and the copy
     /// starts again).
     pub fn load_chunk(&mut self, pairs: &[Pair]) -> Result<(), StoreError> {
