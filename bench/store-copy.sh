@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ringlab -p ringlab-bench
-out=${1:-results/store-copy/$(date -u +%Y-%m-%d)}
+out=${1:-results/store-copy/$(date -u +%Y-%m-%dT%H%MZ)}
 mkdir -p "$out"
 bin=target/release/store_copy
 {
@@ -30,12 +30,22 @@ for design in pull push; do
   port=$((port + 5))
   run --bytes 10485760 --design $design --chunk-bytes 1048576 --window 4 --datagram-window 256 --rounds 3 --port $port
   port=$((port + 5))
+  # A provider SIGKILLed half-way: resumed after the last key, and started again from
+  # nothing (resume = false, Ceph's pull design).
   run --bytes 10485760 --design $design --chunk-bytes 262144 --kill-provider --rounds 3 --port $port
+  port=$((port + 5))
+  run --bytes 10485760 --design $design --chunk-bytes 262144 --kill-provider --no-resume --rounds 3 --port $port
   port=$((port + 5))
   run --bytes 104857600 --design $design --chunk-bytes 1048576 --rounds 1 --port $port
   port=$((port + 5))
 done
 run --bytes 10485760 --path ring --rounds 3 --port $port
+port=$((port + 5))
+# 1 GiB: the fill through the ring takes minutes (1 Mi writes of 1 KiB on every node).
+for design in pull push; do
+  run --bytes 1073741824 --design $design --chunk-bytes 1048576 --rounds 1 --port $port
+  port=$((port + 5))
+done
 
 # The table (medians over the rounds of each command) from runs.jsonl.
 python3 bench/store-copy-table.py "$out"

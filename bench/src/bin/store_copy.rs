@@ -6,10 +6,12 @@
 //! to its `finish` record (node 3's own clock); its rate is the copied keys and values over
 //! that time. With `--kill-provider`, the provider is SIGKILLed once half the bytes are in:
 //! the time to resume (the kill to the next chunk) and the bytes received again are
-//! reported. The most bytes the chunk protocol held (its transport's buffers and chunks
-//! that came ahead, from `svc store status`) and the largest resident memory (VmRSS, which
-//! includes redb's page cache), sampled every 10 ms during the copy, of the requester and
-//! of the providers are reported too.
+//! reported; `--no-resume` sets `resume = false` (the copy starts again from nothing after
+//! the kill, as Ceph's pull design does), to measure what resuming saves. The most bytes
+//! the chunk protocol held (its transport's buffers and chunks that came ahead, from `svc
+//! store status`) and the largest resident memory (VmRSS, which includes redb's page
+//! cache), sampled every 10 ms during the copy, of the requester and of the providers are
+//! reported too, and the fill's time (through the ring, until every node has every write).
 //!
 //! The raw baseline: one sender thread `send`s datagrams of the copy's datagram size from
 //! 127.0.0.1 to a receiver thread on 127.0.0.2 as fast as it can for one second; the rate is
@@ -18,7 +20,7 @@
 //! `cargo build --release -p ringlab && cargo run --release -p ringlab-bench --bin store_copy
 //! -- [--bytes N] [--design push|pull] [--chunk-bytes N] [--window N] [--datagram-window N]
 //! [--path unicast|ring]
-//! [--kill-provider] [--rounds N] [--port P]`: one JSON line per round.
+//! [--kill-provider] [--no-resume] [--rounds N] [--port P]`: one JSON line per round.
 // A benchmark over real processes and time, not protocol code (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -41,6 +43,7 @@ struct Args {
     datagram_window: u64,
     path: String,
     kill_provider: bool,
+    resume: bool,
     rounds: u32,
     port: u16,
 }
@@ -54,6 +57,7 @@ fn args() -> Args {
         datagram_window: 64,
         path: "unicast".into(),
         kill_provider: false,
+        resume: true,
         rounds: 3,
         port: 9605,
     };
@@ -74,6 +78,11 @@ fn args() -> Args {
             "--port" => a.port = next().parse().expect("--port P"),
             "--kill-provider" => {
                 a.kill_provider = true;
+                i += 1;
+                continue;
+            }
+            "--no-resume" => {
+                a.resume = false;
                 i += 1;
                 continue;
             }
@@ -181,8 +190,8 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         let section: toml::Value = toml::from_str(&format!(
             "design = \"{}\"\nchunk_bytes = {}\nchunk_window = {}\npath = \"{}\"\n\
-             datagram_window = {}\n",
-            a.design, a.chunk_bytes, a.window, a.path, a.datagram_window
+             datagram_window = {}\nresume = {}\n",
+            a.design, a.chunk_bytes, a.window, a.path, a.datagram_window, a.resume
         ))
         .expect("section");
         let mut c = Cluster::start(Spec {
@@ -207,7 +216,8 @@ fn main() {
         // The fill, in requests of at most 128 MiB (a node takes up to 256 MiB of fill at
         // once), each waited for.
         let per = (128u64 << 20) / 1024;
-        let fill_deadline = Instant::now() + Duration::from_secs(1200);
+        let fill_started = Instant::now();
+        let fill_deadline = fill_started + Duration::from_secs(1200);
         let mut from = 0u64;
         while from < keys {
             let n = per.min(keys - from);
@@ -231,6 +241,7 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        let fill_seconds = fill_started.elapsed().as_secs_f64();
         c.kill(3);
         std::fs::remove_file(c.state_dir(3).join("store.redb")).expect("remove the store");
         c.wait_ring(&[1, 2], Duration::from_secs(20))
@@ -317,12 +328,14 @@ fn main() {
                 "window": a.window,
                 "datagram_window": a.datagram_window,
                 "store_bytes": finish.3,
+                "fill_seconds": fill_seconds,
                 "copy_seconds": secs,
                 "copy_mb_per_s": rate / 1e6,
                 "raw_before_mb_per_s": raw_before / 1e6,
                 "raw_after_mb_per_s": raw_after / 1e6,
                 "copy_over_raw": rate / raw,
                 "killed_provider": killed.map(|k| k.0),
+                "resume": a.resume,
                 "resume_ms": resume,
                 // Received again: chunks asked again, and what aborted copies had loaded.
                 "resent_bytes": finish.4 + cr.iter().filter(|x| x.1 == "abort").map(|x| x.3).sum::<u64>(),

@@ -4,14 +4,16 @@
 //! its state directory; the simulator keeps a real redb database in memory
 //! ([`StoreDb::in_memory`]), so both run the same code.
 //!
-//! Each applied write is one redb transaction that changes the data, appends the write to
-//! the log (trimming it to `log_keep`), bumps the version, extends the history's chain hash
-//! (`chain(v) = SHA-256(chain(v-1) ‖ v ‖ write)`: two stores at one version with equal
-//! chains applied the same writes, so a node whose history diverged is told from one that
-//! is only behind) and updates the digest together:
-//! a crash leaves the store at some version, whole. Writes commit with redb's eventual
-//! durability (a crash may lose the last writes, never tear the store: the node then syncs
-//! back from a lower version); markers that must survive a crash commit immediately.
+//! Each applied write changes the data, appends the write to the log (trimming it to
+//! `log_keep`), bumps the version, extends the history's chain hash (`chain(v) =
+//! SHA-256(chain(v-1) ‖ v ‖ write)`: two stores at one version with equal chains applied
+//! the same writes, so a node whose history diverged is told from one that is only behind)
+//! and updates the digest, all in one redb transaction: a crash leaves the store at some
+//! version, whole. The writes of one input of the node share that transaction (group
+//! commit), made durable by [`StoreDb::flush`] at the end of the input: a crash may lose
+//! the last input's writes, never tear the store (the node then syncs back from a lower
+//! version). Markers that must survive a crash (a load begun, a load finished) commit
+//! durably at once; a full copy's chunks are durable only with its finish.
 
 use super::write::{Write, WriteError};
 use redb::{
@@ -179,9 +181,14 @@ pub struct StoreDb {
 }
 
 impl StoreDb {
-    /// Opens (or creates) the store in the file `path`, keeping `log_keep` writes.
-    pub fn open(path: &Path, log_keep: u64) -> Result<Self, StoreError> {
-        let file = Database::create(path).map_err(failed("opening"))?;
+    /// Opens (or creates) the store in the file `path`, keeping `log_keep` writes, with a
+    /// page cache of `cache_bytes` (redb's own is 1 GiB: a node's memory would grow with
+    /// its store up to that; the operating system's page cache serves the rest).
+    pub fn open(path: &Path, log_keep: u64, cache_bytes: usize) -> Result<Self, StoreError> {
+        let file = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(failed("opening"))?;
         Self::with(file, log_keep)
     }
 
@@ -568,8 +575,8 @@ impl StoreDb {
         Ok(())
     }
 
-    /// Adds one chunk of a full copy (pairs in key order, one transaction).
-    /// Not durable by itself: [`StoreDb::finish_load`]'s commit makes the whole copy
+    /// Adds one chunk of a full copy (pairs in key order, one transaction), not durable by
+    /// itself: [`StoreDb::finish_load`]'s commit makes the whole copy
     /// durable at once (a crash before it leaves the store marked as loading, and the copy
     /// starts again).
     pub fn load_chunk(&mut self, pairs: &[Pair]) -> Result<(), StoreError> {
@@ -911,12 +918,12 @@ mod tests {
         let path = dir.join("store.redb");
         let _ = std::fs::remove_file(&path);
         let d = {
-            let mut s = StoreDb::open(&path, 10).unwrap();
+            let mut s = StoreDb::open(&path, 10, 1 << 20).unwrap();
             s.apply(1, &put("k", "v")).unwrap();
             s.apply(2, &put("l", "w")).unwrap();
             (s.digest(), s.chain())
         };
-        let s = StoreDb::open(&path, 10).unwrap();
+        let s = StoreDb::open(&path, 10, 1 << 20).unwrap();
         assert_eq!(
             (s.version(), (s.digest(), s.chain()), s.log_first()),
             (2, d, 1)

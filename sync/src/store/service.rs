@@ -127,6 +127,10 @@ pub struct StoreConfig {
     pub chunk_window: usize,
     /// Resumes in a row before a copy starts again from nothing (default 5).
     pub sync_max_retries: u32,
+    /// Whether a copy whose provider died or stalled goes on after its last key at another
+    /// (default true); false: it starts again from nothing, as Ceph's pull design does (to
+    /// measure what resuming saves).
+    pub resume: bool,
     /// Pacing of the transfer's datagrams, bytes/s (default none).
     pub transfer_rate_limit: Option<u64>,
     /// The transfer's largest datagram on the wire (default 1400: fits a 1500-byte MTU; a
@@ -143,6 +147,9 @@ pub struct StoreConfig {
     /// Writes delivered during a copy that the requester keeps to catch it up (default:
     /// `log_keep`); past that the copy starts again.
     pub catchup_keep: Option<u64>,
+    /// The database's own page cache, bytes (default 64 MiB; 1 MiB to 64 GiB): what a
+    /// node's memory holds of its store, whatever the store's size.
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -156,6 +163,7 @@ impl Default for StoreConfig {
             chunk_keys: t.chunk_keys,
             chunk_window: t.chunk_window,
             sync_max_retries: t.sync_max_retries,
+            resume: t.resume,
             transfer_rate_limit: None,
             datagram_bytes: t.transport.datagram_bytes,
             datagram_window: t.transport.window,
@@ -163,6 +171,7 @@ impl Default for StoreConfig {
             heartbeat_ms: t.heartbeat_ms,
             cookie_timeout_ms: t.cookie_timeout_ms,
             catchup_keep: None,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -208,6 +217,13 @@ impl StoreConfig {
                 .is_none_or(|k| (1..=10_000_000).contains(&k)),
             "catchup_keep must be 1 to 10000000".into(),
         )?;
+        check(
+            ((1 << 20)..=(64 << 30)).contains(&self.cache_bytes),
+            format!(
+                "cache_bytes {} must be 1048576 (1 MiB) to 68719476736 (64 GiB)",
+                self.cache_bytes
+            ),
+        )?;
         self.transfer().transport.validate()
     }
 
@@ -220,6 +236,7 @@ impl StoreConfig {
             chunk_keys: self.chunk_keys,
             chunk_window: self.chunk_window,
             sync_max_retries: self.sync_max_retries,
+            resume: self.resume,
             heartbeat_ms: self.heartbeat_ms,
             timeout_ms: self.timeout_ms,
             cookie_timeout_ms: self.cookie_timeout_ms,
@@ -1264,7 +1281,11 @@ impl Plugin for StoreService {
         parsed.validate().map_err(bad)?;
         let db = match &cfg.storage {
             Storage::None => StoreDb::in_memory(parsed.log_keep),
-            Storage::Dir(dir) => StoreDb::open(&dir.join(DB_FILE), parsed.log_keep),
+            Storage::Dir(dir) => StoreDb::open(
+                &dir.join(DB_FILE),
+                parsed.log_keep,
+                usize::try_from(parsed.cache_bytes).unwrap_or(usize::MAX),
+            ),
             Storage::Sim(disks) => StoreDb::on_disk(&disks.disk(DB_FILE), parsed.log_keep),
         }
         .map_err(|e| bad(e.to_string()))?;

@@ -144,6 +144,9 @@ pub struct TransferConfig {
     pub chunk_window: usize,
     /// Resumes in a row before a transfer starts again from nothing.
     pub sync_max_retries: u32,
+    /// Whether a dead or stalled provider's copy goes on after its last key at another
+    /// (true) or starts again from nothing (false: Ceph's pull design).
+    pub resume: bool,
     /// Push: how often the requester heartbeats the leader.
     pub heartbeat_ms: u64,
     /// The stall timeout's base (see the module docs).
@@ -164,6 +167,7 @@ impl Default for TransferConfig {
             chunk_keys: 2000,
             chunk_window: 1,
             sync_max_retries: 5,
+            resume: true,
             heartbeat_ms: 500,
             timeout_ms: 2000,
             cookie_timeout_ms: 10_000,
@@ -551,6 +555,12 @@ impl Transfer {
             }
         }
         self.avoid = failed;
+        if !self.cfg.resume {
+            // Ceph's pull design: what was loaded is dropped, and the copy starts again
+            // from nothing (at another provider) after the back-off.
+            self.abort(now, why);
+            return;
+        }
         self.copy.retries += 1;
         if self.copy.retries > self.cfg.sync_max_retries {
             self.abort(now, "too many resumes");

@@ -300,6 +300,41 @@ fn a_dead_provider_is_left_and_the_copy_resumes_after_its_last_key() {
 }
 
 #[test]
+fn without_resume_a_dead_provider_makes_the_copy_start_again_from_nothing() {
+    // Ceph's pull design (resume = false), and push likewise: everything loaded before the
+    // death is received again.
+    for design in [Design::Pull, Design::Push] {
+        let cfg = TransferConfig {
+            resume: false,
+            ..config(design)
+        };
+        let mut net = Net::new(5, 4, 3000, 500, cfg);
+        assert!(net.run(60 * S, |n| n.requester().keys_received > 500));
+        let provider = net.requester().t.copy.provider.unwrap();
+        net.nodes.get_mut(&provider).unwrap().up = false;
+        let before = net.requester().keys_received;
+        assert!(
+            net.run(120 * S, |n| n.requester().whole.is_some()),
+            "{design:?}"
+        );
+        let r = net.requester();
+        assert_eq!((r.t.stats().resumes, r.aborted), (0, 1), "{design:?}");
+        assert_eq!(
+            r.keys_received,
+            before + 3000,
+            "{design:?}: all of it again"
+        );
+        let d = net.finish();
+        let live = *net
+            .nodes
+            .keys()
+            .find(|&&id| id != provider && id != 4)
+            .unwrap();
+        assert_eq!(d, net.nodes[&live].db.digest());
+    }
+}
+
+#[test]
 fn chunks_that_fail_their_crc_are_asked_again_and_never_applied() {
     for design in [Design::Pull, Design::Push] {
         let mut net = Net::new(4, 2, 2000, 700, config(design));
