@@ -392,7 +392,7 @@ impl Experiment {
     }
 
     /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
-    /// load.rate, load.size, load.senders, store.bytes, store.value_size, or
+    /// duration_ms, load.rate, load.size, load.senders, store.bytes, store.value_size, or
     /// `service_config.SERVICE.KEY` (a key of the section of a service the experiment runs:
     /// `service_config.store.design`), also written `SERVICE.KEY` (`resources.policy`) where
     /// that is not one of the keys before. Used by `ringlab sweep`.
@@ -439,6 +439,7 @@ impl Experiment {
                     .context("transport is unicast or multicast")?
             }
             "loss_pct" | "loss" => self.loss_pct = value.parse()?,
+            "duration_ms" => self.duration_ms = value.parse()?,
             "load.rate" => self.load.rate = value.parse()?,
             "load.size" => self.load.size = value.parse()?,
             "load.senders" => self.load.senders = value.parse()?,
@@ -759,6 +760,12 @@ mod tests {
         e.set("store.bytes", "104857600").unwrap();
         assert_eq!(e.store.as_ref().unwrap().bytes, 100 << 20);
         e.set("store.value_size", "512").unwrap();
+        e.set("duration_ms", "60000").unwrap();
+        assert_eq!(e.duration_ms, 60_000);
+        assert!(
+            e.clone().set("duration_ms", "1000").is_err(),
+            "the restart is at 1000 ms"
+        );
         assert_eq!(e.store.as_ref().unwrap().keys(), 204800);
         e.set("service_config.store.design", "push").unwrap();
         e.set("service_config.store.chunk_bytes", "3145728")

@@ -99,7 +99,7 @@ enum Cmd {
     /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
     /// compares the configurations. Needs root.
     Sweep {
-        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, load.rate,
+        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, duration_ms, load.rate,
         /// load.size, load.senders, store.bytes, store.value_size, or a service's key
         /// (service_config.store.design, resources.policy). At most two.
         #[arg(long = "param", required = true)]
