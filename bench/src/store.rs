@@ -22,6 +22,8 @@
 //!   from another provider than the one the step targeted, or after a `start` or `resume`
 //!   record that follows the fault (a chunk of the old provider applied just after the fault
 //!   was on its way before it);
+//! - **half after finish**: whether the half-way step fired after the copy's `finish` (the
+//!   whole copy quicker than the trigger's poll and the fault's own delay);
 //! - **bytes sent again**: the `finish` record's `resent_bytes` plus the bytes every
 //!   `abort` record had loaded (they are fetched again from nothing);
 //! - **peak memory**: the largest VmRSS (which includes redb's page cache) sampled every
@@ -404,6 +406,7 @@ pub fn analyse_copy(records: &[Record], f: &CopyFacts) -> StoreCopy {
         copy_over_raw: copy_mb_per_s.zip(raw).map(|(c, r)| c * 1e6 / r),
         providers,
         resume_ms,
+        half_after_finish: f.half_ns.map(|h| finish.is_some_and(|x| x.t < h)),
         resent_bytes: finish.map_or(0, |x| x.resent)
             + recs
                 .iter()

@@ -162,6 +162,11 @@ pub struct StoreCopy {
     pub providers: Vec<NodeId>,
     /// ms from the half-way step's fault record to the next `chunk` record.
     pub resume_ms: Option<f64>,
+    /// With a half-way step: whether it fired after the copy's `finish` (a copy too quick
+    /// for the trigger, which then measured nothing of a resume); absent without one, and
+    /// in summaries written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_after_finish: Option<bool>,
     /// Bytes received again: the finish's `resent_bytes` plus what aborted copies loaded.
     pub resent_bytes: u64,
     /// `resume` records.
@@ -624,6 +629,7 @@ struct StoreRow {
     copy_over_raw: Option<f64>,
     providers: String,
     resume_ms: Option<f64>,
+    half_after_finish: Option<bool>,
     resent_bytes: u64,
     resumes: u64,
     aborts: u64,
@@ -661,6 +667,7 @@ pub fn write_store_csv(path: &Path, s: &Summary) -> Result<bool> {
             copy_over_raw: c.copy_over_raw,
             providers: join(&c.providers),
             resume_ms: c.resume_ms,
+            half_after_finish: c.half_after_finish,
             resent_bytes: c.resent_bytes,
             resumes: c.resumes,
             aborts: c.aborts,
