@@ -4,7 +4,9 @@
 //! encodes it with its CRC (`encode`); the transport carries it as datagrams with their
 //! acknowledgements between two sans-IO endpoints, without sockets (`transport`); the
 //! requester decodes it and checks its CRC (`decode_verify`), then loads it into its
-//! database, a redb file in the temporary directory, digest included (`load`).
+//! database, a redb file in the temporary directory, digest included (`load`). For scale,
+//! `append_to_file` appends the encoded chunk to a plain file: the floor any store pays
+//! to keep it (what a bulk-load path would approach).
 //!
 //! `cargo bench -p ringlab-bench --bench store` measures (throughput in bytes of keys and
 //! values); `-- --test` runs each once.
@@ -147,6 +149,27 @@ fn stages(c: &mut Criterion) {
             black_box(m.chunk.pairs.len())
         });
     });
+
+    // The floor of keeping a chunk at all: its encoded bytes appended to a plain file (the
+    // page cache, no fsync), what a store with a bulk-load path would pay at least.
+    let append_path =
+        std::env::temp_dir().join(format!("ringlab-bench-append-{}", std::process::id()));
+    let mut file = std::fs::File::create(&append_path).expect("a file");
+    let mut appended = 0u64;
+    g.bench_function("append_to_file", |b| {
+        b.iter(|| {
+            use std::io::{Seek as _, Write as _};
+            // Wrap at 256 MiB so that the file stays bounded.
+            if appended >= 256 << 20 {
+                file.rewind().expect("rewound");
+                appended = 0;
+            }
+            file.write_all(&encoded).expect("written");
+            appended += encoded.len() as u64;
+        });
+    });
+    drop(file);
+    let _ = std::fs::remove_file(&append_path);
 
     // The requester: chunks of fresh keys loaded one after another into a store being
     // copied, as a copy does.

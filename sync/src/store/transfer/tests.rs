@@ -263,19 +263,32 @@ fn push_copies_a_store_whole_through_the_leader() {
     }
 }
 
+/// Copies to node 4 of 4, kills whoever provides once 500 keys are in, and runs the copy
+/// to its end; returns the dead provider and the keys received before its death.
+fn copy_past_a_dead_provider(net: &mut Net, design: Design) -> (NodeId, u64) {
+    assert!(net.run(60 * S, |n| n.requester().keys_received > 500));
+    let provider = net.requester().t.copy.provider.unwrap();
+    net.nodes.get_mut(&provider).unwrap().up = false;
+    let before = net.requester().keys_received;
+    assert!(
+        net.run(120 * S, |n| n.requester().whole.is_some()),
+        "{design:?}"
+    );
+    (provider, before)
+}
+
+/// Finishes the copy and checks it against a live member's store.
+fn check_against_a_live_member(net: &mut Net, dead: NodeId) {
+    let d = net.finish();
+    let live = *net.nodes.keys().find(|&&id| id != dead && id != 4).unwrap();
+    assert_eq!(d, net.nodes[&live].db.digest());
+}
+
 #[test]
 fn a_dead_provider_is_left_and_the_copy_resumes_after_its_last_key() {
     for design in [Design::Pull, Design::Push] {
         let mut net = Net::new(3, 4, 3000, 500, config(design));
-        // Run until some chunks are in, then kill whoever provides.
-        assert!(net.run(60 * S, |n| n.requester().keys_received > 500));
-        let provider = net.requester().t.copy.provider.unwrap();
-        net.nodes.get_mut(&provider).unwrap().up = false;
-        let before = net.requester().keys_received;
-        assert!(
-            net.run(120 * S, |n| n.requester().whole.is_some()),
-            "{design:?}"
-        );
+        let (provider, before) = copy_past_a_dead_provider(&mut net, design);
         let r = net.requester();
         assert_eq!(r.t.stats().resumes, 1, "{design:?}");
         assert_eq!(r.aborted, 0);
@@ -284,13 +297,7 @@ fn a_dead_provider_is_left_and_the_copy_resumes_after_its_last_key() {
             r.keys_received, 3000,
             "{design:?} ({before} before the death)"
         );
-        let d = net.finish();
-        let live = *net
-            .nodes
-            .keys()
-            .find(|&&id| id != provider && id != 4)
-            .unwrap();
-        assert_eq!(d, net.nodes[&live].db.digest());
+        check_against_a_live_member(&mut net, provider);
         let records: Vec<Body> =
             std::iter::from_fn(|| net.nodes.get_mut(&4).unwrap().t.poll_record()).collect();
         assert!(records.iter().any(
@@ -309,14 +316,7 @@ fn without_resume_a_dead_provider_makes_the_copy_start_again_from_nothing() {
             ..config(design)
         };
         let mut net = Net::new(5, 4, 3000, 500, cfg);
-        assert!(net.run(60 * S, |n| n.requester().keys_received > 500));
-        let provider = net.requester().t.copy.provider.unwrap();
-        net.nodes.get_mut(&provider).unwrap().up = false;
-        let before = net.requester().keys_received;
-        assert!(
-            net.run(120 * S, |n| n.requester().whole.is_some()),
-            "{design:?}"
-        );
+        let (provider, before) = copy_past_a_dead_provider(&mut net, design);
         let r = net.requester();
         assert_eq!((r.t.stats().resumes, r.aborted), (0, 1), "{design:?}");
         assert_eq!(
@@ -324,13 +324,7 @@ fn without_resume_a_dead_provider_makes_the_copy_start_again_from_nothing() {
             before + 3000,
             "{design:?}: all of it again"
         );
-        let d = net.finish();
-        let live = *net
-            .nodes
-            .keys()
-            .find(|&&id| id != provider && id != 4)
-            .unwrap();
-        assert_eq!(d, net.nodes[&live].db.digest());
+        check_against_a_live_member(&mut net, provider);
     }
 }
 
