@@ -334,6 +334,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
                 .collect::<Vec<_>>(),
             end,
         ),
+        store: None,
     }
 }
 

@@ -199,6 +199,32 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             }
         }
     }
+    if runs.iter().any(|(_, s)| s.store.is_some()) {
+        t.push_str("\nStore copies to the node restarted with an empty store: median over repetitions (see bench/src/store.rs)\n\n");
+        t.push_str("| configuration | finished | copy s | copy MB/s | raw MB/s | copy/raw | resume ms | resent bytes | peak RSS requester / providers MiB | held bytes requester / providers | digests differ |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let med = |s: &Spread, f: &dyn Fn(f64) -> String| s.median.map_or("-".into(), f);
+        for (_, s) in runs {
+            let Some(c) = &s.store else { continue };
+            let _ = writeln!(
+                t,
+                "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+                label(s),
+                c.finished,
+                reps_cell(s),
+                med(&c.copy_s, &|v| format!("{v:.2}")),
+                med(&c.copy_mb_per_s, &|v| format!("{v:.1}")),
+                med(&c.raw_mb_per_s, &|v| format!("{v:.1}")),
+                med(&c.copy_over_raw, &|v| format!("{:.0}%", v * 100.0)),
+                med(&c.resume_ms, &|v| format!("{v:.0}")),
+                med(&c.resent_bytes, &|v| format!("{v:.0}")),
+                med(&c.rss_kib_max_requester, &|v| format!("{:.1}", v / 1024.0)),
+                med(&c.rss_kib_max_providers, &|v| format!("{:.1}", v / 1024.0)),
+                med(&c.held_bytes_max_requester, &|v| format!("{v:.0}")),
+                med(&c.held_bytes_max_providers, &|v| format!("{v:.0}")),
+                c.digests_unequal
+            );
+        }
+    }
     let stopped: Vec<_> = runs
         .iter()
         .filter_map(|(d, s)| s.stopped.as_ref().map(|st| (d, s, st)))
@@ -334,7 +360,7 @@ pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
                     s.experiment
                         .faults
                         .iter()
-                        .map(|f| (f.at_ms, f.action.name().to_string()))
+                        .filter_map(|f| Some((f.at_ms()?, f.action.name().to_string())))
                         .collect(),
                 )
             })

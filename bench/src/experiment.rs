@@ -26,18 +26,46 @@
 //! safe = false
 //! service = "checkpoint"   # optional: the senders drive this service's own workload (one
 //! state_bytes = 65536      # of `services`) instead of plain messages, sized to state_bytes
+//! [store]                  # with services = ["store"]: the store built before the faults
+//! bytes = 10485760         # of values: bytes / value_size keys, filled through node 1
+//! value_size = 1024        # bytes of each value (1 to 61440)
+//! fill_timeout_ms = 120000 # the fill's bound (default 30 s + 10 s per MiB)
+//! [baseline]               # measurements of the bare network in the same run
+//! raw = true               # raw UDP of one flow, node 1 → the copy's requester
 //! [[faults]]
 //! at_ms = 3000
 //! action = "isolate"       # isolate split cut heal trunk-down trunk-up loss delay reorder
 //! nodes = [5]              # duplicate clear kill pause resume restart leave
 //! ```
 //!
-//! Each action's arguments: [`crate::fault`].
+//! Each action's arguments, and the steps' `at = "copy-half"`, `after_ms`, `target =
+//! "provider"` and `empty_store = true`: [`crate::fault`].
+//!
+//! **The store** (`[store]`, with `services = ["store"]`): after the first full ring, the
+//! runner fills the store through node 1 (`svc store fill`, keys `fill-0`... of `value_size`
+//! bytes, in requests of at most 128 MiB) and waits until every node's `svc store status`
+//! shows a version of at least the number of keys (bounded by `fill_timeout_ms`; past it the
+//! repetition fails). The timeline of `at_ms` and `duration_ms` starts after the fill. The
+//! copy the store experiments measure is made by a step `action = "restart"`, `empty_store
+//! = true`: its node is the copy's *requester*. Writes go on during the copy through the
+//! experiment's `[load]`: `service = "store"` drives the store's own workload (puts and
+//! deletes of keys `k0`... with values of 1 B to 2 KiB) at `rate` per sender. Make the
+//! service's `log_keep` smaller than the number of keys, or the restarted node is brought
+//! back from the log (the recent path) instead of by a full copy.
+//!
+//! **Baselines** (`[baseline]`, a section meant to grow: issue 15 adds multicast and unicast
+//! fan-out to it): `raw = true` measures raw UDP of one flow across the bridge from node 1's
+//! namespace to the requester's (the last node without an `empty_store` restart; node 2 when
+//! the requester is node 1): one sender as fast as it can for 1 s, datagrams of the store's
+//! `datagram_bytes` (default 1400), the receiver's bytes/s. It is measured before the first
+//! repetition and after each one, with the nodes stopped (raw, copy, raw, copy, raw), so each
+//! copy has the raw figures of the same run before and after it
+//! ([`store`](crate::store)).
 
-use crate::fault::{FaultAction, FaultStep, NetworkFault};
+use crate::fault::{FaultAction, FaultStep, NetworkFault, ProcessOp, When};
 use anyhow::{bail, Context, Result};
 use ringlab_net::Transport;
-use ringlab_ring::Config as RingConfig;
+use ringlab_ring::{Config as RingConfig, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,6 +121,76 @@ pub struct Experiment {
     /// into summaries only when false (summary.json's `authenticated` says what a run did).
     #[serde(default = "default_key", skip_serializing_if = "is_true")]
     pub key: bool,
+    /// The store built before the faults (`[store]`, with the store service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreSetup>,
+    /// Measurements of the bare network in the same run (`[baseline]`).
+    #[serde(default, skip_serializing_if = "Baseline::is_none")]
+    pub baseline: Baseline,
+}
+
+/// `[store]`: the store every node holds before the faults.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSetup {
+    /// Bytes of values to write (`bytes / value_size` keys).
+    pub bytes: u64,
+    /// Bytes of each value (default 1024).
+    #[serde(default = "default_value_size")]
+    pub value_size: usize,
+    /// How long the fill may take, ms (default 30 s + 10 s per MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_timeout_ms: Option<u64>,
+}
+
+fn default_value_size() -> usize {
+    1024
+}
+
+impl StoreSetup {
+    /// Returns the number of keys the fill writes.
+    pub fn keys(&self) -> u64 {
+        self.bytes / self.value_size.max(1) as u64
+    }
+
+    /// Returns the fill's bound, ms.
+    pub fn fill_timeout_ms(&self) -> u64 {
+        self.fill_timeout_ms
+            .unwrap_or(30_000 + self.bytes.div_ceil(1 << 20) * 10_000)
+    }
+
+    fn check(&self) -> Result<()> {
+        let max = ringlab_sync::store::write::MAX_VALUE;
+        if !(1..=max).contains(&self.value_size) {
+            bail!("store.value_size {} must be 1 to {max}", self.value_size);
+        }
+        if self.keys() == 0 || self.bytes > 64 << 30 {
+            bail!(
+                "store.bytes {} must be at least value_size ({}) and at most 64 GiB",
+                self.bytes,
+                self.value_size
+            );
+        }
+        if self.fill_timeout_ms == Some(0) {
+            bail!("store.fill_timeout_ms must be above 0");
+        }
+        Ok(())
+    }
+}
+
+/// `[baseline]`: measurements of the bare network, made in the same run as the experiment.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Baseline {
+    /// Raw UDP of one flow from node 1 to the copy's requester, before the first repetition
+    /// and after each.
+    pub raw: bool,
+}
+
+impl Baseline {
+    fn is_none(&self) -> bool {
+        !self.raw
+    }
 }
 
 fn default_key() -> bool {
@@ -207,6 +305,15 @@ impl Experiment {
             }
         }
         self.totem.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(st) = &self.store {
+            if !self.services.iter().any(|s| s == "store") {
+                bail!("[store] needs the store service: services = [\"store\"]");
+            }
+            st.check()?;
+        }
+        if self.baseline.raw && self.nodes < 2 {
+            bail!("baseline.raw needs two nodes or more");
+        }
         // Each step's action and arguments were checked by the parse; here, what depends
         // on the rest of the experiment.
         for (i, f) in self.faults.iter().enumerate() {
@@ -230,17 +337,81 @@ impl Experiment {
             if trunk && self.shape != "two-sites" {
                 bail!("{at}faults[{i}] ({a}) needs the two-sites shape");
             }
-            if f.at_ms >= self.duration_ms {
+            if f.at_ms().is_some_and(|t| t >= self.duration_ms) {
                 bail!("{at}faults[{i}].at_ms is past duration_ms");
             }
+            let empty = matches!(a, FaultAction::Process(ProcessOp::RestartEmpty, _));
+            if empty && self.store.is_none() {
+                bail!("{at}faults[{i}] restarts with an empty store: the experiment needs a [store] section");
+            }
+            let copy = self.faults[..i]
+                .iter()
+                .any(|g| matches!(g.action, FaultAction::Process(ProcessOp::RestartEmpty, _)));
+            if (f.when == When::CopyHalf || f.target.is_some()) && !copy {
+                bail!(
+                    "{at}faults[{i}] waits for a copy or names its provider: an earlier step must restart a node with empty_store = true"
+                );
+            }
+        }
+        let empties: Vec<NodeId> = self
+            .faults
+            .iter()
+            .filter(|f| matches!(f.action, FaultAction::Process(ProcessOp::RestartEmpty, _)))
+            .flat_map(|f| f.action.nodes().iter().copied())
+            .collect();
+        if empties.len() > 1 {
+            bail!("one node restarted with an empty store per experiment, not {empties:?}");
         }
         Ok(())
     }
 
+    /// Returns the copy's requester: the node restarted with an empty store, if any step
+    /// does so.
+    pub fn requester(&self) -> Option<NodeId> {
+        self.faults.iter().find_map(|f| match &f.action {
+            FaultAction::Process(ProcessOp::RestartEmpty, n) => n.first().copied(),
+            _ => None,
+        })
+    }
+
+    /// Returns the two ends of the raw baseline: from node 1 (node 2 when the requester is
+    /// node 1) to the requester (the last node without one).
+    pub fn baseline_ends(&self) -> (NodeId, NodeId) {
+        let to = self.requester().unwrap_or(self.nodes as NodeId);
+        (if to == 1 { 2 } else { 1 }, to)
+    }
+
+    /// Returns the store service's `datagram_bytes` (default 1400): the raw baseline's
+    /// datagram size.
+    pub fn datagram_bytes(&self) -> usize {
+        self.service_config
+            .get("store")
+            .and_then(|t| t.get("datagram_bytes"))
+            .and_then(toml::Value::as_integer)
+            .map_or(1400, |v| v as usize)
+    }
+
     /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
-    /// load.rate, load.size, load.senders, or `SERVICE.KEY` (a key of the section of a
-    /// service the experiment runs: `resources.policy`). Used by `ringlab sweep`.
+    /// duration_ms, load.rate, load.size, load.senders, store.bytes, store.value_size, or
+    /// `service_config.SERVICE.KEY` (a key of the section of a service the experiment runs:
+    /// `service_config.store.design`), also written `SERVICE.KEY` (`resources.policy`) where
+    /// that is not one of the keys before. Used by `ringlab sweep`.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if let Some(k) = key
+            .strip_prefix("store.")
+            .filter(|k| ["bytes", "value_size"].contains(k) && !key.starts_with("service_config."))
+        {
+            let st = self
+                .store
+                .as_mut()
+                .context("store.* needs a [store] section in the experiment")?;
+            match k {
+                "bytes" => st.bytes = value.parse().context("store.bytes")?,
+                _ => st.value_size = value.parse().context("store.value_size")?,
+            }
+            return self.validate();
+        }
+        let key = key.strip_prefix("service_config.").unwrap_or(key);
         if let Some((service, k)) = key.split_once('.') {
             if self.services.iter().any(|s| s == service) {
                 let v = value
@@ -268,6 +439,7 @@ impl Experiment {
                     .context("transport is unicast or multicast")?
             }
             "loss_pct" | "loss" => self.loss_pct = value.parse()?,
+            "duration_ms" => self.duration_ms = value.parse()?,
             "load.rate" => self.load.rate = value.parse()?,
             "load.size" => self.load.size = value.parse()?,
             "load.senders" => self.load.senders = value.parse()?,
@@ -440,5 +612,207 @@ mod tests {
             assert!(e.ends_with(says), "{e}");
         }
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// An experiment of 5 nodes with the store service and `extra` after it.
+    fn store_exp(extra: &str) -> Result<Experiment> {
+        let e: Experiment = toml::from_str(&format!(
+            "name = 'x'\nnodes = 5\nduration_ms = 9000\nservices = ['store']\n{extra}"
+        ))?;
+        e.validate()?;
+        Ok(e)
+    }
+
+    const EMPTY_RESTART: &str =
+        "[[faults]]\nat_ms = 1000\naction = 'restart'\nnodes = [5]\nempty_store = true\n";
+
+    #[test]
+    fn a_store_section_is_parsed_and_bad_values_are_refused() {
+        let e = store_exp("[store]\nbytes = 10485760\n").unwrap();
+        let st = e.store.clone().unwrap();
+        assert_eq!(
+            (st.bytes, st.value_size, st.keys()),
+            (10 << 20, 1024, 10240)
+        );
+        assert_eq!(st.fill_timeout_ms(), 30_000 + 10 * 10_000);
+        let e =
+            store_exp("[store]\nbytes = 5000\nvalue_size = 100\nfill_timeout_ms = 7\n").unwrap();
+        let st = e.store.unwrap();
+        assert_eq!((st.keys(), st.fill_timeout_ms()), (50, 7));
+        for (extra, says) in [
+            (
+                "[store]\nbytes = 1000\nvalue_size = 0\n",
+                "store.value_size 0 must be 1 to 61440",
+            ),
+            (
+                "[store]\nbytes = 1000\nvalue_size = 70000\n",
+                "must be 1 to 61440",
+            ),
+            (
+                "[store]\nbytes = 100\nvalue_size = 1024\n",
+                "store.bytes 100 must be at least value_size",
+            ),
+            (
+                "[store]\nbytes = 4096\nfill_timeout_ms = 0\n",
+                "fill_timeout_ms must be above 0",
+            ),
+            ("[store]\nbytes = 1000\nsize = 3\n", "unknown field `size`"),
+            ("[store]\nvalue_size = 10\n", "missing field `bytes`"),
+            ("[baseline]\nraw = 'yes'\n", "invalid type"),
+            (
+                "[baseline]\nmulticast = true\n",
+                "unknown field `multicast`",
+            ),
+        ] {
+            let e = format!("{:#}", store_exp(extra).unwrap_err());
+            assert!(e.contains(says), "{extra:?}: {e}");
+        }
+        // The store section needs the store service.
+        let e: Experiment =
+            toml::from_str("name = 'x'\nnodes = 3\nduration_ms = 5000\n[store]\nbytes = 4096\n")
+                .unwrap();
+        let e = e.validate().unwrap_err().to_string();
+        assert!(e.contains("[store] needs the store service"), "{e}");
+        // Without the sections, nothing is written for them.
+        let v = serde_json::to_value(store_exp("").unwrap()).unwrap();
+        assert!(
+            v.get("store").is_none() && v.get("baseline").is_none(),
+            "{v}"
+        );
+        let v = serde_json::to_value(
+            store_exp("[store]\nbytes = 4096\n[baseline]\nraw = true\n").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["store"]["bytes"], 4096);
+        assert_eq!(v["baseline"]["raw"], true);
+        let back: Experiment = serde_json::from_value(v).unwrap();
+        assert!(back.baseline.raw);
+    }
+
+    #[test]
+    fn copy_steps_need_a_node_restarted_with_an_empty_store() {
+        let e = store_exp(&format!(
+            "[store]\nbytes = 4096\n[baseline]\nraw = true\n{EMPTY_RESTART}\
+             [[faults]]\nat = 'copy-half'\naction = 'kill'\ntarget = 'provider'\n"
+        ))
+        .unwrap();
+        assert_eq!(e.requester(), Some(5));
+        assert_eq!(e.baseline_ends(), (1, 5));
+        assert_eq!(e.datagram_bytes(), 1400);
+        let half = "[[faults]]\nat = 'copy-half'\naction = 'heal'\n";
+        let provider = "[[faults]]\nat_ms = 2000\naction = 'isolate'\ntarget = 'provider'\n";
+        for (extra, says) in [
+            (
+                format!("[store]\nbytes = 4096\n{half}"),
+                "an earlier step must restart a node with empty_store = true",
+            ),
+            (
+                format!("[store]\nbytes = 4096\n{provider}"),
+                "an earlier step must restart",
+            ),
+            (
+                format!("[store]\nbytes = 4096\n{half}{EMPTY_RESTART}"),
+                "faults[0] waits for a copy",
+            ),
+            (
+                EMPTY_RESTART.to_string(),
+                "the experiment needs a [store] section",
+            ),
+            (
+                format!(
+                    "[store]\nbytes = 4096\n{EMPTY_RESTART}{}",
+                    EMPTY_RESTART.replace("[5]", "[4]")
+                ),
+                "one node restarted with an empty store per experiment, not [5, 4]",
+            ),
+        ] {
+            let e = format!("{:#}", store_exp(&extra).unwrap_err());
+            assert!(e.contains(says), "{extra:?}: {e}");
+        }
+        // The baseline goes to the last node without a copy, from node 2 when node 1 is the
+        // requester; datagrams of the store's datagram_bytes.
+        let e =
+            store_exp("[baseline]\nraw = true\n[service_config.store]\ndatagram_bytes = 1200\n")
+                .unwrap();
+        assert_eq!(
+            (e.requester(), e.baseline_ends(), e.datagram_bytes()),
+            (None, (1, 5), 1200)
+        );
+        let e = store_exp(&format!(
+            "[store]\nbytes = 4096\n{}",
+            EMPTY_RESTART.replace("[5]", "[1]")
+        ))
+        .unwrap();
+        assert_eq!(e.baseline_ends(), (2, 1));
+        let one: Experiment =
+            toml::from_str("name = 'x'\nnodes = 1\nduration_ms = 9\n[baseline]\nraw = true\n")
+                .unwrap();
+        assert!(one
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("two nodes or more"));
+    }
+
+    #[test]
+    fn a_sweep_sets_the_store_size_and_the_store_services_keys() {
+        let mut e = store_exp(&format!("[store]\nbytes = 4096\n{EMPTY_RESTART}")).unwrap();
+        e.set("store.bytes", "104857600").unwrap();
+        assert_eq!(e.store.as_ref().unwrap().bytes, 100 << 20);
+        e.set("store.value_size", "512").unwrap();
+        e.set("duration_ms", "60000").unwrap();
+        assert_eq!(e.duration_ms, 60_000);
+        assert!(
+            e.clone().set("duration_ms", "1000").is_err(),
+            "the restart is at 1000 ms"
+        );
+        assert_eq!(e.store.as_ref().unwrap().keys(), 204800);
+        e.set("service_config.store.design", "push").unwrap();
+        e.set("service_config.store.chunk_bytes", "3145728")
+            .unwrap();
+        e.set("service_config.store.path", "ring").unwrap();
+        e.set("store.log_keep", "50").unwrap();
+        let section = &e.service_config["store"];
+        assert_eq!(section["design"].as_str(), Some("push"));
+        assert_eq!(section["chunk_bytes"].as_integer(), Some(3 << 20));
+        assert_eq!(section["path"].as_str(), Some("ring"));
+        assert_eq!(section["log_keep"].as_integer(), Some(50));
+        for (k, v, says) in [
+            (
+                "service_config.store.design",
+                "sideways",
+                "unknown variant `sideways`",
+            ),
+            (
+                "service_config.store.chunk_bytes",
+                "10",
+                "chunk_bytes 10 must be",
+            ),
+            ("store.bytes", "ten", "store.bytes"),
+            ("store.bytes", "10", "must be at least value_size"),
+        ] {
+            let e = format!("{:#}", e.clone().set(k, v).unwrap_err());
+            assert!(e.contains(says), "{k}={v}: {e}");
+        }
+        let mut plain = store_exp("").unwrap();
+        let e = plain.set("store.bytes", "4096").unwrap_err().to_string();
+        assert!(e.contains("needs a [store] section"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_store_experiments_copy_to_a_restarted_node_against_the_raw_flow() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        for name in [
+            "store-restart-empty",
+            "store-kill-provider",
+            "store-partition",
+            "store-loss-10",
+            "ci-store-restart",
+        ] {
+            let e = Experiment::load(&dir.join(format!("{name}.toml"))).unwrap();
+            assert_eq!(e.name, name);
+            assert!(e.store.is_some() && e.baseline.raw, "{name}");
+            assert!(e.requester().is_some(), "{name}");
+        }
     }
 }

@@ -14,12 +14,29 @@
 //! | `delay` | `nodes`, `ms`, `jitter_ms` |
 //! | `reorder` | `nodes`, `pct`, `ms` (the gap) |
 //! | `duplicate` | `nodes`, `pct` |
-//! | `kill`, `pause`, `resume`, `restart`, `leave` | `nodes` |
+//! | `kill`, `pause`, `resume`, `leave` | `nodes` |
+//! | `restart` | `nodes`; `empty_store` (its store file is removed before it starts again) |
+//!
+//! **When.** Every step has exactly one of:
+//! - `at_ms = N`: N ms after the repetition's timeline starts (the first full ring, or the
+//!   end of the store's fill with a `[store]` section);
+//! - `at = "copy-half"`: as soon as the latest `store_sync` `chunk` record of the node
+//!   restarted with `empty_store` shows at least half the store's bytes (the store's `bytes`
+//!   in `svc store status` after the fill); a copy that never gets there by the end of the
+//!   repetition fails it, saying so;
+//! - `after_ms = N`: N ms after the previous step fired (a heal after a half-way partition).
+//!
+//! **Whom.** Instead of `nodes`, an action that takes `nodes` (all but `cut`) may name
+//! `target = "provider"`: the provider of the copy at that moment, from the same latest
+//! `chunk` record (`provider`); with no such record yet, the repetition fails. So
+//! `at = "copy-half"`, `action = "kill"`, `target = "provider"` kills the provider half-way
+//! through the copy, and `action = "isolate"` cuts it off.
 //!
 //! An unknown action, a missing or malformed argument, or one the action does not take is an
 //! error of the parse, at the step's line. What depends on the rest of the experiment (node
-//! numbers, the two-sites shape of a trunk, `at_ms` within the duration) is checked by
-//! [`Experiment::load`](crate::experiment::Experiment::load), which names the line too.
+//! numbers, the two-sites shape of a trunk, `at_ms` within the duration, a copy to wait for)
+//! is checked by [`Experiment::load`](crate::experiment::Experiment::load), which names the
+//! line too.
 
 use ringlab_ring::NodeId;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -29,10 +46,50 @@ use std::fmt;
 /// One step of the fault schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultStep {
-    /// When, ms after the first full ring.
-    pub at_ms: u64,
+    /// When.
+    pub when: When,
     /// What.
     pub action: FaultAction,
+    /// Whom, when the step names its nodes by role instead of number (its action's node
+    /// list is then empty until [`FaultAction::with_nodes`] fills it in).
+    pub target: Option<Target>,
+}
+
+/// When a step fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// This many ms after the repetition's timeline starts (`at_ms`).
+    AtMs(u64),
+    /// When the copy to the node restarted with an empty store is half-way (`at = "copy-half"`).
+    CopyHalf,
+    /// This many ms after the previous step fired (`after_ms`).
+    AfterMs(u64),
+}
+
+/// A trigger a step can wait for (`at = ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The copy's latest `chunk` record shows at least half the store's bytes.
+    CopyHalf,
+}
+
+/// A node named by its role (`target = ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The provider of the copy now (the latest `chunk` record's `provider`).
+    Provider,
+}
+
+impl FaultStep {
+    /// Returns its `at_ms`, if it fires at a fixed time.
+    pub fn at_ms(&self) -> Option<u64> {
+        match self.when {
+            When::AtMs(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// What a step does.
@@ -111,6 +168,9 @@ pub enum ProcessOp {
     Resume,
     /// Started again (killed first if it runs), as a new incarnation.
     Restart,
+    /// Killed if it runs, its store file (`store.redb`) removed from its state directory,
+    /// and started again with an empty store (`restart` with `empty_store = true`).
+    RestartEmpty,
     /// Asked to leave the ring gracefully.
     Leave,
 }
@@ -174,12 +234,8 @@ impl ActionName {
     /// Returns the arguments the action takes.
     fn arguments(self) -> &'static [&'static str] {
         match self {
-            Self::Isolate
-            | Self::Kill
-            | Self::Pause
-            | Self::Resume
-            | Self::Restart
-            | Self::Leave => &["nodes"],
+            Self::Isolate | Self::Kill | Self::Pause | Self::Resume | Self::Leave => &["nodes"],
+            Self::Restart => &["nodes", "empty_store"],
             Self::Split => &["groups"],
             Self::Cut => &["nodes", "oneway"],
             Self::Heal | Self::Clear | Self::TrunkDown | Self::TrunkUp => &[],
@@ -193,10 +249,14 @@ impl ActionName {
 /// A step as the file spells it: every argument of every action, in the order summary.json
 /// has always written them (an argument a step lacks is written as 0, and a 0 is accepted
 /// for an argument the action does not take, so every summary.json reads back).
+///
+/// The keys added later (`at`, `after_ms`, `target`, `empty_store`, and `at_ms` absent) are
+/// written only where a step has them, so summaries of steps without them read as before.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at_ms: Option<u64>,
     action: ActionName,
     #[serde(default)]
     nodes: Vec<NodeId>,
@@ -210,6 +270,18 @@ struct RawStep {
     ms: Option<u64>,
     #[serde(default, serialize_with = "zero_if_none")]
     jitter_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<Trigger>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<Target>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    empty_store: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Writes an argument a step lacks as 0, as summary.json always has.
@@ -291,7 +363,7 @@ impl FaultAction {
                 ProcessOp::Kill => ActionName::Kill,
                 ProcessOp::Pause => ActionName::Pause,
                 ProcessOp::Resume => ActionName::Resume,
-                ProcessOp::Restart => ActionName::Restart,
+                ProcessOp::Restart | ProcessOp::RestartEmpty => ActionName::Restart,
                 ProcessOp::Leave => ActionName::Leave,
             },
             Self::Network(f) => match f {
@@ -330,6 +402,29 @@ impl FaultAction {
         }
     }
 
+    /// Returns the same action on `nodes` instead of the nodes it names (a step with a
+    /// [`Target`] is resolved so); an action without a node list is returned as it is.
+    pub fn with_nodes(&self, nodes: Vec<NodeId>) -> Self {
+        let mut a = self.clone();
+        match &mut a {
+            Self::Process(_, n) => *n = nodes,
+            Self::Network(f) => match f {
+                NetworkFault::Isolate(n)
+                | NetworkFault::Loss { nodes: n, .. }
+                | NetworkFault::Delay { nodes: n, .. }
+                | NetworkFault::Reorder { nodes: n, .. }
+                | NetworkFault::Duplicate { nodes: n, .. } => *n = nodes,
+                NetworkFault::Cut { .. }
+                | NetworkFault::Split(_)
+                | NetworkFault::Heal
+                | NetworkFault::TrunkDown
+                | NetworkFault::TrunkUp
+                | NetworkFault::Clear => {}
+            },
+        }
+        a
+    }
+
     /// Returns a split's groups (none for every other action).
     pub fn groups(&self) -> &[Vec<NodeId>] {
         match self {
@@ -365,6 +460,15 @@ impl FaultAction {
     }
 }
 
+impl Target {
+    /// Returns its name in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+        }
+    }
+}
+
 impl fmt::Display for FaultAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -392,6 +496,7 @@ impl TryFrom<RawStep> for FaultStep {
             ("pct", r.pct.is_some_and(|v| v != 0)),
             ("ms", r.ms.is_some_and(|v| v != 0)),
             ("jitter_ms", r.jitter_ms.is_some_and(|v| v != 0)),
+            ("empty_store", r.empty_store),
         ];
         for (arg, set) in given {
             if set && !takes.contains(&arg) {
@@ -401,8 +506,29 @@ impl TryFrom<RawStep> for FaultStep {
                 });
             }
         }
-        if takes.contains(&"nodes") && r.action != ActionName::Loss && r.nodes.is_empty() {
-            return Err(format!("{name} needs `nodes`"));
+        let when = match (r.at_ms, r.at, r.after_ms) {
+            (Some(t), None, None) => When::AtMs(t),
+            (None, Some(Trigger::CopyHalf), None) => When::CopyHalf,
+            (None, None, Some(t)) => When::AfterMs(t),
+            _ => {
+                return Err(
+                    "a step needs exactly one of `at_ms`, `at` (\"copy-half\") and `after_ms`"
+                        .into(),
+                )
+            }
+        };
+        if let Some(t) = r.target {
+            if !takes.contains(&"nodes") || r.action == ActionName::Cut {
+                return Err(format!("{name} takes no `target`"));
+            }
+            if !r.nodes.is_empty() {
+                return Err(format!(
+                    "{name}: `target` ({}) names its node; leave out `nodes`",
+                    t.as_str()
+                ));
+            }
+        } else if takes.contains(&"nodes") && r.action != ActionName::Loss && r.nodes.is_empty() {
+            return Err(format!("{name} needs `nodes` (or `target`)"));
         }
         // What the action cannot do without: a percentage, a delay.
         let pct = match (takes.contains(&"pct"), r.pct) {
@@ -453,12 +579,16 @@ impl TryFrom<RawStep> for FaultStep {
             ActionName::Kill => FaultAction::Process(ProcessOp::Kill, nodes),
             ActionName::Pause => FaultAction::Process(ProcessOp::Pause, nodes),
             ActionName::Resume => FaultAction::Process(ProcessOp::Resume, nodes),
+            ActionName::Restart if r.empty_store => {
+                FaultAction::Process(ProcessOp::RestartEmpty, nodes)
+            }
             ActionName::Restart => FaultAction::Process(ProcessOp::Restart, nodes),
             ActionName::Leave => FaultAction::Process(ProcessOp::Leave, nodes),
         };
         Ok(Self {
-            at_ms: r.at_ms,
+            when,
             action,
+            target: r.target,
         })
     }
 }
@@ -466,7 +596,7 @@ impl TryFrom<RawStep> for FaultStep {
 impl From<&FaultStep> for RawStep {
     fn from(f: &FaultStep) -> Self {
         let mut r = Self {
-            at_ms: f.at_ms,
+            at_ms: f.at_ms(),
             action: f.action.tag(),
             nodes: f.action.nodes().to_vec(),
             groups: f.action.groups().to_vec(),
@@ -474,6 +604,13 @@ impl From<&FaultStep> for RawStep {
             pct: None,
             ms: None,
             jitter_ms: None,
+            at: (f.when == When::CopyHalf).then_some(Trigger::CopyHalf),
+            after_ms: match f.when {
+                When::AfterMs(t) => Some(t),
+                _ => None,
+            },
+            target: f.target,
+            empty_store: matches!(f.action, FaultAction::Process(ProcessOp::RestartEmpty, _)),
         };
         if let FaultAction::Network(n) = &f.action {
             match *n {
@@ -581,7 +718,7 @@ mod tests {
         for a in ALL {
             assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
             let raw = RawStep {
-                at_ms: 0,
+                at_ms: Some(0),
                 action: a,
                 nodes: if a.arguments().contains(&"nodes") {
                     vec![1, 2]
@@ -597,6 +734,10 @@ mod tests {
                 pct: a.arguments().contains(&"pct").then_some(1),
                 ms: (a == ActionName::Delay).then_some(1),
                 jitter_ms: None,
+                at: None,
+                after_ms: None,
+                target: None,
+                empty_store: false,
             };
             let step = FaultStep::try_from(raw).unwrap();
             assert_eq!(step.action.name(), a.as_str());
@@ -745,5 +886,112 @@ mod tests {
             e.contains("cut needs two different `nodes`, not [1]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_step_waits_for_the_copy_and_names_its_provider() {
+        let f: FaultStep =
+            toml::from_str("at = 'copy-half'\naction = 'kill'\ntarget = 'provider'").unwrap();
+        assert_eq!(f.when, When::CopyHalf);
+        assert_eq!(f.target, Some(Target::Provider));
+        assert_eq!(f.action, FaultAction::Process(ProcessOp::Kill, vec![]));
+        assert_eq!(f.at_ms(), None);
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["at"], "copy-half");
+        assert_eq!(v["target"], "provider");
+        assert!(
+            v.get("at_ms").is_none() && v.get("after_ms").is_none(),
+            "{v}"
+        );
+        assert_eq!(serde_json::from_value::<FaultStep>(v).unwrap(), f);
+        // Resolved at run time: the provider's number in the action and its record.
+        let iso: FaultStep =
+            toml::from_str("at = 'copy-half'\naction = 'isolate'\ntarget = 'provider'").unwrap();
+        let a = iso.action.with_nodes(vec![3]);
+        let FaultAction::Network(net) = &a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(net.script_calls(), [["isolate", "3"]]);
+        assert_eq!(a.record(5).targets, [3]);
+        assert_eq!(
+            f.action.with_nodes(vec![2]),
+            FaultAction::Process(ProcessOp::Kill, vec![2])
+        );
+        let heal: FaultStep = toml::from_str("after_ms = 5000\naction = 'heal'").unwrap();
+        assert_eq!(heal.when, When::AfterMs(5000));
+        assert_eq!(heal.action.with_nodes(vec![3]), heal.action);
+        let v = serde_json::to_value(&heal).unwrap();
+        assert_eq!(v["after_ms"], 5000);
+        assert_eq!(serde_json::from_value::<FaultStep>(v).unwrap(), heal);
+    }
+
+    #[test]
+    fn a_restart_with_an_empty_store_is_a_restart_in_its_record() {
+        let f: FaultStep =
+            toml::from_str("at_ms = 9\naction = 'restart'\nnodes = [5]\nempty_store = true")
+                .unwrap();
+        assert_eq!(
+            f.action,
+            FaultAction::Process(ProcessOp::RestartEmpty, vec![5])
+        );
+        assert_eq!(f.action.name(), "restart");
+        assert_eq!(f.action.record(5).action, "restart");
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["empty_store"], true);
+        assert_eq!(serde_json::from_value::<FaultStep>(v).unwrap(), f);
+        let plain: FaultStep =
+            toml::from_str("at_ms = 9\naction = 'restart'\nnodes = [5]\nempty_store = false")
+                .unwrap();
+        assert_eq!(
+            plain.action,
+            FaultAction::Process(ProcessOp::Restart, vec![5])
+        );
+        assert!(serde_json::to_value(&plain)
+            .unwrap()
+            .get("empty_store")
+            .is_none());
+    }
+
+    #[test]
+    fn a_step_with_no_time_or_two_or_a_target_it_cannot_take_is_refused() {
+        for (step, says) in [
+            ("action = 'heal'", "exactly one of `at_ms`, `at`"),
+            (
+                "at_ms = 1\nat = 'copy-half'\naction = 'heal'",
+                "exactly one of",
+            ),
+            ("at_ms = 1\nafter_ms = 2\naction = 'heal'", "exactly one of"),
+            (
+                "at = 'copy-quarter'\naction = 'heal'",
+                "unknown variant `copy-quarter`",
+            ),
+            (
+                "at_ms = 1\naction = 'kill'\ntarget = 'leader'",
+                "unknown variant `leader`",
+            ),
+            (
+                "at_ms = 1\naction = 'kill'\nnodes = [2]\ntarget = 'provider'",
+                "leave out `nodes`",
+            ),
+            (
+                "at_ms = 1\naction = 'cut'\ntarget = 'provider'",
+                "cut takes no `target`",
+            ),
+            (
+                "at_ms = 1\naction = 'heal'\ntarget = 'provider'",
+                "heal takes no `target`",
+            ),
+            (
+                "at_ms = 1\naction = 'kill'\nnodes = [2]\nempty_store = true",
+                "kill takes `nodes`, not `empty_store`",
+            ),
+            (
+                "at_ms = 1\naction = 'kill'",
+                "kill needs `nodes` (or `target`)",
+            ),
+        ] {
+            let e = toml::from_str::<FaultStep>(step).unwrap_err().to_string();
+            assert!(e.contains(says), "{step:?}: {e}");
+        }
     }
 }

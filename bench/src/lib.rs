@@ -8,6 +8,8 @@
 //! - [`sweep`]: `ringlab sweep`'s grid of knob values;
 //! - [`analysis`]: recovery phases, throughput and latency from a run's event records;
 //! - [`failover`]: resource failover phases and double ownership from the same records;
+//! - [`store`]: the store's full copies in a run: the fill, the half-way trigger, the raw
+//!   single-flow baseline, the copy's figures;
 //! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
 //! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
 #![warn(missing_docs)]
@@ -21,5 +23,6 @@ pub mod failover;
 pub mod fault;
 pub mod prefix;
 pub mod runner;
+pub mod store;
 pub mod summary;
 pub mod sweep;

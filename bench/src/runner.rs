@@ -4,14 +4,23 @@
 //! tears down its namespaces, and it touches nothing but what carries that prefix. For every
 //! repetition: `topo.sh up` (a fresh topology; namespaces of the prefix that exist already
 //! are an error, never torn down), the run's key written into the topology's state
-//! directory, nodes started in their namespaces, the first full ring awaited, the load
-//! started, the schedule applied (network faults by `fault.sh`, whose printed timestamp
+//! directory, nodes started in their namespaces, the first full ring awaited, the store
+//! filled (with a `[store]` section, see [`crate::store`]), the load started, the schedule
+//! applied (network faults by `fault.sh`, whose printed timestamp
 //! becomes the `fault` record; process faults by the runner on its own children), then the
 //! load stopped, every fault cleared, the nodes stopped and `topo.sh down`. The topology, the
 //! key and the nodes are removed on every exit path: by `Drop` on errors and panics, and by
 //! the stop flag (Ctrl-C, SIGTERM, SIGHUP) which every wait checks. The scripts run in their
 //! own process group, so a Ctrl-C at the terminal reaches the runner, not a teardown under
 //! way. Then the checker and [`analyse`] run over the records.
+//!
+//! With `[baseline] raw = true`, raw UDP of one flow between two of the run's namespaces is
+//! measured before the first repetition (its topology up, no node started) and after each
+//! repetition (its nodes stopped, its topology not yet down), so the measurements interleave
+//! with the copies: raw, copy, raw, copy, raw ([`crate::store::raw_flow`]). A step that waits
+//! for the copy (`at = "copy-half"`) or names its provider is resolved from the requester's
+//! records as they are written; the copy must finish within `duration_ms`, or the repetition
+//! fails saying so.
 //!
 //! The key: unless the experiment says `key = false`, every run makes one of 32 random bytes
 //! from the OS, writes it (mode 0600) to `/run/ringlab-<P>/cluster.key` for each repetition's
@@ -23,10 +32,12 @@
 
 use crate::analysis::{analyse, RunFacts};
 use crate::experiment::Experiment;
-use crate::fault::{FaultAction, ProcessOp};
+use crate::fault::{FaultAction, ProcessOp, Target, When};
 use crate::prefix::{self, PrefixLock};
+use crate::store::{CopyFacts, CopyWatch};
 use crate::summary::{
-    summarise, write_csv, write_failover_csv, RepSummary, StopCause, Stopped, Summary,
+    summarise, write_csv, write_failover_csv, write_store_csv, RepSummary, StopCause, Stopped,
+    Summary,
 };
 use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
@@ -38,6 +49,7 @@ use ringlab_net::harness::{Cluster, Key, Spec};
 use ringlab_net::{monotonic_ns, LoadSpec};
 use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
+use ringlab_sync::store::service::DB_FILE;
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -303,27 +315,6 @@ fn machine() -> serde_json::Value {
     })
 }
 
-/// Sleeps until `deadline` (monotonic ns) unless `stop` is set; ticks the progress bar.
-fn wait_until(
-    deadline: u64,
-    stop: &AtomicBool,
-    pb: &ProgressBar,
-    base: u64,
-    t0: u64,
-) -> Result<()> {
-    loop {
-        let now = monotonic_ns();
-        pb.set_position(base + now.saturating_sub(t0) / 1_000_000);
-        if now >= deadline {
-            return Ok(());
-        }
-        if stop.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        std::thread::sleep(Duration::from_nanos((deadline - now).min(5_000_000)));
-    }
-}
-
 fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
     if (id as usize) <= exp.load.senders && ms_left > 0 {
         let load = LoadSpec {
@@ -339,7 +330,71 @@ fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
     }
 }
 
-/// Runs one repetition; returns its records and summary.
+/// The longest control socket path the nodes are given (a Unix socket's path must be shorter
+/// than 108 bytes).
+const SOCKET_PATH_MAX: usize = 100;
+
+/// Returns the directory the nodes of repetition `rep` are given for `dir` (their records,
+/// configs, control sockets and state): `dir` itself, or, where a control socket's path
+/// under it would be too long for a Unix socket (a sweep's long labels), a symbolic link to
+/// it in the topology's state directory (`/run/ringlab-<P>/rep-N`, removed with the
+/// topology), so everything is still written into `dir`.
+fn short_dir(dir: &Path, prefix: &str, rep: u32, nodes: usize) -> Result<PathBuf> {
+    let sock = dir.join(format!("node-{nodes}.sock"));
+    if sock.as_os_str().len() <= SOCKET_PATH_MAX {
+        return Ok(dir.into());
+    }
+    let link = prefix::state_dir(prefix).join(format!("rep-{rep}"));
+    let target =
+        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    std::os::unix::fs::symlink(&target, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+    Ok(link)
+}
+
+/// Waits, ticking every ~10 ms: the progress bar, the stop flag and the copy's watch.
+struct Ticker<'a> {
+    stop: &'a AtomicBool,
+    pb: &'a ProgressBar,
+    base: u64,
+    t0: u64,
+    nodes: Vec<NodeId>,
+}
+
+impl Ticker<'_> {
+    /// Waits until `deadline` (monotonic ns) or until `done` says so; returns whether `done`
+    /// did. Fails when the stop flag is set.
+    fn until(
+        &self,
+        deadline: u64,
+        cluster: &mut Cluster,
+        watch: &mut Option<CopyWatch>,
+        done: &dyn Fn(&Option<CopyWatch>) -> bool,
+    ) -> Result<bool> {
+        loop {
+            if let Some(w) = watch.as_mut() {
+                w.poll(cluster, &self.nodes)?;
+            }
+            if done(watch) {
+                return Ok(true);
+            }
+            let now = monotonic_ns();
+            self.pb
+                .set_position(self.base + now.saturating_sub(self.t0) / 1_000_000);
+            if now >= deadline {
+                return Ok(false);
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            std::thread::sleep(Duration::from_nanos((deadline - now).min(10_000_000)));
+        }
+    }
+}
+
+/// Runs one repetition; returns its records and summary. `raw_before` is the raw flow
+/// measured after the previous repetition (none before the first: measured here); it is
+/// replaced by the one measured after this one.
 #[allow(clippy::too_many_arguments)]
 fn run_rep(
     exp: &Experiment,
@@ -350,23 +405,40 @@ fn run_rep(
     rep: u32,
     stop: &AtomicBool,
     pb: &ProgressBar,
+    raw_before: &mut Option<f64>,
 ) -> Result<(Vec<Record>, RepSummary)> {
     let base = (rep as u64 - 1) * exp.duration_ms;
     pb.set_message(format!("rep {rep}: topology"));
     let mut topo = Topology::up(scripts, &opts.binary, lock, exp)?;
+    let (flow_from, flow_to) = exp.baseline_ends();
+    let raw = || {
+        crate::store::raw_flow(
+            &opts.binary,
+            lock.prefix(),
+            flow_from,
+            flow_to,
+            exp.datagram_bytes(),
+        )
+        .context("the raw single-flow baseline")
+    };
+    if exp.baseline.raw && raw_before.is_none() {
+        pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
+        *raw_before = Some(raw()?);
+    }
     let key = match key {
         Some(k) => Key::File(topo.write_key(k)?),
         None => Key::None,
     };
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec = Spec {
         nodes: exp.nodes,
         transport: exp.transport,
         totem: exp.totem.clone(),
         port: 5405,
         group: "239.77.0.1".parse().expect("an address"),
-        dir: dir.clone(),
+        dir: short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
         key,
         record_messages: true,
         binary: opts.binary.clone(),
@@ -385,7 +457,17 @@ fn run_rep(
     if stop.load(Ordering::Relaxed) {
         bail!("interrupted");
     }
+    let filled = match &exp.store {
+        Some(st) => {
+            pb.set_message(format!("rep {rep}: filling the store ({} bytes)", st.bytes));
+            Some(crate::store::fill(&cluster, st, &all, &|| {
+                stop.load(Ordering::Relaxed)
+            })?)
+        }
+        None => None,
+    };
     let t0 = monotonic_ns();
+    let end = t0 + exp.duration_ms * 1_000_000;
     let seed = exp.seed.wrapping_add(rep as u64);
     if exp.loss_pct > 0 {
         let t = topo.fault(
@@ -397,23 +479,89 @@ fn run_rep(
     for &id in &all {
         start_load(&cluster, exp, id, exp.duration_ms);
     }
+    let ticker = Ticker {
+        stop,
+        pb,
+        base,
+        t0,
+        nodes: all.clone(),
+    };
+    let store_bytes = filled.as_ref().map_or(0, |f| f.bytes);
+    let mut watch: Option<CopyWatch> = None;
+    let mut half_ns = None;
+    let mut half_provider = None;
     let mut paused: BTreeSet<NodeId> = BTreeSet::new();
-    for f in &exp.faults {
+    let mut prev_ns = t0;
+    for (i, f) in exp.faults.iter().enumerate() {
         pb.set_message(format!(
-            "rep {rep}: {} {:?} at {} ms",
+            "rep {rep}: {} {:?} {}",
             f.action,
-            f.action.nodes(),
-            f.at_ms
+            f.target.map_or_else(
+                || format!("{:?}", f.action.nodes()),
+                |t| t.as_str().to_string()
+            ),
+            match f.when {
+                When::AtMs(t) => format!("at {t} ms"),
+                When::AfterMs(t) => format!("{t} ms after the step before"),
+                When::CopyHalf => "when the copy is half-way".into(),
+            }
         ));
-        wait_until(t0 + f.at_ms * 1_000_000, stop, pb, base, t0)?;
-        let record = f.action.record(exp.nodes);
-        match &f.action {
+        match f.when {
+            When::AtMs(t) => {
+                ticker.until(t0 + t * 1_000_000, &mut cluster, &mut watch, &|_| false)?;
+            }
+            When::AfterMs(t) => {
+                let at = prev_ns + t * 1_000_000;
+                if at > end {
+                    bail!(
+                        "faults[{i}] ({}, after_ms = {t}) falls after the repetition's end (duration_ms)",
+                        f.action
+                    );
+                }
+                ticker.until(at, &mut cluster, &mut watch, &|_| false)?;
+            }
+            When::CopyHalf => {
+                let fired = ticker.until(end, &mut cluster, &mut watch, &|w| {
+                    w.as_ref()
+                        .is_some_and(|w| crate::store::copy_half(&w.records, store_bytes).is_some())
+                })?;
+                if !fired {
+                    let w = watch.as_ref();
+                    bail!(
+                        "faults[{i}] ({}, at = \"copy-half\") never fired: the copy to node {} did \
+                         not reach half of {store_bytes} bytes within duration_ms; its last \
+                         store_sync record: {:?}",
+                        f.action,
+                        w.map_or(0, |w| w.requester),
+                        w.and_then(|w| w.records.last()).map(|r| &r.body)
+                    );
+                }
+            }
+        }
+        let action = match f.target {
+            Some(Target::Provider) => {
+                let p = watch
+                    .as_ref()
+                    .and_then(|w| crate::store::provider(&w.records))
+                    .with_context(|| {
+                        format!(
+                            "faults[{i}] ({}) targets the copy's provider, but no chunk record names one yet",
+                            f.action
+                        )
+                    })?;
+                f.action.with_nodes(vec![p])
+            }
+            None => f.action.clone(),
+        };
+        let record = action.record(exp.nodes);
+        match &action {
             FaultAction::Network(net) => {
                 let mut t = 0;
                 for args in net.script_calls() {
                     t = topo.fault(&args, seed)?;
                 }
                 cluster.record_fault(t, record.action, record.targets, record.groups);
+                prev_ns = t;
             }
             FaultAction::Process(op, nodes) => {
                 // Read before the first signal, as fault.sh does: no effect precedes the
@@ -436,21 +584,51 @@ fn run_rep(
                             }
                             cluster.spawn(n)?;
                         }
+                        ProcessOp::RestartEmpty => {
+                            if cluster.is_running(n) {
+                                cluster.kill(n);
+                            }
+                            let db = cluster.state_dir(n).join(DB_FILE);
+                            std::fs::remove_file(&db)
+                                .with_context(|| format!("removing {}", db.display()))?;
+                            cluster.spawn(n)?;
+                            watch = Some(CopyWatch::new(
+                                n,
+                                cluster.incarnation(n),
+                                cluster.events_path(n),
+                            ));
+                        }
                         ProcessOp::Leave => {
                             cluster.call::<Ack>(n, &Request::Leave)?;
                         }
                     }
                 }
                 cluster.record_fault(t, record.action, record.targets, record.groups);
-                if *op == ProcessOp::Restart {
+                prev_ns = t;
+                if matches!(op, ProcessOp::Restart | ProcessOp::RestartEmpty) {
+                    let left = end.saturating_sub(monotonic_ns()) / 1_000_000;
                     for &n in nodes {
-                        start_load(&cluster, exp, n, exp.duration_ms.saturating_sub(f.at_ms));
+                        start_load(&cluster, exp, n, left);
                     }
                 }
             }
         }
+        if f.when == When::CopyHalf {
+            half_ns = Some(prev_ns);
+            half_provider = f.target.and_then(|_| action.nodes().first().copied());
+        }
     }
-    wait_until(t0 + exp.duration_ms * 1_000_000, stop, pb, base, t0)?;
+    ticker.until(end, &mut cluster, &mut watch, &|_| false)?;
+    if let Some(w) = &watch {
+        if !w.finished() {
+            bail!(
+                "the copy to node {} did not finish within duration_ms ({} ms); its last store_sync record: {:?}",
+                w.requester,
+                exp.duration_ms,
+                w.records.last().map(|r| &r.body)
+            );
+        }
+    }
     let end_ns = monotonic_ns();
     pb.set_message(format!("rep {rep}: stopping"));
     for &id in &all {
@@ -462,6 +640,15 @@ fn run_rep(
         cluster.pause(n, false);
     }
     let _ = topo.fault(&["clear".into()], seed);
+    // A safe message sent just before the load stopped is delivered only after the ring's
+    // next rotations, which an idle ring makes once per `hold`: the harness's quiet (no
+    // frame queued, delivery counts unchanged over 100 ms) can come before that, and nodes
+    // asked to quit then leave a message safe at its sender undelivered at the others (a
+    // SafeDelivery violation of the shutdown, not of the run). Safe loads (a service's
+    // writes are submitted safe) get one token timeout first.
+    if exp.load.safe || exp.load.service.is_some() {
+        std::thread::sleep(Duration::from_millis(exp.totem.token));
+    }
     cluster.wait_quiet(Duration::from_secs(5));
     let mut stats = serde_json::Map::new();
     for &id in &all {
@@ -475,9 +662,41 @@ fn run_rep(
         dir.join("stats.json"),
         serde_json::to_string_pretty(&stats)?,
     )?;
+    // Every live node's store at the end: one version and digest?
+    let digests = if exp.store.is_some() {
+        let live: Vec<NodeId> = all
+            .iter()
+            .copied()
+            .filter(|&n| cluster.is_running(n))
+            .collect();
+        let statuses = live
+            .iter()
+            .map(|&n| crate::store::status(&cluster, n))
+            .collect::<Result<Vec<_>>>()
+            .context("the store's status at the end")?;
+        std::fs::write(
+            dir.join("store-status.json"),
+            serde_json::to_string_pretty(&live.iter().zip(&statuses).collect::<Vec<_>>())?,
+        )?;
+        crate::store::digests_equal(&statuses)
+    } else {
+        None
+    };
     cluster.stop();
     let records = cluster.records()?;
+    // The nodes' stores are no result, and each is as large as the store: removed.
+    if exp.services.iter().any(|s| s == "store") {
+        for &id in &all {
+            let _ = std::fs::remove_file(cluster.state_dir(id).join(DB_FILE));
+        }
+    }
     drop(cluster);
+    let raw_after = if exp.baseline.raw {
+        pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
+        Some(raw()?)
+    } else {
+        None
+    };
     drop(topo);
 
     let starts: Vec<u64> = records
@@ -500,6 +719,26 @@ fn run_rep(
         .iter()
         .map(|v| v.to_string())
         .collect();
+    if let (Some(w), Some(fl)) = (&watch, &filled) {
+        s.store = Some(crate::store::analyse_copy(
+            &records,
+            &CopyFacts {
+                requester: w.requester,
+                inc: w.inc,
+                keys: fl.keys,
+                store_bytes: fl.bytes,
+                fill_seconds: fl.seconds,
+                half_ns,
+                half_provider,
+                raw_before: *raw_before,
+                raw_after,
+                rss_kib: w.rss_kib.clone(),
+                held_bytes: w.held_bytes.clone(),
+                digests_equal: digests,
+            },
+        ));
+    }
+    *raw_before = raw_after;
     write_hlog(
         &opts.out.join(format!("latency-rep-{rep}.hlog")),
         &records,
@@ -642,11 +881,22 @@ pub fn run(
             .expect("a template")
             .progress_chars("=> "),
     );
+    let mut raw = None;
     let (reps, stopped) = run_reps(
         exp.reps,
         stop,
         |rep| {
-            let (_, s) = run_rep(exp, opts, lock, key.as_ref(), &scripts, rep, stop, &pb)?;
+            let (_, s) = run_rep(
+                exp,
+                opts,
+                lock,
+                key.as_ref(),
+                &scripts,
+                rep,
+                stop,
+                &pb,
+                &mut raw,
+            )?;
             if !s.violations.is_empty() {
                 pb.suspend(|| {
                     eprintln!(
@@ -675,6 +925,7 @@ pub fn run(
     write_summary(&opts.out, &summary)?;
     write_csv(&opts.out.join("runs.csv"), &summary)?;
     write_failover_csv(&opts.out.join("failover.csv"), &summary)?;
+    write_store_csv(&opts.out.join("store.csv"), &summary)?;
     Ok(summary)
 }
 

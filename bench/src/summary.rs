@@ -122,6 +122,130 @@ pub struct RepSummary {
     /// With the resources service: each group's failover over each fault (absent without).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover: Vec<Failover>,
+    /// With a `[store]` section and a restart with an empty store: the copy (absent
+    /// without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreCopy>,
+}
+
+/// One repetition's full store copy to the node restarted with an empty store (see
+/// [`crate::store`] for how each figure is measured).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StoreCopy {
+    /// The node the copy went to.
+    pub requester: NodeId,
+    /// How it travelled: `unicast` (the chunk protocol) or `ring`.
+    pub path: String,
+    /// The chunk protocol's design (`push` or `pull`; none on the ring path).
+    pub design: Option<String>,
+    /// Keys the fill wrote.
+    pub keys: u64,
+    /// Bytes of keys and values of node 1's store after the fill.
+    pub store_bytes: u64,
+    /// The fill's seconds.
+    pub fill_s: f64,
+    /// Whether the copy's `finish` record is in.
+    pub finished: bool,
+    /// Seconds from the copy's first `start` to its `finish`.
+    pub copy_s: Option<f64>,
+    /// Bytes of keys and values the `finish` record counts.
+    pub copied_bytes: u64,
+    /// copied_bytes / copy_s, MB/s (10^6 bytes).
+    pub copy_mb_per_s: Option<f64>,
+    /// Raw UDP of one flow on the same topology before the repetition, MB/s.
+    pub raw_before_mb_per_s: Option<f64>,
+    /// The same after the repetition.
+    pub raw_after_mb_per_s: Option<f64>,
+    /// The copy's rate over the mean of the raw rates before and after.
+    pub copy_over_raw: Option<f64>,
+    /// The providers the copy's records name, in order.
+    pub providers: Vec<NodeId>,
+    /// ms from the half-way step's fault record to the next `chunk` record.
+    pub resume_ms: Option<f64>,
+    /// With a half-way step: whether it fired after the copy's `finish` (a copy too quick
+    /// for the trigger, which then measured nothing of a resume); absent without one, and
+    /// in summaries written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_after_finish: Option<bool>,
+    /// Bytes received again: the finish's `resent_bytes` plus what aborted copies loaded.
+    pub resent_bytes: u64,
+    /// `resume` records.
+    pub resumes: u64,
+    /// `abort` records.
+    pub aborts: u64,
+    /// The requester's largest VmRSS during the copy, KiB.
+    pub rss_kib_max_requester: u64,
+    /// The providers' largest VmRSS during the copy, KiB.
+    pub rss_kib_max_providers: u64,
+    /// The requester's most `transfer_held_bytes` during the copy.
+    pub held_bytes_max_requester: u64,
+    /// The providers' most `transfer_held_bytes` during the copy.
+    pub held_bytes_max_providers: u64,
+    /// Whether every live node's store had one version and digest at the end.
+    pub digests_equal: Option<bool>,
+}
+
+/// The store copies of a run, over its repetitions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StoreAggregate {
+    /// Repetitions whose copy finished.
+    pub finished: usize,
+    /// Copy seconds.
+    pub copy_s: Spread,
+    /// Copy MB/s.
+    pub copy_mb_per_s: Spread,
+    /// Raw single flow MB/s, every measurement (before the first repetition and after each).
+    pub raw_mb_per_s: Spread,
+    /// Copy over raw.
+    pub copy_over_raw: Spread,
+    /// Resume ms.
+    pub resume_ms: Spread,
+    /// Bytes received again.
+    pub resent_bytes: Spread,
+    /// The requester's peak VmRSS, KiB.
+    pub rss_kib_max_requester: Spread,
+    /// The providers' peak VmRSS, KiB.
+    pub rss_kib_max_providers: Spread,
+    /// The requester's most held bytes.
+    pub held_bytes_max_requester: Spread,
+    /// The providers' most held bytes.
+    pub held_bytes_max_providers: Spread,
+    /// Repetitions whose live nodes ended with different store digests.
+    pub digests_unequal: usize,
+}
+
+impl StoreAggregate {
+    /// Aggregates the copies of `reps` (none when no repetition has one).
+    pub fn of(reps: &[RepSummary]) -> Option<Self> {
+        let c: Vec<&StoreCopy> = reps.iter().filter_map(|r| r.store.as_ref()).collect();
+        if c.is_empty() {
+            return None;
+        }
+        let of = |g: &dyn Fn(&StoreCopy) -> Option<f64>| {
+            Spread::of(c.iter().filter_map(|x| g(x)).collect())
+        };
+        // Each raw measurement once: the first's before, then every one's after.
+        let mut raw: Vec<f64> = c
+            .first()
+            .and_then(|x| x.raw_before_mb_per_s)
+            .into_iter()
+            .collect();
+        raw.extend(c.iter().filter_map(|x| x.raw_after_mb_per_s));
+        Some(Self {
+            finished: c.iter().filter(|x| x.finished).count(),
+            copy_s: of(&|x| x.copy_s),
+            copy_mb_per_s: of(&|x| x.copy_mb_per_s),
+            raw_mb_per_s: Spread::of(raw),
+            copy_over_raw: of(&|x| x.copy_over_raw),
+            resume_ms: of(&|x| x.resume_ms),
+            resent_bytes: of(&|x| Some(x.resent_bytes as f64)),
+            rss_kib_max_requester: of(&|x| Some(x.rss_kib_max_requester as f64)),
+            rss_kib_max_providers: of(&|x| Some(x.rss_kib_max_providers as f64)),
+            held_bytes_max_requester: of(&|x| Some(x.held_bytes_max_requester as f64)),
+            held_bytes_max_providers: of(&|x| Some(x.held_bytes_max_providers as f64)),
+            digests_unequal: c.iter().filter(|x| x.digests_equal == Some(false)).count(),
+        })
+    }
 }
 
 /// Summary statistics of one recovery phase over all repetitions.
@@ -244,6 +368,9 @@ pub struct Summary {
     /// With the resources service: each group's failover per fault (absent without).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover: Vec<FailoverAggregate>,
+    /// With a store copy: its figures over the repetitions (absent without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreAggregate>,
 }
 
 /// Why a run has fewer repetitions than it planned.
@@ -434,10 +561,11 @@ pub fn summarise(
         latency_ms: p,
         wrongly_excluded: reps.iter().map(|r| r.wrongly_excluded).sum(),
         violations: reps.iter().map(|r| r.violations.len()).sum(),
-        reps,
         stopped: None,
         authenticated: None,
         prefix: None,
+        store: StoreAggregate::of(&reps),
+        reps,
         failover,
     }
 }
@@ -479,6 +607,79 @@ pub fn write_csv(path: &Path, s: &Summary) -> Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+/// One row of store.csv.
+#[derive(Serialize)]
+struct StoreRow {
+    label: String,
+    rep: u32,
+    requester: NodeId,
+    path: String,
+    design: Option<String>,
+    keys: u64,
+    store_bytes: u64,
+    fill_s: f64,
+    finished: bool,
+    copy_s: Option<f64>,
+    copied_bytes: u64,
+    copy_mb_per_s: Option<f64>,
+    raw_before_mb_per_s: Option<f64>,
+    raw_after_mb_per_s: Option<f64>,
+    copy_over_raw: Option<f64>,
+    providers: String,
+    resume_ms: Option<f64>,
+    half_after_finish: Option<bool>,
+    resent_bytes: u64,
+    resumes: u64,
+    aborts: u64,
+    rss_kib_max_requester: u64,
+    rss_kib_max_providers: u64,
+    held_bytes_max_requester: u64,
+    held_bytes_max_providers: u64,
+    digests_equal: Option<bool>,
+}
+
+/// Writes store.csv: one row per repetition with a store copy (nothing without one);
+/// returns whether it wrote one.
+pub fn write_store_csv(path: &Path, s: &Summary) -> Result<bool> {
+    if s.reps.iter().all(|r| r.store.is_none()) {
+        return Ok(false);
+    }
+    let mut w = csv::Writer::from_path(path)?;
+    for r in &s.reps {
+        let Some(c) = &r.store else { continue };
+        w.serialize(StoreRow {
+            label: s.label.clone(),
+            rep: r.rep,
+            requester: c.requester,
+            path: c.path.clone(),
+            design: c.design.clone(),
+            keys: c.keys,
+            store_bytes: c.store_bytes,
+            fill_s: c.fill_s,
+            finished: c.finished,
+            copy_s: c.copy_s,
+            copied_bytes: c.copied_bytes,
+            copy_mb_per_s: c.copy_mb_per_s,
+            raw_before_mb_per_s: c.raw_before_mb_per_s,
+            raw_after_mb_per_s: c.raw_after_mb_per_s,
+            copy_over_raw: c.copy_over_raw,
+            providers: join(&c.providers),
+            resume_ms: c.resume_ms,
+            half_after_finish: c.half_after_finish,
+            resent_bytes: c.resent_bytes,
+            resumes: c.resumes,
+            aborts: c.aborts,
+            rss_kib_max_requester: c.rss_kib_max_requester,
+            rss_kib_max_providers: c.rss_kib_max_providers,
+            held_bytes_max_requester: c.held_bytes_max_requester,
+            held_bytes_max_providers: c.held_bytes_max_providers,
+            digests_equal: c.digests_equal,
+        })?;
+    }
+    w.flush()?;
+    Ok(true)
 }
 
 /// One row of failover.csv.

@@ -1,5 +1,10 @@
 //! `ringlab sweep`'s grid: `--param knob=v1,v2,...` (one or two) expanded into every
 //! combination of values, each applied to the experiment and checked before anything runs.
+//! A knob is what [`Experiment::set`] takes: a `[totem]` knob, `nodes`, `load.rate`, ...,
+//! `store.bytes` (the `[store]` section's size), or a service's key, written
+//! `service_config.store.design` (or `store.design`, `resources.policy`); a value that
+//! parses as an integer or a boolean is one, any other is a string
+//! (`--param service_config.store.path=unicast,ring`).
 
 use crate::experiment::Experiment;
 use anyhow::{bail, Context, Result};
@@ -138,6 +143,49 @@ mod tests {
         let e = configurations(&base(), &params(&["token=x"])).unwrap_err();
         assert!(
             format!("{e:#}").starts_with("token=x: 'token' is not a knob"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn a_store_sweep_sets_the_services_keys_and_the_store_size() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let base = Experiment::load(&dir.join("store-restart-empty.toml")).unwrap();
+        let c = configurations(
+            &base,
+            &params(&[
+                "service_config.store.chunk_bytes=65536,3145728",
+                "service_config.store.path=unicast,ring",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(
+            c[3].label,
+            "service_config.store.chunk_bytes=3145728,service_config.store.path=ring"
+        );
+        let section = &c[3].experiment.service_config["store"];
+        assert_eq!(section["chunk_bytes"].as_integer(), Some(3 << 20));
+        assert_eq!(section["path"].as_str(), Some("ring"));
+        let c = configurations(
+            &base,
+            &params(&[
+                "service_config.store.design=push,pull",
+                "store.bytes=104857600",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c[0].experiment.service_config["store"]["design"].as_str(),
+            Some("push")
+        );
+        assert_eq!(
+            c[1].experiment.store.as_ref().map(|s| s.bytes),
+            Some(100 << 20)
+        );
+        let e = configurations(&base, &params(&["service_config.store.path=tcp"])).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("service_config.store.path=tcp: "),
             "{e:#}"
         );
     }

@@ -72,14 +72,36 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "unicast")]
         transport: TransportArg,
     },
+    /// One UDP flow between two addresses, each end its own process: `recv` prints `ready`
+    /// once bound and, at the end, what it got (JSON); `send` sends datagrams as fast as it
+    /// can and prints what it sent. `ringlab run`'s raw baseline runs them in two of its
+    /// namespaces.
+    Flow {
+        /// `recv` or `send`.
+        #[arg(value_enum)]
+        end: FlowEnd,
+        /// recv: the address to bind.
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// send: the receiver's address.
+        #[arg(long)]
+        to: Option<std::net::SocketAddr>,
+        /// send: datagram size.
+        #[arg(long, default_value_t = 1400)]
+        size: usize,
+        /// send: seconds of sending; recv: the most seconds it waits.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
     /// Runs an experiment (experiments/*.toml) in network namespaces: topology, nodes, load,
     /// fault schedule, recovery measured, checker over every run. Needs root.
     Run(ExperimentArgs),
     /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
     /// compares the configurations. Needs root.
     Sweep {
-        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, load.rate,
-        /// load.size, load.senders. At most two.
+        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, duration_ms, load.rate,
+        /// load.size, load.senders, store.bytes, store.value_size, or a service's key
+        /// (service_config.store.design, resources.policy). At most two.
         #[arg(long = "param", required = true)]
         params: Vec<String>,
         #[command(flatten)]
@@ -407,6 +429,13 @@ fn main() {
         Cmd::Node { config } => node(&config),
         Cmd::Ctl { socket, cmd, args } => ctl(&socket, &cmd, &args),
         Cmd::Cluster(a) => cluster(a),
+        Cmd::Flow {
+            end,
+            bind,
+            to,
+            size,
+            seconds,
+        } => flow(end, bind, to, size, seconds),
         Cmd::Blast {
             receivers,
             size,
@@ -433,6 +462,38 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// One end of a flow.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FlowEnd {
+    Recv,
+    Send,
+}
+
+fn flow(
+    end: FlowEnd,
+    bind: Option<std::net::SocketAddr>,
+    to: Option<std::net::SocketAddr>,
+    size: usize,
+    seconds: f64,
+) -> Result<i32> {
+    if !(0.0..=60.0).contains(&seconds) || !(1..=65_000).contains(&size) {
+        bail!("--seconds must be 0-60 and --size 1-65000");
+    }
+    let out = match end {
+        FlowEnd::Recv => serde_json::to_string(&blast::flow_recv(
+            bind.context("flow recv needs --bind ADDR:PORT")?,
+            seconds,
+        )?)?,
+        FlowEnd::Send => serde_json::to_string(&blast::flow_send(
+            to.context("flow send needs --to ADDR:PORT")?,
+            size,
+            seconds,
+        )?)?,
+    };
+    println!("{out}");
+    Ok(0)
 }
 
 fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
@@ -509,6 +570,15 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
             );
             code = 1;
         }
+    }
+    if let Some(c) = s.store.as_ref().filter(|c| c.digests_unequal > 0) {
+        eprintln!(
+            "ringlab run: {}: the live nodes ended with different store digests in {} of {} repetitions",
+            s.experiment.name,
+            c.digests_unequal,
+            s.reps.len()
+        );
+        code = 1;
     }
     if let Some(st) = &s.stopped {
         eprintln!(
