@@ -273,7 +273,7 @@ impl CopyWatch {
 }
 
 /// Returns process `pid`'s resident memory now, KiB.
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
+pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))?

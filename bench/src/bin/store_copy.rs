@@ -24,6 +24,8 @@
 // A benchmark over real processes and time, not protocol code (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+use ringlab_bench::experiment::StoreSetup;
+use ringlab_bench::store::{self, rss_kib};
 use ringlab_net::control::Request;
 use ringlab_net::harness::{Cluster, Key, Spec};
 use ringlab_net::{monotonic_ns, Transport};
@@ -129,25 +131,7 @@ fn raw_flow(size: usize, secs: f64) -> f64 {
 }
 
 fn status(c: &Cluster, id: NodeId) -> Option<Status> {
-    c.call::<Status>(
-        id,
-        &Request::Svc {
-            service: "store".into(),
-            request: serde_json::json!({"op": "status"}),
-        },
-    )
-    .ok()
-}
-
-/// The resident memory of process `pid` now (KiB).
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    store::status(c, id).ok()
 }
 
 fn copy_records(records: &[Record], inc: u32) -> Vec<(u64, String, NodeId, u64, u64)> {
@@ -180,7 +164,6 @@ fn main() {
         .parent()
         .expect("target dir")
         .join("ringlab");
-    let keys = a.bytes / 1024;
     for round in 0..a.rounds {
         let raw_before = raw_flow(1400, 1.0);
         let dir = std::env::temp_dir().join(format!(
@@ -214,34 +197,14 @@ fn main() {
         let ids = [1, 2, 3];
         c.wait_ring(&ids, Duration::from_secs(20)).expect("ring");
         // The fill, in requests of at most 128 MiB (a node takes up to 256 MiB of fill at
-        // once), each waited for.
-        let per = (128u64 << 20) / 1024;
-        let fill_started = Instant::now();
-        let fill_deadline = fill_started + Duration::from_secs(1200);
-        let mut from = 0u64;
-        while from < keys {
-            let n = per.min(keys - from);
-            c.call::<serde_json::Value>(
-                1,
-                &Request::Svc {
-                    service: "store".into(),
-                    request: serde_json::json!({"op": "fill", "keys": n, "size": 1024, "from": from}),
-                },
-            )
-            .expect("fill");
-            from += n;
-            while ids
-                .iter()
-                .any(|&i| status(&c, i).is_none_or(|s| s.version < from))
-            {
-                assert!(
-                    Instant::now() < fill_deadline,
-                    "the fill never reached every node"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let fill_seconds = fill_started.elapsed().as_secs_f64();
+        // once), each waited for, as `ringlab run` fills; bounded (20 minutes).
+        let setup = StoreSetup {
+            bytes: a.bytes,
+            value_size: 1024,
+            fill_timeout_ms: Some(1_200_000),
+        };
+        let filled = store::fill(&c, &setup, &ids, &|| false).expect("the fill");
+        let fill_seconds = filled.seconds;
         c.kill(3);
         std::fs::remove_file(c.state_dir(3).join("store.redb")).expect("remove the store");
         c.wait_ring(&[1, 2], Duration::from_secs(20))
