@@ -64,6 +64,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod control;
 pub mod engine;
+pub mod kml;
 pub mod msg;
 pub mod registry;
 pub mod resources;
