@@ -198,6 +198,8 @@ pub enum ActionResult {
 pub struct OpDelivery {
     /// Who sent it.
     pub sender: NodeId,
+    /// The sender's incarnation (as the ring's message id carries it).
+    pub inc: u32,
     /// Delivered safe: every member of the configuration it was delivered in had it.
     pub safe: bool,
     /// Delivered in a regular configuration; false in a transitional one (after the ring

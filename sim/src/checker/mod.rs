@@ -234,7 +234,9 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
             | Body::Resource { .. }
             | Body::Store { .. }
             | Body::StoreSync { .. }
-            | Body::Quorum { .. } => {}
+            | Body::Quorum { .. }
+            | Body::Kml { .. }
+            | Body::Fileset { .. } => {}
         }
     }
     // A later incarnation of the same node means the earlier one failed.

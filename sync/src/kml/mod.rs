@@ -6,7 +6,12 @@
 //! - [`fileset`]: the tree; apply, check, replay and undo of records.
 
 pub mod fileset;
+pub mod history;
 pub mod record;
+pub mod reint;
+pub mod service;
+pub mod sync_msg;
 
 pub use fileset::{Change, Fileset, TreeEntry};
 pub use record::{Attrs, ConflictKind, Kind, Noop, Op, RecId, Record, Touch, Undo, Version};
+pub use service::{KmlConfig, KmlService, KML_SERVICE};

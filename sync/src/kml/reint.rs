@@ -1,0 +1,407 @@
+//! A replica of the fileset (the tree and its history) and the three things a merge does to
+//! it: undo its own records back to the fork in exactly the reverse order, catch up with the
+//! permit side's records, and reintegrate another side's records record by record against
+//! the state that stands.
+//!
+//! Reintegration of one side's records, each in turn:
+//! - numbering (the seed's last received record number per origin, with the origin's
+//!   incarnation): a record at or below the origin's last is a duplicate (both sides had
+//!   it) and is skipped; one that is not the next number is reported as a warning and not
+//!   applied (the seed's "KML record number expected"); the next one is a candidate;
+//! - a candidate that touches an object a backed-out record of this side made or changed
+//!   is backed out with it (the seed's hash from path to records: here, by fid);
+//! - otherwise [`Fileset::check`] decides: it fits and is replayed, or it conflicts and is
+//!   marked NOOP with its conflict kind;
+//! - then what this side made or wrote in the backed-out records is put under
+//!   `.elsewhere/<origin>/<its path>` and each is described in `.elsewhere/WARNINGS`: by
+//!   records of the fileset's own (origin 0, tagged with the merge), so that they are undone
+//!   and reintegrated like any other.
+//!
+//! Every decision depends only on the replica and the records, which every member has in the
+//! same agreed order: every member ends with the same tree, history and conflict list.
+
+use super::fileset::Fileset;
+use super::history::History;
+use super::record::{Attrs, ConflictKind, Noop, Op, RecId, Record, Undo};
+use bytes::Bytes;
+use ringlab_ring::NodeId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where reintegration writes what it backs out.
+pub const ELSEWHERE: &str = "/.elsewhere";
+/// The file that says what it backed out, and why.
+pub const WARNINGS: &str = "/.elsewhere/WARNINGS";
+
+/// One step reintegration reports (the service writes each as a `kml` record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Records undone on this node, back to the fork.
+    Undo {
+        /// How many.
+        records: u64,
+    },
+    /// A record backed out.
+    Conflict {
+        /// The record.
+        id: RecId,
+        /// Its kind (a record backed out with an earlier one: that one's).
+        kind: ConflictKind,
+        /// The path it names first.
+        path: String,
+        /// The earlier backed-out record it went with, if any.
+        with: Option<RecId>,
+    },
+    /// A record not applied: its number is not the one expected from its origin.
+    Warning {
+        /// The record.
+        id: RecId,
+        /// The number expected.
+        expected: u64,
+    },
+}
+
+/// What reintegrating one side did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Records replayed.
+    pub applied: u64,
+    /// Records backed out.
+    pub conflicts: u64,
+    /// Duplicates skipped.
+    pub duplicates: u64,
+    /// Records refused for their number.
+    pub warnings: u64,
+}
+
+/// A fileset with its history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replica {
+    /// The tree.
+    pub fs: Fileset,
+    /// Its history.
+    pub hist: History,
+}
+
+impl Replica {
+    /// Returns an empty replica keeping `keep` records.
+    pub fn new(keep: usize) -> Self {
+        Self {
+            fs: Fileset::new(),
+            hist: History::new(keep),
+        }
+    }
+
+    /// Applies an operation of `origin` (incarnation `inc`) delivered through the ring:
+    /// numbered next for its origin, stamped with the next tick of the clock.
+    pub fn apply_op(&mut self, origin: NodeId, inc: u32, op: &Op) -> &Record {
+        let id = self.hist.next_id(origin, inc);
+        let rec = self
+            .fs
+            .apply(id, id.recno - 1, self.hist.meta().clock + 1, op);
+        self.hist.push(rec);
+        self.hist.record_at(self.hist.head()).expect("just pushed")
+    }
+
+    /// Undoes records, last first, until the head is at `pos`; returns how many, or none when
+    /// the history does not reach back that far (nothing is undone then).
+    pub fn undo_to(&mut self, pos: u64) -> Option<u64> {
+        if pos < self.hist.start() || pos > self.hist.head() {
+            return None;
+        }
+        let mut n = 0;
+        while self.hist.head() > pos {
+            let rec = self.hist.pop().expect("kept back to start");
+            self.fs.undo(&rec);
+            n += 1;
+        }
+        Some(n)
+    }
+
+    /// Replays the permit side's records from the fork on (no check: this replica is at the
+    /// fork, where that side applied them).
+    pub fn catch_up<'a>(&mut self, recs: impl IntoIterator<Item = &'a Record>) {
+        for r in recs {
+            let applied = self.fs.replay(r);
+            self.hist.push(applied);
+        }
+    }
+
+    /// Reintegrates one side's records (its history after the fork), tagging the fileset's
+    /// own records with `tag`; reports each step into `steps`.
+    pub fn reintegrate<'a>(
+        &mut self,
+        tag: u32,
+        recs: impl IntoIterator<Item = &'a Record>,
+        steps: &mut Vec<Step>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        // Objects a backed-out record made (their children go with them) or changed.
+        let mut made: BTreeMap<RecId, RecId> = BTreeMap::new();
+        let mut changed: BTreeMap<RecId, RecId> = BTreeMap::new();
+        let mut kinds: BTreeMap<RecId, ConflictKind> = BTreeMap::new();
+        let mut backed: Vec<(Record, ConflictKind)> = Vec::new();
+        for r in recs {
+            match self.numbering(r) {
+                Numbering::Duplicate => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                Numbering::Unexpected(expected) => {
+                    out.warnings += 1;
+                    steps.push(Step::Warning { id: r.id, expected });
+                    continue;
+                }
+                Numbering::Next => {}
+            }
+            if r.noop.is_some() {
+                // A NOOP where it was made stays one.
+                self.hist.push(r.clone());
+                out.applied += 1;
+                continue;
+            }
+            let root = r
+                .touched
+                .first()
+                .and_then(|t| changed.get(&t.fid).or_else(|| made.get(&t.fid)))
+                .or_else(|| r.touched.iter().find_map(|t| made.get(&t.fid)))
+                .copied();
+            let verdict = match root {
+                Some(root) => Err((kinds[&root], Some(root))),
+                None => self.fs.check(r).map_err(|k| (k, None)),
+            };
+            match verdict {
+                Ok(()) => {
+                    let applied = self.fs.replay(r);
+                    self.hist.push(applied);
+                    out.applied += 1;
+                }
+                Err((kind, with)) => {
+                    let root = with.unwrap_or(r.id);
+                    kinds.insert(r.id, kind);
+                    if creates(&r.op) {
+                        made.insert(r.id, root);
+                    } else if let Some(t) = r.touched.first() {
+                        changed.insert(t.fid, root);
+                    }
+                    let noop = Record {
+                        noop: Some(Noop::Conflict(kind)),
+                        touched: vec![],
+                        undo: Undo::default(),
+                        ..r.clone()
+                    };
+                    self.hist.push(noop);
+                    steps.push(Step::Conflict {
+                        id: r.id,
+                        kind,
+                        path: r
+                            .op
+                            .paths()
+                            .first()
+                            .map_or_else(String::new, |p| p.to_string()),
+                        with,
+                    });
+                    backed.push((r.clone(), kind));
+                    out.conflicts += 1;
+                }
+            }
+        }
+        for (r, kind) in &backed {
+            self.put_elsewhere(tag, r);
+            let line = format!(
+                "{} {} {} {}\n",
+                r.id,
+                r.op.name(),
+                r.op.paths().join(" -> "),
+                kind.as_str()
+            );
+            self.ensure_file(tag, WARNINGS);
+            self.sys(
+                tag,
+                Op::Append {
+                    path: WARNINGS.into(),
+                    data: Bytes::from(line),
+                },
+            );
+        }
+        out
+    }
+
+    /// Applies an operation of the fileset's own.
+    fn sys(&mut self, tag: u32, op: Op) -> bool {
+        let id = self.hist.next_sys(tag);
+        let rec = self
+            .fs
+            .apply(id, id.recno - 1, self.hist.meta().clock + 1, &op);
+        let ok = rec.noop.is_none();
+        self.hist.push(rec);
+        ok
+    }
+
+    /// Makes every missing directory above `path`.
+    fn ensure_parents(&mut self, tag: u32, path: &str) {
+        let mut at = String::new();
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        for p in parts.iter().take(parts.len().saturating_sub(1)) {
+            at.push('/');
+            at.push_str(p);
+            if self.fs.lookup(&at).is_none() {
+                self.sys(
+                    tag,
+                    Op::Mkdir {
+                        path: at.clone(),
+                        attrs: DIR_ATTRS,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Makes the plain file `path` (and its parents) if it is missing.
+    fn ensure_file(&mut self, tag: u32, path: &str) {
+        if self.fs.lookup(path).is_none() {
+            self.ensure_parents(tag, path);
+            self.sys(
+                tag,
+                Op::Create {
+                    path: path.into(),
+                    attrs: FILE_ATTRS,
+                },
+            );
+        }
+    }
+
+    /// Puts what a backed-out record made or wrote under `.elsewhere/<origin>/`.
+    fn put_elsewhere(&mut self, tag: u32, r: &Record) {
+        let at = |p: &str| format!("{ELSEWHERE}/{}{p}", r.id.origin);
+        let op = match &r.op {
+            Op::Create { path, attrs } | Op::Mknod { path, attrs } => Op::Create {
+                path: at(path),
+                attrs: *attrs,
+            },
+            Op::Mkdir { path, attrs } => Op::Mkdir {
+                path: at(path),
+                attrs: *attrs,
+            },
+            Op::Symlink {
+                path,
+                target,
+                attrs,
+            } => Op::Symlink {
+                path: at(path),
+                target: target.clone(),
+                attrs: *attrs,
+            },
+            Op::Write { path, data } => {
+                self.ensure_file(tag, &at(path));
+                Op::Write {
+                    path: at(path),
+                    data: data.clone(),
+                }
+            }
+            Op::Append { path, data } => {
+                self.ensure_file(tag, &at(path));
+                Op::Append {
+                    path: at(path),
+                    data: data.clone(),
+                }
+            }
+            // What only changes an object this side had: applied to its copy under
+            // `.elsewhere` where there is one, else only told in WARNINGS.
+            Op::Setattr {
+                path,
+                mode,
+                uid,
+                gid,
+                mtime,
+                size,
+            } if self.fs.lookup(&at(path)).is_some() => Op::Setattr {
+                path: at(path),
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+                mtime: *mtime,
+                size: *size,
+            },
+            Op::Rename { from, to } if self.fs.lookup(&at(from)).is_some() => {
+                self.ensure_parents(tag, &at(to));
+                Op::Rename {
+                    from: at(from),
+                    to: at(to),
+                }
+            }
+            Op::Unlink { path } if self.fs.lookup(&at(path)).is_some() => {
+                Op::Unlink { path: at(path) }
+            }
+            Op::Rmdir { path } if self.fs.lookup(&at(path)).is_some() => {
+                Op::Rmdir { path: at(path) }
+            }
+            Op::Link { existing, path } if self.fs.lookup(&at(existing)).is_some() => {
+                self.ensure_parents(tag, &at(path));
+                Op::Link {
+                    existing: at(existing),
+                    path: at(path),
+                }
+            }
+            _ => return,
+        };
+        if let Some(p) = op.paths().last() {
+            self.ensure_parents(tag, p);
+        }
+        self.sys(tag, op);
+    }
+
+    fn numbering(&self, r: &Record) -> Numbering {
+        let id = r.id;
+        if id.origin == 0 {
+            let last = self.hist.last_sys(id.inc);
+            return if id.recno <= last {
+                Numbering::Duplicate
+            } else if id.recno == last + 1 {
+                Numbering::Next
+            } else {
+                Numbering::Unexpected(last + 1)
+            };
+        }
+        match self.hist.last_of(id.origin) {
+            Some((inc, recno)) if id.recno <= recno && id.inc <= inc => Numbering::Duplicate,
+            Some((inc, recno)) if id.recno == recno + 1 && id.inc >= inc => Numbering::Next,
+            Some((_, recno)) => Numbering::Unexpected(recno + 1),
+            None if id.recno == 1 => Numbering::Next,
+            None => Numbering::Unexpected(1),
+        }
+    }
+
+    /// Returns the objects' fids this replica's history made, by record (for tests).
+    pub fn fids(&self) -> BTreeSet<RecId> {
+        self.fs
+            .listing()
+            .iter()
+            .filter_map(|e| self.fs.lookup(&e.path))
+            .collect()
+    }
+}
+
+enum Numbering {
+    Duplicate,
+    Next,
+    Unexpected(u64),
+}
+
+/// Returns whether an operation makes a new object.
+fn creates(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Create { .. } | Op::Mkdir { .. } | Op::Mknod { .. } | Op::Symlink { .. }
+    )
+}
+
+const DIR_ATTRS: Attrs = Attrs {
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+};
+const FILE_ATTRS: Attrs = Attrs {
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+};
