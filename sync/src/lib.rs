@@ -80,6 +80,6 @@ pub use registry::{Entry, UnknownService, SERVICES};
 pub use resources::{ResourcesConfig, ResourcesService, RESOURCES_SERVICE};
 pub use ringlab_ring::wire::DecodeError;
 pub use service::{
-    Action, ActionResult, Counters, OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError,
+    listing_digest, Action, ActionResult, Counters, FileChange, FileEntry, OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError,
     SimDisks, StateSize, Storage, Verb, Workload,
 };

@@ -52,63 +52,7 @@ pub enum Body {
 
 /// One primitive change to the tree, for a host that mirrors the fileset into a real
 /// directory, in the order made (paths are the fileset's, `/`-rooted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// Make a directory.
-    Mkdir {
-        /// Where.
-        path: String,
-        /// Permission bits.
-        mode: u32,
-    },
-    /// Create or replace a plain file with this content.
-    Write {
-        /// Where.
-        path: String,
-        /// Its whole content.
-        data: Bytes,
-        /// Permission bits.
-        mode: u32,
-    },
-    /// Make a symlink.
-    Symlink {
-        /// Where.
-        path: String,
-        /// Where it points.
-        target: String,
-    },
-    /// Make `path` a hard link of `existing`.
-    Link {
-        /// The existing name.
-        existing: String,
-        /// The new name.
-        path: String,
-    },
-    /// Remove a name of a file or symlink.
-    Unlink {
-        /// The name.
-        path: String,
-    },
-    /// Remove an empty directory.
-    Rmdir {
-        /// The directory.
-        path: String,
-    },
-    /// Rename.
-    Rename {
-        /// The source.
-        from: String,
-        /// The target (absent before).
-        to: String,
-    },
-    /// Set permission bits.
-    Chmod {
-        /// The object.
-        path: String,
-        /// Permission bits.
-        mode: u32,
-    },
-}
+pub use crate::service::FileChange as Change;
 
 /// One entry of a tree listing: what a real directory shows of an object. The digest of a
 /// listing ([`listing_digest`]) is what a node's mirror must match.

@@ -265,17 +265,6 @@ impl KmlService {
         &self.rep.fs
     }
 
-    /// Starts or stops queueing the fileset's changes for a real mirror (a real node turns
-    /// this on and drains them with [`KmlService::poll_change`]).
-    pub fn set_mirror(&mut self, on: bool) {
-        self.rep.fs.set_mirror(on);
-    }
-
-    /// Returns the next change for a real mirror.
-    pub fn poll_change(&mut self) -> Option<super::fileset::Change> {
-        self.rep.fs.poll_change()
-    }
-
     fn kml(&mut self, phase: &str, f: impl FnOnce(&mut KmlRec)) {
         let mut r = KmlRec::default();
         f(&mut r);
@@ -882,6 +871,18 @@ impl Service for KmlService {
 
     fn malformed(&self) -> u64 {
         self.malformed
+    }
+
+    fn set_mirror(&mut self, on: bool) {
+        self.rep.fs.set_mirror(on);
+    }
+
+    fn poll_file_change(&mut self) -> Option<crate::FileChange> {
+        self.rep.fs.poll_change()
+    }
+
+    fn tree_digest(&self) -> Option<[u8; 32]> {
+        Some(self.rep.fs.tree_digest())
     }
 
     fn poll_record(&mut self) -> Option<Body> {
