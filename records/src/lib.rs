@@ -233,6 +233,9 @@ pub enum Body {
     },
     /// The fileset after each completed sync (the `kml` service).
     Fileset {
+        /// The ring whose sync completed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ring: Option<RingId>,
         /// The digest of the whole fileset (hex).
         digest: String,
         /// Records in its history.

@@ -280,9 +280,10 @@ impl KmlService {
         });
     }
 
-    fn fileset_record(&mut self) {
+    fn fileset_record(&mut self, ring: Option<RingId>) {
         let meta = self.rep.hist.meta().clone();
         self.records.push_back(Body::Fileset {
+            ring,
             digest: hex(&self.rep.fs.digest()),
             records: self.rep.hist.head(),
             tree: Some(hex(&self.rep.fs.tree_digest())),
@@ -696,7 +697,7 @@ impl Service for KmlService {
         while self.points.len() > MAX_POINTS {
             self.points.pop_front();
         }
-        self.fileset_record();
+        self.fileset_record(Some(s.ring));
     }
 
     fn sync_abort(&mut self) {
