@@ -1379,3 +1379,6 @@ impl Fileset {
         Some(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -780,3 +780,6 @@ fn read_conflict(r: &mut Reader<'_>) -> Result<ConflictKind, DecodeError> {
         _ => Err(DecodeError::Invalid("kml record conflict")),
     }
 }
+
+#[cfg(test)]
+mod tests;
