@@ -565,19 +565,19 @@ fn arb_op() -> impl Strategy<Value = Op> {
     let data = prop::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from);
     let mode = 0u32..0o1000;
     prop_oneof![
-        (p(), mode.clone()).prop_map(|(path, m)| Op::Create { path, attrs: a(m) }),
-        (p(), mode.clone()).prop_map(|(path, m)| Op::Mkdir { path, attrs: a(m) }),
-        (p(), mode.clone()).prop_map(|(path, m)| Op::Mknod { path, attrs: a(m) }),
-        (p(), p()).prop_map(|(path, target)| Op::Symlink {
+        3 => (p(), mode.clone()).prop_map(|(path, m)| Op::Create { path, attrs: a(m) }),
+        4 => (p(), mode.clone()).prop_map(|(path, m)| Op::Mkdir { path, attrs: a(m) }),
+        1 => (p(), mode.clone()).prop_map(|(path, m)| Op::Mknod { path, attrs: a(m) }),
+        1 => (p(), p()).prop_map(|(path, target)| Op::Symlink {
             path,
             target,
             attrs: a(0o777)
         }),
-        (p(), p()).prop_map(|(existing, path)| Op::Link { existing, path }),
-        p().prop_map(|path| Op::Unlink { path }),
-        p().prop_map(|path| Op::Rmdir { path }),
-        (p(), p()).prop_map(|(from, to)| Op::Rename { from, to }),
-        (
+        1 => (p(), p()).prop_map(|(existing, path)| Op::Link { existing, path }),
+        1 => p().prop_map(|path| Op::Unlink { path }),
+        1 => p().prop_map(|path| Op::Rmdir { path }),
+        1 => (p(), p()).prop_map(|(from, to)| Op::Rename { from, to }),
+        1 => (
             p(),
             prop::option::of(mode),
             prop::option::of(0u32..3),
@@ -592,9 +592,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 mtime,
                 size
             }),
-        (p(), data.clone()).prop_map(|(path, data)| Op::Write { path, data }),
-        (p(), data).prop_map(|(path, data)| Op::Append { path, data }),
-        Just(Op::Noop),
+        1 => (p(), data.clone()).prop_map(|(path, data)| Op::Write { path, data }),
+        1 => (p(), data).prop_map(|(path, data)| Op::Append { path, data }),
+        1 => Just(Op::Noop),
     ]
 }
 
@@ -610,7 +610,7 @@ fn build(ops: &[Op]) -> (Fileset, Vec<Record>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     #[test]
     fn undo_takes_apply_and_replay_back(
