@@ -1300,8 +1300,7 @@ impl Fileset {
                 }
                 let (fdir, fname) = self.split(from).ok()??;
                 let is_dir = self.objects.get(&main.fid)?.kind() == Kind::Dir;
-                if self.entry(fdir, fname).is_some() || (is_dir && self.is_under(fdir, main.fid))
-                {
+                if self.entry(fdir, fname).is_some() || (is_dir && self.is_under(fdir, main.fid)) {
                     return None;
                 }
                 self.entries_mut(tdir)?.remove(tname);

@@ -384,11 +384,21 @@ impl Op {
             } => {
                 b.push(9);
                 put_str(b, path);
-                put_opt(b, mode.as_ref(), |b, x| b.extend_from_slice(&x.to_be_bytes()));
-                put_opt(b, uid.as_ref(), |b, x| b.extend_from_slice(&x.to_be_bytes()));
-                put_opt(b, gid.as_ref(), |b, x| b.extend_from_slice(&x.to_be_bytes()));
-                put_opt(b, mtime.as_ref(), |b, x| b.extend_from_slice(&x.to_be_bytes()));
-                put_opt(b, size.as_ref(), |b, x| b.extend_from_slice(&x.to_be_bytes()));
+                put_opt(b, mode.as_ref(), |b, x| {
+                    b.extend_from_slice(&x.to_be_bytes())
+                });
+                put_opt(b, uid.as_ref(), |b, x| {
+                    b.extend_from_slice(&x.to_be_bytes())
+                });
+                put_opt(b, gid.as_ref(), |b, x| {
+                    b.extend_from_slice(&x.to_be_bytes())
+                });
+                put_opt(b, mtime.as_ref(), |b, x| {
+                    b.extend_from_slice(&x.to_be_bytes())
+                });
+                put_opt(b, size.as_ref(), |b, x| {
+                    b.extend_from_slice(&x.to_be_bytes())
+                });
             }
             Op::Write { path, data } => {
                 b.push(10);

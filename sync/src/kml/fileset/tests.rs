@@ -53,7 +53,12 @@ impl T {
     fn err(&mut self, op: Op, errno: &str) {
         let before = self.fs.clone();
         let rec = self.run(op);
-        assert_eq!(rec.noop, Some(Noop::Failed(errno_static(errno))), "{:?}", rec.op);
+        assert_eq!(
+            rec.noop,
+            Some(Noop::Failed(errno_static(errno))),
+            "{:?}",
+            rec.op
+        );
         assert!(rec.touched.is_empty());
         assert_eq!(rec.undo, Undo::default());
         assert_eq!(self.fs, before);
@@ -197,13 +202,7 @@ fn creates_and_their_failures() {
     };
     assert_eq!(r.touched[0].new, Some(v));
     assert_eq!(r.touched[1].fid, RecId::ROOT);
-    assert_eq!(
-        r.touched[1].new,
-        Some(Version {
-            size: 1,
-            ..v
-        })
-    );
+    assert_eq!(r.touched[1].new, Some(Version { size: 1, ..v }));
     t.ok(mkdir("/d"));
     t.ok(Op::Mknod {
         path: "/d/n".into(),
@@ -211,7 +210,13 @@ fn creates_and_their_failures() {
     });
     let r = t.ok(symlink("/d/s", "../f"));
     assert_eq!(r.touched[0].new.unwrap().size, 4);
-    assert_eq!(t.fs.object(t.fs.lookup("/d").unwrap()).unwrap().version.size, 2);
+    assert_eq!(
+        t.fs.object(t.fs.lookup("/d").unwrap())
+            .unwrap()
+            .version
+            .size,
+        2
+    );
     t.err(create("/f"), "EEXIST");
     t.err(mkdir("/d"), "EEXIST");
     t.err(mkdir("/"), "EEXIST");
@@ -460,10 +465,19 @@ fn each_conflict_kind() {
     use ConflictKind::*;
     // name/name: both create one name; a rename's target; a link's new name.
     assert_eq!(diverge(&base, create("/x"), mkdir("/x")), Err(NameName));
-    assert_eq!(diverge(&base, rename("/f", "/x"), create("/x")), Err(NameName));
-    assert_eq!(diverge(&base, link("/f", "/x"), create("/x")), Err(NameName));
+    assert_eq!(
+        diverge(&base, rename("/f", "/x"), create("/x")),
+        Err(NameName)
+    );
+    assert_eq!(
+        diverge(&base, link("/f", "/x"), create("/x")),
+        Err(NameName)
+    );
     // update/update: both change one file.
-    assert_eq!(diverge(&base, write("/f", b"a"), write("/f", b"b")), Err(UpdateUpdate));
+    assert_eq!(
+        diverge(&base, write("/f", b"a"), write("/f", b"b")),
+        Err(UpdateUpdate)
+    );
     assert_eq!(
         diverge(&base, setattr("/f", Some(0), None), append("/f", b"b")),
         Err(UpdateUpdate)
@@ -473,28 +487,55 @@ fn each_conflict_kind() {
         Err(UpdateUpdate)
     );
     // update/delete: an update of a removed object, a create under a removed directory.
-    assert_eq!(diverge(&base, write("/f", b"a"), unlink("/f")), Err(UpdateDelete));
-    assert_eq!(diverge(&base, create("/e/x"), rmdir("/e")), Err(UpdateDelete));
-    assert_eq!(diverge(&base, unlink("/f"), unlink("/f")), Err(UpdateDelete));
-    assert_eq!(diverge(&base, rename("/f", "/e/x"), rmdir("/e")), Err(UpdateDelete));
+    assert_eq!(
+        diverge(&base, write("/f", b"a"), unlink("/f")),
+        Err(UpdateDelete)
+    );
+    assert_eq!(
+        diverge(&base, create("/e/x"), rmdir("/e")),
+        Err(UpdateDelete)
+    );
+    assert_eq!(
+        diverge(&base, unlink("/f"), unlink("/f")),
+        Err(UpdateDelete)
+    );
+    assert_eq!(
+        diverge(&base, rename("/f", "/e/x"), rmdir("/e")),
+        Err(UpdateDelete)
+    );
     // delete/update: a removal of a changed object, or of a directory no longer empty.
-    assert_eq!(diverge(&base, unlink("/f"), write("/f", b"b")), Err(DeleteUpdate));
-    assert_eq!(diverge(&base, rmdir("/e"), create("/e/x")), Err(DeleteUpdate));
+    assert_eq!(
+        diverge(&base, unlink("/f"), write("/f", b"b")),
+        Err(DeleteUpdate)
+    );
+    assert_eq!(
+        diverge(&base, rmdir("/e"), create("/e/x")),
+        Err(DeleteUpdate)
+    );
     assert_eq!(
         diverge(&base, rmdir("/e"), setattr("/e", Some(0), None)),
         Err(DeleteUpdate)
     );
     // rename/rename: the source gone or another object.
-    assert_eq!(diverge(&base, rename("/f", "/x"), rename("/f", "/y")), Err(RenameRename));
+    assert_eq!(
+        diverge(&base, rename("/f", "/x"), rename("/f", "/y")),
+        Err(RenameRename)
+    );
     assert_eq!(
         diverge_more(&base, rename("/f", "/x"), &[unlink("/f"), create("/f")]),
         Err(RenameRename)
     );
     // A moved source changed is update/update.
-    assert_eq!(diverge(&base, rename("/d", "/x"), rename("/e", "/d/e")), Err(UpdateUpdate));
+    assert_eq!(
+        diverge(&base, rename("/d", "/x"), rename("/e", "/d/e")),
+        Err(UpdateUpdate)
+    );
     // Parents are not version-checked: other changes in one directory fit.
     assert_eq!(diverge(&base, create("/d/x"), create("/d/y")), Ok(()));
-    assert_eq!(diverge(&base, write("/f", b"a"), write("/d/g", b"b")), Ok(()));
+    assert_eq!(
+        diverge(&base, write("/f", b"a"), write("/d/g", b"b")),
+        Ok(())
+    );
     // A NOOP record fits anything.
     let mut t = T::new();
     let rec = t.run(unlink("/nope"));
@@ -549,7 +590,10 @@ fn replayed_parents_take_the_later_time() {
     assert_eq!(d.mtime, 1000);
     assert_eq!(d.size, 2);
     assert_eq!(d.store, rec.id);
-    assert_eq!(b.object(rec.id).unwrap().version, rec.touched[0].new.unwrap());
+    assert_eq!(
+        b.object(rec.id).unwrap().version,
+        rec.touched[0].new.unwrap()
+    );
     b.undo(&r);
     assert_eq!(b, before);
 }

@@ -261,10 +261,7 @@ fn non_canonical_and_invalid_bytes_are_refused() {
     // An unknown version or opcode.
     let mut b = good.clone();
     b[0] = 2;
-    assert_eq!(
-        Record::decode(&b),
-        Err(DecodeError::Invalid("kml version"))
-    );
+    assert_eq!(Record::decode(&b), Err(DecodeError::Invalid("kml version")));
     assert_eq!(
         Op::decode(&[KML_VERSION, 12]),
         Err(DecodeError::Invalid("kml opcode"))
