@@ -51,6 +51,9 @@ struct Ctx<'a> {
 
 type Errno = &'static str;
 
+/// Where a name is: its directory and the name in it (none: the root).
+type Place<'p> = Option<(RecId, &'p str)>;
+
 /// One object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -586,7 +589,7 @@ impl Fileset {
     /// Returns the directory that holds `path`'s last component, and that component (none:
     /// `path` is the root). Errors: `EINVAL` (a bad path), `ENOENT` (a missing directory on
     /// the way), `ENOTDIR` (something else on the way).
-    fn split<'p>(&self, path: &'p str) -> Result<Option<(RecId, &'p str)>, Errno> {
+    fn split<'p>(&self, path: &'p str) -> Result<Place<'p>, Errno> {
         let comps = check_path(path).map_err(|_| "EINVAL")?;
         let Some((last, dirs)) = comps.split_last() else {
             return Ok(None);
@@ -609,7 +612,7 @@ impl Fileset {
 
     /// Returns the object at `path`, with the directory holding it and its name (none for
     /// the root).
-    fn find<'p>(&self, path: &'p str) -> Result<(RecId, Option<(RecId, &'p str)>), Errno> {
+    fn find<'p>(&self, path: &'p str) -> Result<(RecId, Place<'p>), Errno> {
         match self.split(path)? {
             None => Ok((RecId::ROOT, None)),
             Some((dir, name)) => {

@@ -39,7 +39,7 @@ pub struct RecId {
 
 impl RecId {
     /// The root directory's fid.
-    pub const ROOT: RecId = RecId {
+    pub const ROOT: Self = Self {
         origin: 0,
         inc: 0,
         recno: 0,
@@ -270,36 +270,36 @@ impl Op {
     /// Returns the opcode's name (records, WARNINGS).
     pub fn name(&self) -> &'static str {
         match self {
-            Op::Noop => "noop",
-            Op::Create { .. } => "create",
-            Op::Mkdir { .. } => "mkdir",
-            Op::Mknod { .. } => "mknod",
-            Op::Symlink { .. } => "symlink",
-            Op::Link { .. } => "link",
-            Op::Unlink { .. } => "unlink",
-            Op::Rmdir { .. } => "rmdir",
-            Op::Rename { .. } => "rename",
-            Op::Setattr { .. } => "setattr",
-            Op::Write { .. } => "write",
-            Op::Append { .. } => "append",
+            Self::Noop => "noop",
+            Self::Create { .. } => "create",
+            Self::Mkdir { .. } => "mkdir",
+            Self::Mknod { .. } => "mknod",
+            Self::Symlink { .. } => "symlink",
+            Self::Link { .. } => "link",
+            Self::Unlink { .. } => "unlink",
+            Self::Rmdir { .. } => "rmdir",
+            Self::Rename { .. } => "rename",
+            Self::Setattr { .. } => "setattr",
+            Self::Write { .. } => "write",
+            Self::Append { .. } => "append",
         }
     }
 
     /// Returns the paths it names (one, or two for link and rename).
     pub fn paths(&self) -> Vec<&str> {
         match self {
-            Op::Noop => vec![],
-            Op::Create { path, .. }
-            | Op::Mkdir { path, .. }
-            | Op::Mknod { path, .. }
-            | Op::Symlink { path, .. }
-            | Op::Unlink { path }
-            | Op::Rmdir { path }
-            | Op::Setattr { path, .. }
-            | Op::Write { path, .. }
-            | Op::Append { path, .. } => vec![path],
-            Op::Link { existing, path } => vec![existing, path],
-            Op::Rename { from, to } => vec![from, to],
+            Self::Noop => vec![],
+            Self::Create { path, .. }
+            | Self::Mkdir { path, .. }
+            | Self::Mknod { path, .. }
+            | Self::Symlink { path, .. }
+            | Self::Unlink { path }
+            | Self::Rmdir { path }
+            | Self::Setattr { path, .. }
+            | Self::Write { path, .. }
+            | Self::Append { path, .. } => vec![path],
+            Self::Link { existing, path } => vec![existing, path],
+            Self::Rename { from, to } => vec![from, to],
         }
     }
 
@@ -330,23 +330,23 @@ impl Op {
     /// presence byte 0 or 1 and its value).
     pub fn put(&self, b: &mut Vec<u8>) {
         match self {
-            Op::Noop => b.push(0),
-            Op::Create { path, attrs } => {
+            Self::Noop => b.push(0),
+            Self::Create { path, attrs } => {
                 b.push(1);
                 put_str(b, path);
                 put_attrs(b, attrs);
             }
-            Op::Mkdir { path, attrs } => {
+            Self::Mkdir { path, attrs } => {
                 b.push(2);
                 put_str(b, path);
                 put_attrs(b, attrs);
             }
-            Op::Mknod { path, attrs } => {
+            Self::Mknod { path, attrs } => {
                 b.push(3);
                 put_str(b, path);
                 put_attrs(b, attrs);
             }
-            Op::Symlink {
+            Self::Symlink {
                 path,
                 target,
                 attrs,
@@ -356,25 +356,25 @@ impl Op {
                 put_str(b, target);
                 put_attrs(b, attrs);
             }
-            Op::Link { existing, path } => {
+            Self::Link { existing, path } => {
                 b.push(5);
                 put_str(b, existing);
                 put_str(b, path);
             }
-            Op::Unlink { path } => {
+            Self::Unlink { path } => {
                 b.push(6);
                 put_str(b, path);
             }
-            Op::Rmdir { path } => {
+            Self::Rmdir { path } => {
                 b.push(7);
                 put_str(b, path);
             }
-            Op::Rename { from, to } => {
+            Self::Rename { from, to } => {
                 b.push(8);
                 put_str(b, from);
                 put_str(b, to);
             }
-            Op::Setattr {
+            Self::Setattr {
                 path,
                 mode,
                 uid,
@@ -400,12 +400,12 @@ impl Op {
                     b.extend_from_slice(&x.to_be_bytes())
                 });
             }
-            Op::Write { path, data } => {
+            Self::Write { path, data } => {
                 b.push(10);
                 put_str(b, path);
                 put_blob(b, data);
             }
-            Op::Append { path, data } => {
+            Self::Append { path, data } => {
                 b.push(11);
                 put_str(b, path);
                 put_blob(b, data);
@@ -417,35 +417,35 @@ impl Op {
     /// length bounded.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(match r.u8("kml opcode")? {
-            0 => Op::Noop,
-            1 => Op::Create {
+            0 => Self::Noop,
+            1 => Self::Create {
                 path: read_path(r, "kml path")?,
                 attrs: read_attrs(r)?,
             },
-            2 => Op::Mkdir {
+            2 => Self::Mkdir {
                 path: read_path(r, "kml path")?,
                 attrs: read_attrs(r)?,
             },
-            3 => Op::Mknod {
+            3 => Self::Mknod {
                 path: read_path(r, "kml path")?,
                 attrs: read_attrs(r)?,
             },
-            4 => Op::Symlink {
+            4 => Self::Symlink {
                 path: read_path(r, "kml path")?,
                 target: read_target(r)?,
                 attrs: read_attrs(r)?,
             },
-            5 => Op::Link {
+            5 => Self::Link {
                 existing: read_path(r, "kml link existing")?,
                 path: read_path(r, "kml path")?,
             },
-            6 => Op::Unlink {
+            6 => Self::Unlink {
                 path: read_path(r, "kml path")?,
             },
-            7 => Op::Rmdir {
+            7 => Self::Rmdir {
                 path: read_path(r, "kml path")?,
             },
-            8 => Op::Rename {
+            8 => Self::Rename {
                 from: read_path(r, "kml rename from")?,
                 to: read_path(r, "kml rename to")?,
             },
@@ -458,7 +458,7 @@ impl Op {
                     }
                     Ok(m)
                 })?;
-                Op::Setattr {
+                Self::Setattr {
                     path,
                     mode,
                     uid: read_opt(r, "kml setattr uid", |r| r.u32("kml setattr uid"))?,
@@ -467,11 +467,11 @@ impl Op {
                     size: read_opt(r, "kml setattr size", |r| r.u64("kml setattr size"))?,
                 }
             }
-            10 => Op::Write {
+            10 => Self::Write {
                 path: read_path(r, "kml path")?,
                 data: Bytes::copy_from_slice(r.blob("kml data", MAX_DATA)?),
             },
-            11 => Op::Append {
+            11 => Self::Append {
                 path: read_path(r, "kml path")?,
                 data: Bytes::copy_from_slice(r.blob("kml data", MAX_DATA)?),
             },
