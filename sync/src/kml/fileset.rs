@@ -101,7 +101,8 @@ pub enum Change {
         /// Permission bits.
         mode: u32,
     },
-    /// Create or replace a plain file with this content.
+    /// Create a plain file with this content, or rewrite an existing one in place (its
+    /// other names, if any, see the new content).
     Write {
         /// Where.
         path: String,
@@ -847,7 +848,14 @@ impl Fileset {
             e.insert(name.to_owned(), fid);
         }
         self.set_main(ctx, fid, applied);
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(change);
         Ok((self.touches(&olds, kind), Undo::default()))
     }
@@ -889,7 +897,14 @@ impl Fileset {
             e.insert(name.to_owned(), fid);
         }
         self.set_main(ctx, fid, applied);
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(Change::Link {
             existing: existing.to_owned(),
             path: path.to_owned(),
@@ -936,7 +951,14 @@ impl Fileset {
             };
             self.set_main(ctx, fid, applied);
         }
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(Change::Unlink {
             path: path.to_owned(),
         });
@@ -964,7 +986,14 @@ impl Fileset {
             e.remove(name);
         }
         self.objects.remove(&fid);
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(Change::Rmdir {
             path: path.to_owned(),
         });
@@ -1259,7 +1288,7 @@ impl Fileset {
                         let Body::File { nlink, .. } = &mut o.body else {
                             return None;
                         };
-                        *nlink += 1;
+                        *nlink = nlink.saturating_add(1);
                         self.push(Change::Link {
                             existing,
                             path: path.clone(),
