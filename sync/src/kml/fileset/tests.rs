@@ -765,6 +765,12 @@ proptest! {
                 if let Some(rec) = stack.pop() {
                     fs.undo(&rec);
                 }
+            } else if *u == 1 {
+                // Made on a copy, replayed here.
+                let n = i as u64 + 1;
+                let mut c = fs.clone();
+                let rec = c.apply(id(n), n - 1, n, op);
+                stack.push(fs.replay(&rec));
             } else {
                 let n = i as u64 + 1;
                 stack.push(fs.apply(id(n), n - 1, n, op));
