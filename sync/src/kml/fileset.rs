@@ -211,6 +211,20 @@ fn kind_letter(k: Kind) -> u8 {
     }
 }
 
+/// Returns whether `o` is at version `v` (a directory's size is not compared).
+fn same_version(o: &Object, v: Option<Version>) -> bool {
+    v.is_some_and(|v| match o.body {
+        Body::Dir { .. } => {
+            Version { size: 0, ..v }
+                == Version {
+                    size: 0,
+                    ..o.version
+                }
+        }
+        _ => v == o.version,
+    })
+}
+
 fn sha(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
@@ -370,7 +384,7 @@ impl Fileset {
             Op::Unlink { path } | Op::Rmdir { path } => {
                 let fid = self.lookup(path).ok_or(ConflictKind::UpdateDelete)?;
                 let o = self.objects.get(&fid).ok_or(ConflictKind::UpdateDelete)?;
-                let same = main.is_some_and(|t| t.fid == fid && t.old == Some(o.version));
+                let same = main.is_some_and(|t| t.fid == fid && same_version(o, t.old));
                 let full = matches!(&o.body, Body::Dir { entries, .. } if !entries.is_empty());
                 if !same || full {
                     return Err(ConflictKind::DeleteUpdate);
@@ -383,7 +397,7 @@ impl Fileset {
                 let Some(t) = main.filter(|t| t.fid == fid) else {
                     return Err(ConflictKind::RenameRename);
                 };
-                if t.old != Some(o.version) {
+                if !same_version(o, t.old) {
                     return Err(ConflictKind::UpdateUpdate);
                 }
                 self.check_create(to)?;
@@ -545,7 +559,7 @@ impl Fileset {
         let fid = self.lookup(path).ok_or(ConflictKind::UpdateDelete)?;
         let o = self.objects.get(&fid).ok_or(ConflictKind::UpdateDelete)?;
         match main {
-            Some(t) if t.fid == fid && t.old == Some(o.version) => Ok(()),
+            Some(t) if t.fid == fid && same_version(o, t.old) => Ok(()),
             _ => Err(ConflictKind::UpdateUpdate),
         }
     }
