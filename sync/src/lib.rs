@@ -80,6 +80,6 @@ pub use registry::{Entry, UnknownService, SERVICES};
 pub use resources::{ResourcesConfig, ResourcesService, RESOURCES_SERVICE};
 pub use ringlab_ring::wire::DecodeError;
 pub use service::{
-    listing_digest, Action, ActionResult, Counters, FileChange, FileEntry, OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError,
-    SimDisks, StateSize, Storage, Verb, Workload,
+    listing_digest, Action, ActionResult, Counters, FileChange, FileEntry, OpDelivery, Plugin,
+    Service, ServiceConfig, ServiceConfigError, SimDisks, StateSize, Storage, Verb, Workload,
 };

@@ -544,7 +544,12 @@ mod tests {
             Step::Conflict { kind: ConflictKind::NameName, path, with: None, .. } if path == "/x"
         ));
         assert!(matches!(&steps[1], Step::Conflict { with: Some(_), .. }));
-        let read = |r: &Replica, path: &str| match &r.fs.object(r.fs.lookup(path).unwrap()).unwrap().body {
+        let read = |r: &Replica, path: &str| match &r
+            .fs
+            .object(r.fs.lookup(path).unwrap())
+            .unwrap()
+            .body
+        {
             crate::kml::fileset::Body::File { data, .. } => data.clone(),
             _ => panic!("not a file"),
         };
@@ -552,6 +557,9 @@ mod tests {
         assert_eq!(read(&p, "/.elsewhere/4/x"), "minority");
         assert!(p.fs.lookup("/y").is_some());
         let w = read(&p, WARNINGS);
-        assert!(String::from_utf8_lossy(&w).contains("create /x name_name"), "{w:?}");
+        assert!(
+            String::from_utf8_lossy(&w).contains("create /x name_name"),
+            "{w:?}"
+        );
     }
 }

@@ -441,7 +441,11 @@ impl KmlService {
         if s.mine != s.permit {
             let fork = forks[s.mine];
             match self.rep.undo_to(fork) {
-                Some(n) => steps.push(Step::Undo { records: n }),
+                Some(n) => {
+                    // Sync points past the fork named a history that is gone.
+                    self.points.retain(|p| p.0 <= fork);
+                    steps.push(Step::Undo { records: n });
+                }
                 None => {
                     self.kml("abort", |r| {
                         r.detail = Some(format!("the history does not reach back to {fork}"))
