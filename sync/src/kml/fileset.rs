@@ -15,6 +15,7 @@ use super::record::{
     Version, MAX_DATA, MAX_MODE,
 };
 use bytes::{Bytes, BytesMut};
+use ringlab_ring::wire::DecodeError;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -211,6 +212,211 @@ impl Fileset {
         Self {
             objects,
             changes: None,
+        }
+    }
+
+    /// Appends the whole tree (a snapshot a far-behind node adopts): the objects in fid
+    /// order, each with its fid, attributes, version and body.
+    pub fn put_snapshot(&self, b: &mut Vec<u8>) {
+        use super::record::{put_attrs, put_id, put_str, put_version};
+        use bytes::BufMut;
+        b.put_u64(self.objects.len() as u64);
+        for (fid, o) in &self.objects {
+            put_id(b, fid);
+            put_attrs(b, &o.attrs);
+            put_version(b, &o.version);
+            match &o.body {
+                Body::Dir { entries, parent } => {
+                    b.push(0);
+                    put_id(b, parent);
+                    b.put_u64(entries.len() as u64);
+                    for (name, f) in entries {
+                        put_str(b, name);
+                        put_id(b, f);
+                    }
+                }
+                Body::File { data, nlink } => {
+                    b.push(1);
+                    b.put_u32(*nlink);
+                    ringlab_ring::wire::put_blob(b, data);
+                }
+                Body::Symlink { target } => {
+                    b.push(2);
+                    put_str(b, target);
+                }
+            }
+        }
+    }
+
+    /// Reads a snapshot written by [`Fileset::put_snapshot`], checking that it is one tree:
+    /// a root directory, every entry naming an object, every directory named once (by its
+    /// parent) and reached from the root, every file named `nlink` times, every symlink once,
+    /// names that are path components, contents within the bounds. The mirror queue is off.
+    pub fn read_snapshot(r: &mut ringlab_ring::wire::Reader<'_>) -> Result<Self, DecodeError> {
+        use super::record::{
+            read_attrs, read_id, read_str, read_target, read_version, MAX_DATA, MAX_NAME,
+        };
+        let bad = DecodeError::Invalid;
+        let n = r.u64("snapshot objects")?;
+        // An object takes at least 60 bytes: no count beyond what the bytes can hold.
+        if n == 0 || n > (r.remaining() / 60) as u64 {
+            return Err(bad("snapshot objects"));
+        }
+        let mut objects = BTreeMap::new();
+        let mut prev: Option<RecId> = None;
+        for _ in 0..n {
+            let fid = read_id(r, "snapshot fid")?;
+            if prev.is_some_and(|p| p >= fid) {
+                return Err(DecodeError::NotSorted("snapshot fids"));
+            }
+            prev = Some(fid);
+            let attrs = read_attrs(r)?;
+            let version = read_version(r)?;
+            let body = match r.u8("snapshot kind")? {
+                0 => {
+                    let parent = read_id(r, "snapshot parent")?;
+                    let k = r.u64("snapshot entries")?;
+                    if k > (r.remaining() / 20) as u64 {
+                        return Err(bad("snapshot entries"));
+                    }
+                    let mut entries = BTreeMap::new();
+                    for _ in 0..k {
+                        let name = read_str(r, "snapshot name")?;
+                        if name.is_empty()
+                            || name.len() > MAX_NAME
+                            || name == "."
+                            || name == ".."
+                            || name.contains(['/', '\0'])
+                        {
+                            return Err(bad("snapshot name"));
+                        }
+                        let f = read_id(r, "snapshot entry")?;
+                        if entries.insert(name.to_owned(), f).is_some() {
+                            return Err(bad("snapshot name twice"));
+                        }
+                    }
+                    Body::Dir { entries, parent }
+                }
+                1 => {
+                    let nlink = r.u32("snapshot nlink")?;
+                    let data = Bytes::copy_from_slice(r.blob("snapshot data", MAX_DATA)?);
+                    Body::File { data, nlink }
+                }
+                2 => Body::Symlink {
+                    target: read_target(r)?,
+                },
+                _ => return Err(bad("snapshot kind")),
+            };
+            objects.insert(
+                fid,
+                Object {
+                    attrs,
+                    version,
+                    body,
+                },
+            );
+        }
+        // One tree: walk it from the root.
+        match objects.get(&RecId::ROOT).map(|o| &o.body) {
+            Some(Body::Dir { parent, .. }) if *parent == RecId::ROOT => {}
+            _ => return Err(bad("snapshot root")),
+        }
+        let mut named: BTreeMap<RecId, u32> = BTreeMap::new();
+        let mut stack = vec![RecId::ROOT];
+        let mut seen_dirs = std::collections::BTreeSet::from([RecId::ROOT]);
+        while let Some(d) = stack.pop() {
+            let Some(Object {
+                body: Body::Dir { entries, .. },
+                ..
+            }) = objects.get(&d)
+            else {
+                return Err(bad("snapshot directory"));
+            };
+            for f in entries.values() {
+                match objects.get(f).map(|o| &o.body) {
+                    None => return Err(bad("snapshot entry names no object")),
+                    Some(Body::Dir { parent, .. }) => {
+                        if *parent != d || !seen_dirs.insert(*f) {
+                            return Err(bad("snapshot directory named twice"));
+                        }
+                        stack.push(*f);
+                    }
+                    Some(_) => *named.entry(*f).or_default() += 1,
+                }
+            }
+        }
+        for (fid, o) in &objects {
+            let ok = match &o.body {
+                Body::Dir { .. } => seen_dirs.contains(fid),
+                Body::File { nlink, .. } => named.get(fid) == Some(nlink),
+                Body::Symlink { .. } => named.get(fid) == Some(&1),
+            };
+            if !ok {
+                return Err(bad("snapshot object not in the tree"));
+            }
+        }
+        Ok(Self {
+            objects,
+            changes: None,
+        })
+    }
+
+    /// Replaces this tree with `other`, queueing the changes that turn a mirror of this one
+    /// into a mirror of the other (remove everything, then make the other's tree).
+    pub fn replace_with(&mut self, other: Self) {
+        let mirror = self.changes.take();
+        let old = self.listing();
+        self.objects = other.objects;
+        self.changes = mirror;
+        if self.changes.is_none() {
+            return;
+        }
+        let new = self.listing();
+        let q = self.changes.as_mut().expect("mirror on");
+        for e in old.iter().rev() {
+            q.push_back(match e.kind {
+                Kind::Dir => Change::Rmdir {
+                    path: e.path.clone(),
+                },
+                _ => Change::Unlink {
+                    path: e.path.clone(),
+                },
+            });
+        }
+        let mut written: BTreeMap<String, String> = BTreeMap::new();
+        for e in &new {
+            let Some(fid) = self.lookup(&e.path) else {
+                continue;
+            };
+            let o = &self.objects[&fid];
+            let q = self.changes.as_mut().expect("mirror on");
+            match &o.body {
+                Body::Dir { .. } => q.push_back(Change::Mkdir {
+                    path: e.path.clone(),
+                    mode: o.attrs.mode,
+                }),
+                Body::Symlink { target } => q.push_back(Change::Symlink {
+                    path: e.path.clone(),
+                    target: target.clone(),
+                }),
+                Body::File { data, .. } => {
+                    let key = e.link.clone().unwrap_or_else(|| e.path.clone());
+                    match written.get(&key) {
+                        Some(first) => q.push_back(Change::Link {
+                            existing: first.clone(),
+                            path: e.path.clone(),
+                        }),
+                        None => {
+                            written.insert(key, e.path.clone());
+                            q.push_back(Change::Write {
+                                path: e.path.clone(),
+                                data: data.clone(),
+                                mode: o.attrs.mode,
+                            });
+                        }
+                    }
+                }
+            }
         }
     }
 

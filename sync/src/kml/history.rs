@@ -16,9 +16,13 @@ pub type Chain = [u8; 32];
 
 /// Returns the chain after `rec` follows `prev`.
 pub fn chain_next(prev: &Chain, rec: &Record) -> Chain {
+    chain_over(prev, &rec.encode())
+}
+
+fn chain_over(prev: &Chain, encoded: &[u8]) -> Chain {
     let mut h = Sha256::new();
     h.update(prev);
-    h.update(rec.encode());
+    h.update(encoded);
     h.finalize().into()
 }
 
@@ -47,6 +51,8 @@ pub struct Entry {
     prev_last: Option<Last>,
     /// The meta before it.
     prev_meta: Meta,
+    /// Its encoded size.
+    bytes: usize,
 }
 
 /// The history.
@@ -60,11 +66,14 @@ pub struct History {
     counts: BTreeMap<NodeId, u64>,
     meta: Meta,
     keep: usize,
+    keep_bytes: usize,
+    bytes: usize,
 }
 
 impl History {
-    /// Returns an empty history keeping `keep` records.
-    pub fn new(keep: usize) -> Self {
+    /// Returns an empty history keeping at most `keep` records of at most `keep_bytes` bytes
+    /// in all (encoded).
+    pub fn new(keep: usize, keep_bytes: usize) -> Self {
         Self {
             start: 0,
             start_chain: [0; 32],
@@ -73,7 +82,9 @@ impl History {
             origin_last: BTreeMap::new(),
             counts: BTreeMap::new(),
             meta: Meta::default(),
-            keep: keep.max(1),
+            keep,
+            keep_bytes,
+            bytes: 0,
         }
     }
 
@@ -178,15 +189,21 @@ impl History {
             self.meta.conflicts += 1;
             self.meta.conflict_chain = conflict_next(&self.meta.conflict_chain, rec.id, *k);
         }
-        let chain = chain_next(&self.head_chain(), &rec);
+        let enc = rec.encode();
+        let chain = chain_over(&self.head_chain(), &enc);
+        self.bytes += enc.len();
         self.entries.push_back(Entry {
             rec,
             chain,
             prev_last,
             prev_meta,
+            bytes: enc.len(),
         });
-        while self.entries.len() > self.keep {
-            let e = self.entries.pop_front().expect("more than keep");
+        while self.entries.len() > self.keep || self.bytes > self.keep_bytes {
+            let Some(e) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= e.bytes;
             self.start += 1;
             self.start_chain = e.chain;
         }
@@ -195,6 +212,7 @@ impl History {
     /// Takes the last record off and returns it (none: nothing kept to take).
     pub fn pop(&mut self) -> Option<Record> {
         let e = self.entries.pop_back()?;
+        self.bytes -= e.bytes;
         let o = e.rec.id.origin;
         if o == 0 {
             let k = (0, e.rec.id.inc);
@@ -217,6 +235,72 @@ impl History {
         }
         self.meta = e.prev_meta;
         Some(e.rec)
+    }
+}
+
+impl History {
+    /// Appends what a node adopting a snapshot needs of this history (no records): the
+    /// head, its chain, the origins' last numbers and counts, the meta.
+    pub fn put_snapshot(&self, b: &mut Vec<u8>) {
+        use bytes::BufMut;
+        b.put_u64(self.head());
+        b.extend_from_slice(&self.head_chain());
+        b.put_u16(self.origin_last.len() as u16);
+        for (o, (inc, recno)) in &self.origin_last {
+            b.put_u32(*o);
+            b.put_u32(*inc);
+            b.put_u64(*recno);
+        }
+        b.put_u16(self.last.len() as u16);
+        for ((o, inc), recno) in &self.last {
+            b.put_u32(*o);
+            b.put_u32(*inc);
+            b.put_u64(*recno);
+        }
+        b.put_u16(self.counts.len() as u16);
+        for (o, c) in &self.counts {
+            b.put_u32(*o);
+            b.put_u64(*c);
+        }
+        b.put_u64(self.meta.clock);
+        b.put_u64(self.meta.conflicts);
+        b.extend_from_slice(&self.meta.conflict_chain);
+    }
+
+    /// Reads what [`History::put_snapshot`] wrote: a history at that head with no records
+    /// kept, keeping `keep` records and `keep_bytes` from now on.
+    pub fn read_snapshot(
+        r: &mut ringlab_ring::wire::Reader<'_>,
+        keep: usize,
+        keep_bytes: usize,
+    ) -> Result<Self, ringlab_ring::wire::DecodeError> {
+        const MAX_ORIGINS: usize = 4096;
+        let start = r.u64("snapshot head")?;
+        let start_chain: Chain = r.take(32, "snapshot chain")?.try_into().expect("32 bytes");
+        let mut h = Self::new(keep, keep_bytes);
+        h.start = start;
+        h.start_chain = start_chain;
+        for _ in 0..r.count("snapshot origins", MAX_ORIGINS)? {
+            let o = r.u32("snapshot origin")?;
+            let inc = r.u32("snapshot inc")?;
+            h.origin_last.insert(o, (inc, r.u64("snapshot recno")?));
+        }
+        for _ in 0..r.count("snapshot tags", MAX_ORIGINS)? {
+            let o = r.u32("snapshot origin")?;
+            let inc = r.u32("snapshot inc")?;
+            h.last.insert((o, inc), r.u64("snapshot recno")?);
+        }
+        for _ in 0..r.count("snapshot counts", MAX_ORIGINS)? {
+            let o = r.u32("snapshot origin")?;
+            h.counts.insert(o, r.u64("snapshot count")?);
+        }
+        h.meta.clock = r.u64("snapshot clock")?;
+        h.meta.conflicts = r.u64("snapshot conflicts")?;
+        h.meta.conflict_chain = r
+            .take(32, "snapshot conflict chain")?
+            .try_into()
+            .expect("32");
+        Ok(h)
     }
 }
 

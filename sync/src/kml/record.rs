@@ -663,7 +663,7 @@ const ERRNOS: [&str; 8] = [
     "EMLINK",
 ];
 
-fn put_str(b: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(b: &mut Vec<u8>, s: &str) {
     put_blob(b, s.as_bytes());
 }
 
@@ -689,7 +689,10 @@ fn read_opt<'a, T>(
     }
 }
 
-fn read_str<'a>(r: &mut Reader<'a>, field: &'static str) -> Result<&'a str, DecodeError> {
+pub(super) fn read_str<'a>(
+    r: &mut Reader<'a>,
+    field: &'static str,
+) -> Result<&'a str, DecodeError> {
     std::str::from_utf8(r.blob(field, MAX_PATH)?).map_err(|_| DecodeError::Invalid(field))
 }
 
@@ -699,19 +702,19 @@ fn read_path(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeEr
     Ok(s.to_owned())
 }
 
-fn read_target(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+pub(super) fn read_target(r: &mut Reader<'_>) -> Result<String, DecodeError> {
     let s = read_str(r, "kml symlink target")?;
     check_target(s)?;
     Ok(s.to_owned())
 }
 
-fn put_attrs(b: &mut Vec<u8>, a: &Attrs) {
+pub(super) fn put_attrs(b: &mut Vec<u8>, a: &Attrs) {
     b.extend_from_slice(&a.mode.to_be_bytes());
     b.extend_from_slice(&a.uid.to_be_bytes());
     b.extend_from_slice(&a.gid.to_be_bytes());
 }
 
-fn read_attrs(r: &mut Reader<'_>) -> Result<Attrs, DecodeError> {
+pub(super) fn read_attrs(r: &mut Reader<'_>) -> Result<Attrs, DecodeError> {
     let mode = r.u32("kml attrs mode")?;
     if mode > MAX_MODE {
         return Err(DecodeError::Invalid("kml attrs mode"));
@@ -723,13 +726,13 @@ fn read_attrs(r: &mut Reader<'_>) -> Result<Attrs, DecodeError> {
     })
 }
 
-fn put_id(b: &mut Vec<u8>, id: &RecId) {
+pub(super) fn put_id(b: &mut Vec<u8>, id: &RecId) {
     b.extend_from_slice(&id.origin.to_be_bytes());
     b.extend_from_slice(&id.inc.to_be_bytes());
     b.extend_from_slice(&id.recno.to_be_bytes());
 }
 
-fn read_id(r: &mut Reader<'_>, field: &'static str) -> Result<RecId, DecodeError> {
+pub(super) fn read_id(r: &mut Reader<'_>, field: &'static str) -> Result<RecId, DecodeError> {
     Ok(RecId {
         origin: r.u32(field)?,
         inc: r.u32(field)?,
@@ -737,14 +740,14 @@ fn read_id(r: &mut Reader<'_>, field: &'static str) -> Result<RecId, DecodeError
     })
 }
 
-fn put_version(b: &mut Vec<u8>, v: &Version) {
+pub(super) fn put_version(b: &mut Vec<u8>, v: &Version) {
     b.extend_from_slice(&v.mtime.to_be_bytes());
     b.extend_from_slice(&v.ctime.to_be_bytes());
     b.extend_from_slice(&v.size.to_be_bytes());
     put_id(b, &v.store);
 }
 
-fn read_version(r: &mut Reader<'_>) -> Result<Version, DecodeError> {
+pub(super) fn read_version(r: &mut Reader<'_>) -> Result<Version, DecodeError> {
     Ok(Version {
         mtime: r.u64("kml version mtime")?,
         ctime: r.u64("kml version ctime")?,

@@ -85,9 +85,14 @@ pub struct Replica {
 impl Replica {
     /// Returns an empty replica keeping `keep` records.
     pub fn new(keep: usize) -> Self {
+        Self::with_bounds(keep, usize::MAX)
+    }
+
+    /// Returns an empty replica keeping `keep` records of `keep_bytes` bytes at most.
+    pub fn with_bounds(keep: usize, keep_bytes: usize) -> Self {
         Self {
             fs: Fileset::new(),
-            hist: History::new(keep),
+            hist: History::new(keep, keep_bytes),
         }
     }
 
@@ -561,5 +566,42 @@ mod tests {
             String::from_utf8_lossy(&w).contains("create /x name_name"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_the_same_tree_and_history_and_bad_ones_are_refused() {
+        let mut r = Replica::new(100_000);
+        run(&mut r, &[1, 2, 3], 300, 5);
+        let mut b = Vec::new();
+        r.fs.put_snapshot(&mut b);
+        r.hist.put_snapshot(&mut b);
+        let mut rd = ringlab_ring::wire::Reader::new(&b);
+        let fs = Fileset::read_snapshot(&mut rd).unwrap();
+        let hist = History::read_snapshot(&mut rd, 10, usize::MAX).unwrap();
+        assert_eq!(rd.remaining(), 0);
+        assert_eq!(fs, r.fs);
+        assert_eq!(fs.digest(), r.fs.digest());
+        assert_eq!(
+            (hist.head(), hist.head_chain()),
+            (r.hist.head(), r.hist.head_chain())
+        );
+        assert_eq!(hist.origins(), r.hist.origins());
+        assert_eq!(hist.meta(), r.hist.meta());
+        // Adopting it through `replace_with` leaves a mirror's change stream that rebuilds
+        // the new tree from the old one.
+        let mut old = Replica::new(100);
+        run(&mut old, &[4], 50, 9);
+        old.fs.set_mirror(true);
+        old.fs.replace_with(fs);
+        assert_eq!(old.fs, r.fs);
+        assert!(old.fs.poll_change().is_some());
+        // Every truncation is an error, never a panic.
+        for n in 0..b.len().min(2000) {
+            let mut rd = ringlab_ring::wire::Reader::new(&b[..n]);
+            let ok = Fileset::read_snapshot(&mut rd)
+                .and_then(|_| History::read_snapshot(&mut rd, 10, 10))
+                .is_ok();
+            assert!(!ok, "a snapshot cut at {n} bytes decoded");
+        }
     }
 }

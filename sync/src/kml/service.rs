@@ -20,7 +20,7 @@
 //! the runs received so far are kept, and the next attempt resumes after them.
 
 use super::fileset::Fileset;
-use super::history::Chain;
+use super::history::{Chain, History};
 use super::record::{check_path, Attrs, Op, Record, MAX_DATA};
 use super::reint::{Replica, Step, ELSEWHERE, WARNINGS};
 use super::sync_msg::{KmlSync, Point, RunMark, MAX_POINTS, MAX_RUNS, TAIL_BYTES};
@@ -43,8 +43,11 @@ pub const KML_SERVICE: ServiceId = 5;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KmlConfig {
-    /// Records of history kept (undo and reintegration reach back this far).
+    /// Records of history kept (undo and reintegration reach back this far; further back,
+    /// the permit side sends a snapshot of its whole state).
     pub log_keep: usize,
+    /// Bytes of history kept (encoded records), the other bound.
+    pub log_bytes: usize,
     /// Records one `fill` may submit.
     pub max_fill: u64,
 }
@@ -53,6 +56,7 @@ impl Default for KmlConfig {
     fn default() -> Self {
         Self {
             log_keep: 200_000,
+            log_bytes: 256 << 20,
             max_fill: 200_000,
         }
     }
@@ -206,6 +210,11 @@ struct Syncing {
     have_sent: bool,
     /// The representative's next position to send after (none: not computed yet).
     cursor: Option<u64>,
+    /// The permit side's snapshot, as its representative sends it (in snapshot mode): the
+    /// parts received (receivers) or the next part to send (the representative).
+    snap: Vec<Bytes>,
+    snap_total: Option<u32>,
+    snap_sent: u32,
 }
 
 /// Where the service is.
@@ -243,7 +252,7 @@ impl KmlService {
     fn with(me: NodeId, cfg: KmlConfig) -> Self {
         Self {
             me,
-            rep: Replica::new(cfg.log_keep),
+            rep: Replica::with_bounds(cfg.log_keep, cfg.log_bytes),
             cfg,
             phase: Phase::Idle,
             runs: vec![],
@@ -340,14 +349,17 @@ impl KmlService {
         &self,
         s: &Syncing,
         x: usize,
-        from: Point,
+        from: u64,
+        chain: Option<Chain>,
     ) -> Option<(Vec<Record>, Vec<Chain>)> {
         let KmlSync::Have { head, .. } = s.haves.get(&s.sides[x].rep())? else {
             return None;
         };
+        let from = (from, chain.unwrap_or([0; 32]));
+        let fits = |c: Option<Chain>| c.is_some() && (chain.is_none() || c == Some(from.1));
         if x == s.mine {
             let h = &self.rep.hist;
-            if h.chain_at(from.0)? != from.1 {
+            if !fits(h.chain_at(from.0)) {
                 return None;
             }
             let recs: Vec<Record> = h.records_after(from.0).cloned().collect();
@@ -358,7 +370,7 @@ impl KmlService {
         }
         for run in &self.runs {
             if run.start.0 <= from.0
-                && run.chain_at(from.0) == Some(from.1)
+                && fits(run.chain_at(from.0))
                 && run.chain_at(head.0) == Some(head.1)
             {
                 let a = (from.0 - run.start.0) as usize;
@@ -366,10 +378,47 @@ impl KmlService {
                 return Some((run.records[a..b].to_vec(), run.chains[a..b].to_vec()));
             }
         }
-        if *head == from {
+        if head.0 == from.0 && (chain.is_none() || *head == from) {
             return Some((vec![], vec![]));
         }
         None
+    }
+
+    /// Returns the first position a side's representative can send records from.
+    fn start_of(s: &Syncing, x: usize) -> u64 {
+        match s.haves.get(&s.sides[x].rep()) {
+            Some(KmlSync::Have { start, .. }) => *start,
+            _ => 0,
+        }
+    }
+
+    /// Returns whether the permit side sends a snapshot instead of its records: its history
+    /// no longer reaches back to where another side needs it, or another side's history no
+    /// longer reaches back to its last common point (it could not undo to the fork).
+    fn snapshot_mode(s: &Syncing) -> bool {
+        (0..s.sides.len()).any(|x| Self::needed(s, x).0 < Self::start_of(s, x))
+    }
+
+    /// Encodes this node's state as a snapshot.
+    fn snapshot(&self) -> Vec<u8> {
+        let mut b = vec![super::record::KML_VERSION];
+        self.rep.fs.put_snapshot(&mut b);
+        self.rep.hist.put_snapshot(&mut b);
+        b
+    }
+
+    /// Decodes a snapshot.
+    fn read_snapshot(&self, b: &[u8]) -> Result<Replica, ringlab_ring::wire::DecodeError> {
+        let mut r = ringlab_ring::wire::Reader::new(b);
+        if r.u8("snapshot version")? != super::record::KML_VERSION {
+            return Err(ringlab_ring::wire::DecodeError::Invalid("snapshot version"));
+        }
+        let fs = Fileset::read_snapshot(&mut r)?;
+        let hist = History::read_snapshot(&mut r, self.cfg.log_keep, self.cfg.log_bytes)?;
+        match r.remaining() {
+            0 => Ok(Replica { fs, hist }),
+            n => Err(ringlab_ring::wire::DecodeError::TrailingBytes(n)),
+        }
     }
 
     /// Returns the latest sync point side `x` shares with the permit side.
@@ -402,59 +451,115 @@ impl KmlService {
 
     fn activate_merge(&mut self, s: &Syncing) {
         let tag = merge_tag(s.ring);
-        // Every side's records from where it is needed.
-        let mut recs: Vec<Option<(Point, Vec<Record>, Vec<Chain>)>> = vec![];
+        let snapshot = Self::snapshot_mode(s);
+        let abort = |me: &mut Self, why: String| me.kml("abort", |r| r.detail = Some(why));
+        // Every side's records from where it is needed (in snapshot mode: from where its
+        // representative could send them, whatever the chain there).
+        let mut recs: Vec<Option<SideRecords>> = vec![];
         for x in 0..s.sides.len() {
-            let from = Self::needed(s, x);
-            recs.push(self.side_records(s, x, from).map(|(r, c)| (from, r, c)));
-        }
-        let Some((p_from, p_recs, p_chains)) = recs[s.permit].clone() else {
-            self.kml("abort", |r| {
-                r.detail = Some("the permit side's records are not all here".into())
-            });
-            return;
-        };
-        // Each side's fork with the permit side.
-        let mut forks = vec![0u64; s.sides.len()];
-        for x in 0..s.sides.len() {
-            if x == s.permit {
-                continue;
-            }
-            let Some((from, _, chains)) = &recs[x] else {
-                self.kml("abort", |r| {
-                    r.detail = Some(format!(
-                        "the records of the side of node {} are not all here",
-                        s.sides[x].rep()
-                    ))
-                });
-                return;
-            };
-            let skip = (from.0 - p_from.0) as usize;
-            let same = chains
-                .iter()
-                .zip(p_chains.iter().skip(skip))
-                .take_while(|(a, b)| a == b)
-                .count();
-            forks[x] = from.0 + same as u64;
-        }
-        let mut steps = Vec::new();
-        if s.mine != s.permit {
-            let fork = forks[s.mine];
-            match self.rep.undo_to(fork) {
-                Some(n) => {
-                    // Sync points past the fork named a history that is gone.
-                    self.points.retain(|p| p.0 <= fork);
-                    steps.push(Step::Undo { records: n });
+            let need = Self::needed(s, x);
+            let got = if snapshot {
+                if x == s.permit {
+                    Some((vec![], vec![]))
+                } else {
+                    let from = need.0.max(Self::start_of(s, x));
+                    let chain = (from == need.0).then_some(need.1);
+                    self.side_records(s, x, from, chain)
                 }
-                None => {
-                    self.kml("abort", |r| {
-                        r.detail = Some(format!("the history does not reach back to {fork}"))
-                    });
+                .map(|(r, c)| {
+                    let from = if x == s.permit {
+                        0
+                    } else {
+                        need.0.max(Self::start_of(s, x))
+                    };
+                    (from, r, c)
+                })
+            } else {
+                self.side_records(s, x, need.0, Some(need.1))
+                    .map(|(r, c)| (need.0, r, c))
+            };
+            if got.is_none() {
+                let who = s.sides[x].rep();
+                abort(
+                    self,
+                    format!("the records of the side of node {who} are not all here"),
+                );
+                return;
+            }
+            recs.push(got);
+        }
+        let mut forks = vec![0u64; s.sides.len()];
+        let mut steps = Vec::new();
+        if snapshot {
+            // No forks: each side's records are reintegrated from where it sent them, the
+            // ones the permit side has being duplicates.
+            for (x, f) in forks.iter_mut().enumerate() {
+                *f = recs[x].as_ref().map_or(0, |r| r.0);
+            }
+            if s.mine != s.permit {
+                let bytes: Vec<u8> = s.snap.iter().flat_map(|p| p.iter().copied()).collect();
+                if s.snap_total != Some(s.snap.len() as u32) {
+                    abort(self, "the permit side's snapshot is not all here".into());
                     return;
                 }
+                match self.read_snapshot(&bytes) {
+                    Ok(rep) => {
+                        let undone = self.rep.hist.head();
+                        self.rep.fs.replace_with(rep.fs);
+                        self.rep.hist = rep.hist;
+                        self.points.clear();
+                        self.points.push_back((0, [0; 32]));
+                        let detail = format!(
+                            "adopted the permit side's state at record {} ({} bytes)",
+                            self.rep.hist.head(),
+                            bytes.len()
+                        );
+                        self.kml("snapshot", |r| {
+                            r.records = Some(undone);
+                            r.detail = Some(detail);
+                        });
+                    }
+                    Err(e) => {
+                        abort(
+                            self,
+                            format!("the permit side's snapshot does not decode: {e}"),
+                        );
+                        return;
+                    }
+                }
             }
-            let skip = (fork - p_from.0) as usize;
-            self.rep.catch_up(p_recs.iter().skip(skip));
+        } else {
+            let (p_from, _, p_chains) = recs[s.permit].as_ref().expect("checked");
+            for x in 0..s.sides.len() {
+                if x == s.permit {
+                    continue;
+                }
+                let (from, _, chains) = recs[x].as_ref().expect("checked");
+                let skip = (from - p_from) as usize;
+                let same = chains
+                    .iter()
+                    .zip(p_chains.iter().skip(skip))
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                forks[x] = from + same as u64;
+            }
+            if s.mine != s.permit {
+                let fork = forks[s.mine];
+                match self.rep.undo_to(fork) {
+                    Some(n) => {
+                        // Sync points past the fork named a history that is gone.
+                        self.points.retain(|p| p.0 <= fork);
+                        steps.push(Step::Undo { records: n });
+                    }
+                    None => {
+                        abort(self, format!("the history does not reach back to {fork}"));
+                        return;
+                    }
+                }
+                let (p_from, p_recs, _) = recs[s.permit].as_ref().expect("checked");
+                let skip = (fork - p_from) as usize;
+                self.rep.catch_up(p_recs.iter().skip(skip));
+            }
         }
         let mut applied = 0;
         let mut conflicts = 0;
@@ -464,7 +569,7 @@ impl KmlService {
                 continue;
             }
             let (from, r, _) = recs[x].as_ref().expect("checked above");
-            let skip = (forks[x] - from.0) as usize;
+            let skip = (forks[x] - from) as usize;
             total += (r.len() - skip) as u64;
             let out = self.rep.reintegrate(tag, r.iter().skip(skip), &mut steps);
             applied += out.applied;
@@ -506,6 +611,9 @@ impl KmlService {
     }
 }
 
+/// A side's records after a position, with the chain after each.
+type SideRecords = (u64, Vec<Record>, Vec<Chain>);
+
 #[derive(Default)]
 struct KmlRec {
     origin: NodeId,
@@ -542,6 +650,9 @@ impl Service for KmlService {
             haves: BTreeMap::new(),
             have_sent: false,
             cursor: None,
+            snap: vec![],
+            snap_total: None,
+            snap_sent: 0,
         }));
     }
 
@@ -590,6 +701,19 @@ impl Service for KmlService {
 
     fn sync_process(&mut self, out: &mut Outbox<'_>) -> Progress {
         let have = self.my_have();
+        let snapshot = match &self.phase {
+            Phase::Sync(s)
+                if s.sides.len() > 1
+                    && s.mine == s.permit
+                    && s.sides[s.mine].rep() == self.me
+                    && s.snap_total.is_none()
+                    && s.members.iter().all(|m| s.haves.contains_key(m))
+                    && Self::snapshot_mode(s) =>
+            {
+                Some(self.snapshot())
+            }
+            _ => None,
+        };
         let Phase::Sync(s) = &mut self.phase else {
             return Progress::Done;
         };
@@ -607,6 +731,27 @@ impl Service for KmlService {
         }
         if s.members.iter().any(|m| !s.haves.contains_key(m)) {
             return Progress::NotDone;
+        }
+        if s.mine == s.permit && Self::snapshot_mode(s) {
+            if let Some(all) = snapshot {
+                let parts: Vec<Bytes> =
+                    all.chunks(TAIL_BYTES).map(Bytes::copy_from_slice).collect();
+                s.snap_total = Some(parts.len() as u32);
+                s.snap = parts;
+            }
+            let total = s.snap_total.expect("set above");
+            while s.snap_sent < total {
+                let m = KmlSync::Snap {
+                    index: s.snap_sent,
+                    total,
+                    data: s.snap[s.snap_sent as usize].clone(),
+                };
+                if !out.push(Bytes::from(m.encode())) {
+                    return Progress::NotDone;
+                }
+                s.snap_sent += 1;
+            }
+            return Progress::Done;
         }
         let h = &self.rep.hist;
         let cursor = match s.cursor {
@@ -675,6 +820,13 @@ impl Service for KmlService {
         match m {
             KmlSync::Have { .. } => {
                 s.haves.insert(sender, m);
+            }
+            KmlSync::Snap { index, total, data } => {
+                let from_permit = s.sides.get(s.permit).is_some_and(|x| x.rep() == sender);
+                if from_permit && s.mine != s.permit && index as usize == s.snap.len() {
+                    s.snap_total = Some(total);
+                    s.snap.push(data);
+                }
             }
             KmlSync::Tail { from, records } => {
                 let from_rep = s.sides.iter().position(|x| x.rep() == sender);
@@ -1199,7 +1351,7 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return None;
     }
     (0..h.len())

@@ -5,7 +5,7 @@
 
 use super::history::Chain;
 use super::record::{Record, KML_VERSION};
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use ringlab_ring::pack::MESSAGE_MAX;
 use ringlab_ring::wire::{put_blob, DecodeError, Reader};
 
@@ -22,6 +22,9 @@ pub const TAIL_BYTES: usize = MESSAGE_MAX / 2;
 
 const HAVE: u8 = 1;
 const TAIL: u8 = 2;
+const SNAP: u8 = 3;
+/// The most parts of a snapshot (4 GiB in parts of half a ring message).
+pub const MAX_SNAP_PARTS: u32 = 8192;
 
 /// A position of a history and its chain there.
 pub type Point = (u64, Chain);
@@ -51,6 +54,16 @@ pub enum KmlSync {
         /// Runs it holds.
         runs: Vec<RunMark>,
     },
+    /// One part of the permit side's snapshot (its whole state), when its history no longer
+    /// reaches back far enough.
+    Snap {
+        /// Which part, from 0.
+        index: u32,
+        /// How many.
+        total: u32,
+        /// Its bytes.
+        data: Bytes,
+    },
     /// Records of the sender's side after `from`.
     Tail {
         /// Where they start.
@@ -76,7 +89,7 @@ impl KmlSync {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = vec![KML_VERSION];
         match self {
-            KmlSync::Have {
+            Self::Have {
                 head,
                 start,
                 points,
@@ -95,7 +108,13 @@ impl KmlSync {
                     put_point(&mut b, &r.end);
                 }
             }
-            KmlSync::Tail { from, records } => {
+            Self::Snap { index, total, data } => {
+                b.push(SNAP);
+                b.put_u32(*index);
+                b.put_u32(*total);
+                put_blob(&mut b, data);
+            }
+            Self::Tail { from, records } => {
                 b.push(TAIL);
                 put_point(&mut b, from);
                 b.put_u16(records.len() as u16);
@@ -134,12 +153,21 @@ impl KmlSync {
                     }
                     runs.push(RunMark { start, end });
                 }
-                KmlSync::Have {
+                Self::Have {
                     head,
                     start,
                     points,
                     runs,
                 }
+            }
+            SNAP => {
+                let index = r.u32("snap index")?;
+                let total = r.u32("snap total")?;
+                if total == 0 || total > MAX_SNAP_PARTS || index >= total {
+                    return Err(DecodeError::Invalid("snap part"));
+                }
+                let data = Bytes::copy_from_slice(r.blob("snap data", TAIL_BYTES)?);
+                Self::Snap { index, total, data }
             }
             TAIL => {
                 let from = read_point(&mut r, "tail from")?;
@@ -148,7 +176,7 @@ impl KmlSync {
                 for _ in 0..n {
                     records.push(Record::decode(r.blob("tail record", MAX_RECORD)?)?);
                 }
-                KmlSync::Tail { from, records }
+                Self::Tail { from, records }
             }
             _ => return Err(DecodeError::Invalid("kml sync kind")),
         };
