@@ -1,0 +1,720 @@
+//! The modification log (`kml`) in the simulator: partitioned sides change the fileset, and
+//! at the merge every member ends with the same tree, history and conflict list. Each run is
+//! judged by the checker on its records (properties 16 and 17 included) and checked directly
+//! through the service's control commands (`status`, `ls`, `cat`, `warnings`).
+//!
+//! Most scenarios run 5 nodes split into the permit side {1, 2, 3} and the minority {4, 5}.
+
+// Independent seeds of the sweep run on several threads; each run is single-threaded and
+// deterministic, so the simulator's ban on threads (clippy.toml) does not apply to it.
+#![allow(clippy::disallowed_methods)]
+
+use ringlab_records::Body;
+use ringlab_ring::{Config, NodeId, Variant};
+use ringlab_sim::checker;
+use ringlab_sim::{run, Faults, NetConfig, RunConfig, Sim};
+use ringlab_sync::kml::service::Status;
+use ringlab_sync::kml::KmlService;
+use ringlab_sync::{registry, Plugin, ServiceApp};
+use std::collections::BTreeMap;
+
+const MS: u64 = 1_000_000;
+const PERMIT: &[NodeId] = &[1, 2, 3];
+const MINORITY: &[NodeId] = &[4, 5];
+
+fn cluster(n: usize, seed: u64, ring: Config) -> Sim {
+    let mut sim = Sim::new(n, seed, ring, NetConfig::default());
+    let services = vec![registry::find(KmlService::NAME).unwrap()];
+    let nodes = sim.ids();
+    sim.set_app_factory(move |id| {
+        ServiceApp::with_config(id, &services, &nodes, &BTreeMap::new()).unwrap()
+    });
+    sim
+}
+
+/// Returns a started cluster of `n` nodes whose ring has formed.
+fn started(n: usize, seed: u64) -> Sim {
+    let mut sim = cluster(n, seed, Config::default());
+    sim.start_all();
+    sim.run_for(2_000 * MS);
+    sim
+}
+
+/// Runs a `svc kml` command on `id` and sends what it queued.
+fn try_cmd(
+    sim: &mut Sim,
+    id: NodeId,
+    args: &[&str],
+) -> Result<serde_json::Value, ringlab_sync::ControlError> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let req = registry::find(KmlService::NAME)
+        .unwrap()
+        .parse_args(&args)
+        .unwrap();
+    let r = sim
+        .app_mut(id)
+        .unwrap()
+        .control(KmlService::NAME, &req, u64::MAX);
+    sim.pump(id);
+    r
+}
+
+fn cmd(sim: &mut Sim, id: NodeId, args: &[&str]) -> serde_json::Value {
+    try_cmd(sim, id, args).unwrap_or_else(|e| panic!("node {id} {args:?}: {e}"))
+}
+
+/// Submits one operation on `id` and lets the ring carry it.
+fn op(sim: &mut Sim, id: NodeId, args: &[&str]) {
+    cmd(sim, id, args);
+    sim.run_for(20 * MS);
+}
+
+fn status(sim: &mut Sim, id: NodeId) -> Status {
+    serde_json::from_value(cmd(sim, id, &["status"])).unwrap()
+}
+
+/// Returns every path of the tree at `id`.
+fn ls(sim: &mut Sim, id: NodeId) -> Vec<String> {
+    cmd(sim, id, &["ls"])["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Returns a file's content (or a symlink's target) at `id`; none when it is missing.
+fn cat(sim: &mut Sim, id: NodeId, path: &str) -> Option<String> {
+    try_cmd(sim, id, &["cat", &format!("path={path}")])
+        .ok()
+        .map(|v| v["data"].as_str().unwrap().to_string())
+}
+
+fn warnings(sim: &mut Sim, id: NodeId) -> String {
+    try_cmd(sim, id, &["warnings"])
+        .map(|v| v["data"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Returns the `kml` records of `phase`: (node, origin, recno, kind, path, records).
+fn kml_records(
+    sim: &Sim,
+    phase: &str,
+) -> Vec<(NodeId, NodeId, u64, Option<String>, Option<String>, Option<u64>)> {
+    sim.records()
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Kml {
+                phase: p,
+                origin,
+                recno,
+                kind,
+                path,
+                records,
+                ..
+            } if p == phase => Some((
+                r.node,
+                *origin,
+                *recno,
+                kind.clone(),
+                path.clone(),
+                *records,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts the checker finds nothing in the run's records.
+fn judged(sim: &Sim) {
+    let r = checker::check(sim.records(), None);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert!(
+        sim.records()
+            .iter()
+            .any(|r| matches!(r.body, Body::Fileset { .. })),
+        "fileset records written"
+    );
+}
+
+/// Asserts every node of `ids` is done synchronising with the same fileset, history and
+/// conflict list; returns the first one's status.
+fn converged(sim: &mut Sim, ids: &[NodeId]) -> Status {
+    let s: Vec<Status> = ids.iter().map(|&id| status(sim, id)).collect();
+    for (id, x) in ids.iter().zip(&s) {
+        assert!(!x.syncing, "node {id} still synchronising: {x:?}");
+        assert_eq!(
+            (&x.digest, &x.tree, x.records, &x.conflicts_digest, x.conflicts),
+            (
+                &s[0].digest,
+                &s[0].tree,
+                s[0].records,
+                &s[0].conflicts_digest,
+                s[0].conflicts
+            ),
+            "node {id} against node {}",
+            ids[0]
+        );
+    }
+    s[0].clone()
+}
+
+/// Splits 5 nodes into the permit side {1, 2, 3} and the minority {4, 5}, and lets both
+/// rings form.
+fn split(sim: &mut Sim) {
+    sim.partition(&[PERMIT, MINORITY]);
+    sim.run_for(3_000 * MS);
+}
+
+fn merge(sim: &mut Sim) {
+    sim.heal();
+    sim.run_for(5_000 * MS);
+}
+
+/// Runs one two-sided scenario: `setup` on node 1 before the split, `permit` ops on node 1
+/// and `minority` ops on node 4 while split, then the merge; returns the converged status.
+fn two_sides(seed: u64, setup: &[&[&str]], permit: &[&[&str]], minority: &[&[&str]]) -> Sim {
+    let mut sim = started(5, seed);
+    for o in setup {
+        op(&mut sim, 1, o);
+    }
+    sim.run_for(500 * MS);
+    split(&mut sim);
+    for o in permit {
+        op(&mut sim, 1, o);
+    }
+    for o in minority {
+        op(&mut sim, 4, o);
+    }
+    sim.run_for(500 * MS);
+    merge(&mut sim);
+    sim
+}
+
+/// Asserts `n` conflicts of `kind` on the minority's records at `path` (the first, and
+/// those backed out with it), found alike by every node, and that all nodes converged.
+fn conflicts(sim: &mut Sim, n: u64, kind: &str, path: &str) -> Status {
+    let c = kml_records(sim, "conflict");
+    for id in 1..=5 {
+        let mine = c.iter().filter(|x| x.0 == id).count() as u64;
+        assert_eq!(mine, n, "node {id}: {c:?}");
+    }
+    for (node, origin, recno, k, p, _) in &c {
+        assert_eq!(
+            (*origin, k.as_deref(), p.as_deref()),
+            (4, Some(kind), Some(path)),
+            "node {node}"
+        );
+        assert!(*recno > 0);
+    }
+    let s = converged(sim, &[1, 2, 3, 4, 5]);
+    assert_eq!(s.conflicts, n, "{s:?}");
+    judged(sim);
+    s
+}
+
+#[test]
+fn name_name_both_sides_create_the_same_name() {
+    let mut sim = two_sides(
+        1,
+        &[],
+        &[&["create", "path=/x"], &["write", "path=/x", "data=permit"]],
+        &[&["create", "path=/x"], &["write", "path=/x", "data=minority"]],
+    );
+    conflicts(&mut sim, 2, "name_name", "/x");
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/x").as_deref(), Some("permit"), "node {id}");
+        assert_eq!(
+            cat(&mut sim, id, "/.elsewhere/4/x").as_deref(),
+            Some("minority")
+        );
+        let w = warnings(&mut sim, id);
+        assert!(w.contains("create /x name_name"), "{w}");
+        // The write went with the create it depends on.
+        assert!(w.contains("write /x name_name"), "{w}");
+    }
+}
+
+#[test]
+fn update_update_both_sides_write_one_file() {
+    let mut sim = two_sides(
+        2,
+        &[&["create", "path=/f"], &["write", "path=/f", "data=base"]],
+        &[&["write", "path=/f", "data=permit"]],
+        &[&["write", "path=/f", "data=minority"]],
+    );
+    conflicts(&mut sim, 1, "update_update", "/f");
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/f").as_deref(), Some("permit"));
+        assert_eq!(
+            cat(&mut sim, id, "/.elsewhere/4/f").as_deref(),
+            Some("minority")
+        );
+        assert!(warnings(&mut sim, id).contains("write /f update_update"));
+    }
+}
+
+#[test]
+fn update_delete_the_minority_writes_what_the_permit_side_unlinked() {
+    let mut sim = two_sides(
+        3,
+        &[&["create", "path=/f"], &["write", "path=/f", "data=base"]],
+        &[&["unlink", "path=/f"]],
+        &[&["write", "path=/f", "data=minority"]],
+    );
+    conflicts(&mut sim, 1, "update_delete", "/f");
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/f"), None, "the unlink stands");
+        assert_eq!(
+            cat(&mut sim, id, "/.elsewhere/4/f").as_deref(),
+            Some("minority")
+        );
+        assert!(warnings(&mut sim, id).contains("write /f update_delete"));
+    }
+}
+
+#[test]
+fn delete_update_the_minority_unlinks_what_the_permit_side_wrote() {
+    let mut sim = two_sides(
+        4,
+        &[&["create", "path=/f"], &["write", "path=/f", "data=base"]],
+        &[&["write", "path=/f", "data=permit"]],
+        &[&["unlink", "path=/f"]],
+    );
+    conflicts(&mut sim, 1, "delete_update", "/f");
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/f").as_deref(), Some("permit"));
+        // An unlink leaves nothing to keep under .elsewhere/4; WARNINGS tells it.
+        assert!(!ls(&mut sim, id).iter().any(|p| p.starts_with("/.elsewhere/4")));
+        assert!(warnings(&mut sim, id).contains("unlink /f delete_update"));
+    }
+}
+
+#[test]
+fn rename_rename_both_sides_rename_one_file_differently() {
+    let mut sim = two_sides(
+        5,
+        &[&["create", "path=/f"], &["write", "path=/f", "data=base"]],
+        &[&["rename", "from=/f", "to=/g"]],
+        &[&["rename", "from=/f", "to=/h"]],
+    );
+    conflicts(&mut sim, 1, "rename_rename", "/f");
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/g").as_deref(), Some("base"));
+        assert_eq!(cat(&mut sim, id, "/h"), None);
+        assert!(warnings(&mut sim, id).contains("rename /f -> /h rename_rename"));
+    }
+}
+
+#[test]
+fn a_create_under_a_directory_the_permit_side_removed_goes_elsewhere() {
+    let mut sim = two_sides(
+        6,
+        &[&["mkdir", "path=/d"]],
+        &[&["rmdir", "path=/d"]],
+        &[
+            &["create", "path=/d/x"],
+            &["write", "path=/d/x", "data=orphan"],
+        ],
+    );
+    let c = kml_records(&sim, "conflict");
+    assert!(
+        c.iter()
+            .any(|x| x.3.as_deref() == Some("update_delete") && x.4.as_deref() == Some("/d/x")),
+        "{c:?}"
+    );
+    converged(&mut sim, &[1, 2, 3, 4, 5]);
+    judged(&sim);
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/d/x"), None);
+        assert!(!ls(&mut sim, id).contains(&"/d".to_string()));
+        assert_eq!(
+            cat(&mut sim, id, "/.elsewhere/4/d/x").as_deref(),
+            Some("orphan")
+        );
+        assert!(warnings(&mut sim, id).contains("create /d/x update_delete"));
+    }
+}
+
+#[test]
+fn changes_that_do_not_conflict_merge() {
+    let mut sim = two_sides(
+        7,
+        &[&["mkdir", "path=/d"]],
+        &[
+            &["create", "path=/d/a"],
+            &["write", "path=/d/a", "data=A"],
+            &["symlink", "path=/s", "target=/d/a"],
+        ],
+        &[
+            &["create", "path=/d/b"],
+            &["write", "path=/d/b", "data=B"],
+            &["setattr", "path=/d", "mode=700"],
+            &["link", "existing=/d/b", "path=/b2"],
+        ],
+    );
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    assert_eq!(s.conflicts, 0, "{s:?}");
+    assert!(kml_records(&sim, "conflict").is_empty());
+    judged(&sim);
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/d/a").as_deref(), Some("A"));
+        assert_eq!(cat(&mut sim, id, "/d/b").as_deref(), Some("B"));
+        assert_eq!(cat(&mut sim, id, "/b2").as_deref(), Some("B"));
+        assert_eq!(cat(&mut sim, id, "/s").as_deref(), Some("/d/a"));
+        assert!(!ls(&mut sim, id).iter().any(|p| p.starts_with("/.elsewhere")));
+    }
+}
+
+/// The seed's HA case: the permit side B = {1, 2, 3} goes on from record X while A = {4, 5}
+/// is cut off and makes records up to Y; at the merge A's nodes undo their records back to
+/// X, take B's, and reintegrate their own.
+#[test]
+fn the_cut_off_sides_records_are_undone_then_reintegrated() {
+    let mut sim = started(5, 8);
+    for i in 0..5 {
+        op(&mut sim, 1 + i % 3, &["create", &format!("path=/base{i}")]);
+    }
+    sim.run_for(500 * MS);
+    let x = status(&mut sim, 1).records;
+    split(&mut sim);
+    for i in 0..4 {
+        op(&mut sim, 2, &["create", &format!("path=/b{i}")]);
+    }
+    for i in 0..6 {
+        op(&mut sim, 4 + i % 2, &["create", &format!("path=/a{i}")]);
+    }
+    op(&mut sim, 5, &["write", "path=/base0", "data=A"]);
+    sim.run_for(500 * MS);
+    let y = status(&mut sim, 4).records;
+    assert_eq!(y, x + 7);
+    assert_eq!(status(&mut sim, 1).records, x + 4);
+    merge(&mut sim);
+    let undo = kml_records(&sim, "undo");
+    for id in MINORITY {
+        assert!(
+            undo.iter().any(|u| u.0 == *id && u.5 == Some(y - x)),
+            "node {id} undid {} records: {undo:?}",
+            y - x
+        );
+    }
+    for id in PERMIT {
+        assert!(!undo.iter().any(|u| u.0 == *id), "{undo:?}");
+    }
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    assert_eq!(s.conflicts, 0);
+    assert_eq!(s.records, x + 4 + 7);
+    for id in 1..=5 {
+        let names = ls(&mut sim, id);
+        for i in 0..6 {
+            assert!(names.contains(&format!("/a{i}")), "node {id}: {names:?}");
+        }
+        for i in 0..4 {
+            assert!(names.contains(&format!("/b{i}")), "node {id}: {names:?}");
+        }
+        assert_eq!(cat(&mut sim, id, "/base0").as_deref(), Some("A"));
+    }
+    judged(&sim);
+}
+
+/// The ops of the interruption scenarios: both sides, with conflicts and clean changes.
+fn interrupted_ops(sim: &mut Sim) {
+    for o in [
+        &["create", "path=/f"][..],
+        &["write", "path=/f", "data=base"],
+        &["mkdir", "path=/d"],
+        &["create", "path=/g"],
+    ] {
+        op(sim, 1, o);
+    }
+    sim.run_for(500 * MS);
+    split(sim);
+    for o in [
+        &["write", "path=/f", "data=permit"][..],
+        &["create", "path=/x"],
+        &["rmdir", "path=/d"],
+        &["create", "path=/p1"],
+    ] {
+        op(sim, 2, o);
+    }
+    for (id, o) in [
+        (4, &["write", "path=/f", "data=minority"][..]),
+        (5, &["create", "path=/x"]),
+        (4, &["create", "path=/d/y"]),
+        (5, &["unlink", "path=/g"]),
+        (4, &["create", "path=/m1"]),
+        (5, &["write", "path=/m1", "data=m"]),
+    ] {
+        op(sim, id, o);
+    }
+    // Enough records on the minority that its tail takes a while.
+    for i in 0..40 {
+        op(sim, 4 + i % 2, &["write", "path=/m1", &format!("size={}", 1000 + i)]);
+    }
+    sim.run_for(500 * MS);
+}
+
+/// Returns (tree, conflicts digest, conflicts, WARNINGS) of an uninterrupted run of the
+/// interruption scenario.
+fn uninterrupted(seed: u64) -> (String, String, u64, String) {
+    let mut sim = started(5, seed);
+    interrupted_ops(&mut sim);
+    merge(&mut sim);
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    judged(&sim);
+    let w = warnings(&mut sim, 1);
+    (s.tree, s.conflicts_digest, s.conflicts, w)
+}
+
+/// Runs until `id` is synchronising (at most `ms`); returns whether it is.
+fn until_syncing(sim: &mut Sim, id: NodeId, ms: u64) -> bool {
+    sim.run_until_cond(sim.now() + ms * MS, |s| {
+        s.app(id).is_some_and(|a| a.engine.is_syncing())
+    })
+}
+
+#[test]
+fn a_reintegration_cut_by_a_second_partition_ends_as_an_uninterrupted_one() {
+    let want = uninterrupted(9);
+    assert!(want.2 >= 3, "the scenario has conflicts: {want:?}");
+    for delay_ms in [1, 5, 20, 100] {
+        let mut sim = started(5, 9);
+        interrupted_ops(&mut sim);
+        sim.heal();
+        assert!(until_syncing(&mut sim, 4, 5_000), "delay {delay_ms}");
+        sim.run_for(delay_ms * MS);
+        sim.partition(&[PERMIT, MINORITY]);
+        sim.run_for(3_000 * MS);
+        merge(&mut sim);
+        let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+        judged(&sim);
+        let w = warnings(&mut sim, 1);
+        assert_eq!(
+            (s.tree, s.conflicts_digest, s.conflicts, w),
+            want,
+            "second partition {delay_ms} ms into the sync"
+        );
+    }
+}
+
+#[test]
+fn a_reintegration_whose_representative_crashes_ends_as_an_uninterrupted_one() {
+    let want = uninterrupted(10);
+    for delay_ms in [0, 2, 10] {
+        let mut sim = started(5, 10);
+        interrupted_ops(&mut sim);
+        sim.heal();
+        assert!(until_syncing(&mut sim, 4, 5_000), "delay {delay_ms}");
+        sim.run_for(delay_ms * MS);
+        // Node 4 represents the minority {4, 5}: node 5 must send its side's records.
+        sim.crash(4);
+        sim.run_for(5_000 * MS);
+        let s = converged(&mut sim, &[1, 2, 3, 5]);
+        assert_eq!(
+            (&s.tree, &s.conflicts_digest, s.conflicts),
+            (&want.0, &want.1, want.2),
+            "crash {delay_ms} ms into the sync"
+        );
+        // Back empty, it catches up.
+        sim.start(4);
+        sim.run_for(5_000 * MS);
+        let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+        judged(&sim);
+        let w = warnings(&mut sim, 4);
+        assert_eq!((s.tree, s.conflicts_digest, s.conflicts, w), want);
+    }
+}
+
+#[test]
+fn a_node_restarted_empty_catches_up() {
+    let mut sim = started(5, 11);
+    for i in 0..10 {
+        op(&mut sim, 1 + i % 5, &["create", &format!("path=/f{i}")]);
+    }
+    sim.run_for(500 * MS);
+    sim.crash(3);
+    sim.run_for(3_000 * MS);
+    for i in 0..10 {
+        op(&mut sim, 1 + i % 2, &["write", &format!("path=/f{i}"), "data=later"]);
+    }
+    op(&mut sim, 1, &["mkdir", "path=/late"]);
+    sim.run_for(500 * MS);
+    sim.start(3);
+    assert_eq!(status(&mut sim, 3).records, 0);
+    sim.run_for(5_000 * MS);
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    assert_eq!((s.records, s.conflicts), (21, 0));
+    assert_eq!(cat(&mut sim, 3, "/f7").as_deref(), Some("later"));
+    assert!(ls(&mut sim, 3).contains(&"/late".to_string()));
+    // Its own earlier records are in the history: it makes new ones after them.
+    op(&mut sim, 3, &["create", "path=/again"]);
+    sim.run_for(500 * MS);
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    assert_eq!(s.records, 22);
+    judged(&sim);
+}
+
+/// Node 5, alone, restarted empty as a new incarnation, numbers its records from 1 again:
+/// at the merge they are not the next of node 5 and are refused with a warning, alike on
+/// every node.
+#[test]
+fn records_of_a_restarted_node_with_old_numbers_are_warned_about_not_applied() {
+    let mut sim = started(5, 12);
+    for i in 0..3 {
+        op(&mut sim, 5, &["create", &format!("path=/old{i}")]);
+    }
+    sim.run_for(500 * MS);
+    sim.partition(&[&[1, 2, 3, 4], &[5]]);
+    sim.run_for(3_000 * MS);
+    sim.crash(5);
+    sim.run_for(100 * MS);
+    sim.start(5);
+    sim.run_for(3_000 * MS);
+    for i in 0..2 {
+        op(&mut sim, 5, &["create", &format!("path=/new{i}")]);
+    }
+    op(&mut sim, 1, &["create", "path=/permit"]);
+    sim.run_for(500 * MS);
+    assert_eq!(status(&mut sim, 5).records, 2);
+    merge(&mut sim);
+    let w = kml_records(&sim, "warning");
+    for id in 1..=5 {
+        let mine: Vec<(NodeId, u64)> = w
+            .iter()
+            .filter(|x| x.0 == id)
+            .map(|x| (x.1, x.2))
+            .collect();
+        assert_eq!(mine, vec![(5, 1), (5, 2)], "node {id}: {w:?}");
+    }
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    // Node 5's three old records and node 1's one: the new ones are not in the history.
+    assert_eq!(s.records, 4, "{s:?}");
+    for id in 1..=5 {
+        assert_eq!(status(&mut sim, id).warnings, 2, "node {id}");
+        let names = ls(&mut sim, id);
+        assert!(!names.iter().any(|p| p.starts_with("/new")), "{names:?}");
+        assert!(names.contains(&"/old2".to_string()) && names.contains(&"/permit".to_string()));
+    }
+    judged(&sim);
+}
+
+/// Like the one above, but the new incarnation makes more records than the old one did: its
+/// record 4 is numbered next after the old incarnation's 3, yet it follows three refused
+/// records of its own.
+#[test]
+fn a_restarted_nodes_records_past_its_old_numbers_are_refused_too() {
+    let mut sim = started(5, 13);
+    for i in 0..3 {
+        op(&mut sim, 5, &["create", &format!("path=/old{i}")]);
+    }
+    sim.run_for(500 * MS);
+    sim.partition(&[&[1, 2, 3, 4], &[5]]);
+    sim.run_for(3_000 * MS);
+    sim.crash(5);
+    sim.run_for(100 * MS);
+    sim.start(5);
+    sim.run_for(3_000 * MS);
+    for i in 0..5 {
+        op(&mut sim, 5, &["create", &format!("path=/new{i}")]);
+    }
+    sim.run_for(500 * MS);
+    merge(&mut sim);
+    converged(&mut sim, &[1, 2, 3, 4, 5]);
+    let w = kml_records(&sim, "warning");
+    let at1: Vec<u64> = w.iter().filter(|x| x.0 == 1).map(|x| x.2).collect();
+    let names = ls(&mut sim, 1);
+    assert!(
+        !names.iter().any(|p| p.starts_with("/new")),
+        "records of incarnation 2 applied after its refused ones: {names:?}; warnings at \
+         node 1 for {at1:?}"
+    );
+    judged(&sim);
+}
+
+// ---- seed sweeps ----
+
+/// Each run's virtual length: about 5 s of faults before the liveness bound and the probes.
+const DURATION_MS: u64 = 14_000;
+
+fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, duration_ms: u64) {
+    let seeds: Vec<u64> = (first..first + count).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
+    let failing: Vec<(u64, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = seeds
+            .chunks(seeds.len().div_ceil(threads))
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut bad = vec![];
+                    for &seed in chunk {
+                        let mut c = RunConfig {
+                            seed,
+                            nodes,
+                            duration_ms,
+                            faults: Faults::parse("partition,merge,crash,restart,pause").unwrap(),
+                            services: vec![registry::find(KmlService::NAME).unwrap()],
+                            load_interval_ms: 50,
+                            ..RunConfig::default()
+                        };
+                        c.ring.variant = variant;
+                        c.net.loss = 0.02;
+                        c.net.dup = 0.01;
+                        c.net.reorder = 0.05;
+                        let r = run(&c);
+                        let mut why: Vec<String> = r
+                            .check
+                            .violations
+                            .iter()
+                            .take(5)
+                            .map(|v| v.to_string())
+                            .collect();
+                        why.extend(r.state_details.iter().take(5).cloned());
+                        if r.syncs_completed == 0 {
+                            why.push("no sync completed".into());
+                        }
+                        if !why.is_empty() {
+                            bad.push((seed, why));
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let v = match variant {
+        Variant::Classic => "classic",
+        _ => "accelerated",
+    };
+    for (seed, why) in &failing {
+        eprintln!(
+            "seed {seed} (replay: ringlab sim --services kml --seed {seed} --seeds 1 --nodes \
+             {nodes} --variant {v} --loss 0.02 --dup 0.01 --reorder 0.05 --faults all \
+             --duration-ms {duration_ms} --load-interval-ms 50):"
+        );
+        for line in why {
+            eprintln!("  {line}");
+        }
+    }
+    assert!(
+        failing.is_empty(),
+        "{} of {count} seeds failed",
+        failing.len()
+    );
+}
+
+#[test]
+fn sweep_kml_classic_3_and_5_nodes_mixed_faults() {
+    sweep(1, 40, Variant::Classic, 3, DURATION_MS);
+    sweep(101, 40, Variant::Classic, 5, DURATION_MS);
+}
+
+#[test]
+fn sweep_kml_accelerated_3_and_5_nodes_mixed_faults() {
+    sweep(201, 40, Variant::Accelerated, 3, DURATION_MS);
+    sweep(301, 40, Variant::Accelerated, 5, DURATION_MS);
+}
