@@ -465,6 +465,15 @@ fn uninterrupted(seed: u64) -> (String, String, u64, String) {
     (s.tree, s.conflicts_digest, s.conflicts, w)
 }
 
+/// Returns the nodes that wrote a `kml` `abort` record (a merge cut short), with the
+/// records they held then.
+fn aborts(sim: &Sim) -> Vec<(NodeId, Option<u64>)> {
+    kml_records(sim, "abort")
+        .into_iter()
+        .map(|a| (a.0, a.5))
+        .collect()
+}
+
 /// Runs until `id` is synchronising (at most `ms`); returns whether it is.
 fn until_syncing(sim: &mut Sim, id: NodeId, ms: u64) -> bool {
     sim.run_until_cond(sim.now() + ms * MS, |s| {
@@ -472,18 +481,29 @@ fn until_syncing(sim: &mut Sim, id: NodeId, ms: u64) -> bool {
     })
 }
 
+/// When the interruptions fall: every 150 µs over the first 6 ms of the merge's sync (it
+/// completes in a few ms), so that some cut the tails in flight.
+fn delays_us() -> impl Iterator<Item = u64> {
+    (0..40).map(|i| i * 150)
+}
+
 #[test]
 fn a_reintegration_cut_by_a_second_partition_ends_as_an_uninterrupted_one() {
     let want = uninterrupted(9);
     assert!(want.2 >= 3, "the scenario has conflicts: {want:?}");
-    for delay_ms in [1, 5, 20, 100] {
+    let mut resumed = 0;
+    for delay_us in delays_us() {
         let mut sim = started(5, 9);
         interrupted_ops(&mut sim);
         sim.heal();
-        assert!(until_syncing(&mut sim, 4, 5_000), "delay {delay_ms}");
-        sim.run_for(delay_ms * MS);
+        assert!(until_syncing(&mut sim, 4, 5_000), "delay {delay_us}");
+        sim.run_for(delay_us * 1_000);
         sim.partition(&[PERMIT, MINORITY]);
         sim.run_for(3_000 * MS);
+        let cut = aborts(&sim);
+        if cut.iter().any(|(_, held)| held.unwrap_or(0) > 0) {
+            resumed += 1;
+        }
         merge(&mut sim);
         let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
         judged(&sim);
@@ -491,28 +511,34 @@ fn a_reintegration_cut_by_a_second_partition_ends_as_an_uninterrupted_one() {
         assert_eq!(
             (s.tree, s.conflicts_digest, s.conflicts, w),
             want,
-            "second partition {delay_ms} ms into the sync"
+            "second partition {delay_us} µs into the sync (aborts: {cut:?})"
         );
     }
+    assert!(resumed > 0, "no partition fell while tails were in flight");
 }
 
 #[test]
 fn a_reintegration_whose_representative_crashes_ends_as_an_uninterrupted_one() {
     let want = uninterrupted(10);
-    for delay_ms in [0, 2, 10] {
+    let mut resumed = 0;
+    for delay_us in delays_us() {
         let mut sim = started(5, 10);
         interrupted_ops(&mut sim);
         sim.heal();
-        assert!(until_syncing(&mut sim, 4, 5_000), "delay {delay_ms}");
-        sim.run_for(delay_ms * MS);
+        assert!(until_syncing(&mut sim, 4, 5_000), "delay {delay_us}");
+        sim.run_for(delay_us * 1_000);
         // Node 4 represents the minority {4, 5}: node 5 must send its side's records.
         sim.crash(4);
         sim.run_for(5_000 * MS);
+        let cut = aborts(&sim);
+        if cut.iter().any(|(_, held)| held.unwrap_or(0) > 0) {
+            resumed += 1;
+        }
         let s = converged(&mut sim, &[1, 2, 3, 5]);
         assert_eq!(
             (&s.tree, &s.conflicts_digest, s.conflicts),
             (&want.0, &want.1, want.2),
-            "crash {delay_ms} ms into the sync"
+            "crash {delay_us} µs into the sync (aborts: {cut:?})"
         );
         // Back empty, it catches up.
         sim.start(4);
@@ -520,8 +546,13 @@ fn a_reintegration_whose_representative_crashes_ends_as_an_uninterrupted_one() {
         let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
         judged(&sim);
         let w = warnings(&mut sim, 4);
-        assert_eq!((s.tree, s.conflicts_digest, s.conflicts, w), want);
+        assert_eq!(
+            (s.tree, s.conflicts_digest, s.conflicts, w),
+            want,
+            "crash {delay_us} µs into the sync, node 4 back"
+        );
     }
+    assert!(resumed > 0, "no crash fell while tails were in flight");
 }
 
 #[test]
