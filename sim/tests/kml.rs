@@ -665,20 +665,30 @@ fn a_restarted_nodes_records_past_its_old_numbers_are_refused_too() {
 
 // ---- seed sweeps ----
 
-/// Each run's virtual length: about 5 s of faults before the liveness bound and the probes.
-const DURATION_MS: u64 = 14_000;
+/// Each run's virtual length: about 11 s of faults before the liveness bound and the probes.
+const DURATION_MS: u64 = 20_000;
+
+/// Seeds per sweep: 40, or `KML_SWEEP_SEEDS` (a longer sweep by hand).
+fn seeds() -> u64 {
+    std::env::var("KML_SWEEP_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40)
+}
 
 fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, duration_ms: u64) {
     let seeds: Vec<u64> = (first..first + count).collect();
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(4);
-    let failing: Vec<(u64, Vec<String>)> = std::thread::scope(|s| {
+    type Bad = Vec<(u64, Vec<String>)>;
+    let (failing, seen): (Vec<Bad>, Vec<Seen>) = std::thread::scope(|s| {
         let handles: Vec<_> = seeds
             .chunks(seeds.len().div_ceil(threads))
             .map(|chunk| {
                 s.spawn(move || {
                     let mut bad = vec![];
+                    let mut seen = Seen::default();
                     for &seed in chunk {
                         let mut c = RunConfig {
                             seed,
@@ -694,6 +704,7 @@ fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, duration_ms: u6
                         c.net.dup = 0.01;
                         c.net.reorder = 0.05;
                         let r = run(&c);
+                        seen.add(&r);
                         let mut why: Vec<String> = r
                             .check
                             .violations
@@ -709,15 +720,15 @@ fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, duration_ms: u6
                             bad.push((seed, why));
                         }
                     }
-                    bad
+                    (bad, seen)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap()).unzip()
     });
+    let failing: Vec<(u64, Vec<String>)> = failing.into_iter().flatten().collect();
+    let seen = seen.into_iter().fold(Seen::default(), |a, b| a.sum(&b));
+    eprintln!("{variant:?}, {nodes} nodes, seeds {first}..{}: {seen:?}", first + count);
     let v = match variant {
         Variant::Classic => "classic",
         _ => "accelerated",
@@ -737,16 +748,64 @@ fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, duration_ms: u6
         "{} of {count} seeds failed",
         failing.len()
     );
+    assert!(
+        seen.faults > 0 && seen.merges > 0 && seen.conflicts > 0,
+        "the sweep exercised reintegration: {seen:?}"
+    );
+}
+
+/// What a sweep's runs did, all together.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    faults: u64,
+    syncs: u64,
+    /// Reintegrations completed (`kml` `reint_done`), all nodes together.
+    merges: u64,
+    /// Conflicts found, all nodes together.
+    conflicts: u64,
+    /// Records refused for their number, all nodes together.
+    warnings: u64,
+    /// Merges cut short, all nodes together.
+    aborts: u64,
+}
+
+impl Seen {
+    fn add(&mut self, r: &ringlab_sim::RunReport) {
+        self.faults += r.faults;
+        self.syncs += r.syncs_completed;
+        for x in &r.records {
+            if let Body::Kml { phase, .. } = &x.body {
+                match phase.as_str() {
+                    "reint_done" => self.merges += 1,
+                    "conflict" => self.conflicts += 1,
+                    "warning" => self.warnings += 1,
+                    "abort" => self.aborts += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn sum(self, o: &Self) -> Self {
+        Self {
+            faults: self.faults + o.faults,
+            syncs: self.syncs + o.syncs,
+            merges: self.merges + o.merges,
+            conflicts: self.conflicts + o.conflicts,
+            warnings: self.warnings + o.warnings,
+            aborts: self.aborts + o.aborts,
+        }
+    }
 }
 
 #[test]
 fn sweep_kml_classic_3_and_5_nodes_mixed_faults() {
-    sweep(1, 40, Variant::Classic, 3, DURATION_MS);
-    sweep(101, 40, Variant::Classic, 5, DURATION_MS);
+    sweep(1, seeds(), Variant::Classic, 3, DURATION_MS);
+    sweep(100_001, seeds(), Variant::Classic, 5, DURATION_MS);
 }
 
 #[test]
 fn sweep_kml_accelerated_3_and_5_nodes_mixed_faults() {
-    sweep(201, 40, Variant::Accelerated, 3, DURATION_MS);
-    sweep(301, 40, Variant::Accelerated, 5, DURATION_MS);
+    sweep(200_001, seeds(), Variant::Accelerated, 3, DURATION_MS);
+    sweep(300_001, seeds(), Variant::Accelerated, 5, DURATION_MS);
 }
