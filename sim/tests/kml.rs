@@ -100,7 +100,14 @@ fn warnings(sim: &mut Sim, id: NodeId) -> String {
 fn kml_records(
     sim: &Sim,
     phase: &str,
-) -> Vec<(NodeId, NodeId, u64, Option<String>, Option<String>, Option<u64>)> {
+) -> Vec<(
+    NodeId,
+    NodeId,
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+)> {
     sim.records()
         .iter()
         .filter_map(|r| match &r.body {
@@ -144,7 +151,13 @@ fn converged(sim: &mut Sim, ids: &[NodeId]) -> Status {
     for (id, x) in ids.iter().zip(&s) {
         assert!(!x.syncing, "node {id} still synchronising: {x:?}");
         assert_eq!(
-            (&x.digest, &x.tree, x.records, &x.conflicts_digest, x.conflicts),
+            (
+                &x.digest,
+                &x.tree,
+                x.records,
+                &x.conflicts_digest,
+                x.conflicts
+            ),
             (
                 &s[0].digest,
                 &s[0].tree,
@@ -219,11 +232,18 @@ fn name_name_both_sides_create_the_same_name() {
         1,
         &[],
         &[&["create", "path=/x"], &["write", "path=/x", "data=permit"]],
-        &[&["create", "path=/x"], &["write", "path=/x", "data=minority"]],
+        &[
+            &["create", "path=/x"],
+            &["write", "path=/x", "data=minority"],
+        ],
     );
     conflicts(&mut sim, 2, "name_name", "/x");
     for id in 1..=5 {
-        assert_eq!(cat(&mut sim, id, "/x").as_deref(), Some("permit"), "node {id}");
+        assert_eq!(
+            cat(&mut sim, id, "/x").as_deref(),
+            Some("permit"),
+            "node {id}"
+        );
         assert_eq!(
             cat(&mut sim, id, "/.elsewhere/4/x").as_deref(),
             Some("minority")
@@ -285,7 +305,9 @@ fn delete_update_the_minority_unlinks_what_the_permit_side_wrote() {
     for id in 1..=5 {
         assert_eq!(cat(&mut sim, id, "/f").as_deref(), Some("permit"));
         // An unlink leaves nothing to keep under .elsewhere/4; WARNINGS tells it.
-        assert!(!ls(&mut sim, id).iter().any(|p| p.starts_with("/.elsewhere/4")));
+        assert!(!ls(&mut sim, id)
+            .iter()
+            .any(|p| p.starts_with("/.elsewhere/4")));
         assert!(warnings(&mut sim, id).contains("unlink /f delete_update"));
     }
 }
@@ -361,7 +383,9 @@ fn changes_that_do_not_conflict_merge() {
         assert_eq!(cat(&mut sim, id, "/d/b").as_deref(), Some("B"));
         assert_eq!(cat(&mut sim, id, "/b2").as_deref(), Some("B"));
         assert_eq!(cat(&mut sim, id, "/s").as_deref(), Some("/d/a"));
-        assert!(!ls(&mut sim, id).iter().any(|p| p.starts_with("/.elsewhere")));
+        assert!(!ls(&mut sim, id)
+            .iter()
+            .any(|p| p.starts_with("/.elsewhere")));
     }
 }
 
@@ -448,7 +472,11 @@ fn interrupted_ops(sim: &mut Sim) {
     }
     // Enough records on the minority that its tail takes a while.
     for i in 0..40 {
-        op(sim, 4 + i % 2, &["write", "path=/m1", &format!("size={}", 1000 + i)]);
+        op(
+            sim,
+            4 + i % 2,
+            &["write", "path=/m1", &format!("size={}", 1000 + i)],
+        );
     }
     sim.run_for(500 * MS);
 }
@@ -565,7 +593,11 @@ fn a_node_restarted_empty_catches_up() {
     sim.crash(3);
     sim.run_for(3_000 * MS);
     for i in 0..10 {
-        op(&mut sim, 1 + i % 2, &["write", &format!("path=/f{i}"), "data=later"]);
+        op(
+            &mut sim,
+            1 + i % 2,
+            &["write", &format!("path=/f{i}"), "data=later"],
+        );
     }
     op(&mut sim, 1, &["mkdir", "path=/late"]);
     sim.run_for(500 * MS);
@@ -609,11 +641,7 @@ fn records_of_a_restarted_node_with_old_numbers_are_warned_about_not_applied() {
     merge(&mut sim);
     let w = kml_records(&sim, "warning");
     for id in 1..=5 {
-        let mine: Vec<(NodeId, u64)> = w
-            .iter()
-            .filter(|x| x.0 == id)
-            .map(|x| (x.1, x.2))
-            .collect();
+        let mine: Vec<(NodeId, u64)> = w.iter().filter(|x| x.0 == id).map(|x| (x.1, x.2)).collect();
         assert_eq!(mine, vec![(5, 1), (5, 2)], "node {id}: {w:?}");
     }
     let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
@@ -660,6 +688,45 @@ fn a_restarted_nodes_records_past_its_old_numbers_are_refused_too() {
         "records of incarnation 2 applied after its refused ones: {names:?}; warnings at \
          node 1 for {at1:?}"
     );
+    judged(&sim);
+}
+
+/// Nodes 2 and 3 share a sync point P after records of node 3's; node 3 then merges with
+/// node 1 as the side without the permit and undoes back before P; when 2 and 3 meet again,
+/// P is still the latest point both list, but node 3's history no longer passes through it
+/// (seeds 999 classic and 200912 accelerated of the 3-node sweeps, at 1000 seeds).
+#[test]
+#[ignore = "kml bug: sync points are kept after undo_to rewinds the history past them; \
+            the next merge picks a stale common point, every member aborts it with \
+            'the records of the side of node 3 are not all here', and the ring's members \
+            complete the sync with different filesets"]
+fn a_sync_point_undone_by_an_earlier_merge_is_not_used() {
+    let mut sim = started(4, 14);
+    op(&mut sim, 1, &["create", "path=/base"]);
+    sim.run_for(500 * MS);
+    sim.partition(&[&[1], &[2, 3, 4]]);
+    sim.run_for(3_000 * MS);
+    op(&mut sim, 1, &["create", "path=/b"]);
+    op(&mut sim, 3, &["create", "path=/a"]);
+    sim.run_for(500 * MS);
+    // {2, 3} without 4: a sync with one side, whose point P is the head after /a.
+    sim.partition(&[&[1], &[2, 3], &[4]]);
+    sim.run_for(3_000 * MS);
+    // {1, 3}: a tie, the permit goes with node 1; node 3 undoes /a (back before P).
+    sim.partition(&[&[1, 3], &[2], &[4]]);
+    sim.run_for(3_000 * MS);
+    assert!(kml_records(&sim, "undo").iter().any(|u| u.0 == 3));
+    // {2, 3} again.
+    sim.partition(&[&[1], &[2, 3], &[4]]);
+    sim.run_for(3_000 * MS);
+    let aborted = kml_records(&sim, "abort");
+    assert!(aborted.is_empty(), "{aborted:?}");
+    // /base, then node 2's history (/a), then node 3's /b reintegrated (/a a duplicate).
+    let s = converged(&mut sim, &[2, 3]);
+    assert_eq!(s.records, 3, "{s:?}");
+    judged(&sim);
+    merge(&mut sim);
+    converged(&mut sim, &[1, 2, 3, 4]);
     judged(&sim);
 }
 
@@ -728,7 +795,10 @@ fn sweep(first: u64, count: u64, variant: Variant, nodes: usize, duration_ms: u6
     });
     let failing: Vec<(u64, Vec<String>)> = failing.into_iter().flatten().collect();
     let seen = seen.into_iter().fold(Seen::default(), |a, b| a.sum(&b));
-    eprintln!("{variant:?}, {nodes} nodes, seeds {first}..{}: {seen:?}", first + count);
+    eprintln!(
+        "{variant:?}, {nodes} nodes, seeds {first}..{}: {seen:?}",
+        first + count
+    );
     let v = match variant {
         Variant::Classic => "classic",
         _ => "accelerated",
@@ -799,13 +869,21 @@ impl Seen {
 }
 
 #[test]
-fn sweep_kml_classic_3_and_5_nodes_mixed_faults() {
+fn sweep_kml_classic_3_nodes_mixed_faults() {
     sweep(1, seeds(), Variant::Classic, 3, DURATION_MS);
+}
+
+#[test]
+fn sweep_kml_classic_5_nodes_mixed_faults() {
     sweep(100_001, seeds(), Variant::Classic, 5, DURATION_MS);
 }
 
 #[test]
-fn sweep_kml_accelerated_3_and_5_nodes_mixed_faults() {
+fn sweep_kml_accelerated_3_nodes_mixed_faults() {
     sweep(200_001, seeds(), Variant::Accelerated, 3, DURATION_MS);
+}
+
+#[test]
+fn sweep_kml_accelerated_5_nodes_mixed_faults() {
     sweep(300_001, seeds(), Variant::Accelerated, 5, DURATION_MS);
 }
