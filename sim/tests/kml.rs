@@ -96,18 +96,20 @@ fn warnings(sim: &mut Sim, id: NodeId) -> String {
         .unwrap_or_default()
 }
 
-/// Returns the `kml` records of `phase`: (node, origin, recno, kind, path, records).
-fn kml_records(
-    sim: &Sim,
-    phase: &str,
-) -> Vec<(
-    NodeId,
-    NodeId,
-    u64,
-    Option<String>,
-    Option<String>,
-    Option<u64>,
-)> {
+/// One `kml` record, as these tests read it.
+#[derive(Clone, Debug)]
+struct KmlRec {
+    node: NodeId,
+    origin: NodeId,
+    recno: u64,
+    kind: Option<String>,
+    path: Option<String>,
+    records: Option<u64>,
+    detail: Option<String>,
+}
+
+/// Returns the `kml` records of `phase`, in time order.
+fn kml_records(sim: &Sim, phase: &str) -> Vec<KmlRec> {
     sim.records()
         .iter()
         .filter_map(|r| match &r.body {
@@ -118,15 +120,17 @@ fn kml_records(
                 kind,
                 path,
                 records,
+                detail,
                 ..
-            } if p == phase => Some((
-                r.node,
-                *origin,
-                *recno,
-                kind.clone(),
-                path.clone(),
-                *records,
-            )),
+            } if p == phase => Some(KmlRec {
+                node: r.node,
+                origin: *origin,
+                recno: *recno,
+                kind: kind.clone(),
+                path: path.clone(),
+                records: *records,
+                detail: detail.clone(),
+            }),
             _ => None,
         })
         .collect()
@@ -209,16 +213,17 @@ fn two_sides(seed: u64, setup: &[&[&str]], permit: &[&[&str]], minority: &[&[&st
 fn conflicts(sim: &mut Sim, n: u64, kind: &str, path: &str) -> Status {
     let c = kml_records(sim, "conflict");
     for id in 1..=5 {
-        let mine = c.iter().filter(|x| x.0 == id).count() as u64;
+        let mine = c.iter().filter(|x| x.node == id).count() as u64;
         assert_eq!(mine, n, "node {id}: {c:?}");
     }
-    for (node, origin, recno, k, p, _) in &c {
+    for x in &c {
         assert_eq!(
-            (*origin, k.as_deref(), p.as_deref()),
+            (x.origin, x.kind.as_deref(), x.path.as_deref()),
             (4, Some(kind), Some(path)),
-            "node {node}"
+            "node {}",
+            x.node
         );
-        assert!(*recno > 0);
+        assert!(x.recno > 0);
     }
     let s = converged(sim, &[1, 2, 3, 4, 5]);
     assert_eq!(s.conflicts, n, "{s:?}");
@@ -341,8 +346,9 @@ fn a_create_under_a_directory_the_permit_side_removed_goes_elsewhere() {
     );
     let c = kml_records(&sim, "conflict");
     assert!(
-        c.iter()
-            .any(|x| x.3.as_deref() == Some("update_delete") && x.4.as_deref() == Some("/d/x")),
+        c.iter().any(
+            |x| x.kind.as_deref() == Some("update_delete") && x.path.as_deref() == Some("/d/x")
+        ),
         "{c:?}"
     );
     converged(&mut sim, &[1, 2, 3, 4, 5]);
@@ -416,13 +422,14 @@ fn the_cut_off_sides_records_are_undone_then_reintegrated() {
     let undo = kml_records(&sim, "undo");
     for id in MINORITY {
         assert!(
-            undo.iter().any(|u| u.0 == *id && u.5 == Some(y - x)),
+            undo.iter()
+                .any(|u| u.node == *id && u.records == Some(y - x)),
             "node {id} undid {} records: {undo:?}",
             y - x
         );
     }
     for id in PERMIT {
-        assert!(!undo.iter().any(|u| u.0 == *id), "{undo:?}");
+        assert!(!undo.iter().any(|u| u.node == *id), "{undo:?}");
     }
     let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
     assert_eq!(s.conflicts, 0);
@@ -498,7 +505,7 @@ fn uninterrupted(seed: u64) -> (String, String, u64, String) {
 fn aborts(sim: &Sim) -> Vec<(NodeId, Option<u64>)> {
     kml_records(sim, "abort")
         .into_iter()
-        .map(|a| (a.0, a.5))
+        .map(|a| (a.node, a.records))
         .collect()
 }
 
@@ -641,8 +648,19 @@ fn records_of_a_restarted_node_with_old_numbers_are_warned_about_not_applied() {
     merge(&mut sim);
     let w = kml_records(&sim, "warning");
     for id in 1..=5 {
-        let mine: Vec<(NodeId, u64)> = w.iter().filter(|x| x.0 == id).map(|x| (x.1, x.2)).collect();
+        let mine: Vec<(NodeId, u64)> = w
+            .iter()
+            .filter(|x| x.node == id)
+            .map(|x| (x.origin, x.recno))
+            .collect();
         assert_eq!(mine, vec![(5, 1), (5, 2)], "node {id}: {w:?}");
+    }
+    for x in &w {
+        let d = x.detail.as_deref().unwrap_or_default();
+        assert!(
+            d.contains("KML record number 4 expected from node 5"),
+            "{d}"
+        );
     }
     let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
     // Node 5's three old records and node 1's one: the new ones are not in the history.
@@ -681,7 +699,7 @@ fn a_restarted_nodes_records_past_its_old_numbers_are_refused_too() {
     merge(&mut sim);
     converged(&mut sim, &[1, 2, 3, 4, 5]);
     let w = kml_records(&sim, "warning");
-    let at1: Vec<u64> = w.iter().filter(|x| x.0 == 1).map(|x| x.2).collect();
+    let at1: Vec<u64> = w.iter().filter(|x| x.node == 1).map(|x| x.recno).collect();
     let names = ls(&mut sim, 1);
     assert!(
         !names.iter().any(|p| p.starts_with("/new")),
@@ -715,7 +733,7 @@ fn a_sync_point_undone_by_an_earlier_merge_is_not_used() {
     // {1, 3}: a tie, the permit goes with node 1; node 3 undoes /a (back before P).
     sim.partition(&[&[1, 3], &[2], &[4]]);
     sim.run_for(3_000 * MS);
-    assert!(kml_records(&sim, "undo").iter().any(|u| u.0 == 3));
+    assert!(kml_records(&sim, "undo").iter().any(|u| u.node == 3));
     // {2, 3} again.
     sim.partition(&[&[1], &[2, 3], &[4]]);
     sim.run_for(3_000 * MS);
