@@ -23,11 +23,21 @@ const PERMIT: &[NodeId] = &[1, 2, 3];
 const MINORITY: &[NodeId] = &[4, 5];
 
 fn cluster(n: usize, seed: u64, ring: Config) -> Sim {
+    configured(n, seed, ring, BTreeMap::new())
+}
+
+/// A cluster whose services get `sections` (by service name).
+fn configured(
+    n: usize,
+    seed: u64,
+    ring: Config,
+    sections: BTreeMap<String, serde_json::Value>,
+) -> Sim {
     let mut sim = Sim::new(n, seed, ring, NetConfig::default());
     let services = vec![registry::find(KmlService::NAME).unwrap()];
     let nodes = sim.ids();
     sim.set_app_factory(move |id| {
-        ServiceApp::with_config(id, &services, &nodes, &BTreeMap::new()).unwrap()
+        ServiceApp::with_config(id, &services, &nodes, &sections).unwrap()
     });
     sim
 }
@@ -787,6 +797,35 @@ fn a_stale_point_on_the_permit_side_is_not_taken_for_a_fork() {
     assert_eq!(s.records, 3, "/base, /b, /a: {s:?}");
     merge(&mut sim);
     converged(&mut sim, &[1, 2, 3, 4, 5]);
+    judged(&sim);
+}
+
+/// A node restarted empty needs every record from the start; with `log_keep` 5 and 12
+/// records, the others no longer hold them.
+#[test]
+#[ignore = "kml limitation: with the history truncated (log_keep), a node restarted empty \
+            cannot be brought back: every member aborts the merge ('the permit side's \
+            records are not all here') yet completes the sync, so the ring's members differ \
+            from then on, sync after sync"]
+fn a_node_restarted_empty_past_the_kept_history_catches_up() {
+    let sections = BTreeMap::from([(
+        KmlService::NAME.to_string(),
+        serde_json::json!({ "log_keep": 5 }),
+    )]);
+    let mut sim = configured(3, 16, Config::default(), sections);
+    sim.start_all();
+    sim.run_for(2_000 * MS);
+    for i in 0..12 {
+        op(&mut sim, 1, &["create", &format!("path=/f{i}")]);
+    }
+    sim.run_for(500 * MS);
+    sim.crash(3);
+    sim.run_for(3_000 * MS);
+    sim.start(3);
+    sim.run_for(5_000 * MS);
+    let aborted = kml_records(&sim, "abort");
+    assert!(aborted.is_empty(), "{aborted:?}");
+    converged(&mut sim, &[1, 2, 3]);
     judged(&sim);
 }
 
