@@ -405,6 +405,51 @@ fn changes_that_do_not_conflict_merge() {
     }
 }
 
+/// Three sides: {1, 2} and {3, 4} tie, the permit goes with node 1's; {3, 4} is
+/// reintegrated before {5} (the order of their lowest members).
+#[test]
+fn three_sides_merge_in_the_order_of_their_lowest_members() {
+    let mut sim = started(5, 17);
+    sim.partition(&[&[1, 2], &[3, 4], &[5]]);
+    sim.run_for(3_000 * MS);
+    for (id, side) in [(2, "p"), (4, "q"), (5, "r")] {
+        op(&mut sim, id, &["create", "path=/x"]);
+        op(&mut sim, id, &["write", "path=/x", &format!("data={side}")]);
+        op(&mut sim, id, &["create", &format!("path=/{side}")]);
+    }
+    sim.run_for(500 * MS);
+    merge(&mut sim);
+    let s = converged(&mut sim, &[1, 2, 3, 4, 5]);
+    assert_eq!(s.conflicts, 4, "{s:?}");
+    let c = kml_records(&sim, "conflict");
+    let at1: Vec<(NodeId, u64, &str)> = c
+        .iter()
+        .filter(|x| x.node == 1)
+        .map(|x| (x.origin, x.recno, x.kind.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        at1,
+        vec![
+            (4, 1, "name_name"),
+            (4, 2, "name_name"),
+            (5, 1, "name_name"),
+            (5, 2, "name_name")
+        ]
+    );
+    judged(&sim);
+    for id in 1..=5 {
+        assert_eq!(cat(&mut sim, id, "/x").as_deref(), Some("p"));
+        assert_eq!(cat(&mut sim, id, "/.elsewhere/4/x").as_deref(), Some("q"));
+        assert_eq!(cat(&mut sim, id, "/.elsewhere/5/x").as_deref(), Some("r"));
+        let names = ls(&mut sim, id);
+        for f in ["/p", "/q", "/r"] {
+            assert!(names.contains(&f.to_string()), "node {id}: {names:?}");
+        }
+        let w = warnings(&mut sim, id);
+        assert!(w.find("4.").unwrap() < w.find("5.").unwrap(), "{w}");
+    }
+}
+
 /// The seed's HA case: the permit side B = {1, 2, 3} goes on from record X while A = {4, 5}
 /// is cut off and makes records up to Y; at the merge A's nodes undo their records back to
 /// X, take B's, and reintegrate their own.
