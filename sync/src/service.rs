@@ -220,7 +220,8 @@ pub enum FileChange {
         /// Permission bits.
         mode: u32,
     },
-    /// Create or replace a plain file with this content.
+    /// Create a plain file with this content, or rewrite an existing one in place (its
+    /// other names, if any, see the new content).
     Write {
         /// Where.
         path: String,

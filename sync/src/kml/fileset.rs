@@ -113,26 +113,21 @@ pub struct TreeEntry {
     pub link: Option<String>,
 }
 
-/// Returns the digest of a listing sorted by path: SHA-256 over each entry's path, kind
-/// (`d`, `f`, `l`), mode, size, content and link, each length-prefixed.
+/// Returns the digest of a listing: [`crate::service::listing_digest`] of its entries, what
+/// a host computes from the real directory.
 pub fn listing_digest(entries: &[TreeEntry]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update((entries.len() as u64).to_le_bytes());
-    for e in entries {
-        hash_str(&mut h, &e.path);
-        h.update([kind_letter(e.kind)]);
-        h.update(u64::from(e.mode).to_le_bytes());
-        h.update(e.size.to_le_bytes());
-        h.update(e.content);
-        match &e.link {
-            None => h.update([0]),
-            Some(l) => {
-                h.update([1]);
-                hash_str(&mut h, l);
-            }
-        }
-    }
-    h.finalize().into()
+    let files: Vec<crate::service::FileEntry> = entries
+        .iter()
+        .map(|e| crate::service::FileEntry {
+            path: e.path.clone(),
+            kind: kind_letter(e.kind),
+            mode: e.mode,
+            size: e.size,
+            content: e.content,
+            link: e.link.clone(),
+        })
+        .collect();
+    crate::service::listing_digest(&files)
 }
 
 fn hash_str(h: &mut Sha256, s: &str) {
@@ -152,6 +147,20 @@ fn kind_letter(k: Kind) -> u8 {
         Kind::File => b'f',
         Kind::Symlink => b'l',
     }
+}
+
+/// Returns whether `o` is at version `v` (a directory's size is not compared).
+fn same_version(o: &Object, v: Option<Version>) -> bool {
+    v.is_some_and(|v| match o.body {
+        Body::Dir { .. } => {
+            Version { size: 0, ..v }
+                == Version {
+                    size: 0,
+                    ..o.version
+                }
+        }
+        _ => v == o.version,
+    })
 }
 
 fn sha(b: &[u8]) -> [u8; 32] {
@@ -313,7 +322,7 @@ impl Fileset {
             Op::Unlink { path } | Op::Rmdir { path } => {
                 let fid = self.lookup(path).ok_or(ConflictKind::UpdateDelete)?;
                 let o = self.objects.get(&fid).ok_or(ConflictKind::UpdateDelete)?;
-                let same = main.is_some_and(|t| t.fid == fid && t.old == Some(o.version));
+                let same = main.is_some_and(|t| t.fid == fid && same_version(o, t.old));
                 let full = matches!(&o.body, Body::Dir { entries, .. } if !entries.is_empty());
                 if !same || full {
                     return Err(ConflictKind::DeleteUpdate);
@@ -326,7 +335,7 @@ impl Fileset {
                 let Some(t) = main.filter(|t| t.fid == fid) else {
                     return Err(ConflictKind::RenameRename);
                 };
-                if t.old != Some(o.version) {
+                if !same_version(o, t.old) {
                     return Err(ConflictKind::UpdateUpdate);
                 }
                 self.check_create(to)?;
@@ -488,7 +497,7 @@ impl Fileset {
         let fid = self.lookup(path).ok_or(ConflictKind::UpdateDelete)?;
         let o = self.objects.get(&fid).ok_or(ConflictKind::UpdateDelete)?;
         match main {
-            Some(t) if t.fid == fid && t.old == Some(o.version) => Ok(()),
+            Some(t) if t.fid == fid && same_version(o, t.old) => Ok(()),
             _ => Err(ConflictKind::UpdateUpdate),
         }
     }
@@ -791,7 +800,14 @@ impl Fileset {
             e.insert(name.to_owned(), fid);
         }
         self.set_main(ctx, fid, applied);
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(change);
         Ok((self.touches(&olds, kind), Undo::default()))
     }
@@ -833,7 +849,14 @@ impl Fileset {
             e.insert(name.to_owned(), fid);
         }
         self.set_main(ctx, fid, applied);
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(Change::Link {
             existing: existing.to_owned(),
             path: path.to_owned(),
@@ -880,7 +903,14 @@ impl Fileset {
             };
             self.set_main(ctx, fid, applied);
         }
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(Change::Unlink {
             path: path.to_owned(),
         });
@@ -908,7 +938,14 @@ impl Fileset {
             e.remove(name);
         }
         self.objects.remove(&fid);
-        self.bump_dir(ctx, dir, olds[1].1.map(|(_, v)| v).unwrap_or_default());
+        self.bump_dir(
+            ctx,
+            dir,
+            olds.get(1)
+                .and_then(|x| x.1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        );
         self.push(Change::Rmdir {
             path: path.to_owned(),
         });
@@ -1203,7 +1240,7 @@ impl Fileset {
                         let Body::File { nlink, .. } = &mut o.body else {
                             return None;
                         };
-                        *nlink += 1;
+                        *nlink = nlink.saturating_add(1);
                         self.push(Change::Link {
                             existing,
                             path: path.clone(),

@@ -724,6 +724,18 @@ proptest! {
         for (i, op) in on_b.iter().enumerate() {
             b.apply(RecId { origin: 4, inc: 1, recno: i as u64 + 1 }, i as u64, 60 + i as u64, op);
         }
+        // Replayed unchecked, a record applies or changes nothing, and its undo restores b;
+        // undo of a record b never applied does not panic.
+        for rec in &recs {
+            let mut c = b.clone();
+            let r = c.replay(rec);
+            if r.noop.is_some() && rec.noop.is_none() {
+                prop_assert_eq!(&c, &b);
+            }
+            c.undo(&r);
+            prop_assert_eq!(&c, &b);
+            c.undo(rec);
+        }
         // Each record that fits replays (not marked EINVAL), and undo of all restores b.
         let before = b.clone();
         let mut done = Vec::new();
@@ -753,6 +765,12 @@ proptest! {
                 if let Some(rec) = stack.pop() {
                     fs.undo(&rec);
                 }
+            } else if *u == 1 {
+                // Made on a copy, replayed here.
+                let n = i as u64 + 1;
+                let mut c = fs.clone();
+                let rec = c.apply(id(n), n - 1, n, op);
+                stack.push(fs.replay(&rec));
             } else {
                 let n = i as u64 + 1;
                 stack.push(fs.apply(id(n), n - 1, n, op));
