@@ -736,8 +736,6 @@ fn records_of_a_restarted_node_with_old_numbers_are_warned_about_not_applied() {
 /// record 4 is numbered next after the old incarnation's 3, yet it follows three refused
 /// records of its own.
 #[test]
-#[ignore = "kml bug: after an incarnation's records 1..=3 are refused, its record 4 is taken \
-            as the next of the origin (numbering compares only recno and inc >=) and applied"]
 fn a_restarted_nodes_records_past_its_old_numbers_are_refused_too() {
     let mut sim = started(5, 13);
     for i in 0..3 {
@@ -772,10 +770,6 @@ fn a_restarted_nodes_records_past_its_old_numbers_are_refused_too() {
 /// P is still the latest point both list, but node 3's history no longer passes through it
 /// (seeds 999 classic and 200912 accelerated of the 3-node sweeps, at 1000 seeds).
 #[test]
-#[ignore = "kml bug: sync points are kept after undo_to rewinds the history past them; \
-            the next merge picks a stale common point, every member aborts it with \
-            'the records of the side of node 3 are not all here', and the ring's members \
-            complete the sync with different filesets"]
 fn a_sync_point_undone_by_an_earlier_merge_is_not_used() {
     let mut sim = started(4, 14);
     op(&mut sim, 1, &["create", "path=/base"]);
@@ -812,9 +806,6 @@ fn a_sync_point_undone_by_an_earlier_merge_is_not_used() {
 /// check of P fails, and node 2 keeps its own records up to P under the permit side's from
 /// P on (seeds 100633 classic and 300532 accelerated of the 5-node sweeps: property 17).
 #[test]
-#[ignore = "kml bug: the fork of a side is taken at a common point that the permit side's \
-            history no longer passes through; node 2 ends with a mixed history (record gap, \
-            fileset divergence)"]
 fn a_stale_point_on_the_permit_side_is_not_taken_for_a_fork() {
     let mut sim = started(5, 15);
     op(&mut sim, 1, &["create", "path=/base"]);
@@ -851,10 +842,6 @@ fn a_stale_point_on_the_permit_side_is_not_taken_for_a_fork() {
 /// A node restarted empty needs every record from the start; with `log_keep` 5 and 12
 /// records, the others no longer hold them.
 #[test]
-#[ignore = "kml limitation: with the history truncated (log_keep), a node restarted empty \
-            cannot be brought back: every member aborts the merge ('the permit side's \
-            records are not all here') yet completes the sync, so the ring's members differ \
-            from then on, sync after sync"]
 fn a_node_restarted_empty_past_the_kept_history_catches_up() {
     let sections = BTreeMap::from([(
         KmlService::NAME.to_string(),

@@ -145,8 +145,19 @@ impl Replica {
         let mut changed: BTreeMap<RecId, RecId> = BTreeMap::new();
         let mut kinds: BTreeMap<RecId, ConflictKind> = BTreeMap::new();
         let mut backed: Vec<(Record, ConflictKind)> = Vec::new();
+        // Incarnations with a record refused for its number: their later records in this
+        // side's history were numbered the same wrong way, even one that happens to be next.
+        let mut refused: BTreeSet<(NodeId, u32)> = BTreeSet::new();
         for r in recs {
-            match self.numbering(r) {
+            let numbering = if refused.contains(&(r.id.origin, r.id.inc)) {
+                Numbering::Unexpected(self.numbering_expected(r))
+            } else {
+                self.numbering(r)
+            };
+            if matches!(numbering, Numbering::Unexpected(_)) {
+                refused.insert((r.id.origin, r.id.inc));
+            }
+            match numbering {
                 Numbering::Duplicate => {
                     out.duplicates += 1;
                     continue;
@@ -355,6 +366,15 @@ impl Replica {
         self.sys(tag, op);
     }
 
+    /// Returns the number the origin's next record must have here.
+    fn numbering_expected(&self, r: &Record) -> u64 {
+        if r.id.origin == 0 {
+            self.hist.last_sys(r.id.inc) + 1
+        } else {
+            self.hist.last_of(r.id.origin).map_or(1, |l| l.1 + 1)
+        }
+    }
+
     fn numbering(&self, r: &Record) -> Numbering {
         let id = r.id;
         if id.origin == 0 {
@@ -374,15 +394,6 @@ impl Replica {
             None if id.recno == 1 => Numbering::Next,
             None => Numbering::Unexpected(1),
         }
-    }
-
-    /// Returns the objects' fids this replica's history made, by record (for tests).
-    pub fn fids(&self) -> BTreeSet<RecId> {
-        self.fs
-            .listing()
-            .iter()
-            .filter_map(|e| self.fs.lookup(&e.path))
-            .collect()
     }
 }
 
