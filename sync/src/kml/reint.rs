@@ -405,3 +405,153 @@ const FILE_ATTRS: Attrs = Attrs {
     uid: 0,
     gid: 0,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kml::service::{random_op, TreeShape};
+    use rand::SeedableRng;
+
+    const SHAPE: TreeShape = TreeShape {
+        dirs: 2,
+        files: 3,
+        data: 40,
+    };
+
+    /// Applies `n` random operations of `origins` (round robin) drawn from `seed`.
+    fn run(r: &mut Replica, origins: &[NodeId], n: usize, seed: u64) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for i in 0..n {
+            let op = random_op(&mut rng, &SHAPE);
+            r.apply_op(origins[i % origins.len()], 1, &op);
+        }
+    }
+
+    fn tail(r: &Replica, from: u64) -> Vec<Record> {
+        r.hist.records_after(from).cloned().collect()
+    }
+
+    /// Two sides fork at `base` records, each goes on; returns (permit side after
+    /// reintegrating the other, the other after undo, catch-up and reintegration).
+    fn merge(base: usize, a: usize, b: usize, seed: u64) -> (Replica, Replica, Vec<Step>) {
+        let mut common = Replica::new(100_000);
+        run(&mut common, &[1, 2, 3, 4, 5], base, seed);
+        let fork = common.hist.head();
+        let mut p = common.clone();
+        let mut s = common;
+        run(&mut p, &[1, 2, 3], a, seed + 1);
+        run(&mut s, &[4, 5], b, seed + 2);
+        let p_tail = tail(&p, fork);
+        let s_tail = tail(&s, fork);
+        let mut steps_p = Vec::new();
+        p.reintegrate(7, &s_tail, &mut steps_p);
+        let mut steps_s = Vec::new();
+        assert_eq!(s.undo_to(fork), Some(b as u64));
+        s.catch_up(&p_tail);
+        s.reintegrate(7, &s_tail, &mut steps_s);
+        assert_eq!(steps_p, steps_s, "both sides decide alike");
+        (p, s, steps_p)
+    }
+
+    #[test]
+    fn both_sides_end_equal_with_the_same_conflicts() {
+        let mut kinds = BTreeSet::new();
+        for seed in 0..60 {
+            let (p, s, steps) = merge(30, 25, 25, seed * 10);
+            assert_eq!(p.fs.digest(), s.fs.digest(), "seed {seed}");
+            assert_eq!(p.hist.head_chain(), s.hist.head_chain(), "seed {seed}");
+            assert_eq!(p.hist.meta(), s.hist.meta(), "seed {seed}");
+            for o in p.hist.origins().values() {
+                assert_eq!(o[0], o[1], "no gap, seed {seed}");
+            }
+            for st in steps {
+                if let Step::Conflict { kind, .. } = st {
+                    kinds.insert(kind);
+                }
+            }
+        }
+        // Random traffic on few names meets every kind.
+        assert!(kinds.len() >= 4, "kinds met: {kinds:?}");
+    }
+
+    #[test]
+    fn reintegration_is_deterministic_and_a_second_one_changes_nothing() {
+        let (a, _, _) = merge(20, 15, 15, 99);
+        let (b, _, _) = merge(20, 15, 15, 99);
+        assert_eq!(a, b);
+        // Reintegrating the same records again: every one is a duplicate.
+        let mut c = a.clone();
+        let recs: Vec<Record> = a.hist.records_after(20).cloned().collect();
+        let out = c.reintegrate(7, &recs, &mut vec![]);
+        assert_eq!(out.applied + out.conflicts, 0);
+        assert_eq!(c.fs, a.fs);
+    }
+
+    #[test]
+    fn a_restarted_origin_with_new_numbers_is_warned_about_not_applied() {
+        let mut p = Replica::new(1000);
+        p.apply_op(
+            4,
+            1,
+            &Op::Mkdir {
+                path: "/d".into(),
+                attrs: DIR_ATTRS,
+            },
+        );
+        // Node 4 restarted empty (incarnation 2) and made a record alone.
+        let mut s = Replica::new(1000);
+        s.apply_op(
+            4,
+            2,
+            &Op::Mkdir {
+                path: "/e".into(),
+                attrs: DIR_ATTRS,
+            },
+        );
+        let recs = tail(&s, 0);
+        let mut steps = vec![];
+        let out = p.reintegrate(3, &recs, &mut steps);
+        assert_eq!(out.warnings, 1);
+        assert!(matches!(steps[0], Step::Warning { expected: 2, .. }));
+        assert!(p.fs.lookup("/e").is_none());
+    }
+
+    #[test]
+    fn a_name_name_conflict_moves_the_other_sides_object_elsewhere_and_says_so() {
+        let mut common = Replica::new(1000);
+        let mk = |p: &str| Op::Create {
+            path: p.into(),
+            attrs: FILE_ATTRS,
+        };
+        let wr = |p: &str, d: &'static str| Op::Write {
+            path: p.into(),
+            data: Bytes::from_static(d.as_bytes()),
+        };
+        common.apply_op(1, 1, &mk("/keep"));
+        let mut p = common.clone();
+        let mut s = common;
+        p.apply_op(1, 1, &mk("/x"));
+        p.apply_op(1, 1, &wr("/x", "permit"));
+        s.apply_op(4, 1, &mk("/x"));
+        s.apply_op(4, 1, &wr("/x", "minority"));
+        s.apply_op(4, 1, &mk("/y"));
+        let recs = tail(&s, 1);
+        let mut steps = vec![];
+        let out = p.reintegrate(3, &recs, &mut steps);
+        assert_eq!((out.applied, out.conflicts), (1, 2));
+        assert!(matches!(
+            &steps[0],
+            Step::Conflict { kind: ConflictKind::NameName, path, with: None, .. } if path == "/x"
+        ));
+        assert!(matches!(&steps[1], Step::Conflict { with: Some(_), .. }));
+        let read = |r: &Replica, path: &str| match &r.fs.object(r.fs.lookup(path).unwrap()).unwrap().body {
+            crate::kml::fileset::Body::File { data, .. } => data.clone(),
+            _ => panic!("not a file"),
+        };
+        assert_eq!(read(&p, "/x"), "permit");
+        assert_eq!(read(&p, "/.elsewhere/4/x"), "minority");
+        assert!(p.fs.lookup("/y").is_some());
+        let w = read(&p, WARNINGS);
+        assert!(String::from_utf8_lossy(&w).contains("create /x name_name"), "{w:?}");
+    }
+}
