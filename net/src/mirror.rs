@@ -589,6 +589,88 @@ mod tests {
         assert_eq!(fs::read(dir.join("a/b/h1")).unwrap(), b"both");
     }
 
+    /// Returns the kml fileset's listing as a real directory lists itself.
+    fn as_file_entries(fs: &ringlab_sync::kml::Fileset) -> Vec<FileEntry> {
+        use ringlab_sync::kml::Kind;
+        fs.listing()
+            .into_iter()
+            .map(|e| FileEntry {
+                path: e.path,
+                kind: match e.kind {
+                    Kind::Dir => b'd',
+                    Kind::File => b'f',
+                    Kind::Symlink => b'l',
+                },
+                mode: e.mode,
+                size: e.size,
+                content: e.content,
+                link: e.link,
+            })
+            .collect()
+    }
+
+    /// Runs `n` random operations of three origins on a kml replica whose changes feed a
+    /// mirror, then undoes half of them; calls `check` after every 50 operations and at the
+    /// end with the replica and the mirror's directory.
+    fn fed_by_a_fileset(
+        name: &str,
+        n: u64,
+        check: &dyn Fn(&ringlab_sync::kml::Fileset, &Path, &Mirror),
+    ) {
+        use rand::SeedableRng as _;
+        use ringlab_sync::kml::reint::Replica;
+        use ringlab_sync::kml::service::{random_op, TreeShape};
+        let t = TempDir::new(name);
+        let dir = t.0.join("kml");
+        let mut m = Mirror::for_dir("kml", &dir).unwrap();
+        let mut rep = Replica::new(100_000);
+        rep.fs.set_mirror(true);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let shape = TreeShape {
+            dirs: 3,
+            files: 5,
+            data: 64,
+        };
+        for i in 0..n {
+            let op = random_op(&mut rng, &shape);
+            rep.apply_op(1 + (i % 3) as u32, 1, &op);
+            while let Some(c) = rep.fs.poll_change() {
+                m.apply("kml", &c);
+            }
+            if i % 50 == 49 {
+                check(&rep.fs, &dir, &m);
+            }
+        }
+        rep.undo_to(n / 2).expect("the history reaches back");
+        while let Some(c) = rep.fs.poll_change() {
+            m.apply("kml", &c);
+        }
+        check(&rep.fs, &dir, &m);
+    }
+
+    #[test]
+    fn a_mirror_fed_by_a_kml_fileset_lists_as_the_fileset_does() {
+        fed_by_a_fileset("fileset", 1500, &|fs, dir, m| {
+            assert_eq!(m.stats().errors, 0, "{:?}", m.stats());
+            let want = as_file_entries(fs);
+            assert_eq!(dir_listing(dir).unwrap(), want);
+            assert_eq!(dir_digest(dir).unwrap(), listing_digest(&want));
+        });
+    }
+
+    /// The service's contract (`Service::tree_digest`: "the listing_digest its real
+    /// directory must show"): the kml fileset's `tree_digest` must be
+    /// `service::listing_digest` of its listing. Ignored while the fileset hashes its
+    /// listing its own way (`kml::fileset::listing_digest`: a count first, little-endian
+    /// numbers); see the report of branch kml-net.
+    #[test]
+    #[ignore = "kml::fileset::listing_digest is not service::listing_digest"]
+    fn a_mirror_fed_by_a_kml_fileset_shows_its_tree_digest() {
+        fed_by_a_fileset("tree", 200, &|fs, dir, _| {
+            assert_eq!(dir_digest(dir).unwrap(), fs.tree_digest());
+        });
+    }
+
     #[test]
     fn open_makes_the_directory_afresh() {
         let t = TempDir::new("fresh");
