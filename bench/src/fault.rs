@@ -868,7 +868,10 @@ mod tests {
         assert_eq!(service, "kml");
         assert_eq!(request["op"], "do", "{request}");
         let json = serde_json::to_string(&f).unwrap();
-        assert!(json.contains("\"command\":\"kml write path=/a data=x\""), "{json}");
+        assert!(
+            json.contains("\"command\":\"kml write path=/a data=x\""),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<FaultStep>(&json).unwrap(), f);
         for (step, says) in [
             ("action = 'svc'\nnodes = [1]", "svc needs `command`"),
@@ -880,7 +883,10 @@ mod tests {
                 "action = 'svc'\nnodes = [1]\ncommand = 'nosuchservice status'",
                 "nosuchservice",
             ),
-            ("action = 'svc'\ncommand = 'kml status'", "svc needs `nodes`"),
+            (
+                "action = 'svc'\ncommand = 'kml status'",
+                "svc needs `nodes`",
+            ),
             (
                 "action = 'heal'\ncommand = 'kml status'",
                 "heal takes no arguments, not `command`",

@@ -183,8 +183,10 @@ impl Node {
         };
         // A node starts with empty files: each such service's directory is made afresh.
         let mirror = match app.as_mut() {
-            Some(a) => crate::mirror::Mirror::open(&cfg.state_dir, a)
-                .map_err(io(format!("the services' directories in {}", cfg.state_dir.display())))?,
+            Some(a) => crate::mirror::Mirror::open(&cfg.state_dir, a).map_err(io(format!(
+                "the services' directories in {}",
+                cfg.state_dir.display()
+            )))?,
             None => None,
         };
         let key = match &cfg.key_file {

@@ -162,11 +162,11 @@ fn main() {
         let undone: u64 = kml_recs("undo")
             .iter()
             .filter(|r| r.node == 4)
-            .filter_map(|r| match &r.body {
+            .rev()
+            .find_map(|r| match &r.body {
                 Body::Kml { records, .. } => *records,
                 _ => None,
             })
-            .last()
             .unwrap_or(0);
         let line = serde_json::json!({
             "minority_ops": n,
