@@ -335,6 +335,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
             end,
         ),
         store: None,
+        kml: None,
     }
 }
 

@@ -365,6 +365,20 @@ impl Experiment {
         Ok(())
     }
 
+    /// Returns the index among a repetition's `fault` records of the schedule's `i`-th
+    /// step: a start-up loss (`loss_pct`) is record 0, and a step that leaves no record
+    /// (`svc`) has none.
+    pub fn recorded_index(&self, i: usize) -> Option<usize> {
+        let f = self.faults.get(i)?;
+        f.action.leaves_record().then(|| {
+            usize::from(self.loss_pct > 0)
+                + self.faults[..i]
+                    .iter()
+                    .filter(|g| g.action.leaves_record())
+                    .count()
+        })
+    }
+
     /// Returns the copy's requester: the node restarted with an empty store, if any step
     /// does so.
     pub fn requester(&self) -> Option<NodeId> {

@@ -16,6 +16,13 @@
 //! | `duplicate` | `nodes`, `pct` |
 //! | `kill`, `pause`, `resume`, `leave` | `nodes` |
 //! | `restart` | `nodes`; `empty_store` (its store file is removed before it starts again) |
+//! | `svc` | `nodes`, `command`: a service's control command, as `ringlab ctl SOCK svc` takes it (`"kml write path=/a data=x"`), sent to each node in turn |
+//!
+//! A `svc` step is no fault: it changes a service's state through its control socket (a
+//! refused command fails the repetition) and leaves no `fault` record, so the recovery of
+//! the faults around it is measured as without it ([`FaultAction::leaves_record`]). Its
+//! command is parsed when the file is, by the same parser as `ringlab ctl`; its words are
+//! split at spaces (a value cannot hold one).
 //!
 //! **When.** Every step has exactly one of:
 //! - `at_ms = N`: N ms after the repetition's timeline starts (the first full ring, or the
@@ -99,6 +106,8 @@ pub enum FaultAction {
     Network(NetworkFault),
     /// Something done to node processes, which the runner does itself on its children.
     Process(ProcessOp, Vec<NodeId>),
+    /// A service's control command sent to each node (`svc`): the words after `svc`.
+    Svc(Vec<NodeId>, String),
 }
 
 /// A change of the network.
@@ -206,6 +215,7 @@ enum ActionName {
     Resume,
     Restart,
     Leave,
+    Svc,
 }
 
 impl ActionName {
@@ -228,6 +238,7 @@ impl ActionName {
             Self::Resume => "resume",
             Self::Restart => "restart",
             Self::Leave => "leave",
+            Self::Svc => "svc",
         }
     }
 
@@ -236,6 +247,7 @@ impl ActionName {
         match self {
             Self::Isolate | Self::Kill | Self::Pause | Self::Resume | Self::Leave => &["nodes"],
             Self::Restart => &["nodes", "empty_store"],
+            Self::Svc => &["nodes", "command"],
             Self::Split => &["groups"],
             Self::Cut => &["nodes", "oneway"],
             Self::Heal | Self::Clear | Self::TrunkDown | Self::TrunkUp => &[],
@@ -278,6 +290,8 @@ struct RawStep {
     target: Option<Target>,
     #[serde(default, skip_serializing_if = "is_false")]
     empty_store: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -356,9 +370,24 @@ impl FaultAction {
         self.tag().as_str()
     }
 
+    /// Returns whether carrying it out leaves a `fault` record (every action but `svc`,
+    /// which is no fault).
+    pub fn leaves_record(&self) -> bool {
+        !matches!(self, Self::Svc(..))
+    }
+
+    /// Returns the control request a `svc` step sends (none for every other action).
+    pub fn svc_request(&self) -> Option<ringlab_net::control::Request> {
+        match self {
+            Self::Svc(_, cmd) => svc_request(cmd).ok(),
+            _ => None,
+        }
+    }
+
     /// Returns the tag of its step.
     fn tag(&self) -> ActionName {
         match self {
+            Self::Svc(..) => ActionName::Svc,
             Self::Process(op, _) => match op {
                 ProcessOp::Kill => ActionName::Kill,
                 ProcessOp::Pause => ActionName::Pause,
@@ -385,7 +414,7 @@ impl FaultAction {
     /// Returns the nodes it names in `nodes` (a split names its nodes in `groups`).
     pub fn nodes(&self) -> &[NodeId] {
         match self {
-            Self::Process(_, nodes) => nodes,
+            Self::Process(_, nodes) | Self::Svc(nodes, _) => nodes,
             Self::Network(f) => match f {
                 NetworkFault::Isolate(nodes)
                 | NetworkFault::Loss { nodes, .. }
@@ -407,7 +436,7 @@ impl FaultAction {
     pub fn with_nodes(&self, nodes: Vec<NodeId>) -> Self {
         let mut a = self.clone();
         match &mut a {
-            Self::Process(_, n) => *n = nodes,
+            Self::Process(_, n) | Self::Svc(n, _) => *n = nodes,
             Self::Network(f) => match f {
                 NetworkFault::Isolate(n)
                 | NetworkFault::Loss { nodes: n, .. }
@@ -475,6 +504,16 @@ impl fmt::Display for FaultAction {
     }
 }
 
+/// Parses a `svc` step's command (the words after `svc`) as `ringlab ctl` does.
+fn svc_request(cmd: &str) -> Result<ringlab_net::control::Request, String> {
+    let words: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+    if words.is_empty() {
+        return Err("svc needs `command`: a service and its command".into());
+    }
+    ringlab_net::control::args::parse("svc", &words)
+        .map_err(|e| format!("svc: `command` {cmd:?}: {e}"))
+}
+
 /// Joins node ids with commas.
 fn join(v: &[NodeId]) -> String {
     v.iter()
@@ -497,6 +536,7 @@ impl TryFrom<RawStep> for FaultStep {
             ("ms", r.ms.is_some_and(|v| v != 0)),
             ("jitter_ms", r.jitter_ms.is_some_and(|v| v != 0)),
             ("empty_store", r.empty_store),
+            ("command", r.command.is_some()),
         ];
         for (arg, set) in given {
             if set && !takes.contains(&arg) {
@@ -584,6 +624,11 @@ impl TryFrom<RawStep> for FaultStep {
             }
             ActionName::Restart => FaultAction::Process(ProcessOp::Restart, nodes),
             ActionName::Leave => FaultAction::Process(ProcessOp::Leave, nodes),
+            ActionName::Svc => {
+                let cmd = r.command.unwrap_or_default();
+                svc_request(&cmd)?;
+                FaultAction::Svc(nodes, cmd)
+            }
         };
         Ok(Self {
             when,
@@ -611,6 +656,10 @@ impl From<&FaultStep> for RawStep {
             },
             target: f.target,
             empty_store: matches!(f.action, FaultAction::Process(ProcessOp::RestartEmpty, _)),
+            command: match &f.action {
+                FaultAction::Svc(_, c) => Some(c.clone()),
+                _ => None,
+            },
         };
         if let FaultAction::Network(n) = &f.action {
             match *n {
@@ -661,7 +710,7 @@ mod tests {
     use super::*;
     use crate::experiment::Experiment;
 
-    const ALL: [ActionName; 16] = [
+    const ALL: [ActionName; 17] = [
         ActionName::Isolate,
         ActionName::Split,
         ActionName::Cut,
@@ -678,6 +727,7 @@ mod tests {
         ActionName::Resume,
         ActionName::Restart,
         ActionName::Leave,
+        ActionName::Svc,
     ];
 
     /// Returns an experiment file of 5 nodes whose second step is `step` (from line 9 on).
@@ -738,6 +788,7 @@ mod tests {
                 after_ms: None,
                 target: None,
                 empty_store: false,
+                command: (a == ActionName::Svc).then(|| "kml status".into()),
             };
             let step = FaultStep::try_from(raw).unwrap();
             assert_eq!(step.action.name(), a.as_str());
@@ -799,6 +850,50 @@ mod tests {
             }
             let back: FaultStep = serde_json::from_str(&json).unwrap();
             assert_eq!(back, f, "{step}");
+        }
+    }
+
+    #[test]
+    fn a_svc_step_sends_a_checked_service_command_and_leaves_no_record() {
+        let f: FaultStep = toml::from_str(
+            "at_ms = 7\naction = 'svc'\nnodes = [1, 4]\ncommand = 'kml write path=/a data=x'",
+        )
+        .unwrap();
+        assert_eq!(f.action.nodes(), [1, 4]);
+        assert!(!f.action.leaves_record());
+        let Some(ringlab_net::control::Request::Svc { service, request }) = f.action.svc_request()
+        else {
+            panic!("not a svc request: {:?}", f.action.svc_request());
+        };
+        assert_eq!(service, "kml");
+        assert_eq!(request["op"], "do", "{request}");
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(
+            json.contains("\"command\":\"kml write path=/a data=x\""),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<FaultStep>(&json).unwrap(), f);
+        for (step, says) in [
+            ("action = 'svc'\nnodes = [1]", "svc needs `command`"),
+            (
+                "action = 'svc'\nnodes = [1]\ncommand = 'kml bogus'",
+                "unknown command",
+            ),
+            (
+                "action = 'svc'\nnodes = [1]\ncommand = 'nosuchservice status'",
+                "nosuchservice",
+            ),
+            (
+                "action = 'svc'\ncommand = 'kml status'",
+                "svc needs `nodes`",
+            ),
+            (
+                "action = 'heal'\ncommand = 'kml status'",
+                "heal takes no arguments, not `command`",
+            ),
+        ] {
+            let e = parse_error(step);
+            assert!(e.contains(says), "{step}: {e}");
         }
     }
 

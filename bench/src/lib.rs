@@ -10,6 +10,8 @@
 //! - [`failover`]: resource failover phases and double ownership from the same records;
 //! - [`store`]: the store's full copies in a run: the fill, the half-way trigger, the raw
 //!   single-flow baseline, the copy's figures;
+//! - [`kml`]: the kml service's end-of-repetition check (real directories against trees)
+//!   and its reintegration figures;
 //! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
 //! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
 #![warn(missing_docs)]
@@ -21,6 +23,7 @@ pub mod compare;
 pub mod experiment;
 pub mod failover;
 pub mod fault;
+pub mod kml;
 pub mod prefix;
 pub mod runner;
 pub mod store;

@@ -555,6 +555,19 @@ fn run_rep(
         };
         let record = action.record(exp.nodes);
         match &action {
+            FaultAction::Svc(nodes, cmd) => {
+                // No fault: a service's command, no record (see `crate::fault`).
+                let req = action
+                    .svc_request()
+                    .with_context(|| format!("faults[{i}] (svc {cmd:?}): not a command"))?;
+                let t = monotonic_ns();
+                for &n in nodes {
+                    cluster
+                        .call::<serde_json::Value>(n, &req)
+                        .with_context(|| format!("faults[{i}] (svc {cmd:?}) on node {n}"))?;
+                }
+                prev_ns = t;
+            }
             FaultAction::Network(net) => {
                 let mut t = 0;
                 for args in net.script_calls() {
@@ -682,12 +695,35 @@ fn run_rep(
     } else {
         None
     };
+    // The kml service: every live node's real directory against its tree.
+    let mut kml = if exp.services.iter().any(|s| s == crate::kml::KML) {
+        let live: Vec<NodeId> = all
+            .iter()
+            .copied()
+            .filter(|&n| cluster.is_running(n))
+            .collect();
+        pb.set_message(format!("rep {rep}: kml: waiting for one tree"));
+        let (settled, settle_ms) =
+            crate::kml::settle(&cluster, &live, &|| stop.load(Ordering::Relaxed));
+        let mut c = crate::kml::check(&cluster, &opts.binary, &live);
+        c.settled = settled;
+        c.settle_ms = settle_ms;
+        Some(c)
+    } else {
+        None
+    };
     cluster.stop();
     let records = cluster.records()?;
     // The nodes' stores are no result, and each is as large as the store: removed.
     if exp.services.iter().any(|s| s == "store") {
         for &id in &all {
             let _ = std::fs::remove_file(cluster.state_dir(id).join(DB_FILE));
+        }
+    }
+    // The kml mirrors are checked above (their digests are in the summary): removed.
+    if kml.is_some() {
+        for &id in &all {
+            let _ = std::fs::remove_dir_all(cluster.state_dir(id).join(crate::kml::KML));
         }
     }
     drop(cluster);
@@ -738,6 +774,31 @@ fn run_rep(
             },
         ));
     }
+    if let Some(c) = kml.as_mut() {
+        crate::kml::add_reintegration(c, &records);
+        std::fs::write(dir.join("kml.json"), serde_json::to_string_pretty(&c)?)?;
+        if !c.equal {
+            pb.suspend(|| {
+                eprintln!(
+                    "ringlab run: kml: rep {rep}: the real directories do not all equal one tree \
+                     (settled: {}):",
+                    c.settled
+                );
+                for k in &c.nodes {
+                    eprintln!(
+                        "  node {}: tree {:?} dir {:?}{}",
+                        k.node,
+                        k.tree,
+                        k.dir,
+                        k.error
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(" ({e})"))
+                    );
+                }
+            });
+        }
+    }
+    s.kml = kml;
     *raw_before = raw_after;
     write_hlog(
         &opts.out.join(format!("latency-rep-{rep}.hlog")),
@@ -942,7 +1003,7 @@ mod tests {
         let f: FaultStep = toml::from_str(&format!("at_ms = 1000\n{step}")).unwrap();
         let calls = match &f.action {
             FaultAction::Network(net) => net.script_calls(),
-            FaultAction::Process(..) => vec![],
+            FaultAction::Process(..) | FaultAction::Svc(..) => vec![],
         };
         let r = f.action.record(5);
         (calls, r.action.to_string(), r.targets, r.groups)

@@ -126,6 +126,10 @@ pub struct RepSummary {
     /// without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreCopy>,
+    /// With the kml service: every live node's real directory against its tree, and the
+    /// reintegration (absent without; see [`crate::kml`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kml: Option<crate::kml::KmlCheck>,
 }
 
 /// One repetition's full store copy to the node restarted with an empty store (see
@@ -371,6 +375,42 @@ pub struct Summary {
     /// With a store copy: its figures over the repetitions (absent without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreAggregate>,
+    /// With the kml service: its checks over the repetitions (absent without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kml: Option<KmlAggregate>,
+}
+
+/// The kml checks of a run, over its repetitions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct KmlAggregate {
+    /// Repetitions checked.
+    pub checked: usize,
+    /// Repetitions where some real directory differed from its tree, the trees differed,
+    /// or something could not be read.
+    pub unequal: usize,
+    /// Reintegration ms (each repetition's slowest node).
+    pub reint_ms: Spread,
+    /// Records in the history at the end.
+    pub records: Spread,
+    /// Conflicts in the history at the end.
+    pub conflicts: Spread,
+}
+
+impl KmlAggregate {
+    /// Aggregates the checks of `reps` (none when no repetition has one).
+    pub fn of(reps: &[RepSummary]) -> Option<Self> {
+        let c: Vec<&crate::kml::KmlCheck> = reps.iter().filter_map(|r| r.kml.as_ref()).collect();
+        if c.is_empty() {
+            return None;
+        }
+        Some(Self {
+            checked: c.len(),
+            unequal: c.iter().filter(|x| !x.equal).count(),
+            reint_ms: Spread::of(c.iter().filter_map(|x| x.reint_ms).collect()),
+            records: Spread::of(c.iter().map(|x| x.records as f64).collect()),
+            conflicts: Spread::of(c.iter().map(|x| x.conflicts as f64).collect()),
+        })
+    }
 }
 
 /// Why a run has fewer repetitions than it planned.
@@ -458,14 +498,15 @@ pub fn median_p90_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
 }
 
 /// Returns the recovery of the schedule's `i`-th fault in repetition `r`. A start-up loss
-/// (`loss_pct`) is recorded as fault 0, so the schedule follows it.
+/// (`loss_pct`) is recorded as fault 0, so the schedule follows it; a step that leaves no
+/// record (`svc`) has none.
 pub fn scheduled_fault<'a>(
     exp: &Experiment,
     r: &'a RepSummary,
     i: usize,
 ) -> Option<&'a FaultRecovery> {
-    let off = usize::from(exp.loss_pct > 0);
-    r.faults.iter().find(|x| x.index == i + off)
+    let k = exp.recorded_index(i)?;
+    r.faults.iter().find(|x| x.index == k)
 }
 
 /// Aggregates the repetitions of one run into its summary; `label`, `command`, `machine`
@@ -481,6 +522,9 @@ pub fn summarise(
     let nth = |r: &RepSummary, i: usize| scheduled_fault(exp, r, i).cloned();
     let mut faults = Vec::new();
     for (i, f) in exp.faults.iter().enumerate() {
+        if !f.action.leaves_record() {
+            continue;
+        }
         let of = |g: &dyn Fn(&FaultRecovery) -> Option<f64>| {
             Spread::of(
                 reps.iter()
@@ -517,13 +561,15 @@ pub fn summarise(
         p999: med(&|l| l.p999),
         max: reps.iter().map(|r| r.latency_ms.max).fold(0.0, f64::max),
     };
-    let off = usize::from(exp.loss_pct > 0);
     let mut failover = Vec::new();
     for (i, f) in exp.faults.iter().enumerate() {
+        let Some(k) = exp.recorded_index(i) else {
+            continue;
+        };
         let rows: Vec<&Failover> = reps
             .iter()
             .flat_map(|r| r.failover.iter())
-            .filter(|x| x.fault == i + off)
+            .filter(|x| x.fault == k)
             .collect();
         let groups: std::collections::BTreeSet<&str> =
             rows.iter().map(|x| x.group.as_str()).collect();
@@ -565,6 +611,7 @@ pub fn summarise(
         authenticated: None,
         prefix: None,
         store: StoreAggregate::of(&reps),
+        kml: KmlAggregate::of(&reps),
         reps,
         failover,
     }

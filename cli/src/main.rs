@@ -4,7 +4,8 @@
 //! checker over record files from any run), `node` (one real node), `ctl` (its control
 //! channel), `cluster` (N real nodes on loopback, loaded and measured), `blast` (raw UDP, the
 //! baseline), `run` (an experiment in network namespaces), `sweep` (a grid of knobs), `compare`
-//! (tables and plots across runs), `relay` (the pnet link impairer) and `clock`.
+//! (tables and plots across runs), `relay` (the pnet link impairer), `clock` and `kml-digest`
+//! (a real directory's tree digest).
 // The command line: real time, processes and sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -154,6 +155,13 @@ enum Cmd {
         /// Stops by itself after this long.
         #[arg(long, default_value_t = 3600)]
         max_seconds: u64,
+    },
+    /// Prints the digest of a real directory as a service that keeps files lists its tree
+    /// (hex): compare a node's `STATE_DIR/kml` with `tree` of `ctl SOCK svc kml status`.
+    /// Symbolic links are never followed. Exits 2 when the directory cannot be read.
+    KmlDigest {
+        /// The directory.
+        dir: PathBuf,
     },
     /// Checks event-record files (JSON lines) from any run: every directory below the paths
     /// that holds record files (a simulator seed, a run's repetition) is judged on its own.
@@ -427,6 +435,12 @@ fn main() {
             max_seconds,
         ),
         Cmd::Node { config } => node(&config),
+        Cmd::KmlDigest { dir } => ringlab_net::mirror::dir_digest(&dir)
+            .with_context(|| format!("reading {}", dir.display()))
+            .map(|d| {
+                println!("{}", ringlab_net::mirror::hex(&d));
+                0
+            }),
         Cmd::Ctl { socket, cmd, args } => ctl(&socket, &cmd, &args),
         Cmd::Cluster(a) => cluster(a),
         Cmd::Flow {
@@ -577,6 +591,14 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
             s.experiment.name,
             c.digests_unequal,
             s.reps.len()
+        );
+        code = 1;
+    }
+    if let Some(k) = s.kml.as_ref().filter(|k| k.unequal > 0) {
+        eprintln!(
+            "ringlab run: {}: kml: a real directory differed from its tree, or the trees from \
+             each other, in {} of {} repetitions (reps[].kml in summary.json)",
+            s.experiment.name, k.unequal, k.checked
         );
         code = 1;
     }

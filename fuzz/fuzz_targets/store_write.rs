@@ -32,6 +32,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let mut s = s.borrow_mut();
         let how = OpDelivery {
             sender: 2,
+            inc: 1,
             safe: true,
             regular: data.first().is_some_and(|b| b % 2 == 0),
         };

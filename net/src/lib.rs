@@ -8,6 +8,8 @@
 //! - [`stable`]: stable storage (incarnation, ring seq and the authentication envelope's replay
 //!   marks): a damaged file is an error, never a reset; written by a 0600 temporary file, fsync,
 //!   rename and directory fsync;
+//! - [`mirror`]: the real directories of the services that keep files (`kml`), and the
+//!   walk that lists and digests a real directory as a service's tree does;
 //! - [`load`]: the load generator (rate or maximum, sizes, count, duration);
 //! - [`control`]: the control protocol (a Unix socket speaking JSON lines): typed requests
 //!   and replies, the node's server side, the client call every tool uses;
@@ -33,6 +35,7 @@ pub mod control;
 pub mod drops;
 pub mod harness;
 pub mod load;
+pub mod mirror;
 pub mod node;
 pub mod relay;
 pub mod sockets;

@@ -14,6 +14,10 @@
 //! after every drain, reaped without blocking, handed back through
 //! [`ServiceApp::action_done`]; every command still running when the node exits is killed
 //! with its process group.
+//! Services that keep files (`kml`) are mirrored into `STATE_DIR/<service>/`
+//! ([`crate::mirror`]): made afresh at start, every queued change applied after every drain,
+//! the directory compared with the service's tree digest at most every few seconds and at
+//! the exit (a difference is logged as an error and counted in `stats`).
 //! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
 //! the same loop; nothing else runs beside it. What each control request does to the node is
 //! in `node/commands.rs`.
@@ -87,6 +91,8 @@ pub struct Node {
     /// Set by `quit` with services: the drain's own bound (ns), which the longest timeout
     /// of an action asked for meanwhile extends `quit_by` past.
     quit_drain_ns: Option<u64>,
+    /// The real directories of the services that keep files.
+    mirror: Option<crate::mirror::Mirror>,
 }
 
 /// Why a node could not start.
@@ -158,7 +164,7 @@ impl Node {
                 ));
             }
         }
-        let app = if services.is_empty() {
+        let mut app = if services.is_empty() {
             None
         } else {
             // A service may keep files there (the store's database).
@@ -174,6 +180,14 @@ impl Node {
                 &sections,
                 &ringlab_sync::Storage::Dir(cfg.state_dir.clone()),
             )?)
+        };
+        // A node starts with empty files: each such service's directory is made afresh.
+        let mirror = match app.as_mut() {
+            Some(a) => crate::mirror::Mirror::open(&cfg.state_dir, a).map_err(io(format!(
+                "the services' directories in {}",
+                cfg.state_dir.display()
+            )))?,
+            None => None,
         };
         let key = match &cfg.key_file {
             Some(p) => {
@@ -288,6 +302,7 @@ impl Node {
             app,
             actions: actions::Executor::new(cfg.node_id, &cfg.state_dir),
             quit_drain_ns: None,
+            mirror,
             fanout: cfg
                 .nodes
                 .iter()
@@ -359,6 +374,9 @@ impl Node {
     /// Closes every control connection, removes the control socket's file and flushes the
     /// records (a failure is counted by the writer): what every exit does.
     fn shut_down(&mut self) {
+        if let (Some(m), Some(app)) = (self.mirror.as_mut(), self.app.as_ref()) {
+            m.check(monotonic_ns(), app, true);
+        }
         let killed = self.actions.kill_all();
         if killed > 0 {
             tracing::warn!(killed, "killed the commands still running at the exit");
@@ -523,6 +541,7 @@ impl Node {
         if let Some(app) = self.app.as_mut() {
             app.pump(now, &mut self.ring, &mut bodies);
         }
+        self.mirror_changes(now, &mut bodies);
         self.record_app(now, bodies);
         if let Some(w) = self.records.as_mut() {
             let _ = w.flush();
@@ -538,6 +557,18 @@ impl Node {
         if self.ring.state() == MembState::Left && self.exit.is_none() {
             self.exit = Some("left");
         }
+    }
+
+    /// Applies the file changes the services queued to their real directories, then (at
+    /// most every few seconds) compares each directory with its service's tree; fills in
+    /// the `mirror` digest of each `fileset` record whose tree is the service's tree now.
+    fn mirror_changes(&mut self, now: u64, bodies: &mut [Body]) {
+        let (Some(m), Some(app)) = (self.mirror.as_mut(), self.app.as_mut()) else {
+            return;
+        };
+        m.drain(app);
+        m.check(now, app, false);
+        m.annotate(app, bodies);
     }
 
     /// Records what the services' app returned (`send` bodies count as own messages and are

@@ -204,6 +204,60 @@ pub enum Body {
         /// The digest of the contents (hex).
         digest: String,
     },
+    /// A step of the modification log's reintegration (the `kml` service).
+    Kml {
+        /// `reint_start`, `conflict`, `undo`, `reint_done`, `abort`, or `warning` (a record
+        /// whose number is not the one expected from its origin: reported, not applied).
+        phase: String,
+        /// The origin of the record concerned (0 where none).
+        origin: NodeId,
+        /// Its number (0 where none).
+        recno: u64,
+        /// The conflict's kind (`name_name`, `update_update`, `update_delete`,
+        /// `delete_update`, `rename_rename`), on `conflict` records.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        /// The path concerned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        /// Records concerned: on `reint_start` those to reintegrate, on `reint_done` those
+        /// applied, on `undo` those undone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        records: Option<u64>,
+        /// Conflicts found (`reint_done`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conflicts: Option<u64>,
+        /// What happened, in words (`warning`, `abort`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The fileset after each completed sync (the `kml` service).
+    Fileset {
+        /// The ring whose sync completed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ring: Option<RingId>,
+        /// The digest of the whole fileset (hex).
+        digest: String,
+        /// Records in its history.
+        records: u64,
+        /// The digest of what a real directory shows of it (hex): names, kinds, contents,
+        /// links, permission bits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree: Option<String>,
+        /// The digest of its conflict list (hex): every conflict in the order found.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conflicts: Option<String>,
+        /// Conflicts in its history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conflict_count: Option<u64>,
+        /// Per origin (as a string key), `[recno, count]`: its last record number and how
+        /// many of its records the history holds (equal: no gap).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        origins: BTreeMap<String, [u64; 2]>,
+        /// The digest of the node's real directory (hex), where a real node mirrors it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mirror: Option<String>,
+    },
     /// Whether this node's component is primary (the resources service), at every regular
     /// configuration.
     Quorum {

@@ -202,6 +202,21 @@ impl ServiceApp {
         })
     }
 
+    /// Turns on the real-directory mirror of every service that keeps files.
+    pub fn set_mirror(&mut self, on: bool) {
+        for s in self.engine.services_mut() {
+            s.set_mirror(on);
+        }
+    }
+
+    /// Returns the next change to a service's real directory, with the service's name (the
+    /// host applies it under `STATE_DIR/NAME/`).
+    pub fn poll_file_change(&mut self) -> Option<(&'static str, crate::FileChange)> {
+        self.engine
+            .services_mut()
+            .find_map(|s| s.poll_file_change().map(|c| (s.name(), c)))
+    }
+
     /// Returns the next action a service asks its host to carry out, with the service's id.
     pub fn poll_action(&mut self) -> Option<(ServiceId, Action)> {
         self.engine

@@ -298,6 +298,7 @@ impl SyncEngine {
                 Ok(m) => {
                     let how = OpDelivery {
                         sender: d.id.node,
+                        inc: d.id.inc,
                         safe: d.safe,
                         regular: !self.transitional,
                     };

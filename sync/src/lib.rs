@@ -64,6 +64,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod control;
 pub mod engine;
+pub mod kml;
 pub mod msg;
 pub mod registry;
 pub mod resources;
@@ -79,6 +80,6 @@ pub use registry::{Entry, UnknownService, SERVICES};
 pub use resources::{ResourcesConfig, ResourcesService, RESOURCES_SERVICE};
 pub use ringlab_ring::wire::DecodeError;
 pub use service::{
-    Action, ActionResult, Counters, OpDelivery, Plugin, Service, ServiceConfig, ServiceConfigError,
-    SimDisks, StateSize, Storage, Verb, Workload,
+    listing_digest, Action, ActionResult, Counters, FileChange, FileEntry, OpDelivery, Plugin,
+    Service, ServiceConfig, ServiceConfigError, SimDisks, StateSize, Storage, Verb, Workload,
 };

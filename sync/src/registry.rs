@@ -9,6 +9,7 @@
 
 use crate::checkpoint::CheckpointService;
 use crate::control::{Args, ControlError};
+use crate::kml::KmlService;
 use crate::msg::ServiceId;
 use crate::resources::ResourcesService;
 use crate::service::{Plugin, Service, ServiceConfig, ServiceConfigError, Workload};
@@ -21,6 +22,7 @@ pub static SERVICES: &[Entry] = &[
     Entry::of::<CheckpointService>(),
     Entry::of::<ResourcesService>(),
     Entry::of::<StoreService>(),
+    Entry::of::<KmlService>(),
     // One line per service.
 ];
 

@@ -198,12 +198,123 @@ pub enum ActionResult {
 pub struct OpDelivery {
     /// Who sent it.
     pub sender: NodeId,
+    /// The sender's incarnation (as the ring's message id carries it).
+    pub inc: u32,
     /// Delivered safe: every member of the configuration it was delivered in had it.
     pub safe: bool,
     /// Delivered in a regular configuration; false in a transitional one (after the ring
     /// broke: the members that came along from the old ring deliver what they have, and
     /// the other side of a split may deliver a different tail).
     pub regular: bool,
+}
+
+/// One change to a service's real directory (a service that keeps files, as `kml` mirrors
+/// its fileset), in the order made; paths are `/`-rooted inside that directory. A host
+/// applies them under `STATE_DIR/NAME/` (see [`Service::poll_file_change`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileChange {
+    /// Make a directory.
+    Mkdir {
+        /// Where.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Create a plain file with this content, or rewrite an existing one in place (its
+    /// other names, if any, see the new content).
+    Write {
+        /// Where.
+        path: String,
+        /// Its whole content.
+        data: Bytes,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Make a symlink.
+    Symlink {
+        /// Where.
+        path: String,
+        /// Where it points.
+        target: String,
+    },
+    /// Make `path` a hard link of `existing`.
+    Link {
+        /// The existing name.
+        existing: String,
+        /// The new name.
+        path: String,
+    },
+    /// Remove a name of a file or symlink.
+    Unlink {
+        /// The name.
+        path: String,
+    },
+    /// Remove an empty directory.
+    Rmdir {
+        /// The directory.
+        path: String,
+    },
+    /// Rename.
+    Rename {
+        /// The source.
+        from: String,
+        /// The target (absent before).
+        to: String,
+    },
+    /// Set permission bits.
+    Chmod {
+        /// The object.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+    },
+}
+
+/// What a directory shows of one object, for comparing a service's real directory with its
+/// state ([`listing_digest`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileEntry {
+    /// Its path (`/`-rooted; the root is not listed).
+    pub path: String,
+    /// `b'd'` (directory), `b'f'` (plain file) or `b'l'` (symlink).
+    pub kind: u8,
+    /// Permission bits (`& 0o7777`; 0 for symlinks).
+    pub mode: u32,
+    /// Size (files: content length; 0 otherwise).
+    pub size: u64,
+    /// SHA-256 of the content (files) or of the target (symlinks); zeros for directories.
+    pub content: [u8; 32],
+    /// For a file with more than one name: its smallest path (byte order), the same for
+    /// every name; none otherwise.
+    pub link: Option<String>,
+}
+
+/// Returns the digest of a listing (sorted by path here first): SHA-256 over each entry's
+/// path, kind, mode, size, content and link, strings length-prefixed, numbers big-endian.
+pub fn listing_digest(entries: &[FileEntry]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&FileEntry> = entries.iter().collect();
+    sorted.sort();
+    let mut h = Sha256::new();
+    let s = |h: &mut Sha256, x: &str| {
+        h.update((x.len() as u64).to_be_bytes());
+        h.update(x.as_bytes());
+    };
+    for e in sorted {
+        s(&mut h, &e.path);
+        h.update([e.kind]);
+        h.update(e.mode.to_be_bytes());
+        h.update(e.size.to_be_bytes());
+        h.update(e.content);
+        match &e.link {
+            Some(l) => {
+                h.update([1]);
+                s(&mut h, l);
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
 }
 
 /// A synchronised service: one node's instance, as the engine and the node drive it.
@@ -297,6 +408,17 @@ pub trait Service: Send {
     /// Returns the next datagram it sends point to point at `now`: (to, bytes). None by
     /// default.
     fn poll_datagram(&mut self, _now: u64) -> Option<(NodeId, Bytes)> {
+        None
+    }
+    /// Starts queueing [`FileChange`]s for a real directory (a host that keeps one calls
+    /// this once, before any input). Nothing by default.
+    fn set_mirror(&mut self, _on: bool) {}
+    /// Returns the next change to its real directory (none by default).
+    fn poll_file_change(&mut self) -> Option<FileChange> {
+        None
+    }
+    /// Returns the [`listing_digest`] its real directory must show (none: it keeps none).
+    fn tree_digest(&self) -> Option<[u8; 32]> {
         None
     }
     /// Returns the next [`Action`] it asks its host to carry out (none by default).

@@ -135,6 +135,10 @@ pub struct StatsReply {
     /// (absent from older nodes: zeros).
     #[serde(default)]
     pub actions: ActionStats,
+    /// The real-directory mirror of the services that keep files: changes applied, failed,
+    /// directory comparisons and differences found (absent without such a service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorStats>,
 }
 
 /// The services' actions in a [`StatsReply`] (resource starts and stops the node ran).
@@ -428,6 +432,7 @@ mod tests {
                 running: 0,
                 queued: 0,
             },
+            mirror: None,
         };
         let mut old = old_status.clone();
         let more = json!({

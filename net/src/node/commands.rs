@@ -177,6 +177,7 @@ impl Node {
                     .and_then(crate::sockets::kernel_drops),
             },
             actions: self.actions.stats(),
+            mirror: self.mirror.as_ref().map(|m| m.stats()),
         }
     }
 }

@@ -61,7 +61,15 @@
 //!     digest;
 //! 15. **served early**: a node whose full transfer started (`store_sync` `start`) writes no
 //!     `store` record (it serves) before that transfer's `finish`.
+//!
+//! With the modification log's `fileset` records (the `kml` service; see [`kml`]):
+//!
+//! 16. **fileset divergence**: all `fileset` records that name the same ring report the same
+//!     digest, history length, conflict-list digest and tree digest;
+//! 17. **record gap**: in every `fileset` record, each origin's last record number equals
+//!     the number of its records held (no gap in an origin's numbers).
 
+pub mod kml;
 pub mod resources;
 
 use ringlab_records::{Body, Record};
@@ -105,6 +113,10 @@ pub enum Property {
     StoreDivergence,
     /// A node served its store before its full transfer finished.
     StoreServedEarly,
+    /// Two members of one ring report different filesets after its sync.
+    FilesetDivergence,
+    /// A fileset's history lacks some record numbers of an origin.
+    RecordGap,
 }
 
 /// One broken guarantee, with what shows it.
@@ -234,7 +246,9 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
             | Body::Resource { .. }
             | Body::Store { .. }
             | Body::StoreSync { .. }
-            | Body::Quorum { .. } => {}
+            | Body::Quorum { .. }
+            | Body::Kml { .. }
+            | Body::Fileset { .. } => {}
         }
     }
     // A later incarnation of the same node means the earlier one failed.
@@ -270,6 +284,7 @@ pub fn check(records: &[Record], liveness: Option<&Liveness>) -> Report {
         .collect();
     report.settled_judged = resources::check(&order, &pauses, liveness, &mut v);
     store(&order, &mut v);
+    kml::check(&order, &mut v);
     report.violations = v.list;
     report
 }
