@@ -336,6 +336,8 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         ),
         store: None,
         kml: None,
+        peer_findings: vec![],
+        usage: vec![],
     }
 }
 

@@ -225,6 +225,50 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             );
         }
     }
+    if runs.iter().any(|(_, s)| s.usage.is_some()) {
+        t.push_str("\nProcess usage per node: median / p90 / max over nodes and repetitions (a corosync node: its daemon and its CPG client together)\n\n");
+        t.push_str("| configuration | CPU µs per delivered message | RSS idle MiB | RSS peak MiB |\n|---|---|---|---|\n");
+        let mib = |s: &Spread| {
+            let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}", v / 1024.0));
+            format!("{} / {} / {}", f(s.median), f(s.p90), f(s.max))
+        };
+        for (_, s) in runs {
+            let Some(u) = &s.usage else { continue };
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} |",
+                label(s),
+                cell(&u.cpu_us_per_msg),
+                mib(&u.rss_idle_kib),
+                mib(&u.rss_peak_kib)
+            );
+        }
+    }
+    if runs.iter().any(|(_, s)| s.peer.is_some()) {
+        t.push_str("\nPeers measured\n\n");
+        for (_, s) in runs {
+            let Some(p) = &s.peer else { continue };
+            let _ = writeln!(
+                t,
+                "- {}: {} {}; log clock resolution {:.1} ms; checker findings about the peer: {}; knobs without an equivalent: {}",
+                label(s),
+                p.implementation,
+                p.version,
+                p.log_clock_res_ns as f64 / 1e6,
+                s.peer_findings,
+                if p.unmapped.is_empty() {
+                    "none".to_string()
+                } else {
+                    p.unmapped
+                        .iter()
+                        .map(|u| format!("{} = {}", u.knob, u.value))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
+    }
+    t.push_str(&side_by_side(runs));
     let stopped: Vec<_> = runs
         .iter()
         .filter_map(|(d, s)| s.stopped.as_ref().map(|st| (d, s, st)))
@@ -233,6 +277,114 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         t.push_str("\nStopped early (compared over the repetitions they completed)\n\n");
         for (d, s, st) in stopped {
             let _ = writeln!(t, "- {}: {} (`{}`)", label(s), st.describe(), d.display());
+        }
+    }
+    t
+}
+
+/// Pairs the runs that differ only by `implementation` (their labels equal once the
+/// `implementation=...` part is taken out) and gives corosync's figure over ringlab's for
+/// each measure: below 1, corosync is faster or smaller.
+fn side_by_side(runs: &[(PathBuf, Summary)]) -> String {
+    use ringlab_net::harness::Implementation;
+    let key = |s: &Summary| {
+        let l = label(s);
+        l.split(',')
+            .filter(|p| !p.starts_with("implementation="))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "|"
+            + &s.experiment.name
+    };
+    let mut t = String::new();
+    let pairs: Vec<(&Summary, &Summary)> = runs
+        .iter()
+        .filter(|(_, s)| s.experiment.implementation == Implementation::Ringlab)
+        .filter_map(|(_, a)| {
+            runs.iter()
+                .find(|(_, b)| {
+                    b.experiment.implementation == Implementation::Corosync && key(b) == key(a)
+                })
+                .map(|(_, b)| (a, b))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return t;
+    }
+    t.push_str(
+        "\nringlab and corosync side by side: medians over repetitions, and corosync / ringlab\n\n",
+    );
+    t.push_str("| experiment | measure | ringlab | corosync | corosync / ringlab |\n|---|---|---|---|---|\n");
+    for (a, b) in pairs {
+        let mut rows: Vec<(String, Option<f64>, Option<f64>)> = vec![(
+            "start → full ring ms".into(),
+            a.formation_ms.median,
+            b.formation_ms.median,
+        )];
+        for fa in &a.faults {
+            if let Some(fb) = b.faults.iter().find(|f| f.index == fa.index) {
+                rows.push((
+                    format!("{} {}: membership ms", fa.index, fa.action),
+                    fa.membership_ms.median,
+                    fb.membership_ms.median,
+                ));
+                rows.push((
+                    format!("{} {}: first delivery ms", fa.index, fa.action),
+                    fa.first_delivery_ms.median,
+                    fb.first_delivery_ms.median,
+                ));
+            }
+        }
+        rows.push((
+            "msgs/s per node".into(),
+            a.msgs_per_s.median,
+            b.msgs_per_s.median,
+        ));
+        rows.push((
+            "latency p50 ms".into(),
+            Some(a.latency_ms.p50),
+            Some(b.latency_ms.p50),
+        ));
+        rows.push((
+            "latency p99 ms".into(),
+            Some(a.latency_ms.p99),
+            Some(b.latency_ms.p99),
+        ));
+        if let (Some(ua), Some(ub)) = (&a.usage, &b.usage) {
+            rows.push((
+                "CPU µs per delivered message".into(),
+                ua.cpu_us_per_msg.median,
+                ub.cpu_us_per_msg.median,
+            ));
+            rows.push((
+                "RSS idle MiB".into(),
+                ua.rss_idle_kib.median.map(|v| v / 1024.0),
+                ub.rss_idle_kib.median.map(|v| v / 1024.0),
+            ));
+            rows.push((
+                "RSS peak MiB".into(),
+                ua.rss_peak_kib.median.map(|v| v / 1024.0),
+                ub.rss_peak_kib.median.map(|v| v / 1024.0),
+            ));
+        }
+        rows.push((
+            "wrongly excluded".into(),
+            Some(a.wrongly_excluded as f64),
+            Some(b.wrongly_excluded as f64),
+        ));
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        for (m, x, y) in rows {
+            let ratio = match (x, y) {
+                (Some(x), Some(y)) if x > 0.0 => format!("{:.2}", y / x),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                t,
+                "| {} | {m} | {} | {} | {ratio} |",
+                a.experiment.name,
+                f(x),
+                f(y)
+            );
         }
     }
     t

@@ -64,6 +64,7 @@
 
 use crate::fault::{FaultAction, FaultStep, NetworkFault, ProcessOp, When};
 use anyhow::{bail, Context, Result};
+use ringlab_net::harness::Implementation;
 use ringlab_net::Transport;
 use ringlab_ring::{Config as RingConfig, NodeId};
 use serde::{Deserialize, Serialize};
@@ -127,6 +128,15 @@ pub struct Experiment {
     /// Measurements of the bare network in the same run (`[baseline]`).
     #[serde(default, skip_serializing_if = "Baseline::is_none")]
     pub baseline: Baseline,
+    /// Which Totem the nodes run: `"ringlab"` (the default) or `"corosync"` (the
+    /// distribution's corosync through its CPG, one daemon per namespace; see
+    /// [`crate::peer`]). Written into summaries only when not ringlab.
+    #[serde(default, skip_serializing_if = "is_ringlab")]
+    pub implementation: Implementation,
+}
+
+fn is_ringlab(i: &Implementation) -> bool {
+    *i == Implementation::Ringlab
 }
 
 /// `[store]`: the store every node holds before the faults.
@@ -314,6 +324,9 @@ impl Experiment {
         if self.baseline.raw && self.nodes < 2 {
             bail!("baseline.raw needs two nodes or more");
         }
+        if self.implementation == Implementation::Corosync {
+            crate::peer::check_experiment(self)?;
+        }
         // Each step's action and arguments were checked by the parse; here, what depends
         // on the rest of the experiment.
         for (i, f) in self.faults.iter().enumerate() {
@@ -406,7 +419,8 @@ impl Experiment {
     }
 
     /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
-    /// duration_ms, load.rate, load.size, load.senders, store.bytes, store.value_size, or
+    /// duration_ms, load.rate, load.size, load.senders, implementation, store.bytes,
+    /// store.value_size, or
     /// `service_config.SERVICE.KEY` (a key of the section of a service the experiment runs:
     /// `service_config.store.design`), also written `SERVICE.KEY` (`resources.policy`) where
     /// that is not one of the keys before. Used by `ringlab sweep`.
@@ -457,6 +471,9 @@ impl Experiment {
             "load.rate" => self.load.rate = value.parse()?,
             "load.size" => self.load.size = value.parse()?,
             "load.senders" => self.load.senders = value.parse()?,
+            "implementation" => {
+                self.implementation = value.parse().map_err(|e: String| anyhow::anyhow!(e))?
+            }
             _ => {
                 let mut t = toml::Value::try_from(&self.totem)?;
                 let tbl = t.as_table_mut().expect("a table");
@@ -500,14 +517,28 @@ mod tests {
     fn every_shipped_experiment_parses_and_validates() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
         let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "toml") {
-                Experiment::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
-                n += 1;
+        let mut dirs = vec![dir.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "toml") {
+                    let e =
+                        Experiment::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                    // Each side-by-side file runs on both implementations.
+                    if p.parent().is_some_and(|d| d.ends_with("vs-corosync")) {
+                        for i in ["ringlab", "corosync"] {
+                            let mut e = e.clone();
+                            e.set("implementation", i)
+                                .unwrap_or_else(|e| panic!("{} on {i}: {e:#}", p.display()));
+                        }
+                    }
+                    n += 1;
+                }
             }
         }
-        assert!(n >= 10, "only {n} experiments in {}", dir.display());
+        assert!(n >= 30, "only {n} experiments under {}", dir.display());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod experiment;
 pub mod failover;
 pub mod fault;
 pub mod kml;
+pub mod peer;
 pub mod prefix;
 pub mod runner;
 pub mod store;

@@ -45,12 +45,12 @@ use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringlab_net::control::{Ack, Request, StopLoadReply};
-use ringlab_net::harness::{Cluster, Key, Spec};
+use ringlab_net::harness::{Cluster, Implementation, Key, Spec};
 use ringlab_net::{monotonic_ns, LoadSpec};
 use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
 use ringlab_sync::store::service::DB_FILE;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
@@ -406,6 +406,7 @@ fn run_rep(
     stop: &AtomicBool,
     pb: &ProgressBar,
     raw_before: &mut Option<f64>,
+    unmapped: &mut Option<Vec<crate::peer::Unmapped>>,
 ) -> Result<(Vec<Record>, RepSummary)> {
     let base = (rep as u64 - 1) * exp.duration_ms;
     pb.set_message(format!("rep {rep}: topology"));
@@ -447,6 +448,7 @@ fn run_rep(
         services: exp.services.clone(),
         service_config: exp.service_config.clone(),
         netns: Some(lock.prefix().into()),
+        implementation: exp.implementation,
     };
     pb.set_message(format!("rep {rep}: starting nodes"));
     let mut cluster = Cluster::start(spec)?;
@@ -476,6 +478,19 @@ fn run_rep(
         )?;
         cluster.record_fault(t, "loss", all.clone(), vec![]);
     }
+    if exp.implementation == Implementation::Corosync && unmapped.is_none() {
+        let u = crate::peer::read_unmapped(&cluster, 1)?;
+        pb.suspend(|| {
+            for k in &u {
+                eprintln!(
+                    "ringlab run: corosync has no equivalent of {} = {}: {}",
+                    k.knob, k.value, k.why
+                );
+            }
+        });
+        *unmapped = Some(u);
+    }
+    let usage_before = crate::peer::sample_all(&cluster, &all);
     for &id in &all {
         start_load(&cluster, exp, id, exp.duration_ms);
     }
@@ -643,6 +658,7 @@ fn run_rep(
         }
     }
     let end_ns = monotonic_ns();
+    let usage_after = crate::peer::sample_all(&cluster, &all);
     pb.set_message(format!("rep {rep}: stopping"));
     for &id in &all {
         if cluster.is_running(id) {
@@ -750,11 +766,24 @@ fn run_rep(
         end_ns,
     };
     let mut s = analyse(rep, &records, &facts);
-    s.violations = ringlab_sim::check(&records, None)
+    let found: Vec<String> = ringlab_sim::check(&records, None)
         .violations
         .iter()
         .map(|v| v.to_string())
         .collect();
+    // On a peer, what the checker reports is a finding about the peer, not a failure of the
+    // run (see `crate::peer`).
+    match exp.implementation {
+        Implementation::Ringlab => s.violations = found,
+        Implementation::Corosync => s.peer_findings = found,
+    }
+    let mut delivered: BTreeMap<NodeId, u64> = BTreeMap::new();
+    for r in &records {
+        if matches!(r.body, Body::Deliver { .. }) && r.t_ns > t0 && r.t_ns <= end_ns {
+            *delivered.entry(r.node).or_default() += 1;
+        }
+    }
+    s.usage = crate::peer::usage(&usage_before, &usage_after, &delivered);
     if let (Some(w), Some(fl)) = (&watch, &filled) {
         s.store = Some(crate::store::analyse_copy(
             &records,
@@ -907,87 +936,171 @@ pub fn run(
     lock: &PrefixLock,
     stop: &AtomicBool,
 ) -> Result<Summary> {
-    require_root()?;
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating {}", opts.out.display()))?;
-    let scripts = Scripts::write()?;
-    let key = if exp.key { Some(random_key()?) } else { None };
-    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let machine = machine();
-    let summary_of = |reps: Vec<RepSummary>, stopped: Option<Stopped>| {
-        let mut s = summarise(
+    let mut r = Run::new(exp, opts, lock)?;
+    let pb = r.progress(exp.reps as u64 * exp.duration_ms);
+    let (reps, stopped) = run_reps(exp.reps, stop, |rep| r.rep(lock, rep, stop, &pb), |_| {});
+    pb.finish_and_clear();
+    r.finish(reps, stopped)
+}
+
+/// One configuration's run, a repetition at a time: what `ringlab run` does in one go and
+/// `ringlab sweep --interleave` does for several configurations in turn (repetition 1 of
+/// each, then repetition 2 of each ...), so that the machine's noise falls on all of them.
+pub struct Run<'a> {
+    exp: &'a Experiment,
+    opts: &'a RunOpts,
+    scripts: Scripts,
+    key: Option<[u8; KEY_LEN]>,
+    started: String,
+    machine: serde_json::Value,
+    peer_version: Option<String>,
+    raw: Option<f64>,
+    unmapped: Option<Vec<crate::peer::Unmapped>>,
+    done: Vec<RepSummary>,
+    prefix: String,
+}
+
+impl<'a> Run<'a> {
+    /// Checks what the run needs (root, the tools; corosync where it runs), makes its
+    /// results directory and writes an unfinished summary.json.
+    pub fn new(exp: &'a Experiment, opts: &'a RunOpts, lock: &PrefixLock) -> Result<Self> {
+        require_root()?;
+        let peer_version = match exp.implementation {
+            Implementation::Ringlab => None,
+            Implementation::Corosync => Some(crate::peer::require_installed()?),
+        };
+        std::fs::create_dir_all(&opts.out)
+            .with_context(|| format!("creating {}", opts.out.display()))?;
+        let r = Self {
             exp,
-            opts.label.clone(),
-            opts.command.clone(),
-            machine.clone(),
-            started.clone(),
+            opts,
+            scripts: Scripts::write()?,
+            key: if exp.key { Some(random_key()?) } else { None },
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            machine: machine(),
+            peer_version,
+            raw: None,
+            unmapped: None,
+            done: vec![],
+            prefix: lock.prefix().into(),
+        };
+        write_summary(&opts.out, &r.summary(vec![], Some(r.unfinished(&[]))))?;
+        Ok(r)
+    }
+
+    /// A progress bar of `len` ms.
+    pub fn progress(&self, len: u64) -> ProgressBar {
+        let pb = ProgressBar::new(len);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {percent:>3}% {msg}",
+            )
+            .expect("a template")
+            .progress_chars("=> "),
+        );
+        pb
+    }
+
+    fn unfinished(&self, reps: &[RepSummary]) -> Stopped {
+        Stopped {
+            cause: StopCause::Unfinished,
+            reason: "the run is under way, or was killed before it could finish".into(),
+            completed_reps: reps.len() as u32,
+            planned_reps: self.exp.reps,
+            abandoned_rep: None,
+        }
+    }
+
+    fn summary(&self, reps: Vec<RepSummary>, stopped: Option<Stopped>) -> Summary {
+        let mut s = summarise(
+            self.exp,
+            self.opts.label.clone(),
+            self.opts.command.clone(),
+            self.machine.clone(),
+            self.started.clone(),
             reps,
         );
         s.stopped = stopped;
-        s.authenticated = Some(key.is_some());
-        s.prefix = Some(lock.prefix().into());
+        s.authenticated = Some(self.key.is_some());
+        s.prefix = Some(self.prefix.clone());
+        s.peer = self
+            .peer_version
+            .clone()
+            .map(|version| crate::peer::PeerInfo {
+                implementation: self.exp.implementation,
+                version,
+                unmapped: self.unmapped.clone().unwrap_or_default(),
+                log_clock_res_ns: crate::peer::coarse_clock_res_ns(),
+                differences: crate::peer::DIFFERENCES
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect(),
+            });
         s
-    };
-    let unfinished = |reps: &[RepSummary]| Stopped {
-        cause: StopCause::Unfinished,
-        reason: "the run is under way, or was killed before it could finish".into(),
-        completed_reps: reps.len() as u32,
-        planned_reps: exp.reps,
-        abandoned_rep: None,
-    };
-    write_summary(&opts.out, &summary_of(vec![], Some(unfinished(&[]))))?;
-    let pb = ProgressBar::new(exp.reps as u64 * exp.duration_ms);
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
-            .expect("a template")
-            .progress_chars("=> "),
-    );
-    let mut raw = None;
-    let (reps, stopped) = run_reps(
-        exp.reps,
-        stop,
-        |rep| {
-            let (_, s) = run_rep(
-                exp,
-                opts,
-                lock,
-                key.as_ref(),
-                &scripts,
-                rep,
-                stop,
-                &pb,
-                &mut raw,
-            )?;
-            if !s.violations.is_empty() {
-                pb.suspend(|| {
-                    eprintln!(
-                        "ringlab run: CHECKER VIOLATIONS in rep {rep} (records kept in {}):",
-                        opts.out
-                            .join("records")
-                            .join(format!("rep-{rep}"))
-                            .display()
-                    );
-                    for v in s.violations.iter().take(10) {
-                        eprintln!("  {v}");
-                    }
-                });
-            }
-            Ok(s)
-        },
-        |reps| {
-            let s = summary_of(reps.to_vec(), Some(unfinished(reps)));
-            if let Err(e) = write_summary(&opts.out, &s) {
-                pb.suspend(|| eprintln!("ringlab run: {e:#}"));
-            }
-        },
-    );
-    pb.finish_and_clear();
-    let summary = summary_of(reps, stopped);
-    write_summary(&opts.out, &summary)?;
-    write_csv(&opts.out.join("runs.csv"), &summary)?;
-    write_failover_csv(&opts.out.join("failover.csv"), &summary)?;
-    write_store_csv(&opts.out.join("store.csv"), &summary)?;
-    Ok(summary)
+    }
+
+    /// Runs repetition `rep` (its topology up and down), says its violations, and writes
+    /// the summary so far (still marked unfinished).
+    pub fn rep(
+        &mut self,
+        lock: &PrefixLock,
+        rep: u32,
+        stop: &AtomicBool,
+        pb: &ProgressBar,
+    ) -> Result<RepSummary> {
+        let (_, s) = run_rep(
+            self.exp,
+            self.opts,
+            lock,
+            self.key.as_ref(),
+            &self.scripts,
+            rep,
+            stop,
+            pb,
+            &mut self.raw,
+            &mut self.unmapped,
+        )?;
+        let out = &self.opts.out;
+        if !s.violations.is_empty() {
+            pb.suspend(|| {
+                eprintln!(
+                    "ringlab run: CHECKER VIOLATIONS in rep {rep} (records kept in {}):",
+                    out.join("records").join(format!("rep-{rep}")).display()
+                );
+                for v in s.violations.iter().take(10) {
+                    eprintln!("  {v}");
+                }
+            });
+        }
+        if !s.peer_findings.is_empty() {
+            pb.suspend(|| {
+                eprintln!(
+                    "ringlab run: rep {rep}: {} checker finding(s) about the peer ({}), kept in \
+                     summary.json (reps[].peer_findings); they do not fail the run",
+                    s.peer_findings.len(),
+                    self.exp.implementation
+                );
+            });
+        }
+        self.done.push(s.clone());
+        let sum = self.summary(self.done.clone(), Some(self.unfinished(&self.done)));
+        if let Err(e) = write_summary(out, &sum) {
+            pb.suspend(|| eprintln!("ringlab run: {e:#}"));
+        }
+        Ok(s)
+    }
+
+    /// Writes the final summary.json, runs.csv, failover.csv and store.csv from `reps`
+    /// (the completed repetitions) and how the run ended.
+    pub fn finish(self, reps: Vec<RepSummary>, stopped: Option<Stopped>) -> Result<Summary> {
+        let summary = self.summary(reps, stopped);
+        let out = &self.opts.out;
+        write_summary(out, &summary)?;
+        write_csv(&out.join("runs.csv"), &summary)?;
+        write_failover_csv(&out.join("failover.csv"), &summary)?;
+        write_store_csv(&out.join("store.csv"), &summary)?;
+        Ok(summary)
+    }
 }
 
 #[cfg(test)]

@@ -130,6 +130,13 @@ pub struct RepSummary {
     /// reintegration (absent without; see [`crate::kml`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kml: Option<crate::kml::KmlCheck>,
+    /// On a peer implementation (corosync): what the checker reported, kept as findings
+    /// about the peer instead of violations (see [`crate::peer`]; absent on ringlab).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_findings: Vec<String>,
+    /// Each node's CPU time and memory over the measured part (see [`crate::peer`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<crate::peer::NodeUsage>,
 }
 
 /// One repetition's full store copy to the node restarted with an empty store (see
@@ -378,6 +385,55 @@ pub struct Summary {
     /// With the kml service: its checks over the repetitions (absent without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kml: Option<KmlAggregate>,
+    /// On corosync: its version, unmapped knobs and differences (absent on ringlab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<crate::peer::PeerInfo>,
+    /// On corosync: the checker's findings about the peer over the repetitions.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub peer_findings: usize,
+    /// CPU time per delivered message (µs, node and daemon together) and resident memory
+    /// (KiB), over every node and repetition (absent when nothing was sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageAggregate>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Process usage over a run's nodes and repetitions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct UsageAggregate {
+    /// CPU per delivered message, µs (node + daemon).
+    pub cpu_us_per_msg: Spread,
+    /// Resident memory of one node before the load (node + daemon), KiB.
+    pub rss_idle_kib: Spread,
+    /// Peak resident memory of one node (node + daemon), KiB.
+    pub rss_peak_kib: Spread,
+}
+
+impl UsageAggregate {
+    /// Over every node of every repetition.
+    pub fn of(reps: &[RepSummary]) -> Option<Self> {
+        let us: Vec<&crate::peer::NodeUsage> = reps.iter().flat_map(|r| &r.usage).collect();
+        if us.is_empty() {
+            return None;
+        }
+        let sum = |a: Option<u64>, b: Option<u64>| a.map(|a| (a + b.unwrap_or(0)) as f64);
+        Some(Self {
+            cpu_us_per_msg: Spread::of(us.iter().filter_map(|u| u.cpu_us_per_msg).collect()),
+            rss_idle_kib: Spread::of(
+                us.iter()
+                    .filter_map(|u| sum(u.rss_idle_kib, u.daemon_rss_idle_kib))
+                    .collect(),
+            ),
+            rss_peak_kib: Spread::of(
+                us.iter()
+                    .filter_map(|u| sum(u.rss_peak_kib, u.daemon_rss_peak_kib))
+                    .collect(),
+            ),
+        })
+    }
 }
 
 /// The kml checks of a run, over its repetitions.
@@ -612,6 +668,9 @@ pub fn summarise(
         prefix: None,
         store: StoreAggregate::of(&reps),
         kml: KmlAggregate::of(&reps),
+        peer: None,
+        peer_findings: reps.iter().map(|r| r.peer_findings.len()).sum(),
+        usage: UsageAggregate::of(&reps),
         reps,
         failover,
     }

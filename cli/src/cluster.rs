@@ -94,6 +94,7 @@ pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         services: vec![],
         service_config: Default::default(),
         netns: None,
+        implementation: ringlab_net::harness::Implementation::Ringlab,
     };
     let t0 = monotonic_ns();
     let mut cluster = Cluster::start(spec).context("starting the nodes")?;

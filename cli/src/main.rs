@@ -101,10 +101,17 @@ enum Cmd {
     /// compares the configurations. Needs root.
     Sweep {
         /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, duration_ms, load.rate,
-        /// load.size, load.senders, store.bytes, store.value_size, or a service's key
-        /// (service_config.store.design, resources.policy). At most two.
+        /// load.size, load.senders, implementation (ringlab,corosync), store.bytes,
+        /// store.value_size, or a service's key (service_config.store.design,
+        /// resources.policy). At most two.
         #[arg(long = "param", required = true)]
         params: Vec<String>,
+        /// Interleave the configurations repetition by repetition (rep 1 of each, then rep
+        /// 2 of each ...) instead of running each one's repetitions in a row, so that the
+        /// machine's noise falls on all of them alike. On by default when a knob is
+        /// `implementation`.
+        #[arg(long)]
+        interleave: bool,
         #[command(flatten)]
         exp: ExperimentArgs,
     },
@@ -395,7 +402,11 @@ fn main() {
         Cmd::Sim(a) => sim(a),
         Cmd::Check { paths, json } => check_files(&paths, json),
         Cmd::Run(a) => experiment_run(&a),
-        Cmd::Sweep { params, exp } => sweep(&exp, &params),
+        Cmd::Sweep {
+            params,
+            interleave,
+            exp,
+        } => sweep(&exp, &params, interleave),
         Cmd::Compare { dirs, out } => {
             ringlab_bench::compare::compare(&dirs, out.as_deref()).map(|t| {
                 println!("{t}");
@@ -641,7 +652,7 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
     Ok(judge(&s, &dir))
 }
 
-fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
+fn sweep(a: &ExperimentArgs, params: &[String], interleave: bool) -> Result<i32> {
     let base = a.load()?;
     // Every configuration is checked before anything runs.
     let configs = ringlab_bench::sweep::configurations(&base, params)?;
@@ -650,8 +661,16 @@ fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     let lock = a.lock()?;
     let dir = new_results_dir(&a.out.join(format!("{}-sweep", base.name)))?;
     warn_no_key(&base);
+    let interleave = interleave
+        || params.iter().any(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, _)| k == "implementation")
+        });
     let mut code = 0;
-    for (i, c) in configs.iter().enumerate() {
+    if interleave {
+        code = sweep_interleaved(a, &configs, &dir, &lock, &stop)?;
+    }
+    for (i, c) in configs.iter().enumerate().filter(|_| !interleave) {
         eprintln!("sweep {}/{}: {}", i + 1, configs.len(), c.label);
         let opts = a.opts(dir.join(&c.label), &c.label)?;
         let s = ringlab_bench::runner::run(&c.experiment, &opts, &lock, &stop)?;
@@ -672,6 +691,86 @@ fn sweep(a: &ExperimentArgs, params: &[String]) -> Result<i32> {
     println!("{t}");
     warn_no_key(&base);
     println!("results in {}", dir.display());
+    Ok(code)
+}
+
+/// Runs the configurations of a sweep repetition by repetition: rep 1 of each, then rep 2
+/// of each ... A configuration whose repetition fails stops there (its summary says why);
+/// the others go on. A signal stops them all.
+fn sweep_interleaved(
+    a: &ExperimentArgs,
+    configs: &[ringlab_bench::sweep::Configuration],
+    dir: &Path,
+    lock: &ringlab_bench::prefix::PrefixLock,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<i32> {
+    use ringlab_bench::summary::{StopCause, Stopped};
+    use std::sync::atomic::Ordering;
+    let opts = configs
+        .iter()
+        .map(|c| a.opts(dir.join(&c.label), &c.label))
+        .collect::<Result<Vec<_>>>()?;
+    let mut runs = configs
+        .iter()
+        .zip(&opts)
+        .map(|(c, o)| ringlab_bench::runner::Run::new(&c.experiment, o, lock))
+        .collect::<Result<Vec<_>>>()?;
+    let reps_of = |i: usize| configs[i].experiment.reps;
+    let most = (0..configs.len()).map(reps_of).max().unwrap_or(0);
+    let mut done: Vec<Vec<ringlab_bench::summary::RepSummary>> = vec![vec![]; configs.len()];
+    let mut stopped: Vec<Option<Stopped>> = vec![None; configs.len()];
+    let total: u64 = configs
+        .iter()
+        .map(|c| c.experiment.reps as u64 * c.experiment.duration_ms)
+        .sum();
+    let pb = runs[0].progress(total);
+    for rep in 1..=most {
+        for (i, c) in configs.iter().enumerate() {
+            if rep > reps_of(i) || stopped[i].is_some() {
+                continue;
+            }
+            let stopped_as = |cause, reason: String, abandoned| Stopped {
+                cause,
+                reason,
+                completed_reps: rep - 1,
+                planned_reps: reps_of(i),
+                abandoned_rep: abandoned,
+            };
+            if stop.load(Ordering::Relaxed) {
+                stopped[i] = Some(stopped_as(
+                    StopCause::Signal,
+                    ringlab_bench::runner::SIGNAL_REASON.into(),
+                    None,
+                ));
+                continue;
+            }
+            pb.suspend(|| eprintln!("sweep rep {rep}/{most}: {}", c.label));
+            match runs[i].rep(lock, rep, stop, &pb) {
+                Ok(s) => done[i].push(s),
+                Err(_) if stop.load(Ordering::Relaxed) => {
+                    stopped[i] = Some(stopped_as(
+                        StopCause::Signal,
+                        ringlab_bench::runner::SIGNAL_REASON.into(),
+                        Some(rep),
+                    ))
+                }
+                Err(e) => {
+                    pb.suspend(|| eprintln!("ringlab sweep: {}: rep {rep}: {e:#}", c.label));
+                    stopped[i] = Some(stopped_as(StopCause::Error, format!("{e:#}"), Some(rep)))
+                }
+            }
+        }
+    }
+    pb.finish_and_clear();
+    let mut code = 0;
+    for ((r, reps), (st, o)) in runs
+        .into_iter()
+        .zip(done)
+        .zip(stopped.into_iter().zip(&opts))
+    {
+        let s = r.finish(reps, st)?;
+        code = code.max(judge(&s, &o.out));
+    }
     Ok(code)
 }
 

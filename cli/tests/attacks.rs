@@ -38,6 +38,7 @@ fn cluster(name: &str, port: u16, key: bool) -> Cluster {
         services: vec![],
         service_config: Default::default(),
         netns: None,
+        implementation: ringlab_net::harness::Implementation::Ringlab,
     })
     .unwrap();
     c.wait_ring(&[1, 2, 3], Duration::from_secs(20)).unwrap();

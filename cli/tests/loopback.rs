@@ -45,6 +45,7 @@ fn spec(
         services: vec![],
         service_config: Default::default(),
         netns: None,
+        implementation: ringlab_net::harness::Implementation::Ringlab,
     }
 }
 

@@ -67,6 +67,7 @@ fn copy_with_provider_killed(design: &str, key: bool, port: u16) {
         services: vec!["store".into()],
         service_config: [("store".to_string(), section)].into_iter().collect(),
         netns: None,
+        implementation: ringlab_net::harness::Implementation::Ringlab,
     };
     let all: Vec<NodeId> = (1..=4).collect();
     let mut c = Cluster::start(spec).unwrap();

@@ -52,7 +52,74 @@ pub struct Spec {
     /// at `10.77.0.<id>`, instead of on loopback. PID and command files go to
     /// `/run/ringlab-<prefix>/` so that fault.sh can signal and restart the nodes.
     pub netns: Option<String>,
+    /// Which Totem each node runs: ringlab's own (`ringlab node`) or corosync's
+    /// (`ringlab corosync-node`, which needs `netns`; see [`Implementation`]).
+    pub implementation: Implementation,
 }
+
+/// Which Totem a cluster's nodes run.
+///
+/// With [`Implementation::Corosync`] each node is `ringlab corosync-node --config FILE`,
+/// started in its namespace inside a private mount namespace (`unshare -m`) with its own
+/// tmpfs on `/run` and `/dev/shm` (corosync's IPC files) and `STATE_DIR/corosync-lib`
+/// bound on `/var/lib/corosync`: a corosync daemon per namespace, each with its own files,
+/// and nothing left on the host when the node's namespace ends. That process runs
+/// corosync as its child (which dies with it) and a CPG client that answers the same control
+/// requests and writes the same records as a ringlab node; the harness treats both alike.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Implementation {
+    /// ringlab's Totem (`ringlab node`).
+    #[default]
+    Ringlab,
+    /// corosync's Totem through its CPG (`ringlab corosync-node`).
+    Corosync,
+}
+
+impl Implementation {
+    /// Its name in experiment files and results (`ringlab`, `corosync`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ringlab => "ringlab",
+            Self::Corosync => "corosync",
+        }
+    }
+}
+
+impl std::fmt::Display for Implementation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Implementation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ringlab" => Ok(Self::Ringlab),
+            "corosync" => Ok(Self::Corosync),
+            o => Err(format!(
+                "unknown implementation {o:?} (known: ringlab, corosync)"
+            )),
+        }
+    }
+}
+
+/// The file in a corosync node's state directory that holds its daemon's PID (written by
+/// `ringlab corosync-node`).
+pub const COROSYNC_PID_FILE: &str = "corosync.pid";
+
+/// The directory under a corosync node's state directory bound on `/var/lib/corosync`.
+pub const COROSYNC_LIB_DIR: &str = "corosync-lib";
+
+/// The shell script a corosync node starts with, inside `unshare -m` (positional
+/// arguments: the lib directory, the ringlab binary, the config).
+const COROSYNC_WRAPPER: &str = "mount -t tmpfs -o size=16m,mode=0755 tmpfs /run \
+    && mount -t tmpfs -o size=64m tmpfs /dev/shm \
+    && mount --bind \"$1\" /var/lib/corosync \
+    && exec \"$2\" corosync-node --config \"$3\"";
 
 /// The key a cluster's nodes share.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,19 +312,45 @@ impl Cluster {
             .append(true)
             .open(self.spec.dir.join(format!("node-{id}.log")))
             .map_err(ioe("opening a node log"))?;
-        let mut cmd = match &self.spec.netns {
-            Some(prefix) => {
+        let mut cmd = match (&self.spec.netns, self.spec.implementation) {
+            (Some(prefix), Implementation::Ringlab) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &format!("{prefix}-n{id}")])
-                    .arg(&self.spec.binary);
+                    .arg(&self.spec.binary)
+                    .arg("node")
+                    .arg("--config")
+                    .arg(self.config_path(id));
                 c
             }
-            None => Command::new(&self.spec.binary),
+            (None, Implementation::Ringlab) => {
+                let mut c = Command::new(&self.spec.binary);
+                c.arg("node").arg("--config").arg(self.config_path(id));
+                c
+            }
+            (Some(prefix), Implementation::Corosync) => {
+                let lib = self.state_dir(id).join(COROSYNC_LIB_DIR);
+                std::fs::create_dir_all(&lib)
+                    .map_err(ioe(format!("creating {}", lib.display())))?;
+                let mut c = Command::new("ip");
+                // `ip netns exec` execs unshare, which execs sh, which execs the node: the
+                // child's PID is the node's.
+                c.args(["netns", "exec", &format!("{prefix}-n{id}")])
+                    .args(["unshare", "-m", "--propagation", "private"])
+                    .args(["sh", "-c", COROSYNC_WRAPPER, "sh"])
+                    .arg(&lib)
+                    .arg(&self.spec.binary)
+                    .arg(self.config_path(id));
+                c
+            }
+            (None, Implementation::Corosync) => {
+                return Err(HarnessError::Node(
+                    "corosync nodes run only in network namespaces (each daemon needs its own \
+                     network namespace for its IPC sockets): use `ringlab run`"
+                        .into(),
+                ))
+            }
         };
         let child = cmd
-            .arg("node")
-            .arg("--config")
-            .arg(self.config_path(id))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(ioe("cloning a log handle"))?)
             .stderr(log)
@@ -270,8 +363,12 @@ impl Cluster {
             let _ = std::fs::write(
                 st.join(format!("node-{id}.cmd")),
                 format!(
-                    "{} node --config {}",
+                    "{} {} --config {}",
                     self.spec.binary.display(),
+                    match self.spec.implementation {
+                        Implementation::Ringlab => "node",
+                        Implementation::Corosync => "corosync-node",
+                    },
                     self.config_path(id).display()
                 ),
             );
@@ -337,7 +434,25 @@ impl Cluster {
             return false;
         };
         let sig = if pause { Signal::STOP } else { Signal::CONT };
+        // A corosync node's daemon is its child: stopped and continued with it (read from
+        // the PID file the node wrote, and only while the node runs, so never a stranger).
+        if let Some(d) = self.corosync_pid(id).and_then(Pid::from_raw) {
+            let _ = kill_process(d, sig);
+        }
         kill_process(pid, sig).is_ok()
+    }
+
+    /// Returns the PID of node `id`'s corosync daemon, while a corosync node runs it.
+    pub fn corosync_pid(&self, id: NodeId) -> Option<i32> {
+        if self.spec.implementation != Implementation::Corosync {
+            return None;
+        }
+        self.children[id as usize - 1].as_ref()?;
+        std::fs::read_to_string(self.state_dir(id).join(COROSYNC_PID_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Appends a record of the harness (a fault it applied) to its record file.
@@ -557,6 +672,7 @@ mod tests {
                 services: vec![],
                 service_config: Default::default(),
                 netns: None,
+                implementation: Implementation::Ringlab,
             },
             children: vec![None, None],
             harness_records: dir.join("harness.jsonl"),

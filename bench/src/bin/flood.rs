@@ -117,6 +117,7 @@ fn main() {
         services: vec![],
         service_config: Default::default(),
         netns: None,
+        implementation: ringlab_net::harness::Implementation::Ringlab,
     })
     .expect("cluster");
     c.kill(6);

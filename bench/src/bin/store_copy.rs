@@ -192,6 +192,7 @@ fn main() {
             services: vec!["store".into()],
             service_config: [("store".to_string(), section)].into_iter().collect(),
             netns: None,
+            implementation: ringlab_net::harness::Implementation::Ringlab,
         })
         .expect("cluster");
         let ids = [1, 2, 3];

@@ -74,6 +74,7 @@ fn main() {
             services: vec![CheckpointService::NAME.into()],
             service_config: Default::default(),
             netns: None,
+            implementation: ringlab_net::harness::Implementation::Ringlab,
         })
         .expect("cluster");
         let ids = [1, 2, 3, 4, 5];
