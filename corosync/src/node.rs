@@ -547,6 +547,11 @@ impl CorosyncNode {
             match e {
                 CpgEvent::Deliver { nodeid, data, .. } => self.on_deliver(now, nodeid, &data),
                 CpgEvent::TotemConfchg { ring, members } => {
+                    // corosync logged the state changes that led here before it handed the
+                    // change to CPG: they are recorded first, so that the records keep
+                    // corosync's order.
+                    self.read_log(now);
+                    self.next_log_ns = now + LOG_POLL_NS;
                     self.on_totem(now, RingId { rep: ring.nodeid, seq: ring.seq }, members)
                 }
                 CpgEvent::Confchg {
@@ -647,7 +652,10 @@ impl CorosyncNode {
         tracing::info!(%ring, members = ?new, "totem configuration");
         self.ring = ring;
         self.members = new;
-        self.regular = true;
+        // corosync hands a change only once it is OPERATIONAL; a log already past that (it
+        // left OPERATIONAL again before the change was taken from CPG) means the ring is
+        // gone again. No log line read yet (`start`): the change alone says it.
+        self.regular = matches!(self.log.state(), MembState::Operational | MembState::Start);
         self.ring_seq = 0;
     }
 
@@ -703,6 +711,8 @@ impl CorosyncNode {
         }
         self.log_at += buf.len() as u64;
         for s in self.log.feed(&buf) {
+            // Lines read before a totem change are older than it (see `dispatch`), so a
+            // state other than OPERATIONAL read here is one the installed ring left.
             if s.to != MembState::Operational {
                 self.regular = false;
             }
@@ -923,7 +933,7 @@ impl CorosyncNode {
 
     /// Returns the membership: `operational` while in a regular configuration (from the
     /// last totem configuration change until corosync's log says it left OPERATIONAL), else
-    /// `gather`.
+    /// `gather`; `ring` and `members` are those of the last totem configuration change.
     fn status(&self) -> StatusReply {
         StatusReply {
             ok: true,
@@ -935,11 +945,7 @@ impl CorosyncNode {
                 MembState::Gather
             },
             ring: self.ring,
-            members: if self.regular {
-                self.members.clone()
-            } else {
-                Vec::new()
-            },
+            members: self.members.clone(),
         }
     }
 
