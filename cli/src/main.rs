@@ -737,8 +737,8 @@ fn corosync_node(config: &Path) -> Result<i32> {
         }
     };
     let opts = ringlab_corosync::Options::default();
-    let node = ringlab_corosync::CorosyncNode::start(cfg, &opts)
-        .context("starting the corosync node")?;
+    let node =
+        ringlab_corosync::CorosyncNode::start(cfg, &opts).context("starting the corosync node")?;
     let why = node.run()?;
     tracing::info!(why, "corosync node stopped");
     Ok(0)

@@ -189,13 +189,12 @@ pub fn render(cfg: &NodeConfig) -> Rendered {
              4096 key bytes): not ringlab's HMAC envelope, no replay marks across restarts",
         );
     }
-    for (knob, v) in [("recv_buffer", cfg.recv_buffer), ("send_buffer", cfg.send_buffer)] {
+    for (knob, v) in [
+        ("recv_buffer", cfg.recv_buffer),
+        ("send_buffer", cfg.send_buffer),
+    ] {
         if let Some(v) = v {
-            un(
-                knob,
-                v.to_string(),
-                "corosync sizes its own socket buffers",
-            );
+            un(knob, v.to_string(), "corosync sizes its own socket buffers");
         }
     }
     if !cfg.batched_io {
@@ -342,7 +341,10 @@ addr = "10.77.0.3"
         }
         assert!(!t.contains("quorum"), "no quorum provider: {t}");
         let knobs: Vec<&str> = r.unmapped.iter().map(|u| u.knob.as_str()).collect();
-        assert_eq!(knobs, ["totem.accelerated_window", "totem.send_queue_bytes"]);
+        assert_eq!(
+            knobs,
+            ["totem.accelerated_window", "totem.send_queue_bytes"]
+        );
         assert_eq!(r.unmapped[0].value, "9");
         assert_eq!(r.unmapped[1].value, "8388608");
 
@@ -353,7 +355,10 @@ addr = "10.77.0.3"
             let rendered = get(t, knob).is_some();
             let listed = knobs.contains(&format!("totem.{knob}").as_str());
             let implicit = knob == "variant"; // classic: corosync's only ordering
-            assert!(rendered || listed || implicit, "knob {knob} neither rendered nor listed");
+            assert!(
+                rendered || listed || implicit,
+                "knob {knob} neither rendered nor listed"
+            );
         }
     }
 

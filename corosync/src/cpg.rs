@@ -93,14 +93,7 @@ pub struct CpgRingId {
     pub seq: u64,
 }
 
-type DeliverFn = unsafe extern "C" fn(
-    CpgHandle,
-    *const CpgName,
-    u32,
-    u32,
-    *mut c_void,
-    usize,
-);
+type DeliverFn = unsafe extern "C" fn(CpgHandle, *const CpgName, u32, u32, *mut c_void, usize);
 type ConfchgFn = unsafe extern "C" fn(
     CpgHandle,
     *const CpgName,
@@ -278,13 +271,13 @@ impl Lib {
         macro_rules! sym {
             ($name:literal, $ty:ty) => {{
                 // SAFETY: the type is the function's prototype in cpg.h.
-                let s: libloading::Symbol<'_, $ty> =
-                    unsafe { lib.get(concat!($name, "\0").as_bytes()) }.map_err(|e| {
-                        CpgError::Symbol {
-                            symbol: $name,
-                            detail: e.to_string(),
-                        }
-                    })?;
+                let s: libloading::Symbol<'_, $ty> = unsafe {
+                    lib.get(concat!($name, "\0").as_bytes())
+                }
+                .map_err(|e| CpgError::Symbol {
+                    symbol: $name,
+                    detail: e.to_string(),
+                })?;
                 *s
             }};
         }
@@ -487,14 +480,18 @@ impl Cpg {
     pub fn join(&self, name: &str) -> Result<(), CpgError> {
         let n = CpgName::new(name)?;
         // SAFETY: a live handle and a valid name.
-        check("cpg_join", unsafe { (self.lib.fns().join)(self.handle, &n) })
+        check("cpg_join", unsafe {
+            (self.lib.fns().join)(self.handle, &n)
+        })
     }
 
     /// Leaves group `name`.
     pub fn leave(&self, name: &str) -> Result<(), CpgError> {
         let n = CpgName::new(name)?;
         // SAFETY: a live handle and a valid name.
-        check("cpg_leave", unsafe { (self.lib.fns().leave)(self.handle, &n) })
+        check("cpg_leave", unsafe {
+            (self.lib.fns().leave)(self.handle, &n)
+        })
     }
 
     /// Multicasts the concatenation of `parts` to the joined group in agreed order.
@@ -637,8 +634,7 @@ int main(void) {
         let e = Lib::load_from("libcpg-not-here.so.4").unwrap_err();
         assert!(matches!(e, CpgError::Missing(_)));
         assert!(
-            e.to_string()
-                .contains("apt-get install corosync libcpg4"),
+            e.to_string().contains("apt-get install corosync libcpg4"),
             "{e}"
         );
     }

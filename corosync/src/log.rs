@@ -84,31 +84,31 @@ impl LogParser {
     /// Parses one line; returns its transition, if it is one.
     pub fn line(&mut self, line: &str) -> Option<LogState> {
         let msg = line.split_once("[TOTEM ] ")?.1.trim_end();
-        let (to, reason, gather_from) = if let Some(rest) = msg.strip_prefix("entering GATHER state from ")
-        {
-            let (code, text) = match rest.split_once('(') {
-                Some((n, t)) => (n.trim().parse::<u32>().ok(), t),
-                None => (None, rest),
-            };
-            self.rep_commit = false;
-            (MembState::Gather, gather_reason(code, text), code)
-        } else if msg.starts_with("Creating commit token because I am the rep") {
-            self.rep_commit = true;
-            return None;
-        } else if msg.starts_with("entering COMMIT state") {
-            let r = if std::mem::take(&mut self.rep_commit) {
-                Reason::Consensus
+        let (to, reason, gather_from) =
+            if let Some(rest) = msg.strip_prefix("entering GATHER state from ") {
+                let (code, text) = match rest.split_once('(') {
+                    Some((n, t)) => (n.trim().parse::<u32>().ok(), t),
+                    None => (None, rest),
+                };
+                self.rep_commit = false;
+                (MembState::Gather, gather_reason(code, text), code)
+            } else if msg.starts_with("Creating commit token because I am the rep") {
+                self.rep_commit = true;
+                return None;
+            } else if msg.starts_with("entering COMMIT state") {
+                let r = if std::mem::take(&mut self.rep_commit) {
+                    Reason::Consensus
+                } else {
+                    Reason::CommitToken
+                };
+                (MembState::Commit, r, None)
+            } else if msg.starts_with("entering RECOVERY state") {
+                (MembState::Recovery, Reason::CommitComplete, None)
+            } else if msg.starts_with("entering OPERATIONAL state") {
+                (MembState::Operational, Reason::Installed, None)
             } else {
-                Reason::CommitToken
+                return None;
             };
-            (MembState::Commit, r, None)
-        } else if msg.starts_with("entering RECOVERY state") {
-            (MembState::Recovery, Reason::CommitComplete, None)
-        } else if msg.starts_with("entering OPERATIONAL state") {
-            (MembState::Operational, Reason::Installed, None)
-        } else {
-            return None;
-        };
         let log_time = timestamp_of(line);
         let log_unix_ns = log_time.as_deref().and_then(|t| unix_ns(t, self.year));
         let from = std::mem::replace(&mut self.state, to);
@@ -279,13 +279,17 @@ mod tests {
             .unwrap();
         assert_eq!(s.log_time, "Jan 01 00:00:00");
         assert_eq!(s.log_unix_ns, Some(1_767_225_600_000_000_000));
-        assert_eq!((s.from, s.to, s.reason), (Gather, Commit, Reason::CommitToken));
+        assert_eq!(
+            (s.from, s.to, s.reason),
+            (Gather, Commit, Reason::CommitToken)
+        );
     }
 
     #[test]
     fn split_lines_and_unknown_lines() {
         let mut p = LogParser::new(2026);
-        let line = "Dec 02 00:51:59.423 [5971] vm corosync debug   [TOTEM ] entering OPERATIONAL state.\n";
+        let line =
+            "Dec 02 00:51:59.423 [5971] vm corosync debug   [TOTEM ] entering OPERATIONAL state.\n";
         let (a, b) = line.split_at(40);
         assert!(p.feed(a.as_bytes()).is_empty());
         let got = p.feed(b.as_bytes());
@@ -301,8 +305,16 @@ mod tests {
     fn gather_reasons_by_code_and_text() {
         for (code, text, want) in [
             (0, "consensus timeout", Reason::ConsensusTimeout),
-            (4, "The token was lost in the COMMIT state.", Reason::CommitTokenLoss),
-            (5, "The token was lost in the RECOVERY state.", Reason::RecoveryTokenLoss),
+            (
+                4,
+                "The token was lost in the COMMIT state.",
+                Reason::CommitTokenLoss,
+            ),
+            (
+                5,
+                "The token was lost in the RECOVERY state.",
+                Reason::RecoveryTokenLoss,
+            ),
             (6, "failed to receive", Reason::FailToRecv),
             (9, "merge during operational state", Reason::MergeDetect),
             (12, "join during operational state", Reason::Join),

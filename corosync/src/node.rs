@@ -105,9 +105,8 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let on_path = std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join("corosync").is_file())
-        });
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("corosync").is_file()));
         Self {
             corosync: if on_path {
                 PathBuf::from("corosync")
@@ -428,8 +427,8 @@ impl CorosyncNode {
         poll.registry()
             .register(&mut SourceFd(&fd), CPG, Interest::READABLE)
             .map_err(io("registering the CPG fd"))?;
-        let mut listener = server::bind(&cfg.control)
-            .map_err(io(format!("binding {}", cfg.control.display())))?;
+        let mut listener =
+            server::bind(&cfg.control).map_err(io(format!("binding {}", cfg.control.display())))?;
         poll.registry()
             .register(&mut listener, CONTROL, Interest::READABLE)
             .map_err(io("registering the control socket"))?;
@@ -552,7 +551,14 @@ impl CorosyncNode {
                     // corosync's order.
                     self.read_log(now);
                     self.next_log_ns = now + LOG_POLL_NS;
-                    self.on_totem(now, RingId { rep: ring.nodeid, seq: ring.seq }, members)
+                    self.on_totem(
+                        now,
+                        RingId {
+                            rep: ring.nodeid,
+                            seq: ring.seq,
+                        },
+                        members,
+                    )
                 }
                 CpgEvent::Confchg {
                     members,
@@ -746,7 +752,11 @@ impl CorosyncNode {
                 self.child = None;
                 Err(NodeError::CorosyncExited {
                     status: status.to_string(),
-                    log: format!("{} and {}", self.files.log.display(), self.files.out.display()),
+                    log: format!(
+                        "{} and {}",
+                        self.files.log.display(),
+                        self.files.out.display()
+                    ),
                 })
             }
             _ => Ok(()),
@@ -852,7 +862,10 @@ impl CorosyncNode {
             return;
         }
         if undelivered > 0 {
-            tracing::warn!(undelivered, "quitting with own messages undelivered; recorded");
+            tracing::warn!(
+                undelivered,
+                "quitting with own messages undelivered; recorded"
+            );
             self.record(now, Body::Stop { undelivered });
         }
         self.exit = Some("quit");
@@ -1061,7 +1074,10 @@ fn stop_child(mut c: Child) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    tracing::warn!(pid = c.id(), "corosync did not stop on SIGTERM within 5 s; killing it");
+    tracing::warn!(
+        pid = c.id(),
+        "corosync did not stop on SIGTERM within 5 s; killing it"
+    );
     let _ = c.kill();
     let _ = c.wait();
 }
@@ -1215,7 +1231,11 @@ mod tests {
         r.write(&rec(3, Body::Stop { undelivered: 1 }));
         r.writer.flush().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.lines().nth(1).unwrap().contains("\"source\":\"corosync-log\""));
+        assert!(text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("\"source\":\"corosync-log\""));
         let mut out = Vec::new();
         let read = ringlab_records::read_file(&p, &mut out).unwrap();
         assert!(!read.torn);

@@ -6,6 +6,8 @@
 //! Needs root, corosync and libcpg4 (else `#[ignore]`d: see build.rs), and the `ringlab`
 //! binary built beside this test (`cargo build -p ringlab`; `cargo test --workspace`
 //! builds it).
+// An I/O test: the clock and sleeps are its job (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ringlab_net::control::{self, Ack, Request, StatusReply};
 use ringlab_net::LoadSpec;
@@ -32,7 +34,10 @@ impl Drop for Fixture {
         }
         if let Some(pid) = read_pid(&self.dir.join("state/corosync.pid")) {
             if alive(pid) {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
             }
         }
         let _ = Command::new("ip")
@@ -95,7 +100,9 @@ fn one_node_forms_a_ring_delivers_its_load_and_leaves_nothing() {
     // own: nothing outside the namespace is touched.
     sh(&["ip", "netns", "add", &ns]);
     sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    sh(&["ip", "-n", &ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1"]);
+    sh(&[
+        "ip", "-n", &ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1",
+    ]);
     sh(&["ip", "-n", &ns, "addr", "add", "10.77.0.1/24", "dev", "e0"]);
     sh(&["ip", "-n", &ns, "link", "set", "e0", "up"]);
     sh(&["ip", "-n", &ns, "link", "set", "e1", "up"]);
@@ -123,7 +130,15 @@ fn one_node_forms_a_ring_delivers_its_load_and_leaves_nothing() {
         cfg.display()
     );
     let node = Command::new("ip")
-        .args(["netns", "exec", &ns, "unshare", "-m", "--propagation", "private"])
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+        ])
         .args(["sh", "-c", &script])
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(dir.join("node.err")).unwrap())
@@ -175,12 +190,18 @@ fn one_node_forms_a_ring_delivers_its_load_and_leaves_nothing() {
         if let Some(st) = fx.node.as_mut().unwrap().try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < until, "the node did not exit within 15 s of quit");
+        assert!(
+            Instant::now() < until,
+            "the node did not exit within 15 s of quit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     fx.node = None;
     assert!(exit.success(), "the node exited with {exit}");
-    assert!(!alive(corosync), "corosync (PID {corosync}) is still running");
+    assert!(
+        !alive(corosync),
+        "corosync (PID {corosync}) is still running"
+    );
     assert!(!sock.exists(), "the control socket is left");
 
     // Every send delivered once, with its length and ring.
@@ -197,13 +218,20 @@ fn one_node_forms_a_ring_delivers_its_load_and_leaves_nothing() {
             }
             Body::Deliver { id, len, ring, .. } => {
                 assert_eq!(*ring, status.ring);
-                assert!(delivered.insert(*id, *len).is_none(), "{id} delivered twice");
+                assert!(
+                    delivered.insert(*id, *len).is_none(),
+                    "{id} delivered twice"
+                );
             }
             Body::Config { .. } => regular += 1,
             _ => {}
         }
     }
-    assert!(sent.len() >= 1000, "only {} sent in 1 s at 2000/s", sent.len());
+    assert!(
+        sent.len() >= 1000,
+        "only {} sent in 1 s at 2000/s",
+        sent.len()
+    );
     assert_eq!(sent, delivered);
     assert!(regular >= 2, "a transitional and a regular configuration");
     assert!(
