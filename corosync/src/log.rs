@@ -262,6 +262,38 @@ mod tests {
     }
 
     #[test]
+    fn a_real_isolation_and_heal_give_ringlabs_reasons() {
+        // Node 3 of 3: start and merge, isolated (token loss, consensus timeout, a ring of
+        // its own), healed (a foreign message, a merge, the ring of three).
+        let log = include_str!("../tests/data/corosync-3.1.7-node-3-of-3-isolated-and-healed.log");
+        let mut p = LogParser::new(2026);
+        let got: Vec<(MembState, Reason, Option<u32>)> = p
+            .feed(log.as_bytes())
+            .into_iter()
+            .map(|s| (s.to, s.reason, s.gather_from))
+            .collect();
+        let g = |r, c| (Gather, r, Some(c));
+        let rest = |first| {
+            [
+                (Commit, first, None),
+                (Recovery, Reason::CommitComplete, None),
+                (Operational, Reason::Installed, None),
+            ]
+        };
+        let mut want = vec![
+            g(Reason::Startup, 15),
+            g(Reason::MergeDetect, 11),
+            g(Reason::MergeDetect, 11),
+        ];
+        want.extend(rest(Reason::CommitToken));
+        want.extend([g(Reason::TokenLoss, 2), g(Reason::ConsensusTimeout, 0)]);
+        want.extend(rest(Reason::Consensus));
+        want.extend([g(Reason::ForeignMessage, 7), g(Reason::MergeDetect, 11)]);
+        want.extend(rest(Reason::CommitToken));
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn the_lines_own_timestamp_is_kept() {
         let mut p = LogParser::new(2026);
         let s = p
