@@ -38,7 +38,9 @@
 //!   real-time clock, ms) and `log_unix_ns` (the same in Unix ns); `t_ns` is when the node
 //!   read the line (CLOCK_MONOTONIC, [`ringlab_net::clock`]), so it lags the change by up to
 //!   100 ms;
-//! - `stop`: as a ringlab node writes it when a `quit` leaves own messages undelivered.
+//! - `stop`: as a ringlab node writes it when a `quit` leaves own messages undelivered;
+//! - on `leave`, a `state` record to `left` (reason `shutdown`) with an added `source`
+//!   (`"corosync-node"`), as a ringlab node records its graceful leave.
 //!
 //! Records with added fields are encoded by [`ringlab_records::encode_line`] and written,
 //! after the writer is flushed, with one `write` to the same file opened for appending
@@ -491,6 +493,11 @@ impl CorosyncNode {
 
     fn run_loop(&mut self) -> Result<&'static str, NodeError> {
         let mut events = Events::with_capacity(64);
+        // Whether CPG may hold more to dispatch: mio's readiness is edge-triggered, so after
+        // a dispatch that handed anything back, the next turn dispatches again without
+        // waiting, until one hands back nothing. True at first: what arrived before the fd
+        // was registered.
+        let mut cpg_more = true;
         loop {
             let now = monotonic_ns();
             let deadline = [
@@ -503,7 +510,11 @@ impl CorosyncNode {
             .flatten()
             .min()
             .unwrap_or(now);
-            let timeout = Duration::from_nanos(deadline.saturating_sub(now));
+            let timeout = if cpg_more {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(deadline.saturating_sub(now))
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -517,8 +528,8 @@ impl CorosyncNode {
                     t => self.serve(t),
                 }
             }
-            if cpg_ready {
-                self.dispatch()?;
+            if cpg_ready || cpg_more {
+                cpg_more = self.dispatch()? > 0;
             }
             let now = monotonic_ns();
             if now >= self.next_log_ns {
@@ -540,8 +551,11 @@ impl CorosyncNode {
         }
     }
 
-    fn dispatch(&mut self) -> Result<(), NodeError> {
-        for e in self.cpg.dispatch()? {
+    /// Dispatches what CPG holds; returns how many events it handed back.
+    fn dispatch(&mut self) -> Result<usize, NodeError> {
+        let events = self.cpg.dispatch()?;
+        let n = events.len();
+        for e in events {
             let now = monotonic_ns();
             match e {
                 CpgEvent::Deliver { nodeid, data, .. } => self.on_deliver(now, nodeid, &data),
@@ -584,7 +598,7 @@ impl CorosyncNode {
                 }
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     fn record(&mut self, now: u64, body: Body) {
@@ -925,6 +939,20 @@ impl CorosyncNode {
                 if let Err(e) = self.cpg.leave(GROUP) {
                     tracing::warn!(error = %e, "cpg_leave");
                 }
+                // As a ringlab node records its graceful leave; corosync itself leaves the
+                // ring when the node stops it (SIGTERM: it sends its leave message).
+                let from = self.status().state;
+                let mut extra = serde_json::Map::new();
+                extra.insert("source".into(), "corosync-node".into());
+                self.record_with(
+                    now,
+                    Body::State {
+                        from,
+                        to: MembState::Left,
+                        reason: ringlab_ring::Reason::Shutdown,
+                    },
+                    &extra,
+                );
                 self.exit = Some("left");
                 Reply::ack()
             }
