@@ -528,7 +528,9 @@ impl CorosyncNode {
                     t => self.serve(t),
                 }
             }
-            if cpg_ready || cpg_more {
+            // After `leave`, nothing more is taken from CPG (a ringlab node delivers
+            // nothing once it has left).
+            if self.exit.is_none() && (cpg_ready || cpg_more) {
                 cpg_more = self.dispatch()? > 0;
             }
             let now = monotonic_ns();
