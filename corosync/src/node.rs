@@ -1233,6 +1233,36 @@ mod tests {
     }
 
     #[test]
+    fn a_load_waits_off_the_ring_and_paces_its_rate() {
+        let mut l = Load::default();
+        assert_eq!(l.deadline(false), None);
+        l.start(
+            LoadSpec {
+                rate: 1000,
+                duration_ms: Some(50),
+                sizes: vec![10, 20],
+                ..LoadSpec::default()
+            },
+            1_000,
+        );
+        // Off the ring: only the end of the load wakes the loop.
+        assert_eq!(l.deadline(true), Some(1_000 + 50_000_000));
+        // The first message is due at once, the 4th 3 ms after the start.
+        assert_eq!(l.deadline(false), Some(1_000));
+        l.issued = 3;
+        assert_eq!(l.deadline(false), Some(1_000 + 3_000_000));
+        assert_eq!([l.next_size(), l.next_size(), l.next_size()], [10, 20, 10]);
+        l.sent = 7;
+        l.total_sent = 7;
+        assert_eq!(l.stop(), (7, 0));
+        assert_eq!(l.deadline(false), None);
+        // A new load keeps the totals and starts its own counts.
+        l.start(LoadSpec::default(), 5);
+        assert_eq!((l.sent, l.total_sent), (0, 7));
+        assert_eq!(l.deadline(false), Some(5));
+    }
+
+    #[test]
     fn an_annotated_record_reads_back_with_the_one_reader() {
         let dir = std::env::temp_dir().join(format!("ringlab-cs-rec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
