@@ -40,6 +40,13 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Runs one node on corosync instead of ringlab's ring: the same config, control
+    /// protocol and event records (corosync and libcpg4 must be installed).
+    CorosyncNode {
+        /// The node's TOML config (the one a ringlab node takes).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Sends a command to a node's control socket: status, stats, leave, quit, stop_load,
     /// load [rate=N size=N sizes=N,N safe=true count=N duration_ms=N], svc SERVICE VERB
     /// [key=value ...] (a service's own commands, e.g. svc checkpoint write name=c size=100,
@@ -446,6 +453,7 @@ fn main() {
             max_seconds,
         ),
         Cmd::Node { config } => node(&config),
+        Cmd::CorosyncNode { config } => corosync_node(&config),
         Cmd::KmlDigest { dir } => ringlab_net::mirror::dir_digest(&dir)
             .with_context(|| format!("reading {}", dir.display()))
             .map(|d| {
@@ -816,6 +824,22 @@ fn node(config: &Path) -> Result<i32> {
     let node = ringlab_net::Node::start(cfg).context("starting the node")?;
     let why = node.run()?;
     tracing::info!(why, "node stopped");
+    Ok(0)
+}
+
+fn corosync_node(config: &Path) -> Result<i32> {
+    let cfg = match ringlab_net::NodeConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringlab corosync-node: {e}");
+            return Ok(2);
+        }
+    };
+    let opts = ringlab_corosync::Options::default();
+    let node =
+        ringlab_corosync::CorosyncNode::start(cfg, &opts).context("starting the corosync node")?;
+    let why = node.run()?;
+    tracing::info!(why, "corosync node stopped");
     Ok(0)
 }
 
