@@ -288,8 +288,8 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
 fn side_by_side(runs: &[(PathBuf, Summary)]) -> String {
     use ringlab_net::harness::Implementation;
     let key = |s: &Summary| {
-        let l = label(s);
-        l.split(',')
+        s.label
+            .split(',')
             .filter(|p| !p.starts_with("implementation="))
             .collect::<Vec<_>>()
             .join(",")

@@ -38,14 +38,6 @@
 pub mod conf;
 mod control;
 
-/// The clock and stable storage the shared control server (`control`) calls by crate path.
-mod clock {
-    pub(crate) use ringlab_net::clock::monotonic_ns;
-}
-mod stable {
-    pub(crate) use ringlab_net::stable::create_private_dir;
-}
-
 pub mod cpg;
 pub mod log;
 pub mod node;

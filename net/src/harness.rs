@@ -114,11 +114,19 @@ pub const COROSYNC_PID_FILE: &str = "corosync.pid";
 /// The directory under a corosync node's state directory bound on `/var/lib/corosync`.
 pub const COROSYNC_LIB_DIR: &str = "corosync-lib";
 
+/// Where a corosync node reads the cluster's key: a copy inside its private `/run` (the
+/// tmpfs that hides the host's `/run`, and the run's key with it, and that vanishes with the
+/// node's mount namespace).
+pub const COROSYNC_KEY_PATH: &str = "/run/ringlab-cluster.key";
+
 /// The shell script a corosync node starts with, inside `unshare -m` (positional
-/// arguments: the lib directory, the ringlab binary, the config).
-const COROSYNC_WRAPPER: &str = "mount -t tmpfs -o size=16m,mode=0755 tmpfs /run \
-    && mount -t tmpfs -o size=64m tmpfs /dev/shm \
-    && mount --bind \"$1\" /var/lib/corosync \
+/// arguments: the lib directory, the ringlab binary, the config, the key file or "").
+/// The key is opened before `/run` is covered and copied (0600) into the private one.
+const COROSYNC_WRAPPER: &str = "if [ -n \"$4\" ]; then exec 3<\"$4\"; fi \\
+    && mount -t tmpfs -o size=16m,mode=0755 tmpfs /run \\
+    && mount -t tmpfs -o size=64m tmpfs /dev/shm \\
+    && mount --bind \"$1\" /var/lib/corosync \\
+    && if [ -n \"$4\" ]; then (umask 077 && cat <&3 >/run/ringlab-cluster.key) && exec 3<&-; fi \\
     && exec \"$2\" corosync-node --config \"$3\"";
 
 /// The key a cluster's nodes share.
@@ -278,7 +286,10 @@ impl Cluster {
             record_messages: self.spec.record_messages,
             control: self.control_path(id),
             state_dir: self.state_dir(id),
-            key_file: self.key_file(),
+            key_file: match self.spec.implementation {
+                Implementation::Ringlab => self.key_file(),
+                Implementation::Corosync => self.key_file().map(|_| COROSYNC_KEY_PATH.into()),
+            },
             recv_buffer: Some(4 << 20),
             send_buffer: Some(4 << 20),
             batched_io: self.spec.batched_io,
@@ -339,7 +350,8 @@ impl Cluster {
                     .args(["sh", "-c", COROSYNC_WRAPPER, "sh"])
                     .arg(&lib)
                     .arg(&self.spec.binary)
-                    .arg(self.config_path(id));
+                    .arg(self.config_path(id))
+                    .arg(self.key_file().unwrap_or_default());
                 c
             }
             (None, Implementation::Corosync) => {

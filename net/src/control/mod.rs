@@ -20,7 +20,7 @@
 pub mod args;
 pub mod client;
 pub mod proto;
-pub(crate) mod server;
+pub mod server;
 
 pub use client::{call, exchange, CtlError};
 pub use proto::{

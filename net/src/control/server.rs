@@ -29,7 +29,7 @@ use std::path::Path;
 const FIRST_CONN: usize = 16;
 
 /// Most connections served at once.
-pub(crate) const MAX_CLIENTS: usize = 64;
+pub const MAX_CLIENTS: usize = 64;
 
 /// How long a client must have been idle to be dropped for a new one when the server is
 /// full.
@@ -39,7 +39,7 @@ const IDLE_EVICT_NS: u64 = 10_000_000_000;
 const MAX_PENDING: usize = 1 << 20;
 
 /// Most bytes of replies a client may leave unread before it is dropped.
-pub(crate) const MAX_UNSENT: usize = 1 << 20;
+pub const MAX_UNSENT: usize = 1 << 20;
 
 /// Bytes read from a client at a time.
 const READ_CHUNK: usize = 4096;
@@ -48,7 +48,7 @@ const READ_CHUNK: usize = 4096;
 /// a socket a previous run left, and makes the socket 0600, with the umask narrowed around
 /// `bind` so that the socket is never open to others, not even for an instant. The node
 /// calls this while it is single-threaded (the umask is the process's).
-pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::stable::create_private_dir(dir)?;
     }
@@ -72,7 +72,7 @@ struct Conn {
 }
 
 /// The control socket and its open connections.
-pub(crate) struct Server {
+pub struct Server {
     listener: UnixListener,
     conns: HashMap<Token, Conn>,
     next_conn: usize,
@@ -93,7 +93,7 @@ enum DropWhy {
 }
 
 /// One connection taken out of the server while its requests are answered.
-pub(crate) struct Session {
+pub struct Session {
     token: Token,
     conn: Conn,
     /// The peer closed its side (read returned 0).
@@ -104,7 +104,7 @@ pub(crate) struct Session {
 
 impl Server {
     /// Serves `listener` (already bound and registered by the node).
-    pub(crate) fn new(listener: UnixListener) -> Self {
+    pub fn new(listener: UnixListener) -> Self {
         Self {
             listener,
             conns: HashMap::new(),
@@ -115,7 +115,7 @@ impl Server {
     }
 
     /// Returns the connection counters and the clients served now.
-    pub(crate) fn stats(&self) -> ControlStats {
+    pub fn stats(&self) -> ControlStats {
         ControlStats {
             clients: (self.conns.len() + usize::from(self.serving.is_some())) as u64,
             ..self.stats.clone()
@@ -124,7 +124,7 @@ impl Server {
 
     /// Accepts every waiting connection and registers it with `registry`; past
     /// [`MAX_CLIENTS`], answers one error line and closes the connection.
-    pub(crate) fn accept(&mut self, registry: &Registry) {
+    pub fn accept(&mut self, registry: &Registry) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
@@ -192,7 +192,7 @@ impl Server {
     }
 
     /// Takes connection `t` out to answer what waits on it; `None` when `t` is no connection.
-    pub(crate) fn read(&mut self, t: Token) -> Option<Session> {
+    pub fn read(&mut self, t: Token) -> Option<Session> {
         let mut conn = self.conns.remove(&t)?;
         conn.active_ns = monotonic_ns();
         self.serving = Some(t);
@@ -206,7 +206,7 @@ impl Server {
 
     /// Writes what a session owes its client and puts the connection back; closes it
     /// instead when it is to be dropped, or the client closed and nothing is left to write.
-    pub(crate) fn finish(&mut self, mut s: Session) {
+    pub fn finish(&mut self, mut s: Session) {
         self.serving = None;
         if s.dropped.is_none() && write_out(&mut s.conn).is_err() {
             s.dropped = Some(DropWhy::Error);
@@ -225,7 +225,7 @@ impl Server {
 
     /// Writes what every connection is owed, as far as each takes it without waiting, then
     /// closes them all (the node exits).
-    pub(crate) fn close_all(&mut self) {
+    pub fn close_all(&mut self) {
         for (_, mut c) in self.conns.drain() {
             let _ = write_out(&mut c);
         }
@@ -236,7 +236,7 @@ impl Session {
     /// Takes the next complete line, reading more from the client when none is buffered;
     /// returns its request, or the error reply for a line that is not one. `None` when no
     /// complete line is left for now, the client closed, or it is to be dropped.
-    pub(crate) fn next_request(&mut self) -> Option<Result<Request, Reply>> {
+    pub fn next_request(&mut self) -> Option<Result<Request, Reply>> {
         let c = &mut self.conn;
         loop {
             if self.dropped.is_some() {
@@ -277,7 +277,7 @@ impl Session {
 
     /// Queues one reply line and writes what the client takes; a client that leaves more
     /// than [`MAX_UNSENT`] bytes unread is to be dropped.
-    pub(crate) fn reply(&mut self, r: &Reply) {
+    pub fn reply(&mut self, r: &Reply) {
         if self.dropped.is_some() {
             return;
         }
