@@ -19,18 +19,25 @@
 //!
 //! What each record holds (the bodies of a ringlab node, written through
 //! [`ringlab_records::Writer`]; fields are only ever added):
-//! - `config`: on every totem configuration change CPG reports (`cpg_totem_confchg`, also
-//!   once at the start), a transitional configuration (the members of the previous regular
-//!   configuration still in the new ring; `left` those that are not) then a regular one (the
-//!   new ring; `left` the old members not in it, `joined` those not in the transitional
-//!   configuration), both with the new ring's id (`rep` = the ring id's node id, `seq` its
-//!   seq), as ringlab's ring derives them. The first previous configuration is this node
-//!   alone. CPG reports a totem change only once it is installed, so the two records come
-//!   back to back. The regular record carries an added field `cpg_members`, the CPG group's
-//!   processes (`[nodeid, pid]` pairs) as last reported; every CPG group change is also
-//!   written, as it comes, to `STATE_DIR/corosync-cpg.jsonl`;
-//! - `send` and `deliver` (with `record_messages`): `deliver.ring` is the current totem
-//!   ring; `deliver.seq` counts deliveries since that ring's regular configuration (from 1),
+//! - `config`: on every change of the CPG group's membership (`cpg_confchg`: what the
+//!   application sees, delivered in agreed order with the messages), a transitional
+//!   configuration (the members of the previous view still in the new one; `left` those that
+//!   are not) then a regular one (`left` the old members not in it, `joined` those not in the
+//!   transitional configuration). Their ring id is the view's: `rep` the lowest node id in
+//!   it, `seq` a 48-bit FNV-1a hash of its sorted `(nodeid, pid)` pairs. A view is not a totem
+//!   ring: a node whose CPG client joins the group after its daemon joined the ring (a
+//!   restart) starts delivering at its join, which every member sees at the same point of
+//!   the agreed order; numbering configurations by the totem ring made the joiner's `seq`
+//!   disagree with the others' for every message of that ring. Nor can the view's id depend
+//!   on the totem ring: a joiner is handed its first views before the totem configuration
+//!   they belong to. Every member computes the same id for the same view without knowing the
+//!   views before it; the ids are not ordered (the checker only compares them), and a
+//!   restarted client has a new PID, so its views never repeat an old id. The regular record carries added fields `cpg_members` (`[nodeid, pid]`
+//!   pairs) and `totem_ring`; totem changes themselves are logged (and set the `status`
+//!   state); every CPG group change is also written, as it comes, to
+//!   `STATE_DIR/corosync-cpg.jsonl`;
+//! - `send` and `deliver` (with `record_messages`): `deliver.ring` is the current view's id;
+//!   `deliver.seq` counts deliveries since that view's regular configuration (from 1),
 //!   because CPG does not hand the ring's own seq; `safe` is always false (CPG has only
 //!   agreed order); `sent_t_ns` comes from the payload;
 //! - `state`: from corosync's log lines (see [`crate::log`]), with added fields `source`
@@ -321,6 +328,7 @@ pub struct CorosyncNode {
     cpg_log: Option<File>,
     // Membership.
     ring: RingId,
+    totem_ring: RingId,
     members: Vec<NodeId>,
     regular: bool,
     ring_seq: u64,
@@ -465,6 +473,7 @@ impl CorosyncNode {
             records,
             cpg_log,
             ring: RingId { rep: 0, seq: 0 },
+            totem_ring: RingId { rep: 0, seq: 0 },
             members: vec![node_id],
             regular: false,
             ring_seq: 0,
@@ -580,7 +589,6 @@ impl CorosyncNode {
                     self.read_log(now);
                     self.next_log_ns = now + LOG_POLL_NS;
                     self.on_totem(
-                        now,
                         RingId {
                             rep: ring.nodeid,
                             seq: ring.seq,
@@ -609,6 +617,7 @@ impl CorosyncNode {
                         let _ = writeln!(f, "{line}");
                     }
                     self.cpg_members = members;
+                    self.on_view(now);
                 }
             }
         }
@@ -645,9 +654,42 @@ impl CorosyncNode {
         }
     }
 
-    fn on_totem(&mut self, now: u64, ring: RingId, mut new: Vec<NodeId>) {
+    fn on_totem(&mut self, ring: RingId, mut new: Vec<NodeId>) {
         new.sort_unstable();
         new.dedup();
+        tracing::info!(%ring, members = ?new, "totem configuration");
+        self.totem_ring = ring;
+        // corosync hands a change only once it is OPERATIONAL; a log already past that (it
+        // left OPERATIONAL again before the change was taken from CPG) means the ring is
+        // gone again. No log line read yet (`start`): the change alone says it.
+        self.regular = matches!(self.log.state(), MembState::Operational | MembState::Start);
+    }
+
+    /// The id of the current CPG view (see the module's docs): the lowest node id in it, and
+    /// a 48-bit FNV-1a hash of its sorted `(nodeid, pid)` pairs.
+    fn view_ring(&self) -> RingId {
+        let mut pairs: Vec<(u32, u32)> =
+            self.cpg_members.iter().map(|a| (a.nodeid, a.pid)).collect();
+        pairs.sort_unstable();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (n, p) in &pairs {
+            for b in n.to_be_bytes().into_iter().chain(p.to_be_bytes()) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        RingId {
+            rep: pairs.first().map_or(0, |p| p.0),
+            seq: h & 0xffff_ffff_ffff,
+        }
+    }
+
+    /// A CPG membership change: the configuration the application sees.
+    fn on_view(&mut self, now: u64) {
+        let mut new: Vec<NodeId> = self.cpg_members.iter().map(|a| a.nodeid).collect();
+        new.sort_unstable();
+        new.dedup();
+        let ring = self.view_ring();
         let old = std::mem::take(&mut self.members);
         let trans: Vec<NodeId> = old.iter().filter(|m| new.contains(m)).copied().collect();
         let minus = |a: &[NodeId], b: &[NodeId]| -> Vec<NodeId> {
@@ -672,6 +714,10 @@ impl CorosyncNode {
                 .map(|a| [a.nodeid, a.pid])
                 .collect::<Vec<_>>()),
         );
+        extra.insert(
+            "totem_ring".into(),
+            serde_json::json!({"rep": self.totem_ring.rep, "seq": self.totem_ring.seq}),
+        );
         self.record_with(
             now,
             Body::Config {
@@ -683,13 +729,9 @@ impl CorosyncNode {
             },
             &extra,
         );
-        tracing::info!(%ring, members = ?new, "totem configuration");
+        tracing::info!(%ring, members = ?new, "CPG view");
         self.ring = ring;
         self.members = new;
-        // corosync hands a change only once it is OPERATIONAL; a log already past that (it
-        // left OPERATIONAL again before the change was taken from CPG) means the ring is
-        // gone again. No log line read yet (`start`): the change alone says it.
-        self.regular = matches!(self.log.state(), MembState::Operational | MembState::Start);
         self.ring_seq = 0;
     }
 

@@ -423,6 +423,15 @@ impl Cluster {
 
     /// SIGKILLs node `id` (this harness's own child, by PID) and records the crash.
     pub fn kill(&mut self, id: NodeId) {
+        // A corosync node's daemon first: killed after its CPG client, it would see the
+        // client's IPC close and tell the group the client left before its own SIGKILL (a
+        // crash that announces itself). By PID, read while this harness runs the node.
+        if let Some(d) = self
+            .corosync_pid(id)
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(d, rustix::process::Signal::KILL);
+        }
         if let Some(mut c) = self.children[id as usize - 1].take() {
             let _ = c.kill();
             let _ = c.wait();
