@@ -3,7 +3,7 @@
 //!
 //! **How a corosync node runs.** The harness starts `ringlab corosync-node` in the node's
 //! namespace inside a private mount namespace (see
-//! [`Implementation`](ringlab_net::harness::Implementation)); that process writes the
+//! [`Implementation`]); that process writes the
 //! node's `corosync.conf` from the same config a ringlab node reads (udpu, the experiment's
 //! `[totem]` knobs under corosync's names, `token_coefficient` 0), runs the distribution's
 //! `corosync -f` as its child, and joins one CPG group through libcpg: it runs the

@@ -23,16 +23,19 @@
 //!   application sees, delivered in agreed order with the messages), a transitional
 //!   configuration (the members of the previous view still in the new one; `left` those that
 //!   are not) then a regular one (`left` the old members not in it, `joined` those not in the
-//!   transitional configuration). Their ring id is the view's: `rep` the lowest node id in
-//!   it, `seq` a 48-bit FNV-1a hash of its sorted `(nodeid, pid)` pairs. A view is not a totem
-//!   ring: a node whose CPG client joins the group after its daemon joined the ring (a
-//!   restart) starts delivering at its join, which every member sees at the same point of
-//!   the agreed order; numbering configurations by the totem ring made the joiner's `seq`
-//!   disagree with the others' for every message of that ring. Nor can the view's id depend
-//!   on the totem ring: a joiner is handed its first views before the totem configuration
-//!   they belong to. Every member computes the same id for the same view without knowing the
-//!   views before it; the ids are not ordered (the checker only compares them), and a
-//!   restarted client has a new PID, so its views never repeat an old id. The regular record carries added fields `cpg_members` (`[nodeid, pid]`
+//!   transitional configuration). Their ring id is the view's: `rep` the totem ring's node
+//!   id, `seq` the totem ring's seq shifted left 16 bits, or'ed with a 16-bit FNV-1a hash of
+//!   the view's sorted `(nodeid, pid)` pairs. A view is not a totem ring: a node whose CPG
+//!   client joins the group after its daemon joined the ring (a restart) starts delivering
+//!   at its join, which every member sees at the same point of the agreed order; numbering
+//!   configurations by the totem ring alone made the joiner's `seq` disagree with the
+//!   others' for every message of that ring. A member is handed the totem configuration
+//!   before the view, a joiner after it: so a view is recorded (with the time it arrived)
+//!   once its totem configuration is known: when one is handed, before the view's first
+//!   message, before the next view, or [`VIEW_SETTLE_NS`] after it arrived. Every member
+//!   computes the same id for the same view without knowing the views before it; the totem
+//!   seq keeps a view that repeats a member set (a node excluded under loss and merged back)
+//!   apart from the earlier one. The regular record carries added fields `cpg_members` (`[nodeid, pid]`
 //!   pairs) and `totem_ring`; totem changes themselves are logged (and set the `status`
 //!   state); every CPG group change is also written, as it comes, to
 //!   `STATE_DIR/corosync-cpg.jsonl`;
@@ -112,6 +115,10 @@ const PER_TURN: usize = 4096;
 const TURN_NS: u64 = 5_000_000;
 /// How long a load at maximum rate waits after `CS_ERR_TRY_AGAIN`.
 const TRY_AGAIN_NS: u64 = 1_000_000;
+/// How long a CPG view waits for its totem configuration before it is recorded on the ring
+/// known then (a member is handed the totem configuration first, a joiner after).
+pub const VIEW_SETTLE_NS: u64 = 20_000_000;
+
 /// Token-loss timeouts a `quit` drains at most (as a ringlab node).
 pub const QUIT_DRAIN_TOKENS: u64 = ringlab_net::node::QUIT_DRAIN_TOKENS;
 
@@ -329,6 +336,8 @@ pub struct CorosyncNode {
     // Membership.
     ring: RingId,
     totem_ring: RingId,
+    /// A CPG view not recorded yet, with the time it arrived (see `flush_view`).
+    pending_view: Option<(u64, Vec<CpgAddress>)>,
     members: Vec<NodeId>,
     regular: bool,
     ring_seq: u64,
@@ -474,6 +483,7 @@ impl CorosyncNode {
             cpg_log,
             ring: RingId { rep: 0, seq: 0 },
             totem_ring: RingId { rep: 0, seq: 0 },
+            pending_view: None,
             members: vec![node_id],
             regular: false,
             ring_seq: 0,
@@ -526,6 +536,7 @@ impl CorosyncNode {
                 self.quit_by,
                 Some(self.next_log_ns),
                 Some(self.next_child_ns),
+                self.pending_view.as_ref().map(|(t, _)| t + VIEW_SETTLE_NS),
             ]
             .into_iter()
             .flatten()
@@ -558,6 +569,13 @@ impl CorosyncNode {
             if now >= self.next_log_ns {
                 self.read_log(now);
                 self.next_log_ns = now + LOG_POLL_NS;
+            }
+            if self
+                .pending_view
+                .as_ref()
+                .is_some_and(|(t, _)| now >= t + VIEW_SETTLE_NS)
+            {
+                self.flush_view();
             }
             if now >= self.next_child_ns {
                 self.check_child()?;
@@ -616,8 +634,11 @@ impl CorosyncNode {
                         });
                         let _ = writeln!(f, "{line}");
                     }
-                    self.cpg_members = members;
-                    self.on_view(now);
+                    // The view before it, if still pending, belongs to the totem ring known
+                    // now; this one waits for its own (see `flush_view`).
+                    self.flush_view();
+                    self.cpg_members = members.clone();
+                    self.pending_view = Some((now, members));
                 }
             }
         }
@@ -663,33 +684,40 @@ impl CorosyncNode {
         // left OPERATIONAL again before the change was taken from CPG) means the ring is
         // gone again. No log line read yet (`start`): the change alone says it.
         self.regular = matches!(self.log.state(), MembState::Operational | MembState::Start);
+        // A joiner is handed its view before the totem configuration it belongs to.
+        self.flush_view();
     }
 
-    /// The id of the current CPG view (see the module's docs): the lowest node id in it, and
-    /// a 48-bit FNV-1a hash of its sorted `(nodeid, pid)` pairs.
-    fn view_ring(&self) -> RingId {
-        let mut pairs: Vec<(u32, u32)> =
-            self.cpg_members.iter().map(|a| (a.nodeid, a.pid)).collect();
-        pairs.sort_unstable();
+    /// The id of CPG view `pairs` (sorted `(nodeid, pid)`) on the current totem ring (see the
+    /// module's docs).
+    fn view_ring(&self, pairs: &[(u32, u32)]) -> RingId {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (n, p) in &pairs {
+        for (n, p) in pairs {
             for b in n.to_be_bytes().into_iter().chain(p.to_be_bytes()) {
                 h ^= u64::from(b);
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
         }
         RingId {
-            rep: pairs.first().map_or(0, |p| p.0),
-            seq: h & 0xffff_ffff_ffff,
+            rep: self.totem_ring.rep,
+            seq: (self.totem_ring.seq << 16) | (h & 0xffff),
         }
     }
 
-    /// A CPG membership change: the configuration the application sees.
-    fn on_view(&mut self, now: u64) {
-        let mut new: Vec<NodeId> = self.cpg_members.iter().map(|a| a.nodeid).collect();
-        new.sort_unstable();
+    /// Records the pending CPG view, if any, as the configuration the application sees, on
+    /// the totem ring known now, with the time the view arrived. Called when the totem
+    /// configuration it belongs to is handed (a joiner gets its view first), before the
+    /// view's first message, before the next view, at exit, and [`VIEW_SETTLE_NS`] after it
+    /// arrived (a member got the totem configuration first).
+    fn flush_view(&mut self) {
+        let Some((now, members)) = self.pending_view.take() else {
+            return;
+        };
+        let mut pairs: Vec<(u32, u32)> = members.iter().map(|a| (a.nodeid, a.pid)).collect();
+        pairs.sort_unstable();
+        let mut new: Vec<NodeId> = pairs.iter().map(|p| p.0).collect();
         new.dedup();
-        let ring = self.view_ring();
+        let ring = self.view_ring(&pairs);
         let old = std::mem::take(&mut self.members);
         let trans: Vec<NodeId> = old.iter().filter(|m| new.contains(m)).copied().collect();
         let minus = |a: &[NodeId], b: &[NodeId]| -> Vec<NodeId> {
@@ -706,14 +734,7 @@ impl CorosyncNode {
             },
         );
         let mut extra = serde_json::Map::new();
-        extra.insert(
-            "cpg_members".into(),
-            serde_json::json!(self
-                .cpg_members
-                .iter()
-                .map(|a| [a.nodeid, a.pid])
-                .collect::<Vec<_>>()),
-        );
+        extra.insert("cpg_members".into(), serde_json::json!(pairs));
         extra.insert(
             "totem_ring".into(),
             serde_json::json!({"rep": self.totem_ring.rep, "seq": self.totem_ring.seq}),
@@ -736,6 +757,7 @@ impl CorosyncNode {
     }
 
     fn on_deliver(&mut self, now: u64, _nodeid: u32, data: &[u8]) {
+        self.flush_view();
         let Some((id, sent_t_ns)) = parse_header(data) else {
             self.foreign += 1;
             return;
@@ -1114,6 +1136,7 @@ impl CorosyncNode {
     /// Closes the control connections and removes the socket, flushes the records, and
     /// stops corosync: SIGTERM (it leaves the ring), at most 5 s, then SIGKILL; reaps it.
     fn shut_down(&mut self) {
+        self.flush_view();
         self.control.close_all();
         let _ = std::fs::remove_file(&self.cfg.control);
         if let Some(r) = self.records.as_mut() {
