@@ -1544,3 +1544,38 @@ fn unhex(h: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(section: serde_json::Value) -> Result<KmlService, ServiceConfigError> {
+        KmlService::configure(
+            1,
+            &ServiceConfig {
+                section,
+                ..ServiceConfig::default()
+            },
+        )
+    }
+
+    #[test]
+    fn reint_slice_defaults_to_1000_and_is_bounded() {
+        assert_eq!(KmlConfig::default().reint_slice, 1000);
+        assert!(configure(serde_json::json!({ "reint_slice": 1 })).is_ok());
+        assert!(configure(serde_json::json!({ "reint_slice": 1_000_000 })).is_ok());
+        for bad in [0u64, 1_000_001] {
+            let e = configure(serde_json::json!({ "reint_slice": bad })).unwrap_err();
+            assert!(e.reason.contains("reint_slice"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_idle_service_has_no_work() {
+        let mut s = KmlService::new(1);
+        assert!(!s.has_work());
+        s.do_work(0, 0);
+        assert!(!s.has_work());
+        assert!(s.poll_record().is_none());
+    }
+}
