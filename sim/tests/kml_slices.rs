@@ -56,8 +56,8 @@ fn fill(sim: &mut Sim, id: NodeId, records: u64, seed: u64) {
 
 /// Splits 5 nodes into {1,2,3} and {4,5}; node 4 makes `minority` records and node 1
 /// `permit`, then the partition heals with each slice of `slice` records taking
-/// `slice_ns`. Returns the simulator once every node has settled.
-fn merge(minority: u64, permit: u64, slice: usize, slice_ns: u64) -> Sim {
+/// `slice_ns` (node 1 submitting `during` operations once node 4 works). Returns the simulator once every node has settled.
+fn merge(minority: u64, permit: u64, slice: usize, slice_ns: u64, during: u64) -> Sim {
     let mut sim = Sim::new(5, 1, Config::default(), NetConfig::default());
     sim.work_slice_ns = slice_ns;
     let services = vec![registry::find(KmlService::NAME).unwrap()];
@@ -84,6 +84,12 @@ fn merge(minority: u64, permit: u64, slice: usize, slice_ns: u64) -> Sim {
     sim.run_for(1_000 * MS);
     sim.heal();
     let t = sim.now();
+    if during > 0 {
+        // Operations while the minority's nodes work: their deliveries wait in the backlog.
+        if sim.run_until_cond(t + 60_000 * MS, |s| app(s, 4).has_work()) {
+            fill(&mut sim, 1, during, 17);
+        }
+    }
     assert!(sim.run_until_cond(t + 600_000 * MS, |s| {
         settled(s, &[&[1, 2, 3, 4, 5]]) && (2..=5).all(|id| digest(s, id) == digest(s, 1))
     }));
@@ -101,7 +107,7 @@ fn phase(sim: &Sim, id: NodeId, phase: &str) -> usize {
 
 #[test]
 fn a_merge_of_10000_records_in_slices_of_100_taking_1_ms_each_converges() {
-    let sim = merge(10_000, 1_000, 100, MS);
+    let sim = merge(10_000, 1_000, 100, MS, 50);
     for id in 1..=5 {
         assert_eq!(digest(&sim, id), digest(&sim, 1), "node {id}");
         assert!(phase(&sim, id, "reint_done") >= 1, "node {id} reintegrated");
@@ -128,8 +134,8 @@ fn a_merge_of_10000_records_in_slices_of_100_taking_1_ms_each_converges() {
 
 #[test]
 fn slices_that_take_no_time_give_the_records_of_one_call() {
-    let a = merge(2_000, 300, 1_000_000, 0);
-    let b = merge(2_000, 300, 7, 0);
+    let a = merge(2_000, 300, 1_000_000, 0, 0);
+    let b = merge(2_000, 300, 7, 0, 0);
     assert_eq!(a.records(), b.records());
     for id in 1..=5 {
         assert_eq!(app(&b, id).backlog_peak(), 0);
@@ -138,8 +144,8 @@ fn slices_that_take_no_time_give_the_records_of_one_call() {
 
 #[test]
 fn slices_that_take_time_end_in_the_same_fileset_as_one_call() {
-    let a = merge(2_000, 300, 1_000_000, 0);
-    let b = merge(2_000, 300, 50, 2 * MS);
+    let a = merge(2_000, 300, 1_000_000, 0, 0);
+    let b = merge(2_000, 300, 50, 2 * MS, 0);
     for id in 1..=5 {
         assert_eq!(digest(&a, id), digest(&b, id), "node {id}");
     }
