@@ -366,9 +366,19 @@ impl KmlService {
         }
     }
 
-    /// Stores records of another side.
+    /// Stores records of another side: after the run that ends where they start (of several,
+    /// the one that starts first: an earlier attempt's run can end at the same point as this
+    /// attempt's, and continuing the later-starting one would leave neither reaching back to
+    /// where the records are needed from), else as a new run.
     fn take_tail(&mut self, from: Point, records: Vec<Record>) {
-        let i = match self.runs.iter().position(|r| r.end() == from) {
+        let at = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.end() == from)
+            .min_by_key(|(_, r)| r.start.0)
+            .map(|(i, _)| i);
+        let i = match at {
             Some(i) => i,
             None => {
                 if self.runs.len() >= MAX_RUNS {
@@ -1568,6 +1578,38 @@ mod tests {
             let e = configure(serde_json::json!({ "reint_slice": bad })).unwrap_err();
             assert!(e.reason.contains("reint_slice"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_tail_continues_the_run_that_reaches_back_furthest() {
+        let mut rep = Replica::new(10_000);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let shape = TreeShape {
+            dirs: 2,
+            files: 3,
+            data: 16,
+        };
+        for i in 0..60 {
+            rep.apply_op(1 + i % 3, 1, &random_op(&mut rng, &shape));
+        }
+        let h = &rep.hist;
+        let part = |a: u64, b: u64| -> (Point, Vec<Record>) {
+            let recs = h
+                .records_after(a)
+                .take((b - a) as usize)
+                .cloned()
+                .collect();
+            ((a, h.chain_at(a).unwrap()), recs)
+        };
+        let mut s = KmlService::new(5);
+        // An earlier attempt's run from 2 to 40; this attempt's from 0 to 40, then on.
+        for (a, b) in [(2, 40), (0, 40), (40, 60)] {
+            let (from, recs) = part(a, b);
+            s.take_tail(from, recs);
+        }
+        let marks: Vec<(u64, u64)> = s.runs.iter().map(|r| (r.start.0, r.end().0)).collect();
+        assert!(marks.contains(&(0, 60)), "{marks:?}");
+        assert_eq!(s.runs.iter().find(|r| r.start.0 == 0).unwrap().end(), (60, h.head_chain()));
     }
 
     #[test]
