@@ -382,7 +382,10 @@ impl Node {
     /// changes may still be queued for the mirror.
     fn busy(&self) -> bool {
         self.app.as_ref().is_some_and(ServiceApp::has_work)
-            || self.mirror.as_ref().is_some_and(crate::mirror::Mirror::pending)
+            || self
+                .mirror
+                .as_ref()
+                .is_some_and(crate::mirror::Mirror::pending)
     }
 
     /// Runs one slice of the services' local work (see [`ServiceApp::handle_work`]), records

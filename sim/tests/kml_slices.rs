@@ -39,10 +39,14 @@ fn settled(sim: &Sim, groups: &[&[NodeId]]) -> bool {
 }
 
 fn fill(sim: &mut Sim, id: NodeId, records: u64, seed: u64) {
-    let args: Vec<String> = ["fill", &format!("records={records}"), &format!("seed={seed}")]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "fill",
+        &format!("records={records}"),
+        &format!("seed={seed}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let req = registry::find(KmlService::NAME)
         .unwrap()
         .parse_args(&args)
@@ -62,8 +66,11 @@ fn merge(minority: u64, permit: u64, slice: usize, slice_ns: u64, during: u64) -
     sim.work_slice_ns = slice_ns;
     let services = vec![registry::find(KmlService::NAME).unwrap()];
     let nodes = sim.ids();
-    let sections: BTreeMap<String, serde_json::Value> =
-        [("kml".to_string(), serde_json::json!({ "reint_slice": slice }))].into();
+    let sections: BTreeMap<String, serde_json::Value> = [(
+        "kml".to_string(),
+        serde_json::json!({ "reint_slice": slice }),
+    )]
+    .into();
     sim.set_app_factory(move |id| {
         ServiceApp::with_config(id, &services, &nodes, &sections).unwrap()
     });
@@ -78,8 +85,7 @@ fn merge(minority: u64, permit: u64, slice: usize, slice_ns: u64, during: u64) -
     fill(&mut sim, 1, permit, 13);
     let t = sim.now();
     assert!(sim.run_until_cond(t + 600_000 * MS, |s| {
-        app(s, 1).queued_ops() + app(s, 4).queued_ops() == 0
-            && settled(s, &[&[1, 2, 3], &[4, 5]])
+        app(s, 1).queued_ops() + app(s, 4).queued_ops() == 0 && settled(s, &[&[1, 2, 3], &[4, 5]])
     }));
     sim.run_for(1_000 * MS);
     sim.heal();
@@ -163,8 +169,11 @@ fn a_faulty_run_gives_the_same_records_whatever_the_slice() {
             nodes: 5,
             faults: Faults::parse("partition,merge,crash,restart,pause").unwrap(),
             services: vec![registry::find(KmlService::NAME).unwrap()],
-            service_config: [("kml".to_string(), serde_json::json!({ "reint_slice": slice }))]
-                .into(),
+            service_config: [(
+                "kml".to_string(),
+                serde_json::json!({ "reint_slice": slice }),
+            )]
+            .into(),
             load_interval_ms: 50,
             ..RunConfig::default()
         };
@@ -183,14 +192,17 @@ fn a_faulty_run_with_slow_slices_is_clean() {
             nodes: 5,
             faults: Faults::parse("partition,merge,crash,restart,pause").unwrap(),
             services: vec![registry::find(KmlService::NAME).unwrap()],
-            service_config: [("kml".to_string(), serde_json::json!({ "reint_slice": 5 }))]
-                .into(),
+            service_config: [("kml".to_string(), serde_json::json!({ "reint_slice": 5 }))].into(),
             load_interval_ms: 50,
             work_slice_ns: MS,
             ..RunConfig::default()
         };
         let r = run(&c);
-        assert!(r.check.violations.is_empty(), "seed {seed}: {:?}", r.check.violations);
+        assert!(
+            r.check.violations.is_empty(),
+            "seed {seed}: {:?}",
+            r.check.violations
+        );
         assert_eq!(r.state_mismatches, 0, "seed {seed}: {:?}", r.state_details);
     }
 }

@@ -1594,11 +1594,7 @@ mod tests {
         }
         let h = &rep.hist;
         let part = |a: u64, b: u64| -> (Point, Vec<Record>) {
-            let recs = h
-                .records_after(a)
-                .take((b - a) as usize)
-                .cloned()
-                .collect();
+            let recs = h.records_after(a).take((b - a) as usize).cloned().collect();
             ((a, h.chain_at(a).unwrap()), recs)
         };
         let mut s = KmlService::new(5);
@@ -1609,7 +1605,10 @@ mod tests {
         }
         let marks: Vec<(u64, u64)> = s.runs.iter().map(|r| (r.start.0, r.end().0)).collect();
         assert!(marks.contains(&(0, 60)), "{marks:?}");
-        assert_eq!(s.runs.iter().find(|r| r.start.0 == 0).unwrap().end(), (60, h.head_chain()));
+        assert_eq!(
+            s.runs.iter().find(|r| r.start.0 == 0).unwrap().end(),
+            (60, h.head_chain())
+        );
     }
 
     #[test]
