@@ -508,3 +508,118 @@ fn submit_all<T>(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{Control, ControlContext, ControlError};
+    use crate::engine::{Outbox, Progress, SyncContext};
+    use ringlab_ring::{Delivery, MsgId, RingId};
+    use std::sync::{Arc, Mutex};
+
+    /// A service whose operation `[n]` starts `n` slices of work; it logs what it sees.
+    struct Busy {
+        left: u8,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Service for Busy {
+        fn id(&self) -> ServiceId {
+            9
+        }
+        fn name(&self) -> &'static str {
+            "busy"
+        }
+        fn sync_init(&mut self, _: &SyncContext) {}
+        fn sync_process(&mut self, _: &mut Outbox<'_>) -> Progress {
+            Progress::Done
+        }
+        fn sync_deliver(&mut self, _: NodeId, _: &[u8]) -> Option<String> {
+            None
+        }
+        fn sync_activate(&mut self) {}
+        fn sync_abort(&mut self) {}
+        fn deliver_op(&mut self, _: NodeId, payload: &[u8]) {
+            assert_eq!(self.left, 0, "an input reached a busy service");
+            self.log.lock().unwrap().push(format!("op {}", payload[0]));
+            self.left = payload[0];
+        }
+        fn control(
+            &mut self,
+            _: &serde_json::Value,
+            _: &ControlContext,
+        ) -> Result<Control, ControlError> {
+            Err(ControlError::BadCommand("none".into()))
+        }
+        fn digest(&self) -> [u8; 32] {
+            [0; 32]
+        }
+        fn has_work(&self) -> bool {
+            self.left > 0
+        }
+        fn do_work(&mut self, _: u64, _: usize) {
+            self.left -= 1;
+            self.log.lock().unwrap().push(format!("work {}", self.left));
+        }
+    }
+
+    fn op(counter: u64, n: u8) -> Event {
+        Event::Deliver(Delivery {
+            id: MsgId {
+                node: 2,
+                inc: 1,
+                counter,
+            },
+            ring_id: RingId { rep: 1, seq: 4 },
+            seq: counter,
+            safe: false,
+            sent_t_ns: 0,
+            data: SyncEngine::op_message(9, &[n]),
+        })
+    }
+
+    #[test]
+    fn inputs_wait_while_a_service_works_and_run_in_order_after() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let busy = Busy {
+            left: 0,
+            log: log.clone(),
+        };
+        let mut app = ServiceApp {
+            engine: SyncEngine::new(1, vec![Box::new(busy)]),
+            pending: VecDeque::new(),
+            ops: VecDeque::new(),
+            ops_bytes: 0,
+            backlog: VecDeque::new(),
+            backlog_peak: 0,
+        };
+        let mut records = Vec::new();
+        app.on_event(&op(1, 2), &mut records);
+        assert!(app.has_work());
+        // Taken while it works: held, in order.
+        app.on_event(&op(2, 1), &mut records);
+        app.on_event(&op(3, 0), &mut records);
+        assert!(app.handle_datagram(0, 2, b"RS\x00\x09x", &mut records));
+        assert_eq!(app.backlog(), 3);
+        assert!(!app.is_idle());
+        app.handle_work(0, &mut records);
+        assert_eq!(app.backlog(), 3, "one slice, work left");
+        // The last slice, then the backlog until an input starts new work.
+        app.handle_work(0, &mut records);
+        assert!(app.has_work());
+        assert_eq!(
+            app.backlog(),
+            2,
+            "the datagram and op 0 wait behind op 1's work"
+        );
+        app.handle_work(0, &mut records);
+        assert!(!app.has_work());
+        assert_eq!(app.backlog(), 0);
+        assert_eq!(app.backlog_peak(), 3);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["op 2", "work 1", "work 0", "op 1", "work 0", "op 0"]
+        );
+        assert!(app.is_idle());
+    }
+}
