@@ -674,6 +674,7 @@ impl KmlService {
             }
             if let Some(i) = job.catch_up {
                 let p = &job.recs[job.permit].1;
+                let i = i.min(p.len());
                 let n = left.min(p.len() - i);
                 self.rep.catch_up(&p[i..i + n]);
                 left -= n;
