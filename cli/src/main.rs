@@ -330,6 +330,11 @@ struct SimArgs {
     /// Authenticate every datagram with a cluster key, as real nodes with `key_file` do.
     #[arg(long)]
     key: bool,
+    /// With --services: each slice of a service's long local work (kml's merge, in slices
+    /// of its reint_slice records) takes N ns of virtual time, during which the node's ring
+    /// runs on and its services' inputs wait in a backlog; 0: done at once.
+    #[arg(long, default_value_t = 0)]
+    work_slice_ns: u64,
 }
 
 #[derive(clap::Args)]
@@ -975,6 +980,7 @@ fn sim(a: SimArgs) -> Result<i32> {
         start_fail_rate: a.start_fail_rate,
         store_keys: a.store_keys,
         store_bytes: a.store_bytes,
+        work_slice_ns: a.work_slice_ns,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let reports: Vec<RunReport> = seeds

@@ -31,6 +31,11 @@ use std::path::{Component, Path, PathBuf};
 /// The shortest time between two whole-directory comparisons of [`Mirror::check`] (ns).
 pub const CHECK_EVERY_NS: u64 = 5_000_000_000;
 
+/// The most changes one [`Mirror::drain`] applies: a node applies them over several turns of
+/// its loop (polling without waiting while some remain), so that a merge that changed a
+/// hundred thousand files never stalls its ring for the whole of it.
+pub const DRAIN_MAX: usize = 2000;
+
 /// Counters of one node's mirror.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MirrorStats {
@@ -52,6 +57,8 @@ pub struct Mirror {
     stats: MirrorStats,
     /// Changes applied since the last comparison.
     dirty: bool,
+    /// The last drain stopped at its bound: changes may still be queued.
+    more: bool,
     last_check_ns: Option<u64>,
 }
 
@@ -106,6 +113,7 @@ impl Mirror {
             dirs,
             stats: MirrorStats::default(),
             dirty: false,
+            more: false,
             last_check_ns: None,
         }))
     }
@@ -118,6 +126,7 @@ impl Mirror {
             dirs: BTreeMap::from([(name, dir.to_path_buf())]),
             stats: MirrorStats::default(),
             dirty: false,
+            more: false,
             last_check_ns: None,
         })
     }
@@ -132,14 +141,35 @@ impl Mirror {
         self.stats
     }
 
-    /// Applies every change `app` has queued; returns how many.
+    /// Applies the changes `app` has queued, at most [`DRAIN_MAX`]; returns how many.
+    /// [`Mirror::pending`] then says whether some may remain.
     pub fn drain(&mut self, app: &mut ServiceApp) -> u64 {
+        self.drain_at_most(app, DRAIN_MAX)
+    }
+
+    /// Applies every change `app` has queued (at the exit); returns how many.
+    pub fn drain_all(&mut self, app: &mut ServiceApp) -> u64 {
+        self.drain_at_most(app, usize::MAX)
+    }
+
+    fn drain_at_most(&mut self, app: &mut ServiceApp, max: usize) -> u64 {
         let mut n = 0;
-        while let Some((service, change)) = app.poll_file_change() {
+        self.more = false;
+        while n < max {
+            let Some((service, change)) = app.poll_file_change() else {
+                return n as u64;
+            };
             self.apply(service, &change);
             n += 1;
         }
-        n
+        self.more = true;
+        n as u64
+    }
+
+    /// Returns whether the last drain stopped at its bound (changes may still be queued: the
+    /// directory lags the service's tree until they are applied).
+    pub fn pending(&self) -> bool {
+        self.more
     }
 
     /// Applies one change of `service` to its directory; a failure is counted (and the

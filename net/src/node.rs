@@ -15,9 +15,15 @@
 //! [`ServiceApp::action_done`]; every command still running when the node exits is killed
 //! with its process group.
 //! Services that keep files (`kml`) are mirrored into `STATE_DIR/<service>/`
-//! ([`crate::mirror`]): made afresh at start, every queued change applied after every drain,
-//! the directory compared with the service's tree digest at most every few seconds and at
-//! the exit (a difference is logged as an error and counted in `stats`).
+//! ([`crate::mirror`]): made afresh at start, queued changes applied after every drain (at
+//! most [`crate::mirror::DRAIN_MAX`] a turn, the loop polling without waiting while more
+//! remain), the directory compared with the service's tree digest at most every few seconds
+//! once nothing is queued, and at the exit after every change is applied (a difference is
+//! logged as an error and counted in `stats`).
+//! A service's long local work (kml's merge) runs one slice a turn
+//! ([`ServiceApp::handle_work`]), after the turn's I/O, the loop polling without waiting
+//! while work remains: the ring keeps passing the token meanwhile (a merge of 10,000 records
+//! done in one step stalled a node about 1.07 s, past the token timeout).
 //! The control channel ([`crate::control`]) and the load generator ([`crate::load`]) live in
 //! the same loop; nothing else runs beside it. What each control request does to the node is
 //! in `node/commands.rs`.
@@ -331,7 +337,7 @@ impl Node {
             .flatten()
             .min();
             let mut timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
-            if self.actions.has_done() {
+            if self.actions.has_done() || self.busy() {
                 timeout = Some(Duration::ZERO);
             } else if self.actions.is_busy() {
                 // A child's exit is seen by polling (`try_wait`), never waited for.
@@ -362,6 +368,7 @@ impl Node {
             }
             self.run_load(now);
             self.drain();
+            self.work_slice();
             self.finish_actions();
             self.quit_when_drained(monotonic_ns());
             if let Some(why) = self.exit {
@@ -371,10 +378,35 @@ impl Node {
         }
     }
 
+    /// Returns whether the loop must not wait: a service has local work pending, or file
+    /// changes may still be queued for the mirror.
+    fn busy(&self) -> bool {
+        self.app.as_ref().is_some_and(ServiceApp::has_work)
+            || self
+                .mirror
+                .as_ref()
+                .is_some_and(crate::mirror::Mirror::pending)
+    }
+
+    /// Runs one slice of the services' local work (see [`ServiceApp::handle_work`]), records
+    /// what it made, and drains as after any input.
+    fn work_slice(&mut self) {
+        let Some(app) = self.app.as_mut() else { return };
+        if !app.has_work() {
+            return;
+        }
+        let now = monotonic_ns();
+        let mut bodies = Vec::new();
+        app.handle_work(now, &mut bodies);
+        self.record_app(now, bodies);
+        self.drain();
+    }
+
     /// Closes every control connection, removes the control socket's file and flushes the
     /// records (a failure is counted by the writer): what every exit does.
     fn shut_down(&mut self) {
-        if let (Some(m), Some(app)) = (self.mirror.as_mut(), self.app.as_ref()) {
+        if let (Some(m), Some(app)) = (self.mirror.as_mut(), self.app.as_mut()) {
+            m.drain_all(app);
             m.check(monotonic_ns(), app, true);
         }
         let killed = self.actions.kill_all();
@@ -559,14 +591,19 @@ impl Node {
         }
     }
 
-    /// Applies the file changes the services queued to their real directories, then (at
-    /// most every few seconds) compares each directory with its service's tree; fills in
-    /// the `mirror` digest of each `fileset` record whose tree is the service's tree now.
+    /// Applies the file changes the services queued to their real directories (at most
+    /// [`crate::mirror::DRAIN_MAX`]); once none is left, (at most every few seconds)
+    /// compares each directory with its service's tree and fills in the `mirror` digest of
+    /// each `fileset` record whose tree is the service's tree now. While changes remain the
+    /// directory lags the tree: no comparison, and `fileset` records go without a `mirror`.
     fn mirror_changes(&mut self, now: u64, bodies: &mut [Body]) {
         let (Some(m), Some(app)) = (self.mirror.as_mut(), self.app.as_mut()) else {
             return;
         };
         m.drain(app);
+        if m.pending() {
+            return;
+        }
         m.check(now, app, false);
         m.annotate(app, bodies);
     }

@@ -131,6 +131,10 @@ pub struct RunConfig {
     pub store_keys: u64,
     /// Bytes of each of those keys' values (`--store-bytes`).
     pub store_bytes: usize,
+    /// Virtual time one slice of a service's local work takes (ns; `--work-slice-ns`): the
+    /// node's ring runs on meanwhile while its services are busy. 0 (the default): the work
+    /// is done at the instant it starts, as before slices existed.
+    pub work_slice_ns: u64,
 }
 
 /// Writes `store_keys` keys through node 1 once the ring has formed, and runs until every
@@ -182,6 +186,7 @@ impl Default for RunConfig {
             start_fail_rate: 0.0,
             store_keys: 0,
             store_bytes: 1024,
+            work_slice_ns: 0,
         }
     }
 }
@@ -246,6 +251,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let faults_end = duration.saturating_sub(settle + probe).max(100 * MS);
     let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net);
     sim.record_messages = cfg.record_messages;
+    sim.work_slice_ns = cfg.work_slice_ns;
     if cfg.key {
         sim.set_key(SIM_KEY.to_vec())
             .expect("the simulator's key is long enough");

@@ -96,6 +96,11 @@ enum Item {
         node: usize,
         inc: u32,
     },
+    /// A slice of a node's services' local work is done ([`Sim::work_slice_ns`]).
+    Work {
+        node: usize,
+        inc: u32,
+    },
     /// A service's action ends.
     ActionDone {
         node: usize,
@@ -139,6 +144,8 @@ struct SimNode {
     inbox: VecDeque<(NodeId, Bytes, bool)>,
     stable_seq: u64,
     scheduled: Option<u64>,
+    /// Whether the end of a slice of its services' work is scheduled.
+    working: bool,
     egress_free_at: u64,
     next_inc: u32,
     /// Datagrams the node's rings refused, all incarnations together.
@@ -219,6 +226,11 @@ pub struct Sim {
     action_hook: Option<ActionHook>,
     /// Whether send and deliver records are kept (off for throughput runs).
     pub record_messages: bool,
+    /// Virtual time (ns) one slice of a service's local work takes ([`ServiceApp::handle_work`]):
+    /// the node's ring runs on meanwhile and the inputs of its application wait in its
+    /// backlog. 0 (the default): the work is done at the instant it starts, after the
+    /// input that started it, so records are exactly those of one call.
+    pub work_slice_ns: u64,
     records: Vec<Record>,
     /// Application messages delivered, all nodes together.
     pub delivered: u64,
@@ -244,6 +256,7 @@ impl Sim {
                 inbox: VecDeque::new(),
                 stable_seq: 0,
                 scheduled: None,
+                working: false,
                 egress_free_at: 0,
                 next_inc: 1,
                 drops: Drops::default(),
@@ -267,6 +280,7 @@ impl Sim {
             app_factory: None,
             action_hook: None,
             record_messages: true,
+            work_slice_ns: 0,
             records: Vec::new(),
             delivered: 0,
             net_stats: NetStats::default(),
@@ -444,6 +458,7 @@ impl Sim {
         n.paused = false;
         n.inbox.clear();
         n.scheduled = None;
+        n.working = false;
         let ring = Ring::new(id, n.inc, self.ring_config.clone(), n.stable_seq, self.now)
             .expect("the simulator's ring config is validated by its caller");
         n.ring = Some(ring);
@@ -685,6 +700,22 @@ impl Sim {
                 }
                 self.after_input(node);
             }
+            Item::Work { node, inc } => {
+                let n = &mut self.nodes[node];
+                if n.inc != inc || n.ring.is_none() {
+                    return;
+                }
+                n.working = false;
+                if n.paused {
+                    // A stopped process does no work: it goes on once resumed.
+                    n.working = true;
+                    let at = self.now + self.work_slice_ns.max(1);
+                    self.push(at, Item::Work { node, inc });
+                    return;
+                }
+                let now = self.now;
+                self.app_input(node, |app, bodies| app.handle_work(now, bodies));
+            }
             Item::ActionDone {
                 node,
                 inc,
@@ -803,6 +834,9 @@ impl Sim {
         let mut bodies = Vec::new();
         if let Some(app) = n.app.as_mut() {
             give(app, &mut bodies);
+            if self.work_slice_ns == 0 {
+                finish_work(app, self.now, &mut bodies);
+            }
         }
         for body in bodies {
             self.records.push(Record {
@@ -854,6 +888,9 @@ impl Sim {
                 any = true;
                 if let Some(app) = n.app.as_mut() {
                     app.on_event(&ev, &mut app_records);
+                    if self.work_slice_ns == 0 {
+                        finish_work(app, now, &mut app_records);
+                    }
                 }
                 if let Event::Deliver(_) = ev {
                     self.delivered += 1;
@@ -888,6 +925,7 @@ impl Sim {
         }
         self.schedule_actions(i);
         self.drain_datagrams(i);
+        self.schedule_work(i);
         // What the application's last submits made the ring send (a hold release, say).
         if !self.drain_transmits(i) {
             return;
@@ -906,6 +944,19 @@ impl Sim {
                 self.push(d, Item::Timer { node: i, inc });
             }
         }
+    }
+
+    /// Schedules the end of the next slice of node `i`'s services' work, when they have work
+    /// and none is scheduled (only with [`Sim::work_slice_ns`]; without, it is done at once).
+    fn schedule_work(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let busy = n.app.as_ref().is_some_and(ServiceApp::has_work);
+        if !busy || n.working || n.ring.is_none() {
+            return;
+        }
+        n.working = true;
+        let (at, inc) = (self.now + self.work_slice_ns.max(1), n.inc);
+        self.push(at, Item::Work { node: i, inc });
     }
 
     /// Sends the datagrams node `i`'s services send point to point (outside the ring).
@@ -1038,6 +1089,13 @@ impl Sim {
                 },
             );
         }
+    }
+}
+
+/// Does all of an application's local work at `now` (the default: no virtual time passes).
+fn finish_work(app: &mut ServiceApp, now: u64, bodies: &mut Vec<Body>) {
+    while app.has_work() {
+        app.handle_work(now, bodies);
     }
 }
 

@@ -3,6 +3,25 @@
 //! first, and holds the services' operations while a sync runs (sync traffic goes first),
 //! submitting them once it completes. Control commands reach a service by its name
 //! ([`ServiceApp::control`]); nothing here knows any service.
+//!
+//! # Local work in slices
+//! A service may have a long local step to do (the `kml` service's merge: undo, replay and
+//! reintegration of up to hundreds of thousands of records), which it runs in bounded
+//! slices ([`Service::has_work`], [`Service::do_work`]) so that its host keeps serving its
+//! ring meanwhile (a real node stalled for a second by one such step loses the token). The
+//! host calls [`ServiceApp::handle_work`] while [`ServiceApp::has_work`] says so. Meanwhile
+//! the app takes every other input it is handed (ring events, service datagrams, actions'
+//! outcomes, `quit`) into an in-order backlog instead of processing it, submits nothing
+//! ([`ServiceApp::pump`] waits) and gives no service a tick; when the work finishes it
+//! processes the backlog in order, stopping again where an input starts new work. So the
+//! step is exactly as atomic as if it had run in one call, only spread over time: to the
+//! protocol the node is a slow one. Control commands are answered at once (a reply cannot
+//! wait); they see `syncing` true meanwhile.
+//!
+//! The backlog holds only what arrives during the work, nothing more: its memory is the
+//! inputs the host hands in meanwhile (each a ring event or a datagram, as the ring's flow
+//! control and the network bound them), for as long as the work lasts (its slices over the
+//! host's turns); [`ServiceApp::backlog_peak`] tells the most it held.
 
 use crate::control::{ControlContext, ControlError, OP_OVERHEAD};
 use crate::registry::Entry;
@@ -30,6 +49,19 @@ pub fn is_service_datagram(data: &[u8]) -> bool {
     data.len() >= DATAGRAM_HEADER && data[..2] == DATAGRAM_MAGIC
 }
 
+/// An input taken while a service had work pending, processed once it finishes.
+#[derive(Debug)]
+enum Held {
+    /// A ring event.
+    Event(Event),
+    /// A service datagram: when, from whom, the framed bytes.
+    Datagram(u64, NodeId, Bytes),
+    /// An action's outcome: when, the service, the action, how it ended.
+    ActionDone(u64, ServiceId, u64, ActionResult),
+    /// The node is leaving.
+    Quit,
+}
+
 /// The sync engine with its services, plus a queue of their operations.
 pub struct ServiceApp {
     /// The engine (owning the services).
@@ -39,6 +71,10 @@ pub struct ServiceApp {
     ops: VecDeque<(Bytes, Guarantee)>,
     /// The bytes of `ops`.
     ops_bytes: usize,
+    /// Inputs taken while a service had work pending, in the order handed in.
+    backlog: VecDeque<Held>,
+    /// The most `backlog` held.
+    backlog_peak: usize,
 }
 
 impl ServiceApp {
@@ -49,6 +85,8 @@ impl ServiceApp {
             pending: VecDeque::new(),
             ops: VecDeque::new(),
             ops_bytes: 0,
+            backlog: VecDeque::new(),
+            backlog_peak: 0,
         }
     }
 
@@ -90,6 +128,8 @@ impl ServiceApp {
             pending: VecDeque::new(),
             ops: VecDeque::new(),
             ops_bytes: 0,
+            backlog: VecDeque::new(),
+            backlog_peak: 0,
         })
     }
 
@@ -147,7 +187,7 @@ impl ServiceApp {
             });
         };
         let ctx = ControlContext {
-            syncing: self.engine.is_syncing(),
+            syncing: self.engine.is_syncing() || self.has_work(),
             queued: self.queued_bytes() as u64 + self.queued_ops() as u64 * OP_OVERHEAD,
             max_fill_bytes,
         };
@@ -179,12 +219,23 @@ impl ServiceApp {
             return false;
         }
         let id = u16::from_be_bytes([data[2], data[3]]);
-        let Some(s) = self.engine.service_mut(id) else {
+        if self.engine.service_mut(id).is_none() {
             return false;
-        };
-        s.handle_datagram(now, from, &data[DATAGRAM_HEADER..]);
-        self.drain_services(None, records);
+        }
+        if self.has_work() {
+            self.hold(Held::Datagram(now, from, Bytes::copy_from_slice(data)));
+            return true;
+        }
+        self.take_datagram(now, from, data, records);
         true
+    }
+
+    fn take_datagram(&mut self, now: u64, from: NodeId, data: &[u8], records: &mut Vec<Body>) {
+        let id = u16::from_be_bytes([data[2], data[3]]);
+        if let Some(s) = self.engine.service_mut(id) {
+            s.handle_datagram(now, from, &data[DATAGRAM_HEADER..]);
+        }
+        self.drain_services(None, records);
     }
 
     /// Returns the next datagram a service sends point to point at `now`, framed for the
@@ -234,6 +285,10 @@ impl ServiceApp {
         result: ActionResult,
         records: &mut Vec<Body>,
     ) {
+        if self.has_work() {
+            self.hold(Held::ActionDone(now, service, id, result));
+            return;
+        }
         if let Some(s) = self.engine.service_mut(service) {
             s.action_done(now, id, result);
         }
@@ -243,6 +298,10 @@ impl ServiceApp {
     /// The node is leaving: every service gives up what it holds (see [`Service::quit`]);
     /// appends their records and queues their operations.
     pub fn quit(&mut self, records: &mut Vec<Body>) {
+        if self.has_work() {
+            self.hold(Held::Quit);
+            return;
+        }
         for s in self.engine.services_mut() {
             s.quit();
         }
@@ -252,7 +311,68 @@ impl ServiceApp {
     /// Returns whether every service is idle and no operation waits: a quitting node may
     /// leave.
     pub fn is_idle(&self) -> bool {
-        self.ops.is_empty() && self.pending.is_empty() && self.services().all(|s| s.is_idle())
+        !self.has_work()
+            && self.ops.is_empty()
+            && self.pending.is_empty()
+            && self.services().all(|s| s.is_idle())
+    }
+
+    /// Returns whether [`ServiceApp::handle_work`] has something to do: a service has local
+    /// work pending, or inputs taken meanwhile wait in the backlog. The host then calls it
+    /// (the simulator at once by default, a real node once per loop turn, polling without
+    /// waiting while this holds).
+    pub fn has_work(&self) -> bool {
+        !self.backlog.is_empty() || self.services().any(|s| s.has_work())
+    }
+
+    /// Runs one slice of the first service's pending work at `now` (ns); once no service has
+    /// work left, processes the inputs taken meanwhile, in order, until one of them starts
+    /// new work. Appends the records made and queues the operations sent.
+    pub fn handle_work(&mut self, now: u64, records: &mut Vec<Body>) {
+        let mut worked = false;
+        if let Some(s) = self.engine.services_mut().find(|s| s.has_work()) {
+            s.do_work(now, 0);
+            worked = true;
+        }
+        if worked {
+            self.drain_services(None, records);
+        }
+        while !self.services().any(|s| s.has_work()) {
+            let Some(h) = self.backlog.pop_front() else {
+                break;
+            };
+            match h {
+                Held::Event(ev) => self.take_event(&ev, records),
+                Held::Datagram(at, from, data) => self.take_datagram(at, from, &data, records),
+                Held::ActionDone(at, service, id, result) => {
+                    if let Some(s) = self.engine.service_mut(service) {
+                        s.action_done(at, id, result);
+                    }
+                    self.drain_services(None, records);
+                }
+                Held::Quit => {
+                    for s in self.engine.services_mut() {
+                        s.quit();
+                    }
+                    self.drain_services(None, records);
+                }
+            }
+        }
+    }
+
+    /// Returns the inputs waiting in the backlog.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Returns the most inputs the backlog held at once.
+    pub fn backlog_peak(&self) -> usize {
+        self.backlog_peak
+    }
+
+    fn hold(&mut self, h: Held) {
+        self.backlog.push_back(h);
+        self.backlog_peak = self.backlog_peak.max(self.backlog.len());
     }
 
     /// Returns the operations waiting to be submitted.
@@ -266,7 +386,16 @@ impl ServiceApp {
     }
 
     /// Hands one ring event to the engine; appends the records it produces.
+    /// While a service has work pending it waits in the backlog (see [`ServiceApp::has_work`]).
     pub fn on_event(&mut self, ev: &Event, records: &mut Vec<Body>) {
+        if self.has_work() {
+            self.hold(Held::Event(ev.clone()));
+            return;
+        }
+        self.take_event(ev, records);
+    }
+
+    fn take_event(&mut self, ev: &Event, records: &mut Vec<Body>) {
         self.engine.handle_event(ev);
         self.poll_records(records);
     }
@@ -281,7 +410,9 @@ impl ServiceApp {
     }
 
     /// Takes every service's records and the operations it sends of its own accord
-    /// (queued), after giving it the time when `tick` says so.
+    /// (queued), after giving it the time when `tick` says so. A service with work pending
+    /// stops the drain after its own, so that the records of the services after it follow
+    /// the ones its work makes, as they would had it worked in one call.
     fn drain_services(&mut self, tick: Option<(u64, bool)>, records: &mut Vec<Body>) {
         let mut own = Vec::new();
         for s in self.engine.services_mut() {
@@ -294,6 +425,9 @@ impl ServiceApp {
             while let Some(op) = s.poll_op() {
                 own.push((s.id(), op));
             }
+            if s.has_work() {
+                break;
+            }
         }
         for (id, op) in own {
             self.queue_op(id, &op);
@@ -301,8 +435,12 @@ impl ServiceApp {
     }
 
     /// Submits what waits, sync messages first, as far as the ring's queue takes them;
-    /// appends `send` and `sync` records.
+    /// appends `send` and `sync` records. Does nothing while a service has work pending (see
+    /// [`ServiceApp::has_work`]).
     pub fn pump(&mut self, now: u64, ring: &mut Ring, records: &mut Vec<Body>) {
+        if self.has_work() {
+            return;
+        }
         let operational = ring.state() == ringlab_ring::MembState::Operational;
         self.drain_services(Some((now, operational)), records);
         for _ in 0..64 {
@@ -369,4 +507,119 @@ fn submit_all<T>(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{Control, ControlContext, ControlError};
+    use crate::engine::{Outbox, Progress, SyncContext};
+    use ringlab_ring::{Delivery, MsgId, RingId};
+    use std::sync::{Arc, Mutex};
+
+    /// A service whose operation `[n]` starts `n` slices of work; it logs what it sees.
+    struct Busy {
+        left: u8,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Service for Busy {
+        fn id(&self) -> ServiceId {
+            9
+        }
+        fn name(&self) -> &'static str {
+            "busy"
+        }
+        fn sync_init(&mut self, _: &SyncContext) {}
+        fn sync_process(&mut self, _: &mut Outbox<'_>) -> Progress {
+            Progress::Done
+        }
+        fn sync_deliver(&mut self, _: NodeId, _: &[u8]) -> Option<String> {
+            None
+        }
+        fn sync_activate(&mut self) {}
+        fn sync_abort(&mut self) {}
+        fn deliver_op(&mut self, _: NodeId, payload: &[u8]) {
+            assert_eq!(self.left, 0, "an input reached a busy service");
+            self.log.lock().unwrap().push(format!("op {}", payload[0]));
+            self.left = payload[0];
+        }
+        fn control(
+            &mut self,
+            _: &serde_json::Value,
+            _: &ControlContext,
+        ) -> Result<Control, ControlError> {
+            Err(ControlError::BadCommand("none".into()))
+        }
+        fn digest(&self) -> [u8; 32] {
+            [0; 32]
+        }
+        fn has_work(&self) -> bool {
+            self.left > 0
+        }
+        fn do_work(&mut self, _: u64, _: usize) {
+            self.left -= 1;
+            self.log.lock().unwrap().push(format!("work {}", self.left));
+        }
+    }
+
+    fn op(counter: u64, n: u8) -> Event {
+        Event::Deliver(Delivery {
+            id: MsgId {
+                node: 2,
+                inc: 1,
+                counter,
+            },
+            ring_id: RingId { rep: 1, seq: 4 },
+            seq: counter,
+            safe: false,
+            sent_t_ns: 0,
+            data: SyncEngine::op_message(9, &[n]),
+        })
+    }
+
+    #[test]
+    fn inputs_wait_while_a_service_works_and_run_in_order_after() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let busy = Busy {
+            left: 0,
+            log: log.clone(),
+        };
+        let mut app = ServiceApp {
+            engine: SyncEngine::new(1, vec![Box::new(busy)]),
+            pending: VecDeque::new(),
+            ops: VecDeque::new(),
+            ops_bytes: 0,
+            backlog: VecDeque::new(),
+            backlog_peak: 0,
+        };
+        let mut records = Vec::new();
+        app.on_event(&op(1, 2), &mut records);
+        assert!(app.has_work());
+        // Taken while it works: held, in order.
+        app.on_event(&op(2, 1), &mut records);
+        app.on_event(&op(3, 0), &mut records);
+        assert!(app.handle_datagram(0, 2, b"RS\x00\x09x", &mut records));
+        assert_eq!(app.backlog(), 3);
+        assert!(!app.is_idle());
+        app.handle_work(0, &mut records);
+        assert_eq!(app.backlog(), 3, "one slice, work left");
+        // The last slice, then the backlog until an input starts new work.
+        app.handle_work(0, &mut records);
+        assert!(app.has_work());
+        assert_eq!(
+            app.backlog(),
+            2,
+            "the datagram and op 0 wait behind op 1's work"
+        );
+        app.handle_work(0, &mut records);
+        assert!(!app.has_work());
+        assert_eq!(app.backlog(), 0);
+        assert_eq!(app.backlog_peak(), 3);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["op 2", "work 1", "work 0", "op 1", "work 0", "op 0"]
+        );
+        assert!(app.is_idle());
+    }
 }

@@ -440,6 +440,17 @@ pub trait Service: Send {
     fn poll_record(&mut self) -> Option<Body> {
         None
     }
+    /// Returns whether it has local work pending (a long step it runs in slices, see
+    /// [`Service::do_work`]); none by default. While any service has, its
+    /// [`ServiceApp`](crate::ServiceApp) holds every other input in a backlog, so the step
+    /// stays as atomic as if it had run in one call.
+    fn has_work(&self) -> bool {
+        false
+    }
+    /// Runs one bounded slice of its pending work at `now` (ns): at most `budget` units
+    /// (records, for `kml`; 0 means the service's own configured slice). Its records and
+    /// operations are drained right after. Nothing by default.
+    fn do_work(&mut self, _now: u64, _budget: usize) {}
 }
 
 /// The static side of a service: what the [registry](crate::registry) needs to make one,

@@ -430,6 +430,11 @@ impl Fileset {
         self.changes.as_mut()?.pop_front()
     }
 
+    /// Returns how many changes wait for the real directory (0 without a mirror).
+    pub fn pending_changes(&self) -> usize {
+        self.changes.as_ref().map_or(0, VecDeque::len)
+    }
+
     /// Returns the object `fid`.
     pub fn object(&self, fid: RecId) -> Option<&Object> {
         self.objects.get(&fid)

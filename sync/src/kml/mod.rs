@@ -70,6 +70,16 @@
 //!   (as runs, by chain hash), and the next attempt's senders start after what every member
 //!   already holds. Application is atomic at the sync's end, so an interrupted reintegration
 //!   ends exactly as an uninterrupted one.
+//! - In slices: the activation decides the merge (sides, forks, the snapshot's adoption) and
+//!   leaves the undo, the catch-up and the reintegration (with what goes to `.elsewhere`) as a
+//!   resumable job of at most `reint_slice` records a slice ([`crate::Service::has_work`],
+//!   [`crate::Service::do_work`]; default 1000). Why: done in one call, a merge of 10,000
+//!   minority records stalled a real node about 1.07 s (past the token timeout of 1000 ms; the
+//!   ring lost its token right after the heal) and 100,000 records stalled it about 10 s again
+//!   and again, so that every sync aborted. The job writes exactly the records one call wrote,
+//!   in the same order, and ends the sync (`reint_done`, `fileset`) only when it is done;
+//!   operations delivered meanwhile are applied after it. Its [`crate::ServiceApp`] holds every
+//!   other input back in the meantime, so the step is as atomic to the protocol as before.
 //!
 //! Not as the seed: rename never replaces an existing target (`EEXIST`), so a rename's
 //! undo needs no removed target; mknod makes plain files only; `.elsewhere` is inside the

@@ -131,115 +131,34 @@ impl Replica {
         }
     }
 
+    /// Undoes at most `budget` records, last first, toward `pos` (a position the history
+    /// reaches back to: [`Replica::undo_to`] checks it); returns how many.
+    pub fn undo_some(&mut self, pos: u64, budget: usize) -> u64 {
+        let mut n = 0;
+        while self.hist.head() > pos && (n as usize) < budget {
+            let Some(rec) = self.hist.pop() else { break };
+            self.fs.undo(&rec);
+            n += 1;
+        }
+        n
+    }
+
     /// Reintegrates one side's records (its history after the fork), tagging the fileset's
-    /// own records with `tag`; reports each step into `steps`.
+    /// own records with `tag`; reports each step into `steps`. The same as a
+    /// [`Reintegration`] fed every record, then finished.
     pub fn reintegrate<'a>(
         &mut self,
         tag: u32,
         recs: impl IntoIterator<Item = &'a Record>,
         steps: &mut Vec<Step>,
     ) -> Outcome {
-        let mut out = Outcome::default();
-        // Objects a backed-out record made (their children go with them) or changed.
-        let mut made: BTreeMap<RecId, RecId> = BTreeMap::new();
-        let mut changed: BTreeMap<RecId, RecId> = BTreeMap::new();
-        let mut kinds: BTreeMap<RecId, ConflictKind> = BTreeMap::new();
-        let mut backed: Vec<(Record, ConflictKind)> = Vec::new();
-        // Incarnations with a record refused for its number: their later records in this
-        // side's history were numbered the same wrong way, even one that happens to be next.
-        let mut refused: BTreeSet<(NodeId, u32)> = BTreeSet::new();
+        let mut ri = Reintegration::new(tag);
         for r in recs {
-            let numbering = if refused.contains(&(r.id.origin, r.id.inc)) {
-                Numbering::Unexpected(self.numbering_expected(r))
-            } else {
-                self.numbering(r)
-            };
-            if matches!(numbering, Numbering::Unexpected(_)) {
-                refused.insert((r.id.origin, r.id.inc));
-            }
-            match numbering {
-                Numbering::Duplicate => {
-                    out.duplicates += 1;
-                    continue;
-                }
-                Numbering::Unexpected(expected) => {
-                    out.warnings += 1;
-                    steps.push(Step::Warning { id: r.id, expected });
-                    continue;
-                }
-                Numbering::Next => {}
-            }
-            if r.noop.is_some() {
-                // A NOOP where it was made stays one.
-                self.hist.push(r.clone());
-                out.applied += 1;
-                continue;
-            }
-            let root = r
-                .touched
-                .first()
-                .and_then(|t| changed.get(&t.fid).or_else(|| made.get(&t.fid)))
-                .or_else(|| r.touched.iter().find_map(|t| made.get(&t.fid)))
-                .copied();
-            let verdict = match root {
-                Some(root) => Err((kinds[&root], Some(root))),
-                None => self.fs.check(r).map_err(|k| (k, None)),
-            };
-            match verdict {
-                Ok(()) => {
-                    let applied = self.fs.replay(r);
-                    self.hist.push(applied);
-                    out.applied += 1;
-                }
-                Err((kind, with)) => {
-                    let root = with.unwrap_or(r.id);
-                    kinds.insert(r.id, kind);
-                    if creates(&r.op) {
-                        made.insert(r.id, root);
-                    } else if let Some(t) = r.touched.first() {
-                        changed.insert(t.fid, root);
-                    }
-                    let noop = Record {
-                        noop: Some(Noop::Conflict(kind)),
-                        touched: vec![],
-                        undo: Undo::default(),
-                        ..r.clone()
-                    };
-                    self.hist.push(noop);
-                    steps.push(Step::Conflict {
-                        id: r.id,
-                        kind,
-                        path: r
-                            .op
-                            .paths()
-                            .first()
-                            .map_or_else(String::new, |p| p.to_string()),
-                        with,
-                    });
-                    backed.push((r.clone(), kind));
-                    out.conflicts += 1;
-                }
-            }
+            ri.step(self, r, steps);
         }
-        for (r, kind) in &backed {
-            self.put_elsewhere(tag, r);
-            let line = format!(
-                "{} {} {} {}\n",
-                r.id,
-                r.op.name(),
-                r.op.paths().join(" -> "),
-                kind.as_str()
-            );
-            self.ensure_file(tag, WARNINGS);
-            self.sys(
-                tag,
-                Op::Append {
-                    path: WARNINGS.into(),
-                    data: Bytes::from(line),
-                },
-            );
-        }
-        out
+        let mut budget = usize::MAX;
+        while !ri.finish_some(self, &mut budget) {}
+        ri.outcome()
     }
 
     /// Applies an operation of the fileset's own.
@@ -394,6 +313,156 @@ impl Replica {
             None if id.recno == 1 => Numbering::Next,
             None => Numbering::Unexpected(1),
         }
+    }
+}
+
+/// One side's reintegration in progress, resumable between any two records: feed it the
+/// side's records in order ([`Reintegration::step`]), then finish it
+/// ([`Reintegration::finish_some`] until it says done), which puts what was backed out under
+/// `.elsewhere` and writes `WARNINGS`. [`Replica::reintegrate`] does all of it in one call;
+/// the `kml` service does it in slices of a bounded number of records, with exactly the same
+/// outcome and steps.
+#[derive(Clone, Debug)]
+pub struct Reintegration {
+    tag: u32,
+    out: Outcome,
+    /// Objects a backed-out record made (their children go with them) or changed.
+    made: BTreeMap<RecId, RecId>,
+    changed: BTreeMap<RecId, RecId>,
+    kinds: BTreeMap<RecId, ConflictKind>,
+    backed: Vec<(Record, ConflictKind)>,
+    /// Incarnations with a record refused for its number: their later records in this
+    /// side's history were numbered the same wrong way, even one that happens to be next.
+    refused: BTreeSet<(NodeId, u32)>,
+    /// The next of `backed` to put elsewhere.
+    finished: usize,
+}
+
+impl Reintegration {
+    /// Starts one side's reintegration, tagging the fileset's own records with `tag`.
+    pub fn new(tag: u32) -> Self {
+        Self {
+            tag,
+            out: Outcome::default(),
+            made: BTreeMap::new(),
+            changed: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+            backed: Vec::new(),
+            refused: BTreeSet::new(),
+            finished: 0,
+        }
+    }
+
+    /// Returns what it did so far.
+    pub fn outcome(&self) -> Outcome {
+        self.out
+    }
+
+    /// Reintegrates the side's next record into `rep`; reports its step into `steps`.
+    pub fn step(&mut self, rep: &mut Replica, r: &Record, steps: &mut Vec<Step>) {
+        let numbering = if self.refused.contains(&(r.id.origin, r.id.inc)) {
+            Numbering::Unexpected(rep.numbering_expected(r))
+        } else {
+            rep.numbering(r)
+        };
+        if matches!(numbering, Numbering::Unexpected(_)) {
+            self.refused.insert((r.id.origin, r.id.inc));
+        }
+        match numbering {
+            Numbering::Duplicate => {
+                self.out.duplicates += 1;
+                return;
+            }
+            Numbering::Unexpected(expected) => {
+                self.out.warnings += 1;
+                steps.push(Step::Warning { id: r.id, expected });
+                return;
+            }
+            Numbering::Next => {}
+        }
+        if r.noop.is_some() {
+            // A NOOP where it was made stays one.
+            rep.hist.push(r.clone());
+            self.out.applied += 1;
+            return;
+        }
+        let root = r
+            .touched
+            .first()
+            .and_then(|t| self.changed.get(&t.fid).or_else(|| self.made.get(&t.fid)))
+            .or_else(|| r.touched.iter().find_map(|t| self.made.get(&t.fid)))
+            .copied();
+        let verdict = match root {
+            Some(root) => Err((self.kinds[&root], Some(root))),
+            None => rep.fs.check(r).map_err(|k| (k, None)),
+        };
+        match verdict {
+            Ok(()) => {
+                let applied = rep.fs.replay(r);
+                rep.hist.push(applied);
+                self.out.applied += 1;
+            }
+            Err((kind, with)) => {
+                let root = with.unwrap_or(r.id);
+                self.kinds.insert(r.id, kind);
+                if creates(&r.op) {
+                    self.made.insert(r.id, root);
+                } else if let Some(t) = r.touched.first() {
+                    self.changed.insert(t.fid, root);
+                }
+                let noop = Record {
+                    noop: Some(Noop::Conflict(kind)),
+                    touched: vec![],
+                    undo: Undo::default(),
+                    ..r.clone()
+                };
+                rep.hist.push(noop);
+                steps.push(Step::Conflict {
+                    id: r.id,
+                    kind,
+                    path: r
+                        .op
+                        .paths()
+                        .first()
+                        .map_or_else(String::new, |p| p.to_string()),
+                    with,
+                });
+                self.backed.push((r.clone(), kind));
+                self.out.conflicts += 1;
+            }
+        }
+    }
+
+    /// Once every record was fed: puts what the backed-out records made or wrote under
+    /// `.elsewhere` and describes each in `WARNINGS`, at most `budget` of them (each taken
+    /// off `budget`); returns whether it is done.
+    pub fn finish_some(&mut self, rep: &mut Replica, budget: &mut usize) -> bool {
+        let tag = self.tag;
+        while self.finished < self.backed.len() {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            let (r, kind) = &self.backed[self.finished];
+            self.finished += 1;
+            rep.put_elsewhere(tag, r);
+            let line = format!(
+                "{} {} {} {}\n",
+                r.id,
+                r.op.name(),
+                r.op.paths().join(" -> "),
+                kind.as_str()
+            );
+            rep.ensure_file(tag, WARNINGS);
+            rep.sys(
+                tag,
+                Op::Append {
+                    path: WARNINGS.into(),
+                    data: Bytes::from(line),
+                },
+            );
+        }
+        true
     }
 }
 

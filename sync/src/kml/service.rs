@@ -22,7 +22,7 @@
 use super::fileset::Fileset;
 use super::history::{Chain, History};
 use super::record::{check_path, Attrs, Op, Record, MAX_DATA};
-use super::reint::{Replica, Step, ELSEWHERE, WARNINGS};
+use super::reint::{Reintegration, Replica, Step, ELSEWHERE, WARNINGS};
 use super::sync_msg::{KmlSync, Point, RunMark, MAX_POINTS, MAX_RUNS, TAIL_BYTES};
 use crate::control::{Args, Control, ControlContext, ControlError};
 use crate::engine::{Outbox, Progress, SyncContext};
@@ -50,7 +50,14 @@ pub struct KmlConfig {
     pub log_bytes: usize,
     /// Records one `fill` may submit.
     pub max_fill: u64,
+    /// Records a merge's local work (undo, replay, reintegration) handles in one slice, 1 to
+    /// 1,000,000: the host runs one slice per turn, so that a big merge never stalls its
+    /// ring (see the module docs of [`crate::kml`]).
+    pub reint_slice: usize,
 }
+
+/// The bounds of [`KmlConfig::reint_slice`].
+pub const REINT_SLICE_MAX: usize = 1_000_000;
 
 impl Default for KmlConfig {
     fn default() -> Self {
@@ -58,6 +65,7 @@ impl Default for KmlConfig {
             log_keep: 200_000,
             log_bytes: 256 << 20,
             max_fill: 200_000,
+            reint_slice: 1000,
         }
     }
 }
@@ -135,8 +143,15 @@ pub struct Status {
     pub warnings: u64,
     /// Reintegrations completed since start.
     pub reintegrations: u64,
-    /// Whether a sync runs.
+    /// Whether a sync runs, a merge's local work is pending, or changes wait for the real
+    /// directory: the service is not settled.
     pub syncing: bool,
+    /// Records of a merge's local work still to do (0: none; added with the slices).
+    #[serde(default)]
+    pub work_pending: u64,
+    /// Changes queued for the real directory, not applied yet (0 without a mirror).
+    #[serde(default)]
+    pub mirror_pending: u64,
 }
 
 /// One entry of `ls`.
@@ -217,6 +232,35 @@ struct Syncing {
     snap_sent: u32,
 }
 
+/// A merge's local work, run in slices of at most `reint_slice` records
+/// ([`Service::do_work`]): undo back to the fork, catch-up with the permit side, then each
+/// other side's reintegration, exactly as one call would, in the same order.
+#[derive(Debug)]
+struct Job {
+    ring: RingId,
+    tag: u32,
+    permit: usize,
+    /// Every side's records after where it was needed.
+    recs: Vec<SideRecords>,
+    forks: Vec<u64>,
+    /// Undo back to here first (none: done, or nothing to undo).
+    undo_to: Option<u64>,
+    undone: u64,
+    /// The next of the permit side's records to replay (none: done, or no catch-up).
+    catch_up: Option<usize>,
+    /// The side being reintegrated, and the index of its next record.
+    side: usize,
+    at: Option<usize>,
+    reint: Option<Reintegration>,
+    applied: u64,
+    conflicts: u64,
+    total: u64,
+    /// Records left to handle (for `status`).
+    left: u64,
+    /// Operations delivered meanwhile, applied once it ends.
+    deferred: VecDeque<(OpDelivery, Vec<u8>)>,
+}
+
 /// Where the service is.
 #[derive(Debug, Default)]
 enum Phase {
@@ -237,6 +281,8 @@ pub struct KmlService {
     malformed: u64,
     warnings: u64,
     reintegrations: u64,
+    /// A merge's local work in progress.
+    job: Option<Box<Job>>,
 }
 
 impl std::fmt::Debug for KmlService {
@@ -261,6 +307,7 @@ impl KmlService {
             malformed: 0,
             warnings: 0,
             reintegrations: 0,
+            job: None,
         }
     }
 
@@ -319,9 +366,19 @@ impl KmlService {
         }
     }
 
-    /// Stores records of another side.
+    /// Stores records of another side: after the run that ends where they start (of several,
+    /// the one that starts first: an earlier attempt's run can end at the same point as this
+    /// attempt's, and continuing the later-starting one would leave neither reaching back to
+    /// where the records are needed from), else as a new run.
     fn take_tail(&mut self, from: Point, records: Vec<Record>) {
-        let i = match self.runs.iter().position(|r| r.end() == from) {
+        let at = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.end() == from)
+            .min_by_key(|(_, r)| r.start.0)
+            .map(|(i, _)| i);
+        let i = match at {
             Some(i) => i,
             None => {
                 if self.runs.len() >= MAX_RUNS {
@@ -449,13 +506,16 @@ impl KmlService {
         }
     }
 
-    fn activate_merge(&mut self, s: &Syncing) {
+    /// Decides a merge at activation (what every side sends, the forks, the snapshot's
+    /// adoption) and returns its local work as a [`Job`]; none when it aborted (its record
+    /// written).
+    fn start_merge(&mut self, s: &Syncing) -> Option<Box<Job>> {
         let tag = merge_tag(s.ring);
         let snapshot = Self::snapshot_mode(s);
         let abort = |me: &mut Self, why: String| me.kml("abort", |r| r.detail = Some(why));
         // Every side's records from where it is needed (in snapshot mode: from where its
         // representative could send them, whatever the chain there).
-        let mut recs: Vec<Option<SideRecords>> = vec![];
+        let mut recs: Vec<SideRecords> = vec![];
         for x in 0..s.sides.len() {
             let need = Self::needed(s, x);
             let got = if snapshot {
@@ -478,29 +538,30 @@ impl KmlService {
                 self.side_records(s, x, need.0, Some(need.1))
                     .map(|(r, c)| (need.0, r, c))
             };
-            if got.is_none() {
+            let Some(got) = got else {
                 let who = s.sides[x].rep();
                 abort(
                     self,
                     format!("the records of the side of node {who} are not all here"),
                 );
-                return;
-            }
+                return None;
+            };
             recs.push(got);
         }
         let mut forks = vec![0u64; s.sides.len()];
-        let mut steps = Vec::new();
+        let mut undo_to = None;
+        let mut catch_up = None;
         if snapshot {
             // No forks: each side's records are reintegrated from where it sent them, the
             // ones the permit side has being duplicates.
             for (x, f) in forks.iter_mut().enumerate() {
-                *f = recs[x].as_ref().map_or(0, |r| r.0);
+                *f = recs[x].0;
             }
             if s.mine != s.permit {
                 let bytes: Vec<u8> = s.snap.iter().flat_map(|p| p.iter().copied()).collect();
                 if s.snap_total != Some(s.snap.len() as u32) {
                     abort(self, "the permit side's snapshot is not all here".into());
-                    return;
+                    return None;
                 }
                 match self.read_snapshot(&bytes) {
                     Ok(rep) => {
@@ -524,17 +585,17 @@ impl KmlService {
                             self,
                             format!("the permit side's snapshot does not decode: {e}"),
                         );
-                        return;
+                        return None;
                     }
                 }
             }
         } else {
-            let (p_from, _, p_chains) = recs[s.permit].as_ref().expect("checked");
+            let (p_from, _, p_chains) = &recs[s.permit];
             for x in 0..s.sides.len() {
                 if x == s.permit {
                     continue;
                 }
-                let (from, _, chains) = recs[x].as_ref().expect("checked");
+                let (from, _, chains) = &recs[x];
                 let skip = (from - p_from) as usize;
                 let same = chains
                     .iter()
@@ -545,37 +606,139 @@ impl KmlService {
             }
             if s.mine != s.permit {
                 let fork = forks[s.mine];
-                match self.rep.undo_to(fork) {
-                    Some(n) => {
-                        // Sync points past the fork named a history that is gone.
-                        self.points.retain(|p| p.0 <= fork);
-                        steps.push(Step::Undo { records: n });
-                    }
-                    None => {
-                        abort(self, format!("the history does not reach back to {fork}"));
-                        return;
-                    }
+                let h = &self.rep.hist;
+                if fork < h.start() || fork > h.head() {
+                    abort(self, format!("the history does not reach back to {fork}"));
+                    return None;
                 }
-                let (p_from, p_recs, _) = recs[s.permit].as_ref().expect("checked");
-                let skip = (fork - p_from) as usize;
-                self.rep.catch_up(p_recs.iter().skip(skip));
+                // Sync points past the fork named a history that is gone.
+                self.points.retain(|p| p.0 <= fork);
+                undo_to = Some(fork);
+                catch_up = Some((fork - recs[s.permit].0) as usize);
             }
         }
-        let mut applied = 0;
-        let mut conflicts = 0;
         let mut total = 0;
-        for x in 0..s.sides.len() {
-            if x == s.permit {
+        for (x, (from, r, _)) in recs.iter().enumerate() {
+            if x != s.permit {
+                total += (r.len() - (forks[x] - from) as usize) as u64;
+            }
+        }
+        let undo_left = undo_to.map_or(0, |f| self.rep.hist.head() - f);
+        let catch_left = catch_up.map_or(0, |i| (recs[s.permit].1.len() - i) as u64);
+        Some(Box::new(Job {
+            ring: s.ring,
+            tag,
+            permit: s.permit,
+            recs,
+            forks,
+            undo_to,
+            undone: 0,
+            catch_up,
+            side: 0,
+            at: None,
+            reint: None,
+            applied: 0,
+            conflicts: 0,
+            total,
+            left: undo_left + catch_left + total,
+            deferred: VecDeque::new(),
+        }))
+    }
+
+    /// Runs at most `budget` records of the merge's local work (undo, catch-up,
+    /// reintegration, what goes elsewhere), writing its steps' records as it goes; when it
+    /// is done, ends the sync as one call would have (`reint_done`, the `fileset` record)
+    /// and applies the operations delivered meanwhile.
+    fn work(&mut self, budget: usize) {
+        let Some(mut job) = self.job.take() else {
+            return;
+        };
+        let mut left = budget.max(1);
+        let mut steps = Vec::new();
+        let done = loop {
+            if left == 0 {
+                break false;
+            }
+            if let Some(to) = job.undo_to {
+                let n = self.rep.undo_some(to, left);
+                job.undone += n;
+                left -= n as usize;
+                job.left = job.left.saturating_sub(n);
+                if self.rep.hist.head() <= to {
+                    job.undo_to = None;
+                    steps.push(Step::Undo {
+                        records: job.undone,
+                    });
+                }
                 continue;
             }
-            let (from, r, _) = recs[x].as_ref().expect("checked above");
-            let skip = (forks[x] - from) as usize;
-            total += (r.len() - skip) as u64;
-            let out = self.rep.reintegrate(tag, r.iter().skip(skip), &mut steps);
-            applied += out.applied;
-            conflicts += out.conflicts;
+            if let Some(i) = job.catch_up {
+                let p = &job.recs[job.permit].1;
+                let i = i.min(p.len());
+                let n = left.min(p.len() - i);
+                self.rep.catch_up(&p[i..i + n]);
+                left -= n;
+                job.left = job.left.saturating_sub(n as u64);
+                job.catch_up = (i + n < p.len()).then_some(i + n);
+                continue;
+            }
+            if job.side >= job.recs.len() {
+                break true;
+            }
+            if job.side == job.permit {
+                job.side += 1;
+                continue;
+            }
+            let x = job.side;
+            let (from, r, _) = &job.recs[x];
+            let mut at = job.at.unwrap_or((job.forks[x] - from) as usize);
+            let ri = job.reint.get_or_insert_with(|| Reintegration::new(job.tag));
+            while left > 0 && at < r.len() {
+                ri.step(&mut self.rep, &r[at], &mut steps);
+                at += 1;
+                left -= 1;
+                job.left = job.left.saturating_sub(1);
+            }
+            job.at = Some(at);
+            if at < r.len() || !ri.finish_some(&mut self.rep, &mut left) {
+                continue;
+            }
+            let out = ri.outcome();
+            job.applied += out.applied;
+            job.conflicts += out.conflicts;
             self.warnings += out.warnings;
+            job.reint = None;
+            job.at = None;
+            job.side += 1;
+        };
+        self.steps_records(steps);
+        if !done {
+            self.job = Some(job);
+            return;
         }
+        self.reintegrations += 1;
+        let (applied, conflicts, total) = (job.applied, job.conflicts, job.total);
+        self.kml("reint_done", |r| {
+            r.records = Some(applied);
+            r.conflicts = Some(conflicts);
+            r.detail = Some(format!("{total} records after the forks"));
+        });
+        self.end_sync(job.ring);
+        for (d, payload) in std::mem::take(&mut job.deferred) {
+            self.deliver_op_in(&d, &payload);
+        }
+    }
+
+    /// Runs the pending merge work to its end at once (a sync hook called meanwhile, which
+    /// a [`ServiceApp`](crate::ServiceApp) never does: it holds such inputs back).
+    fn finish_job(&mut self) {
+        while self.job.is_some() {
+            self.work(usize::MAX);
+        }
+    }
+
+    /// Writes a `kml` record for each step.
+    fn steps_records(&mut self, steps: Vec<Step>) {
         for st in steps {
             match st {
                 Step::Undo { records } => self.kml("undo", |r| r.records = Some(records)),
@@ -602,12 +765,20 @@ impl KmlService {
                 }),
             }
         }
-        self.reintegrations += 1;
-        self.kml("reint_done", |r| {
-            r.records = Some(applied);
-            r.conflicts = Some(conflicts);
-            r.detail = Some(format!("{total} records after the forks"));
-        });
+    }
+
+    /// Ends a sync on ring `ring`: forgets the runs, notes the sync point, writes the
+    /// `fileset` record.
+    fn end_sync(&mut self, ring: RingId) {
+        self.runs.clear();
+        let p = (self.rep.hist.head(), self.rep.hist.head_chain());
+        if self.points.back() != Some(&p) {
+            self.points.push_back(p);
+        }
+        while self.points.len() > MAX_POINTS {
+            self.points.pop_front();
+        }
+        self.fileset_record(Some(ring));
     }
 }
 
@@ -641,6 +812,7 @@ impl Service for KmlService {
     }
 
     fn sync_init(&mut self, ctx: &SyncContext) {
+        self.finish_job();
         self.phase = Phase::Sync(Box::new(Syncing {
             ring: ctx.ring,
             members: ctx.members.clone(),
@@ -839,21 +1011,19 @@ impl Service for KmlService {
     }
 
     fn sync_activate(&mut self) {
+        self.finish_job();
         let Phase::Sync(s) = std::mem::take(&mut self.phase) else {
             return;
         };
         if s.sides.len() > 1 {
-            self.activate_merge(&s);
+            if let Some(job) = self.start_merge(&s) {
+                // The first slice at once: a small merge ends here, in this call.
+                self.job = Some(job);
+                self.work(self.cfg.reint_slice);
+                return;
+            }
         }
-        self.runs.clear();
-        let p = (self.rep.hist.head(), self.rep.hist.head_chain());
-        if self.points.back() != Some(&p) {
-            self.points.push_back(p);
-        }
-        while self.points.len() > MAX_POINTS {
-            self.points.pop_front();
-        }
-        self.fileset_record(Some(s.ring));
+        self.end_sync(s.ring);
     }
 
     fn sync_abort(&mut self) {
@@ -881,6 +1051,11 @@ impl Service for KmlService {
     }
 
     fn deliver_op_in(&mut self, d: &OpDelivery, payload: &[u8]) {
+        if let Some(job) = self.job.as_mut() {
+            // Applied after the merge's work, as if it had run in one call.
+            job.deferred.push_back((*d, payload.to_vec()));
+            return;
+        }
         match Op::decode(payload) {
             Ok(op) => {
                 self.rep.apply_op(d.sender, d.inc, &op);
@@ -899,6 +1074,7 @@ impl Service for KmlService {
         match cmd {
             Command::Status => {
                 let (objects, bytes) = self.rep.fs.size();
+                let mirror_pending = self.rep.fs.pending_changes() as u64;
                 let meta = self.rep.hist.meta();
                 Ok(Control::new(
                     vec![],
@@ -913,7 +1089,9 @@ impl Service for KmlService {
                         bytes,
                         warnings: self.warnings,
                         reintegrations: self.reintegrations,
-                        syncing: ctx.syncing,
+                        syncing: ctx.syncing || self.job.is_some() || mirror_pending > 0,
+                        work_pending: self.job.as_ref().map_or(0, |j| j.left.max(1)),
+                        mirror_pending,
                     },
                 ))
             }
@@ -1045,6 +1223,18 @@ impl Service for KmlService {
     fn poll_record(&mut self) -> Option<Body> {
         self.records.pop_front()
     }
+
+    fn has_work(&self) -> bool {
+        self.job.is_some()
+    }
+
+    fn do_work(&mut self, _now: u64, budget: usize) {
+        self.work(if budget == 0 {
+            self.cfg.reint_slice
+        } else {
+            budget
+        });
+    }
 }
 
 /// The shape of a random workload's tree.
@@ -1155,6 +1345,12 @@ impl Plugin for KmlService {
         };
         if parsed.log_keep == 0 {
             return Err(bad("log_keep must be at least 1".into()));
+        }
+        if !(1..=REINT_SLICE_MAX).contains(&parsed.reint_slice) {
+            return Err(bad(format!(
+                "reint_slice must be 1 to {REINT_SLICE_MAX}, not {}",
+                parsed.reint_slice
+            )));
         }
         Ok(Self::with(me, parsed))
     }
@@ -1358,4 +1554,70 @@ fn unhex(h: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(section: serde_json::Value) -> Result<KmlService, ServiceConfigError> {
+        KmlService::configure(
+            1,
+            &ServiceConfig {
+                section,
+                ..ServiceConfig::default()
+            },
+        )
+    }
+
+    #[test]
+    fn reint_slice_defaults_to_1000_and_is_bounded() {
+        assert_eq!(KmlConfig::default().reint_slice, 1000);
+        assert!(configure(serde_json::json!({ "reint_slice": 1 })).is_ok());
+        assert!(configure(serde_json::json!({ "reint_slice": 1_000_000 })).is_ok());
+        for bad in [0u64, 1_000_001] {
+            let e = configure(serde_json::json!({ "reint_slice": bad })).unwrap_err();
+            assert!(e.reason.contains("reint_slice"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_tail_continues_the_run_that_reaches_back_furthest() {
+        let mut rep = Replica::new(10_000);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let shape = TreeShape {
+            dirs: 2,
+            files: 3,
+            data: 16,
+        };
+        for i in 0..60 {
+            rep.apply_op(1 + i % 3, 1, &random_op(&mut rng, &shape));
+        }
+        let h = &rep.hist;
+        let part = |a: u64, b: u64| -> (Point, Vec<Record>) {
+            let recs = h.records_after(a).take((b - a) as usize).cloned().collect();
+            ((a, h.chain_at(a).unwrap()), recs)
+        };
+        let mut s = KmlService::new(5);
+        // An earlier attempt's run from 2 to 40; this attempt's from 0 to 40, then on.
+        for (a, b) in [(2, 40), (0, 40), (40, 60)] {
+            let (from, recs) = part(a, b);
+            s.take_tail(from, recs);
+        }
+        let marks: Vec<(u64, u64)> = s.runs.iter().map(|r| (r.start.0, r.end().0)).collect();
+        assert!(marks.contains(&(0, 60)), "{marks:?}");
+        assert_eq!(
+            s.runs.iter().find(|r| r.start.0 == 0).unwrap().end(),
+            (60, h.head_chain())
+        );
+    }
+
+    #[test]
+    fn an_idle_service_has_no_work() {
+        let mut s = KmlService::new(1);
+        assert!(!s.has_work());
+        s.do_work(0, 0);
+        assert!(!s.has_work());
+        assert!(s.poll_record().is_none());
+    }
 }
