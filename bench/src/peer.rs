@@ -175,19 +175,11 @@ pub fn sample(pid: i32) -> Option<ProcSample> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     let hz = rustix::param::clock_ticks_per_second() as f64;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let mem = ringlab_net::control::MemoryKib::of(&pid.to_string());
     Some(ProcSample {
         cpu_s: ticks as f64 / hz,
-        rss_kib: kib("VmRSS:"),
-        hwm_kib: kib("VmHWM:"),
+        rss_kib: mem.rss.unwrap_or(0),
+        hwm_kib: mem.peak_rss.unwrap_or(0),
     })
 }
 
@@ -201,7 +193,7 @@ pub fn sample_all(cluster: &Cluster, nodes: &[NodeId]) -> Vec<(NodeId, NodeSampl
     nodes
         .iter()
         .map(|&id| {
-            let (p, d) = pids(cluster, id);
+            let (p, d) = (cluster.pid(id).map(|p| p as i32), cluster.corosync_pid(id));
             (
                 id,
                 NodeSample {

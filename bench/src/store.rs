@@ -274,13 +274,7 @@ impl CopyWatch {
 
 /// Returns process `pid`'s resident memory now, KiB.
 pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    ringlab_net::control::MemoryKib::of(&pid?.to_string()).rss
 }
 
 /// What the runner knows of one repetition's copy, beside the records, for

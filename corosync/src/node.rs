@@ -1082,8 +1082,8 @@ impl CorosyncNode {
         let secs = (now.saturating_sub(self.started_ns) as f64 / 1e9).max(1e-9);
         let h = &self.latency;
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        let mine = memory_of("self");
-        let theirs = memory_of(&self.child_pid.to_string());
+        let mine = MemoryKib::of("self");
+        let theirs = MemoryKib::of(&self.child_pid.to_string());
         tracing::debug!(?mine, ?theirs, "memory (this process, corosync)");
         let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (None, None) => None,
@@ -1274,23 +1274,6 @@ pub fn parse_header(data: &[u8]) -> Option<(MsgId, u64)> {
         },
         u64_at(16),
     ))
-}
-
-/// Returns (current, peak) resident set size in KiB of `/proc/<pid>` (`self` for this
-/// process).
-fn memory_of(pid: &str) -> MemoryKib {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    MemoryKib {
-        rss: field("VmRSS:"),
-        peak_rss: field("VmHWM:"),
-    }
 }
 
 #[cfg(test)]

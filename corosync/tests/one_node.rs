@@ -9,12 +9,14 @@
 // An I/O test: the clock and sleeps are its job (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod common;
+use common::{alive, read_pid, ringlab_bin};
 use ringlab_net::control::{self, Ack, Request, StatusReply};
 use ringlab_net::LoadSpec;
 use ringlab_records::{Body, Record};
 use ringlab_ring::MembState;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,32 +53,6 @@ impl Drop for Fixture {
 fn sh(args: &[&str]) {
     let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
     assert!(st.success(), "{args:?} failed");
-}
-
-fn read_pid(p: &Path) -> Option<u32> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// Returns whether `pid` runs (a zombie counts as gone).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn ringlab_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/one_node-HASH -> target/<profile>/ringlab
-    let bin = exe.parent().unwrap().parent().unwrap().join("ringlab");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p ringlab)",
-        bin.display()
-    );
-    bin
 }
 
 #[test]
@@ -122,28 +98,12 @@ fn one_node_forms_a_ring_delivers_its_load_and_leaves_nothing() {
         ),
     )
     .unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size=16m tmpfs /run && mount --bind {}/corosync-lib /var/lib/corosync \
-         && exec {} corosync-node --config {}",
-        state.display(),
-        bin.display(),
-        cfg.display()
-    );
-    let node = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-        ])
-        .args(["sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("node.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let node =
+        ringlab_net::harness::corosync_command(&ns, &state.join("corosync-lib"), &bin, &cfg, None)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("node.err")).unwrap())
+            .spawn()
+            .unwrap();
     fx.node = Some(node);
 
     // A one-member regular ring.

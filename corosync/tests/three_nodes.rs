@@ -9,6 +9,8 @@
 // An I/O test: the clock and sleeps are its job (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod common;
+use common::{alive, read_pid, ringlab_bin};
 use ringlab_net::control::{self, Ack, Request, StatusReply};
 use ringlab_net::LoadSpec;
 use ringlab_records::Record;
@@ -52,30 +54,6 @@ impl Drop for Fixture {
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../netns-scripts")
-}
-
-fn read_pid(p: &Path) -> Option<u32> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn ringlab_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("ringlab");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p ringlab)",
-        bin.display()
-    );
-    bin
 }
 
 fn fault(prefix: &str, args: &[&str]) {
@@ -149,28 +127,17 @@ fn three_nodes_through_an_isolation_and_a_heal_are_judged_clean() {
             ),
         )
         .unwrap();
-        let script = format!(
-            "mount -t tmpfs -o size=16m tmpfs /run && mount --bind {}/corosync-lib \
-             /var/lib/corosync && exec {} corosync-node --config {}",
-            st.display(),
-            bin.display(),
-            cfg.display()
-        );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &format!("{prefix}-n{i}")])
-            .args([
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("node-{i}.err"))).unwrap())
-            .spawn()
-            .unwrap();
+        let child = ringlab_net::harness::corosync_command(
+            &format!("{prefix}-n{i}"),
+            &st.join("corosync-lib"),
+            &bin,
+            &cfg,
+            None,
+        )
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("node-{i}.err"))).unwrap())
+        .spawn()
+        .unwrap();
         fx.nodes.push(child);
     }
     let all: &[u32] = &[1, 2, 3];

@@ -129,6 +129,28 @@ const COROSYNC_WRAPPER: &str = "if [ -n \"$4\" ]; then exec 3<\"$4\"; fi \\
     && if [ -n \"$4\" ]; then (umask 077 && cat <&3 >/run/ringlab-cluster.key) && exec 3<&-; fi \\
     && exec \"$2\" corosync-node --config \"$3\"";
 
+/// Returns the command that starts a corosync node in network namespace `netns`, in a
+/// mount namespace of its own (see [`Implementation`]): `lib` is bound on
+/// `/var/lib/corosync`, `key` (the run's key file) copied into the private `/run`. `ip netns
+/// exec` execs unshare, which execs sh, which execs the node: the child's PID is the node's.
+pub fn corosync_command(
+    netns: &str,
+    lib: &std::path::Path,
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", netns])
+        .args(["unshare", "-m", "--propagation", "private"])
+        .args(["sh", "-c", COROSYNC_WRAPPER, "sh"])
+        .arg(lib)
+        .arg(binary)
+        .arg(config)
+        .arg(key.unwrap_or(std::path::Path::new("")));
+    c
+}
+
 /// The key a cluster's nodes share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key {
@@ -342,17 +364,13 @@ impl Cluster {
                 let lib = self.state_dir(id).join(COROSYNC_LIB_DIR);
                 std::fs::create_dir_all(&lib)
                     .map_err(ioe(format!("creating {}", lib.display())))?;
-                let mut c = Command::new("ip");
-                // `ip netns exec` execs unshare, which execs sh, which execs the node: the
-                // child's PID is the node's.
-                c.args(["netns", "exec", &format!("{prefix}-n{id}")])
-                    .args(["unshare", "-m", "--propagation", "private"])
-                    .args(["sh", "-c", COROSYNC_WRAPPER, "sh"])
-                    .arg(&lib)
-                    .arg(&self.spec.binary)
-                    .arg(self.config_path(id))
-                    .arg(self.key_file().unwrap_or_default());
-                c
+                corosync_command(
+                    &format!("{prefix}-n{id}"),
+                    &lib,
+                    &self.spec.binary,
+                    &self.config_path(id),
+                    self.key_file().as_deref(),
+                )
             }
             (None, Implementation::Corosync) => {
                 return Err(HarnessError::Node(

@@ -289,6 +289,17 @@ impl ServiceApp {
             self.hold(Held::ActionDone(now, service, id, result));
             return;
         }
+        self.take_action_done(now, service, id, result, records);
+    }
+
+    fn take_action_done(
+        &mut self,
+        now: u64,
+        service: ServiceId,
+        id: u64,
+        result: ActionResult,
+        records: &mut Vec<Body>,
+    ) {
         if let Some(s) = self.engine.service_mut(service) {
             s.action_done(now, id, result);
         }
@@ -302,6 +313,10 @@ impl ServiceApp {
             self.hold(Held::Quit);
             return;
         }
+        self.take_quit(records);
+    }
+
+    fn take_quit(&mut self, records: &mut Vec<Body>) {
         for s in self.engine.services_mut() {
             s.quit();
         }
@@ -331,7 +346,7 @@ impl ServiceApp {
     pub fn handle_work(&mut self, now: u64, records: &mut Vec<Body>) {
         let mut worked = false;
         if let Some(s) = self.engine.services_mut().find(|s| s.has_work()) {
-            s.do_work(now, 0);
+            s.do_work(now);
             worked = true;
         }
         if worked {
@@ -345,17 +360,9 @@ impl ServiceApp {
                 Held::Event(ev) => self.take_event(&ev, records),
                 Held::Datagram(at, from, data) => self.take_datagram(at, from, &data, records),
                 Held::ActionDone(at, service, id, result) => {
-                    if let Some(s) = self.engine.service_mut(service) {
-                        s.action_done(at, id, result);
-                    }
-                    self.drain_services(None, records);
+                    self.take_action_done(at, service, id, result, records)
                 }
-                Held::Quit => {
-                    for s in self.engine.services_mut() {
-                        s.quit();
-                    }
-                    self.drain_services(None, records);
-                }
+                Held::Quit => self.take_quit(records),
             }
         }
     }
@@ -557,7 +564,7 @@ mod tests {
         fn has_work(&self) -> bool {
             self.left > 0
         }
-        fn do_work(&mut self, _: u64, _: usize) {
+        fn do_work(&mut self, _: u64) {
             self.left -= 1;
             self.log.lock().unwrap().push(format!("work {}", self.left));
         }

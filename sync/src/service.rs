@@ -447,10 +447,10 @@ pub trait Service: Send {
     fn has_work(&self) -> bool {
         false
     }
-    /// Runs one bounded slice of its pending work at `now` (ns): at most `budget` units
-    /// (records, for `kml`; 0 means the service's own configured slice). Its records and
-    /// operations are drained right after. Nothing by default.
-    fn do_work(&mut self, _now: u64, _budget: usize) {}
+    /// Runs one bounded slice of its pending work at `now` (ns), as large as the service's
+    /// own configuration says (`reint_slice` records, for `kml`). Its records and operations
+    /// are drained right after. Nothing by default.
+    fn do_work(&mut self, _now: u64) {}
 }
 
 /// The static side of a service: what the [registry](crate::registry) needs to make one,

@@ -250,6 +250,25 @@ pub struct MemoryKib {
     pub peak_rss: Option<u64>,
 }
 
+impl MemoryKib {
+    /// Reads process `pid`'s (`"self"`: this process's) current and peak resident set size
+    /// (VmRSS, VmHWM) from `/proc/<pid>/status`; a field /proc does not give is `None`.
+    pub fn of(pid: &str) -> Self {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| -> Option<u64> {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        };
+        Self {
+            rss: field("VmRSS:"),
+            peak_rss: field("VmHWM:"),
+        }
+    }
+}
+
 /// The sync engine and its services in a [`StatsReply`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStats {

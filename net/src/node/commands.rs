@@ -151,7 +151,7 @@ impl Node {
                 recv: self.sockets.granted.0 as u64,
                 send: self.sockets.granted.1 as u64,
             },
-            memory_kib: memory_kib(),
+            memory_kib: MemoryKib::of("self"),
             sync: self.app.as_ref().map(|a| {
                 let size = a.state_size();
                 let st = a.engine.stats();
@@ -179,21 +179,5 @@ impl Node {
             actions: self.actions.stats(),
             mirror: self.mirror.as_ref().map(|m| m.stats()),
         }
-    }
-}
-
-/// Returns (current, peak) resident set size of this process in KiB, from /proc.
-fn memory_kib() -> MemoryKib {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    MemoryKib {
-        rss: field("VmRSS:"),
-        peak_rss: field("VmHWM:"),
     }
 }

@@ -1228,12 +1228,8 @@ impl Service for KmlService {
         self.job.is_some()
     }
 
-    fn do_work(&mut self, _now: u64, budget: usize) {
-        self.work(if budget == 0 {
-            self.cfg.reint_slice
-        } else {
-            budget
-        });
+    fn do_work(&mut self, _now: u64) {
+        self.work(self.cfg.reint_slice);
     }
 }
 
@@ -1616,7 +1612,7 @@ mod tests {
     fn an_idle_service_has_no_work() {
         let mut s = KmlService::new(1);
         assert!(!s.has_work());
-        s.do_work(0, 0);
+        s.do_work(0);
         assert!(!s.has_work());
         assert!(s.poll_record().is_none());
     }
