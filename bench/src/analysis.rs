@@ -337,6 +337,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         store: None,
         kml: None,
         peer_findings: vec![],
+        throughput: None,
         usage: vec![],
     }
 }

@@ -158,16 +158,27 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
     t.push_str("\nThroughput and latency\n\n");
     t.push_str("| configuration | reps | start → full ring ms | msgs/s (median) | latency p50 / p99 / max ms | wrongly excluded | violations |\n|---|---|---|---|---|---|---|\n");
     for (_, s) in runs {
+        // From the records: with the message records off or sampled, these figures count
+        // only what was recorded, so the throughput table's (from the counters) stands in.
+        let (rate, lat) = match s.throughput.as_ref().map(|t| t.records.as_str()) {
+            Some(r) if r != "all" => (
+                format!("(records: {r}; see below)"),
+                "(see below)".to_string(),
+            ),
+            _ => (
+                format!("{:.0}", s.msgs_per_s.median.unwrap_or(0.0)),
+                format!(
+                    "{:.2} / {:.2} / {:.1}",
+                    s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.max
+                ),
+            ),
+        };
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {:.0} | {:.2} / {:.2} / {:.1} | {} | {} |",
+            "| {} | {} | {} | {rate} | {lat} | {} | {} |",
             label(s),
             reps_cell(s),
             cell(&s.formation_ms),
-            s.msgs_per_s.median.unwrap_or(0.0),
-            s.latency_ms.p50,
-            s.latency_ms.p99,
-            s.latency_ms.max,
             s.wrongly_excluded,
             s.violations
         );
@@ -269,6 +280,16 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         }
     }
     t.push_str(&side_by_side(runs));
+    let fam = family(runs);
+    if !fam.is_empty() {
+        t.push_str(
+            "\nThroughput against raw UDP on the same bridge (per node, from the nodes' \
+             counters; raw: one sender to every other namespace, measured before and after \
+             each repetition; ring/raw per interleaved pair; CPU µs per delivered message, \
+             per node, and per datagram of the raw sender)\n\n",
+        );
+        t.push_str(&crate::throughput::table(&fam));
+    }
     let stopped: Vec<_> = runs
         .iter()
         .filter_map(|(d, s)| s.stopped.as_ref().map(|st| (d, s, st)))
@@ -280,6 +301,13 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         }
     }
     t
+}
+
+/// The throughput-against-raw row of each run that has one.
+fn family(runs: &[(PathBuf, Summary)]) -> Vec<crate::throughput::FamilyRow> {
+    runs.iter()
+        .filter_map(|(_, s)| crate::throughput::family_row(s))
+        .collect()
 }
 
 /// Pairs the runs that differ only by `implementation` (their labels equal once the
@@ -588,6 +616,7 @@ pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
 pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
     let Loaded { runs, skipped } = load(dirs)?;
     let mut t = tables(&runs);
+    let family = family(&runs);
     if !skipped.is_empty() {
         t.push_str("\nSkipped (no summary.json: killed before it could write one)\n\n");
         for d in &skipped {
@@ -608,6 +637,14 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
             md.push_str("\n(no recovery times to plot)\n");
         }
         md.push_str("\n![throughput](throughput.svg)\n");
+        if family.iter().any(|r| r.ring_over_raw.is_some()) {
+            crate::throughput::plot(&family, &out.join("ring-over-raw.svg"))?;
+            md.push_str("\n![ring over raw](ring-over-raw.svg)\n");
+            std::fs::write(
+                out.join("throughput-family.json"),
+                serde_json::to_string_pretty(&family)?,
+            )?;
+        }
         std::fs::write(out.join("compare.md"), md)?;
         throughput_plot(&runs, &out.join("throughput.svg"))?;
     }

@@ -12,6 +12,8 @@
 //! duration_ms = 12000      # per repetition, from the first full ring
 //! loss_pct = 0             # nftables loss of every frame between nodes, from the start
 //! services = []            # ["checkpoint"] runs the sync engine with these services
+//! record_messages = true   # send/deliver records (false: none; throughput from counters)
+//! record_every = 1         # of those, only messages whose counter is a multiple of N
 //! [service_config.resources]   # a service's own section, given to every node
 //! policy = "primary"
 //! key = true               # a fresh random key per run (the default); false: no
@@ -31,7 +33,9 @@
 //! value_size = 1024        # bytes of each value (1 to 61440)
 //! fill_timeout_ms = 120000 # the fill's bound (default 30 s + 10 s per MiB)
 //! [baseline]               # measurements of the bare network in the same run
-//! raw = true               # raw UDP of one flow, node 1 → the copy's requester
+//! raw = true               # raw UDP across the bridge (a fan-out; with [store]: one flow)
+//! raw_ms = 1000            # each raw measurement's sending time
+//! raw_transports = ["multicast", "unicast"]   # the fan-outs measured (default both)
 //! [[faults]]
 //! at_ms = 3000
 //! action = "isolate"       # isolate split cut heal trunk-down trunk-up loss delay reorder
@@ -53,14 +57,29 @@
 //! service's `log_keep` smaller than the number of keys, or the restarted node is brought
 //! back from the log (the recent path) instead of by a full copy.
 //!
-//! **Baselines** (`[baseline]`, a section meant to grow: issue 15 adds multicast and unicast
-//! fan-out to it): `raw = true` measures raw UDP of one flow across the bridge from node 1's
-//! namespace to the requester's (the last node without an `empty_store` restart; node 2 when
-//! the requester is node 1): one sender as fast as it can for 1 s, datagrams of the store's
-//! `datagram_bytes` (default 1400), the receiver's bytes/s. It is measured before the first
-//! repetition and after each one, with the nodes stopped (raw, copy, raw, copy, raw), so each
-//! copy has the raw figures of the same run before and after it
-//! ([`store`](crate::store)).
+//! **Baselines** (`[baseline]`): `raw = true` measures raw UDP across the run's own bridge
+//! before the first repetition (topology up, no node started) and after each one (nodes
+//! stopped, topology not yet down), so raw and ring measurements interleave: raw, ring,
+//! raw, ring, ..., raw, and each repetition has the raw figures of the same run just
+//! before and just after it.
+//! - Without `[store]`: a fan-out ([`crate::raw`]): node 1's namespace sends datagrams of
+//!   `load.size` bytes for `raw_ms` (default 1000 ms), as fast as it can, to every other
+//!   namespace: one multicast to a group all of them joined, and one copy to each with
+//!   `sendmmsg` (`raw_transports` picks; default both); per receiver datagrams/s, loss and
+//!   CPU time per datagram of sender and receivers. Each repetition's ring throughput per
+//!   node is set against the raw rate per receiver of the experiment's own transport (the
+//!   mean of the measurements before and after it): `ring_over_raw` in summary.json.
+//! - With `[store]`: one flow from node 1's namespace to the copy's requester's (the last
+//!   node without an `empty_store` restart; node 2 when the requester is node 1), datagrams
+//!   of the store's `datagram_bytes` (default 1400) for 1 s, the receiver's bytes/s, set
+//!   against the copy's rate ([`store`](crate::store)).
+//!
+//! **Records**: `record_messages = false` switches the nodes' send and deliver records off,
+//! `record_every = N` keeps those of one message in N (the same messages on every node, by
+//! the sender's counter); the other records stay. Throughput and latency then come from
+//! the nodes' counters (`stats`), which count every message either way, and the checker
+//! judges the records that remain: with none, total order, agreement, virtual synchrony and
+//! self delivery have no messages to judge (summary.json's `records` says what a run kept).
 
 use crate::fault::{FaultAction, FaultStep, NetworkFault, ProcessOp, When};
 use anyhow::{bail, Context, Result};
@@ -133,6 +152,19 @@ pub struct Experiment {
     /// [`crate::peer`]). Written into summaries only when not ringlab.
     #[serde(default, skip_serializing_if = "is_ringlab")]
     pub implementation: Implementation,
+    /// Whether the nodes write send and deliver records (see the module's notes).
+    #[serde(default = "default_key", skip_serializing_if = "is_true")]
+    pub record_messages: bool,
+    /// Of those, one message's in N.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub record_every: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+fn is_one(v: &u64) -> bool {
+    *v == 1
 }
 
 fn is_ringlab(i: &Implementation) -> bool {
@@ -189,17 +221,55 @@ impl StoreSetup {
 }
 
 /// `[baseline]`: measurements of the bare network, made in the same run as the experiment.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Baseline {
-    /// Raw UDP of one flow from node 1 to the copy's requester, before the first repetition
-    /// and after each.
+    /// Raw UDP across the bridge before the first repetition and after each: a fan-out from
+    /// node 1 (with `[store]`: one flow from node 1 to the copy's requester).
     pub raw: bool,
+    /// Each fan-out's sending time, ms (1 to 10,000; default 1000).
+    #[serde(default = "default_raw_ms", skip_serializing_if = "is_default_raw_ms")]
+    pub raw_ms: u64,
+    /// The fan-outs measured (default both).
+    #[serde(
+        default = "default_raw_transports",
+        skip_serializing_if = "is_default_raw_transports"
+    )]
+    pub raw_transports: Vec<crate::raw::RawTransport>,
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Self {
+            raw: false,
+            raw_ms: default_raw_ms(),
+            raw_transports: default_raw_transports(),
+        }
+    }
+}
+
+fn default_raw_ms() -> u64 {
+    1000
+}
+
+fn is_default_raw_ms(v: &u64) -> bool {
+    *v == default_raw_ms()
+}
+
+fn is_default_raw_transports(v: &[crate::raw::RawTransport]) -> bool {
+    v == default_raw_transports()
+}
+
+fn default_raw_transports() -> Vec<crate::raw::RawTransport> {
+    vec![
+        crate::raw::RawTransport::Multicast,
+        crate::raw::RawTransport::Unicast,
+    ]
 }
 
 impl Baseline {
     fn is_none(&self) -> bool {
-        !self.raw
+        *self == Self::default()
     }
 }
 
@@ -324,6 +394,15 @@ impl Experiment {
         if self.baseline.raw && self.nodes < 2 {
             bail!("baseline.raw needs two nodes or more");
         }
+        if !(1..=10_000).contains(&self.baseline.raw_ms) {
+            bail!("baseline.raw_ms must be 1 to 10000");
+        }
+        if self.baseline.raw && self.store.is_none() && self.baseline.raw_transports.is_empty() {
+            bail!("baseline.raw_transports is empty: name multicast, unicast or both");
+        }
+        if self.record_every == 0 {
+            bail!("record_every must be 1 or more (record_messages = false keeps none)");
+        }
         if self.implementation == Implementation::Corosync {
             crate::peer::check_experiment(self)?;
         }
@@ -408,6 +487,14 @@ impl Experiment {
         (if to == 1 { 2 } else { 1 }, to)
     }
 
+    /// Returns the raw fan-out of the experiment's own transport.
+    pub fn raw_transport(&self) -> crate::raw::RawTransport {
+        match self.transport {
+            Transport::Multicast => crate::raw::RawTransport::Multicast,
+            Transport::Unicast => crate::raw::RawTransport::Unicast,
+        }
+    }
+
     /// Returns the store service's `datagram_bytes` (default 1400): the raw baseline's
     /// datagram size.
     pub fn datagram_bytes(&self) -> usize {
@@ -419,7 +506,8 @@ impl Experiment {
     }
 
     /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
-    /// duration_ms, load.rate, load.size, load.senders, implementation, store.bytes,
+    /// duration_ms, load.rate, load.size, load.senders, record_messages, record_every,
+    /// implementation, store.bytes,
     /// store.value_size, or
     /// `service_config.SERVICE.KEY` (a key of the section of a service the experiment runs:
     /// `service_config.store.design`), also written `SERVICE.KEY` (`resources.policy`) where
@@ -471,6 +559,8 @@ impl Experiment {
             "load.rate" => self.load.rate = value.parse()?,
             "load.size" => self.load.size = value.parse()?,
             "load.senders" => self.load.senders = value.parse()?,
+            "record_messages" => self.record_messages = value.parse()?,
+            "record_every" => self.record_every = value.parse()?,
             "implementation" => {
                 self.implementation = value.parse().map_err(|e: String| anyhow::anyhow!(e))?
             }
@@ -539,6 +629,85 @@ mod tests {
             }
         }
         assert!(n >= 30, "only {n} experiments under {}", dir.display());
+    }
+
+    #[test]
+    fn the_throughput_family_measures_its_own_transport_against_a_raw_fanout() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/throughput");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let e = Experiment::load(&p).unwrap();
+            assert!(e.baseline.raw && e.store.is_none(), "{}", p.display());
+            assert_eq!(e.load.rate, 0, "{}", p.display());
+            assert_eq!(e.baseline.raw_transports, default_raw_transports());
+            assert!(p.to_string_lossy().contains(match e.raw_transport() {
+                crate::raw::RawTransport::Multicast => "-mcast-",
+                crate::raw::RawTransport::Unicast => "-ucast-",
+            }));
+            // The family's sweep: every node count and size, all senders down to the nodes.
+            let all = e.load.senders == e.nodes;
+            for nodes in ["3", "5", "9", "16"] {
+                for size in ["64", "1024", "8192", "65536"] {
+                    // A sweep sets each configuration's knobs on the file's experiment.
+                    let mut e = e.clone();
+                    e.set("nodes", nodes).unwrap();
+                    e.set("load.size", size).unwrap();
+                    assert_eq!(e.load.senders == e.nodes, all, "{}", p.display());
+                }
+            }
+            n += 1;
+        }
+        assert_eq!(n, 8, "transports x variants x (one sender, all)");
+    }
+
+    #[test]
+    fn records_and_the_raw_baseline_have_bounds() {
+        let base = "name = 'x'\nnodes = 3\nduration_ms = 5000\n";
+        let parse = |extra: &str| {
+            toml::from_str::<Experiment>(&format!("{base}{extra}"))
+                .map_err(anyhow::Error::from)
+                .and_then(|e| e.validate().map(|()| e))
+        };
+        let e = parse("record_every = 10\n[baseline]\nraw = true\nraw_ms = 300\nraw_transports = ['unicast']\n").unwrap();
+        assert_eq!(e.record_every, 10);
+        assert_eq!(
+            e.baseline.raw_transports,
+            vec![crate::raw::RawTransport::Unicast]
+        );
+        // Written back only where not the defaults.
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["record_every"], 10);
+        assert!(v.get("record_messages").is_none());
+        assert_eq!(v["baseline"]["raw_ms"], 300);
+        let d = serde_json::to_value(parse("").unwrap()).unwrap();
+        assert!(d.get("baseline").is_none() && d.get("record_every").is_none());
+        for (extra, says) in [
+            ("record_every = 0\n", "record_every must be 1 or more"),
+            (
+                "[baseline]\nraw = true\nraw_ms = 0\n",
+                "raw_ms must be 1 to 10000",
+            ),
+            (
+                "[baseline]\nraw = true\nraw_transports = []\n",
+                "raw_transports is empty",
+            ),
+            (
+                "[baseline]\nraw_transports = ['carrier-pigeon']\n",
+                "unknown variant",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{extra}: {e:#}");
+        }
+        let mut e = parse("").unwrap();
+        e.set("record_messages", "false").unwrap();
+        e.set("record_every", "100").unwrap();
+        assert!(!e.record_messages && e.record_every == 100);
+        assert!(e.set("record_every", "0").is_err());
     }
 
     #[test]

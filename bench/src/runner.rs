@@ -392,9 +392,59 @@ impl Ticker<'_> {
     }
 }
 
-/// Runs one repetition; returns its records and summary. `raw_before` is the raw flow
-/// measured after the previous repetition (none before the first: measured here); it is
-/// replaced by the one measured after this one.
+/// The raw baseline measured after the previous repetition (none before the first:
+/// measured by the first), replaced by each repetition with the one it measured after it.
+#[derive(Debug, Default)]
+pub struct RawBefore {
+    /// The store experiments' single flow, bytes/s.
+    flow: Option<f64>,
+    /// The fan-outs.
+    fanout: Vec<crate::raw::RawFanout>,
+}
+
+/// Measures the experiment's raw fan-outs from node 1 to every other node.
+fn fanouts(
+    exp: &Experiment,
+    opts: &RunOpts,
+    lock: &PrefixLock,
+    pb: &ProgressBar,
+    rep: u32,
+) -> Result<Vec<crate::raw::RawFanout>> {
+    let to: Vec<NodeId> = (2..=exp.nodes as NodeId).collect();
+    exp.baseline
+        .raw_transports
+        .iter()
+        .map(|&t| {
+            pb.set_message(format!("rep {rep}: raw {} fan-out", t.as_str()));
+            crate::raw::fanout(
+                &opts.binary,
+                lock.prefix(),
+                1,
+                &to,
+                exp.load.size,
+                t,
+                exp.baseline.raw_ms as f64 / 1000.0,
+            )
+            .with_context(|| format!("the raw {} fan-out", t.as_str()))
+        })
+        .collect()
+}
+
+/// Reads every running node's counters.
+fn read_stats(c: &mut Cluster, nodes: &[NodeId]) -> BTreeMap<NodeId, crate::throughput::Counters> {
+    let mut m = BTreeMap::new();
+    for &id in nodes {
+        if c.is_running(id) {
+            if let Ok(s) = c.stats(id) {
+                m.insert(id, (&s).into());
+            }
+        }
+    }
+    m
+}
+
+/// Runs one repetition; returns its records and summary. `raw_before` is replaced by the
+/// raw baseline measured after it.
 #[allow(clippy::too_many_arguments)]
 fn run_rep(
     exp: &Experiment,
@@ -405,7 +455,7 @@ fn run_rep(
     rep: u32,
     stop: &AtomicBool,
     pb: &ProgressBar,
-    raw_before: &mut Option<f64>,
+    raw_before: &mut RawBefore,
     unmapped: &mut Option<Vec<crate::peer::Unmapped>>,
 ) -> Result<(Vec<Record>, RepSummary)> {
     let base = (rep as u64 - 1) * exp.duration_ms;
@@ -422,9 +472,13 @@ fn run_rep(
         )
         .context("the raw single-flow baseline")
     };
-    if exp.baseline.raw && raw_before.is_none() {
+    let fan_out = exp.baseline.raw && exp.store.is_none();
+    if exp.baseline.raw && exp.store.is_some() && raw_before.flow.is_none() {
         pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
-        *raw_before = Some(raw()?);
+        raw_before.flow = Some(raw()?);
+    }
+    if fan_out && raw_before.fanout.is_empty() {
+        raw_before.fanout = fanouts(exp, opts, lock, pb, rep)?;
     }
     let key = match key {
         Some(k) => Key::File(topo.write_key(k)?),
@@ -441,7 +495,8 @@ fn run_rep(
         group: "239.77.0.1".parse().expect("an address"),
         dir: short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
         key,
-        record_messages: true,
+        record_messages: exp.record_messages,
+        record_every: exp.record_every,
         binary: opts.binary.clone(),
         batched_io: true,
         ipv6: false,
@@ -491,6 +546,7 @@ fn run_rep(
         *unmapped = Some(u);
     }
     let usage_before = crate::peer::sample_all(&cluster, &all);
+    let (stats_before, stats_before_ns) = (read_stats(&mut cluster, &all), monotonic_ns());
     for &id in &all {
         start_load(&cluster, exp, id, exp.duration_ms);
     }
@@ -659,6 +715,7 @@ fn run_rep(
     }
     let end_ns = monotonic_ns();
     let usage_after = crate::peer::sample_all(&cluster, &all);
+    let (stats_after, stats_after_ns) = (read_stats(&mut cluster, &all), monotonic_ns());
     pb.set_message(format!("rep {rep}: stopping"));
     for &id in &all {
         if cluster.is_running(id) {
@@ -743,11 +800,16 @@ fn run_rep(
         }
     }
     drop(cluster);
-    let raw_after = if exp.baseline.raw {
+    let raw_after = if exp.baseline.raw && exp.store.is_some() {
         pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
         Some(raw()?)
     } else {
         None
+    };
+    let fan_after = if fan_out {
+        fanouts(exp, opts, lock, pb, rep)?
+    } else {
+        vec![]
     };
     drop(topo);
 
@@ -783,6 +845,22 @@ fn run_rep(
             *delivered.entry(r.node).or_default() += 1;
         }
     }
+    if exp.store.is_none() {
+        let t = crate::throughput::measure(
+            exp.raw_transport(),
+            crate::throughput::records_kept(exp.record_messages, exp.record_every),
+            &stats_before,
+            &stats_after,
+            stats_before_ns,
+            stats_after_ns,
+            std::mem::take(&mut raw_before.fanout),
+            fan_after.clone(),
+        );
+        // The counters count every message whatever the records keep.
+        delivered = crate::throughput::delivered(&t);
+        s.throughput = Some(t);
+    }
+    raw_before.fanout = fan_after;
     s.usage = crate::peer::usage(&usage_before, &usage_after, &delivered);
     if let (Some(w), Some(fl)) = (&watch, &filled) {
         s.store = Some(crate::store::analyse_copy(
@@ -795,7 +873,7 @@ fn run_rep(
                 fill_seconds: fl.seconds,
                 half_ns,
                 half_provider,
-                raw_before: *raw_before,
+                raw_before: raw_before.flow,
                 raw_after,
                 rss_kib: w.rss_kib.clone(),
                 held_bytes: w.held_bytes.clone(),
@@ -828,7 +906,7 @@ fn run_rep(
         }
     }
     s.kml = kml;
-    *raw_before = raw_after;
+    raw_before.flow = raw_after;
     write_hlog(
         &opts.out.join(format!("latency-rep-{rep}.hlog")),
         &records,
@@ -954,7 +1032,7 @@ pub struct Run<'a> {
     started: String,
     machine: serde_json::Value,
     peer_version: Option<String>,
-    raw: Option<f64>,
+    raw: RawBefore,
     unmapped: Option<Vec<crate::peer::Unmapped>>,
     done: Vec<RepSummary>,
     prefix: String,
@@ -979,7 +1057,7 @@ impl<'a> Run<'a> {
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             machine: machine(),
             peer_version,
-            raw: None,
+            raw: RawBefore::default(),
             unmapped: None,
             done: vec![],
             prefix: lock.prefix().into(),
@@ -1090,7 +1168,8 @@ impl<'a> Run<'a> {
         Ok(s)
     }
 
-    /// Writes the final summary.json, runs.csv, failover.csv and store.csv from `reps`
+    /// Writes the final summary.json, runs.csv, failover.csv, store.csv and throughput.csv
+    /// from `reps`
     /// (the completed repetitions) and how the run ended.
     pub fn finish(self, reps: Vec<RepSummary>, stopped: Option<Stopped>) -> Result<Summary> {
         let summary = self.summary(reps, stopped);
@@ -1099,6 +1178,7 @@ impl<'a> Run<'a> {
         write_csv(&out.join("runs.csv"), &summary)?;
         write_failover_csv(&out.join("failover.csv"), &summary)?;
         write_store_csv(&out.join("store.csv"), &summary)?;
+        crate::throughput::write_csv(&out.join("throughput.csv"), &summary)?;
         Ok(summary)
     }
 }

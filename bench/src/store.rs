@@ -6,7 +6,7 @@
 //! What it guarantees:
 //! - every wait is bounded: the fill by `store.fill_timeout_ms`, the half-way trigger and
 //!   the copy by the repetition's end, the raw flow by its own 1 s of sending (at most
-//!   [`FLOW_MAX_DATAGRAMS`]) and the receiver's deadline; a wait that runs out fails the
+//!   [`FLOW_MAX_DATAGRAMS`](crate::raw::FLOW_MAX_DATAGRAMS)) and the receiver's deadline; a wait that runs out fails the
 //!   repetition with a message that says what was awaited and what was seen;
 //! - a trigger or a target that finds no record fails, never passes: [`copy_half`] and
 //!   [`provider`] return `None` without a `chunk` record;
@@ -32,6 +32,7 @@
 //!   status`, sampled every ~10 ms too) likewise.
 
 use crate::experiment::StoreSetup;
+use crate::raw::{FlowReceived, FlowSent};
 use crate::summary::StoreCopy;
 use anyhow::{bail, Context, Result};
 use ringlab_net::control::Request;
@@ -40,7 +41,6 @@ use ringlab_net::monotonic_ns;
 use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
 use ringlab_sync::store::service::Status;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
 use std::net::SocketAddr;
@@ -51,9 +51,6 @@ use std::time::Duration;
 /// The most bytes one fill request writes (a node takes up to `max_fill_bytes`, 256 MiB by
 /// default, of fill at once).
 pub const FILL_REQUEST_BYTES: u64 = 128 << 20;
-
-/// The most datagrams one raw flow sends.
-pub const FLOW_MAX_DATAGRAMS: u64 = 20_000_000;
 
 /// The raw flow's port on the receiver.
 pub const FLOW_PORT: u16 = 7405;
@@ -426,24 +423,6 @@ pub fn digests_equal(statuses: &[Status]) -> Option<bool> {
             .iter()
             .all(|s| s.version == first.version && s.digest == first.digest),
     )
-}
-
-/// What the receiver of a raw flow got (`ringlab flow recv` prints it).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct FlowReceived {
-    /// Bytes received.
-    pub bytes: u64,
-    /// Datagrams received.
-    pub datagrams: u64,
-}
-
-/// What the sender of a raw flow did (`ringlab flow send` prints it).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct FlowSent {
-    /// Datagrams handed to the kernel.
-    pub datagrams: u64,
-    /// Seconds it sent.
-    pub seconds: f64,
 }
 
 /// Measures raw UDP of one flow from node `from`'s namespace to node `to`'s (the run's

@@ -134,6 +134,11 @@ pub struct RepSummary {
     /// about the peer instead of violations (see [`crate::peer`]; absent on ringlab).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peer_findings: Vec<String>,
+    /// With `[baseline] raw = true` and no `[store]`: throughput per node from the nodes'
+    /// counters against the raw fan-outs around the repetition (absent without; see
+    /// [`crate::throughput`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<crate::throughput::RepThroughput>,
     /// Each node's CPU time and memory over the measured part (see [`crate::peer`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<crate::peer::NodeUsage>,
@@ -270,18 +275,23 @@ pub struct Spread {
     pub p90: Option<f64>,
     /// Largest.
     pub max: Option<f64>,
+    /// Smallest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
 }
 
 impl Spread {
     /// Returns the spread of a list.
     pub fn of(v: Vec<f64>) -> Self {
         let n = v.len();
+        let min = v.iter().copied().filter(|x| !x.is_nan()).reduce(f64::min);
         match median_p90_max(v) {
             Some((m, p, x)) => Self {
                 n,
                 median: Some(m),
                 p90: Some(p),
                 max: Some(x),
+                min,
             },
             None => Self::default(),
         }
@@ -395,6 +405,10 @@ pub struct Summary {
     /// (KiB), over every node and repetition (absent when nothing was sampled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageAggregate>,
+    /// Throughput against the raw baseline over the repetitions (see
+    /// [`crate::throughput`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<crate::throughput::ThroughputAggregate>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -671,6 +685,7 @@ pub fn summarise(
         peer: None,
         peer_findings: reps.iter().map(|r| r.peer_findings.len()).sum(),
         usage: UsageAggregate::of(&reps),
+        throughput: crate::throughput::ThroughputAggregate::of(exp.raw_transport().as_str(), &reps),
         reps,
         failover,
     }

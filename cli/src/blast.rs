@@ -3,11 +3,9 @@
 //! receiver (as the unicast transport does) or one to the multicast group; each receiver
 //! counts what arrives. Its per-receiver rate is the limit ring throughput is compared with.
 //!
-//! `ringlab flow recv|send`: one flow between two addresses, each end its own process, so
-//! that `ringlab run` can measure raw UDP of one flow between two of its namespaces (its
-//! raw baseline, [`ringlab_bench::store::raw_flow`]).
+//! `ringlab flow recv|send` (each end its own process; [`ringlab_bench::raw`]) is what
+//! `ringlab run` measures its raw baseline with, across the bridge between its namespaces.
 
-use ringlab_bench::store::{FlowReceived, FlowSent};
 use ringlab_net::monotonic_ns;
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -118,57 +116,5 @@ pub(crate) fn blast(
         sent,
         per_receiver_msgs_per_s: per,
         per_receiver_mb_per_s: per * size as f64 / 1e6,
-    })
-}
-
-/// Receives one flow on `bind`: prints `ready` once bound, then counts what arrives until
-/// `seconds` have passed, or 300 ms after the last datagram once one came; returns the
-/// count.
-pub(crate) fn flow_recv(bind: SocketAddr, seconds: f64) -> std::io::Result<FlowReceived> {
-    use std::io::Write as _;
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    s.set_recv_buffer_size(4 << 20)?;
-    s.bind(&bind.into())?;
-    let sock = UdpSocket::from(s);
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-    println!("ready");
-    std::io::stdout().flush()?;
-    let end = monotonic_ns() + (seconds * 1e9) as u64;
-    let mut got = FlowReceived::default();
-    let mut last = 0u64;
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let now = monotonic_ns();
-        if now >= end || (got.datagrams > 0 && now >= last + 300 * 1_000_000) {
-            return Ok(got);
-        }
-        if let Ok(n) = sock.recv(&mut buf) {
-            got.bytes += n as u64;
-            got.datagrams += 1;
-            last = monotonic_ns();
-        }
-    }
-}
-
-/// Sends datagrams of `size` bytes to `to` as fast as it can for `seconds` (at most
-/// [`FLOW_MAX_DATAGRAMS`](ringlab_bench::store::FLOW_MAX_DATAGRAMS)).
-pub(crate) fn flow_send(to: SocketAddr, size: usize, seconds: f64) -> std::io::Result<FlowSent> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    s.set_send_buffer_size(4 << 20)?;
-    let sock = UdpSocket::from(s);
-    let data = vec![0x5Au8; size];
-    let start = monotonic_ns();
-    let end = start + (seconds * 1e9) as u64;
-    let mut sent = 0u64;
-    while monotonic_ns() < end && sent < ringlab_bench::store::FLOW_MAX_DATAGRAMS {
-        for _ in 0..32 {
-            if sock.send_to(&data, to).is_ok() {
-                sent += 1;
-            }
-        }
-    }
-    Ok(FlowSent {
-        datagrams: sent,
-        seconds: (monotonic_ns() - start) as f64 / 1e9,
     })
 }

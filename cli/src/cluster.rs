@@ -88,6 +88,7 @@ pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         dir: dir.clone(),
         key: o.key.into(),
         record_messages: true,
+        record_every: 1,
         binary: std::env::current_exe()?,
         batched_io: !o.unbatched,
         ipv6: false,

@@ -80,20 +80,26 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "unicast")]
         transport: TransportArg,
     },
-    /// One UDP flow between two addresses, each end its own process: `recv` prints `ready`
-    /// once bound and, at the end, what it got (JSON); `send` sends datagrams as fast as it
-    /// can and prints what it sent. `ringlab run`'s raw baseline runs them in two of its
-    /// namespaces.
+    /// Raw UDP, each end its own process: `recv` prints `ready` once bound and, at the
+    /// end, what it got (JSON); `send` sends datagrams as fast as it can, to one address,
+    /// to several (one sendmmsg per copy to each) or to a multicast group, and prints what
+    /// it sent. `ringlab run`'s raw baseline runs them in its namespaces.
     Flow {
         /// `recv` or `send`.
         #[arg(value_enum)]
         end: FlowEnd,
-        /// recv: the address to bind.
+        /// recv: the address to bind (with --group: its port, and the interface to join on).
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
-        /// send: the receiver's address.
+        /// recv: a multicast group to join and receive.
         #[arg(long)]
-        to: Option<std::net::SocketAddr>,
+        group: Option<std::net::Ipv4Addr>,
+        /// send: a receiver's address (repeat for a fan-out; a multicast group alone).
+        #[arg(long)]
+        to: Vec<std::net::SocketAddr>,
+        /// send: the interface address multicasts go out of.
+        #[arg(long)]
+        iface: Option<std::net::Ipv4Addr>,
         /// send: datagram size.
         #[arg(long, default_value_t = 1400)]
         size: usize,
@@ -470,10 +476,12 @@ fn main() {
         Cmd::Flow {
             end,
             bind,
+            group,
             to,
+            iface,
             size,
             seconds,
-        } => flow(end, bind, to, size, seconds),
+        } => flow(end, bind, group, &to, iface, size, seconds),
         Cmd::Blast {
             receivers,
             size,
@@ -512,7 +520,9 @@ enum FlowEnd {
 fn flow(
     end: FlowEnd,
     bind: Option<std::net::SocketAddr>,
-    to: Option<std::net::SocketAddr>,
+    group: Option<std::net::Ipv4Addr>,
+    to: &[std::net::SocketAddr],
+    iface: Option<std::net::Ipv4Addr>,
     size: usize,
     seconds: f64,
 ) -> Result<i32> {
@@ -520,15 +530,17 @@ fn flow(
         bail!("--seconds must be 0-60 and --size 1-65000");
     }
     let out = match end {
-        FlowEnd::Recv => serde_json::to_string(&blast::flow_recv(
+        FlowEnd::Recv => serde_json::to_string(&ringlab_bench::raw::flow_recv(
             bind.context("flow recv needs --bind ADDR:PORT")?,
+            group,
             seconds,
         )?)?,
-        FlowEnd::Send => serde_json::to_string(&blast::flow_send(
-            to.context("flow send needs --to ADDR:PORT")?,
-            size,
-            seconds,
-        )?)?,
+        FlowEnd::Send => {
+            if to.is_empty() {
+                bail!("flow send needs --to ADDR:PORT (one or more)");
+            }
+            serde_json::to_string(&ringlab_bench::raw::flow_send(to, iface, size, seconds)?)?
+        }
     };
     println!("{out}");
     Ok(0)

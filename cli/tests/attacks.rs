@@ -32,6 +32,7 @@ fn cluster(name: &str, port: u16, key: bool) -> Cluster {
         dir,
         key: key.into(),
         record_messages: true,
+        record_every: 1,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         batched_io: true,
         ipv6: false,

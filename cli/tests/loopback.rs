@@ -38,6 +38,7 @@ fn spec(
         dir,
         key: key.into(),
         record_messages: true,
+        record_every: 1,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         // The kill/restart tests run one call per datagram, the others batched: both paths.
         batched_io: !name.starts_with("kill"),
@@ -914,4 +915,49 @@ fn write_failures_and_kernel_drops_show_in_stats() {
     // The records of node 1 are /dev/full: not read back.
     c.stop();
     let _ = std::fs::remove_dir_all(&c.spec.dir);
+}
+
+/// `record_every = 10`: every node writes the send and deliver records of the same tenth
+/// of the messages (counter a multiple of 10), the checker judges them clean, and the
+/// nodes' counters still count every message.
+#[test]
+fn record_every_keeps_one_message_in_ten_on_every_node_and_the_counters_count_all() {
+    let mut s = spec(
+        "rec-every",
+        3,
+        Transport::Unicast,
+        Variant::Classic,
+        18_700,
+        false,
+    );
+    s.record_every = 10;
+    let mut c = Cluster::start(s).unwrap();
+    c.wait_ring(&ids(3), Duration::from_secs(20)).unwrap();
+    c.call::<Ack>(1, &load(0, 200, Some(1000))).unwrap();
+    c.call::<Ack>(2, &load(0, 200, Some(500))).unwrap();
+    assert!(c.wait_quiet(Duration::from_secs(30)), "queues drained");
+    let delivered: Vec<u64> = ids(3)
+        .iter()
+        .map(|&i| c.stats(i).unwrap().delivered.messages)
+        .collect();
+    assert_eq!(delivered, vec![1500; 3]);
+    let records = stop_and_check(&mut c);
+    let mut per_node: HashMap<NodeId, Vec<MsgId>> = HashMap::new();
+    let mut sent = 0;
+    for r in &records {
+        match &r.body {
+            Body::Deliver { id, .. } => per_node.entry(r.node).or_default().push(*id),
+            Body::Send { id, .. } => {
+                assert_eq!(id.counter % 10, 0, "{id}");
+                sent += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sent, 150);
+    for n in ids(3) {
+        let ids = &per_node[&n];
+        assert_eq!(ids.len(), 150, "node {n}");
+        assert!(ids.iter().all(|id| id.counter % 10 == 0));
+    }
 }

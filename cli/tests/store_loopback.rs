@@ -61,6 +61,7 @@ fn copy_with_provider_killed(design: &str, key: bool, port: u16) {
         dir,
         key: key.into(),
         record_messages: true,
+        record_every: 1,
         binary: env!("CARGO_BIN_EXE_ringlab").into(),
         batched_io: true,
         ipv6: false,

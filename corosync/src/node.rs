@@ -39,7 +39,7 @@
 //!   pairs) and `totem_ring`; totem changes themselves are logged (and set the `status`
 //!   state); every CPG group change is also written, as it comes, to
 //!   `STATE_DIR/corosync-cpg.jsonl`;
-//! - `send` and `deliver` (with `record_messages`): `deliver.ring` is the current view's id;
+//! - `send` and `deliver` (with `record_messages`, sampled by `record_every`): `deliver.ring` is the current view's id;
 //!   `deliver.seq` counts deliveries since that view's regular configuration (from 1),
 //!   because CPG does not hand the ring's own seq; `safe` is always false (CPG has only
 //!   agreed order); `sent_t_ns` comes from the payload;
@@ -769,7 +769,7 @@ impl CorosyncNode {
             self.own_delivered += 1;
         }
         let _ = self.latency.record(now.saturating_sub(sent_t_ns).max(1));
-        if self.cfg.record_messages {
+        if self.cfg.records_message(&id) {
             self.record(
                 now,
                 Body::Deliver {
@@ -933,7 +933,7 @@ impl CorosyncNode {
         if r == Mcast::Sent {
             self.counter += 1;
             self.own_sent += 1;
-            if self.cfg.record_messages {
+            if self.cfg.records_message(&id) {
                 self.record(
                     now,
                     Body::Send {

@@ -8,6 +8,7 @@
 //! mcast_group = "239.192.76.1"  # multicast transport only
 //! events = "node-1.jsonl"       # where event records go (omit: none)
 //! record_messages = true        # send/deliver records (off for throughput runs)
+//! record_every = 1              # of those, only messages whose counter is a multiple of N
 //! control = "node-1.sock"       # the control channel's Unix socket
 //! state_dir = "state"           # stable storage: incarnation and highest ring seq
 //! key_file = "cluster.key"      # optional shared key: every datagram carries an HMAC
@@ -94,6 +95,12 @@ pub struct NodeConfig {
     /// Whether send and deliver records are written.
     #[serde(default = "yes")]
     pub record_messages: bool,
+    /// With `record_messages`: send and deliver records only of the messages whose
+    /// per-incarnation counter is a multiple of this (1, the default: all). Every node keeps
+    /// the same messages' records, so the checker's properties hold over that sample; the
+    /// delivery counters and latency histogram of `stats` still count every message.
+    #[serde(default = "one")]
+    pub record_every: u64,
     /// The control channel's Unix socket.
     pub control: PathBuf,
     /// Stable storage for the incarnation counter and highest ring seq.
@@ -143,6 +150,10 @@ fn default_group() -> IpAddr {
     IpAddr::from([239, 192, 76, 1])
 }
 
+fn one() -> u64 {
+    1
+}
+
 fn yes() -> bool {
     true
 }
@@ -184,6 +195,12 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 }
 
 impl NodeConfig {
+    /// Whether the send and deliver records of message `id` are written
+    /// (`record_messages`, `record_every`).
+    pub fn records_message(&self, id: &ringlab_ring::MsgId) -> bool {
+        self.record_messages && id.counter.is_multiple_of(self.record_every)
+    }
+
     /// Returns this node's own socket address (bind, and its port in the node list).
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.nodes
@@ -226,6 +243,12 @@ impl NodeConfig {
         }
         if self.port == 0 {
             return Err(invalid("port", "must not be 0"));
+        }
+        if self.record_every == 0 {
+            return Err(invalid(
+                "record_every",
+                "must be 1 or more (record_messages = false writes none)",
+            ));
         }
         if self.nodes.is_empty() {
             return Err(invalid("nodes", "the node list is empty"));
@@ -333,6 +356,27 @@ addr = "127.0.0.2"
         let c: NodeConfig = toml::from_str(s).map_err(|e| e.to_string())?;
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
+    }
+
+    #[test]
+    fn record_every_keeps_the_same_messages_on_every_node() {
+        let id = |counter| ringlab_ring::MsgId {
+            node: 2,
+            inc: 1,
+            counter,
+        };
+        let all = parse(&base()).unwrap();
+        assert_eq!(all.record_every, 1);
+        assert!((1..=5).all(|c| all.records_message(&id(c))));
+        let tenth = parse(&format!("record_every = 10\n{}", base())).unwrap();
+        let kept: Vec<u64> = (1..=35)
+            .filter(|&c| tenth.records_message(&id(c)))
+            .collect();
+        assert_eq!(kept, vec![10, 20, 30]);
+        let none = parse(&format!("record_messages = false\n{}", base())).unwrap();
+        assert!(!none.records_message(&id(10)));
+        let e = parse(&format!("record_every = 0\n{}", base())).unwrap_err();
+        assert!(e.contains("record_every"), "{e}");
     }
 
     #[test]

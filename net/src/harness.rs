@@ -37,6 +37,8 @@ pub struct Spec {
     pub key: Key,
     /// Whether send/deliver records are written.
     pub record_messages: bool,
+    /// Of those, only every Nth message's (see [`NodeConfig::record_every`]).
+    pub record_every: u64,
     /// The `ringlab` binary.
     pub binary: PathBuf,
     /// recvmmsg/sendmmsg on (see [`NodeConfig::batched_io`]).
@@ -306,6 +308,7 @@ impl Cluster {
                 .collect(),
             events: Some(self.events_path(id)),
             record_messages: self.spec.record_messages,
+            record_every: self.spec.record_every,
             control: self.control_path(id),
             state_dir: self.state_dir(id),
             key_file: match self.spec.implementation {
@@ -705,6 +708,7 @@ mod tests {
                 dir: dir.clone(),
                 key,
                 record_messages: false,
+                record_every: 1,
                 binary: "ringlab".into(),
                 batched_io: true,
                 ipv6: false,

@@ -564,7 +564,7 @@ impl Node {
                 self.delivered += 1;
                 self.delivered_bytes += d.data.len() as u64;
                 let _ = self.latency.record(now.saturating_sub(d.sent_t_ns).max(1));
-                if !self.cfg.record_messages {
+                if !self.cfg.records_message(&d.id) {
                     continue;
                 }
             }
@@ -609,13 +609,17 @@ impl Node {
     }
 
     /// Records what the services' app returned (`send` bodies count as own messages and are
-    /// written only with `record_messages`).
+    /// written only with `record_messages`, sampled by `record_every`).
     fn record_app(&mut self, now: u64, bodies: Vec<Body>) {
         for b in bodies {
             if matches!(b, Body::Send { .. }) {
                 self.own_sent += 1;
             }
-            if self.cfg.record_messages || !matches!(b, Body::Send { .. }) {
+            let keep = match &b {
+                Body::Send { id, .. } => self.cfg.records_message(id),
+                _ => true,
+            };
+            if keep {
                 self.record(now, b);
             }
         }
@@ -726,8 +730,8 @@ impl Node {
             self.load.run_service(now, waits, app, window, max);
         }
         self.own_sent += sent.len() as u64;
-        if self.cfg.record_messages {
-            for b in sent.drain(..) {
+        for b in sent.drain(..) {
+            if matches!(&b, Body::Send { id, .. } if self.cfg.records_message(id)) {
                 self.record(now, b);
             }
         }

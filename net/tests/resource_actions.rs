@@ -51,6 +51,7 @@ impl Cluster {
                     .collect(),
                 events: Some(dir.join(format!("node-{id}.jsonl"))),
                 record_messages: true,
+                record_every: 1,
                 control: dir.join(format!("node-{id}.sock")),
                 state_dir: state_dir(&dir, id),
                 key_file: None,

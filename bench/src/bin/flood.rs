@@ -111,6 +111,7 @@ fn main() {
         dir: dir.clone(),
         key: true.into(),
         record_messages: false,
+        record_every: 1,
         binary,
         batched_io: true,
         ipv6: false,

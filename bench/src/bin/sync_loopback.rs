@@ -68,6 +68,7 @@ fn main() {
             dir: dir.clone(),
             key: Key::None,
             record_messages: false,
+            record_every: 1,
             binary: binary.clone(),
             batched_io: true,
             ipv6: false,
