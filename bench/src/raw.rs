@@ -34,6 +34,10 @@ pub const FANOUT_PORT: u16 = 7406;
 /// The fan-out's multicast group (the ring's is 239.77.0.1).
 pub const FANOUT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 77, 0, 2);
 
+/// The largest datagram a fan-out sends (`ringlab flow`'s bound, under UDP's 65,507 over
+/// IPv4): larger messages are set against datagrams of this size, by bytes.
+pub const MAX_DATAGRAM: usize = 65_000;
+
 /// The most seconds a fan-out sends.
 pub const MAX_SECONDS: f64 = 10.0;
 
@@ -253,6 +257,8 @@ pub struct RawReceiver {
     pub datagrams: u64,
     /// Datagrams per second over the sender's sending time.
     pub per_s: f64,
+    /// Payload MB/s (10^6 bytes) over the same time.
+    pub mb_per_s: f64,
     /// 1 − received / sent to it.
     pub loss: f64,
     /// Its CPU time per received datagram, µs.
@@ -274,8 +280,10 @@ pub struct RawFanout {
     pub sent_per_receiver: u64,
     /// Each receiver.
     pub receivers: Vec<RawReceiver>,
-    /// The receivers' mean datagrams/s: the figure ring throughput per node is set against.
+    /// The receivers' mean datagrams/s.
     pub per_receiver_per_s: f64,
+    /// The receivers' mean payload MB/s: the figure ring throughput per node is set against.
+    pub per_receiver_mb_per_s: f64,
     /// The slowest receiver's.
     pub min_per_receiver_per_s: f64,
     /// Mean loss over receivers.
@@ -314,6 +322,11 @@ pub fn summarise(
             } else {
                 0.0
             },
+            mb_per_s: if sent.seconds > 0.0 {
+                g.bytes as f64 / sent.seconds / 1e6
+            } else {
+                0.0
+            },
             loss: if sent_per_receiver > 0 {
                 (1.0 - g.datagrams as f64 / sent_per_receiver as f64).max(0.0)
             } else {
@@ -334,6 +347,7 @@ pub fn summarise(
         seconds: sent.seconds,
         sent_per_receiver,
         per_receiver_per_s: receivers.iter().map(|r| r.per_s).sum::<f64>() / n,
+        per_receiver_mb_per_s: receivers.iter().map(|r| r.mb_per_s).sum::<f64>() / n,
         min_per_receiver_per_s: receivers.iter().map(|r| r.per_s).fold(f64::NAN, f64::min),
         loss: receivers.iter().map(|r| r.loss).sum::<f64>() / n,
         sender_cpu_us_per_datagram: per(sent.cpu_s * 1e6, sent.datagrams),
@@ -355,7 +369,8 @@ impl Drop for Reap {
 }
 
 /// Measures one fan-out in the namespaces of run prefix `prefix`: node `from` sends to
-/// every node of `to` for `seconds` (see the module's notes).
+/// every node of `to` for `seconds`, datagrams of `size` bytes (at most
+/// [`MAX_DATAGRAM`]; see the module's notes).
 pub fn fanout(
     binary: &Path,
     prefix: &str,
@@ -368,6 +383,7 @@ pub fn fanout(
     if to.is_empty() || !(0.0..=MAX_SECONDS).contains(&seconds) {
         bail!("a fan-out needs receivers and 0-{MAX_SECONDS} s");
     }
+    let size = size.clamp(1, MAX_DATAGRAM);
     let mut rx = Vec::new();
     for &n in to {
         let bind = SocketAddr::new(Cluster::netns_addr(n), FANOUT_PORT);
@@ -477,6 +493,7 @@ mod tests {
         );
         assert_eq!(f.sent_per_receiver, 1000);
         assert_eq!(f.receivers[2].per_s, 250.0);
+        assert_eq!(f.receivers[2].mb_per_s, 250.0 * 100.0 / 1e6);
         assert_eq!(f.receivers[2].loss, 0.5);
         assert_eq!(f.receivers[3].loss, 1.0);
         assert_eq!(f.receivers[3].cpu_us_per_datagram, None);
@@ -499,6 +516,7 @@ mod tests {
         assert_eq!(f.sent_per_receiver, 1000);
         assert!((f.loss - 0.1).abs() < 1e-12);
         assert_eq!(f.per_receiver_per_s, 900.0);
+        assert_eq!(f.per_receiver_mb_per_s, 0.09);
     }
 
     /// Both ends on loopback in this process: the unicast fan-out with sendmmsg reaches

@@ -7,7 +7,10 @@
 //! deliveries per second per node from the counters (they count every message, whatever
 //! records the nodes keep), and their ratio to the raw rate per receiver of the
 //! experiment's own transport, the mean of the fan-outs just before and just after the
-//! repetition: `ring_over_raw`, one ratio per interleaved pair. [`ThroughputAggregate`]
+//! repetition: `ring_over_raw`, one ratio per interleaved pair, of payload bytes per second
+//! (for messages up to 65,000 bytes the raw datagrams have the messages' size, and the
+//! ratio is the ratio of message rates; 64 KiB messages are set against 65,000-byte
+//! datagrams, UDP's largest being 65,507). [`ThroughputAggregate`]
 //! gives their spread over the repetitions; [`write_csv`] writes throughput.csv; [`table`]
 //! and [`plot`] set many runs (a family, see experiments/throughput/) side by side.
 
@@ -81,10 +84,12 @@ pub struct RepThroughput {
     pub raw_before: Vec<RawFanout>,
     /// And just after.
     pub raw_after: Vec<RawFanout>,
-    /// The raw rate per receiver of the experiment's transport: the mean of before and
-    /// after.
+    /// The raw datagrams/s per receiver of the experiment's transport: the mean of before
+    /// and after.
     pub raw_per_receiver_per_s: Option<f64>,
-    /// msgs_per_s_per_node / raw_per_receiver_per_s.
+    /// The same in payload MB/s.
+    pub raw_per_receiver_mb_per_s: Option<f64>,
+    /// mb_per_s_per_node / raw_per_receiver_mb_per_s.
     pub ring_over_raw: Option<f64>,
 }
 
@@ -111,12 +116,18 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// The raw rate per receiver of `transport` in `fanouts`.
-fn raw_rate(fanouts: &[RawFanout], transport: RawTransport) -> Option<f64> {
-    fanouts
-        .iter()
-        .find(|f| f.transport == transport)
-        .map(|f| f.per_receiver_per_s)
+/// The mean of a figure of the fan-outs of `transport` before and after.
+fn raw_mean(
+    before: &[RawFanout],
+    after: &[RawFanout],
+    transport: RawTransport,
+    g: fn(&RawFanout) -> f64,
+) -> Option<f64> {
+    let of = |f: &[RawFanout]| f.iter().find(|f| f.transport == transport).map(g);
+    match (of(before), of(after)) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One repetition's figures from the nodes' counters read at `t_before_ns` and
@@ -159,13 +170,11 @@ pub fn measure(
                 .collect(),
         )
     };
-    let raw = match (
-        raw_rate(&raw_before, transport),
-        raw_rate(&raw_after, transport),
-    ) {
-        (Some(a), Some(b)) => Some((a + b) / 2.0),
-        (a, b) => a.or(b),
-    };
+    let raw = raw_mean(&raw_before, &raw_after, transport, |f| f.per_receiver_per_s);
+    let raw_mb = raw_mean(&raw_before, &raw_after, transport, |f| {
+        f.per_receiver_mb_per_s
+    });
+    let mb = per_node.iter().map(|r| r.mb_per_s).sum::<f64>() / n;
     RepThroughput {
         records,
         seconds,
@@ -175,7 +184,7 @@ pub fn measure(
             .map(|r| r.msgs_per_s)
             .reduce(f64::min)
             .unwrap_or(0.0),
-        mb_per_s_per_node: per_node.iter().map(|r| r.mb_per_s).sum::<f64>() / n,
+        mb_per_s_per_node: mb,
         latency_p50_us: lat(&|s| s.latency_us.p50),
         latency_p99_us: lat(&|s| s.latency_us.p99),
         latency_max_us: after
@@ -184,7 +193,8 @@ pub fn measure(
             .map(|s| s.latency_us.max)
             .reduce(f64::max),
         raw_per_receiver_per_s: raw,
-        ring_over_raw: raw.filter(|r| *r > 0.0).map(|r| msgs / r),
+        raw_per_receiver_mb_per_s: raw_mb,
+        ring_over_raw: raw_mb.filter(|r| *r > 0.0).map(|r| mb / r),
         per_node,
         raw_before,
         raw_after,
@@ -332,6 +342,8 @@ pub struct FamilyRow {
     pub mb_per_s_per_node: Option<f64>,
     /// Median raw datagrams/s per receiver, own transport.
     pub raw_per_receiver_per_s: Option<f64>,
+    /// Median raw payload MB/s per receiver, own transport.
+    pub raw_mb_per_s: Option<f64>,
     /// Median raw loss, own transport.
     pub raw_loss: Option<f64>,
     /// ring/raw: median, smallest and largest pair.
@@ -359,13 +371,16 @@ pub fn family_row(s: &Summary) -> Option<FamilyRow> {
     let t = s.throughput.as_ref()?;
     let e = &s.experiment;
     let own = e.raw_transport().as_str();
-    let bytes = Spread::of(
-        s.reps
-            .iter()
-            .filter_map(|r| r.throughput.as_ref())
-            .map(|r| r.mb_per_s_per_node)
-            .collect(),
-    );
+    let of = |g: &dyn Fn(&RepThroughput) -> Option<f64>| {
+        Spread::of(
+            s.reps
+                .iter()
+                .filter_map(|r| r.throughput.as_ref())
+                .filter_map(g)
+                .collect(),
+        )
+        .median
+    };
     Some(FamilyRow {
         name: e.name.clone(),
         label: s.label.clone(),
@@ -381,7 +396,8 @@ pub fn family_row(s: &Summary) -> Option<FamilyRow> {
         records: t.records.clone(),
         pairs: t.ring_over_raw.n,
         msgs_per_s_per_node: t.msgs_per_s_per_node.median,
-        mb_per_s_per_node: bytes.median,
+        mb_per_s_per_node: of(&|r| Some(r.mb_per_s_per_node)),
+        raw_mb_per_s: of(&|r| r.raw_per_receiver_mb_per_s),
         raw_per_receiver_per_s: t.raw_per_receiver_per_s.get(own).and_then(|x| x.median),
         raw_loss: t.raw_loss.get(own).and_then(|x| x.median),
         ring_over_raw: t.ring_over_raw.median,
@@ -436,12 +452,12 @@ pub fn table(rows: &[FamilyRow]) -> String {
             ))
     });
     let mut out = String::from(
-        "| transport | variant | senders | size B | nodes | records | msgs/s per node | MB/s per node | raw per receiver/s | raw loss | ring/raw median (min–max, pairs) | CPU µs/msg node | CPU µs/dgram raw sender | peak RSS MiB | p50 / p99 µs | violations |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| transport | variant | senders | size B | nodes | records | msgs/s per node | MB/s per node | raw datagrams/s per receiver | raw MB/s | raw loss | ring/raw median (min–max, pairs) | CPU µs/msg node | CPU µs/dgram raw sender | peak RSS MiB | p50 / p99 µs | violations |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}–{}, {}) | {} | {} | {} | {} / {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}–{}, {}) | {} | {} | {} | {} / {} | {} |\n",
             r.transport,
             r.variant,
             r.senders,
@@ -451,6 +467,7 @@ pub fn table(rows: &[FamilyRow]) -> String {
             f0(r.msgs_per_s_per_node),
             f1(r.mb_per_s_per_node),
             f0(r.raw_per_receiver_per_s),
+            f1(r.raw_mb_per_s),
             pct(r.raw_loss),
             pct(r.ring_over_raw),
             pct(r.ring_over_raw_min),
@@ -672,6 +689,7 @@ mod tests {
             msgs_per_s_per_node: Some(40_000.0),
             mb_per_s_per_node: Some(41.0),
             raw_per_receiver_per_s: Some(50_000.0),
+            raw_mb_per_s: Some(51.2),
             raw_loss: Some(0.01),
             ring_over_raw: Some(ratio),
             ring_over_raw_min: Some(ratio - 0.1),
