@@ -507,6 +507,7 @@ impl Experiment {
 
     /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
     /// duration_ms, load.rate, load.size, load.senders, record_messages, record_every,
+    /// records (all, none, or N: one message's records in N),
     /// implementation, store.bytes,
     /// store.value_size, or
     /// `service_config.SERVICE.KEY` (a key of the section of a service the experiment runs:
@@ -560,6 +561,18 @@ impl Experiment {
             "load.size" => self.load.size = value.parse()?,
             "load.senders" => self.load.senders = value.parse()?,
             "record_messages" => self.record_messages = value.parse()?,
+            // One knob for a sweep over all three: all, none, or N (one message in N).
+            "records" => {
+                (self.record_messages, self.record_every) = match value {
+                    "all" => (true, 1),
+                    "none" => (false, 1),
+                    n => (
+                        true,
+                        n.parse()
+                            .context("records is all, none, or N (one message in N)")?,
+                    ),
+                }
+            }
             "record_every" => self.record_every = value.parse()?,
             "implementation" => {
                 self.implementation = value.parse().map_err(|e: String| anyhow::anyhow!(e))?
@@ -708,6 +721,13 @@ mod tests {
         e.set("record_every", "100").unwrap();
         assert!(!e.record_messages && e.record_every == 100);
         assert!(e.set("record_every", "0").is_err());
+        e.set("records", "all").unwrap();
+        assert!(e.record_messages && e.record_every == 1);
+        e.set("records", "10").unwrap();
+        assert!(e.record_messages && e.record_every == 10);
+        e.set("records", "none").unwrap();
+        assert!(!e.record_messages);
+        assert!(e.set("records", "some").is_err());
     }
 
     #[test]

@@ -114,7 +114,8 @@ enum Cmd {
     /// compares the configurations. Needs root.
     Sweep {
         /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, duration_ms, load.rate,
-        /// load.size, load.senders, implementation (ringlab,corosync), store.bytes,
+        /// load.size, load.senders, records (all,none,N: one message in N), record_messages,
+        /// record_every, implementation (ringlab,corosync), store.bytes,
         /// store.value_size, or a service's key (service_config.store.design,
         /// resources.policy). At most two.
         #[arg(long = "param", required = true)]
