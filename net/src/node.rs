@@ -90,6 +90,8 @@ pub struct Node {
     own_delivered: u64,
     sealed: Vec<u8>,
     batch: Option<RecvBatch>,
+    /// A turn's datagrams, sent together at the end of [`Self::drain`] (`batched_io`).
+    outgoing: sockets::SendBatch,
     fanout: Vec<SocketAddr>,
     app: Option<ServiceApp>,
     /// Runs the services' actions.
@@ -305,6 +307,7 @@ impl Node {
                         },
                 )
             }),
+            outgoing: sockets::SendBatch::default(),
             app,
             actions: actions::Executor::new(cfg.node_id, &cfg.state_dir),
             quit_drain_ns: None,
@@ -585,6 +588,7 @@ impl Node {
         while let Some((to, d)) = self.app.as_mut().and_then(|a| a.poll_datagram(now)) {
             self.send(Dest::Node(to), &d);
         }
+        self.flush_sends();
         let _ = self.stable.set_ring_seq(self.ring.stable_ring_seq());
         if self.ring.state() == MembState::Left && self.exit.is_none() {
             self.exit = Some("left");
@@ -677,39 +681,46 @@ impl Node {
         }
     }
 
-    fn send(&mut self, dest: Dest, payload: &[u8]) {
-        let data: &[u8] = match self.auth.as_mut() {
+    /// Sends a datagram: with `batched_io`, queues it for [`Self::flush_sends`] (a turn's
+    /// datagrams go out together, in order); else sends it at once.
+    fn send(&mut self, dest: Dest, payload: &bytes::Bytes) {
+        let data: bytes::Bytes = match self.auth.as_mut() {
             Some(a) => {
                 self.sealed.clear();
                 self.sealed.extend_from_slice(payload);
                 a.seal(dest, &mut self.sealed);
-                &self.sealed
+                bytes::Bytes::copy_from_slice(&self.sealed)
             }
-            None => payload,
+            None => payload.clone(),
         };
-        match (dest, self.cfg.transport) {
-            (Dest::Node(id), _) => {
-                if let Some(a) = self.addr_of.get(&id) {
-                    sockets::send(&self.sockets.unicast, data, *a, &mut self.drops);
+        let one;
+        let to: &[SocketAddr] = match (dest, self.cfg.transport) {
+            (Dest::Node(id), _) => match self.addr_of.get(&id) {
+                Some(a) => {
+                    one = [*a];
+                    &one
                 }
-            }
+                None => &[],
+            },
             (Dest::Multicast, Transport::Multicast) => {
-                sockets::send(
-                    &self.sockets.unicast,
-                    data,
-                    self.sockets.group,
-                    &mut self.drops,
-                );
+                one = [self.sockets.group];
+                &one
             }
-            (Dest::Multicast, Transport::Unicast) => {
-                if self.cfg.batched_io {
-                    sockets::send_many(&self.sockets.unicast, data, &self.fanout, &mut self.drops);
-                } else {
-                    for a in &self.fanout {
-                        sockets::send(&self.sockets.unicast, data, *a, &mut self.drops);
-                    }
-                }
+            (Dest::Multicast, Transport::Unicast) => &self.fanout,
+        };
+        for a in to {
+            if self.cfg.batched_io {
+                self.outgoing.push(data.clone(), *a);
+            } else {
+                sockets::send(&self.sockets.unicast, &data, *a, &mut self.drops);
             }
+        }
+    }
+
+    /// Sends the datagrams [`Self::send`] queued, with as few system calls as it can.
+    fn flush_sends(&mut self) {
+        if !self.outgoing.is_empty() {
+            self.outgoing.flush(&self.sockets.unicast, &mut self.drops);
         }
     }
 
