@@ -371,15 +371,15 @@ pub fn family_row(s: &Summary) -> Option<FamilyRow> {
     let t = s.throughput.as_ref()?;
     let e = &s.experiment;
     let own = e.raw_transport().as_str();
+    // Medians over the repetitions, the middle two averaged for an even count (a family of
+    // two repetitions gives the mean of its two pairs, not the better one).
+    let reps: Vec<&RepThroughput> = s
+        .reps
+        .iter()
+        .filter_map(|r| r.throughput.as_ref())
+        .collect();
     let of = |g: &dyn Fn(&RepThroughput) -> Option<f64>| {
-        Spread::of(
-            s.reps
-                .iter()
-                .filter_map(|r| r.throughput.as_ref())
-                .filter_map(g)
-                .collect(),
-        )
-        .median
+        median(reps.iter().filter_map(|r| g(r)).collect())
     };
     Some(FamilyRow {
         name: e.name.clone(),
@@ -395,12 +395,12 @@ pub fn family_row(s: &Summary) -> Option<FamilyRow> {
         senders: e.load.senders,
         records: t.records.clone(),
         pairs: t.ring_over_raw.n,
-        msgs_per_s_per_node: t.msgs_per_s_per_node.median,
+        msgs_per_s_per_node: of(&|r| Some(r.msgs_per_s_per_node)),
         mb_per_s_per_node: of(&|r| Some(r.mb_per_s_per_node)),
         raw_mb_per_s: of(&|r| r.raw_per_receiver_mb_per_s),
         raw_per_receiver_per_s: t.raw_per_receiver_per_s.get(own).and_then(|x| x.median),
         raw_loss: t.raw_loss.get(own).and_then(|x| x.median),
-        ring_over_raw: t.ring_over_raw.median,
+        ring_over_raw: of(&|r| r.ring_over_raw),
         ring_over_raw_min: t.ring_over_raw.min,
         ring_over_raw_max: t.ring_over_raw.max,
         node_cpu_us_per_msg: s.usage.as_ref().and_then(|u| u.cpu_us_per_msg.median),
@@ -413,8 +413,8 @@ pub fn family_row(s: &Summary) -> Option<FamilyRow> {
             .iter()
             .flat_map(|r| r.usage.iter().filter_map(|u| u.rss_peak_kib))
             .max(),
-        latency_p50_us: t.latency_p50_us.median,
-        latency_p99_us: t.latency_p99_us.median,
+        latency_p50_us: of(&|r| r.latency_p50_us),
+        latency_p99_us: of(&|r| r.latency_p99_us),
         violations: s.violations,
     })
 }
@@ -672,6 +672,13 @@ mod tests {
         assert_eq!(t.raw_per_receiver_per_s, None);
         assert_eq!(t.ring_over_raw, None);
         assert_eq!(records_kept(true, 10), "1 in 10");
+    }
+
+    #[test]
+    fn an_even_count_has_the_mean_of_its_middle_two_as_median() {
+        assert_eq!(median(vec![0.9, 0.5]), Some(0.7));
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![f64::NAN]), None);
     }
 
     #[test]
