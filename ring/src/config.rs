@@ -48,7 +48,8 @@ pub struct Config {
     pub seqno_unchanged_const: u32,
     /// Most messages per rotation, the whole ring together.
     pub window_size: u32,
-    /// Most messages one member may send per token visit.
+    /// Most messages one member may send per token visit (default 50, the window; corosync's
+    /// 17 held one sender to a third of it: see the README's knobs).
     pub max_messages: u32,
     /// Times a seq must be seen missing before it is requested.
     pub miss_count_const: u32,
@@ -75,7 +76,7 @@ impl Default for Config {
             fail_recv_const: 2500,
             seqno_unchanged_const: 30,
             window_size: 50,
-            max_messages: 17,
+            max_messages: 50,
             miss_count_const: 5,
             variant: Variant::Classic,
             accelerated_window: 20,
