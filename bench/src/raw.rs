@@ -12,7 +12,7 @@
 //! receivers per datagram.
 //!
 //! [`flow_send`] and [`flow_recv`] are the two ends (`ringlab flow send|recv`); the store
-//! experiments' single-flow baseline ([`crate::store::raw_flow`]) uses them too.
+//! experiments' single-flow baseline ([`crate::store::raw_flow`]) is a fan-out to one receiver.
 
 use anyhow::{bail, Context, Result};
 use ringlab_net::harness::Cluster;
@@ -28,7 +28,7 @@ use std::time::Duration;
 /// The most datagrams one raw sender sends (a bound besides its time).
 pub const FLOW_MAX_DATAGRAMS: u64 = 20_000_000;
 
-/// The fan-out's port on the receivers (the ring uses 5405, the store's flow 7405).
+/// The fan-outs' port on the receivers (the ring uses 5405).
 pub const FANOUT_PORT: u16 = 7406;
 
 /// The fan-out's multicast group (the ring's is 239.77.0.1).

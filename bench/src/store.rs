@@ -32,7 +32,6 @@
 //!   status`, sampled every ~10 ms too) likewise.
 
 use crate::experiment::StoreSetup;
-use crate::raw::{FlowReceived, FlowSent};
 use crate::summary::StoreCopy;
 use anyhow::{bail, Context, Result};
 use ringlab_net::control::Request;
@@ -42,18 +41,13 @@ use ringlab_records::{Body, Record};
 use ringlab_ring::NodeId;
 use ringlab_sync::store::service::Status;
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
-use std::net::SocketAddr;
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The most bytes one fill request writes (a node takes up to `max_fill_bytes`, 256 MiB by
 /// default, of fill at once).
 pub const FILL_REQUEST_BYTES: u64 = 128 << 20;
-
-/// The raw flow's port on the receiver.
-pub const FLOW_PORT: u16 = 7405;
 
 const MS: u64 = 1_000_000;
 
@@ -426,65 +420,19 @@ pub fn digests_equal(statuses: &[Status]) -> Option<bool> {
 }
 
 /// Measures raw UDP of one flow from node `from`'s namespace to node `to`'s (the run's
-/// topology of `prefix`, addresses of netns-scripts/lib.sh), datagrams of `size` bytes for
-/// 1 s: runs `ringlab flow recv` and `ringlab flow send` (`binary`) there with `ip netns
-/// exec`; returns the receiver's bytes over the sender's seconds.
+/// topology of `prefix`), datagrams of `size` bytes for 1 s: a fan-out to one receiver
+/// ([`crate::raw::fanout`]); returns the receiver's bytes over the sender's seconds.
 pub fn raw_flow(binary: &Path, prefix: &str, from: NodeId, to: NodeId, size: usize) -> Result<f64> {
-    let addr = SocketAddr::new(Cluster::netns_addr(to), FLOW_PORT);
-    let mut rx = Command::new("ip")
-        .args(["netns", "exec", &format!("{prefix}-n{to}")])
-        .arg(binary)
-        .args([
-            "flow",
-            "recv",
-            "--bind",
-            &addr.to_string(),
-            "--seconds",
-            "6",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the raw flow's receiver")?;
-    // Killed and reaped by PID on every path out of here.
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut out = BufReader::new(rx.stdout.take().expect("piped"));
-    let rx = Reap(rx);
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    if line.trim() != "ready" {
-        bail!("the raw flow's receiver in {prefix}-n{to} did not start: {line:?}");
-    }
-    let sent = Command::new("ip")
-        .args(["netns", "exec", &format!("{prefix}-n{from}")])
-        .arg(binary)
-        .args(["flow", "send", "--to", &addr.to_string()])
-        .args(["--size", &size.to_string(), "--seconds", "1"])
-        .output()
-        .context("running the raw flow's sender")?;
-    if !sent.status.success() {
-        bail!(
-            "the raw flow's sender failed: {}",
-            String::from_utf8_lossy(&sent.stderr).trim()
-        );
-    }
-    let sent: FlowSent = serde_json::from_slice(&sent.stdout).context("the sender's output")?;
-    let mut rest = String::new();
-    out.read_to_string(&mut rest)?;
-    drop(rx);
-    let got: FlowReceived = serde_json::from_str(rest.trim())
-        .with_context(|| format!("the receiver's output: {rest:?}"))?;
-    if sent.seconds <= 0.0 || got.datagrams == 0 {
-        bail!("the raw flow from node {from} to node {to} received nothing ({sent:?})");
-    }
-    Ok(got.bytes as f64 / sent.seconds)
+    let f = crate::raw::fanout(
+        binary,
+        prefix,
+        from,
+        &[to],
+        size,
+        crate::raw::RawTransport::Unicast,
+        1.0,
+    )?;
+    Ok(f.per_receiver_mb_per_s * 1e6)
 }
 
 #[cfg(test)]

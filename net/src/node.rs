@@ -88,7 +88,6 @@ pub struct Node {
     /// This incarnation's own messages submitted to the ring, and those delivered to it.
     own_sent: u64,
     own_delivered: u64,
-    sealed: Vec<u8>,
     batch: Option<RecvBatch>,
     /// A turn's datagrams, sent together at the end of [`Self::drain`] (`batched_io`).
     outgoing: sockets::SendBatch,
@@ -296,7 +295,6 @@ impl Node {
             quit_by: None,
             own_sent: 0,
             own_delivered: 0,
-            sealed: Vec::with_capacity(MAX_DATAGRAM),
             batch: cfg.batched_io.then(|| {
                 RecvBatch::new(
                     cfg.totem.netmtu
@@ -686,10 +684,12 @@ impl Node {
     fn send(&mut self, dest: Dest, payload: &bytes::Bytes) {
         let data: bytes::Bytes = match self.auth.as_mut() {
             Some(a) => {
-                self.sealed.clear();
-                self.sealed.extend_from_slice(payload);
-                a.seal(dest, &mut self.sealed);
-                bytes::Bytes::copy_from_slice(&self.sealed)
+                // Sealed in its own buffer, which becomes the datagram without a copy.
+                let mut sealed =
+                    Vec::with_capacity(payload.len() + ringlab_ring::auth::TRAILER_LEN);
+                sealed.extend_from_slice(payload);
+                a.seal(dest, &mut sealed);
+                bytes::Bytes::from(sealed)
             }
             None => payload.clone(),
         };
