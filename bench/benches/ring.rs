@@ -9,7 +9,8 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ringlab_ring::pack::{decode_frame, SendQueue};
 use ringlab_ring::wire::{
-    self, CommitToken, Encapsulated, Join, Leave, MembEntry, Message, Packet, RingId, Token,
+    self, CommitToken, Encapsulated, Join, Leave, MembEntry, MergeDetect, Message, Packet, RingId,
+    Token,
 };
 use ringlab_ring::{Config, Guarantee};
 use ringlab_sim::{NetConfig, Sim};
@@ -54,13 +55,21 @@ fn packets() -> Vec<(&'static str, Packet)> {
                 payload: Bytes::from(vec![7u8; 1313]),
             }),
         ),
-        ("merge_detect", Message::MergeDetect),
+        (
+            "merge_detect",
+            Message::MergeDetect(MergeDetect {
+                members: members.clone(),
+                unheard: vec![],
+            }),
+        ),
         (
             "join",
             Message::Join(Join {
                 ring_seq: 1_000,
                 proc_set: members.clone(),
                 fail_set: vec![4],
+                unheard: vec![],
+                unheard_epoch: 0,
             }),
         ),
         (

@@ -61,6 +61,17 @@ pub struct Config {
     pub netmtu: usize,
     /// Bound of the send queue, in bytes (ringlab's own knob).
     pub send_queue_bytes: usize,
+    /// Reachability checks for asymmetric and partial connectivity (ringlab's own knob,
+    /// default on; off is Totem's and corosync's behaviour): a node announces which
+    /// processors it could not hear for a whole consensus period, a round gives up on one
+    /// processor of every pair that cannot hear each other (the higher id), and a ring does
+    /// not start a merge that such a pair would break again. See `srp::reach`.
+    pub reachability: bool,
+    /// A join from a processor outside the ring being formed, heard in COMMIT or RECOVERY,
+    /// starts a merge with it as soon as the ring is installed (ringlab's own knob, default
+    /// on; off is corosync's: the join is dropped and the joiner waits for its next join
+    /// interval, the tail of start → full ring).
+    pub pending_joins: bool,
 }
 
 impl Default for Config {
@@ -82,6 +93,8 @@ impl Default for Config {
             accelerated_window: 20,
             netmtu: 1400,
             send_queue_bytes: 4 << 20,
+            reachability: true,
+            pending_joins: true,
         }
     }
 }

@@ -25,7 +25,9 @@ use std::fmt;
 /// First two bytes of every packet.
 pub const MAGIC: u16 = 0x524C;
 /// Wire version spoken by this build.
-pub const VERSION: u8 = 1;
+/// Version 2 (issue 16): joins carry the sender's unheard set and a merge-detect its ring's
+/// members and unheard set.
+pub const VERSION: u8 = 2;
 /// Size of the common header.
 pub const HEADER_LEN: usize = 20;
 /// Most entries a token's retransmit-request list may carry.
@@ -185,8 +187,8 @@ pub enum Message {
     Token(Token),
     /// See [`Mcast`].
     Mcast(Mcast),
-    /// No body.
-    MergeDetect,
+    /// See [`MergeDetect`].
+    MergeDetect(MergeDetect),
     /// See [`Join`].
     Join(Join),
     /// See [`CommitToken`].
@@ -203,7 +205,7 @@ impl Message {
         match self {
             Self::Token(_) => MessageType::Token,
             Self::Mcast(_) => MessageType::Mcast,
-            Self::MergeDetect => MessageType::MergeDetect,
+            Self::MergeDetect(_) => MessageType::MergeDetect,
             Self::Join(_) => MessageType::Join,
             Self::CommitToken(_) => MessageType::CommitToken,
             Self::TokenHoldCancel => MessageType::TokenHoldCancel,
@@ -264,7 +266,8 @@ pub struct Mcast {
 }
 
 /// A membership proposal. Body: ring_seq u64, proc count u16, procs u32..., fail count u16,
-/// fails u32... Both lists strictly increasing, no 0.
+/// fails u32..., unheard_epoch u64, unheard count u16, unheard u32... Every list strictly
+/// increasing, no 0.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Join {
     /// Highest ring seq the sender has seen.
@@ -273,6 +276,25 @@ pub struct Join {
     pub proc_set: Vec<NodeId>,
     /// Processors the sender has given up on.
     pub fail_set: Vec<NodeId>,
+    /// Processors the sender could not hear at all for a whole consensus period and has not
+    /// heard since (ringlab's, not corosync's: see `srp::reach`).
+    pub unheard: Vec<NodeId>,
+    /// Orders the sender's announcements of `unheard` (its incarnation in the high 32 bits,
+    /// a count of changes in the low), so a reordered older join cannot undo a newer one.
+    pub unheard_epoch: u64,
+}
+
+/// A ring's announcement by its representative (every `merge` ms), or a probe sent by any
+/// member to a processor that said it cannot hear it. Body: member count u16, members
+/// u32..., unheard count u16, unheard u32... Both lists strictly increasing, no 0.
+/// corosync's merge detect has no body; the lists let a ring that hears it tell whether a
+/// merge could hold (see `srp::reach`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeDetect {
+    /// The sender's ring's members.
+    pub members: Vec<NodeId>,
+    /// Processors outside that ring that one of its members cannot hear.
+    pub unheard: Vec<NodeId>,
 }
 
 /// A member's record in the commit token, filled in on the first rotation.
@@ -319,8 +341,17 @@ pub fn encoded_len(p: &Packet) -> usize {
             Message::Mcast(m) => {
                 MCAST_FIXED_LEN + m.encapsulated.map_or(0, |_| ENCAP_LEN) + m.payload.len()
             }
-            Message::MergeDetect | Message::TokenHoldCancel => 0,
-            Message::Join(j) => 8 + 2 + 4 * j.proc_set.len() + 2 + 4 * j.fail_set.len(),
+            Message::TokenHoldCancel => 0,
+            Message::MergeDetect(m) => 2 + 4 * m.members.len() + 2 + 4 * m.unheard.len(),
+            Message::Join(j) => {
+                8 + 2
+                    + 4 * j.proc_set.len()
+                    + 2
+                    + 4 * j.fail_set.len()
+                    + 8
+                    + 2
+                    + 4 * j.unheard.len()
+            }
             Message::CommitToken(c) => {
                 8 + 2 + 4 * c.members.len() + 2 + ENTRY_LEN * c.entries.len()
             }
@@ -374,11 +405,17 @@ pub fn encode_into(p: &Packet, b: &mut Vec<u8>) {
             b.put_u32(m.payload.len() as u32);
             b.put_slice(&m.payload);
         }
-        Message::MergeDetect | Message::TokenHoldCancel => {}
+        Message::TokenHoldCancel => {}
+        Message::MergeDetect(m) => {
+            put_nodes(b, &m.members);
+            put_nodes(b, &m.unheard);
+        }
         Message::Join(j) => {
             b.put_u64(j.ring_seq);
             put_nodes(b, &j.proc_set);
             put_nodes(b, &j.fail_set);
+            b.put_u64(j.unheard_epoch);
+            put_nodes(b, &j.unheard);
         }
         Message::CommitToken(c) => {
             debug_assert!(c.entries.len() <= c.members.len());
@@ -597,7 +634,10 @@ fn decode_inner(buf: &[u8], shared: Option<&Bytes>) -> Result<Packet, DecodeErro
     let message = match kind {
         MessageType::Token => Message::Token(token_body(&mut r)?),
         MessageType::Mcast => Message::Mcast(mcast_body(&mut r, shared)?),
-        MessageType::MergeDetect => Message::MergeDetect,
+        MessageType::MergeDetect => Message::MergeDetect(MergeDetect {
+            members: r.nodes("merge-detect members")?,
+            unheard: r.nodes("merge-detect unheard")?,
+        }),
         MessageType::Join => Message::Join(join_body(&mut r)?),
         MessageType::CommitToken => Message::CommitToken(commit_body(&mut r)?),
         MessageType::TokenHoldCancel => Message::TokenHoldCancel,
@@ -706,6 +746,8 @@ fn join_body(r: &mut Reader<'_>) -> Result<Join, DecodeError> {
         ring_seq: r.u64("join ring_seq")?,
         proc_set: r.nodes("proc set")?,
         fail_set: r.nodes("fail set")?,
+        unheard_epoch: r.u64("unheard epoch")?,
+        unheard: r.nodes("unheard set")?,
     })
 }
 
@@ -788,14 +830,21 @@ mod tests {
                     }),
                     payload: Bytes::from(payload),
                 })),
-            Just(Message::MergeDetect),
-            (any::<u64>(), nodes(), nodes()).prop_map(|(ring_seq, proc_set, fail_set)| {
-                Message::Join(Join {
-                    ring_seq,
-                    proc_set,
-                    fail_set,
-                })
-            }),
+            (nodes(), nodes()).prop_map(|(members, unheard)| Message::MergeDetect(MergeDetect {
+                members,
+                unheard
+            })),
+            (any::<u64>(), nodes(), nodes(), nodes(), any::<u64>()).prop_map(
+                |(ring_seq, proc_set, fail_set, unheard, unheard_epoch)| {
+                    Message::Join(Join {
+                        ring_seq,
+                        proc_set,
+                        fail_set,
+                        unheard,
+                        unheard_epoch,
+                    })
+                }
+            ),
             (
                 any::<u64>(),
                 nodes(),
@@ -926,6 +975,8 @@ mod tests {
                 ring_seq: 0,
                 proc_set: vec![1, 2],
                 fail_set: vec![],
+                unheard: vec![],
+                unheard_epoch: 0,
             }),
         };
         let mut b = encode(&j);

@@ -150,6 +150,7 @@ fn forge(rng: &mut impl Rng, nodes: NodeId, data: &Bytes) -> Option<(NodeId, Nod
                 .into_iter()
                 .filter(|&f| f != member)
                 .collect();
+            j.unheard = subset(rng, nodes);
             if !j.proc_set.contains(&member) {
                 j.proc_set.push(member);
                 j.proc_set.sort_unstable();
@@ -157,14 +158,18 @@ fn forge(rng: &mut impl Rng, nodes: NodeId, data: &Bytes) -> Option<(NodeId, Nod
             (member, ring_id, Message::Join(j))
         }
         Message::Leave(l) => (member, ring_id, Message::Leave(l)),
-        Message::MergeDetect => (
-            member,
-            RingId {
-                rep: member,
-                seq: ring_id.seq + rng.gen_range(1..=8),
-            },
-            Message::MergeDetect,
-        ),
+        Message::MergeDetect(mut md) => {
+            md.members = subset(rng, nodes);
+            md.unheard = subset(rng, nodes);
+            (
+                member,
+                RingId {
+                    rep: member,
+                    seq: ring_id.seq + rng.gen_range(1..=8),
+                },
+                Message::MergeDetect(md),
+            )
+        }
         Message::CommitToken(mut c) => {
             for e in &mut c.entries {
                 e.aru = e.aru.saturating_add(rng.gen_range(0..4));

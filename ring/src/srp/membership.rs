@@ -65,9 +65,11 @@ impl Ring {
         self.timers.cancel(Timer::TokenLoss);
         self.timers.cancel(Timer::TokenRetransmit);
         self.last_token_sent = None;
+        // Whoever was waiting to be merged with is in this round or will ask again.
+        let _ = self.reach.take_pending();
         if let Some(round) = round {
             self.stats.gathers += 1;
-            self.set_state(State::Gather(Gather::new(round)), reason);
+            self.set_state(State::Gather(Gather::new(round, now)), reason);
         }
         let State::Gather(g) = &mut self.state else {
             return;
@@ -91,6 +93,17 @@ impl Ring {
         let State::Gather(g) = &mut self.state else {
             return;
         };
+        if self.cfg.reachability && now >= g.since.saturating_add(self.t.consensus) {
+            // A gathering that has lasted a consensus period gives up at once on a
+            // processor it has not heard for that long while others' joins name it live:
+            // restarting the round (as every change of the sets does) must not postpone
+            // that, or a node cut off from one processor never reaches its own consensus.
+            let live: Vec<NodeId> = g.round.members();
+            let deaf = self
+                .reach
+                .deaf_among(self.id, &live, now - self.t.consensus);
+            g.round.fail_set.extend(deaf);
+        }
         g.consensus.clear();
         g.consensus.insert(self.id);
         self.send_join();
@@ -99,7 +112,7 @@ impl Ring {
     }
 
     /// Multicasts this node's join (in GATHER).
-    fn send_join(&mut self) {
+    pub(super) fn send_join(&mut self) {
         let State::Gather(g) = &self.state else {
             return;
         };
@@ -110,6 +123,12 @@ impl Ring {
                 ring_seq: self.highest_ring_seq.max(self.cur.ring_id.seq),
                 proc_set: g.round.proc_set.iter().copied().collect(),
                 fail_set: g.round.fail_set.iter().copied().collect(),
+                unheard: if self.cfg.reachability {
+                    self.reach.unheard()
+                } else {
+                    Vec::new()
+                },
+                unheard_epoch: self.reach.epoch(self.inc),
             }),
         };
         self.out.multicast(&p);
@@ -138,17 +157,57 @@ impl Ring {
             .copied()
             .collect();
         tracing::trace!(node = self.id, ?missing, "consensus timeout");
-        g.round.fail_set.extend(missing);
+        g.round.fail_set.extend(missing.iter().copied());
+        if self.cfg.reachability {
+            self.reach
+                .consensus_timeout(&missing, now.saturating_sub(self.t.consensus));
+            self.give_up_on_deaf_pairs();
+        }
         self.restart_gather_round(now);
         self.check_consensus(now);
     }
 
     /// Takes a join: it may start GATHER, and in GATHER it is processed by the join rules.
     pub(super) fn on_join(&mut self, now: u64, sender: NodeId, j: Join) -> Result<(), DropReason> {
+        if self.cfg.reachability {
+            self.reach
+                .announce(sender, j.unheard_epoch, &j.unheard, now);
+            if j.unheard.contains(&self.id) {
+                // It cannot hear this node: tell it, directly, that this node is here.
+                self.probe(now, &[sender]);
+            }
+            self.reach.vouch(
+                sender,
+                j.proc_set
+                    .iter()
+                    .filter(|p| !j.fail_set.contains(p))
+                    .copied(),
+                now,
+            );
+        }
         match &self.state {
             State::Operational(_) => {
-                if j.ring_seq < self.cur.ring_id.seq && self.cur.members.contains(&sender) {
+                let member = self.cur.members.contains(&sender);
+                if j.ring_seq < self.cur.ring_id.seq && member {
                     return Err(DropReason::Stale);
+                }
+                if !member && self.cfg.reachability && j.fail_set.contains(&self.id) {
+                    // A stranger's round that has given up on this node: joining it would
+                    // only end in this node's ring again. Its ring's merge-detect will come.
+                    return Err(DropReason::Stale);
+                }
+                if !member {
+                    // A stranger's round: joining it must not put two processors that cannot
+                    // hear each other into one ring.
+                    let theirs: Vec<NodeId> = j
+                        .proc_set
+                        .iter()
+                        .filter(|p| !j.fail_set.contains(p))
+                        .copied()
+                        .collect();
+                    if self.merge_blocked(sender, &theirs, &j.unheard) {
+                        return Err(DropReason::Unmergeable);
+                    }
                 }
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
                 self.gather_enter(now, Reason::Join, None, None);
@@ -158,6 +217,11 @@ impl Ring {
             }
             State::Commit(_) | State::Recovery(_) => {
                 if !self.join_breaks_commit(sender, &j) {
+                    if self.pending_joiner(sender, &j) {
+                        // A processor outside the ring being formed asks to join: merge
+                        // with it once installed, not a join interval later.
+                        self.reach.defer(sender);
+                    }
                     return Err(DropReason::Stale);
                 }
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
@@ -186,7 +250,31 @@ impl Ring {
         // change nothing.
         let disagrees = j.ring_seq >= self.cur.ring_id.seq
             && j.proc_set.iter().any(|n| !round.proc_set.contains(n));
-        members.contains(&sender) && (j.ring_seq >= ring_id.seq || disagrees)
+        // Likewise a member that has given up on a proposed member (a one-way cut: node 2
+        // cannot hear node 1, node 1 heard everyone agree and committed; node 2's join
+        // failing node 1 tells node 1 the token will not come back).
+        let gave_up = self.cfg.reachability
+            && j.ring_seq >= self.cur.ring_id.seq
+            && j.fail_set.iter().any(|f| members.contains(f));
+        members.contains(&sender) && (j.ring_seq >= ring_id.seq || disagrees || gave_up)
+    }
+
+    /// Returns whether a join heard in COMMIT or RECOVERY (and not breaking it) comes from a
+    /// processor outside the proposed ring that wants in: not a member, not older than this
+    /// node's ring, naming this node as live, and not known to be unmergeable.
+    fn pending_joiner(&self, sender: NodeId, j: &Join) -> bool {
+        let (members, round) = match &self.state {
+            State::Commit(c) => (&c.members, &c.round),
+            State::Recovery(r) => (&r.next.members, &r.round),
+            _ => return false,
+        };
+        self.cfg.pending_joins
+            && !members.contains(&sender)
+            && !round.fail_set.contains(&sender)
+            && !self.cur.members.contains(&sender)
+            && j.ring_seq >= self.cur.ring_id.seq
+            && j.proc_set.contains(&self.id)
+            && !j.fail_set.contains(&self.id)
     }
 
     /// Applies the join rules to a join heard in GATHER.
@@ -236,6 +324,7 @@ impl Ring {
                 .fail_set
                 .extend(jf.iter().copied().filter(|&f| f != self.id));
         }
+        let round = &g.round;
         if (round.proc_set.len(), round.fail_set.len()) != before {
             self.restart_gather_round(now);
         }
@@ -246,6 +335,29 @@ impl Ring {
         }
         self.check_consensus(now);
         Ok(())
+    }
+
+    /// Gives up, at a consensus timeout, on one processor of every pair of proposed members
+    /// known, from announcements made during this gathering, not to hear each other
+    /// (`reach.rs`): every node decides from the same announcements, so the mutually
+    /// connected ones agree in the next round. Not on every join: after a partition heals,
+    /// every node is deaf to the other side until the first joins cross, and acting on
+    /// those first announcements would split the merge.
+    fn give_up_on_deaf_pairs(&mut self) {
+        let State::Gather(g) = &mut self.state else {
+            return;
+        };
+        let live: BTreeSet<NodeId> = g
+            .round
+            .proc_set
+            .difference(&g.round.fail_set)
+            .copied()
+            .collect();
+        let losers = self.reach.losers(self.id, &live, g.since);
+        if !losers.is_empty() {
+            tracing::trace!(node = self.id, ?losers, "deaf pairs");
+            g.round.fail_set.extend(losers);
+        }
     }
 
     /// Forms the ring when this node is the lowest proposed member and every proposed
@@ -445,6 +557,8 @@ mod tests {
             ring_seq,
             proc_set: proc_set.to_vec(),
             fail_set: fail_set.to_vec(),
+            unheard: Vec::new(),
+            unheard_epoch: 0,
         })
     }
 
@@ -663,14 +777,14 @@ mod tests {
         );
         assert_eq!(net.ring(1).state(), MembState::Gather);
         let now = net.now;
-        let merge = encode(2, abandoned, Message::MergeDetect);
+        let merge = encode(2, abandoned, Message::MergeDetect(Default::default()));
         assert_eq!(
             net.ring(1).handle_packet(now, Some(2), merge),
             PacketOutcome::Dropped(DropReason::Stale)
         );
         net.form();
         assert_ne!(net.ring(1).ring_id(), abandoned, "a new ring id");
-        let merge = encode(2, abandoned, Message::MergeDetect);
+        let merge = encode(2, abandoned, Message::MergeDetect(Default::default()));
         assert_eq!(
             net.ring(1).handle_packet(now, Some(2), merge),
             PacketOutcome::Dropped(DropReason::Stale),
@@ -686,8 +800,11 @@ mod tests {
         let now = net.now;
         let other = RingId { rep: 7, seq: 100 };
         assert_eq!(
-            net.ring(1)
-                .handle_packet(now, Some(7), encode(7, other, Message::MergeDetect)),
+            net.ring(1).handle_packet(
+                now,
+                Some(7),
+                encode(7, other, Message::MergeDetect(Default::default()))
+            ),
             PacketOutcome::Accepted
         );
         assert_eq!(net.ring(1).state(), MembState::Gather);
@@ -695,8 +812,11 @@ mod tests {
         // Its own ring's merge-detect changes nothing.
         let own = net.ring(2).ring_id();
         assert_eq!(
-            net.ring(2)
-                .handle_packet(now, Some(1), encode(1, own, Message::MergeDetect)),
+            net.ring(2).handle_packet(
+                now,
+                Some(1),
+                encode(1, own, Message::MergeDetect(Default::default()))
+            ),
             PacketOutcome::Accepted
         );
         assert_eq!(net.ring(2).state(), MembState::Operational);

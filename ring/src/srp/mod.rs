@@ -13,7 +13,8 @@
 //! - `token.rs`: one visit of the ORF token, one function per step of the paper;
 //! - `ordering.rs`: the frames of one ring, the aru, and delivery in total order;
 //! - `recovery.rs`: RECOVERY and the install step (extended virtual synchrony);
-//! - `merge.rs`: merge detection between rings;
+//! - `merge.rs`: merge detection between rings; `reach.rs`: who hears whom (asymmetric and
+//!   partial connectivity);
 //! - `timer.rs`: the timers and their table; `outcome.rs`: what became of a datagram;
 //!   `stats.rs`: the counters.
 //!
@@ -82,6 +83,7 @@ mod membership;
 mod merge;
 mod ordering;
 mod outcome;
+mod reach;
 mod recovery;
 mod state;
 mod stats;
@@ -208,6 +210,8 @@ pub struct Ring {
     timers: TimerTable,
     out: Outbox,
     stats: Stats,
+    /// Who hears whom (`reach.rs`).
+    reach: reach::Reach,
 }
 
 impl Ring {
@@ -235,7 +239,7 @@ impl Ring {
             id,
             inc: incarnation,
             t,
-            state: State::Gather(Gather::new(Round::alone(id))),
+            state: State::Gather(Gather::new(Round::alone(id), now)),
             highest_ring_seq: stored_ring_seq,
             cur: Ordering::new(RingId { rep: id, seq: 0 }, vec![id]),
             abandoned: Abandoned::default(),
@@ -246,6 +250,7 @@ impl Ring {
             timers: TimerTable::default(),
             out: Outbox::default(),
             stats: Stats::default(),
+            reach: reach::Reach::default(),
             cfg,
         };
         r.state_event(MembState::Start, MembState::Gather, Reason::Startup);
@@ -426,6 +431,21 @@ impl Ring {
         if p.sender == self.id && !own_token {
             return Err(DropReason::Echo);
         }
+        // Whoever put this datagram on the wire was heard (an mcast may be re-sent by
+        // another member than its sender).
+        self.reach.hear(from.unwrap_or(p.sender), now);
+        if self.cfg.reachability && self.reach.regained(from.unwrap_or(p.sender)) {
+            let back = from.unwrap_or(p.sender);
+            if matches!(self.state, State::Gather(_)) {
+                // Tell the others at once that this node hears it again: a round that
+                // commits now must not carry the old announcement into the new ring.
+                self.send_join();
+            } else {
+                // Acted on by the merge-detect, join or mcast this datagram carries, if it
+                // is one of those; else at the next merge timer.
+                self.reach.defer(back);
+            }
+        }
         let Packet {
             sender,
             ring_id,
@@ -434,7 +454,7 @@ impl Ring {
         match message {
             Message::Token(t) => self.on_token(now, ring_id, t),
             Message::Mcast(m) => self.on_mcast(now, sender, ring_id, m, datagram),
-            Message::MergeDetect => self.on_merge_detect(now, sender, ring_id),
+            Message::MergeDetect(md) => self.on_merge_detect(now, sender, ring_id, md),
             Message::Join(j) => self.on_join(now, sender, j),
             Message::CommitToken(c) => self.on_commit_token(now, ring_id, c),
             Message::TokenHoldCancel => {

@@ -39,6 +39,10 @@ pub enum DropReason {
     DuplicateFrame,
     /// An mcast frame beyond the ordering window above the aru.
     OutOfWindow,
+    /// A merge-detect, join or mcast of another ring that this node does not merge with:
+    /// a pair of processors, one on each side, is known not to hear each other, so the
+    /// merge would only break apart again (see `srp::reach`).
+    Unmergeable,
 }
 
 impl From<&DecodeError> for DropReason {
@@ -90,6 +94,9 @@ pub struct Drops {
     pub duplicate_frames: u64,
     /// See [`DropReason::OutOfWindow`].
     pub out_of_window: u64,
+    /// See [`DropReason::Unmergeable`].
+    #[serde(default)]
+    pub unmergeable: u64,
 }
 
 impl Drops {
@@ -109,6 +116,7 @@ impl Drops {
             DropReason::Stale => &mut self.stale_packets,
             DropReason::DuplicateFrame => &mut self.duplicate_frames,
             DropReason::OutOfWindow => &mut self.out_of_window,
+            DropReason::Unmergeable => &mut self.unmergeable,
         };
         *c += 1;
     }

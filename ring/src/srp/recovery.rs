@@ -183,10 +183,13 @@ impl Ring {
             }),
             Reason::Installed,
         );
-        if self.cur.ring_id.rep == self.id {
-            self.timers.arm(Timer::MergeDetect, now + self.t.merge);
-        }
+        // Every member runs the merge timer: the representative announces the ring on it,
+        // and any member probes those that said they cannot hear it (`reach.rs`).
+        self.timers.arm(Timer::MergeDetect, now + self.t.merge);
         self.deliver_ready();
+        // Processors that asked to join, or were heard again after a silence, while this
+        // node was forming the ring: merge with them now rather than at their next join.
+        self.merge_pending(now);
     }
 }
 

@@ -77,14 +77,18 @@ pub(super) struct Gather {
     pub(super) round: Round,
     /// Processors whose joins match this node's sets (this node included).
     pub(super) consensus: BTreeSet<NodeId>,
+    /// When this node entered GATHER: announcements of deafness older than this are not
+    /// acted on in this gathering (`reach.rs`).
+    pub(super) since: u64,
 }
 
 impl Gather {
-    /// Returns GATHER with `round` and nobody agreeing yet.
-    pub(super) fn new(round: Round) -> Self {
+    /// Returns GATHER, entered at `now`, with `round` and nobody agreeing yet.
+    pub(super) fn new(round: Round, now: u64) -> Self {
         Self {
             round,
             consensus: BTreeSet::new(),
+            since: now,
         }
     }
 }
