@@ -23,7 +23,10 @@
 //!   is `loss`; a stay in Bad lasts a geometric number of copies with mean `1 / P(b→g) =
 //!   burst`, so the mean burst of consecutive losses is `burst`. `P(good -> bad)` is capped
 //!   at 1 (reached when `loss ≥ burst / (burst + 1)`; the mean loss is then lower than
-//!   asked). A link whose loss is 0 is Good and draws nothing.
+//!   asked). A chain starts in its stationary distribution (its first copy draws Bad with
+//!   probability `loss`, and the state decides it), so a short stream loses `loss` on
+//!   average too, not less; a link whose loss is 0 draws nothing and starts afresh when its
+//!   loss comes back.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -51,7 +54,9 @@ pub fn link_seed(seed: u64, from: NodeId, to: NodeId) -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Gilbert {
     /// Whether the link is in its Bad (dropping) state.
-    pub bad: bool,
+    pub bad: bool,    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
+    /// in its stationary distribution, so a short stream loses `loss` on average too).
+    pub started: bool,
 }
 
 impl Gilbert {
@@ -59,11 +64,16 @@ impl Gilbert {
     /// (copies; ≤ 1: uniform loss, one Bernoulli draw). Draws nothing when `loss` is 0.
     pub fn lost(&mut self, rng: &mut ChaCha8Rng, loss: f64, burst: f64) -> bool {
         if loss <= 0.0 {
-            self.bad = false;
+            *self = Self::default();
             return false;
         }
         if burst <= 1.0 {
             return rng.gen_bool(loss.min(1.0));
+        }
+        if !self.started {
+            self.started = true;
+            self.bad = rng.gen_bool(loss.min(1.0));
+            return self.bad;
         }
         let flip = if self.bad {
             1.0 / burst
@@ -133,7 +143,10 @@ mod tests {
     fn no_loss_draws_nothing_and_leaves_the_bad_state() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let before = rng.clone();
-        let mut g = Gilbert { bad: true };
+        let mut g = Gilbert {
+            bad: true,
+            started: true,
+        };
         assert!(!g.lost(&mut rng, 0.0, 5.0));
         assert!(!g.bad);
         assert_eq!(rng, before);
