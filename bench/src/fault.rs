@@ -689,9 +689,7 @@ impl From<&FaultStep> for RawStep {
                 _ => None,
             },
             burst: match f.action {
-                FaultAction::Network(NetworkFault::Loss { burst, .. }) if burst != 0 => {
-                    Some(burst)
-                }
+                FaultAction::Network(NetworkFault::Loss { burst, .. }) if burst != 0 => Some(burst),
                 _ => None,
             },
         };
@@ -782,6 +780,10 @@ mod tests {
     fn a_percentage_or_a_delay_the_action_needs_is_not_taken_as_zero() {
         for (step, want) in [
             ("action = 'loss'\nnodes = [2]", "loss needs `pct`"),
+            (
+                "action = 'duplicate'\nnodes = [2]\npct = 1\nburst = 5",
+                "duplicate takes `nodes`, `pct`, not `burst`",
+            ),
             ("action = 'duplicate'\nnodes = [2]", "duplicate needs `pct`"),
             (
                 "action = 'reorder'\nnodes = [2]\nms = 5",
@@ -823,11 +825,29 @@ mod tests {
                 target: None,
                 empty_store: false,
                 command: (a == ActionName::Svc).then(|| "kml status".into()),
+                burst: None,
             };
             let step = FaultStep::try_from(raw).unwrap();
             assert_eq!(step.action.name(), a.as_str());
             assert_eq!(step.action.tag(), a);
         }
+    }
+
+    #[test]
+    fn a_bursty_loss_parses_writes_back_and_calls_fault_sh_with_its_burst() {
+        let f: FaultStep =
+            toml::from_str("at_ms = 7\naction = 'loss'\npct = 10\nburst = 5").unwrap();
+        let FaultAction::Network(n) = &f.action else {
+            panic!("{f:?}");
+        };
+        assert_eq!(n.script_calls(), [["loss", "all", "10", "5"]]);
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["burst"], 5);
+        let back: FaultStep = serde_json::from_value(json).unwrap();
+        assert_eq!(back, f);
+        // Without a burst: no key written, uniform as before.
+        let u: FaultStep = toml::from_str("at_ms = 7\naction = 'loss'\npct = 10").unwrap();
+        assert!(serde_json::to_value(&u).unwrap().get("burst").is_none());
     }
 
     #[test]

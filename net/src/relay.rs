@@ -24,8 +24,8 @@ use pnet_datalink::{self as datalink, Channel, DataLinkReceiver, DataLinkSender}
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::Ipv4Addr;
 use std::io::ErrorKind;
+use std::net::Ipv4Addr;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -211,7 +211,8 @@ fn fix_udp_checksum(frame: &mut [u8]) {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GilbertChain {
     /// Whether the chain is in its Bad (dropping) state.
-    pub bad: bool,    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
+    pub bad: bool,
+    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
     /// in its stationary distribution, so a short stream loses `loss` on average too).
     pub started: bool,
 }
@@ -456,8 +457,14 @@ mod tests {
             }
             let share = lost as f64 / n as f64;
             let mean = lost as f64 / bursts as f64;
-            assert!((share - loss).abs() < loss * 0.05, "{loss} {burst}: {share}");
-            assert!((mean - burst).abs() < burst * 0.05, "{loss} {burst}: {mean}");
+            assert!(
+                (share - loss).abs() < loss * 0.05,
+                "{loss} {burst}: {share}"
+            );
+            assert!(
+                (mean - burst).abs() < burst * 0.05,
+                "{loss} {burst}: {mean}"
+            );
         }
         // No loss: nothing lost, nothing drawn, the chain back to Good.
         let mut rng = ChaCha8Rng::seed_from_u64(1);

@@ -11,8 +11,8 @@
 //!   independently of the others (one `gen_bool(loss)` draw per copy, as before bursts
 //!   existed);
 //! - bursty (the simple two-state Gilbert model, also called Gilbert–Elliott): `loss_burst`
-//!   > 1. The link is Good (drops nothing) or Bad (drops every copy). Before each copy it
-//!   may change state, then the state decides:
+//!   above 1. The link is Good (drops nothing) or Bad (drops every copy). Before each copy
+//!   it may change state, then the state decides:
 //!
 //!   ```text
 //!   P(bad -> good) = 1 / burst
@@ -54,7 +54,8 @@ pub fn link_seed(seed: u64, from: NodeId, to: NodeId) -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Gilbert {
     /// Whether the link is in its Bad (dropping) state.
-    pub bad: bool,    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
+    pub bad: bool,
+    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
     /// in its stationary distribution, so a short stream loses `loss` on average too).
     pub started: bool,
 }

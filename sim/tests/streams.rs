@@ -69,7 +69,14 @@ fn one_way_and_partial_cuts_are_opt_in_and_heal_at_the_end() {
             assert_ne!(targets[0], targets[1]);
         }
         // The checker's liveness bound holds after the end-of-faults heal.
-        assert!(r.check.violations.is_empty(), "seed {seed}: {:?}", r.check.violations);
+        assert!(
+            r.check.violations.is_empty(),
+            "seed {seed}: {:?}",
+            r.check.violations
+        );
     }
-    assert!(oneway > 0 && partial > 0, "{oneway} one-way, {partial} partial");
+    assert!(
+        oneway > 0 && partial > 0,
+        "{oneway} one-way, {partial} partial"
+    );
 }
