@@ -11,9 +11,16 @@
 #   fault.sh [--prefix P] link NODE down|up        NODE's link, at the centre
 #   fault.sh [--prefix P] heal                     removes every cut, isolation and split,
 #                                                  and brings the trunk up
-#   fault.sh [--prefix P] loss NODE|all PCT        PCT% of NODE's packets, in and out, lost
+#   fault.sh [--prefix P] loss NODE|all PCT [BURST]
+#                                                  PCT% of NODE's packets, in and out, lost
 #                                                  (nftables numgen); all: PCT% of every
-#                                                  frame between two nodes; PCT 0 removes it
+#                                                  frame between two nodes; PCT 0 removes it.
+#                                                  BURST > 1: PCT% mean loss in bursts of
+#                                                  BURST frames on average (Gilbert-Elliott,
+#                                                  one chain per directed pair of IPv4
+#                                                  endpoints) by a 'ringlab relay' on NODE's
+#                                                  link (all: on every node's link, losing
+#                                                  only toward the node: once per hop)
 #   fault.sh [--prefix P] delay NODE MS [JITTER]   netem where the kernel has it, else
 #   fault.sh [--prefix P] reorder NODE PCT [GAP]   'ringlab relay' (pnet, AF_PACKET) on
 #   fault.sh [--prefix P] duplicate NODE PCT       NODE's link; 0 removes the impairment
@@ -139,21 +146,25 @@ impair() {
   grep -v "^$key " "$f" >"$f.new" || true
   if [ "${1:-0}" != 0 ]; then echo "$key $*" >>"$f.new"; fi
   mv "$f.new" "$f"
-  local delay=0 jitter=0 reorder=0 gap=10 dup=0
-  while read -r k a b; do
+  local delay=0 jitter=0 reorder=0 gap=10 dup=0 lpct=0 lburst=0 ltoward=both
+  while read -r k a b c; do
     case "$k" in
       delay) delay=$a; jitter=${b:-0} ;;
       reorder) reorder=$a; gap=${b:-10} ;;
       duplicate) dup=$a ;;
+      loss) lpct=$a; lburst=${b:-0}; ltoward=${c:-both} ;;
     esac
   done <"$f"
   local ns
   ns=$(rl_ns "$prefix" "$n")
   # The netem probe (cached in $st/netem) touches an interface: run it before the mark.
+  # Bursty loss is the relay's alone (its chains are per pair of endpoints), so a link with
+  # it takes the relay, which then carries the link's other impairments too.
   local netem=1
-  have_netem && netem=0
+  have_netem && [ "$lpct" = 0 ] && netem=0
   mark
   if [ "$netem" = 0 ]; then
+    [ -f "$st/relay-$n.pid" ] && stop_relay "$n"
     ip netns exec "$ns" tc qdisc del dev "$prefix-e0" root 2>/dev/null || true
     if [ -s "$f" ]; then
       local args="delay ${delay}ms ${jitter}ms"
@@ -167,6 +178,7 @@ impair() {
   # The relay owns the only path between the node's port and the bridge: the port leaves the
   # bridge, and a new pair (P-rN relay side, P-qN bridge side) takes its place.
   stop_relay "$n"
+  ip netns exec "$ns" tc qdisc del dev "$prefix-e0" root 2>/dev/null || true
   if [ -s "$f" ]; then
     local br
     br=$(cat "$st/port-$n.master")
@@ -174,11 +186,15 @@ impair() {
     ip -n "$sw" link set "$prefix-p$n" nomaster
     ip -n "$sw" link set "$prefix-q$n" master "$br" up
     ip -n "$sw" link set "$prefix-r$n" up
-    local bin
+    local bin toward_a=""
+    [ "$ltoward" = a ] && toward_a=1
     bin=$(ringlab_bin)
     ip netns exec "$sw" "$bin" relay --a "$prefix-p$n" --b "$prefix-r$n" \
       --delay-ms "$delay" --jitter-ms "$jitter" --reorder-pct "$reorder" --reorder-gap-ms "$gap" \
-      --duplicate-pct "$dup" --seed "${RINGLAB_SEED:-$n}" --max-seconds "${RINGLAB_RELAY_MAX_S:-3600}" \
+      --duplicate-pct "$dup" --loss-pct "$lpct" --loss-burst "$lburst" \
+      ${toward_a:+--loss-to-a-only} \
+      --seed "$(( (${RINGLAB_SEED:-0} * 1000 + n) & 0x7fffffffffffffff ))" \
+      --max-seconds "${RINGLAB_RELAY_MAX_S:-3600}" \
       >"$st/relay-$n.log" 2>&1 &
     echo $! >"$st/relay-$n.pid"
     # Wait until it has opened both interfaces.
@@ -322,14 +338,26 @@ case "$action" in
     report heal ""
     ;;
   loss)
-    [ $# -eq 2 ] || rl_die "usage: loss NODE|all PCT"
-    if [ "$1" = all ]; then
-      loss all "$2"
+    [ $# -eq 2 ] || [ $# -eq 3 ] || rl_die "usage: loss NODE|all PCT [BURST]"
+    [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -le 100 ] || rl_die "loss must be 0-100 (percent)"
+    burst="${3:-0}"
+    [[ "$burst" =~ ^[0-9]+$ ]] || rl_die "burst must be a whole number of frames"
+    if [ "$1" = all ]; then targets=$(nodes_all); else check_node "$1"; targets=$1; fi
+    if [ "$burst" -gt 1 ] && [ "$2" != 0 ]; then
+      # Bursty: no numgen rule for these; a relay on each target's link.
+      loss "$1" 0
+      loss_apply
+      toward=both
+      [ "$1" = all ] && toward=a
+      for n in $targets; do impair "$n" loss "$2" "$burst" "$toward"; done
     else
-      check_node "$1"
       loss "$1" "$2"
+      loss_apply
+      # Uniform (or none): a bursty loss on these links before goes.
+      for n in $targets; do
+        grep -q '^loss ' "$st/impair-$n" 2>/dev/null && impair "$n" loss 0
+      done
     fi
-    loss_apply
     report loss "$1"
     ;;
   delay)
@@ -376,7 +404,7 @@ case "$action" in
     report restart "$1"
     ;;
   *)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -11,6 +11,9 @@
 //! reps = 5
 //! duration_ms = 12000      # per repetition, from the first full ring
 //! loss_pct = 0             # nftables loss of every frame between nodes, from the start
+//! loss_burst = 0           # > 1: loss_pct is the mean loss, in bursts of this mean length
+//!                          # (frames; Gilbert–Elliott per directed link, by a ringlab relay
+//!                          # on every node's port instead of nftables); 0 or 1: uniform
 //! services = []            # ["checkpoint"] runs the sync engine with these services
 //! record_messages = true   # send/deliver records (false: none; throughput from counters)
 //! record_every = 1         # of those, only messages whose counter is a multiple of N
@@ -116,6 +119,12 @@ pub struct Experiment {
     /// percent.
     #[serde(default)]
     pub loss_pct: u32,
+    /// With `loss_pct`: the mean length of a burst of losses, in frames. Above 1 the loss
+    /// is Gilbert–Elliott, one chain per directed link, carried out by a `ringlab relay` on
+    /// every node's port (losing toward the node, so each hop loses once) instead of
+    /// nftables; 0 or 1: uniform.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub loss_burst: u32,
     /// Services every node runs.
     #[serde(default)]
     pub services: Vec<String>,
@@ -163,6 +172,10 @@ pub struct Experiment {
 fn one() -> u64 {
     1
 }
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
 fn is_one(v: &u64) -> bool {
     *v == 1
 }
@@ -356,6 +369,12 @@ impl Experiment {
         if self.reps == 0 {
             bail!("reps must be at least 1");
         }
+        if self.loss_pct > 100 {
+            bail!("loss_pct is a percentage (0-100)");
+        }
+        if self.loss_burst > 1000 {
+            bail!("loss_burst is a mean burst length in frames (0-1000)");
+        }
         if self.load.senders > self.nodes {
             bail!("load.senders must be at most nodes");
         }
@@ -505,7 +524,7 @@ impl Experiment {
             .map_or(1400, |v| v as usize)
     }
 
-    /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct,
+    /// Sets one knob by name: a `[totem]` knob, or nodes, transport, shape, loss_pct, loss_burst,
     /// duration_ms, load.rate, load.size, load.senders, record_messages, record_every,
     /// records (all, none, or N: one message's records in N),
     /// implementation, store.bytes,
@@ -556,6 +575,7 @@ impl Experiment {
                     .context("transport is unicast or multicast")?
             }
             "loss_pct" | "loss" => self.loss_pct = value.parse()?,
+            "loss_burst" => self.loss_burst = value.parse()?,
             "duration_ms" => self.duration_ms = value.parse()?,
             "load.rate" => self.load.rate = value.parse()?,
             "load.size" => self.load.size = value.parse()?,

@@ -10,13 +10,19 @@
 //! | `split` | `groups`, two or more (each hears only itself) |
 //! | `cut` | `nodes`, two; `oneway` (the second stops hearing the first) |
 //! | `heal`, `clear`, `trunk-down`, `trunk-up` | none |
-//! | `loss` | `pct`; `nodes` (none: every frame between two nodes) |
+//! | `loss` | `pct`; `nodes` (none: every frame between two nodes); `burst` (mean burst length in frames, > 1: Gilbert–Elliott loss by `ringlab relay`s, see below) |
 //! | `delay` | `nodes`, `ms`, `jitter_ms` |
 //! | `reorder` | `nodes`, `pct`, `ms` (the gap) |
 //! | `duplicate` | `nodes`, `pct` |
 //! | `kill`, `pause`, `resume`, `leave` | `nodes` |
 //! | `restart` | `nodes`; `empty_store` (its store file is removed before it starts again) |
 //! | `svc` | `nodes`, `command`: a service's control command, as `ringlab ctl SOCK svc` takes it (`"kml write path=/a data=x"`), sent to each node in turn |
+//!
+//! A `loss` step without `burst` (or with 0 or 1) is uniform: an nftables `numgen` rule per
+//! frame. With `burst` = B > 1, `pct` is the mean loss and B the mean burst: fault.sh puts
+//! a `ringlab relay` on the port of each node named (none named: every node's, losing only
+//! toward the node, so each hop between two nodes loses once), with one Gilbert–Elliott
+//! chain per directed pair of IPv4 endpoints.
 //!
 //! A `svc` step is no fault: it changes a service's state through its control socket (a
 //! refused command fails the repetition) and leaves no `fault` record, so the recovery of
@@ -134,8 +140,11 @@ pub enum NetworkFault {
     Loss {
         /// Whose frames, in and out; none: every frame between two nodes.
         nodes: Vec<NodeId>,
-        /// Percent (0 removes the loss).
+        /// Percent (0 removes the loss): the mean loss, uniform or in bursts.
         pct: u32,
+        /// Mean burst length, frames (0 or 1: uniform loss; more: Gilbert–Elliott in
+        /// relays).
+        burst: u32,
     },
     /// Delay on each node's link.
     Delay {
@@ -251,7 +260,8 @@ impl ActionName {
             Self::Split => &["groups"],
             Self::Cut => &["nodes", "oneway"],
             Self::Heal | Self::Clear | Self::TrunkDown | Self::TrunkUp => &[],
-            Self::Loss | Self::Duplicate => &["nodes", "pct"],
+            Self::Loss => &["nodes", "pct", "burst"],
+            Self::Duplicate => &["nodes", "pct"],
             Self::Delay => &["nodes", "ms", "jitter_ms"],
             Self::Reorder => &["nodes", "pct", "ms"],
         }
@@ -292,6 +302,8 @@ struct RawStep {
     empty_store: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burst: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -337,10 +349,21 @@ impl NetworkFault {
             Self::Heal => vec![args(&["heal"])],
             Self::TrunkDown => vec![args(&["trunk", "down"])],
             Self::TrunkUp => vec![args(&["trunk", "up"])],
-            Self::Loss { nodes, pct } if nodes.is_empty() => {
-                vec![args(&["loss", "all", &pct.to_string()])]
+            Self::Loss { nodes, pct, burst } => {
+                let (pct, burst) = (pct.to_string(), burst.to_string());
+                let call = |n: &str| {
+                    let mut a = args(&["loss", n, &pct]);
+                    if burst != "0" {
+                        a.push(burst.clone());
+                    }
+                    a
+                };
+                if nodes.is_empty() {
+                    vec![call("all")]
+                } else {
+                    each(nodes, &|n| call(&n))
+                }
             }
-            Self::Loss { nodes, pct } => each(nodes, &|n| args(&["loss", &n, &pct.to_string()])),
             Self::Delay {
                 nodes,
                 ms,
@@ -537,6 +560,7 @@ impl TryFrom<RawStep> for FaultStep {
             ("jitter_ms", r.jitter_ms.is_some_and(|v| v != 0)),
             ("empty_store", r.empty_store),
             ("command", r.command.is_some()),
+            ("burst", r.burst.is_some_and(|v| v != 0)),
         ];
         for (arg, set) in given {
             if set && !takes.contains(&arg) {
@@ -603,7 +627,11 @@ impl TryFrom<RawStep> for FaultStep {
             ActionName::Heal => net(NetworkFault::Heal),
             ActionName::TrunkDown => net(NetworkFault::TrunkDown),
             ActionName::TrunkUp => net(NetworkFault::TrunkUp),
-            ActionName::Loss => net(NetworkFault::Loss { nodes, pct }),
+            ActionName::Loss => net(NetworkFault::Loss {
+                nodes,
+                pct,
+                burst: r.burst.unwrap_or(0),
+            }),
             ActionName::Delay => net(NetworkFault::Delay {
                 nodes,
                 ms,
@@ -658,6 +686,10 @@ impl From<&FaultStep> for RawStep {
             empty_store: matches!(f.action, FaultAction::Process(ProcessOp::RestartEmpty, _)),
             command: match &f.action {
                 FaultAction::Svc(_, c) => Some(c.clone()),
+                _ => None,
+            },
+            burst: match f.action {
+                FaultAction::Network(NetworkFault::Loss { burst, .. }) if burst != 0 => Some(burst),
                 _ => None,
             },
         };
@@ -748,6 +780,10 @@ mod tests {
     fn a_percentage_or_a_delay_the_action_needs_is_not_taken_as_zero() {
         for (step, want) in [
             ("action = 'loss'\nnodes = [2]", "loss needs `pct`"),
+            (
+                "action = 'duplicate'\nnodes = [2]\npct = 1\nburst = 5",
+                "duplicate takes `nodes`, `pct`, not `burst`",
+            ),
             ("action = 'duplicate'\nnodes = [2]", "duplicate needs `pct`"),
             (
                 "action = 'reorder'\nnodes = [2]\nms = 5",
@@ -789,11 +825,29 @@ mod tests {
                 target: None,
                 empty_store: false,
                 command: (a == ActionName::Svc).then(|| "kml status".into()),
+                burst: None,
             };
             let step = FaultStep::try_from(raw).unwrap();
             assert_eq!(step.action.name(), a.as_str());
             assert_eq!(step.action.tag(), a);
         }
+    }
+
+    #[test]
+    fn a_bursty_loss_parses_writes_back_and_calls_fault_sh_with_its_burst() {
+        let f: FaultStep =
+            toml::from_str("at_ms = 7\naction = 'loss'\npct = 10\nburst = 5").unwrap();
+        let FaultAction::Network(n) = &f.action else {
+            panic!("{f:?}");
+        };
+        assert_eq!(n.script_calls(), [["loss", "all", "10", "5"]]);
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["burst"], 5);
+        let back: FaultStep = serde_json::from_value(json).unwrap();
+        assert_eq!(back, f);
+        // Without a burst: no key written, uniform as before.
+        let u: FaultStep = toml::from_str("at_ms = 7\naction = 'loss'\npct = 10").unwrap();
+        assert!(serde_json::to_value(&u).unwrap().get("burst").is_none());
     }
 
     #[test]

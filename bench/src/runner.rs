@@ -330,6 +330,22 @@ fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
     }
 }
 
+/// Copies the frame counts the relays printed when `clear` stopped them (fault.sh's
+/// `relay-N.log`: received, sent, dropped, bursts begun, per direction) into the
+/// repetition's directory, where a relay carried a node's link (bursty loss, or
+/// impairments without netem); the state directory goes with the topology.
+fn keep_relay_counts(prefix: &str, nodes: usize, dir: &Path) {
+    let state = prefix::state_dir(prefix);
+    for n in 1..=nodes {
+        let log = state.join(format!("relay-{n}.log"));
+        if log.exists() {
+            if let Err(e) = std::fs::copy(&log, dir.join(format!("relay-{n}.log"))) {
+                tracing::warn!(log = %log.display(), error = %e, "keeping a relay's counts");
+            }
+        }
+    }
+}
+
 /// The longest control socket path the nodes are given (a Unix socket's path must be shorter
 /// than 108 bytes).
 const SOCKET_PATH_MAX: usize = 100;
@@ -527,10 +543,12 @@ fn run_rep(
     let end = t0 + exp.duration_ms * 1_000_000;
     let seed = exp.seed.wrapping_add(rep as u64);
     if exp.loss_pct > 0 {
-        let t = topo.fault(
-            &["loss".into(), "all".into(), exp.loss_pct.to_string()],
-            seed,
-        )?;
+        let mut call = vec!["loss".into(), "all".into(), exp.loss_pct.to_string()];
+        if exp.loss_burst > 1 {
+            // Gilbert–Elliott in a relay on every node's port (fault.sh).
+            call.push(exp.loss_burst.to_string());
+        }
+        let t = topo.fault(&call, seed)?;
         cluster.record_fault(t, "loss", all.clone(), vec![]);
     }
     if exp.implementation == Implementation::Corosync && unmapped.is_none() {
@@ -726,6 +744,7 @@ fn run_rep(
         cluster.pause(n, false);
     }
     let _ = topo.fault(&["clear".into()], seed);
+    keep_relay_counts(lock.prefix(), exp.nodes, &dir);
     // A safe message sent just before the load stopped is delivered only after the ring's
     // next rotations, which an idle ring makes once per `hold`: the harness's quiet (no
     // frame queued, delivery counts unchanged over 100 ms) can come before that, and nodes
@@ -1387,6 +1406,20 @@ mod tests {
                 &[&["loss", "2", "10"], &["loss", "3", "10"]],
                 "loss",
                 &[2, 3],
+                &[],
+            ),
+            (
+                "action = 'loss'\npct = 10\nburst = 5",
+                &[&["loss", "all", "10", "5"]],
+                "loss",
+                &[1, 2, 3, 4, 5],
+                &[],
+            ),
+            (
+                "action = 'loss'\nnodes = [2]\npct = 10\nburst = 5",
+                &[&["loss", "2", "10", "5"]],
+                "loss",
+                &[2],
                 &[],
             ),
             (

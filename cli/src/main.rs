@@ -113,7 +113,7 @@ enum Cmd {
     /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
     /// compares the configurations. Needs root.
     Sweep {
-        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, duration_ms, load.rate,
+        /// knob=v1,v2,...: a knob of the totem table, or nodes, transport, shape, loss_pct, loss_burst, duration_ms, load.rate,
         /// load.size, load.senders, records (all,none,N: one message in N), record_messages,
         /// record_every, implementation (ringlab,corosync), store.bytes,
         /// store.value_size, or a service's key (service_config.store.design,
@@ -158,9 +158,17 @@ enum Cmd {
         /// Uniform jitter, ± ms.
         #[arg(long, default_value_t = 0.0)]
         jitter_ms: f64,
-        /// Percentage of frames lost.
+        /// Percentage of frames lost: the mean loss, uniform or in bursts.
         #[arg(long, default_value_t = 0.0)]
         loss_pct: f64,
+        /// Mean length of a burst of losses, in frames, per directed pair of IPv4 endpoints
+        /// (Gilbert–Elliott); 0 or 1: uniform loss.
+        #[arg(long, default_value_t = 0.0)]
+        loss_burst: f64,
+        /// Loses frames only on their way from --b to --a (fault.sh: toward the node), so
+        /// that relays on every node's port lose each hop once.
+        #[arg(long)]
+        loss_to_a_only: bool,
         /// Percentage of frames duplicated.
         #[arg(long, default_value_t = 0.0)]
         duplicate_pct: f64,
@@ -265,9 +273,14 @@ struct SimArgs {
     /// First seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Probability that a packet copy is lost (fault phase).
+    /// Probability that a packet copy is lost (fault phase): the mean loss, uniform or in
+    /// bursts.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Mean length of a burst of losses, in copies, per directed link (Gilbert–Elliott);
+    /// 0 or 1: uniform loss.
+    #[arg(long, default_value_t = 0.0)]
+    loss_burst: f64,
     /// Probability that a packet copy is duplicated (fault phase).
     #[arg(long, default_value_t = 0.0)]
     dup: f64,
@@ -275,8 +288,9 @@ struct SimArgs {
     #[arg(long, default_value_t = 0.0)]
     reorder: f64,
     /// Faults: comma list of partition, merge, crash, restart, pause, hostile (a node on the
-    /// segment that replays, alters and forges datagrams), or all (every fault but hostile),
-    /// none.
+    /// segment that replays, alters and forges datagrams), oneway (one node stops hearing
+    /// another), partial (two nodes stop hearing each other, both still reach the rest), or
+    /// all (every fault but hostile, oneway and partial), none.
     #[arg(long, default_value = "none")]
     faults: String,
     /// Virtual duration of each run, ms.
@@ -445,6 +459,8 @@ fn main() {
             delay_ms,
             jitter_ms,
             loss_pct,
+            loss_burst,
+            loss_to_a_only,
             duplicate_pct,
             reorder_pct,
             reorder_gap_ms,
@@ -457,6 +473,8 @@ fn main() {
                 delay_ms,
                 jitter_ms,
                 loss_pct,
+                loss_burst,
+                loss_to_a_only,
                 duplicate_pct,
                 reorder_pct,
                 reorder_gap_ms,
@@ -820,10 +838,11 @@ fn relay(
     for (dir, st) in ["a->b", "b->a"].iter().zip(stats.iter()) {
         let g = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
         println!(
-            "{dir}: received {} sent {} dropped {} duplicated {} reordered {}",
+            "{dir}: received {} sent {} dropped {} bursts {} duplicated {} reordered {}",
             g(&st.received),
             g(&st.sent),
             g(&st.dropped),
+            g(&st.bursts),
             g(&st.duplicated),
             g(&st.reordered)
         );
@@ -931,6 +950,9 @@ fn sim(a: SimArgs) -> Result<i32> {
             bail!("{name} must be a probability between 0 and 1");
         }
     }
+    if !(a.loss_burst == 0.0 || (1.0..=1e6).contains(&a.loss_burst)) {
+        bail!("--loss-burst must be 0 (uniform loss) or a mean burst length of at least 1");
+    }
     if a.action_ms > 60_000 {
         bail!("--action-ms must be at most 60000");
     }
@@ -975,6 +997,7 @@ fn sim(a: SimArgs) -> Result<i32> {
             delay_ns: a.delay_us * 1000,
             jitter_ns: a.jitter_us * 1000,
             loss: a.loss,
+            loss_burst: a.loss_burst,
             dup: a.dup,
             reorder: a.reorder,
             ..NetConfig::default()

@@ -7,7 +7,13 @@
 //! Each direction has its own thread, queue and seeded generator. A frame is released at
 //! `arrival + delay ± jitter` (uniform), so jitter alone already reorders; `reorder_pct` of the
 //! frames are held `reorder_gap_ms` longer, so later frames overtake them; `duplicate_pct`
-//! sends a second copy (with its own delay); `loss_pct` drops. Timing resolution is about
+//! sends a second copy (with its own delay); `loss_pct` drops, uniformly (each frame on its
+//! own) or, with `loss_burst` > 1, in bursts: a Gilbert–Elliott chain per directed pair of
+//! endpoints (the frame's IPv4 source and destination), so each node-to-node link through
+//! the port has its own chain ([`GilbertChain`]; frames that are not IPv4, ARP, are never
+//! lost in that mode). `loss_to_a_only` loses frames only on their way to `a` (the node's
+//! side where fault.sh puts the relay), so relays on every node's port lose each hop
+//! once. Timing resolution is about
 //! 1 ms (the poll timeout). UDP checksums are filled in on the way (veth leaves them to an
 //! offload that a relayed frame never gets). The relay stops by itself after `max_seconds`
 //! or on SIGTERM.
@@ -17,8 +23,9 @@
 use pnet_datalink::{self as datalink, Channel, DataLinkReceiver, DataLinkSender};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::io::ErrorKind;
+use std::net::Ipv4Addr;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,8 +38,13 @@ pub struct Impairment {
     pub delay_ms: f64,
     /// Uniform jitter around the delay, ± ms.
     pub jitter_ms: f64,
-    /// Percentage of frames dropped.
+    /// Percentage of frames dropped: the mean loss, uniform or in bursts.
     pub loss_pct: f64,
+    /// Mean length of a burst of losses, in frames, per directed pair of endpoints
+    /// (Gilbert–Elliott); 0 or 1: uniform loss.
+    pub loss_burst: f64,
+    /// Loses frames only on their way from `b` to `a` (else both ways).
+    pub loss_to_a_only: bool,
     /// Percentage of frames sent twice.
     pub duplicate_pct: f64,
     /// Percentage of frames held back by `reorder_gap_ms`.
@@ -61,6 +73,8 @@ pub struct DirStats {
     pub sent: AtomicU64,
     /// Frames dropped by `loss_pct`.
     pub dropped: AtomicU64,
+    /// Bursts of losses begun (a chain going from Good to Bad), with `loss_burst` > 1.
+    pub bursts: AtomicU64,
     /// Extra copies.
     pub duplicated: AtomicU64,
     /// Frames held back.
@@ -181,10 +195,106 @@ fn fix_udp_checksum(frame: &mut [u8]) {
     }
 }
 
+/// The Gilbert–Elliott loss chain of one directed pair of endpoints: the simple two-state
+/// Gilbert model, as the simulator's (`ringlab_sim::loss`). Good drops nothing, Bad drops
+/// every frame; before each frame the chain may change state:
+///
+/// ```text
+/// P(bad -> good) = 1 / burst
+/// P(good -> bad) = loss / (burst × (1 − loss))     (capped at 1)
+/// ```
+///
+/// so the stationary share of Bad, the mean loss, is `loss`, and a stay in Bad, a burst,
+/// lasts `burst` frames on average. The chain starts in that stationary distribution (its
+/// first frame is lost with probability `loss`), so a short stream loses `loss` on average
+/// too, not less.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GilbertChain {
+    /// Whether the chain is in its Bad (dropping) state.
+    pub bad: bool,
+    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
+    /// in its stationary distribution, so a short stream loses `loss` on average too).
+    pub started: bool,
+}
+
+impl GilbertChain {
+    /// Decides whether the next frame is lost, for mean loss `loss` (a probability) and
+    /// mean burst `burst` (frames; ≤ 1: one Bernoulli draw per frame). Draws nothing when
+    /// `loss` is 0.
+    pub fn lost(&mut self, rng: &mut impl Rng, loss: f64, burst: f64) -> bool {
+        if loss <= 0.0 {
+            *self = Self::default();
+            return false;
+        }
+        if burst <= 1.0 {
+            return rng.gen_bool(loss.min(1.0));
+        }
+        if !self.started {
+            self.started = true;
+            self.bad = rng.gen_bool(loss.min(1.0));
+            return self.bad;
+        }
+        let flip = if self.bad {
+            1.0 / burst
+        } else if loss >= 1.0 {
+            1.0
+        } else {
+            (loss / (burst * (1.0 - loss))).min(1.0)
+        };
+        if rng.gen_bool(flip) {
+            self.bad = !self.bad;
+        }
+        self.bad
+    }
+}
+
+/// Returns an Ethernet frame's IPv4 source and destination, if it carries IPv4.
+fn ipv4_pair(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
+    use pnet_packet::ipv4::Ipv4Packet;
+    use pnet_packet::Packet;
+    let eth = EthernetPacket::new(frame)?;
+    if eth.get_ethertype() != EtherTypes::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new(eth.payload())?;
+    Some((ip.get_source(), ip.get_destination()))
+}
+
+/// The loss decisions of one direction: uniform, or a Gilbert–Elliott chain per directed
+/// pair of IPv4 endpoints.
+#[derive(Debug, Default)]
+pub struct LossModel {
+    chains: BTreeMap<(Ipv4Addr, Ipv4Addr), GilbertChain>,
+}
+
+impl LossModel {
+    /// Decides whether `frame` is lost; returns (lost, whether a burst began with it).
+    pub fn decide(&mut self, rng: &mut impl Rng, imp: &Impairment, frame: &[u8]) -> (bool, bool) {
+        let loss = imp.loss_pct / 100.0;
+        if loss <= 0.0 {
+            return (false, false);
+        }
+        if imp.loss_burst <= 1.0 {
+            // Uniform: as before bursts existed, one draw per frame.
+            return (rng.gen::<f64>() * 100.0 < imp.loss_pct, false);
+        }
+        let Some(pair) = ipv4_pair(frame) else {
+            return (false, false);
+        };
+        let chain = self.chains.entry(pair).or_default();
+        let was_bad = chain.bad;
+        let lost = chain.lost(rng, loss, imp.loss_burst);
+        (lost, lost && !was_bad)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn pump(
     mut rx: Box<dyn DataLinkReceiver>,
     mut tx: Box<dyn DataLinkSender>,
     imp: Impairment,
+    lossy: bool,
     seed: u64,
     stop: Arc<AtomicBool>,
     stats: Arc<DirStats>,
@@ -192,13 +302,22 @@ fn pump(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut heap: BinaryHeap<Held> = BinaryHeap::new();
     let mut order = 0u64;
+    let mut model = LossModel::default();
     let pct = |rng: &mut ChaCha8Rng, p: f64| p > 0.0 && rng.gen::<f64>() * 100.0 < p;
     while !stop.load(Ordering::Relaxed) {
         match rx.next() {
             Ok(frame) => {
                 let now = Instant::now();
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                if pct(&mut rng, imp.loss_pct) {
+                let (lost, burst) = if lossy {
+                    model.decide(&mut rng, &imp, frame)
+                } else {
+                    (false, false)
+                };
+                if burst {
+                    stats.bursts.fetch_add(1, Ordering::Relaxed);
+                }
+                if lost {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                 } else {
                     let copies = if pct(&mut rng, imp.duplicate_pct) {
@@ -261,11 +380,12 @@ pub fn run(
     let threads = [
         {
             let (imp, stop, st) = (imp.clone(), stop.clone(), stats[0].clone());
-            std::thread::spawn(move || pump(rx_a, tx_b, imp, seed, stop, st))
+            let lossy = !imp.loss_to_a_only;
+            std::thread::spawn(move || pump(rx_a, tx_b, imp, lossy, seed, stop, st))
         },
         {
             let (imp, stop, st) = (imp, stop.clone(), stats[1].clone());
-            std::thread::spawn(move || pump(rx_b, tx_a, imp, seed ^ 0x9e37_79b9, stop, st))
+            std::thread::spawn(move || pump(rx_b, tx_a, imp, true, seed ^ 0x9e37_79b9, stop, st))
         },
     ];
     let end = Instant::now() + max;
@@ -312,6 +432,92 @@ mod tests {
         udp.set_payload(payload);
         udp.set_checksum(checksum);
         f
+    }
+
+    fn frame_between(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut f = frame(b"x", 0);
+        let mut ip = MutableIpv4Packet::new(&mut f[14..]).unwrap();
+        ip.set_source(src.into());
+        ip.set_destination(dst.into());
+        f
+    }
+
+    #[test]
+    fn gilbert_elliott_keeps_the_mean_loss_and_the_mean_burst() {
+        for (loss, burst) in [(0.1, 5.0), (0.2, 3.0), (0.05, 10.0)] {
+            let mut rng = ChaCha8Rng::seed_from_u64(11);
+            let mut g = GilbertChain::default();
+            let n = 1_000_000;
+            let (mut lost, mut bursts, mut prev) = (0usize, 0usize, false);
+            for _ in 0..n {
+                let l = g.lost(&mut rng, loss, burst);
+                lost += usize::from(l);
+                bursts += usize::from(l && !prev);
+                prev = l;
+            }
+            let share = lost as f64 / n as f64;
+            let mean = lost as f64 / bursts as f64;
+            assert!(
+                (share - loss).abs() < loss * 0.05,
+                "{loss} {burst}: {share}"
+            );
+            assert!(
+                (mean - burst).abs() < burst * 0.05,
+                "{loss} {burst}: {mean}"
+            );
+        }
+        // No loss: nothing lost, nothing drawn, the chain back to Good.
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let before = rng.clone();
+        let mut g = GilbertChain {
+            bad: true,
+            started: true,
+        };
+        assert!(!g.lost(&mut rng, 0.0, 5.0));
+        assert_eq!((g, rng), (GilbertChain::default(), before));
+    }
+
+    #[test]
+    fn each_directed_pair_of_endpoints_has_its_own_chain() {
+        let imp = Impairment {
+            loss_pct: 10.0,
+            loss_burst: 5.0,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut m = LossModel::default();
+        let pairs = [
+            frame_between([10, 0, 0, 1], [10, 0, 0, 2]),
+            frame_between([10, 0, 0, 2], [10, 0, 0, 1]),
+            frame_between([10, 0, 0, 3], [239, 1, 1, 1]),
+        ];
+        let mut lost = [0u64; 3];
+        let mut bursts = [0u64; 3];
+        let n = 300_000;
+        for k in 0..n {
+            let i = k % 3;
+            let (l, b) = m.decide(&mut rng, &imp, &pairs[i]);
+            lost[i] += u64::from(l);
+            bursts[i] += u64::from(b);
+        }
+        assert_eq!(m.chains.len(), 3);
+        for i in 0..3 {
+            let share = lost[i] as f64 / (n / 3) as f64;
+            let mean = lost[i] as f64 / bursts[i] as f64;
+            // Interleaved with the others, each pair still loses 10 % in bursts of 5.
+            assert!((share - 0.1).abs() < 0.01, "pair {i}: {share}");
+            assert!((mean - 5.0).abs() < 0.5, "pair {i}: {mean}");
+        }
+        // ARP is not lost in the bursty mode; uniform loss takes every frame alike.
+        let mut arp = frame(b"x", 0);
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert!((0..1000).all(|_| !m.decide(&mut rng, &imp, &arp).0));
+        let uniform = Impairment {
+            loss_pct: 50.0,
+            ..Default::default()
+        };
+        assert!((0..1000).any(|_| m.decide(&mut rng, &uniform, &arp).0));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   pauses; the same seed gives the same run, bit for bit.
 //! - [`checker`]: verifies integrity, total order, membership agreement, virtual synchrony,
 //!   safe delivery, self delivery and liveness over event records, simulated or real.
+//! - [`loss`]: the links' loss models (uniform, and bursty Gilbert–Elliott) and the seeded
+//!   random stream of each directed link.
 //! - [`adversary`]: a hostile node on the segment that replays, alters and forges datagrams;
 //! - [`run`](mod@run): one seeded run with mixed faults and load, as `ringlab sim` drives it.
 //! - [`summary`]: the totals of many runs, as `ringlab sim` prints them.
@@ -13,6 +15,7 @@
 
 pub mod adversary;
 pub mod checker;
+pub mod loss;
 pub mod run;
 pub mod sim;
 pub mod summary;

@@ -16,6 +16,13 @@
 //!    [`service_agreement`] compares every service's digest and counters across the live
 //!    nodes.
 //!
+//! Random streams: the start times and the fault schedule draw from one stream, the load
+//! from another, the services' actions from a third, each seeded from the run's seed
+//! (`seed ^ FAULT_STREAM`, `seed ^ LOAD_STREAM`, `seed ^ ACTION_STREAM`), and every
+//! directed link from its own ([`crate::loss`]); so a seed replays the same faults at the
+//! same times and the same offered load after a change of the protocol that alters its
+//! traffic (what the faults and the load hit may of course differ).
+//!
 //! The liveness bound derived from the config is `token + 2 × consensus + merge + hold +
 //! 20 × join + 1 s`: a token loss on a ring that still lists a dead member, two consensus
 //! rounds (one to exclude the dead, one to settle a set that grew meanwhile), merge
@@ -50,11 +57,17 @@ pub struct Faults {
     /// A hostile node on the segment that replays, alters and forges datagrams (see
     /// [`crate::adversary`]); not part of `all`.
     pub hostile: bool,
+    /// One-way cuts: one random up node stops hearing another (until the next merge or the
+    /// end of the faults); not part of `all`.
+    pub oneway: bool,
+    /// Partial cuts: two random up nodes stop hearing each other while both still reach
+    /// every other node (until the next merge or the end of the faults); not part of `all`.
+    pub partial: bool,
 }
 
 impl Faults {
-    /// Parses a comma list: partition, merge, crash, restart, pause, hostile (or "none", or
-    /// "all": every fault but hostile).
+    /// Parses a comma list: partition, merge, crash, restart, pause, hostile, oneway,
+    /// partial (or "none", or "all": every fault but hostile, oneway and partial).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut f = Self::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -65,6 +78,8 @@ impl Faults {
                 "restart" => f.restart = true,
                 "pause" => f.pause = true,
                 "hostile" => f.hostile = true,
+                "oneway" => f.oneway = true,
+                "partial" => f.partial = true,
                 "none" => {}
                 "all" => {
                     f = Self {
@@ -73,12 +88,12 @@ impl Faults {
                         crash: true,
                         restart: true,
                         pause: true,
-                        hostile: f.hostile,
+                        ..f
                     }
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault '{other}' (partition, merge, crash, restart, pause, hostile)"
+                        "unknown fault '{other}' (partition, merge, crash, restart, pause, hostile, oneway, partial)"
                     ))
                 }
             }
@@ -87,7 +102,14 @@ impl Faults {
     }
 
     fn any(&self) -> bool {
-        self.partition || self.merge || self.crash || self.restart || self.pause || self.hostile
+        self.partition
+            || self.merge
+            || self.crash
+            || self.restart
+            || self.pause
+            || self.hostile
+            || self.oneway
+            || self.partial
     }
 }
 
@@ -237,11 +259,18 @@ pub fn liveness_bound(c: &Config) -> u64 {
     (c.token + 2 * c.consensus_ms() + c.merge + c.hold_ms() + 20 * c.join + 1000) * MS
 }
 
-/// Runs one seed.
-///
 /// What the actions' random stream is seeded with, beside the run's seed.
 const ACTION_STREAM: u64 = 0xAC71_0000_0000_0001;
 
+/// What the start times' and the fault schedule's random stream is seeded with, beside the
+/// run's seed.
+pub const FAULT_STREAM: u64 = 0xFA17_0000_0000_0001;
+
+/// What the load's random stream is seeded with, beside the run's seed.
+pub const LOAD_STREAM: u64 = 0x10AD_0000_0000_0001;
+
+/// Runs one seed.
+///
 /// Panics if a service refuses its section of `service_config` (a caller checks it first
 /// with [`ServiceApp::with_config`]).
 pub fn run(cfg: &RunConfig) -> RunReport {
@@ -292,9 +321,11 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         });
     }
     let with_services = !cfg.services.is_empty();
+    let mut fault_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ FAULT_STREAM);
+    let mut load_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ LOAD_STREAM);
     let ids = sim.ids();
     for &id in &ids {
-        let at = sim.rng().gen_range(0..10 * MS);
+        let at = fault_rng.gen_range(0..10 * MS);
         sim.run_until(at);
         sim.start(id);
     }
@@ -303,7 +334,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         sent += fill_store(&mut sim, cfg);
     }
     let mut faults = 0u64;
-    let mut next_fault = sim.now() + sim.rng().gen_range(300..2000) * MS;
+    let mut next_fault = sim.now() + fault_rng.gen_range(300..2000) * MS;
     let mut resume_at: Vec<(u64, NodeId)> = Vec::new();
     let mut next_send: Vec<u64> = ids.iter().map(|_| 0).collect();
     let tick = MS;
@@ -314,14 +345,14 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         if cfg.load_interval_ms > 0 {
             for (i, &id) in ids.iter().enumerate() {
                 if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) && with_services {
-                    let gap = sim.rng().gen_range(0..2 * cfg.load_interval_ms * MS);
+                    let gap = load_rng.gen_range(0..2 * cfg.load_interval_ms * MS);
                     // One service draws no number for its choice, so a one-service run
                     // replays as before services were plug-ins.
                     let service = match cfg.services.as_slice() {
                         [one] => *one,
-                        many => *many.choose(sim.rng()).expect("services"),
+                        many => *many.choose(&mut load_rng).expect("services"),
                     };
-                    let op = service.workload_op(sim.rng(), &cfg.workload);
+                    let op = service.workload_op(&mut load_rng, &cfg.workload);
                     if let Some(app) = sim.app_mut(id) {
                         app.queue_op(service.id, &op);
                         sent += 1;
@@ -329,7 +360,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
                     sim.pump(id);
                     next_send[i] = now + gap;
                 } else if next_send[i] <= now && sim.is_up(id) && !sim.is_paused(id) {
-                    let rng = sim.rng();
+                    let rng = &mut load_rng;
                     let len = if rng.gen_ratio(1, 20) {
                         rng.gen_range(5_000..40_000)
                     } else {
@@ -361,14 +392,14 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         });
         // Faults.
         if cfg.faults.any() && now >= next_fault {
-            if inject(&mut sim, cfg, &ids, &mut resume_at) {
+            if inject(&mut sim, &mut fault_rng, cfg, &ids, &mut resume_at) {
                 faults += 1;
             }
-            next_fault = now + sim.rng().gen_range(300..2000) * MS;
+            next_fault = now + fault_rng.gen_range(300..2000) * MS;
         }
         sim.run_until(now + tick);
     }
-    // The faults stop.
+    // The faults stop: partitions and cuts (one-way and partial too) heal.
     sim.net = NetConfig {
         loss: 0.0,
         dup: 0.0,
@@ -496,6 +527,7 @@ pub fn service_agreement(sim: &Sim, live: &[NodeId]) -> (u64, u64, Vec<String>) 
 
 fn inject(
     sim: &mut Sim,
+    rng: &mut ChaCha8Rng,
     cfg: &RunConfig,
     ids: &[NodeId],
     resume_at: &mut Vec<(u64, NodeId)>,
@@ -520,14 +552,20 @@ fn inject(
     if f.hostile {
         choices.push(5);
     }
+    if f.oneway {
+        choices.push(6);
+    }
+    if f.partial {
+        choices.push(7);
+    }
     let up: Vec<NodeId> = ids.iter().copied().filter(|&i| sim.is_up(i)).collect();
     let down: Vec<NodeId> = ids.iter().copied().filter(|&i| !sim.is_up(i)).collect();
     let now = sim.now();
-    match *choices.choose(sim.rng()).expect("a fault is enabled") {
+    match *choices.choose(rng).expect("a fault is enabled") {
         0 if ids.len() >= 2 => {
-            let k = sim.rng().gen_range(2..=3.min(ids.len()));
+            let k = rng.gen_range(2..=3.min(ids.len()));
             let mut shuffled = ids.to_vec();
-            shuffled.shuffle(sim.rng());
+            shuffled.shuffle(rng);
             let mut groups: Vec<Vec<NodeId>> = vec![vec![]; k];
             for (i, id) in shuffled.into_iter().enumerate() {
                 groups[i % k].push(id);
@@ -541,23 +579,23 @@ fn inject(
             true
         }
         2 if up.len() > 1 => {
-            let id = *up.choose(sim.rng()).expect("non-empty");
+            let id = *up.choose(rng).expect("non-empty");
             sim.crash(id);
             sim.fault_record("crash", vec![id]);
             true
         }
         3 if !down.is_empty() => {
-            let id = *down.choose(sim.rng()).expect("non-empty");
+            let id = *down.choose(rng).expect("non-empty");
             sim.start(id);
             sim.fault_record("restart", vec![id]);
             true
         }
         4 if !up.is_empty() => {
-            let id = *up.choose(sim.rng()).expect("non-empty");
+            let id = *up.choose(rng).expect("non-empty");
             if sim.is_paused(id) {
                 return false;
             }
-            let d = sim.rng().gen_range(50..=2 * cfg.ring.token.max(50)) * MS;
+            let d = rng.gen_range(50..=2 * cfg.ring.token.max(50)) * MS;
             sim.pause(id);
             sim.fault_record("pause", vec![id]);
             resume_at.push((now + d, id));
@@ -567,6 +605,13 @@ fn inject(
             let injected = sim.attack(HOSTILE_OPS);
             sim.fault_record("hostile", vec![]);
             injected > 0
+        }
+        // A one-way cut (b stops hearing a) or a partial cut (a and b stop hearing each
+        // other, both still reach the rest); healed by the next merge and at the end.
+        c @ (6 | 7) if up.len() >= 2 => {
+            let pair: Vec<NodeId> = up.choose_multiple(rng, 2).copied().collect();
+            sim.cut(pair[0], pair[1], c == 6);
+            true
         }
         _ => false,
     }

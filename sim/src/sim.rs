@@ -1,19 +1,26 @@
 //! A deterministic network of ring nodes on a virtual clock.
 //!
-//! Guarantees: the same seed and the same calls give the same run, bit for bit (one ChaCha
-//! RNG drawn in a fixed order; a queue ordered by `(time, insertion seq)`; no wall clock, no
-//! hash-order iteration). Each step jumps to the earliest pending arrival or timer.
+//! Guarantees: the same seed and the same calls give the same run, bit for bit (seeded ChaCha
+//! RNGs drawn in a fixed order; a queue ordered by `(time, insertion seq)`; no wall clock, no
+//! hash-order iteration). Each step jumps to the earliest pending arrival or timer. Every
+//! directed link draws its loss, duplication, jitter and reordering from its own stream,
+//! seeded from the run's seed and its two ends ([`crate::loss::link_seed`]), so a change of
+//! traffic on one link leaves every other link's draws where they were; [`Sim::rng`] is a
+//! separate stream, for drivers and the hostile node.
 //!
 //! The network: every node has an egress link of a given bandwidth, so a packet leaves after
 //! the ones queued before it (this is what makes the accelerated ring's early token pass
 //! visible); each copy then takes `delay ± jitter`, and may be lost, duplicated or delayed
-//! further (reordered), with the cluster's default or the directed link's own settings. Partitions put nodes in groups; a packet crosses only inside a group,
+//! further (reordered), with the cluster's default or the directed link's own settings; loss is
+//! uniform or bursty (Gilbert–Elliott, [`crate::loss`]), its state kept per directed link.
+//! Partitions put nodes in groups; a packet crosses only inside a group,
 //! checked when it leaves and when it arrives; one-way cuts drop a direction. Crashed nodes
 //! lose their state; restarts bring a new incarnation with only the stable ring seq kept;
 //! paused nodes keep arrivals (up to a socket-buffer bound) and run no timers until resumed.
 //! A filter hook drops chosen packets for targeted tests ("drop the next commit token").
 
 use crate::adversary::Adversary;
+use crate::loss::{link_seed, Gilbert};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,8 +45,12 @@ pub struct NetConfig {
     pub delay_ns: u64,
     /// Uniform jitter added to the delay, in [0, jitter].
     pub jitter_ns: u64,
-    /// Probability that a copy is lost.
+    /// Probability that a copy is lost: the mean loss, uniform or in bursts.
     pub loss: f64,
+    /// Mean length of a burst of losses, in copies: 0 or 1 gives uniform (Bernoulli) loss;
+    /// above 1, Gilbert–Elliott loss with mean `loss` in bursts of this mean length
+    /// ([`crate::loss`]).
+    pub loss_burst: f64,
     /// Probability that a copy is duplicated.
     pub dup: f64,
     /// Probability that a copy is held back (and so overtaken) by up to 20 delays.
@@ -54,6 +65,7 @@ impl Default for NetConfig {
             delay_ns: 50_000,
             jitter_ns: 20_000,
             loss: 0.0,
+            loss_burst: 0.0,
             dup: 0.0,
             reorder: 0.0,
             ns_per_byte: 8,
@@ -208,10 +220,19 @@ pub struct NetStats {
     pub delivered: u64,
 }
 
+/// A directed link's own random stream and loss state.
+struct LinkState {
+    rng: ChaCha8Rng,
+    gilbert: Gilbert,
+}
+
 /// The simulated cluster.
 pub struct Sim {
     now: u64,
+    seed: u64,
     rng: ChaCha8Rng,
+    /// Each directed link's stream and loss state, made on its first copy.
+    link_state: BTreeMap<(NodeId, NodeId), LinkState>,
     seq: u64,
     queue: BinaryHeap<Reverse<Entry>>,
     nodes: Vec<SimNode>,
@@ -267,7 +288,9 @@ impl Sim {
             .collect();
         Self {
             now: 0,
+            seed,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            link_state: BTreeMap::new(),
             seq: 0,
             queue: BinaryHeap::new(),
             nodes,
@@ -402,7 +425,8 @@ impl Sim {
         std::mem::take(&mut self.records)
     }
 
-    /// Returns the run's RNG, for drivers that must stay deterministic.
+    /// Returns the run's RNG, for drivers that must stay deterministic (the links draw from
+    /// their own streams, not from this one).
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
         &mut self.rng
     }
@@ -591,8 +615,9 @@ impl Sim {
         self.fault_record(if oneway { "cut_oneway" } else { "cut" }, vec![a, b]);
     }
 
-    /// Gives the directed link `from -> to` its own delay, jitter, loss, duplication and
-    /// reordering (the egress rate stays the sender's, from the default).
+    /// Gives the directed link `from -> to` its own delay, jitter, loss (uniform or bursty:
+    /// [`NetConfig::loss_burst`]), duplication and reordering (the egress rate stays the
+    /// sender's, from the default).
     pub fn set_link(&mut self, from: NodeId, to: NodeId, link: NetConfig) {
         self.links.insert((from, to), link);
     }
@@ -1060,24 +1085,38 @@ impl Sim {
             return;
         }
         let link = self.links.get(&(from, to)).copied().unwrap_or(self.net);
-        let copies = if link.dup > 0.0 && self.rng.gen_bool(link.dup) {
+        let seed = self.seed;
+        let st = self
+            .link_state
+            .entry((from, to))
+            .or_insert_with(|| LinkState {
+                rng: ChaCha8Rng::seed_from_u64(link_seed(seed, from, to)),
+                gilbert: Gilbert::default(),
+            });
+        let copies = if link.dup > 0.0 && st.rng.gen_bool(link.dup) {
             self.net_stats.duplicated += 1;
             2
         } else {
             1
         };
+        let mut arrivals = [0u64; 2];
+        let mut n = 0;
         for _ in 0..copies {
-            if link.loss > 0.0 && self.rng.gen_bool(link.loss) {
+            if st.gilbert.lost(&mut st.rng, link.loss, link.loss_burst) {
                 self.net_stats.lost += 1;
                 continue;
             }
             let mut delay = link.delay_ns;
             if link.jitter_ns > 0 {
-                delay += self.rng.gen_range(0..=link.jitter_ns);
+                delay += st.rng.gen_range(0..=link.jitter_ns);
             }
-            if link.reorder > 0.0 && self.rng.gen_bool(link.reorder) {
-                delay += self.rng.gen_range(0..=20 * link.delay_ns.max(1));
+            if link.reorder > 0.0 && st.rng.gen_bool(link.reorder) {
+                delay += st.rng.gen_range(0..=20 * link.delay_ns.max(1));
             }
+            arrivals[n] = delay;
+            n += 1;
+        }
+        for &delay in &arrivals[..n] {
             let to_i = idx(to);
             self.push(
                 depart + delay,
@@ -1101,4 +1140,75 @@ fn finish_work(app: &mut ServiceApp, now: u64, bodies: &mut Vec<Body>) {
 
 fn idx(id: NodeId) -> usize {
     id as usize - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `frames` copies on 1 -> 2, each after `noise(k)` copies on other links, and
+    /// returns, for each copy on 1 -> 2, whether it was lost and when its copies arrive.
+    fn link_draws(net: NetConfig, frames: usize, noise: impl Fn(usize) -> usize) -> Vec<Vec<u64>> {
+        let mut sim = Sim::new(4, 42, Config::default(), net);
+        let mut out = Vec::new();
+        for k in 0..frames {
+            for j in 0..noise(k) {
+                let (from, to) = [(1, 3), (3, 1), (2, 1), (4, 2)][j % 4];
+                sim.send_copy(0, from, to, None, Bytes::from_static(b"noise"));
+            }
+            sim.queue.clear();
+            sim.send_copy(0, 1, 2, None, Bytes::from_static(b"frame"));
+            let mut at: Vec<u64> = sim.queue.drain().map(|Reverse(e)| e.at).collect();
+            at.sort_unstable();
+            out.push(at);
+        }
+        out
+    }
+
+    #[test]
+    fn a_links_draws_do_not_depend_on_other_links_traffic() {
+        for loss_burst in [0.0, 5.0] {
+            let net = NetConfig {
+                loss: 0.2,
+                loss_burst,
+                dup: 0.1,
+                reorder: 0.1,
+                ..NetConfig::default()
+            };
+            let quiet = link_draws(net, 2000, |_| 0);
+            let busy = link_draws(net, 2000, |k| k % 7);
+            assert_eq!(quiet, busy, "loss_burst {loss_burst}");
+            // And the draws are not trivial: some lost, some duplicated.
+            assert!(quiet.iter().any(Vec::is_empty));
+            assert!(quiet.iter().any(|a| a.len() == 2));
+        }
+    }
+
+    #[test]
+    fn one_link_can_have_bursty_loss_beside_uniform_links() {
+        let mut sim = Sim::new(3, 5, Config::default(), NetConfig::default());
+        let bursty = NetConfig {
+            loss: 0.1,
+            loss_burst: 5.0,
+            ..NetConfig::default()
+        };
+        sim.set_link(1, 2, bursty);
+        let (mut lost, mut bursts, mut prev) = (0u64, 0u64, false);
+        for _ in 0..200_000 {
+            let before = sim.net_stats.lost;
+            sim.send_copy(0, 1, 2, None, Bytes::from_static(b"f"));
+            sim.send_copy(0, 1, 3, None, Bytes::from_static(b"f"));
+            sim.queue.clear();
+            let l = sim.net_stats.lost > before;
+            lost += u64::from(l);
+            bursts += u64::from(l && !prev);
+            prev = l;
+        }
+        // Only 1 -> 2 loses (1 -> 3 has the clean default), 10 % in bursts of about 5.
+        assert_eq!(lost, sim.net_stats.lost);
+        let share = lost as f64 / 200_000.0;
+        let mean = lost as f64 / bursts as f64;
+        assert!((share - 0.1).abs() < 0.01, "loss {share}");
+        assert!((mean - 5.0).abs() < 0.5, "mean burst {mean}");
+    }
 }

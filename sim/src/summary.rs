@@ -133,12 +133,17 @@ impl SimSummary {
         // Writing to a String cannot fail.
         let _ = writeln!(
             t,
-            "ringlab sim: {} runs of {} nodes, {} ms each, faults [{}], loss {} dup {} reorder {}, {:?}",
+            "ringlab sim: {} runs of {} nodes, {} ms each, faults [{}], loss {}{} dup {} reorder {}, {:?}",
             self.runs,
             cfg.nodes,
             cfg.duration_ms,
             faults,
             cfg.net.loss,
+            if cfg.net.loss_burst > 1.0 {
+                format!(" in bursts of {}", cfg.net.loss_burst)
+            } else {
+                String::new()
+            },
             cfg.net.dup,
             cfg.net.reorder,
             cfg.ring.variant
