@@ -236,9 +236,14 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         );
         t.push_str("| configuration | window | changes | changes/s | ms to the last change | changes after settling | settled |\n|---|---|---|---|---|---|---|\n");
         for (_, s) in runs {
-            for f in &s.faults {
+            for (k, f) in s.faults.iter().enumerate() {
                 if let Some(c) = &f.churn {
-                    churn_row(&mut t, s, &format!("{} {} → next", f.index, f.action), c);
+                    let to = if k + 1 == s.faults.len() {
+                        "end"
+                    } else {
+                        "next fault"
+                    };
+                    churn_row(&mut t, s, &format!("{} {} → {to}", f.index, f.action), c);
                 }
             }
             if let Some(c) = &s.churn {
@@ -852,7 +857,7 @@ mod tests {
         let t = tables(&[("a".into(), s)]);
         assert!(t.contains("| iso | 2 | 5.0 | 5.0 | 5.0 | 5.0 |"), "{t}");
         assert!(
-            t.contains("| iso | 0 isolate → next | 3 / 3 / 3 | 0.75 / 0.75 / 0.75 | 300 / 300 / 300 | 2 / 2 / 2 | 1/2 |"),
+            t.contains("| iso | 0 isolate → end | 3 / 3 / 3 | 0.75 / 0.75 / 0.75 | 300 / 300 / 300 | 2 / 2 / 2 | 1/2 |"),
             "{t}"
         );
         assert!(t.contains("| iso | last fault → end | 3 / 3 / 3 |"), "{t}");
