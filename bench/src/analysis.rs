@@ -654,6 +654,19 @@ mod tests {
         let c = analyse(1, &late, &facts5(9_000)).churn.unwrap();
         assert_eq!((c.changes, c.changes_after_settle), (1, 1));
         assert!(!c.settled);
+        // A ring formed in time but installed by one of its members only after the settle
+        // window: no change after it, yet that node was not settled in time.
+        let mut slow = vec![];
+        install(&mut slow, 100, &[1, 2, 3, 4, 5], 4);
+        slow.push(fault(1000, "kill", &[1]));
+        for n in 2..=4 {
+            slow.push(rec(2200, n, cfg(&[2, 3, 4, 5], 8)));
+        }
+        slow.push(rec(3800, 5, cfg(&[2, 3, 4, 5], 8)));
+        let c = analyse(1, &slow, &facts5(9_000)).churn.unwrap();
+        assert_eq!((c.changes, c.installs, c.changes_after_settle), (1, 4, 0));
+        assert_eq!(c.last_change_ms, Some(2800.0));
+        assert!(!c.settled);
     }
 
     /// Without faults, the window runs from the first full ring to the end.
