@@ -656,6 +656,40 @@ mod tests {
         assert!(n >= 30, "only {n} experiments under {}", dir.display());
     }
 
+    /// Issue 16's experiments: 20 repetitions per cell, 200 msgs/s per node, the schedule
+    /// it names; the loss runs on the default knobs; 100 fault-free starts.
+    #[test]
+    fn the_issue_16_experiments_measure_what_it_names() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let schedule = |e: &Experiment| -> Vec<(Option<u64>, &'static str)> {
+            e.faults
+                .iter()
+                .map(|f| (f.at_ms(), f.action.name()))
+                .collect()
+        };
+        for name in ["partial-cut", "oneway-cut", "loss/uniform-10"] {
+            let e = Experiment::load(&dir.join(format!("{name}.toml"))).unwrap();
+            assert_eq!((e.nodes, e.reps), (5, 20), "{name}");
+            assert_eq!((e.load.rate, e.load.senders), (200, 5), "{name}");
+            let first = if name.starts_with("loss") {
+                "isolate"
+            } else {
+                "cut"
+            };
+            assert_eq!(
+                schedule(&e),
+                [(Some(1000), first), (Some(6000), "heal")],
+                "{name}"
+            );
+        }
+        let e = Experiment::load(&dir.join("loss/uniform-10.toml")).unwrap();
+        assert_eq!(e.loss_pct, 10);
+        assert_eq!(e.totem, RingConfig::default());
+        let e = Experiment::load(&dir.join("start-full-ring.toml")).unwrap();
+        assert_eq!((e.nodes, e.reps, e.load.senders), (5, 100, 0));
+        assert!(e.faults.is_empty() && e.loss_pct == 0);
+    }
+
     #[test]
     fn the_throughput_family_measures_its_own_transport_against_a_raw_fanout() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/throughput");
