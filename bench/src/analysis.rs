@@ -11,8 +11,14 @@
 //! A heal is measured the same way, so its membership phase is the merge. Throughput and
 //! delivery latency are cut into phases around each fault: `before` (from the previous
 //! boundary), `during` (until membership settled) and `after` (until the next fault).
+//!
+//! **Churn** ([`Churn`]): over the same window, every regular configuration (ring id) first
+//! installed in it is one change; the figures are the changes, their rate, the time to the
+//! last install, and whether the window settled within token + consensus + 500 ms and then
+//! stayed quiet. The repetition's own churn is the window after its last fault record (a
+//! heal counts) to the end, or, without faults, after the first full ring.
 
-use crate::summary::{FaultRecovery, Percentiles, PhaseStats, RepSummary};
+use crate::summary::{Churn, FaultRecovery, Percentiles, PhaseStats, RepSummary};
 use hdrhistogram::Histogram;
 use ringlab_records::{Body, Record};
 use ringlab_ring::event::{ConfigKind, MembState};
@@ -30,6 +36,14 @@ pub struct RunFacts {
     pub bound_ns: u64,
     /// End of the measured part, ns.
     pub end_ns: u64,
+    /// The settle window of a fault, ns: token + consensus + 500 ms (see [`settle_ns`]).
+    pub settle_ns: u64,
+}
+
+/// Returns the settle window the knobs imply, ns: token + consensus + 500 ms, the time issue
+/// 16 gives a fault to settle before its configuration must stay put.
+pub fn settle_ns(c: &ringlab_ring::Config) -> u64 {
+    (c.token + c.consensus_ms() + 500) * 1_000_000
 }
 
 const MS: f64 = 1e6;
@@ -101,6 +115,59 @@ pub(crate) fn detection_ms(recs: &[&Record], t0: u64, t1: u64) -> Option<f64> {
         .map(|r| ms(r.t_ns - t0))
 }
 
+/// Returns the configuration changes of the window `(t0, t1]`. `first_install` holds each
+/// ring id's first regular install anywhere; `running` the nodes whose process runs in the
+/// window (each must install within the settle window when anything changes).
+fn churn(
+    recs: &[&Record],
+    first_install: &BTreeMap<RingId, u64>,
+    t0: u64,
+    t1: u64,
+    running: &[NodeId],
+    settle_ns: u64,
+) -> Churn {
+    let settle_end = t0.saturating_add(settle_ns);
+    let mut installs = 0u64;
+    let mut last: Option<u64> = None;
+    let mut installed_in_time: BTreeSet<NodeId> = BTreeSet::new();
+    for r in recs.iter().filter(|r| r.t_ns > t0 && r.t_ns <= t1) {
+        if let Body::Config {
+            kind: ConfigKind::Regular,
+            ..
+        } = &r.body
+        {
+            installs += 1;
+            last = Some(r.t_ns);
+            if r.t_ns <= settle_end {
+                installed_in_time.insert(r.node);
+            }
+        }
+    }
+    let in_window = |t: &&u64| **t > t0 && **t <= t1;
+    let changes = first_install.values().filter(in_window).count() as u64;
+    let after = first_install
+        .values()
+        .filter(in_window)
+        .filter(|&&t| t > settle_end)
+        .count() as u64;
+    let window_s = (t1.saturating_sub(t0)) as f64 / 1e9;
+    Churn {
+        window_ms: ms(t1.saturating_sub(t0)),
+        changes,
+        installs,
+        changes_per_s: if window_s > 0.0 {
+            changes as f64 / window_s
+        } else {
+            0.0
+        },
+        last_change_ms: last.map(|t| ms(t - t0)),
+        settle_ms: ms(settle_ns),
+        changes_after_settle: after,
+        settled: after == 0
+            && (installs == 0 || running.iter().all(|n| installed_in_time.contains(n))),
+    }
+}
+
 /// Computes a repetition's summary from its records.
 pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
     let mut recs: Vec<&Record> = records.iter().collect();
@@ -143,6 +210,18 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
     let first_start = facts.starts.iter().copied().min().unwrap_or(0);
     let t_begin = formed.unwrap_or(last_start);
     let end = facts.end_ns;
+    // Each ring id's first regular install anywhere: a change, once.
+    let mut first_install: BTreeMap<RingId, u64> = BTreeMap::new();
+    for r in &recs {
+        if let Body::Config {
+            kind: ConfigKind::Regular,
+            ring,
+            ..
+        } = &r.body
+        {
+            first_install.entry(*ring).or_insert(r.t_ns);
+        }
+    }
 
     // Deliveries: first delivery time of each message anywhere, and every latency.
     let mut first_deliver: BTreeMap<(NodeId, u32, u64), u64> = BTreeMap::new();
@@ -255,6 +334,14 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
             before: phase(prev_boundary, t0),
             during: phase(t0, settled_at),
             after: phase(settled_at, t1),
+            churn: Some(churn(
+                &recs,
+                &first_install,
+                t0,
+                t1,
+                &running,
+                facts.settle_ns,
+            )),
         });
         prev_boundary = settled_at;
     }
@@ -310,6 +397,18 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         timeline.push((ms(t - t_begin), (hi - lo) as f64 * 10.0));
         t += win;
     }
+    // After the last fault (its window runs to the end), or after the first full ring.
+    let rep_churn = match out_faults.last() {
+        Some(f) => f.churn.clone(),
+        None => Some(churn(
+            &recs,
+            &first_install,
+            t_begin,
+            end.max(t_begin),
+            all,
+            facts.settle_ns,
+        )),
+    };
     RepSummary {
         rep,
         formation_ms: formed.map(|f| ms(f.saturating_sub(last_start))),
@@ -339,6 +438,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         peer_findings: vec![],
         throughput: None,
         usage: vec![],
+        churn: rep_churn,
     }
 }
 
@@ -412,6 +512,7 @@ mod tests {
             starts: vec![0, 10_000_000, 20_000_000],
             bound_ns: 5_000_000_000,
             end_ns: 8_000_000_000,
+            settle_ns: 2_700_000_000,
         };
         let s = analyse(1, &r, &facts);
         assert_eq!(s.formation_ms, Some(83.0));
@@ -442,8 +543,149 @@ mod tests {
             starts: vec![0, 0, 0],
             bound_ns: 1,
             end_ns: 2_000_000_000,
+            settle_ns: 1,
         };
         let s = analyse(1, &r, &facts);
         assert_eq!(s.wrongly_excluded, 1);
+    }
+
+    fn fault(t_ms: u64, action: &str, targets: &[NodeId]) -> Record {
+        rec(
+            t_ms,
+            0,
+            Body::Fault {
+                action: action.into(),
+                targets: targets.to_vec(),
+                groups: vec![],
+            },
+        )
+    }
+
+    fn facts5(end_ms: u64) -> RunFacts {
+        RunFacts {
+            nodes: vec![1, 2, 3, 4, 5],
+            starts: vec![0; 5],
+            bound_ns: 5_000_000_000,
+            end_ns: end_ms * 1_000_000,
+            // token 1000 + consensus 1200 + 500.
+            settle_ns: 2_700_000_000,
+        }
+    }
+
+    /// Every node of `members` installs ring `(members[0], seq)` at `t_ms` (+ its index).
+    fn install(r: &mut Vec<Record>, t_ms: u64, members: &[NodeId], seq: u64) {
+        for (i, &n) in members.iter().enumerate() {
+            r.push(rec(t_ms + i as u64, n, cfg(members, seq)));
+        }
+    }
+
+    /// A one-way cut that churns: the four re-form again and again while the fault lasts,
+    /// node 1 never installs; after the heal one merge, then quiet.
+    #[test]
+    fn churn_while_a_cut_lasts_and_after_the_last_fault() {
+        let mut r = vec![];
+        install(&mut r, 100, &[1, 2, 3, 4, 5], 4);
+        r.push(fault(1000, "cut", &[1, 2]));
+        // Settles within the window (2700 ms) ...
+        install(&mut r, 2500, &[2, 3, 4, 5], 8);
+        // ... then re-forms twice more, past it.
+        install(&mut r, 4000, &[2, 3, 4, 5], 12);
+        install(&mut r, 5500, &[2, 3, 4, 5], 16);
+        r.push(fault(6000, "heal", &[]));
+        install(&mut r, 6100, &[1, 2, 3, 4, 5], 20);
+        let s = analyse(1, &r, &facts5(11_000));
+        let cut = s.faults[0].churn.as_ref().unwrap();
+        // Three rings, each installed by four nodes: three changes, twelve installs.
+        assert_eq!((cut.changes, cut.installs), (3, 12));
+        assert_eq!(cut.window_ms, 5000.0);
+        assert_eq!(cut.changes_per_s, 3.0 / 5.0);
+        assert_eq!(cut.last_change_ms, Some(4503.0));
+        assert_eq!(cut.settle_ms, 2700.0);
+        assert_eq!(cut.changes_after_settle, 2);
+        assert!(!cut.settled);
+        let heal = s.faults[1].churn.as_ref().unwrap();
+        assert_eq!((heal.changes, heal.installs), (1, 5));
+        assert_eq!(heal.last_change_ms, Some(104.0));
+        assert_eq!(heal.changes_after_settle, 0);
+        assert!(heal.settled);
+        // The repetition's churn is the window after its last fault: the heal's.
+        let after = s.churn.as_ref().unwrap();
+        assert_eq!(after, heal);
+        assert_eq!(after.window_ms, 5000.0);
+        assert_eq!(after.changes_per_s, 1.0 / 5.0);
+    }
+
+    /// Settled in time but a running node never installed: not settled. Settled in time
+    /// and every node installed, nothing after: settled. A straggler's install of a ring
+    /// another node formed before the fault is no change of the window.
+    #[test]
+    fn settled_needs_every_running_node_in_time_and_nothing_after() {
+        let mut r = vec![];
+        install(&mut r, 100, &[1, 2, 3, 4, 5], 4);
+        r.push(fault(1000, "cut", &[1, 2]));
+        install(&mut r, 2000, &[2, 3, 4, 5], 8);
+        let s = analyse(1, &r, &facts5(9_000));
+        let c = s.churn.as_ref().unwrap();
+        assert_eq!((c.changes, c.changes_after_settle), (1, 0));
+        // Node 1 runs and installed nothing.
+        assert!(!c.settled);
+        // Node 1 installs its own ring within the window: settled.
+        r.push(rec(3600, 1, cfg(&[1], 9)));
+        let s = analyse(1, &r, &facts5(9_000));
+        let c = s.churn.as_ref().unwrap();
+        assert_eq!((c.changes, c.installs), (2, 5));
+        assert_eq!(c.last_change_ms, Some(2600.0));
+        assert!(c.settled);
+        // A killed node is not running: it need not install.
+        let mut k = vec![];
+        install(&mut k, 100, &[1, 2, 3, 4, 5], 4);
+        k.push(fault(1000, "kill", &[1]));
+        install(&mut k, 2200, &[2, 3, 4, 5], 8);
+        // Node 5 installs ring 4 late (a straggler): not a change, but an install.
+        k.push(rec(2300, 5, cfg(&[1, 2, 3, 4, 5], 4)));
+        let c = analyse(1, &k, &facts5(9_000)).churn.unwrap();
+        assert_eq!((c.changes, c.installs), (1, 5));
+        assert!(c.settled);
+        // Past the settle window the same install is a change after it.
+        let mut late = vec![];
+        install(&mut late, 100, &[1, 2, 3, 4, 5], 4);
+        late.push(fault(1000, "kill", &[1]));
+        install(&mut late, 3800, &[2, 3, 4, 5], 8);
+        let c = analyse(1, &late, &facts5(9_000)).churn.unwrap();
+        assert_eq!((c.changes, c.changes_after_settle), (1, 1));
+        assert!(!c.settled);
+        // A ring formed in time but installed by one of its members only after the settle
+        // window: no change after it, yet that node was not settled in time.
+        let mut slow = vec![];
+        install(&mut slow, 100, &[1, 2, 3, 4, 5], 4);
+        slow.push(fault(1000, "kill", &[1]));
+        for n in 2..=4 {
+            slow.push(rec(2200, n, cfg(&[2, 3, 4, 5], 8)));
+        }
+        slow.push(rec(3800, 5, cfg(&[2, 3, 4, 5], 8)));
+        let c = analyse(1, &slow, &facts5(9_000)).churn.unwrap();
+        assert_eq!((c.changes, c.installs, c.changes_after_settle), (1, 4, 0));
+        assert_eq!(c.last_change_ms, Some(2800.0));
+        assert!(!c.settled);
+    }
+
+    /// Without faults, the window runs from the first full ring to the end.
+    #[test]
+    fn without_faults_churn_counts_from_the_first_full_ring() {
+        let mut r = vec![];
+        install(&mut r, 10, &[1, 2], 4);
+        install(&mut r, 30, &[1, 2, 3, 4, 5], 8);
+        let s = analyse(1, &r, &facts5(2_034));
+        let c = s.churn.as_ref().unwrap();
+        // The formation itself (ring 8, first installed at 30 ms) is before the window.
+        assert_eq!(s.formation_ms, Some(34.0));
+        assert_eq!((c.changes, c.installs, c.last_change_ms), (0, 0, None));
+        assert_eq!(c.window_ms, 2000.0);
+        assert!(c.settled);
+        install(&mut r, 1034, &[1, 2, 3, 4], 12);
+        let c = analyse(1, &r, &facts5(2_034)).churn.unwrap();
+        assert_eq!((c.changes, c.installs), (1, 4));
+        assert_eq!(c.changes_per_s, 0.5);
+        assert_eq!(c.last_change_ms, Some(1003.0));
     }
 }

@@ -7,7 +7,7 @@
 //! without summary.json (killed before it could write one, by a version that wrote it only
 //! at the end) is listed as skipped.
 
-use crate::summary::{scheduled_fault, Spread, Summary};
+use crate::summary::{scheduled_fault, ChurnAggregate, Spread, Summary};
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -133,6 +133,29 @@ fn cell(s: &Spread) -> String {
     }
 }
 
+/// median / p90 / max with `d` decimals.
+fn cell_d(s: &Spread, d: usize) -> String {
+    match (s.median, s.p90, s.max) {
+        (Some(m), Some(p), Some(x)) => format!("{m:.d$} / {p:.d$} / {x:.d$}"),
+        _ => "-".into(),
+    }
+}
+
+/// The churn table's row of one window over the repetitions.
+fn churn_row(t: &mut String, s: &Summary, window: &str, c: &ChurnAggregate) {
+    let _ = writeln!(
+        t,
+        "| {} | {window} | {} | {} | {} | {} | {}/{} |",
+        label(s),
+        cell(&c.changes),
+        cell_d(&c.changes_per_s, 2),
+        cell(&c.last_change_ms),
+        cell(&c.changes_after_settle),
+        c.settled,
+        c.reps
+    );
+}
+
 /// Renders the tables as Markdown (which reads well in a terminal too).
 pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
     let mut t = String::new();
@@ -182,6 +205,56 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             s.wrongly_excluded,
             s.violations
         );
+    }
+    if runs.iter().any(|(_, s)| s.formation_ms.p99.is_some()) {
+        t.push_str("\nStart → full ring, ms from the last node's start: over repetitions (nearest rank)\n\n");
+        t.push_str("| configuration | reps | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n");
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        for (_, s) in runs {
+            let m = &s.formation_ms;
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | {} |",
+                label(s),
+                m.n,
+                f(m.median),
+                f(m.p90),
+                f(m.p99),
+                f(m.max)
+            );
+        }
+    }
+    if runs
+        .iter()
+        .any(|(_, s)| s.churn.is_some() || s.faults.iter().any(|f| f.churn.is_some()))
+    {
+        t.push_str(
+            "\nConfiguration changes (distinct regular configurations first installed in the \
+             window) from each fault to the next, and after the last fault to the end: median / \
+             p90 / max over repetitions; settled: every running node installed within token + \
+             consensus + 500 ms and nothing changed after\n\n",
+        );
+        t.push_str("| configuration | window | changes | changes/s | ms to the last change | changes after settling | settled |\n|---|---|---|---|---|---|---|\n");
+        for (_, s) in runs {
+            for (k, f) in s.faults.iter().enumerate() {
+                if let Some(c) = &f.churn {
+                    let to = if k + 1 == s.faults.len() {
+                        "end"
+                    } else {
+                        "next fault"
+                    };
+                    churn_row(&mut t, s, &format!("{} {} → {to}", f.index, f.action), c);
+                }
+            }
+            if let Some(c) = &s.churn {
+                let w = if s.faults.is_empty() {
+                    "full ring → end"
+                } else {
+                    "last fault → end"
+                };
+                churn_row(&mut t, s, w, c);
+            }
+        }
     }
     if runs.iter().any(|(_, s)| !s.failover.is_empty()) {
         t.push_str("\nResource failover, ms from the fault's timestamp to each step on the new holder: median over repetitions (see bench/src/failover.rs)\n\n");
@@ -752,6 +825,42 @@ mod tests {
             .to_string();
         assert!(e.contains("killed before it could write one"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tables_show_churn_and_the_start_percentiles() {
+        use crate::summary::Churn;
+        let mut s = run("", &[1700.0, 1710.0]);
+        let c = |changes: u64, settled: bool| Churn {
+            window_ms: 4000.0,
+            changes,
+            installs: 5 * changes,
+            changes_per_s: changes as f64 / 4.0,
+            last_change_ms: Some(100.0 * changes as f64),
+            settle_ms: 2700.0,
+            changes_after_settle: changes.saturating_sub(1),
+            settled,
+        };
+        for (r, (n, ok)) in s.reps.iter_mut().zip([(1, true), (3, false)]) {
+            r.faults[0].churn = Some(c(n, ok));
+            r.churn = Some(c(n, ok));
+        }
+        let s = summarise(
+            &s.experiment.clone(),
+            "".into(),
+            "test".into(),
+            serde_json::Value::Null,
+            "now".into(),
+            s.reps,
+        );
+        assert_eq!(s.formation_ms.p99, Some(5.0));
+        let t = tables(&[("a".into(), s)]);
+        assert!(t.contains("| iso | 2 | 5.0 | 5.0 | 5.0 | 5.0 |"), "{t}");
+        assert!(
+            t.contains("| iso | 0 isolate → end | 3 / 3 / 3 | 0.75 / 0.75 / 0.75 | 300 / 300 / 300 | 2 / 2 / 2 | 1/2 |"),
+            "{t}"
+        );
+        assert!(t.contains("| iso | last fault → end | 3 / 3 / 3 |"), "{t}");
     }
 
     #[test]

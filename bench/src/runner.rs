@@ -845,6 +845,7 @@ fn run_rep(
         starts,
         bound_ns: ringlab_sim::liveness_bound(&exp.totem),
         end_ns,
+        settle_ns: crate::analysis::settle_ns(&exp.totem),
     };
     let mut s = analyse(rep, &records, &facts);
     let found: Vec<String> = ringlab_sim::check(&records, None)

@@ -90,6 +90,42 @@ pub struct FaultRecovery {
     pub during: PhaseStats,
     /// From then until the next fault or the end.
     pub after: PhaseStats,
+    /// Configuration changes from the fault to the next fault or the end (absent in
+    /// summaries written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<Churn>,
+}
+
+/// Configuration changes over one window: from a fault's timestamp to the next fault's (or
+/// to the end of the measured part), or, in a repetition without faults, from the first
+/// full ring to the end.
+///
+/// A *change* is a regular configuration (a ring id) whose first install anywhere falls in
+/// the window: one membership change counts once however many nodes install it, so the
+/// figures compare across cluster sizes, and a node that churns on its own still counts
+/// each ring it forms. `installs` counts every node's installs beside it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Churn {
+    /// Length of the window, ms.
+    pub window_ms: f64,
+    /// Distinct regular configurations first installed in the window.
+    pub changes: u64,
+    /// Regular installs in the window, each node's counted.
+    pub installs: u64,
+    /// `changes` per second of the window.
+    pub changes_per_s: f64,
+    /// ms from the window's start to its last regular install at any node (none: nothing
+    /// changed).
+    pub last_change_ms: Option<f64>,
+    /// The settle window, ms from the window's start: token + consensus + 500 ms (the
+    /// target of issue 16: settled within it, then no change until the next fault).
+    pub settle_ms: f64,
+    /// Distinct regular configurations first installed after the settle window.
+    pub changes_after_settle: u64,
+    /// Settled, then quiet: every running node installed a regular configuration within the
+    /// settle window (or no node changed at all), and no configuration was first installed
+    /// after it until the window's end.
+    pub settled: bool,
 }
 
 /// What one repetition measured.
@@ -142,6 +178,11 @@ pub struct RepSummary {
     /// Each node's CPU time and memory over the measured part (see [`crate::peer`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<crate::peer::NodeUsage>,
+    /// Configuration changes after the last fault record (a heal counts) to the end of the
+    /// measured part; without faults, from the first full ring (absent in summaries written
+    /// before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<Churn>,
 }
 
 /// One repetition's full store copy to the node restarted with an empty store (see
@@ -273,6 +314,10 @@ pub struct Spread {
     pub median: Option<f64>,
     /// 90th percentile.
     pub p90: Option<f64>,
+    /// 99th percentile (nearest rank, as the median and p90; absent in summaries written
+    /// before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
     /// Largest.
     pub max: Option<f64>,
     /// Smallest.
@@ -285,11 +330,13 @@ impl Spread {
     pub fn of(v: Vec<f64>) -> Self {
         let n = v.len();
         let min = v.iter().copied().filter(|x| !x.is_nan()).reduce(f64::min);
+        let p99 = quantile(v.clone(), 0.99);
         match median_p90_max(v) {
             Some((m, p, x)) => Self {
                 n,
                 median: Some(m),
                 p90: Some(p),
+                p99,
                 max: Some(x),
                 min,
             },
@@ -315,6 +362,47 @@ pub struct FaultAggregate {
     pub first_delivery_ms: Spread,
     /// Repetitions whose membership phase missed the bound (or never settled).
     pub out_of_bound: usize,
+    /// Configuration changes from the fault to the next (absent in summaries written before
+    /// this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnAggregate>,
+}
+
+/// [`Churn`] over the repetitions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChurnAggregate {
+    /// Repetitions with a window.
+    pub reps: usize,
+    /// Distinct configurations first installed in the window.
+    pub changes: Spread,
+    /// Changes per second of the window.
+    pub changes_per_s: Spread,
+    /// ms to the last change (repetitions with a change).
+    pub last_change_ms: Spread,
+    /// Changes after the settle window.
+    pub changes_after_settle: Spread,
+    /// Repetitions settled, then quiet ([`Churn::settled`]).
+    pub settled: usize,
+}
+
+impl ChurnAggregate {
+    /// Aggregates the windows given (none when there is none).
+    pub fn of<'a>(c: impl IntoIterator<Item = &'a Churn>) -> Option<Self> {
+        let c: Vec<&Churn> = c.into_iter().collect();
+        if c.is_empty() {
+            return None;
+        }
+        Some(Self {
+            reps: c.len(),
+            changes: Spread::of(c.iter().map(|x| x.changes as f64).collect()),
+            changes_per_s: Spread::of(c.iter().map(|x| x.changes_per_s).collect()),
+            last_change_ms: Spread::of(c.iter().filter_map(|x| x.last_change_ms).collect()),
+            changes_after_settle: Spread::of(
+                c.iter().map(|x| x.changes_after_settle as f64).collect(),
+            ),
+            settled: c.iter().filter(|x| x.settled).count(),
+        })
+    }
 }
 
 /// One group's failover over one fault of the schedule, over all repetitions (ms from the
@@ -409,6 +497,10 @@ pub struct Summary {
     /// [`crate::throughput`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<crate::throughput::ThroughputAggregate>,
+    /// Configuration changes after each repetition's last fault over the repetitions
+    /// (absent in summaries written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnAggregate>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -555,6 +647,21 @@ struct CsvRow {
     after_max_ms: f64,
     formation_ms: Option<f64>,
     violations: usize,
+    config_changes: Option<u64>,
+    changes_per_s: Option<f64>,
+    last_change_ms: Option<f64>,
+    changes_after_settle: Option<u64>,
+    settled_then_quiet: Option<bool>,
+}
+
+/// Returns the `q` quantile of a list by nearest rank (the value at `round((n - 1) × q)` in
+/// sorted order), as [`median_p90_max`] takes its median and p90 (None when empty).
+pub fn quantile(mut v: Vec<f64>, q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[((v.len() - 1) as f64 * q).round() as usize])
 }
 
 /// Returns the median, 90th percentile and maximum of a list (None when empty).
@@ -615,6 +722,13 @@ pub fn summarise(
                 .filter_map(|r| nth(r, i))
                 .filter(|x| !x.within_bound)
                 .count(),
+            churn: ChurnAggregate::of(
+                reps.iter()
+                    .filter_map(|r| nth(r, i))
+                    .filter_map(|x| x.churn)
+                    .collect::<Vec<_>>()
+                    .iter(),
+            ),
         });
     }
     // Percentiles do not merge; across repetitions, report the median of each and the max.
@@ -686,12 +800,14 @@ pub fn summarise(
         peer_findings: reps.iter().map(|r| r.peer_findings.len()).sum(),
         usage: UsageAggregate::of(&reps),
         throughput: crate::throughput::ThroughputAggregate::of(exp.raw_transport().as_str(), &reps),
+        churn: ChurnAggregate::of(reps.iter().filter_map(|r| r.churn.as_ref())),
         reps,
         failover,
     }
 }
 
-/// Writes runs.csv: one row per repetition and fault.
+/// Writes runs.csv: one row per repetition and fault (the churn columns: the fault's window,
+/// [`Churn`]).
 pub fn write_csv(path: &Path, s: &Summary) -> Result<()> {
     let mut w = csv::Writer::from_path(path)?;
     for r in &s.reps {
@@ -723,6 +839,11 @@ pub fn write_csv(path: &Path, s: &Summary) -> Result<()> {
                 after_max_ms: f.after.latency_ms.max,
                 formation_ms: r.formation_ms,
                 violations: r.violations.len(),
+                config_changes: f.churn.as_ref().map(|c| c.changes),
+                changes_per_s: f.churn.as_ref().map(|c| c.changes_per_s),
+                last_change_ms: f.churn.as_ref().and_then(|c| c.last_change_ms),
+                changes_after_settle: f.churn.as_ref().map(|c| c.changes_after_settle),
+                settled_then_quiet: f.churn.as_ref().map(|c| c.settled),
             })?;
         }
     }
@@ -910,6 +1031,66 @@ mod tests {
     }
 
     #[test]
+    fn spread_has_a_nearest_rank_p99() {
+        let s = Spread::of((1..=100).map(f64::from).collect());
+        assert_eq!(
+            (s.median, s.p90, s.p99, s.max),
+            (Some(51.0), Some(90.0), Some(99.0), Some(100.0))
+        );
+        assert_eq!(Spread::of(vec![7.0]).p99, Some(7.0));
+        assert_eq!(Spread::of(vec![]).p99, None);
+    }
+
+    #[test]
+    fn churn_aggregates_over_the_repetitions_with_a_window() {
+        let c = |changes: u64, last: Option<f64>, settled: bool| Churn {
+            window_ms: 2000.0,
+            changes,
+            changes_per_s: changes as f64 / 2.0,
+            last_change_ms: last,
+            changes_after_settle: changes.saturating_sub(1),
+            settled,
+            ..Default::default()
+        };
+        let exp: Experiment = toml::from_str(
+            "name = 'x'\nnodes = 3\nduration_ms = 5000\n\
+             [[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [3]\n",
+        )
+        .unwrap();
+        let with = |n: u32, ch: Option<Churn>| RepSummary {
+            faults: vec![FaultRecovery {
+                churn: ch.clone(),
+                ..recovery(0, "isolate", Some(400.0))
+            }],
+            churn: ch,
+            ..rep(n, vec![], 1.0, 1.0)
+        };
+        let reps = vec![
+            with(1, Some(c(1, Some(300.0), true))),
+            with(2, Some(c(0, None, true))),
+            with(3, Some(c(4, Some(3900.0), false))),
+            with(4, None),
+        ];
+        let s = summarise(
+            &exp,
+            "".into(),
+            "".into(),
+            serde_json::Value::Null,
+            "".into(),
+            reps,
+        );
+        let a = s.churn.as_ref().unwrap();
+        assert_eq!((a.reps, a.settled), (3, 2));
+        assert_eq!((a.changes.median, a.changes.max), (Some(1.0), Some(4.0)));
+        assert_eq!(a.changes_per_s.max, Some(2.0));
+        // Only the repetitions with a change have a time to it.
+        assert_eq!(a.last_change_ms.n, 2);
+        assert_eq!(a.changes_after_settle.max, Some(3.0));
+        assert_eq!(s.faults[0].churn.as_ref(), Some(a));
+        assert_eq!(ChurnAggregate::of(std::iter::empty()), None);
+    }
+
+    #[test]
     fn summarise_aggregates_each_scheduled_fault_past_the_startup_loss() {
         let exp: Experiment = toml::from_str(
             "name = 'x'\nnodes = 3\nduration_ms = 5000\nloss_pct = 5\n\
@@ -991,7 +1172,19 @@ mod tests {
             rep(
                 1,
                 vec![
-                    recovery(0, "isolate", Some(400.0)),
+                    FaultRecovery {
+                        churn: Some(Churn {
+                            window_ms: 4000.0,
+                            changes: 2,
+                            installs: 9,
+                            changes_per_s: 0.5,
+                            last_change_ms: Some(3200.0),
+                            settle_ms: 2700.0,
+                            changes_after_settle: 1,
+                            settled: false,
+                        }),
+                        ..recovery(0, "isolate", Some(400.0))
+                    },
                     recovery(1, "heal", None),
                 ],
                 1.0,
@@ -1017,14 +1210,16 @@ mod tests {
             "label,rep,fault,action,targets,detection_ms,membership_ms,sync_ms,first_delivery_ms,\
              settled,within_bound,before_msgs_per_s,during_msgs_per_s,after_msgs_per_s,\
              before_p50_ms,before_p99_ms,during_p99_ms,after_p99_ms,after_max_ms,formation_ms,\
-             violations"
+             violations,config_changes,changes_per_s,last_change_ms,changes_after_settle,\
+             settled_then_quiet"
         );
         assert_eq!(
             &lines[1..],
             [
-                "l,1,0,isolate,3,200.0,400.0,,,\"1,2|3\",true,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,10.0,0",
-                "l,1,1,heal,3,,,,,\"1,2|3\",false,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,10.0,0",
-                "l,2,0,isolate,3,250.0,500.0,,,\"1,2|3\",true,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,20.0,1",
+                "l,1,0,isolate,3,200.0,400.0,,,\"1,2|3\",true,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,10.0,0,\
+                 2,0.5,3200.0,1,false",
+                "l,1,1,heal,3,,,,,\"1,2|3\",false,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,10.0,0,,,,,",
+                "l,2,0,isolate,3,250.0,500.0,,,\"1,2|3\",true,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,20.0,1,,,,,",
             ]
         );
     }

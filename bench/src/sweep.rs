@@ -148,6 +148,27 @@ mod tests {
     }
 
     #[test]
+    fn the_consensus_sweep_runs_every_consensus_at_0_5_and_10_percent_loss() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let base = Experiment::load(&dir.join("consensus-sweep.toml")).unwrap();
+        let c = configurations(
+            &base,
+            &params(&["consensus=1200,600,300,150,100", "loss_pct=0,5,10"]),
+        )
+        .unwrap();
+        assert_eq!(c.len(), 15);
+        assert_eq!(c[1].label, "consensus=1200,loss_pct=5");
+        assert!(c.iter().all(|c| c.experiment.reps == 10));
+        assert_eq!(
+            c.iter()
+                .map(|c| c.experiment.loss_pct)
+                .take(3)
+                .collect::<Vec<_>>(),
+            [0, 5, 10]
+        );
+    }
+
+    #[test]
     fn a_store_sweep_sets_the_services_keys_and_the_store_size() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
         let base = Experiment::load(&dir.join("store-restart-empty.toml")).unwrap();
