@@ -647,20 +647,8 @@ mod tests {
                 if p.is_dir() {
                     dirs.push(p);
                 } else if p.extension().is_some_and(|x| x == "toml") {
-                    let e = match Experiment::load(&p) {
-                        Ok(e) => e,
-                        // Needs the bursty loss model's `loss_burst` (issue 16, another
-                        // branch): until that is in, exactly this refusal of exactly this
-                        // file passes (experiments/loss/README.md).
-                        Err(e)
-                            if p.ends_with("loss/burst-10.toml")
-                                && format!("{e:#}").contains("unknown field `loss_burst`") =>
-                        {
-                            n += 1;
-                            continue;
-                        }
-                        Err(e) => panic!("{}: {e:#}", p.display()),
-                    };
+                    let e = Experiment::load(&p)
+                        .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                     // Each side-by-side file runs on both implementations.
                     if p.parent().is_some_and(|d| d.ends_with("vs-corosync")) {
                         for i in ["ringlab", "corosync"] {
