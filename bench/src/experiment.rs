@@ -647,8 +647,8 @@ mod tests {
                 if p.is_dir() {
                     dirs.push(p);
                 } else if p.extension().is_some_and(|x| x == "toml") {
-                    let e = Experiment::load(&p)
-                        .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                    let e =
+                        Experiment::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                     // Each side-by-side file runs on both implementations.
                     if p.parent().is_some_and(|d| d.ends_with("vs-corosync")) {
                         for i in ["ringlab", "corosync"] {

@@ -93,15 +93,16 @@ impl Ring {
         let State::Gather(g) = &mut self.state else {
             return;
         };
-        if self.cfg.reachability && now >= g.since.saturating_add(self.t.consensus) {
+        // (Within a join interval of a consensus period: a restart a hair early must not
+        // re-arm the consensus timer for another whole period.)
+        if self.cfg.reachability && now + self.t.join >= g.since.saturating_add(self.t.consensus) {
             // A gathering that has lasted a consensus period gives up at once on a
             // processor it has not heard for that long while others' joins name it live:
             // restarting the round (as every change of the sets does) must not postpone
             // that, or a node cut off from one processor never reaches its own consensus.
             let live: Vec<NodeId> = g.round.members();
-            let deaf = self
-                .reach
-                .deaf_among(self.id, &live, now - self.t.consensus);
+            let since = g.since.max(now.saturating_sub(self.t.consensus));
+            let deaf = self.reach.deaf_among(self.id, &live, since);
             g.round.fail_set.extend(deaf);
         }
         g.consensus.clear();
