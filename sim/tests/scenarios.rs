@@ -715,3 +715,42 @@ fn without_the_reachability_rules_a_one_way_cut_churns() {
         "no churn without the knob: {configs:?}"
     );
 }
+
+/// Starts nodes 2-5, then node 1 once all four are past GATHER forming their ring; returns
+/// the virtual time from node 1's start to one ring of all five.
+fn late_start_to_full_ring(pending_joins: bool, seed: u64) -> u64 {
+    let cfg = Config {
+        pending_joins,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(5, seed, cfg, NetConfig::default());
+    for id in 2..=5 {
+        sim.start(id);
+    }
+    assert!(sim.run_until_cond(2_000 * MS, |s| (2..=5).all(|id| s
+        .ring(id)
+        .is_some_and(|r| matches!(r.state(), MembState::Commit | MembState::Recovery)))));
+    let t = sim.now();
+    sim.start(1);
+    let ids = sim.ids();
+    assert!(sim.run_until_cond(t + 2_000 * MS, |s| one_ring(s, &ids)));
+    let took = sim.now() - t;
+    assert_clean(&mut sim, &ids);
+    took
+}
+
+#[test]
+fn a_join_heard_while_forming_a_ring_is_merged_right_after_the_install() {
+    // The start -> full ring tail: node 1's join reaches the others while they commit a ring
+    // without it. corosync (pending_joins off) drops it, and node 1 waits for its next join
+    // interval (50 ms); ringlab merges with it as soon as the ring is installed.
+    for seed in 30..40 {
+        let on = late_start_to_full_ring(true, seed);
+        let off = late_start_to_full_ring(false, seed);
+        assert!(
+            on < off,
+            "seed {seed}: {on} ns with pending joins, {off} without"
+        );
+        assert!(on < 30 * MS, "seed {seed}: {on} ns");
+    }
+}

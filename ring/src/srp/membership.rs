@@ -261,8 +261,8 @@ impl Ring {
     }
 
     /// Returns whether a join heard in COMMIT or RECOVERY (and not breaking it) comes from a
-    /// processor outside the proposed ring that wants in: not a member, not older than this
-    /// node's ring, naming this node as live, and not known to be unmergeable.
+    /// processor outside the proposed ring that wants in: not a member, not given up on by
+    /// the round, not older than this node's ring, and not giving up on this node.
     fn pending_joiner(&self, sender: NodeId, j: &Join) -> bool {
         let (members, round) = match &self.state {
             State::Commit(c) => (&c.members, &c.round),
@@ -274,7 +274,6 @@ impl Ring {
             && !round.fail_set.contains(&sender)
             && !self.cur.members.contains(&sender)
             && j.ring_seq >= self.cur.ring_id.seq
-            && j.proc_set.contains(&self.id)
             && !j.fail_set.contains(&self.id)
     }
 

@@ -78,6 +78,12 @@
 //!   partition then merges within about `merge` plus one membership round, whatever the
 //!   hold timer; the cost is one small datagram per ring every 40 ms.
 //! - `token_coefficient` is not applied; `token` is the effective timeout.
+//! - Asymmetric and partial connectivity (`reach.rs`, knob `reachability`): deafness is
+//!   announced in joins, one of every deaf pair is left out, a merge such a pair would break
+//!   is not started, and a node in COMMIT falls back at once on a member's join that gave up on
+//!   a proposed member. Totem and corosync re-form for as long as such a cut lasts.
+//! - Joins from outsiders heard in COMMIT or RECOVERY are merged with right after the install
+//!   (knob `pending_joins`); corosync drops them and the joiner waits a join interval.
 
 mod membership;
 mod merge;
