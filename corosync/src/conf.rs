@@ -170,6 +170,23 @@ pub fn render(cfg: &NodeConfig) -> Rendered {
         "ringlab's own bound of the send queue; corosync's queues are bounded by its IPC \
          (cpg_mcast_joined answers CS_ERR_TRY_AGAIN when full)",
     );
+    un(
+        "totem.reachability",
+        t.reachability.to_string(),
+        "ringlab's handling of asymmetric and partial connectivity; corosync has none (it \
+         re-forms for as long as such a cut lasts)",
+    );
+    un(
+        "totem.pending_joins",
+        t.pending_joins.to_string(),
+        "ringlab merges with joins heard while forming a ring; corosync drops them",
+    );
+    un(
+        "totem.adaptive_token_retransmit",
+        t.adaptive_token_retransmit.to_string(),
+        "ringlab paces token retransmission by the measured rotation; corosync re-sends \
+         every token_retransmit",
+    );
     if cfg.transport == Transport::Multicast {
         un(
             "transport",
@@ -343,7 +360,13 @@ addr = "10.77.0.3"
         let knobs: Vec<&str> = r.unmapped.iter().map(|u| u.knob.as_str()).collect();
         assert_eq!(
             knobs,
-            ["totem.accelerated_window", "totem.send_queue_bytes"]
+            [
+                "totem.accelerated_window",
+                "totem.send_queue_bytes",
+                "totem.reachability",
+                "totem.pending_joins",
+                "totem.adaptive_token_retransmit"
+            ]
         );
         assert_eq!(r.unmapped[0].value, "9");
         assert_eq!(r.unmapped[1].value, "8388608");

@@ -62,6 +62,9 @@ fn knobs(u: &mut Unstructured<'_>) -> Result<NodeConfig> {
     t.accelerated_window = num(u)?;
     t.netmtu = num(u)?;
     t.send_queue_bytes = if u.arbitrary()? { num(u)? } else { 4 << 20 };
+    t.reachability = u.arbitrary()?;
+    t.pending_joins = u.arbitrary()?;
+    t.adaptive_token_retransmit = u.arbitrary()?;
     Ok(c)
 }
 

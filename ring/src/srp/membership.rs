@@ -65,6 +65,8 @@ impl Ring {
         self.timers.cancel(Timer::TokenLoss);
         self.timers.cancel(Timer::TokenRetransmit);
         self.last_token_sent = None;
+        // The next ring's rotation is measured afresh.
+        self.rotation = Default::default();
         // Whoever was waiting to be merged with is in this round or will ask again.
         let _ = self.reach.take_pending();
         if let Some(round) = round {
@@ -102,7 +104,7 @@ impl Ring {
             // that, or a node cut off from one processor never reaches its own consensus.
             let live: Vec<NodeId> = g.round.members();
             let since = g.since.max(now.saturating_sub(self.t.consensus));
-            let deaf = self.reach.deaf_among(self.id, &live, since);
+            let deaf = self.reach.deaf_among(self.id, &live, since, self.t.join);
             g.round.fail_set.extend(deaf);
         }
         g.consensus.clear();
@@ -160,8 +162,11 @@ impl Ring {
         tracing::trace!(node = self.id, ?missing, "consensus timeout");
         g.round.fail_set.extend(missing.iter().copied());
         if self.cfg.reachability {
-            self.reach
-                .consensus_timeout(&missing, now.saturating_sub(self.t.consensus));
+            self.reach.consensus_timeout(
+                &missing,
+                now.saturating_sub(self.t.consensus),
+                self.t.join,
+            );
             self.give_up_on_deaf_pairs();
         }
         self.restart_gather_round(now);
@@ -190,11 +195,6 @@ impl Ring {
             State::Operational(_) => {
                 let member = self.cur.members.contains(&sender);
                 if j.ring_seq < self.cur.ring_id.seq && member {
-                    return Err(DropReason::Stale);
-                }
-                if !member && self.cfg.reachability && j.fail_set.contains(&self.id) {
-                    // A stranger's round that has given up on this node: joining it would
-                    // only end in this node's ring again. Its ring's merge-detect will come.
                     return Err(DropReason::Stale);
                 }
                 if !member {

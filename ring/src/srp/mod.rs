@@ -14,7 +14,8 @@
 //! - `ordering.rs`: the frames of one ring, the aru, and delivery in total order;
 //! - `recovery.rs`: RECOVERY and the install step (extended virtual synchrony);
 //! - `merge.rs`: merge detection between rings; `reach.rs`: who hears whom (asymmetric and
-//!   partial connectivity);
+//!   partial connectivity); `rotation.rs`: the token's measured rotation time, which paces
+//!   token retransmission;
 //! - `timer.rs`: the timers and their table; `outcome.rs`: what became of a datagram;
 //!   `stats.rs`: the counters.
 //!
@@ -84,6 +85,8 @@
 //!   a proposed member. Totem and corosync re-form for as long as such a cut lasts.
 //! - Joins from outsiders heard in COMMIT or RECOVERY are merged with right after the install
 //!   (knob `pending_joins`); corosync drops them and the joiner waits a join interval.
+//! - A passed token is re-sent after a few measured rotations (`rotation.rs`, knob
+//!   `adaptive_token_retransmit`), not after corosync's fixed `token_retransmit`.
 
 mod membership;
 mod merge;
@@ -91,6 +94,7 @@ mod ordering;
 mod outcome;
 mod reach;
 mod recovery;
+mod rotation;
 mod state;
 mod stats;
 #[cfg(test)]
@@ -218,6 +222,8 @@ pub struct Ring {
     stats: Stats,
     /// Who hears whom (`reach.rs`).
     reach: reach::Reach,
+    /// The token's measured rotation (`rotation.rs`).
+    rotation: rotation::Rotation,
 }
 
 impl Ring {
@@ -257,6 +263,7 @@ impl Ring {
             out: Outbox::default(),
             stats: Stats::default(),
             reach: reach::Reach::default(),
+            rotation: rotation::Rotation::default(),
             cfg,
         };
         r.state_event(MembState::Start, MembState::Gather, Reason::Startup);
@@ -512,6 +519,17 @@ impl Ring {
         }
     }
 
+    /// How long after passing the token to re-send it: `token_retransmit`, or with
+    /// `adaptive_token_retransmit` a few measured rotations (at least
+    /// [`rotation::RETRANSMIT_MIN_NS`], at most `token_retransmit`).
+    fn token_retransmit_after(&self) -> u64 {
+        if self.cfg.adaptive_token_retransmit {
+            self.rotation.retransmit_after(self.t.token_retransmit)
+        } else {
+            self.t.token_retransmit
+        }
+    }
+
     /// Returns whether a packet of `ring_id` from `sender` belongs to a ring this node has
     /// left behind: an older ring of a current member, or an abandoned one.
     fn is_stale(&self, sender: NodeId, ring_id: RingId) -> bool {
@@ -534,8 +552,8 @@ impl Ring {
                 if let Some(token) = self.last_token_sent.clone() {
                     self.stats.token_retransmits += 1;
                     self.out.unicast(token.dest, token.bytes);
-                    self.timers
-                        .arm(Timer::TokenRetransmit, now + self.t.token_retransmit);
+                    let after = self.token_retransmit_after();
+                    self.timers.arm(Timer::TokenRetransmit, now + after);
                 }
             }
             Timer::Hold => self.release_held(now),

@@ -48,9 +48,10 @@ struct Announced {
 pub(super) struct Reach {
     /// When each processor was last heard (a datagram that decoded, from it).
     heard: BTreeMap<NodeId, u64>,
-    /// When another processor's join last named each processor as live (proposed and not
-    /// given up on): evidence that it is talking, so that not hearing it means something.
-    vouched: BTreeMap<NodeId, u64>,
+    /// When another processor's join first and last named each processor as live (proposed
+    /// and not given up on) since this node last heard it: evidence that it is talking, so
+    /// that not hearing it means something.
+    vouched: BTreeMap<NodeId, (u64, u64)>,
     /// Processors this node is deaf to: given up on at a consensus timeout without a word
     /// from them for the whole consensus period, and not heard since.
     deaf: BTreeSet<NodeId>,
@@ -73,6 +74,7 @@ impl Reach {
     /// Notes a datagram from `from` at `now` (the datagram now being taken).
     pub(super) fn hear(&mut self, from: NodeId, now: u64) {
         self.heard.insert(from, now);
+        self.vouched.remove(&from);
         self.regained = self.deaf.remove(&from).then_some(from);
         if self.regained.is_some() {
             self.changes = self.changes.wrapping_add(1);
@@ -98,36 +100,46 @@ impl Reach {
     /// Notes a join from `from` at `now` naming `live` as live.
     pub(super) fn vouch(&mut self, from: NodeId, live: impl Iterator<Item = NodeId>, now: u64) {
         for p in live.filter(|&p| p != from) {
-            self.vouched.insert(p, now);
+            self.vouched
+                .entry(p)
+                .and_modify(|v| v.1 = now)
+                .or_insert((now, now));
         }
     }
 
     /// At a consensus timeout: of `missing` (given up on now), those not heard since
-    /// `since` while another's join named them live since then are processors this node is
-    /// deaf to. A processor nobody vouched for may just be silent (busy in a ring of its
-    /// own, crashed before the round): not hearing it says nothing about the link.
-    pub(super) fn consensus_timeout(&mut self, missing: &[NodeId], since: u64) {
+    /// `since` while others' joins named them live from `since` (give or take `slack`) until
+    /// now are processors this node is deaf to. A processor nobody vouched for may just be
+    /// silent (busy in a ring of its own, crashed before the round); one first vouched for
+    /// later may be on the far side of a partition that has just healed: not hearing it
+    /// says nothing about the link yet.
+    pub(super) fn consensus_timeout(&mut self, missing: &[NodeId], since: u64, slack: u64) {
         for &p in missing {
             let silent = self.heard.get(&p).is_none_or(|&t| t < since);
-            let talking = self.vouched.get(&p).is_some_and(|&t| t >= since);
+            let talking = self.vouched.get(&p).is_some_and(|&(first, last)| {
+                first <= since.saturating_add(slack) && last >= since
+            });
             if silent && talking && self.deaf.insert(p) {
                 self.changes = self.changes.wrapping_add(1);
             }
         }
     }
 
-    /// Returns those of `live` (this node aside) silent since `since` while others named
-    /// them live since then, and marks this node deaf to them.
-    pub(super) fn deaf_among(&mut self, me: NodeId, live: &[NodeId], since: u64) -> Vec<NodeId> {
-        let found: Vec<NodeId> = live
-            .iter()
-            .copied()
-            .filter(|&p| p != me)
-            .filter(|p| self.heard.get(p).is_none_or(|&t| t < since))
-            .filter(|p| self.vouched.get(p).is_some_and(|&t| t >= since))
-            .collect();
-        self.consensus_timeout(&found, since);
-        found
+    /// Marks this node deaf to those of `live` (this node aside) that the rule of
+    /// [`Reach::consensus_timeout`] finds, and returns every one of `live` it is deaf to.
+    pub(super) fn deaf_among(
+        &mut self,
+        me: NodeId,
+        live: &[NodeId],
+        since: u64,
+        slack: u64,
+    ) -> Vec<NodeId> {
+        let candidates: Vec<NodeId> = live.iter().copied().filter(|&p| p != me).collect();
+        self.consensus_timeout(&candidates, since, slack);
+        candidates
+            .into_iter()
+            .filter(|p| self.deaf.contains(p))
+            .collect()
     }
 
     /// Returns this node's deaf set, as its joins announce it.
@@ -264,10 +276,14 @@ mod tests {
         let mut r = Reach::default();
         r.hear(2, 100);
         r.hear(3, 900);
-        // Node 5's join says 2, 3 and 4 are live; 6 nobody vouched for.
-        r.vouch(5, [2, 3, 4, 5].into_iter(), 800);
-        // 2 silent since 100, 3 heard at 900, 4 never: deaf to 2 and 4, not to the silent 6.
-        r.consensus_timeout(&[2, 3, 4, 6], 500);
+        // Node 5's joins say 2, 3 and 4 are live from 450 to 800, 7 only from 700; 6 nobody
+        // vouched for.
+        r.vouch(5, [2, 3, 4, 5].into_iter(), 450);
+        r.vouch(5, [2, 3, 4, 5, 7].into_iter(), 700);
+        r.vouch(5, [2, 3, 4, 5, 7].into_iter(), 800);
+        // 2 silent since 100, 3 heard at 900, 4 never: deaf to 2 and 4, not to the silent 6,
+        // nor to 7, named live only lately (a healed partition's far side).
+        r.consensus_timeout(&[2, 3, 4, 6, 7], 500, 50);
         assert_eq!(r.unheard(), vec![2, 4]);
         r.hear(2, 1_000);
         assert!(r.regained(2));
@@ -285,7 +301,7 @@ mod tests {
         // Node 2 itself (deaf to node 1) gives up on node 1 instead.
         let mut r2 = Reach::default();
         r2.vouch(3, [1, 2, 3, 4].into_iter(), 5);
-        r2.consensus_timeout(&[1], 1);
+        r2.consensus_timeout(&[1], 1, 10);
         assert_eq!(r2.losers(2, &live, 0), [1].into());
         r.announce(2, E + 1, &[], 10);
         assert!(r.losers(3, &live, 0).is_empty());

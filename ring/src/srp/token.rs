@@ -91,6 +91,8 @@ struct Visit<'a> {
     timers: &'a mut TimerTable,
     last_token_sent: &'a mut Option<PassedToken>,
     stats: &'a mut Stats,
+    /// How long after passing the token to re-send it if it has not come back.
+    retransmit_after: u64,
 }
 
 impl Ring {
@@ -139,6 +141,12 @@ impl Ring {
         self.timers.cancel(Timer::TokenRetransmit);
         self.last_token_sent = None;
         self.timers.arm(Timer::TokenLoss, now + self.t.token);
+        self.rotation.visit(now);
+        let retransmit_after = if self.cfg.adaptive_token_retransmit {
+            self.rotation.retransmit_after(self.t.token_retransmit)
+        } else {
+            self.t.token_retransmit
+        };
         let outcome = Visit {
             me: self.id,
             now,
@@ -152,6 +160,7 @@ impl Ring {
             timers: &mut self.timers,
             last_token_sent: &mut self.last_token_sent,
             stats: &mut self.stats,
+            retransmit_after,
         }
         .run();
         match outcome {
@@ -440,7 +449,7 @@ impl Visit<'_> {
                 self.out,
                 self.timers,
                 self.last_token_sent,
-                self.now + self.t.token_retransmit,
+                self.now + self.retransmit_after,
                 token,
             ),
         }
