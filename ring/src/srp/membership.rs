@@ -206,7 +206,7 @@ impl Ring {
                         .filter(|p| !j.fail_set.contains(p))
                         .copied()
                         .collect();
-                    if self.merge_blocked(sender, &theirs, &j.unheard) {
+                    if self.merge_blocked(now, sender, &theirs, &j.unheard) {
                         return Err(DropReason::Unmergeable);
                     }
                 }

@@ -14,6 +14,10 @@ use crate::event::Reason;
 use crate::wire::{MergeDetect, Message, NodeId, Packet, RingId};
 use bytes::Bytes;
 
+/// How many consensus periods another processor's announcement of its deafness blocks
+/// merges for, unless a new round renews it (`reach.rs`).
+const REACH_MEMORY_CONSENSUS: u64 = 4;
+
 impl Ring {
     /// The merge timer: the representative announces its ring.
     pub(super) fn on_merge_timer(&mut self, now: u64) {
@@ -96,7 +100,7 @@ impl Ring {
             // here, so that it finds out as soon as the link is back.
             self.probe(now, &md.members);
         }
-        if self.merge_blocked(sender, &md.members, &md.unheard) {
+        if self.merge_blocked(now, sender, &md.members, &md.unheard) {
             return Err(DropReason::Unmergeable);
         }
         self.gather_enter(now, Reason::MergeDetect, Some(sender), None);
@@ -109,15 +113,20 @@ impl Ring {
     /// (the link is back): never blocked.
     pub(super) fn merge_blocked(
         &self,
+        now: u64,
         sender: NodeId,
         members: &[NodeId],
         unheard: &[NodeId],
     ) -> bool {
+        // Others' announcements count for REACH_MEMORY_CONSENSUS consensus periods: one
+        // that is not renewed (no round since) may describe a link healed since, heard by
+        // a node that could not say so; past that, a merge is tried again.
+        let since = now.saturating_sub(REACH_MEMORY_CONSENSUS * self.t.consensus);
         self.cfg.reachability
             && !self.reach.regained(sender)
             && self
                 .reach
-                .merge_blocked(self.id, &self.cur.members, members, unheard)
+                .merge_blocked(self.id, &self.cur.members, members, unheard, since)
     }
 
     /// Sends this ring's merge-detect by unicast to those known not to hear this node (or,

@@ -147,7 +147,7 @@ impl Ring {
         if matches!(self.state, State::Operational(_)) && !self.is_stale(sender, ring_id) {
             // The mcast names its sender and its ring's representative: enough to tell
             // whether the merge would hold (`reach.rs`).
-            if self.merge_blocked(sender, &[sender, ring_id.rep], &[]) {
+            if self.merge_blocked(now, sender, &[sender, ring_id.rep], &[]) {
                 return Err(DropReason::Unmergeable);
             }
             self.gather_enter(

@@ -205,23 +205,25 @@ impl Reach {
 
     /// Returns whether a merge of `ring` (this node's) with `other` (the other side's
     /// members), whose members cannot hear `other_unheard`, would put a pair that cannot
-    /// hear each other into one ring.
+    /// hear each other into one ring, by this node's deafness and by others' announcements
+    /// that arrived at `since` or later.
     pub(super) fn merge_blocked(
         &self,
         me: NodeId,
         ring: &[NodeId],
         other: &[NodeId],
         other_unheard: &[NodeId],
+        since: u64,
     ) -> bool {
         other_unheard.iter().any(|u| ring.contains(u))
             || ring.iter().any(|&m| {
                 other
                     .iter()
-                    .any(|&o| !ring.contains(&o) && self.cannot_hear(me, m, o, 0))
+                    .any(|&o| !ring.contains(&o) && self.cannot_hear(me, m, o, since))
             })
-            || other
-                .iter()
-                .any(|&o| !ring.contains(&o) && ring.iter().any(|&m| self.cannot_hear(me, o, m, 0)))
+            || other.iter().any(|&o| {
+                !ring.contains(&o) && ring.iter().any(|&m| self.cannot_hear(me, o, m, since))
+            })
     }
 
     /// Returns the outsiders one of `ring`'s members cannot hear, as far as this node
@@ -252,7 +254,6 @@ impl Reach {
         {
             return Vec::new();
         }
-        self.last_probe = Some(now);
         let known = self
             .announced
             .iter()
@@ -260,6 +261,10 @@ impl Reach {
             .map(|(&p, _)| p);
         let mut out: BTreeSet<NodeId> = known.chain(fallback.iter().copied()).collect();
         out.remove(&me);
+        // Only a probe sent counts against the interval.
+        if !out.is_empty() {
+            self.last_probe = Some(now);
+        }
         out.into_iter().collect()
     }
 }
@@ -319,10 +324,12 @@ mod tests {
         let mut r = Reach::default();
         // Node 1 said it cannot hear node 2.
         r.announce(1, E, &[2], 10);
-        assert!(r.merge_blocked(3, &[1, 3, 4], &[2], &[]));
-        assert!(!r.merge_blocked(3, &[3, 4], &[2], &[]));
+        assert!(r.merge_blocked(3, &[1, 3, 4], &[2], &[], 0));
+        // An announcement older than the memory no longer blocks.
+        assert!(!r.merge_blocked(3, &[1, 3, 4], &[2], &[], 11));
+        assert!(!r.merge_blocked(3, &[3, 4], &[2], &[], 0));
         // The other side says one of its members cannot hear node 4.
-        assert!(r.merge_blocked(3, &[3, 4], &[5], &[4]));
+        assert!(r.merge_blocked(3, &[3, 4], &[5], &[4], 0));
         assert_eq!(r.ring_unheard(3, &[1, 3, 4]), vec![2]);
     }
 
@@ -332,6 +339,10 @@ mod tests {
         r.announce(5, E, &[1], 10);
         assert_eq!(r.probe_targets(1, 0, 40, &[2]), vec![2, 5]);
         assert!(r.probe_targets(1, 39, 40, &[2]).is_empty());
+        // Nobody to probe does not use up the interval.
+        let mut idle = Reach::default();
+        assert!(idle.probe_targets(1, 0, 40, &[]).is_empty());
+        assert_eq!(idle.probe_targets(1, 1, 40, &[3]), vec![3]);
         assert_eq!(r.probe_targets(1, 40, 40, &[2]), vec![2, 5]);
         r.announce(5, E + 1, &[], 10);
         assert_eq!(r.probe_targets(1, 80, 40, &[1, 2]), vec![2]);
