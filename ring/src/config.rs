@@ -66,16 +66,19 @@ pub struct Config {
     /// processors it could not hear for a whole consensus period, a round gives up on one
     /// processor of every pair that cannot hear each other (the higher id), and a ring does
     /// not start a merge that such a pair would break again. See `srp::reach`.
+    #[serde(skip_serializing_if = "is_on")]
     pub reachability: bool,
     /// A join from a processor outside the ring being formed, heard in COMMIT or RECOVERY,
     /// starts a merge with it as soon as the ring is installed (ringlab's own knob, default
     /// on; off is corosync's: the join is dropped and the joiner waits for its next join
     /// interval, the tail of start → full ring).
+    #[serde(skip_serializing_if = "is_on")]
     pub pending_joins: bool,
     /// Re-send a passed token that has not come back after a few measured rotations (at
     /// least 2 ms, at most `token_retransmit`) instead of after `token_retransmit` (ringlab's
     /// own knob, default on; off is corosync's fixed period). Under loss, a lost token then
     /// costs milliseconds instead of 238 ms; a duplicate token is dropped by its receiver.
+    #[serde(skip_serializing_if = "is_on")]
     pub adaptive_token_retransmit: bool,
 }
 
@@ -103,6 +106,12 @@ impl Default for Config {
             adaptive_token_retransmit: true,
         }
     }
+}
+
+/// ringlab's own on/off knobs are written out only when off, so that results recorded
+/// before a knob existed (which ran without it) read back and write back unchanged.
+fn is_on(b: &bool) -> bool {
+    *b
 }
 
 /// A knob with a value the ring cannot run with.
