@@ -195,58 +195,10 @@ fn fix_udp_checksum(frame: &mut [u8]) {
     }
 }
 
-/// The Gilbert–Elliott loss chain of one directed pair of endpoints: the simple two-state
-/// Gilbert model, as the simulator's (`ringlab_sim::loss`). Good drops nothing, Bad drops
-/// every frame; before each frame the chain may change state:
-///
-/// ```text
-/// P(bad -> good) = 1 / burst
-/// P(good -> bad) = loss / (burst × (1 − loss))     (capped at 1)
-/// ```
-///
-/// so the stationary share of Bad, the mean loss, is `loss`, and a stay in Bad, a burst,
-/// lasts `burst` frames on average. The chain starts in that stationary distribution (its
-/// first frame is lost with probability `loss`), so a short stream loses `loss` on average
-/// too, not less.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GilbertChain {
-    /// Whether the chain is in its Bad (dropping) state.
-    pub bad: bool,
-    /// Whether the chain has drawn its first state (Bad with probability `loss`: it starts
-    /// in its stationary distribution, so a short stream loses `loss` on average too).
-    pub started: bool,
-}
-
-impl GilbertChain {
-    /// Decides whether the next frame is lost, for mean loss `loss` (a probability) and
-    /// mean burst `burst` (frames; ≤ 1: one Bernoulli draw per frame). Draws nothing when
-    /// `loss` is 0.
-    pub fn lost(&mut self, rng: &mut impl Rng, loss: f64, burst: f64) -> bool {
-        if loss <= 0.0 {
-            *self = Self::default();
-            return false;
-        }
-        if burst <= 1.0 {
-            return rng.gen_bool(loss.min(1.0));
-        }
-        if !self.started {
-            self.started = true;
-            self.bad = rng.gen_bool(loss.min(1.0));
-            return self.bad;
-        }
-        let flip = if self.bad {
-            1.0 / burst
-        } else if loss >= 1.0 {
-            1.0
-        } else {
-            (loss / (burst * (1.0 - loss))).min(1.0)
-        };
-        if rng.gen_bool(flip) {
-            self.bad = !self.bad;
-        }
-        self.bad
-    }
-}
+/// The Gilbert–Elliott loss chain of one directed pair of endpoints: the simulator's own
+/// model (`ringlab_sim::loss`, where the formula and its guarantees are), so a real link and
+/// a simulated one lose alike.
+pub use ringlab_sim::loss::Gilbert as GilbertChain;
 
 /// Returns an Ethernet frame's IPv4 source and destination, if it carries IPv4.
 fn ipv4_pair(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -440,41 +392,6 @@ mod tests {
         ip.set_source(src.into());
         ip.set_destination(dst.into());
         f
-    }
-
-    #[test]
-    fn gilbert_elliott_keeps_the_mean_loss_and_the_mean_burst() {
-        for (loss, burst) in [(0.1, 5.0), (0.2, 3.0), (0.05, 10.0)] {
-            let mut rng = ChaCha8Rng::seed_from_u64(11);
-            let mut g = GilbertChain::default();
-            let n = 1_000_000;
-            let (mut lost, mut bursts, mut prev) = (0usize, 0usize, false);
-            for _ in 0..n {
-                let l = g.lost(&mut rng, loss, burst);
-                lost += usize::from(l);
-                bursts += usize::from(l && !prev);
-                prev = l;
-            }
-            let share = lost as f64 / n as f64;
-            let mean = lost as f64 / bursts as f64;
-            assert!(
-                (share - loss).abs() < loss * 0.05,
-                "{loss} {burst}: {share}"
-            );
-            assert!(
-                (mean - burst).abs() < burst * 0.05,
-                "{loss} {burst}: {mean}"
-            );
-        }
-        // No loss: nothing lost, nothing drawn, the chain back to Good.
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let before = rng.clone();
-        let mut g = GilbertChain {
-            bad: true,
-            started: true,
-        };
-        assert!(!g.lost(&mut rng, 0.0, 5.0));
-        assert_eq!((g, rng), (GilbertChain::default(), before));
     }
 
     #[test]

@@ -29,7 +29,6 @@
 //!   loss comes back.
 
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use ringlab_ring::NodeId;
 
 /// What a directed link's stream is seeded with, beside the run's seed and its ends.
@@ -63,7 +62,7 @@ pub struct Gilbert {
 impl Gilbert {
     /// Decides whether the next copy is lost, for mean loss `loss` and mean burst `burst`
     /// (copies; ≤ 1: uniform loss, one Bernoulli draw). Draws nothing when `loss` is 0.
-    pub fn lost(&mut self, rng: &mut ChaCha8Rng, loss: f64, burst: f64) -> bool {
+    pub fn lost(&mut self, rng: &mut impl Rng, loss: f64, burst: f64) -> bool {
         if loss <= 0.0 {
             *self = Self::default();
             return false;
@@ -94,6 +93,7 @@ impl Gilbert {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     /// Draws `n` decisions and returns (lost share, mean length of a run of losses).
     fn measure(loss: f64, burst: f64, n: usize, seed: u64) -> (f64, f64) {
