@@ -197,6 +197,14 @@ impl Ring {
                 if j.ring_seq < self.cur.ring_id.seq && member {
                     return Err(DropReason::Stale);
                 }
+                if !member && self.cfg.reachability && j.fail_set.contains(&self.id) {
+                    // A stranger's round that has given up on this node: joining it would
+                    // only end in this node's ring again; its ring's merge-detect will come.
+                    // (Without this rule a kml scenario, sim/tests/kml.rs
+                    // a_sync_point_undone_by_an_earlier_merge_is_not_used, ends with two
+                    // members on different trees.)
+                    return Err(DropReason::Stale);
+                }
                 if !member {
                     // A stranger's round: joining it must not put two processors that cannot
                     // hear each other into one ring.
