@@ -297,6 +297,16 @@ pub struct MergeDetect {
     pub unheard: Vec<NodeId>,
 }
 
+impl Join {
+    /// The processors the sender proposes: heard of and not given up on.
+    pub fn live(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.proc_set
+            .iter()
+            .copied()
+            .filter(|p| !self.fail_set.contains(p))
+    }
+}
+
 /// A member's record in the commit token, filled in on the first rotation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MembEntry {

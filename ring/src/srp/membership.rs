@@ -182,14 +182,7 @@ impl Ring {
                 // It cannot hear this node: tell it, directly, that this node is here.
                 self.probe(now, &[sender]);
             }
-            self.reach.vouch(
-                sender,
-                j.proc_set
-                    .iter()
-                    .filter(|p| !j.fail_set.contains(p))
-                    .copied(),
-                now,
-            );
+            self.reach.vouch(sender, j.live(), now);
         }
         match &self.state {
             State::Operational(_) => {
@@ -197,23 +190,18 @@ impl Ring {
                 if j.ring_seq < self.cur.ring_id.seq && member {
                     return Err(DropReason::Stale);
                 }
-                if !member && self.cfg.reachability && j.fail_set.contains(&self.id) {
-                    // A stranger's round that has given up on this node: joining it would
-                    // only end in this node's ring again; its ring's merge-detect will come.
-                    // (Without this rule a kml scenario, sim/tests/kml.rs
-                    // a_sync_point_undone_by_an_earlier_merge_is_not_used, ends with two
-                    // members on different trees.)
-                    return Err(DropReason::Stale);
-                }
                 if !member {
+                    if self.cfg.reachability && j.fail_set.contains(&self.id) {
+                        // A stranger's round that has given up on this node: joining it
+                        // would only end in this node's ring again; its ring's merge-detect
+                        // will come. (Without this rule a kml scenario, sim/tests/kml.rs
+                        // a_sync_point_undone_by_an_earlier_merge_is_not_used, ends with two
+                        // members on different trees.)
+                        return Err(DropReason::Stale);
+                    }
                     // A stranger's round: joining it must not put two processors that cannot
                     // hear each other into one ring.
-                    let theirs: Vec<NodeId> = j
-                        .proc_set
-                        .iter()
-                        .filter(|p| !j.fail_set.contains(p))
-                        .copied()
-                        .collect();
+                    let theirs: Vec<NodeId> = j.live().collect();
                     if self.merge_blocked(now, sender, &theirs, &j.unheard) {
                         return Err(DropReason::Unmergeable);
                     }
@@ -355,12 +343,7 @@ impl Ring {
         let State::Gather(g) = &mut self.state else {
             return;
         };
-        let live: BTreeSet<NodeId> = g
-            .round
-            .proc_set
-            .difference(&g.round.fail_set)
-            .copied()
-            .collect();
+        let live: BTreeSet<NodeId> = g.round.members().into_iter().collect();
         let losers = self.reach.losers(self.id, &live, g.since);
         if !losers.is_empty() {
             tracing::trace!(node = self.id, ?losers, "deaf pairs");

@@ -446,9 +446,8 @@ impl Ring {
         }
         // Whoever put this datagram on the wire was heard (an mcast may be re-sent by
         // another member than its sender).
-        self.reach.hear(from.unwrap_or(p.sender), now);
-        if self.cfg.reachability && self.reach.regained(from.unwrap_or(p.sender)) {
-            let back = from.unwrap_or(p.sender);
+        let heard = from.unwrap_or(p.sender);
+        if self.cfg.reachability && self.reach.hear(heard, now) {
             if matches!(self.state, State::Gather(_)) {
                 // Tell the others at once that this node hears it again: a round that
                 // commits now must not carry the old announcement into the new ring.
@@ -456,7 +455,7 @@ impl Ring {
             } else {
                 // Acted on by the merge-detect, join or mcast this datagram carries, if it
                 // is one of those; else at the next merge timer.
-                self.reach.defer(back);
+                self.reach.defer(heard);
             }
         }
         let Packet {
@@ -519,17 +518,6 @@ impl Ring {
         }
     }
 
-    /// How long after passing the token to re-send it: `token_retransmit`, or with
-    /// `adaptive_token_retransmit` a few measured rotations (at least
-    /// [`rotation::RETRANSMIT_MIN_NS`], at most `token_retransmit`).
-    fn token_retransmit_after(&self) -> u64 {
-        if self.cfg.adaptive_token_retransmit {
-            self.rotation.retransmit_after(self.t.token_retransmit)
-        } else {
-            self.t.token_retransmit
-        }
-    }
-
     /// Returns whether a packet of `ring_id` from `sender` belongs to a ring this node has
     /// left behind: an older ring of a current member, or an abandoned one.
     fn is_stale(&self, sender: NodeId, ring_id: RingId) -> bool {
@@ -552,7 +540,10 @@ impl Ring {
                 if let Some(token) = self.last_token_sent.clone() {
                     self.stats.token_retransmits += 1;
                     self.out.unicast(token.dest, token.bytes);
-                    let after = self.token_retransmit_after();
+                    let after = self.rotation.retransmit_after(
+                        self.cfg.adaptive_token_retransmit,
+                        self.t.token_retransmit,
+                    );
                     self.timers.arm(Timer::TokenRetransmit, now + after);
                 }
             }

@@ -71,14 +71,16 @@ pub(super) struct Reach {
 }
 
 impl Reach {
-    /// Notes a datagram from `from` at `now` (the datagram now being taken).
-    pub(super) fn hear(&mut self, from: NodeId, now: u64) {
+    /// Notes a datagram from `from` at `now` (the datagram now being taken); returns
+    /// whether it is the first since this node became deaf to `from`.
+    pub(super) fn hear(&mut self, from: NodeId, now: u64) -> bool {
         self.heard.insert(from, now);
         self.vouched.remove(&from);
         self.regained = self.deaf.remove(&from).then_some(from);
         if self.regained.is_some() {
             self.changes = self.changes.wrapping_add(1);
         }
+        self.regained.is_some()
     }
 
     /// Keeps `p` to merge with once this node is OPERATIONAL.
@@ -279,7 +281,7 @@ mod tests {
     #[test]
     fn deafness_comes_from_silence_and_goes_with_a_datagram() {
         let mut r = Reach::default();
-        r.hear(2, 100);
+        assert!(!r.hear(2, 100));
         r.hear(3, 900);
         // Node 5's joins say 2, 3 and 4 are live from 450 to 800, 7 only from 700; 6 nobody
         // vouched for.
@@ -290,10 +292,10 @@ mod tests {
         // nor to 7, named live only lately (a healed partition's far side).
         r.consensus_timeout(&[2, 3, 4, 6, 7], 500, 50);
         assert_eq!(r.unheard(), vec![2, 4]);
-        r.hear(2, 1_000);
+        assert!(r.hear(2, 1_000));
         assert!(r.regained(2));
         assert_eq!(r.unheard(), vec![4]);
-        r.hear(3, 1_001);
+        assert!(!r.hear(3, 1_001));
         assert!(!r.regained(3));
     }
 

@@ -41,9 +41,10 @@ impl Rotation {
         self.last_visit = Some(now);
     }
 
-    /// Returns how long after passing the token to re-send it, at most `fixed`.
-    pub(super) fn retransmit_after(&self, fixed: u64) -> u64 {
-        match self.smoothed {
+    /// Returns how long after passing the token to re-send it: `fixed` (corosync's
+    /// `token_retransmit`) unless `adaptive`, else a few smoothed rotations, at most `fixed`.
+    pub(super) fn retransmit_after(&self, adaptive: bool, fixed: u64) -> u64 {
+        match self.smoothed.filter(|_| adaptive) {
             None => fixed,
             Some(s) => s
                 .saturating_mul(RETRANSMIT_ROTATIONS)
@@ -63,7 +64,7 @@ mod tests {
     fn the_period_follows_the_rotation_within_its_bounds() {
         let mut r = Rotation::default();
         assert_eq!(
-            r.retransmit_after(238 * MS),
+            r.retransmit_after(true, 238 * MS),
             238 * MS,
             "no rotation measured yet"
         );
@@ -71,17 +72,19 @@ mod tests {
             r.visit(i * MS);
         }
         // 1 ms rotations: 3 rotations + 1 ms, but never under the floor.
-        assert_eq!(r.retransmit_after(238 * MS), 4 * MS);
+        assert_eq!(r.retransmit_after(true, 238 * MS), 4 * MS);
         let mut quick = Rotation::default();
         for i in 0..50 {
             quick.visit(i * 100_000);
         }
-        assert_eq!(quick.retransmit_after(238 * MS), RETRANSMIT_MIN_NS);
+        assert_eq!(quick.retransmit_after(true, 238 * MS), RETRANSMIT_MIN_NS);
         // An idle ring holding its token 180 ms: capped at the fixed period.
         let mut idle = Rotation::default();
         for i in 0..50 {
             idle.visit(i * 181 * MS);
         }
-        assert_eq!(idle.retransmit_after(238 * MS), 238 * MS);
+        assert_eq!(idle.retransmit_after(true, 238 * MS), 238 * MS);
+        // Not adaptive: corosync's fixed period.
+        assert_eq!(r.retransmit_after(false, 238 * MS), 238 * MS);
     }
 }

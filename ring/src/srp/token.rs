@@ -142,11 +142,9 @@ impl Ring {
         self.last_token_sent = None;
         self.timers.arm(Timer::TokenLoss, now + self.t.token);
         self.rotation.visit(now);
-        let retransmit_after = if self.cfg.adaptive_token_retransmit {
-            self.rotation.retransmit_after(self.t.token_retransmit)
-        } else {
-            self.t.token_retransmit
-        };
+        let retransmit_after = self
+            .rotation
+            .retransmit_after(self.cfg.adaptive_token_retransmit, self.t.token_retransmit);
         let outcome = Visit {
             me: self.id,
             now,
