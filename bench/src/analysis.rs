@@ -439,6 +439,8 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         throughput: None,
         usage: vec![],
         churn: rep_churn,
+        hosts: vec![],
+        clock_uncertainty_ms: None,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod compare;
 pub mod experiment;
 pub mod failover;
 pub mod fault;
+pub mod hosts;
 pub mod kml;
 pub mod peer;
 pub mod prefix;

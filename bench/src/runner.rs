@@ -32,7 +32,8 @@
 
 use crate::analysis::{analyse, RunFacts};
 use crate::experiment::Experiment;
-use crate::fault::{FaultAction, ProcessOp, Target, When};
+use crate::fault::{FaultAction, NetworkFault, ProcessOp, Target, When};
+use crate::hosts::remote::{RemoteCluster, SshHosts};
 use crate::prefix::{self, PrefixLock};
 use crate::store::{CopyFacts, CopyWatch};
 use crate::summary::{
@@ -74,6 +75,15 @@ pub struct RunOpts {
     pub command: String,
     /// A label for `compare` (a sweep's parameter values).
     pub label: String,
+    /// The ssh backend's hosts (none: the local backend, namespaces on this machine).
+    pub hosts: Option<crate::hosts::inventory::Inventory>,
+    /// On the ssh backend: print every remote command instead of running it.
+    pub dry_run: bool,
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// Runs as root or says why not.
@@ -315,7 +325,7 @@ fn machine() -> serde_json::Value {
     })
 }
 
-fn start_load(c: &Cluster, exp: &Experiment, id: NodeId, ms_left: u64) {
+fn start_load(c: &Nodes<'_>, exp: &Experiment, id: NodeId, ms_left: u64) {
     if (id as usize) <= exp.load.senders && ms_left > 0 {
         let load = LoadSpec {
             rate: exp.load.rate,
@@ -370,6 +380,8 @@ fn short_dir(dir: &Path, prefix: &str, rep: u32, nodes: usize) -> Result<PathBuf
 
 /// Waits, ticking every ~10 ms: the progress bar, the stop flag and the copy's watch.
 struct Ticker<'a> {
+    /// A dry run: no waiting.
+    dry_run: bool,
     stop: &'a AtomicBool,
     pb: &'a ProgressBar,
     base: u64,
@@ -383,13 +395,16 @@ impl Ticker<'_> {
     fn until(
         &self,
         deadline: u64,
-        cluster: &mut Cluster,
+        cluster: &mut Nodes<'_>,
         watch: &mut Option<CopyWatch>,
         done: &dyn Fn(&Option<CopyWatch>) -> bool,
     ) -> Result<bool> {
+        if self.dry_run {
+            return Ok(false);
+        }
         loop {
             if let Some(w) = watch.as_mut() {
-                w.poll(cluster, &self.nodes)?;
+                w.poll(cluster.local_mut()?, &self.nodes)?;
             }
             if done(watch) {
                 return Ok(true);
@@ -447,7 +462,10 @@ fn fanouts(
 }
 
 /// Reads every running node's counters.
-fn read_stats(c: &mut Cluster, nodes: &[NodeId]) -> BTreeMap<NodeId, crate::throughput::Counters> {
+fn read_stats(
+    c: &mut Nodes<'_>,
+    nodes: &[NodeId],
+) -> BTreeMap<NodeId, crate::throughput::Counters> {
     let mut m = BTreeMap::new();
     for &id in nodes {
         if c.is_running(id) {
@@ -459,6 +477,200 @@ fn read_stats(c: &mut Cluster, nodes: &[NodeId]) -> BTreeMap<NodeId, crate::thro
     m
 }
 
+/// Where a run's nodes run: network namespaces on this machine (the scripts that make
+/// them), or the hosts of an inventory over ssh ([`crate::hosts`]).
+pub enum Backend {
+    /// Namespaces here.
+    Local(Scripts),
+    /// Hosts over ssh.
+    Ssh(SshHosts),
+}
+
+/// One repetition's nodes, on either backend: the calls the runner makes on them.
+enum Nodes<'a> {
+    Local(Cluster),
+    Ssh(RemoteCluster<'a>),
+}
+
+/// What only the local backend does yet (checked before a run by [`check_ssh`]).
+const LOCAL_ONLY: &str = "only the local backend does this (see check_ssh)";
+
+impl Nodes<'_> {
+    fn local(&self) -> Result<&Cluster> {
+        match self {
+            Self::Local(c) => Ok(c),
+            Self::Ssh(_) => bail!(LOCAL_ONLY),
+        }
+    }
+
+    fn local_mut(&mut self) -> Result<&mut Cluster> {
+        match self {
+            Self::Local(c) => Ok(c),
+            Self::Ssh(_) => bail!(LOCAL_ONLY),
+        }
+    }
+
+    fn call<R: serde::de::DeserializeOwned>(&self, id: NodeId, req: &Request) -> Result<R> {
+        Ok(match self {
+            Self::Local(c) => c.call(id, req)?,
+            Self::Ssh(c) => c.call(id, req)?,
+        })
+    }
+
+    fn stats(&self, id: NodeId) -> Result<ringlab_net::control::StatsReply> {
+        self.call(id, &Request::Stats)
+    }
+
+    fn is_running(&mut self, id: NodeId) -> bool {
+        match self {
+            Self::Local(c) => c.is_running(id),
+            Self::Ssh(c) => c.is_running(id),
+        }
+    }
+
+    fn kill(&mut self, id: NodeId) -> Result<()> {
+        match self {
+            Self::Local(c) => {
+                c.kill(id);
+                Ok(())
+            }
+            Self::Ssh(c) => c.kill(id),
+        }
+    }
+
+    fn pause(&mut self, id: NodeId, pause: bool) -> Result<()> {
+        match self {
+            Self::Local(c) => {
+                c.pause(id, pause);
+                Ok(())
+            }
+            Self::Ssh(c) => c.pause(id, pause),
+        }
+    }
+
+    fn spawn(&mut self, id: NodeId) -> Result<()> {
+        match self {
+            Self::Local(c) => Ok(c.spawn(id)?),
+            Self::Ssh(c) => c.spawn(id),
+        }
+    }
+
+    fn record_fault(
+        &self,
+        t_ns: u64,
+        action: &str,
+        targets: Vec<NodeId>,
+        groups: Vec<Vec<NodeId>>,
+    ) {
+        match self {
+            Self::Local(c) => c.record_fault(t_ns, action, targets, groups),
+            Self::Ssh(c) => c.record_fault(t_ns, action, targets, groups),
+        }
+    }
+
+    fn wait_ring(&self, ids: &[NodeId], timeout: Duration) -> Result<ringlab_ring::RingId> {
+        Ok(match self {
+            Self::Local(c) => c.wait_ring(ids, timeout)?,
+            Self::Ssh(c) => c.wait_ring(ids, timeout)?,
+        })
+    }
+
+    fn wait_quiet(&mut self, timeout: Duration) -> bool {
+        match self {
+            Self::Local(c) => c.wait_quiet(timeout),
+            Self::Ssh(c) => c.wait_quiet(timeout),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Self::Local(c) => c.stop(),
+            Self::Ssh(c) => c.stop(),
+        }
+    }
+
+    fn records(&mut self) -> Result<Vec<Record>> {
+        Ok(match self {
+            Self::Local(c) => c.records()?,
+            Self::Ssh(c) => c.records()?,
+        })
+    }
+
+    /// CPU and memory of each node (local only: a remote process's /proc is not read).
+    fn sample_all(&self, nodes: &[NodeId]) -> Vec<(NodeId, crate::peer::NodeSample)> {
+        match self {
+            Self::Local(c) => crate::peer::sample_all(c, nodes),
+            Self::Ssh(_) => vec![],
+        }
+    }
+}
+
+/// Carries out a network fault: `fault.sh` on the local topology, nftables on the hosts.
+fn net_fault(
+    topo: Option<&Topology<'_>>,
+    nodes: &mut Nodes<'_>,
+    f: &NetworkFault,
+    seed: u64,
+) -> Result<u64> {
+    match (topo, nodes) {
+        (Some(topo), _) => {
+            let mut t = 0;
+            for args in f.script_calls() {
+                t = topo.fault(&args, seed)?;
+            }
+            Ok(t)
+        }
+        (None, Nodes::Ssh(r)) => r.fault(f),
+        (None, Nodes::Local(_)) => bail!("a local repetition without its topology"),
+    }
+}
+
+/// Says why `exp` cannot run on the ssh backend yet, if it cannot: what needs this
+/// machine's namespaces (relays, the trunk, raw baselines between namespaces, corosync's
+/// private mounts) or reads the nodes' files in place (the store's database, kml's
+/// directories).
+pub fn check_ssh(exp: &Experiment) -> Result<()> {
+    let no = |what: &str| {
+        bail!("experiment {}: {what} runs only on the local backend (namespaces on this machine) for now", exp.name)
+    };
+    if exp.implementation != Implementation::Ringlab {
+        return no("corosync");
+    }
+    if exp.store.is_some() || exp.services.iter().any(|s| s == "store") {
+        return no("the store service");
+    }
+    if exp.services.iter().any(|s| s == crate::kml::KML) {
+        return no("the kml service");
+    }
+    if exp.baseline.raw {
+        return no("[baseline] raw");
+    }
+    if exp.loss_burst > 1 {
+        return no("bursty loss (loss_burst)");
+    }
+    for (i, f) in exp.faults.iter().enumerate() {
+        match &f.action {
+            FaultAction::Network(n) => {
+                if let Some(why) = crate::hosts::nft::unsupported(n) {
+                    bail!(
+                        "experiment {}: faults[{i}] ({}): not on the ssh backend: {why}",
+                        exp.name,
+                        f.action
+                    );
+                }
+            }
+            FaultAction::Process(ProcessOp::RestartEmpty, _) => {
+                return no("restart with an empty store");
+            }
+            FaultAction::Process(..) | FaultAction::Svc(..) => {}
+        }
+        if f.target.is_some() || f.when == When::CopyHalf {
+            return no("a step that follows the store's copy");
+        }
+    }
+    Ok(())
+}
+
 /// Runs one repetition; returns its records and summary. `raw_before` is replaced by the
 /// raw baseline measured after it.
 #[allow(clippy::too_many_arguments)]
@@ -467,7 +679,7 @@ fn run_rep(
     opts: &RunOpts,
     lock: &PrefixLock,
     key: Option<&[u8; KEY_LEN]>,
-    scripts: &Scripts,
+    backend: &Backend,
     rep: u32,
     stop: &AtomicBool,
     pb: &ProgressBar,
@@ -475,8 +687,6 @@ fn run_rep(
     unmapped: &mut Option<Vec<crate::peer::Unmapped>>,
 ) -> Result<(Vec<Record>, RepSummary)> {
     let base = (rep as u64 - 1) * exp.duration_ms;
-    pb.set_message(format!("rep {rep}: topology"));
-    let mut topo = Topology::up(scripts, &opts.binary, lock, exp)?;
     let (flow_from, flow_to) = exp.baseline_ends();
     let raw = || {
         crate::store::raw_flow(
@@ -489,40 +699,56 @@ fn run_rep(
         .context("the raw single-flow baseline")
     };
     let fan_out = exp.baseline.raw && exp.store.is_none();
-    if exp.baseline.raw && exp.store.is_some() && raw_before.flow.is_none() {
-        pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
-        raw_before.flow = Some(raw()?);
-    }
-    if fan_out && raw_before.fanout.is_empty() {
-        raw_before.fanout = fanouts(exp, opts, lock, pb, rep)?;
-    }
-    let key = match key {
-        Some(k) => Key::File(topo.write_key(k)?),
-        None => Key::None,
-    };
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let spec = Spec {
-        nodes: exp.nodes,
-        transport: exp.transport,
-        totem: exp.totem.clone(),
-        port: 5405,
-        group: "239.77.0.1".parse().expect("an address"),
-        dir: short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
-        key,
-        record_messages: exp.record_messages,
-        record_every: exp.record_every,
-        binary: opts.binary.clone(),
-        batched_io: true,
-        ipv6: false,
-        services: exp.services.clone(),
-        service_config: exp.service_config.clone(),
-        netns: Some(lock.prefix().into()),
-        implementation: exp.implementation,
+    let (topo, mut cluster) = match backend {
+        Backend::Local(scripts) => {
+            pb.set_message(format!("rep {rep}: topology"));
+            let mut topo = Topology::up(scripts, &opts.binary, lock, exp)?;
+            if exp.baseline.raw && exp.store.is_some() && raw_before.flow.is_none() {
+                pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
+                raw_before.flow = Some(raw()?);
+            }
+            if fan_out && raw_before.fanout.is_empty() {
+                raw_before.fanout = fanouts(exp, opts, lock, pb, rep)?;
+            }
+            let key = match key {
+                Some(k) => Key::File(topo.write_key(k)?),
+                None => Key::None,
+            };
+            let spec = Spec {
+                nodes: exp.nodes,
+                transport: exp.transport,
+                totem: exp.totem.clone(),
+                port: 5405,
+                group: "239.77.0.1".parse().expect("an address"),
+                dir: short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
+                key,
+                record_messages: exp.record_messages,
+                record_every: exp.record_every,
+                binary: opts.binary.clone(),
+                batched_io: true,
+                ipv6: false,
+                services: exp.services.clone(),
+                service_config: exp.service_config.clone(),
+                netns: Some(lock.prefix().into()),
+                implementation: exp.implementation,
+            };
+            pb.set_message(format!("rep {rep}: starting nodes"));
+            (Some(topo), Nodes::Local(Cluster::start(spec)?))
+        }
+        Backend::Ssh(hosts) => {
+            pb.set_message(format!(
+                "rep {rep}: starting nodes on {} hosts",
+                hosts.inv.hosts.len()
+            ));
+            (
+                None,
+                Nodes::Ssh(RemoteCluster::start(hosts, rep, exp, &dir)?),
+            )
+        }
     };
-    pb.set_message(format!("rep {rep}: starting nodes"));
-    let mut cluster = Cluster::start(spec)?;
     let all: Vec<NodeId> = (1..=exp.nodes as NodeId).collect();
     cluster
         .wait_ring(&all, Duration::from_secs(30))
@@ -533,7 +759,7 @@ fn run_rep(
     let filled = match &exp.store {
         Some(st) => {
             pb.set_message(format!("rep {rep}: filling the store ({} bytes)", st.bytes));
-            Some(crate::store::fill(&cluster, st, &all, &|| {
+            Some(crate::store::fill(cluster.local()?, st, &all, &|| {
                 stop.load(Ordering::Relaxed)
             })?)
         }
@@ -543,16 +769,21 @@ fn run_rep(
     let end = t0 + exp.duration_ms * 1_000_000;
     let seed = exp.seed.wrapping_add(rep as u64);
     if exp.loss_pct > 0 {
-        let mut call = vec!["loss".into(), "all".into(), exp.loss_pct.to_string()];
-        if exp.loss_burst > 1 {
+        let loss = NetworkFault::Loss {
+            nodes: vec![],
+            pct: exp.loss_pct,
             // Gilbert–Elliott in a relay on every node's port (fault.sh).
-            call.push(exp.loss_burst.to_string());
-        }
-        let t = topo.fault(&call, seed)?;
+            burst: if exp.loss_burst > 1 {
+                exp.loss_burst
+            } else {
+                0
+            },
+        };
+        let t = net_fault(topo.as_ref(), &mut cluster, &loss, seed)?;
         cluster.record_fault(t, "loss", all.clone(), vec![]);
     }
     if exp.implementation == Implementation::Corosync && unmapped.is_none() {
-        let u = crate::peer::read_unmapped(&cluster, 1)?;
+        let u = crate::peer::read_unmapped(cluster.local()?, 1)?;
         pb.suspend(|| {
             for k in &u {
                 eprintln!(
@@ -563,12 +794,13 @@ fn run_rep(
         });
         *unmapped = Some(u);
     }
-    let usage_before = crate::peer::sample_all(&cluster, &all);
+    let usage_before = cluster.sample_all(&all);
     let (stats_before, stats_before_ns) = (read_stats(&mut cluster, &all), monotonic_ns());
     for &id in &all {
         start_load(&cluster, exp, id, exp.duration_ms);
     }
     let ticker = Ticker {
+        dry_run: opts.dry_run,
         stop,
         pb,
         base,
@@ -658,10 +890,7 @@ fn run_rep(
                 prev_ns = t;
             }
             FaultAction::Network(net) => {
-                let mut t = 0;
-                for args in net.script_calls() {
-                    t = topo.fault(&args, seed)?;
-                }
+                let t = net_fault(topo.as_ref(), &mut cluster, net, seed)?;
                 cluster.record_fault(t, record.action, record.targets, record.groups);
                 prev_ns = t;
             }
@@ -671,22 +900,23 @@ fn run_rep(
                 let t = monotonic_ns();
                 for &n in nodes {
                     match op {
-                        ProcessOp::Kill => cluster.kill(n),
+                        ProcessOp::Kill => cluster.kill(n)?,
                         ProcessOp::Pause => {
-                            cluster.pause(n, true);
+                            cluster.pause(n, true)?;
                             paused.insert(n);
                         }
                         ProcessOp::Resume => {
-                            cluster.pause(n, false);
+                            cluster.pause(n, false)?;
                             paused.remove(&n);
                         }
                         ProcessOp::Restart => {
                             if cluster.is_running(n) {
-                                cluster.kill(n);
+                                cluster.kill(n)?;
                             }
                             cluster.spawn(n)?;
                         }
                         ProcessOp::RestartEmpty => {
+                            let cluster = cluster.local_mut()?;
                             if cluster.is_running(n) {
                                 cluster.kill(n);
                             }
@@ -732,7 +962,7 @@ fn run_rep(
         }
     }
     let end_ns = monotonic_ns();
-    let usage_after = crate::peer::sample_all(&cluster, &all);
+    let usage_after = cluster.sample_all(&all);
     let (stats_after, stats_after_ns) = (read_stats(&mut cluster, &all), monotonic_ns());
     pb.set_message(format!("rep {rep}: stopping"));
     for &id in &all {
@@ -741,10 +971,12 @@ fn run_rep(
         }
     }
     for n in paused {
-        cluster.pause(n, false);
+        let _ = cluster.pause(n, false);
     }
-    let _ = topo.fault(&["clear".into()], seed);
-    keep_relay_counts(lock.prefix(), exp.nodes, &dir);
+    let _ = net_fault(topo.as_ref(), &mut cluster, &NetworkFault::Clear, seed);
+    if topo.is_some() {
+        keep_relay_counts(lock.prefix(), exp.nodes, &dir);
+    }
     // A safe message sent just before the load stopped is delivered only after the ring's
     // next rotations, which an idle ring makes once per `hold`: the harness's quiet (no
     // frame queued, delivery counts unchanged over 100 ms) can come before that, and nodes
@@ -776,7 +1008,7 @@ fn run_rep(
             .collect();
         let statuses = live
             .iter()
-            .map(|&n| crate::store::status(&cluster, n))
+            .map(|&n| crate::store::status(cluster.local()?, n))
             .collect::<Result<Vec<_>>>()
             .context("the store's status at the end")?;
         std::fs::write(
@@ -795,9 +1027,10 @@ fn run_rep(
             .filter(|&n| cluster.is_running(n))
             .collect();
         pb.set_message(format!("rep {rep}: kml: waiting for one tree"));
+        let local = cluster.local()?;
         let (settled, settle_ms) =
-            crate::kml::settle(&cluster, &live, &|| stop.load(Ordering::Relaxed));
-        let mut c = crate::kml::check(&cluster, &opts.binary, &live);
+            crate::kml::settle(local, &live, &|| stop.load(Ordering::Relaxed));
+        let mut c = crate::kml::check(local, &opts.binary, &live);
         c.settled = settled;
         c.settle_ms = settle_ms;
         Some(c)
@@ -807,17 +1040,23 @@ fn run_rep(
     cluster.stop();
     let records = cluster.records()?;
     // The nodes' stores are no result, and each is as large as the store: removed.
-    if exp.services.iter().any(|s| s == "store") {
-        for &id in &all {
-            let _ = std::fs::remove_file(cluster.state_dir(id).join(DB_FILE));
+    if let Nodes::Local(cluster) = &cluster {
+        if exp.services.iter().any(|s| s == "store") {
+            for &id in &all {
+                let _ = std::fs::remove_file(cluster.state_dir(id).join(DB_FILE));
+            }
+        }
+        // The kml mirrors are checked above (their digests are in the summary): removed.
+        if kml.is_some() {
+            for &id in &all {
+                let _ = std::fs::remove_dir_all(cluster.state_dir(id).join(crate::kml::KML));
+            }
         }
     }
-    // The kml mirrors are checked above (their digests are in the summary): removed.
-    if kml.is_some() {
-        for &id in &all {
-            let _ = std::fs::remove_dir_all(cluster.state_dir(id).join(crate::kml::KML));
-        }
-    }
+    let clocks = match &cluster {
+        Nodes::Ssh(r) => Some((r.clocks.clone(), r.uncertainty_ns())),
+        Nodes::Local(_) => None,
+    };
     drop(cluster);
     let raw_after = if exp.baseline.raw && exp.store.is_some() {
         pb.set_message(format!("rep {rep}: raw flow {flow_from} → {flow_to}"));
@@ -848,6 +1087,10 @@ fn run_rep(
         settle_ns: crate::analysis::settle_ns(&exp.totem),
     };
     let mut s = analyse(rep, &records, &facts);
+    if let Some((hosts, u)) = clocks {
+        s.hosts = hosts;
+        s.clock_uncertainty_ms = Some(u as f64 / 1e6);
+    }
     let found: Vec<String> = ringlab_sim::check(&records, None)
         .violations
         .iter()
@@ -1047,7 +1290,7 @@ pub fn run(
 pub struct Run<'a> {
     exp: &'a Experiment,
     opts: &'a RunOpts,
-    scripts: Scripts,
+    backend: Backend,
     key: Option<[u8; KEY_LEN]>,
     started: String,
     machine: serde_json::Value,
@@ -1062,7 +1305,27 @@ impl<'a> Run<'a> {
     /// Checks what the run needs (root, the tools; corosync where it runs), makes its
     /// results directory and writes an unfinished summary.json.
     pub fn new(exp: &'a Experiment, opts: &'a RunOpts, lock: &PrefixLock) -> Result<Self> {
-        require_root()?;
+        let key = if exp.key { Some(random_key()?) } else { None };
+        let backend = match &opts.hosts {
+            None => {
+                require_root()?;
+                Backend::Local(Scripts::write()?)
+            }
+            Some(inv) => {
+                check_ssh(exp)?;
+                inv.check_for(
+                    exp.nodes,
+                    exp.transport == ringlab_net::config::Transport::Unicast,
+                )?;
+                Backend::Ssh(SshHosts::connect(
+                    inv.clone(),
+                    lock.prefix(),
+                    &opts.binary,
+                    key.as_ref().map(|k| &k[..]),
+                    opts.dry_run,
+                )?)
+            }
+        };
         let peer_version = match exp.implementation {
             Implementation::Ringlab => None,
             Implementation::Corosync => Some(crate::peer::require_installed()?),
@@ -1072,8 +1335,8 @@ impl<'a> Run<'a> {
         let r = Self {
             exp,
             opts,
-            scripts: Scripts::write()?,
-            key: if exp.key { Some(random_key()?) } else { None },
+            backend,
+            key,
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             machine: machine(),
             peer_version,
@@ -1120,6 +1383,18 @@ impl<'a> Run<'a> {
         );
         s.stopped = stopped;
         s.authenticated = Some(self.key.is_some());
+        if let Backend::Ssh(h) = &self.backend {
+            s.backend = Some(crate::summary::Backend {
+                kind: "ssh".into(),
+                inventory: h.inv.path.display().to_string(),
+                hosts: h
+                    .inv
+                    .hosts
+                    .iter()
+                    .map(|x| (x.name.clone(), x.nodes.clone()))
+                    .collect(),
+            });
+        }
         s.prefix = Some(self.prefix.clone());
         s.peer = self
             .peer_version
@@ -1151,7 +1426,7 @@ impl<'a> Run<'a> {
             self.opts,
             lock,
             self.key.as_ref(),
-            &self.scripts,
+            &self.backend,
             rep,
             stop,
             pb,

@@ -128,6 +128,17 @@ pub struct Churn {
     pub settled: bool,
 }
 
+/// Where a run's nodes ran, when not on this machine.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Backend {
+    /// `ssh`.
+    pub kind: String,
+    /// The inventory file.
+    pub inventory: String,
+    /// Each host and its nodes.
+    pub hosts: Vec<(String, Vec<ringlab_ring::NodeId>)>,
+}
+
 /// What one repetition measured.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RepSummary {
@@ -158,6 +169,16 @@ pub struct RepSummary {
     /// With the resources service: each group's failover over each fault (absent without).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover: Vec<Failover>,
+    /// On the ssh backend: each host's clock against the controller's, before and after
+    /// the repetition, and the offset its records were mapped with (absent locally, where
+    /// every node shares one clock).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::hosts::remote::HostClock>,
+    /// On the ssh backend: the largest uncertainty of a host's offset, ms. A span between
+    /// two records of different hosts (a recovery, a latency across hosts) is known within
+    /// twice this (absent locally: one clock, no uncertainty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_uncertainty_ms: Option<f64>,
     /// With a `[store]` section and a restart with an empty store: the copy (absent
     /// without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -440,6 +461,10 @@ pub struct FailoverAggregate {
 pub struct Summary {
     /// The experiment as run.
     pub experiment: Experiment,
+    /// Where it ran, when not in namespaces on this machine: `ssh` and the inventory
+    /// (absent: the local backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
     /// Label for comparisons.
     pub label: String,
     /// The command that produced it.
@@ -803,6 +828,7 @@ pub fn summarise(
         churn: ChurnAggregate::of(reps.iter().filter_map(|r| r.churn.as_ref())),
         reps,
         failover,
+        backend: None,
     }
 }
 

@@ -141,7 +141,12 @@ enum Cmd {
     },
     /// Prints CLOCK_MONOTONIC in ns: the clock of every event record (fault.sh stamps its
     /// faults with it).
-    Clock,
+    Clock {
+        /// Answer every line read on stdin with the clock, until end of input: what the ssh
+        /// backend's offset estimate talks to on each host.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Relays frames between two interfaces with seeded delay, jitter, loss, duplication and
     /// reordering (pnet, AF_PACKET; needs CAP_NET_RAW). fault.sh starts it where netem is
     /// missing. Stops after --max-seconds, on SIGTERM or on Ctrl-C.
@@ -221,6 +226,14 @@ struct ExperimentArgs {
     /// `/run/ringlab-<prefix>.lock`); a prefix another run holds is refused.
     #[arg(long)]
     prefix: Option<String>,
+    /// Run on the hosts of this inventory over ssh instead of in namespaces on this machine
+    /// (the `ssh` backend; see README "Running on real machines").
+    #[arg(long, value_name = "INVENTORY")]
+    hosts: Option<PathBuf>,
+    /// With --hosts: print every remote command the run would make, run none of them, and
+    /// write no results.
+    #[arg(long, requires = "hosts")]
+    dry_run: bool,
 }
 
 impl ExperimentArgs {
@@ -241,6 +254,12 @@ impl ExperimentArgs {
             out,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             label: label.into(),
+            hosts: self
+                .hosts
+                .as_deref()
+                .map(ringlab_bench::hosts::inventory::Inventory::load)
+                .transpose()?,
+            dry_run: self.dry_run,
         })
     }
 
@@ -248,10 +267,26 @@ impl ExperimentArgs {
     /// refused at once.
     fn lock(&self) -> Result<ringlab_bench::prefix::PrefixLock> {
         use ringlab_bench::prefix::PrefixLock;
-        ringlab_bench::runner::require_root()?;
-        let lock = match &self.prefix {
-            Some(p) => PrefixLock::acquire(p)?,
-            None => PrefixLock::acquire_default()?,
+        let lock = if self.hosts.is_some() && !ringlab_bench::runner::is_root() {
+            // The ssh backend makes nothing on this machine but its results and a private
+            // directory of ssh control sockets: no root, and the lock in the user's own
+            // runtime directory.
+            let dir = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            let p = self
+                .prefix
+                .clone()
+                .unwrap_or_else(|| ringlab_bench::prefix::default_candidate(std::process::id(), 0));
+            PrefixLock::acquire_in(&dir, &p)?
+        } else {
+            if self.hosts.is_none() {
+                ringlab_bench::runner::require_root()?;
+            }
+            match &self.prefix {
+                Some(p) => PrefixLock::acquire(p)?,
+                None => PrefixLock::acquire_default()?,
+            }
         };
         eprintln!(
             "ringlab: prefix {} (lock {})",
@@ -449,8 +484,14 @@ fn main() {
                 0
             })
         }
-        Cmd::Clock => {
-            println!("{}", ringlab_net::monotonic_ns());
+        Cmd::Clock { serve } => {
+            if serve {
+                let stdin = std::io::stdin();
+                // The channel closing (the controller done or gone) ends it either way.
+                let _ = ringlab_bench::hosts::clock::serve(stdin.lock(), std::io::stdout().lock());
+            } else {
+                println!("{}", ringlab_net::monotonic_ns());
+            }
             Ok(0)
         }
         Cmd::Relay {
@@ -682,6 +723,17 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
     let exp = a.load()?;
     let stop = stop_flag()?;
     let lock = a.lock()?;
+    if a.dry_run {
+        // Nothing runs, so there is nothing to keep: the results go to a directory removed
+        // afterwards.
+        let dir = std::env::temp_dir().join(format!("ringlab-dry-run-{}", lock.prefix()));
+        let opts = a.opts(dir.clone(), "")?;
+        let r = ringlab_bench::runner::run(&exp, &opts, &lock, &stop);
+        let _ = std::fs::remove_dir_all(&dir);
+        r?;
+        println!("dry run: the commands above were printed, none was run; no results written");
+        return Ok(0);
+    }
     let dir = new_results_dir(&a.out.join(&exp.name))?;
     let opts = a.opts(dir.clone(), "")?;
     warn_no_key(&exp);

@@ -558,68 +558,20 @@ impl Cluster {
 
     /// Waits until every node in `ids` is operational on one ring of exactly `ids`.
     pub fn wait_ring(&self, ids: &[NodeId], timeout: Duration) -> Result<RingId, HarnessError> {
-        let deadline = monotonic_ns() + timeout.as_nanos() as u64;
-        let mut last = String::new();
-        loop {
-            let mut ring = None;
-            let mut ok = true;
-            for &id in ids {
-                match self.status(id) {
-                    Ok(s) => {
-                        let r = Some(s.ring);
-                        if s.state != MembState::Operational
-                            || s.members != ids
-                            || (ring.is_some() && ring != r)
-                        {
-                            ok = false;
-                            last = serde_json::to_string(&s).expect("a status serialises");
-                        }
-                        ring = r;
-                    }
-                    Err(e) => {
-                        ok = false;
-                        last = e.to_string();
-                    }
-                }
-            }
-            if ok {
-                return Ok(ring.expect("at least one node"));
-            }
-            if monotonic_ns() > deadline {
-                return Err(HarnessError::Node(format!(
-                    "no ring of {ids:?} in {timeout:?}; last: {last}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_ring_with(ids, timeout, &mut |id| self.status(id))
     }
 
     /// Waits until no running node has a load running or frames queued and delivery counts
     /// have stopped moving, so stopping the nodes loses nothing they accepted.
     pub fn wait_quiet(&mut self, timeout: Duration) -> bool {
-        let deadline = monotonic_ns() + timeout.as_nanos() as u64;
-        let mut last: Vec<u64> = Vec::new();
-        while monotonic_ns() < deadline {
-            let mut now_counts = Vec::new();
-            let mut queued = 0u64;
-            for id in 1..=self.spec.nodes as NodeId {
-                if !self.is_running(id) {
-                    continue;
-                }
-                if let Ok(s) = self.stats(id) {
-                    queued += s.queue.frames;
-                    // A load still running (or not yet started its first send) is not quiet.
-                    queued += u64::from(s.load.running);
-                    now_counts.push(s.delivered.messages);
-                }
+        let ids: Vec<NodeId> = (1..=self.spec.nodes as NodeId).collect();
+        wait_quiet_with(&ids, timeout, &mut |id| {
+            if self.is_running(id) {
+                self.stats(id).ok()
+            } else {
+                None
             }
-            if queued == 0 && now_counts == last {
-                return true;
-            }
-            last = now_counts;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        })
     }
 
     /// Reads every record the nodes and the harness wrote.
@@ -670,6 +622,78 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
+}
+
+/// Waits until every node in `ids` is operational on one ring of exactly `ids`, asking
+/// each with `status` (a harness's control call, local or remote).
+pub fn wait_ring_with(
+    ids: &[NodeId],
+    timeout: Duration,
+    status: &mut dyn FnMut(NodeId) -> Result<StatusReply, HarnessError>,
+) -> Result<RingId, HarnessError> {
+    let deadline = monotonic_ns() + timeout.as_nanos() as u64;
+    let mut last = String::new();
+    loop {
+        let mut ring = None;
+        let mut ok = true;
+        for &id in ids {
+            match status(id) {
+                Ok(s) => {
+                    let r = Some(s.ring);
+                    if s.state != MembState::Operational
+                        || s.members != ids
+                        || (ring.is_some() && ring != r)
+                    {
+                        ok = false;
+                        last = serde_json::to_string(&s).expect("a status serialises");
+                    }
+                    ring = r;
+                }
+                Err(e) => {
+                    ok = false;
+                    last = e.to_string();
+                }
+            }
+        }
+        if ok {
+            return Ok(ring.expect("at least one node"));
+        }
+        if monotonic_ns() > deadline {
+            return Err(HarnessError::Node(format!(
+                "no ring of {ids:?} in {timeout:?}; last: {last}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until none of `ids` that answers `stats` (a node that does not run answers `None`)
+/// has a load running or frames queued and their delivery counts have stopped moving.
+pub fn wait_quiet_with(
+    ids: &[NodeId],
+    timeout: Duration,
+    stats: &mut dyn FnMut(NodeId) -> Option<StatsReply>,
+) -> bool {
+    let deadline = monotonic_ns() + timeout.as_nanos() as u64;
+    let mut last: Vec<u64> = Vec::new();
+    while monotonic_ns() < deadline {
+        let mut now_counts = Vec::new();
+        let mut queued = 0u64;
+        for &id in ids {
+            if let Some(s) = stats(id) {
+                queued += s.queue.frames;
+                // A load still running (or not yet started its first send) is not quiet.
+                queued += u64::from(s.load.running);
+                now_counts.push(s.delivered.messages);
+            }
+        }
+        if queued == 0 && now_counts == last {
+            return true;
+        }
+        last = now_counts;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// Returns whether process `pid` is gone (or a zombie nobody reaped yet: it runs nothing),

@@ -79,14 +79,20 @@ pub fn exchange(path: &Path, line: &str) -> Result<Value, CtlError> {
 /// Sends `req` to the control socket at `path`; returns its reply as `R`, the reply type the
 /// request names ([`Request`]'s variants say which).
 pub fn call<R: DeserializeOwned>(path: &Path, req: &Request) -> Result<R, CtlError> {
-    let reply = exchange_line(path, &req.to_line())?;
-    let v: Value = serde_json::from_str(&reply).map_err(|e| bad(&reply, e))?;
+    decode(&exchange_line(path, &req.to_line())?)
+}
+
+/// Decodes a node's reply (its JSON, on one line or pretty-printed as `ringlab ctl`
+/// prints it) as `R`: a refusal and a reply that does not parse are errors.
+pub fn decode<R: DeserializeOwned>(reply: &str) -> Result<R, CtlError> {
+    let reply = reply.trim();
+    let v: Value = serde_json::from_str(reply).map_err(|e| bad(reply, e))?;
     match v.get("ok") {
-        Some(Value::Bool(true)) => serde_json::from_value(v).map_err(|e| bad(&reply, e)),
+        Some(Value::Bool(true)) => serde_json::from_value(v).map_err(|e| bad(reply, e)),
         Some(Value::Bool(false)) => {
-            let e: ErrorReply = serde_json::from_value(v).map_err(|e| bad(&reply, e))?;
+            let e: ErrorReply = serde_json::from_value(v).map_err(|e| bad(reply, e))?;
             Err(CtlError::Refused(e.error))
         }
-        _ => Err(bad(&reply, "no boolean `ok` field")),
+        _ => Err(bad(reply, "no boolean `ok` field")),
     }
 }

@@ -22,7 +22,7 @@ pub mod client;
 pub mod proto;
 pub mod server;
 
-pub use client::{call, exchange, CtlError};
+pub use client::{call, decode, exchange, CtlError};
 pub use proto::{
     Ack, ActionStats, BadArgument, ControlStats, DeliveredStats, ErrorReply, KernelDrops,
     LatencyStats, LoadStats, MemoryKib, QueueStats, Reply, Request, SocketBuffers, StatsReply,

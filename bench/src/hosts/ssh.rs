@@ -1,0 +1,289 @@
+//! One host reached through the system's OpenSSH client (`ssh`), one multiplexed connection
+//! per host (`ControlMaster`): every remote call is a channel on it, retried with back-off
+//! when ssh itself fails (exit status 255: no connection, a dropped master), and a failure
+//! names the host and the command.
+//!
+//! Every ssh process runs in its own process group, so a Ctrl-C at the terminal reaches the
+//! runner (which then tears down) and not a teardown's own calls. With `dry_run`, nothing is
+//! run: every command is printed, as `[host] command`, and answered with empty output.
+
+use super::inventory::Host;
+use anyhow::{bail, Context, Result};
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// ssh's own exit status for its failures (a remote command's status is passed through).
+const SSH_FAILED: i32 = 255;
+
+/// Quotes `s` for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.into()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A connection to one host.
+#[derive(Debug)]
+pub struct Ssh {
+    /// The host.
+    pub host: Host,
+    /// The master's control socket (on the controller).
+    control: PathBuf,
+    /// Print instead of run.
+    dry_run: bool,
+    /// Whether a master was started (and must be closed).
+    master: bool,
+}
+
+impl Ssh {
+    /// Makes the connection for `host`, its control socket in `control_dir` (private to
+    /// the run). With `dry_run` it only prints that it would.
+    pub fn connect(host: &Host, control_dir: &Path, dry_run: bool) -> Result<Self> {
+        let mut s = Self {
+            host: host.clone(),
+            control: control_dir.join(format!("{}.ctl", host.name)),
+            dry_run,
+            master: false,
+        };
+        if dry_run {
+            println!("[{}] ssh {} (ControlMaster)", host.name, s.args().join(" "));
+            return Ok(s);
+        }
+        let mut last = String::new();
+        for attempt in 0..s.host.attempts {
+            if attempt > 0 {
+                std::thread::sleep(backoff(attempt));
+            }
+            let out = s
+                .ssh()
+                .args(["-M", "-N", "-f", "-o", "ControlPersist=yes"])
+                .arg(&s.host.address)
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("host {}: running ssh", s.host.name))?;
+            if out.status.success() {
+                s.master = true;
+                return Ok(s);
+            }
+            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        }
+        bail!(
+            "host {}: no ssh connection to {} after {} attempts: {last}",
+            s.host.name,
+            s.host.address,
+            s.host.attempts
+        )
+    }
+
+    /// ssh's options for this host (without the destination).
+    fn args(&self) -> Vec<String> {
+        let h = &self.host;
+        let mut a = vec![];
+        if let Some(c) = &h.config {
+            a.extend(["-F".into(), c.display().to_string()]);
+        }
+        let mut o = |k: &str, v: String| a.extend(["-o".into(), format!("{k}={v}")]);
+        o("BatchMode", "yes".into());
+        o("ControlPath", self.control.display().to_string());
+        o("ConnectTimeout", h.connect_timeout_s.to_string());
+        o("ServerAliveInterval", "5".into());
+        o("ServerAliveCountMax", "3".into());
+        o("StrictHostKeyChecking", h.strict_host_key_checking.clone());
+        if let Some(k) = &h.known_hosts {
+            o("UserKnownHostsFile", k.display().to_string());
+            o("HostKeyAlias", h.name.clone());
+        }
+        if let Some(p) = &h.proxy_command {
+            o("ProxyCommand", p.clone());
+        }
+        if let Some(u) = &h.user {
+            o("User", u.clone());
+        }
+        if let Some(p) = h.port {
+            o("Port", p.to_string());
+        }
+        if let Some(i) = &h.identity {
+            o("IdentityFile", i.display().to_string());
+            o("IdentitiesOnly", "yes".into());
+        }
+        a
+    }
+
+    fn ssh(&self) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(self.args()).process_group(0);
+        c
+    }
+
+    /// The command that runs `cmd` on the host over the master.
+    fn remote(&self, cmd: &str) -> Command {
+        let mut c = self.ssh();
+        c.args(["-o", "ControlMaster=no", "-T"])
+            .arg(&self.host.address)
+            .arg("--")
+            .arg(cmd);
+        c
+    }
+
+    /// Runs `cmd` (a shell command line) on the host, with `input` on its stdin; retried
+    /// with back-off while ssh fails; returns its output, failing on a non-zero status.
+    pub fn run_with(&self, cmd: &str, input: &[u8]) -> Result<Output> {
+        let out = self.try_run(cmd, input)?;
+        if !out.status.success() {
+            bail!(
+                "host {}: `{}` failed ({}): {}",
+                self.host.name,
+                cmd,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Runs `cmd` on the host; returns its stdout, failing on a non-zero status.
+    pub fn run(&self, cmd: &str) -> Result<String> {
+        let out = self.run_with(cmd, &[])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs `cmd` and returns its output whatever its status (ssh's own failures retried,
+    /// then an error).
+    pub fn try_run(&self, cmd: &str, input: &[u8]) -> Result<Output> {
+        if self.dry_run {
+            println!("[{}] {cmd}", self.host.name);
+            use std::os::unix::process::ExitStatusExt as _;
+            return Ok(Output {
+                status: std::process::ExitStatus::from_raw(0),
+                stdout: vec![],
+                stderr: vec![],
+            });
+        }
+        let mut last = String::new();
+        for attempt in 0..self.host.attempts {
+            if attempt > 0 {
+                tracing::debug!(host = %self.host.name, cmd, attempt, "retrying a remote call");
+                std::thread::sleep(backoff(attempt));
+            }
+            let mut child = self
+                .remote(cmd)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("host {}: running ssh", self.host.name))?;
+            let mut stdin = child.stdin.take().expect("piped");
+            // A writer thread, so a command that answers before reading its input whole
+            // cannot deadlock against us.
+            let out = std::thread::scope(|s| {
+                s.spawn(move || {
+                    let _ = stdin.write_all(input);
+                });
+                child.wait_with_output()
+            })
+            .with_context(|| format!("host {}: waiting for ssh", self.host.name))?;
+            if out.status.code() != Some(SSH_FAILED) {
+                return Ok(out);
+            }
+            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        }
+        bail!(
+            "host {}: `{cmd}`: ssh failed {} times: {last}",
+            self.host.name,
+            self.host.attempts
+        )
+    }
+
+    /// Writes `bytes` to `path` on the host (mode `mode`), whole or not at all.
+    pub fn upload(&self, bytes: &[u8], path: &str, mode: u32) -> Result<()> {
+        let q = quote(path);
+        let tmp = quote(&format!("{path}.part"));
+        self.run_with(
+            &format!("umask 077 && cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q}"),
+            bytes,
+        )
+        .map(|_| ())
+    }
+
+    /// Reads `path` on the host (empty when it does not exist).
+    pub fn download(&self, path: &str) -> Result<Vec<u8>> {
+        let q = quote(path);
+        let out = self.run_with(&format!("if [ -e {q} ]; then cat {q}; fi"), &[])?;
+        Ok(out.stdout)
+    }
+
+    /// Starts `cmd` on the host as a long-lived channel with piped stdin and stdout.
+    pub fn channel(&self, cmd: &str) -> Result<Child> {
+        self.remote(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("host {}: running ssh {cmd}", self.host.name))
+    }
+
+    /// Whether calls are printed rather than run.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        if self.master {
+            let _ = self
+                .ssh()
+                .args(["-O", "exit"])
+                .arg(&self.host.address)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The wait before attempt `n` (from 1): 100 ms doubling, at most 3.2 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(100 << (n - 1).min(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        for s in [
+            "plain",
+            "with space",
+            "it's",
+            "a'b'c",
+            "",
+            "$HOME",
+            "x;rm -rf /",
+        ] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(9), Duration::from_millis(3200));
+    }
+}
