@@ -373,6 +373,7 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             let _ = writeln!(t, "- {}: {} (`{}`)", label(s), st.describe(), d.display());
         }
     }
+    t.push_str(&crate::hosts::clock_table(runs));
     t
 }
 

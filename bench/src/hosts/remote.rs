@@ -72,6 +72,15 @@ impl SshHosts {
         key: Option<&[u8]>,
         dry_run: bool,
     ) -> Result<Self> {
+        // Several runs of one prefix at once (an interleaved sweep's configurations) each
+        // get their own name on the hosts: the prefix, then `prefix_2`, `prefix_3` ...
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = &if k == 0 {
+            prefix.to_string()
+        } else {
+            format!("{prefix}_{}", k + 1)
+        };
         let control_dir = private_dir(prefix)?;
         let mut h = Self {
             dirs: inv
@@ -247,6 +256,23 @@ pub struct RemoteCluster<'a> {
     net: NetState,
     /// The clocks, once measured after the repetition.
     pub clocks: Vec<HostClock>,
+    /// Each network fault's window on the hosts.
+    pub applied: Vec<Applied>,
+}
+
+/// When a network fault took effect: on every host between `t_ns` (the earliest reading
+/// just before a host's change, the fault's record) and `done_ns` (the latest just after
+/// one), on the controller's clock.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The fault's time.
+    pub t_ns: u64,
+    /// When the last host had made its change.
+    pub done_ns: u64,
+    /// Each host's reading before its change, in host order.
+    pub hosts_t_ns: Vec<u64>,
+    /// Each host's reading after it.
+    pub hosts_done_ns: Vec<u64>,
 }
 
 impl<'a> RemoteCluster<'a> {
@@ -265,6 +291,7 @@ impl<'a> RemoteCluster<'a> {
             before,
             net: NetState::default(),
             clocks: vec![],
+            applied: vec![],
         };
         let configs: Vec<(usize, Vec<(NodeId, String)>)> = (0..hosts.conns.len())
             .map(|i| {
@@ -537,22 +564,35 @@ impl<'a> RemoteCluster<'a> {
             );
             (
                 format!(
-                    "t=$({} clock) && {} -f - && echo t_ns=$t",
-                    quote(&self.hosts.bin(i)),
-                    self.hosts.nft(i)
+                    "t=$({b} clock) && {} -f - && echo t_ns=$t done_ns=$({b} clock)",
+                    self.hosts.nft(i),
+                    b = quote(&self.hosts.bin(i)),
                 ),
                 script.into_bytes(),
             )
         })?;
-        let t = outs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| {
-                o.split_whitespace()
-                    .find_map(|w| w.strip_prefix("t_ns=")?.parse::<u64>().ok())
-                    .map(|t| self.before[i].to_controller(t))
-            })
-            .min();
+        let read = |key: &str| -> Vec<u64> {
+            outs.iter()
+                .enumerate()
+                .filter_map(|(i, o)| {
+                    o.split_whitespace()
+                        .find_map(|w| w.strip_prefix(key)?.parse::<u64>().ok())
+                        .map(|t| self.before[i].to_controller(t))
+                })
+                .collect()
+        };
+        let (ts, dones) = (read("t_ns="), read("done_ns="));
+        let t = ts.iter().copied().min();
+        if let (Some(t), Some(&done)) = (t, dones.iter().max()) {
+            // The fault took effect on every host between the earliest reading before a
+            // change and the latest after one.
+            self.applied.push(Applied {
+                t_ns: t,
+                done_ns: done,
+                hosts_t_ns: ts.clone(),
+                hosts_done_ns: dones.clone(),
+            });
+        }
         match t {
             Some(t) => Ok(t),
             None if self.hosts.dry_run => Ok(monotonic_ns()),
@@ -671,6 +711,10 @@ impl<'a> RemoteCluster<'a> {
         std::fs::write(
             self.local.join("hosts.json"),
             serde_json::to_string_pretty(&self.clocks)?,
+        )?;
+        std::fs::write(
+            self.local.join("faults-applied.json"),
+            serde_json::to_string_pretty(&self.applied)?,
         )?;
         if self.harness_records.exists() {
             ringlab_records::read_file(&self.harness_records, &mut out)?;

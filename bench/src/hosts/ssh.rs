@@ -30,6 +30,78 @@ pub fn quote(s: &str) -> String {
     }
 }
 
+/// A shell kept open on the host over one channel: commands written to its stdin run at
+/// once, without a new session (whose set-up, a login shell's start-up files included,
+/// can take a tenth of a second per call), so faults reach every host within
+/// milliseconds of each other.
+#[derive(Debug)]
+struct Shell {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    calls: u64,
+}
+
+impl Shell {
+    /// Runs `cmd` with `input` on its stdin (a here-document); returns its output.
+    fn run(&mut self, cmd: &str, input: &str) -> std::io::Result<Output> {
+        use std::io::BufRead as _;
+        use std::os::unix::process::ExitStatusExt as _;
+        self.calls += 1;
+        let tag = format!("rl{}x{}", std::process::id(), self.calls);
+        let mut block = format!("( {cmd}\n) 2>\"$RLERR\" <<'{tag}'\n{input}");
+        if !input.is_empty() && !input.ends_with('\n') {
+            block.push('\n');
+        }
+        block += &format!(
+            "{tag}\nrc=$?; printf '\\n@@{tag} %s\\n' $rc; sed 's/^/@@{tag}e /' \"$RLERR\"; echo @@{tag}end\n"
+        );
+        self.stdin.write_all(block.as_bytes())?;
+        self.stdin.flush()?;
+        let (mut stdout, mut stderr, mut rc) = (Vec::new(), Vec::new(), None);
+        let (rc_mark, err_mark, end) = (
+            format!("@@{tag} "),
+            format!("@@{tag}e "),
+            format!("@@{tag}end"),
+        );
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.out.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end_matches('\n');
+            if l == end {
+                break;
+            } else if let Some(v) = l.strip_prefix(&rc_mark) {
+                rc = v.trim().parse::<i32>().ok();
+            } else if let Some(v) = l.strip_prefix(&err_mark) {
+                stderr.extend_from_slice(v.as_bytes());
+                stderr.push(b'\n');
+            } else if rc.is_none() {
+                stdout.extend_from_slice(line.as_bytes());
+            }
+        }
+        // The newline printed before the status line.
+        if stdout.last() == Some(&b'\n') {
+            stdout.pop();
+        }
+        Ok(Output {
+            status: std::process::ExitStatus::from_raw(rc.unwrap_or(1).clamp(0, 255) << 8),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let _ = self.stdin.write_all(b"exit\n");
+        let _ = self.stdin.flush();
+        let _ = self.child.wait();
+    }
+}
+
 /// A connection to one host.
 #[derive(Debug)]
 pub struct Ssh {
@@ -41,6 +113,11 @@ pub struct Ssh {
     dry_run: bool,
     /// Whether a master was started (and must be closed).
     master: bool,
+    /// The open shell, once started (none after it failed: calls then take their own
+    /// channel).
+    shell: std::sync::Mutex<Option<Shell>>,
+    /// Whether the shell failed (it is not started again).
+    shell_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Ssh {
@@ -52,6 +129,8 @@ impl Ssh {
             control: control_dir.join(format!("{}.ctl", host.name)),
             dry_run,
             master: false,
+            shell: std::sync::Mutex::new(None),
+            shell_failed: std::sync::atomic::AtomicBool::new(false),
         };
         if dry_run {
             println!("[{}] ssh {} (ControlMaster)", host.name, s.args().join(" "));
@@ -160,12 +239,24 @@ impl Ssh {
     pub fn try_run(&self, cmd: &str, input: &[u8]) -> Result<Output> {
         if self.dry_run {
             println!("[{}] {cmd}", self.host.name);
+            match std::str::from_utf8(input) {
+                _ if input.is_empty() => {}
+                Ok(text) if input.len() <= 4096 => {
+                    for l in text.lines() {
+                        println!("[{}]   < {l}", self.host.name);
+                    }
+                }
+                _ => println!("[{}]   < ({} bytes on stdin)", self.host.name, input.len()),
+            }
             use std::os::unix::process::ExitStatusExt as _;
             return Ok(Output {
                 status: std::process::ExitStatus::from_raw(0),
                 stdout: vec![],
                 stderr: vec![],
             });
+        }
+        if let Some(out) = self.in_shell(cmd, input) {
+            return Ok(out);
         }
         let mut last = String::new();
         for attempt in 0..self.host.attempts {
@@ -200,6 +291,58 @@ impl Ssh {
             self.host.name,
             self.host.attempts
         )
+    }
+
+    /// Runs `cmd` in the open shell (started on first use) when its input is text; `None`
+    /// when it cannot (binary input, or the shell failed: then the call takes its own
+    /// channel, with retries).
+    fn in_shell(&self, cmd: &str, input: &[u8]) -> Option<Output> {
+        use std::sync::atomic::Ordering;
+        let text = std::str::from_utf8(input).ok()?;
+        if input.len() > 1 << 20 || self.shell_failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut guard = self.shell.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let mut child = self
+                .remote("exec /bin/sh")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let stdin = child.stdin.take()?;
+            let out = std::io::BufReader::new(child.stdout.take()?);
+            let mut sh = Shell {
+                child,
+                stdin,
+                out,
+                calls: 0,
+            };
+            // Its private file for each command's stderr, removed when the shell ends.
+            let setup = "RLERR=$(mktemp) && trap 'rm -f \"$RLERR\"' EXIT\n";
+            let ready = sh
+                .stdin
+                .write_all(setup.as_bytes())
+                .and_then(|()| sh.run("echo ok", ""));
+            match ready {
+                Ok(o) if o.status.success() && o.stdout == b"ok\n" => *guard = Some(sh),
+                r => {
+                    tracing::warn!(host = %self.host.name, result = ?r, "no open shell; every call takes its own channel");
+                    self.shell_failed.store(true, Ordering::Relaxed);
+                    return None;
+                }
+            }
+        }
+        match guard.as_mut()?.run(cmd, text) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::warn!(host = %self.host.name, error = %e, "the open shell failed; calls take their own channels from now on");
+                *guard = None;
+                self.shell_failed.store(true, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Writes `bytes` to `path` on the host (mode `mode`), whole or not at all.
@@ -238,6 +381,7 @@ impl Ssh {
 
 impl Drop for Ssh {
     fn drop(&mut self) {
+        *self.shell.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if self.master {
             let _ = self
                 .ssh()
