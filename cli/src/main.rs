@@ -146,6 +146,10 @@ enum Cmd {
         /// backend's offset estimate talks to on each host.
         #[arg(long)]
         serve: bool,
+        /// Wait until the clock reaches this reading (ns), then print it: how the ssh backend
+        /// makes a fault's change on every host at one agreed instant.
+        #[arg(long, value_name = "NS", conflicts_with = "serve")]
+        until: Option<u64>,
     },
     /// Relays frames between two interfaces with seeded delay, jitter, loss, duplication and
     /// reordering (pnet, AF_PACKET; needs CAP_NET_RAW). fault.sh starts it where netem is
@@ -484,8 +488,10 @@ fn main() {
                 0
             })
         }
-        Cmd::Clock { serve } => {
-            if serve {
+        Cmd::Clock { serve, until } => {
+            if let Some(t) = until {
+                println!("{}", ringlab_bench::hosts::clock::sleep_until(t));
+            } else if serve {
                 let stdin = std::io::stdin();
                 // The channel closing (the controller done or gone) ends it either way.
                 let _ = ringlab_bench::hosts::clock::serve(stdin.lock(), std::io::stdout().lock());

@@ -102,6 +102,26 @@ pub fn measure(channel: &mut Child, host: &str) -> Result<Offset> {
     best(&samples).with_context(|| format!("host {host}: no clock exchange"))
 }
 
+/// Waits until the monotonic clock reads `t_ns` or later (at most 10 s: a reading further
+/// ahead is a mistake, not a plan); returns the reading then.
+pub fn sleep_until(t_ns: u64) -> u64 {
+    let limit = monotonic_ns().saturating_add(10_000_000_000);
+    let t_ns = t_ns.min(limit);
+    loop {
+        let now = monotonic_ns();
+        if now >= t_ns {
+            return now;
+        }
+        // Sleep most of the way, then spin the last 200 µs (a sleep overshoots).
+        let left = t_ns - now;
+        if left > 200_000 {
+            std::thread::sleep(std::time::Duration::from_nanos(left - 200_000));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// What `ringlab clock --serve` does: answers every line of `input` with the clock.
 pub fn serve(input: impl std::io::BufRead, mut out: impl std::io::Write) -> std::io::Result<()> {
     for line in input.lines() {
@@ -146,6 +166,15 @@ mod tests {
         assert_eq!(m.offset_ns, 0);
         assert_eq!(m.uncertainty_ns, 30 + 100);
         assert_eq!(m.rtt_ns, 40);
+    }
+
+    #[test]
+    fn sleep_until_returns_at_or_after_the_instant() {
+        let t = monotonic_ns() + 2_000_000;
+        assert!(sleep_until(t) >= t);
+        // A past instant returns at once with the present.
+        let now = monotonic_ns();
+        assert!(sleep_until(now - 1) >= now);
     }
 
     #[test]

@@ -32,6 +32,10 @@ use std::time::Duration;
 /// The ring's UDP port on the hosts (the first node of a host; the next ones count up).
 pub const PORT: u16 = 5405;
 
+/// How far ahead of the call a network fault is scheduled on the hosts: enough for the
+/// command to reach every host over its open shell.
+pub const FAULT_LEAD_NS: u64 = 40_000_000;
+
 /// The hosts of one run, connected.
 pub struct SshHosts {
     /// The inventory.
@@ -555,6 +559,9 @@ impl<'a> RemoteCluster<'a> {
     pub fn fault(&mut self, f: &NetworkFault) -> Result<u64> {
         self.net.apply(f, self.nodes)?;
         let inv = &self.hosts.inv;
+        // Every host makes its change at one agreed instant, FAULT_LEAD_NS from now (on its
+        // own clock, through its offset), rather than when its command happens to arrive.
+        let at = monotonic_ns() + FAULT_LEAD_NS;
         let outs = self.hosts.on_all(&|i| {
             let script = self.net.script(
                 &self.hosts.prefix,
@@ -564,7 +571,8 @@ impl<'a> RemoteCluster<'a> {
             );
             (
                 format!(
-                    "t=$({b} clock) && {} -f - && echo t_ns=$t done_ns=$({b} clock)",
+                    "t=$({b} clock --until {}) && {} -f - && echo t_ns=$t done_ns=$({b} clock)",
+                    self.before[i].to_host(at),
                     self.hosts.nft(i),
                     b = quote(&self.hosts.bin(i)),
                 ),
