@@ -32,10 +32,16 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "ci-ssh: FAIL: $*"; exit 1; }
 
-if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ] || ! command -v nc >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server netcat-openbsd >/dev/null
+if { ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ]; } || ! command -v nc >/dev/null; then
+  # policy-rc.d keeps the package's own sshd service from starting on the host (ours run in
+  # the lab's namespaces); it is removed again if this made it.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client netcat-openbsd >/dev/null
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
-# The package's own sshd service is not ours: nothing here starts or stops it.
 rm -rf "$out"
 inv=$(bash netns-scripts/ssh-lab.sh up --nodes 3 --prefix "$lab")
 sshd_pids=$(cat /run/ringlab-"$lab"/sshd-*.pid)

@@ -43,6 +43,28 @@ struct Shell {
 }
 
 impl Shell {
+    /// Takes over a running `sh` (stdin and stdout piped) and checks that it answers.
+    fn start(mut child: Child) -> std::io::Result<Self> {
+        let missing = || std::io::Error::other("the shell's pipes are not there");
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let out = std::io::BufReader::new(child.stdout.take().ok_or_else(missing)?);
+        let mut sh = Self {
+            child,
+            stdin,
+            out,
+            calls: 0,
+        };
+        // Its private file for each command's stderr, removed when the shell ends.
+        sh.stdin
+            .write_all(b"RLERR=$(mktemp) && trap 'rm -f \"$RLERR\"' EXIT\n")?;
+        let o = sh.run("echo ok", "")?;
+        if o.status.success() && o.stdout == b"ok\n" {
+            Ok(sh)
+        } else {
+            Err(std::io::Error::other(format!("the shell answered {o:?}")))
+        }
+    }
+
     /// Runs `cmd` with `input` on its stdin (a here-document); returns its output.
     fn run(&mut self, cmd: &str, input: &str) -> std::io::Result<Output> {
         use std::io::BufRead as _;
@@ -304,31 +326,17 @@ impl Ssh {
         }
         let mut guard = self.shell.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            let mut child = self
+            let child = self
                 .remote("exec /bin/sh")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .ok()?;
-            let stdin = child.stdin.take()?;
-            let out = std::io::BufReader::new(child.stdout.take()?);
-            let mut sh = Shell {
-                child,
-                stdin,
-                out,
-                calls: 0,
-            };
-            // Its private file for each command's stderr, removed when the shell ends.
-            let setup = "RLERR=$(mktemp) && trap 'rm -f \"$RLERR\"' EXIT\n";
-            let ready = sh
-                .stdin
-                .write_all(setup.as_bytes())
-                .and_then(|()| sh.run("echo ok", ""));
-            match ready {
-                Ok(o) if o.status.success() && o.stdout == b"ok\n" => *guard = Some(sh),
-                r => {
-                    tracing::warn!(host = %self.host.name, result = ?r, "no open shell; every call takes its own channel");
+            match Shell::start(child) {
+                Ok(sh) => *guard = Some(sh),
+                Err(e) => {
+                    tracing::warn!(host = %self.host.name, error = %e, "no open shell; every call takes its own channel");
                     self.shell_failed.store(true, Ordering::Relaxed);
                     return None;
                 }
@@ -422,6 +430,29 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), s);
         }
+    }
+
+    #[test]
+    fn the_open_shell_keeps_output_errors_status_and_input_apart() {
+        let child = Command::new("/bin/sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut sh = Shell::start(child).unwrap();
+        let o = sh.run("echo out; echo err >&2; exit 3", "").unwrap();
+        assert_eq!(o.stdout, b"out\n");
+        assert_eq!(o.stderr, b"err\n");
+        assert_eq!(o.status.code(), Some(3));
+        // Input as a here-document, with lines that look like the end markers' prefix.
+        let o = sh.run("cat", "line one\n@@rl not a marker\nlast").unwrap();
+        assert_eq!(o.stdout, b"line one\n@@rl not a marker\nlast\n");
+        assert!(o.status.success());
+        // No trailing newline is kept as it is; state does not leak between commands.
+        let o = sh.run("x=1; printf abc", "").unwrap();
+        assert_eq!(o.stdout, b"abc");
+        let o = sh.run("echo \"[$x]\"", "").unwrap();
+        assert_eq!(o.stdout, b"[]\n");
     }
 
     #[test]
