@@ -570,8 +570,11 @@ impl<'a> RemoteCluster<'a> {
                 self.nodes,
             );
             (
+                // nft starts (its process, libraries and netlink socket) while the clock
+                // waits for the instant; the rules reach it only then, so what is left at
+                // the instant is parsing and one commit.
                 format!(
-                    "t=$({b} clock --until {}) && {} -f - && echo t_ns=$t done_ns=$({b} clock)",
+                    "tf=$(mktemp) && {{ {b} clock --until {} >\"$tf\" && cat; }} | {} -f - && echo t_ns=$(cat \"$tf\") done_ns=$({b} clock); rc=$?; rm -f \"$tf\"; exit $rc",
                     self.before[i].to_host(at),
                     self.hosts.nft(i),
                     b = quote(&self.hosts.bin(i)),
