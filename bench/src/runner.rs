@@ -1393,6 +1393,7 @@ impl<'a> Run<'a> {
                     .iter()
                     .map(|x| (x.name.clone(), x.nodes.clone()))
                     .collect(),
+                machines: h.machines.clone(),
             });
         }
         s.prefix = Some(self.prefix.clone());

@@ -137,6 +137,9 @@ pub struct Backend {
     pub inventory: String,
     /// Each host and its nodes.
     pub hosts: Vec<(String, Vec<ringlab_ring::NodeId>)>,
+    /// Each host's machine, as it said at the start (kernel, cpus, cpu, hostname).
+    #[serde(default)]
+    pub machines: Vec<std::collections::BTreeMap<String, String>>,
 }
 
 /// What one repetition measured.

@@ -48,6 +48,8 @@ pub struct SshHosts {
     prefix: String,
     control_dir: PathBuf,
     dry_run: bool,
+    /// Each host's machine (kernel, cpus, cpu, hostname), as it said at the start.
+    pub machines: Vec<std::collections::BTreeMap<String, String>>,
 }
 
 /// A host's clock against the controller's over one repetition, in summary.json.
@@ -103,6 +105,7 @@ impl SshHosts {
             control_dir,
             dry_run,
             inv,
+            machines: vec![],
         };
         for host in &h.inv.hosts {
             h.conns.push(Ssh::connect(host, &h.control_dir, dry_run)?);
@@ -126,6 +129,17 @@ impl SshHosts {
             );
             c.run(&check)?;
             h.made[i] = true;
+            let m = c.run(
+                "echo \"kernel=$(uname -r)\"; echo \"cpus=$(nproc)\"; \
+                 echo \"cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')\"; \
+                 echo \"hostname=$(hostname)\"",
+            )?;
+            h.machines.push(
+                m.lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                    .collect(),
+            );
             c.upload(&bin, &format!("{}/ringlab", h.dirs[i]), 0o755)?;
             if let Some(k) = key {
                 c.upload(k, &format!("{}/cluster.key", h.dirs[i]), 0o600)?;
