@@ -505,26 +505,11 @@ impl Cluster {
         targets: Vec<NodeId>,
         groups: Vec<Vec<NodeId>>,
     ) {
-        self.append_record(&Record {
-            t_ns,
-            node: 0,
-            inc: 0,
-            body: Body::Fault {
-                action: action.into(),
-                targets,
-                groups,
-            },
-        });
+        append_fault(&self.harness_records, t_ns, action, targets, groups);
     }
 
     fn append_record(&self, r: &Record) {
-        let written = Writer::append(&self.harness_records).and_then(|mut w| {
-            w.write(r)?;
-            w.flush()
-        });
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "the harness could not write a record");
-        }
+        append_record(&self.harness_records, r);
     }
 
     /// Returns node `id`'s process id while this harness runs it.
@@ -622,6 +607,41 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
+}
+
+/// Appends `r` to a harness's record file at `path` (a failure is logged: a record the
+/// harness could not write must not stop the run it records).
+pub fn append_record(path: &std::path::Path, r: &Record) {
+    let written = Writer::append(path).and_then(|mut w| {
+        w.write(r)?;
+        w.flush()
+    });
+    if let Err(e) = written {
+        tracing::warn!(error = %e, file = %path.display(), "the harness could not write a record");
+    }
+}
+
+/// Appends a harness's `fault` record (node 0) to `path`.
+pub fn append_fault(
+    path: &std::path::Path,
+    t_ns: u64,
+    action: &str,
+    targets: Vec<NodeId>,
+    groups: Vec<Vec<NodeId>>,
+) {
+    append_record(
+        path,
+        &Record {
+            t_ns,
+            node: 0,
+            inc: 0,
+            body: Body::Fault {
+                action: action.into(),
+                targets,
+                groups,
+            },
+        },
+    );
 }
 
 /// Waits until every node in `ids` is operational on one ring of exactly `ids`, asking

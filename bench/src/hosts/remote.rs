@@ -20,7 +20,9 @@ use crate::fault::NetworkFault;
 use anyhow::{bail, Context, Result};
 use ringlab_net::config::{NodeConfig, Peer};
 use ringlab_net::control::{Ack, Request, StatsReply, StatusReply};
-use ringlab_net::harness::{wait_quiet_with, wait_ring_with, HarnessError};
+use ringlab_net::harness::{
+    append_fault, append_record, wait_quiet_with, wait_ring_with, HarnessError,
+};
 use ringlab_net::monotonic_ns;
 use ringlab_records::{Body, Record, Writer};
 use ringlab_ring::{NodeId, RingId};
@@ -170,43 +172,33 @@ impl SshHosts {
             }
             return Ok(vec![Offset::default(); self.conns.len()]);
         }
+        self.each(&|i, c| {
+            let mut ch = c.channel(&format!("{} clock --serve", quote(&self.bin(i))))?;
+            clock::measure(&mut ch, &c.host.name)
+        })
+    }
+
+    /// Runs `f` for every host at once (a thread each); returns the results in host order.
+    fn each<T: Send>(&self, f: &(dyn Fn(usize, &Ssh) -> Result<T> + Sync)) -> Result<Vec<T>> {
         std::thread::scope(|s| {
             let hs: Vec<_> = self
                 .conns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    s.spawn(move || {
-                        let mut ch =
-                            c.channel(&format!("{} clock --serve", quote(&self.bin(i))))?;
-                        clock::measure(&mut ch, &c.host.name)
-                    })
-                })
+                .map(|(i, c)| s.spawn(move || f(i, c)))
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().expect("a clock thread"))
+                .map(|h| h.join().expect("a host's thread"))
                 .collect()
         })
     }
 
     /// Runs `cmd(i)` on every host at once; returns their stdouts in host order.
     fn on_all(&self, cmd: &(dyn Fn(usize) -> (String, Vec<u8>) + Sync)) -> Result<Vec<String>> {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = self
-                .conns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    s.spawn(move || {
-                        let (line, input) = cmd(i);
-                        c.run_with(&line, &input)
-                            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("a host thread"))
-                .collect()
+        self.each(&|i, c| {
+            let (line, input) = cmd(i);
+            c.run_with(&line, &input)
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         })
     }
 
@@ -547,12 +539,15 @@ impl<'a> RemoteCluster<'a> {
         }
         self.signal(n, "KILL", true)?;
         self.pids[n as usize - 1] = None;
-        self.append(&Record {
-            t_ns: monotonic_ns(),
-            node: n,
-            inc: self.incs[n as usize - 1],
-            body: Body::Crash {},
-        });
+        append_record(
+            &self.harness_records,
+            &Record {
+                t_ns: monotonic_ns(),
+                node: n,
+                inc: self.incs[n as usize - 1],
+                body: Body::Crash {},
+            },
+        );
         Ok(())
     }
 
@@ -633,26 +628,7 @@ impl<'a> RemoteCluster<'a> {
         targets: Vec<NodeId>,
         groups: Vec<Vec<NodeId>>,
     ) {
-        self.append(&Record {
-            t_ns,
-            node: 0,
-            inc: 0,
-            body: Body::Fault {
-                action: action.into(),
-                targets,
-                groups,
-            },
-        });
-    }
-
-    fn append(&self, r: &Record) {
-        let w = Writer::append(&self.harness_records).and_then(|mut w| {
-            w.write(r)?;
-            w.flush()
-        });
-        if let Err(e) = w {
-            tracing::warn!(error = %e, "the runner could not write a record");
-        }
+        append_fault(&self.harness_records, t_ns, action, targets, groups);
     }
 
     /// Asks every running node to quit, waits for them as the local harness does, then

@@ -456,6 +456,37 @@ mod tests {
     }
 
     #[test]
+    fn a_host_that_does_not_answer_fails_after_its_attempts_naming_itself() {
+        // Port 1 on loopback: nothing listens, ssh fails at once (status 255) each time.
+        let host = Host {
+            name: "nowhere".into(),
+            address: "127.0.0.1".into(),
+            user: Some("nobody".into()),
+            port: Some(1),
+            identity: None,
+            config: Some("/dev/null".into()),
+            known_hosts: Some("/dev/null".into()),
+            strict_host_key_checking: "yes".into(),
+            connect_timeout_s: 2,
+            attempts: 2,
+            sudo: false,
+            dir: "/tmp".into(),
+            proxy_command: None,
+            iface: "lo".into(),
+            ring_addr: "127.0.0.1".parse().unwrap(),
+            nodes: vec![1],
+        };
+        let dir = std::env::temp_dir().join(format!("ringlab-ssh-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = format!("{:#}", Ssh::connect(&host, &dir, false).unwrap_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.contains("host nowhere") && e.contains("after 2 attempts"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn backoff_doubles_and_is_capped() {
         assert_eq!(backoff(1), Duration::from_millis(100));
         assert_eq!(backoff(2), Duration::from_millis(200));
