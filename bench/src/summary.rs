@@ -664,14 +664,35 @@ pub fn quantile(mut v: Vec<f64>, q: f64) -> Option<f64> {
     Some(v[((v.len() - 1) as f64 * q).round() as usize])
 }
 
-/// Returns the median, 90th percentile and maximum of a list (None when empty).
+/// Returns the median, 90th percentile and maximum of a list (None when empty). The median
+/// is the usual one (the mean of the two middle values of an even count); the 90th
+/// percentile is taken by nearest rank.
 pub fn median_p90_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
         return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Some((at(0.5), at(0.9), *v.last().expect("non-empty")))
+    Some((median(&v)?, at(0.9), *v.last().expect("non-empty")))
+}
+
+/// Returns the usual median of a sorted list: its middle value, or the mean of the two
+/// middle values of an even count (None when empty).
+pub fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// Returns the `q` quantile of a sorted, non-empty list, interpolated linearly between
+/// ranks (as box plots draw their quartiles).
+pub fn interpolated(sorted: &[f64], q: f64) -> f64 {
+    let x = (sorted.len() - 1) as f64 * q;
+    let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (x - lo as f64)
 }
 
 /// Returns the recovery of the schedule's `i`-th fault in repetition `r`. A start-up loss

@@ -139,6 +139,19 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Writes one self-contained HTML page (no network needed to view it) of one or more
+    /// runs: the experiments and machine, recovery phases per fault and configuration, a
+    /// timeline per repetition, recovery box plots, and the checker's verdict with the
+    /// commands that replay it. `ringlab run` and `ringlab sweep` write one next to
+    /// summary.json.
+    Report {
+        /// Run directories (with summary.json), or directories of them.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write report.html.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Prints CLOCK_MONOTONIC in ns: the clock of every event record (fault.sh stamps its
     /// faults with it).
     Clock,
@@ -449,6 +462,10 @@ fn main() {
                 0
             })
         }
+        Cmd::Report { dirs, out } => ringlab_bench::report::write(&dirs, &out).map(|p| {
+            println!("wrote {}", p.display());
+            0
+        }),
         Cmd::Clock => {
             println!("{}", ringlab_net::monotonic_ns());
             Ok(0)
@@ -732,6 +749,7 @@ fn sweep(a: &ExperimentArgs, params: &[String], interleave: bool) -> Result<i32>
     }
     drop(lock);
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
+    ringlab_bench::report::write_beside(&dir);
     println!("{t}");
     warn_no_key(&base);
     println!("results in {}", dir.display());
