@@ -355,9 +355,14 @@ pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<Str
             if p == 1 && sl.bound > 0.0 {
                 let y = ylog(sl.bound, top);
                 svg.line((x - slot_w / 2.0 + 3.0, y), (x + slot_w / 2.0 - 3.0, y), c, 1.5, "5,3");
+                if i == 0 || slots[i - 1].run != sl.run {
+                    let b = format!("bound {}", tick_label(sl.bound.round()));
+                    svg.text(x - slot_w / 2.0 + 4.0, y + 12.0, 10.0, "start", "#333", &b);
+                }
             }
             if *missing > 0 && p == 1 {
-                svg.text(x, top + 12.0, 11.0, "middle", "#c00", &format!("✕ {missing} never"));
+                let m = format!("✕ {missing} never");
+                svg.text(x, top + panel_h - 6.0, 11.0, "middle", "#c00", &m);
             }
             if v.is_empty() && p != 1 {
                 svg.text(x, top + 12.0, 10.0, "middle", "#666", "none");
