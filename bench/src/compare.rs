@@ -730,7 +730,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("20250101T000001Z/records/rep-1")).unwrap();
         let t = compare(std::slice::from_ref(&dir), None).unwrap();
         assert!(
-            t.contains("| iso (stopped) | 0 isolate | 500 / 500 / 500 | 1700 / 1700 / 1700 | - | - | 0/1 of 3 |"),
+            t.contains("| iso (stopped) | 0 isolate 3 | 500 | 1700 | - | - | 0/1 of 3 |"),
             "{t}"
         );
         assert!(
@@ -789,10 +789,72 @@ mod tests {
         let t = tables(&[("a".into(), s)]);
         assert!(t.contains("| iso | 2 | 5.0 | 5.0 | 5.0 | 5.0 |"), "{t}");
         assert!(
-            t.contains("| iso | 0 isolate → end | 3 / 3 / 3 | 0.75 / 0.75 / 0.75 | 300 / 300 / 300 | 2 / 2 / 2 | 1/2 |"),
+            t.contains("| iso | 0 isolate 3 → end | 1, 3 (n=2) | 0.25, 0.75 (n=2) | 100, 300 (n=2) | 0, 2 (n=2) | 1/2 |"),
             "{t}"
         );
-        assert!(t.contains("| iso | last fault → end | 3 / 3 / 3 |"), "{t}");
+        assert!(t.contains("| iso | last fault → end | 1, 3 (n=2) |"), "{t}");
+    }
+
+    #[test]
+    fn a_few_values_are_all_shown_and_many_by_the_usual_median() {
+        // Two repetitions of 124.4 and 35.9 ms used to read "124 / 124 / 124".
+        assert_eq!(values_cell(&[124.4, 35.9], None), "35.9, 124 (n=2)");
+        assert_eq!(values_cell(&[], None), "-");
+        assert_eq!(values_cell(&[7.0], None), "7.0");
+        assert_eq!(
+            values_cell(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], Some(0)),
+            "4 / 6 / 6 (n=6)"
+        );
+        assert_eq!(
+            values_cell(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], None),
+            "3.5 / 6.0 / 6.0 (n=6)"
+        );
+    }
+
+    #[test]
+    fn runs_of_one_experiment_are_told_apart_by_start_and_machine() {
+        let mut a = run("", &[1700.0]);
+        a.started = "2026-11-21T09:24:47Z".into();
+        a.machine = serde_json::json!({"hostname": "vm"});
+        let mut b = run("", &[1710.0]);
+        b.started = "2026-12-02T09:16:19Z".into();
+        b.machine = serde_json::json!({"hostname": "box"});
+        let c = run("token=500", &[1700.0]);
+        let names = run_names(&[("a".into(), a), ("b".into(), b), ("c".into(), c)]);
+        assert_eq!(
+            names,
+            [
+                "iso (2026-11-21T09:24:47Z on vm)",
+                "iso (2026-12-02T09:16:19Z on box)",
+                "iso token=500"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_recovery_plot_names_faults_marks_the_unsettled_and_draws_the_bound() {
+        let mut s = run("token=500", &[1700.0, 1710.0]);
+        s.reps[1].faults[0].membership_ms = None;
+        s.bound_ms = 5620.0;
+        let t = run("token=1000", &[2200.0]);
+        let runs = vec![("a".into(), s), ("b".into(), t)];
+        let svg = crate::plot::recovery_svg(&runs, &run_names(&runs)).unwrap();
+        for want in [
+            "0 isolate 3",
+            "✕ 1 never",
+            "bound 5620",
+            "iso token=500",
+            "detection: first node out of OPERATIONAL",
+            "first delivery on the settled ring",
+            crate::plot::colour(1),
+        ] {
+            assert!(svg.contains(want), "{want} missing");
+        }
+        // A sweep of one numeric knob is also drawn against the knob's value.
+        let sweep = crate::plot::sweep_svg(&runs).unwrap();
+        assert!(sweep.contains("against token") && sweep.contains(">isolate 3<"));
+        let one = vec![("a".into(), run("", &[1.0])), ("b".into(), run("", &[2.0]))];
+        assert!(crate::plot::sweep_svg(&one).is_none());
     }
 
     #[test]
@@ -813,11 +875,11 @@ mod tests {
         ];
         let t = tables(&runs);
         assert!(
-            t.contains("| iso token=500 | 0 isolate | 510 / 600 / 600 | 1710 / 1800 / 1800 |"),
+            t.contains("| iso token=500 | 0 isolate 3 | 500, 510, 600 (n=3) | 1700, 1710, 1800 (n=3) |"),
             "{t}"
         );
         assert!(
-            t.contains("| iso token=1000 | 0 isolate | 1010 / 1100 / 1100 | 2210 / 2300 / 2300 |"),
+            t.contains("| iso token=1000 | 0 isolate 3 | 1000, 1010, 1100 (n=3) | 2200, 2210, 2300 (n=3) |"),
             "{t}"
         );
         let dir = std::env::temp_dir().join(format!("ringlab-compare-{}", std::process::id()));

@@ -419,3 +419,55 @@ fn verdict(h: &mut String, runs: &[(PathBuf, Summary)], names: &[String]) {
     }
     h.push_str("<p>A failing simulator seed replays with <code>ringlab sim --seed SEED</code> and the options it printed.</p>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_has_every_section_and_says_what_it_cannot_draw() {
+        let exp: crate::experiment::Experiment = toml::from_str(
+            "name = 'iso'\nnodes = 3\nduration_ms = 5000\n[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [3]\n",
+        )
+        .unwrap();
+        let rep = crate::summary::RepSummary {
+            rep: 1,
+            faults: vec![crate::summary::FaultRecovery {
+                index: 0,
+                action: "isolate".into(),
+                membership_ms: Some(2200.0),
+                ..Default::default()
+            }],
+            violations: vec!["SafeDelivery: m1 at node 2".into()],
+            timeline: vec![(0.0, 1000.0), (100.0, 1000.0)],
+            ..Default::default()
+        };
+        let s = crate::summary::summarise(
+            &exp,
+            "".into(),
+            "ringlab run experiments/iso.toml".into(),
+            serde_json::json!({"hostname": "vm", "cpu": "EPYC", "cpus": 2, "memory_gib": 4, "kernel": "6.1"}),
+            "2026-12-02T00:00:00Z".into(),
+            vec![rep],
+        );
+        let page = render(&Loaded {
+            runs: vec![("/nowhere/iso".into(), s)],
+            skipped: vec![],
+        });
+        for sec in SECTIONS {
+            assert!(page.contains(&format!(">{sec}</h2>")), "{sec}");
+        }
+        for want in [
+            "vm: EPYC, 2 CPUs, 4 GiB, Linux 6.1",
+            "1000: isolate 3",
+            "The checker found 1 violations in 1 repetitions.",
+            "SafeDelivery: m1 at node 2",
+            "ringlab check /nowhere/iso/records/rep-1",
+            "<code>ringlab run experiments/iso.toml</code>",
+            "delivery latency over time: unavailable",
+            "membership changes per node: unavailable",
+        ] {
+            assert!(page.contains(want), "{want} missing");
+        }
+    }
+}

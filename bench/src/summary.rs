@@ -1056,7 +1056,7 @@ mod tests {
         let s = Spread::of((1..=100).map(f64::from).collect());
         assert_eq!(
             (s.median, s.p90, s.p99, s.max),
-            (Some(51.0), Some(90.0), Some(99.0), Some(100.0))
+            (Some(50.5), Some(90.0), Some(99.0), Some(100.0))
         );
         assert_eq!(Spread::of(vec![7.0]).p99, Some(7.0));
         assert_eq!(Spread::of(vec![]).p99, None);
@@ -1155,9 +1155,10 @@ mod tests {
         let iso = &s.faults[0];
         assert_eq!((iso.index, iso.action.as_str()), (0, "isolate"));
         assert_eq!(iso.membership_ms.n, 2);
-        assert_eq!(iso.membership_ms.median, Some(2000.0));
+        // The usual median of two: their mean.
+        assert_eq!(iso.membership_ms.median, Some(1200.0));
         assert_eq!(iso.membership_ms.max, Some(2000.0));
-        assert_eq!(iso.detection_ms.median, Some(1000.0));
+        assert_eq!(iso.detection_ms.median, Some(600.0));
         assert_eq!(iso.out_of_bound, 1);
         let heal = &s.faults[1];
         assert_eq!((heal.index, heal.action.as_str()), (1, "heal"));
