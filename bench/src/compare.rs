@@ -322,9 +322,9 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         );
         t.push_str("| configuration | window | changes | changes/s | ms to the last change | changes after settling | settled |\n|---|---|---|---|---|---|---|\n");
         for (k, (_, s)) in runs.iter().enumerate() {
-            for (k, f) in s.faults.iter().enumerate() {
+            for (j, f) in s.faults.iter().enumerate() {
                 if let Some(c) = &f.churn {
-                    let to = if k + 1 == s.faults.len() {
+                    let to = if j + 1 == s.faults.len() {
                         "end"
                     } else {
                         "next fault"

@@ -436,6 +436,9 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
             }
         }
     }
+    if series.iter().all(|s| s.1.iter().all(|p| p.2.is_empty())) {
+        return None;
+    }
     let vals = series
         .iter()
         .flat_map(|s| s.1.iter().flat_map(|p| p.2.iter().copied()))
@@ -500,6 +503,7 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
         &format!("{knob} (the swept knob{})", if xlog { ", log scale" } else { "" }),
     );
     const DASHES: [&str; 4] = ["", "6,3", "2,3", "8,3,2,3"];
+    let mut names: Vec<(f64, String, &str)> = Vec::new();
     for (j, (name, pts)) in series.iter().enumerate() {
         let mut line = Vec::new();
         for (x, k, v) in pts {
@@ -520,11 +524,18 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
             r##"<polyline points="{}" fill="none" stroke="#333" stroke-width="1.2" stroke-dasharray="{dash}"/>"##,
             pts.join(" ")
         );
-        // The name beside the plot, at the height of the line's last point.
         if let Some((_, y)) = line.last() {
-            svg.line((left + w + 6.0, *y), (left + w + 26.0, *y), "#333", 1.2, dash);
-            svg.text(left + w + 30.0, y + 4.0, 11.0, "start", "#333", name);
+            names.push((*y, name.clone(), dash));
         }
+    }
+    // The names beside the plot, at the height of each line's last point, kept apart.
+    names.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut last = f64::NEG_INFINITY;
+    for (y, name, dash) in names {
+        let y = y.max(last + 13.0);
+        last = y;
+        svg.line((left + w + 6.0, y), (left + w + 26.0, y), "#333", 1.2, dash);
+        svg.text(left + w + 30.0, y + 4.0, 11.0, "start", "#333", &name);
     }
     Some(svg.finish())
 }
