@@ -285,7 +285,10 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             names[k],
             reps_cell(s),
             values_cell(
-                &s.reps.iter().filter_map(|r| r.formation_ms).collect::<Vec<_>>(),
+                &s.reps
+                    .iter()
+                    .filter_map(|r| r.formation_ms)
+                    .collect::<Vec<_>>(),
                 None
             ),
             s.wrongly_excluded,
@@ -335,7 +338,8 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
                         .filter_map(|r| scheduled_fault(&s.experiment, r, f.index))
                         .filter_map(|x| x.churn.as_ref())
                         .collect();
-                    let name = format!("{} {} → {to}", f.index, crate::plot::fault_name(s, f.index));
+                    let name =
+                        format!("{} {} → {to}", f.index, crate::plot::fault_name(s, f.index));
                     churn_row(&mut t, &names[k], &name, c, &w);
                 }
             }
@@ -875,7 +879,9 @@ mod tests {
         ];
         let t = tables(&runs);
         assert!(
-            t.contains("| iso token=500 | 0 isolate 3 | 500, 510, 600 (n=3) | 1700, 1710, 1800 (n=3) |"),
+            t.contains(
+                "| iso token=500 | 0 isolate 3 | 500, 510, 600 (n=3) | 1700, 1710, 1800 (n=3) |"
+            ),
             "{t}"
         );
         assert!(

@@ -125,7 +125,7 @@ impl Svg {
             a.0, a.1, b.0, b.1
         );
     }
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, opacity: f64, stroke: &str) {
+    fn rect(&mut self, (x, y, w, h): (f64, f64, f64, f64), fill: &str, opacity: f64, stroke: &str) {
         let _ = writeln!(
             self.body,
             r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" fill-opacity="{opacity}" stroke="{stroke}"/>"#,
@@ -165,7 +165,11 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut e = lo.log10().floor() as i32;
     // 1, 2, 5 over up to three decades; over more, the decades alone.
-    let steps: &[f64] = if hi / lo > 1000.0 { &[1.0] } else { &[1.0, 2.0, 5.0] };
+    let steps: &[f64] = if hi / lo > 1000.0 {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 5.0]
+    };
     while 10f64.powi(e) <= hi {
         for &m in steps {
             let v = m * 10f64.powi(e);
@@ -216,7 +220,7 @@ fn legend(svg: &mut Svg, names: &[String], x0: f64, y0: f64, width: f64) -> f64 
             x = x0;
             y += 18.0;
         }
-        svg.rect(x, y - 10.0, 14.0, 10.0, colour(i), 0.8, colour(i));
+        svg.rect((x, y - 10.0, 14.0, 10.0), colour(i), 0.8, colour(i));
         svg.text(x + 18.0, y, 12.0, "start", "black", n);
         x += w;
     }
@@ -245,13 +249,20 @@ type Phase = (
 /// when no run has a recovery time.
 pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<String> {
     let mut phases: Vec<Phase> = vec![
-        ("detection: first node out of OPERATIONAL", |f| f.detection_ms),
+        ("detection: first node out of OPERATIONAL", |f| {
+            f.detection_ms
+        }),
         ("membership: every running node on its settled ring", |f| {
             f.membership_ms
         }),
-        ("first delivery on the settled ring", |f| f.first_delivery_ms),
+        ("first delivery on the settled ring", |f| {
+            f.first_delivery_ms
+        }),
     ];
-    if runs.iter().any(|(_, s)| s.faults.iter().any(|f| f.sync_ms.n > 0)) {
+    if runs
+        .iter()
+        .any(|(_, s)| s.faults.iter().any(|f| f.sync_ms.n > 0))
+    {
         phases.insert(2, ("sync done at every running node", |f| f.sync_ms));
     }
     let mut slots = Vec::new();
@@ -292,7 +303,7 @@ pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<Str
     let ymin = 10f64.powf(lo.max(0.1).log10().floor());
     let ymax = (hi * 1.6).max(ymin * 10.0);
     let left = 80.0;
-    let slot_w = ((900.0 - left - 30.0) / slots.len() as f64).clamp(60.0, 140.0);
+    let slot_w = ((900.0 - left - 30.0) / slots.len() as f64).clamp(60.0, 240.0);
     let width = (left + 30.0 + slot_w * slots.len() as f64).max(900.0);
     let mut svg = Svg::new(width, 0.0);
     svg.text(
@@ -322,17 +333,34 @@ pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<Str
     for (p, (title, _)) in phases.iter().enumerate() {
         svg.text(left, y0 + 14.0, 13.0, "start", "black", title);
         let top = y0 + 22.0;
-        svg.rect(left, top, slot_w * slots.len() as f64, panel_h, "none", 0.0, "#999");
+        svg.rect(
+            (left, top, slot_w * slots.len() as f64, panel_h),
+            "none",
+            0.0,
+            "#999",
+        );
         for t in log_ticks(ymin, ymax) {
             let y = ylog(t, top);
-            svg.line((left - 4.0, y), (left + slot_w * slots.len() as f64, y), "#ddd", 0.5, "");
+            svg.line(
+                (left - 4.0, y),
+                (left + slot_w * slots.len() as f64, y),
+                "#ddd",
+                0.5,
+                "",
+            );
             svg.text(left - 6.0, y + 4.0, 11.0, "end", "black", &tick_label(t));
         }
         svg.text_rot(18.0, top + panel_h / 2.0, 12.0, -90.0, "middle", "ms (log)");
         for (i, sl) in slots.iter().enumerate() {
             let x = x_of(i);
             if i > 0 && slots[i - 1].run != sl.run {
-                svg.line((x - slot_w / 2.0, top), (x - slot_w / 2.0, top + panel_h), "#999", 1.0, "");
+                svg.line(
+                    (x - slot_w / 2.0, top),
+                    (x - slot_w / 2.0, top + panel_h),
+                    "#999",
+                    1.0,
+                    "",
+                );
             }
             let c = colour(sl.run);
             let (v, missing) = &sl.phases[p];
@@ -341,8 +369,14 @@ pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<Str
             if v.len() >= 5 {
                 let q = |f: f64| crate::summary::interpolated(&v, f);
                 let (q1, q2, q3) = (ylog(q(0.25), top), ylog(q(0.5), top), ylog(q(0.75), top));
-                svg.line((x, ylog(v[0], top)), (x, ylog(v[v.len() - 1], top)), c, 1.5, "");
-                svg.rect(x - 16.0, q3, 32.0, q1 - q3, c, 0.25, c);
+                svg.line(
+                    (x, ylog(v[0], top)),
+                    (x, ylog(v[v.len() - 1], top)),
+                    c,
+                    1.5,
+                    "",
+                );
+                svg.rect((x - 16.0, q3, 32.0, q1 - q3), c, 0.25, c);
                 svg.line((x - 16.0, q2), (x + 16.0, q2), c, 2.5, "");
             } else if let Some(m) = crate::summary::median(&v) {
                 let y = ylog(m, top);
@@ -354,7 +388,13 @@ pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<Str
             }
             if p == 1 && sl.bound > 0.0 {
                 let y = ylog(sl.bound, top);
-                svg.line((x - slot_w / 2.0 + 3.0, y), (x + slot_w / 2.0 - 3.0, y), c, 1.5, "5,3");
+                svg.line(
+                    (x - slot_w / 2.0 + 3.0, y),
+                    (x + slot_w / 2.0 - 3.0, y),
+                    c,
+                    1.5,
+                    "5,3",
+                );
                 if i == 0 || slots[i - 1].run != sl.run {
                     let b = format!("bound {}", tick_label(sl.bound.round()));
                     svg.text(x - slot_w / 2.0 + 4.0, y + 12.0, 10.0, "start", "#333", &b);
@@ -451,7 +491,9 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
     let ymax = (hi * 1.6).max(ymin * 10.0);
     let (xlo, xhi) = xs
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x.0), b.max(x.0)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x.0), b.max(x.0))
+        });
     let xlog = xlo > 0.0 && xhi / xlo >= 5.0;
     let (left, top, w, h) = (80.0, 50.0, 640.0, 380.0);
     let fx = |x: f64| {
@@ -472,10 +514,12 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
         16.0,
         "start",
         "black",
-        &format!("Membership phase against {knob}: ms from the fault until every running node settled"),
+        &format!(
+            "Membership phase against {knob}: ms from the fault until every running node settled"
+        ),
     );
     svg.text(left, 40.0, 12.0, "start", "#444", "points: every repetition (colour: configuration); line: the medians; dashed: each configuration's bound");
-    svg.rect(left, top, w, h, "none", 0.0, "#999");
+    svg.rect((left, top, w, h), "none", 0.0, "#999");
     for t in log_ticks(ymin, ymax) {
         let y = fy(t);
         svg.line((left - 4.0, y), (left + w, y), "#e5e5e5", 0.5, "");
@@ -491,7 +535,13 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
         }
         let b = runs[k].1.bound_ms;
         if b > 0.0 {
-            svg.line((px - 14.0, fy(b)), (px + 14.0, fy(b)), colour(k), 1.5, "5,3");
+            svg.line(
+                (px - 14.0, fy(b)),
+                (px + 14.0, fy(b)),
+                colour(k),
+                1.5,
+                "5,3",
+            );
         }
     }
     svg.text(
@@ -500,7 +550,10 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
         12.0,
         "middle",
         "black",
-        &format!("{knob} (the swept knob{})", if xlog { ", log scale" } else { "" }),
+        &format!(
+            "{knob} (the swept knob{})",
+            if xlog { ", log scale" } else { "" }
+        ),
     );
     const DASHES: [&str; 4] = ["", "6,3", "2,3", "8,3,2,3"];
     let mut names: Vec<(f64, String, &str)> = Vec::new();
@@ -510,7 +563,12 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
             let mut v = v.clone();
             v.sort_by(|a, b| a.total_cmp(b));
             for (i, val) in v.iter().enumerate() {
-                svg.circle(fx(*x) + ((i % 5) as f64 - 2.0) * 2.5, fy(*val), 3.0, colour(*k));
+                svg.circle(
+                    fx(*x) + ((i % 5) as f64 - 2.0) * 2.5,
+                    fy(*val),
+                    3.0,
+                    colour(*k),
+                );
             }
             if let Some(m) = crate::summary::median(&v) {
                 line.push((fx(*x), fy(m)));
@@ -555,11 +613,24 @@ impl Panel {
     }
     /// Draws the frame, a linear y axis from 0 to `ymax` and its title.
     fn frame(&self, svg: &mut Svg, ymax: f64, ylabel: &str) {
-        svg.rect(self.left, self.top, self.w, self.h, "none", 0.0, "#999");
+        svg.rect((self.left, self.top, self.w, self.h), "none", 0.0, "#999");
         for t in lin_ticks(ymax, 4) {
             let y = self.top + self.h * (1.0 - t / ymax);
-            svg.line((self.left - 4.0, y), (self.left + self.w, y), "#e5e5e5", 0.5, "");
-            svg.text(self.left - 6.0, y + 4.0, 11.0, "end", "black", &tick_label(t));
+            svg.line(
+                (self.left - 4.0, y),
+                (self.left + self.w, y),
+                "#e5e5e5",
+                0.5,
+                "",
+            );
+            svg.text(
+                self.left - 6.0,
+                y + 4.0,
+                11.0,
+                "end",
+                "black",
+                &tick_label(t),
+            );
         }
         svg.text_rot(
             self.left - 52.0,
@@ -573,7 +644,12 @@ impl Panel {
     /// Shades the fault intervals grey and draws each fault as a named dashed line.
     fn faults(&self, svg: &mut Svg, s: &Summary, names: bool) {
         for (a, b) in fault_intervals(s, self.xmax) {
-            svg.rect(self.x(a), self.top, self.x(b) - self.x(a), self.h, "#888", 0.12, "none");
+            svg.rect(
+                (self.x(a), self.top, self.x(b) - self.x(a), self.h),
+                "#888",
+                0.12,
+                "none",
+            );
         }
         for (_, at, name, _) in timed_faults(s) {
             let x = self.x(at);
@@ -677,12 +753,16 @@ pub fn throughput_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> String {
         let mut title = names[k].clone();
         if clipped {
             let max = v.iter().copied().fold(0.0, f64::max);
-            let _ = write!(title, " (axis clipped: peak {} msgs/s)", tick_label(max.round()));
+            let _ = write!(
+                title,
+                " (axis clipped: peak {} msgs/s)",
+                tick_label(max.round())
+            );
         }
         if tl.is_empty() {
             title.push_str(" (no completed repetition)");
         }
-        svg.rect(left, y + 4.0, 12.0, 10.0, colour(k), 0.8, colour(k));
+        svg.rect((left, y + 4.0, 12.0, 10.0), colour(k), 0.8, colour(k));
         svg.text(left + 16.0, y + 13.0, 12.0, "start", "black", &title);
         let p = Panel {
             left,
@@ -742,7 +822,12 @@ pub fn rep_timeline_svg(
         .collect();
     let shade = |svg: &mut Svg, p: &Panel| {
         for (a, b) in &phases {
-            svg.rect(p.x(*a), p.top, (p.x(*b) - p.x(*a)).max(2.0), p.h, c, 0.25, "none");
+            svg.rect(
+                (p.x(*a), p.top, (p.x(*b) - p.x(*a)).max(2.0), p.h),
+                c,
+                0.25,
+                "none",
+            );
         }
     };
     // Throughput.
@@ -778,16 +863,22 @@ pub fn rep_timeline_svg(
                 xmax,
             };
             let hi = l.iter().map(|x| x.3).fold(1.0, f64::max);
-            let lo = l.iter().map(|x| x.1).fold(f64::INFINITY, f64::min).max(0.01);
+            let lo = l
+                .iter()
+                .map(|x| x.1)
+                .fold(f64::INFINITY, f64::min)
+                .max(0.01);
             let (ymin, ymax) = (
                 10f64.powf(lo.log10().floor()),
                 10f64.powf(hi.log10().ceil()),
             );
             let ylog = |v: f64| {
-                p.top + p.h
-                    * (1.0 - (v.max(ymin).log10() - ymin.log10()) / (ymax.log10() - ymin.log10()))
+                p.top
+                    + p.h
+                        * (1.0
+                            - (v.max(ymin).log10() - ymin.log10()) / (ymax.log10() - ymin.log10()))
             };
-            svg.rect(left, p.top, w, p.h, "none", 0.0, "#999");
+            svg.rect((left, p.top, w, p.h), "none", 0.0, "#999");
             for t in log_ticks(ymin, ymax).into_iter().filter(|t| {
                 let m = t / 10f64.powf(t.log10().floor());
                 (m - 1.0).abs() < 1e-9
@@ -796,7 +887,14 @@ pub fn rep_timeline_svg(
                 svg.line((left - 4.0, yy), (left + w, yy), "#e5e5e5", 0.5, "");
                 svg.text(left - 6.0, yy + 4.0, 11.0, "end", "black", &tick_label(t));
             }
-            svg.text_rot(left - 52.0, p.top + p.h / 2.0, 12.0, -90.0, "middle", "ms (log)");
+            svg.text_rot(
+                left - 52.0,
+                p.top + p.h / 2.0,
+                12.0,
+                -90.0,
+                "middle",
+                "ms (log)",
+            );
             shade(&mut svg, &p);
             p.faults(&mut svg, s, false);
             for (sel, dash) in [(1usize, ""), (2, "5,3"), (3, "1,3")] {
@@ -832,7 +930,14 @@ pub fn rep_timeline_svg(
             let mut nodes: Vec<u32> = ins.iter().map(|x| x.0).collect();
             nodes.sort_unstable();
             nodes.dedup();
-            svg.text(left, y - 6.0, 12.0, "start", "black", "regular configurations installed per node (tick: an install, label: its size)");
+            svg.text(
+                left,
+                y - 6.0,
+                12.0,
+                "start",
+                "black",
+                "regular configurations installed per node (tick: an install, label: its size)",
+            );
             let lane = 16.0;
             let p = Panel {
                 left,
@@ -841,12 +946,19 @@ pub fn rep_timeline_svg(
                 h: lane * nodes.len() as f64,
                 xmax,
             };
-            svg.rect(left, p.top, w, p.h, "none", 0.0, "#999");
+            svg.rect((left, p.top, w, p.h), "none", 0.0, "#999");
             shade(&mut svg, &p);
             p.faults(&mut svg, s, false);
             for (j, n) in nodes.iter().enumerate() {
                 let yy = p.top + lane * (j as f64 + 0.5);
-                svg.text(left - 6.0, yy + 4.0, 11.0, "end", "black", &format!("node {n}"));
+                svg.text(
+                    left - 6.0,
+                    yy + 4.0,
+                    11.0,
+                    "end",
+                    "black",
+                    &format!("node {n}"),
+                );
                 svg.line((left, yy), (left + w, yy), "#eee", 0.5, "");
             }
             for (n, t, members) in ins {
@@ -854,7 +966,14 @@ pub fn rep_timeline_svg(
                 let yy = p.top + lane * (j as f64 + 0.5);
                 let x = p.x(*t);
                 svg.line((x, yy - 6.0), (x, yy + 6.0), c, 2.0, "");
-                svg.text(x + 2.0, yy - 2.0, 9.0, "start", "#333", &members.len().to_string());
+                svg.text(
+                    x + 2.0,
+                    yy - 2.0,
+                    9.0,
+                    "start",
+                    "#333",
+                    &members.len().to_string(),
+                );
             }
             y = p.top + p.h + 4.0;
         }
@@ -892,8 +1011,14 @@ mod tests {
 
     #[test]
     fn ticks_are_round() {
-        assert_eq!(log_ticks(1.0, 100.0), [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
-        assert_eq!(log_ticks(1.0, 20_000.0), [1.0, 10.0, 100.0, 1000.0, 10_000.0]);
+        assert_eq!(
+            log_ticks(1.0, 100.0),
+            [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        );
+        assert_eq!(
+            log_ticks(1.0, 20_000.0),
+            [1.0, 10.0, 100.0, 1000.0, 10_000.0]
+        );
         assert_eq!(lin_ticks(1000.0, 4), [0.0, 250.0, 500.0, 750.0, 1000.0]);
         assert_eq!(tick_label(25_000.0), "25k");
     }

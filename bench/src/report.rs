@@ -49,7 +49,10 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
 /// the run's results are already written.
 pub fn write_beside(dir: &Path) {
     if let Err(e) = write(&[dir.to_path_buf()], dir) {
-        eprintln!("ringlab: could not write report.html in {}: {e:#}", dir.display());
+        eprintln!(
+            "ringlab: could not write report.html in {}: {e:#}",
+            dir.display()
+        );
     }
 }
 
@@ -103,7 +106,10 @@ th{background:#f0f0f0}code,pre{background:#f6f6f6;padding:1px 4px}pre{padding:8p
 h2{border-bottom:1px solid #ccc;margin-top:1.6em}svg{max-width:100%;height:auto}";
 
 fn swatch(k: usize) -> String {
-    format!("<span class=\"sw\" style=\"background:{}\"></span>", colour(k))
+    format!(
+        "<span class=\"sw\" style=\"background:{}\"></span>",
+        colour(k)
+    )
 }
 
 fn experiments(h: &mut String, loaded: &Loaded, names: &[String]) {
@@ -112,7 +118,12 @@ fn experiments(h: &mut String, loaded: &Loaded, names: &[String]) {
     for (k, (d, s)) in loaded.runs.iter().enumerate() {
         let e = &s.experiment;
         let reps = match &s.stopped {
-            Some(st) => format!("{} of {} (stopped: {})", s.reps.len(), st.planned_reps, st.describe()),
+            Some(st) => format!(
+                "{} of {} (stopped: {})",
+                s.reps.len(),
+                st.planned_reps,
+                st.describe()
+            ),
             None => s.reps.len().to_string(),
         };
         let faults: Vec<String> = e
@@ -161,7 +172,9 @@ fn experiments(h: &mut String, loaded: &Loaded, names: &[String]) {
     }
     h.push_str("</ul>\n");
     if !loaded.skipped.is_empty() {
-        h.push_str("<p class=\"na\">Skipped (no summary.json: killed before it could write one):</p><ul>");
+        h.push_str(
+            "<p class=\"na\">Skipped (no summary.json: killed before it could write one):</p><ul>",
+        );
         for d in &loaded.skipped {
             let _ = write!(h, "<li><code>{}</code></li>", esc(&d.display().to_string()));
         }
@@ -192,8 +205,17 @@ fn load_words(l: &crate::experiment::Load) -> String {
 
 /// The machine in words: "vm: AMD EPYC, 2 CPUs, 23.5 GiB, Linux 6.18".
 pub fn machine(m: &serde_json::Value) -> String {
-    let g = |k: &str| m.get(k).map(|v| v.to_string().trim_matches('"').to_string());
-    match (g("hostname"), g("cpu"), g("cpus"), g("memory_gib"), g("kernel")) {
+    let g = |k: &str| {
+        m.get(k)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+    };
+    match (
+        g("hostname"),
+        g("cpu"),
+        g("cpus"),
+        g("memory_gib"),
+        g("kernel"),
+    ) {
         (Some(h), Some(c), Some(n), Some(mem), Some(k)) => {
             format!("{h}: {c}, {n} CPUs, {mem} GiB, Linux {k}")
         }
@@ -214,7 +236,10 @@ fn recovery_table(h: &mut String, runs: &[(PathBuf, Summary)], names: &[String])
                 .filter_map(|r| scheduled_fault(&s.experiment, r, fa.index))
                 .collect();
             let col = |g: &dyn Fn(&crate::summary::FaultRecovery) -> Option<f64>| {
-                esc(&values_cell(&recs.iter().filter_map(|f| g(f)).collect::<Vec<_>>(), None))
+                esc(&values_cell(
+                    &recs.iter().filter_map(|f| g(f)).collect::<Vec<_>>(),
+                    None,
+                ))
             };
             let never = recs.iter().filter(|f| f.membership_ms.is_none()).count();
             let over = if fa.out_of_bound > 0 {
@@ -290,11 +315,7 @@ pub fn read_installs(dir: &Path, s: &Summary, rep: u32) -> Option<Installs> {
                 kind: ConfigKind::Regular,
                 members,
                 ..
-            } => Some((
-                r.t_ns,
-                u32::from(r.node),
-                members.iter().map(|m| u32::from(*m)).collect(),
-            )),
+            } => Some((r.t_ns, r.node, members.clone())),
             _ => None,
         })
         .collect();
@@ -342,7 +363,13 @@ fn timelines(h: &mut String, runs: &[(PathBuf, Summary)], names: &[String]) {
                 r.rings_formed,
                 r.violations.len()
             );
-            h.push_str(&crate::plot::rep_timeline_svg(s, i, k, lat.as_ref(), ins.as_ref()));
+            h.push_str(&crate::plot::rep_timeline_svg(
+                s,
+                i,
+                k,
+                lat.as_ref(),
+                ins.as_ref(),
+            ));
             h.push_str("</details>\n");
         }
         if s.reps.len() > MAX_TIMELINES {

@@ -58,7 +58,13 @@ fn a_committed_result_renders_in_chromium_with_every_section() {
     .expect("the report is written");
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: nothing to fetch (the SVG namespace is a name, not a fetch).
-    for bad in ["src=\"http", "href=\"http", "<script src", "<link ", "@import"] {
+    for bad in [
+        "src=\"http",
+        "href=\"http",
+        "<script src",
+        "<link ",
+        "@import",
+    ] {
         assert!(!html.contains(bad), "the page fetches something: {bad}");
     }
 

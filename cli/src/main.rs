@@ -130,7 +130,9 @@ enum Cmd {
         exp: ExperimentArgs,
     },
     /// Compares runs side by side: tables of recovery phases and throughput, and with --out,
-    /// compare.md, recovery.svg (box plots) and throughput.svg (timeline, faults marked).
+    /// compare.md, recovery.svg (box plots per phase), throughput.svg (one timeline per
+    /// configuration, faults named and shaded) and, for a sweep of one numeric knob,
+    /// sweep.svg (membership against the knob's value).
     Compare {
         /// Run directories (with summary.json), or directories of them.
         #[arg(required = true)]
