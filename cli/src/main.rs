@@ -541,12 +541,20 @@ fn main() {
     };
     match code {
         Ok(c) => std::process::exit(c),
+        // An error after Ctrl-C or SIGTERM is the interruption's, not a bad configuration's.
+        Err(e) if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) => {
+            eprintln!("ringlab: interrupted: {e:#}");
+            std::process::exit(130);
+        }
         Err(e) => {
             eprintln!("ringlab: {e:#}");
             std::process::exit(2);
         }
     }
 }
+
+/// Set by the signal handlers of run, sweep and cluster: the process was asked to stop.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One end of a flow.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -589,6 +597,7 @@ fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     let s = stop.clone();
     ctrlc::set_handler(move || {
         eprintln!("ringlab: stopping; tearing down");
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         s.store(true, std::sync::atomic::Ordering::Relaxed)
     })
     .context("installing the signal handler")?;
@@ -636,11 +645,16 @@ fn new_results_dir(parent: &Path) -> Result<PathBuf> {
 fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     use ringlab_bench::summary::StopCause;
     let mut code = 0;
+    // A sweep's configuration is named by its label, and the message says it is a sweep's.
+    let who = if s.label.is_empty() {
+        format!("ringlab run: {}", s.experiment.name)
+    } else {
+        format!("ringlab sweep: {} {}", s.experiment.name, s.label)
+    };
     if s.violations > 0 {
         eprintln!(
-            "ringlab run: {} CHECKER VIOLATIONS in {} (records kept in {})",
+            "{who}: {} CHECKER VIOLATIONS (records kept in {})",
             s.violations,
-            s.experiment.name,
             dir.join("records").display()
         );
         code = 1;
@@ -648,8 +662,7 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     for f in &s.faults {
         if f.out_of_bound > 0 {
             eprintln!(
-                "ringlab run: {}: fault {} ({}) did not settle within {:.0} ms in {} of {} repetitions",
-                s.experiment.name,
+                "{who}: fault {} ({}) did not settle within {:.0} ms in {} of {} repetitions",
                 f.index,
                 f.action,
                 s.bound_ms,
@@ -661,8 +674,7 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     }
     if let Some(c) = s.store.as_ref().filter(|c| c.digests_unequal > 0) {
         eprintln!(
-            "ringlab run: {}: the live nodes ended with different store digests in {} of {} repetitions",
-            s.experiment.name,
+            "{who}: the live nodes ended with different store digests in {} of {} repetitions",
             c.digests_unequal,
             s.reps.len()
         );
@@ -670,16 +682,15 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     }
     if let Some(k) = s.kml.as_ref().filter(|k| k.unequal > 0) {
         eprintln!(
-            "ringlab run: {}: kml: a real directory differed from its tree, or the trees from \
+            "{who}: kml: a real directory differed from its tree, or the trees from \
              each other, in {} of {} repetitions (reps[].kml in summary.json)",
-            s.experiment.name, k.unequal, k.checked
+            k.unequal, k.checked
         );
         code = 1;
     }
     if let Some(st) = &s.stopped {
         eprintln!(
-            "ringlab run: {}: {}; summary.json says so, with the completed repetitions",
-            s.experiment.name,
+            "{who}: {}; summary.json says so, with the completed repetitions",
             st.describe()
         );
         code = match st.cause {
@@ -930,8 +941,11 @@ fn cluster(a: ClusterArgs) -> Result<i32> {
     totem.validate()?;
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst)
+    })
+    .context("installing the Ctrl-C handler")?;
     cluster::run(
         cluster::Opts {
             nodes: a.nodes,
