@@ -853,7 +853,7 @@ mod tests {
     #[test]
     fn an_empty_message_size_is_refused() {
         let e = toml::from_str::<Experiment>(
-            "name = 'x'\nnodes = 3\nduration_ms = 5000\n[load]\nsize = 0\n",
+            "name = 'x'\nnodes = 3\nduration_ms = 5000\n[load]\nsenders = 3\nsize = 0\n",
         )
         .unwrap()
         .validate()

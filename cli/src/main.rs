@@ -1053,9 +1053,18 @@ fn sim(a: SimArgs) -> Result<i32> {
         work_slice_ns: a.work_slice_ns,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
+    // On a terminal, a bar of seeds done (indicatif hides it when stderr is not one).
+    let pb = indicatif::ProgressBar::new(seeds.len() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds, {elapsed} ({eta} left)",
+        )
+        .expect("a valid template"),
+    );
     let reports: Vec<RunReport> = seeds
         .par_iter()
         .map(|&seed| {
+            let _done = IncOnDrop(&pb);
             let mut r = run(&RunConfig {
                 seed,
                 ..base.clone()
@@ -1071,13 +1080,41 @@ fn sim(a: SimArgs) -> Result<i32> {
             r
         })
         .collect();
+    pb.finish_and_clear();
     let s = SimSummary::of(&reports);
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {
         print!("{}", s.render(&base, &a.faults));
     }
+    if !s.failing_seeds.is_empty() {
+        match &a.events_dir {
+            Some(dir) => {
+                let at: Vec<String> = s
+                    .failing_seeds
+                    .iter()
+                    .map(|k| dir.join(format!("seed-{k}")).display().to_string())
+                    .collect();
+                eprintln!(
+                    "ringlab sim: the records of the failing seeds are in {}; check one again with `ringlab check DIR`",
+                    at.join(", ")
+                );
+            }
+            None => eprintln!(
+                "ringlab sim: no records were written; to write those of a failing seed, run it again with --seed N --seeds 1 --events-dir DIR (same flags)"
+            ),
+        }
+    }
     Ok(if s.violations == 0 { 0 } else { 1 })
+}
+
+/// Advances a progress bar when dropped: a seed counts as done however its run ends.
+struct IncOnDrop<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for IncOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.inc(1);
+    }
 }
 
 fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {
