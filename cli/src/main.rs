@@ -58,6 +58,10 @@ enum Cmd {
         cmd: String,
         /// key=value arguments.
         args: Vec<String>,
+        /// Prints the reply as JSON (`status` prints a table without it; every other
+        /// command prints JSON either way).
+        #[arg(long)]
+        json: bool,
     },
     /// Starts N nodes on loopback (127.0.0.x), waits for one ring, runs a short load and
     /// prints membership, throughput and latency. Needs no root.
@@ -509,7 +513,12 @@ fn main() {
                 println!("{}", ringlab_net::mirror::hex(&d));
                 0
             }),
-        Cmd::Ctl { socket, cmd, args } => ctl(&socket, &cmd, &args),
+        Cmd::Ctl {
+            socket,
+            cmd,
+            args,
+            json,
+        } => ctl(&socket, &cmd, &args, json),
         Cmd::Cluster(a) => cluster(a),
         Cmd::Flow {
             end,
@@ -911,17 +920,47 @@ fn corosync_node(config: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn ctl(socket: &Path, cmd: &str, args: &[String]) -> Result<i32> {
+fn ctl(socket: &Path, cmd: &str, args: &[String], json: bool) -> Result<i32> {
     // A raw JSON object goes as it is (the escape hatch); a command and its key=value
     // arguments become a typed request, a bad one refused before anything is sent.
-    let json = if cmd.trim_start().starts_with('{') {
+    let line = if cmd.trim_start().starts_with('{') {
         cmd.to_string()
     } else {
         ringlab_net::control::args::parse(cmd, args)?.to_line()
     };
-    let v = ringlab_net::control::exchange(socket, &json)?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    let v = ringlab_net::control::exchange(socket, &line)?;
+    let status = (cmd == "status" && !json)
+        .then(|| serde_json::from_value::<ringlab_net::control::StatusReply>(v.clone()).ok())
+        .flatten();
+    match status {
+        Some(st) => print!("{}", status_table(&st)),
+        None => println!("{}", serde_json::to_string_pretty(&v)?),
+    }
     Ok(if v["ok"] == true { 0 } else { 1 })
+}
+
+/// Renders a node's status for a person, as `corosync-cfgtool -s` and `corosync-quorumtool
+/// -s` do theirs.
+fn status_table(st: &ringlab_net::control::StatusReply) -> String {
+    let members: Vec<String> = st.members.iter().map(|m| m.to_string()).collect();
+    format!(
+        "Node status\n\
+         \x20 node id      {}\n\
+         \x20 incarnation  {}\n\
+         \x20 state        {:?}\n\
+         \x20 ring         {} (representative {}, sequence {})\n\
+         \x20 members      {} ({})\n\
+         \x20 quorum       none configured: every ring orders messages; a quorum is the \
+         application's to decide\n",
+        st.node,
+        st.inc,
+        st.state,
+        st.ring,
+        st.ring.rep,
+        st.ring.seq,
+        members.len(),
+        members.join(" "),
+    )
 }
 
 fn cluster(a: ClusterArgs) -> Result<i32> {
