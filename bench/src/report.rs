@@ -452,6 +452,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn installs_are_read_from_records_in_ms_since_the_first_full_ring() {
+        use ringlab_records::Record;
+        let dir =
+            std::env::temp_dir().join(format!("ringlab-report-installs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let exp: crate::experiment::Experiment =
+            toml::from_str("name = 'iso'\nnodes = 2\nduration_ms = 5000\n").unwrap();
+        let s = crate::summary::summarise(
+            &exp,
+            "".into(),
+            "".into(),
+            serde_json::Value::Null,
+            "".into(),
+            vec![],
+        );
+        let cfg = |t_ns: u64, node: u32, seq: u64, members: Vec<u32>| Record {
+            t_ns,
+            node,
+            inc: 1,
+            body: Body::Config {
+                kind: ConfigKind::Regular,
+                ring: ringlab_ring::RingId { rep: 1, seq },
+                members,
+                left: vec![],
+                joined: vec![],
+            },
+        };
+        let recs = vec![
+            cfg(1_000_000, 1, 4, vec![1]),
+            cfg(5_000_000, 1, 8, vec![1, 2]),
+            cfg(7_000_000, 2, 8, vec![1, 2]),
+            cfg(1_007_000_000, 1, 12, vec![1]),
+        ];
+        assert_eq!(read_installs(&dir, &s, 1), None, "no records: none");
+        ringlab_records::write_run(&dir.join("records/rep-1"), &recs).unwrap();
+        let ins = read_installs(&dir, &s, 1).unwrap();
+        // Full ring at 7 ms (node 2's install of {1, 2}): the time axis starts there.
+        assert_eq!(
+            ins,
+            [
+                (1, -6.0, vec![1]),
+                (1, -2.0, vec![1, 2]),
+                (2, 0.0, vec![1, 2]),
+                (1, 1000.0, vec![1])
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_page_has_every_section_and_says_what_it_cannot_draw() {
         let exp: crate::experiment::Experiment = toml::from_str(
             "name = 'iso'\nnodes = 3\nduration_ms = 5000\n[[faults]]\nat_ms = 1000\naction = 'isolate'\nnodes = [3]\n",
