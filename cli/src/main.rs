@@ -731,7 +731,11 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
         ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
     );
     warn_no_key(&exp);
-    println!("results in {}", dir.display());
+    println!(
+        "results in {} (a page to open: {})",
+        dir.display(),
+        dir.join("report.html").display()
+    );
     Ok(judge(&s, &dir))
 }
 
@@ -774,7 +778,11 @@ fn sweep(a: &ExperimentArgs, params: &[String], interleave: bool) -> Result<i32>
     ringlab_bench::report::write_beside(&dir);
     println!("{t}");
     warn_no_key(&base);
-    println!("results in {}", dir.display());
+    println!(
+        "results in {} (a page to open: {})",
+        dir.display(),
+        dir.join("report.html").display()
+    );
     Ok(code)
 }
 
