@@ -7,9 +7,8 @@
 //! without summary.json (killed before it could write one, by a version that wrote it only
 //! at the end) is listed as skipped.
 
-use crate::summary::{scheduled_fault, ChurnAggregate, Spread, Summary};
+use crate::summary::{scheduled_fault, Churn, ChurnAggregate, Spread, Summary};
 use anyhow::{bail, Context, Result};
-use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -128,29 +127,98 @@ fn reps_cell(s: &Summary) -> String {
 
 fn cell(s: &Spread) -> String {
     match (s.median, s.p90, s.max) {
-        (Some(m), Some(p), Some(x)) => format!("{m:.0} / {p:.0} / {x:.0}"),
+        (Some(m), Some(p), Some(x)) => format!("{m:.0} / {p:.0} / {x:.0} (n={})", s.n),
         _ => "-".into(),
     }
 }
 
-/// median / p90 / max with `d` decimals.
-fn cell_d(s: &Spread, d: usize) -> String {
-    match (s.median, s.p90, s.max) {
-        (Some(m), Some(p), Some(x)) => format!("{m:.d$} / {p:.d$} / {x:.d$}"),
-        _ => "-".into(),
+/// Formats a figure: one decimal below 100, none above.
+fn num(v: f64, d: Option<usize>) -> String {
+    match d {
+        Some(d) => format!("{v:.d$}"),
+        None if v.abs() < 100.0 => format!("{v:.1}"),
+        None => format!("{v:.0}"),
     }
 }
 
-/// The churn table's row of one window over the repetitions.
-fn churn_row(t: &mut String, s: &Summary, window: &str, c: &ChurnAggregate) {
+/// Returns how a table shows a list of values: every value, in order, when there are 5 or
+/// fewer ("35.9, 124 (n=2)"), else the usual median, the 90th percentile (nearest rank) and
+/// the largest ("2216 / 2220 / 2231 (n=20)"); "-" when empty. `d`: decimals (None: one
+/// below 100, none above).
+pub fn values_cell(v: &[f64], d: Option<usize>) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => "-".into(),
+        1 => num(v[0], d),
+        n if n <= 5 => {
+            let all: Vec<String> = v.iter().map(|x| num(*x, d)).collect();
+            format!("{} (n={n})", all.join(", "))
+        }
+        n => match crate::summary::median_p90_max(v) {
+            Some((m, p, x)) => format!("{} / {} / {} (n={n})", num(m, d), num(p, d), num(x, d)),
+            None => "-".into(),
+        },
+    }
+}
+
+/// The values of one recovery phase of the schedule's `i`-th fault over a run's
+/// repetitions.
+fn phase_values(
+    s: &Summary,
+    i: usize,
+    g: &dyn Fn(&crate::summary::FaultRecovery) -> Option<f64>,
+) -> Vec<f64> {
+    s.reps
+        .iter()
+        .filter_map(|r| scheduled_fault(&s.experiment, r, i))
+        .filter_map(g)
+        .collect()
+}
+
+/// The names the runs go by in tables and plots: their labels, and where two runs share
+/// one (several runs of one experiment), their start time and machine beside it.
+pub fn run_names(runs: &[(PathBuf, Summary)]) -> Vec<String> {
+    let labels: Vec<String> = runs.iter().map(|(_, s)| label(s)).collect();
+    labels
+        .iter()
+        .zip(runs)
+        .map(|(l, (_, s))| {
+            if labels.iter().filter(|x| *x == l).count() > 1 {
+                let host = s
+                    .machine
+                    .get("hostname")
+                    .and_then(|h| h.as_str())
+                    .unwrap_or("?");
+                format!("{l} ({} on {host})", s.started)
+            } else {
+                l.clone()
+            }
+        })
+        .collect()
+}
+
+/// The churn table's row of one window over the repetitions: from each repetition's window
+/// in `w` when there are any (summaries hold them), else from the aggregate.
+fn churn_row(t: &mut String, name: &str, window: &str, c: &ChurnAggregate, w: &[&Churn]) {
+    let of = |g: &dyn Fn(&Churn) -> Option<f64>, d: Option<usize>, spread: &Spread| {
+        if w.is_empty() {
+            cell(spread)
+        } else {
+            values_cell(&w.iter().filter_map(|x| g(x)).collect::<Vec<_>>(), d)
+        }
+    };
     let _ = writeln!(
         t,
-        "| {} | {window} | {} | {} | {} | {} | {}/{} |",
-        label(s),
-        cell(&c.changes),
-        cell_d(&c.changes_per_s, 2),
-        cell(&c.last_change_ms),
-        cell(&c.changes_after_settle),
+        "| {name} | {window} | {} | {} | {} | {} | {}/{} |",
+        of(&|x| Some(x.changes as f64), Some(0), &c.changes),
+        of(&|x| Some(x.changes_per_s), Some(2), &c.changes_per_s),
+        of(&|x| x.last_change_ms, None, &c.last_change_ms),
+        of(
+            &|x| Some(x.changes_after_settle as f64),
+            Some(0),
+            &c.changes_after_settle
+        ),
         c.settled,
         c.reps
     );
@@ -158,21 +226,36 @@ fn churn_row(t: &mut String, s: &Summary, window: &str, c: &ChurnAggregate) {
 
 /// Renders the tables as Markdown (which reads well in a terminal too).
 pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
+    let names = run_names(runs);
     let mut t = String::new();
-    t.push_str("Recovery, ms from the fault's timestamp: median / p90 / max over repetitions\n\n");
+    t.push_str(
+        "Recovery, ms from the fault's timestamp: every value when there are 5 repetitions or \
+         fewer, else median / p90 / max; n: repetitions with a value; never settled: \
+         repetitions in which some running node did not settle\n\n",
+    );
     t.push_str("| configuration | fault | detection | membership | sync | first delivery | over bound |\n|---|---|---|---|---|---|---|\n");
-    for (_, s) in runs {
+    for (k, (_, s)) in runs.iter().enumerate() {
         for f in &s.faults {
+            let v = |g: &dyn Fn(&crate::summary::FaultRecovery) -> Option<f64>| {
+                values_cell(&phase_values(s, f.index, g), None)
+            };
+            let seen = phase_values(s, f.index, &|_| Some(0.0)).len();
+            let never = seen - phase_values(s, f.index, &|x| x.membership_ms).len();
+            let never = if never > 0 {
+                format!("; {never} never settled")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 t,
-                "| {} | {} {} | {} | {} | {} | {} | {}/{} |",
-                label(s),
+                "| {} | {} {} | {} | {}{never} | {} | {} | {}/{} |",
+                names[k],
                 f.index,
-                f.action,
-                cell(&f.detection_ms),
-                cell(&f.membership_ms),
-                cell(&f.sync_ms),
-                cell(&f.first_delivery_ms),
+                crate::plot::fault_name(s, f.index),
+                v(&|x| x.detection_ms),
+                v(&|x| x.membership_ms),
+                v(&|x| x.sync_ms),
+                v(&|x| x.first_delivery_ms),
                 f.out_of_bound,
                 reps_cell(s)
             );
@@ -180,7 +263,7 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
     }
     t.push_str("\nThroughput and latency\n\n");
     t.push_str("| configuration | reps | start → full ring ms | msgs/s (median) | latency p50 / p99 / max ms | wrongly excluded | violations |\n|---|---|---|---|---|---|---|\n");
-    for (_, s) in runs {
+    for (k, (_, s)) in runs.iter().enumerate() {
         // From the records: with the message records off or sampled, these figures count
         // only what was recorded, so the throughput table's (from the counters) stands in.
         let (rate, lat) = match s.throughput.as_ref().map(|t| t.records.as_str()) {
@@ -199,9 +282,15 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         let _ = writeln!(
             t,
             "| {} | {} | {} | {rate} | {lat} | {} | {} |",
-            label(s),
+            names[k],
             reps_cell(s),
-            cell(&s.formation_ms),
+            values_cell(
+                &s.reps
+                    .iter()
+                    .filter_map(|r| r.formation_ms)
+                    .collect::<Vec<_>>(),
+                None
+            ),
             s.wrongly_excluded,
             s.violations
         );
@@ -210,12 +299,12 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         t.push_str("\nStart → full ring, ms from the last node's start: over repetitions (nearest rank)\n\n");
         t.push_str("| configuration | reps | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n");
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
-        for (_, s) in runs {
+        for (k, (_, s)) in runs.iter().enumerate() {
             let m = &s.formation_ms;
             let _ = writeln!(
                 t,
                 "| {} | {} | {} | {} | {} | {} |",
-                label(s),
+                names[k],
                 m.n,
                 f(m.median),
                 f(m.p90),
@@ -230,20 +319,28 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
     {
         t.push_str(
             "\nConfiguration changes (distinct regular configurations first installed in the \
-             window) from each fault to the next, and after the last fault to the end: median / \
-             p90 / max over repetitions; settled: every running node installed within token + \
+             window) from each fault to the next, and after the last fault to the end: every value \
+             when there are 5 repetitions or fewer, else median / p90 / max; settled: every running node installed within token + \
              consensus + 500 ms and nothing changed after\n\n",
         );
         t.push_str("| configuration | window | changes | changes/s | ms to the last change | changes after settling | settled |\n|---|---|---|---|---|---|---|\n");
-        for (_, s) in runs {
-            for (k, f) in s.faults.iter().enumerate() {
+        for (k, (_, s)) in runs.iter().enumerate() {
+            for (j, f) in s.faults.iter().enumerate() {
                 if let Some(c) = &f.churn {
-                    let to = if k + 1 == s.faults.len() {
+                    let to = if j + 1 == s.faults.len() {
                         "end"
                     } else {
                         "next fault"
                     };
-                    churn_row(&mut t, s, &format!("{} {} → {to}", f.index, f.action), c);
+                    let w: Vec<&Churn> = s
+                        .reps
+                        .iter()
+                        .filter_map(|r| scheduled_fault(&s.experiment, r, f.index))
+                        .filter_map(|x| x.churn.as_ref())
+                        .collect();
+                    let name =
+                        format!("{} {} → {to}", f.index, crate::plot::fault_name(s, f.index));
+                    churn_row(&mut t, &names[k], &name, c, &w);
                 }
             }
             if let Some(c) = &s.churn {
@@ -252,7 +349,8 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
                 } else {
                     "last fault → end"
                 };
-                churn_row(&mut t, s, w, c);
+                let reps: Vec<&Churn> = s.reps.iter().filter_map(|r| r.churn.as_ref()).collect();
+                churn_row(&mut t, &names[k], w, c, &reps);
             }
         }
     }
@@ -260,12 +358,12 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         t.push_str("\nResource failover, ms from the fault's timestamp to each step on the new holder: median over repetitions (see bench/src/failover.rs)\n\n");
         t.push_str("| configuration | fault | group | moved | detection | membership | sync | placement | start | cmd | start − ring − cmd | double ownership |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         let med = |s: &Spread| s.median.map_or("-".into(), |m| format!("{m:.1}"));
-        for (_, s) in runs {
+        for (k, (_, s)) in runs.iter().enumerate() {
             for f in &s.failover {
                 let _ = writeln!(
                     t,
                     "| {} | {} {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    label(s),
+                    names[k],
                     f.index,
                     f.action,
                     f.group,
@@ -287,12 +385,12 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
         t.push_str("\nStore copies to the node restarted with an empty store: median over repetitions (see bench/src/store.rs)\n\n");
         t.push_str("| configuration | finished | copy s | copy MB/s | raw MB/s | copy/raw | resume ms | resent bytes | peak RSS requester / providers MiB | held bytes requester / providers | digests differ |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         let med = |s: &Spread, f: &dyn Fn(f64) -> String| s.median.map_or("-".into(), f);
-        for (_, s) in runs {
+        for (k, (_, s)) in runs.iter().enumerate() {
             let Some(c) = &s.store else { continue };
             let _ = writeln!(
                 t,
                 "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
-                label(s),
+                names[k],
                 c.finished,
                 reps_cell(s),
                 med(&c.copy_s, &|v| format!("{v:.2}")),
@@ -316,12 +414,12 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
             let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}", v / 1024.0));
             format!("{} / {} / {}", f(s.median), f(s.p90), f(s.max))
         };
-        for (_, s) in runs {
+        for (k, (_, s)) in runs.iter().enumerate() {
             let Some(u) = &s.usage else { continue };
             let _ = writeln!(
                 t,
                 "| {} | {} | {} | {} |",
-                label(s),
+                names[k],
                 cell(&u.cpu_us_per_msg),
                 mib(&u.rss_idle_kib),
                 mib(&u.rss_peak_kib)
@@ -330,12 +428,12 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
     }
     if runs.iter().any(|(_, s)| s.peer.is_some()) {
         t.push_str("\nPeers measured\n\n");
-        for (_, s) in runs {
+        for (k, (_, s)) in runs.iter().enumerate() {
             let Some(p) = &s.peer else { continue };
             let _ = writeln!(
                 t,
                 "- {}: {} {}; log clock resolution {:.1} ms; checker findings about the peer: {}; knobs without an equivalent: {}",
-                label(s),
+                names[k],
                 p.implementation,
                 p.version,
                 p.log_clock_res_ns as f64 / 1e6,
@@ -365,12 +463,13 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
     }
     let stopped: Vec<_> = runs
         .iter()
-        .filter_map(|(d, s)| s.stopped.as_ref().map(|st| (d, s, st)))
+        .enumerate()
+        .filter_map(|(k, (d, s))| s.stopped.as_ref().map(|st| (k, d, s, st)))
         .collect();
     if !stopped.is_empty() {
         t.push_str("\nStopped early (compared over the repetitions they completed)\n\n");
-        for (d, s, st) in stopped {
-            let _ = writeln!(t, "- {}: {} (`{}`)", label(s), st.describe(), d.display());
+        for (k, d, _, st) in stopped {
+            let _ = writeln!(t, "- {}: {} (`{}`)", names[k], st.describe(), d.display());
         }
     }
     t.push_str(&crate::hosts::clock_table(runs));
@@ -492,198 +591,24 @@ fn side_by_side(runs: &[(PathBuf, Summary)]) -> String {
     t
 }
 
-fn quartiles(mut v: Vec<f64>) -> Option<[f64; 5]> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| {
-        let x = (v.len() - 1) as f64 * p;
-        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (x - lo as f64)
-    };
-    Some([v[0], q(0.25), q(0.5), q(0.75), v[v.len() - 1]])
-}
-
-/// Box plots of the membership phase of every fault, one box per configuration and fault.
+/// Writes the recovery box plots of every phase (see [`crate::plot::recovery_svg`]).
 /// Returns false, and writes nothing, when no run has a recovery time (every run stopped
 /// before its first repetition completed, or no fault settled).
 pub fn recovery_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<bool> {
-    let mut boxes: Vec<(String, [f64; 5], bool)> = Vec::new();
-    for (_, s) in runs {
-        for i in 0..s.faults.len() {
-            let v: Vec<f64> = s
-                .reps
-                .iter()
-                .filter_map(|r| scheduled_fault(&s.experiment, r, i))
-                .filter_map(|f| f.membership_ms)
-                .collect();
-            let heal = s.faults[i].action == "heal";
-            if let Some(q) = quartiles(v) {
-                boxes.push((
-                    format!("{} #{} {}", label(s), i, s.faults[i].action),
-                    q,
-                    heal,
-                ));
-            }
+    match crate::plot::recovery_svg(runs, &run_names(runs)) {
+        Some(svg) => {
+            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+            Ok(true)
         }
+        None => Ok(false),
     }
-    if boxes.is_empty() {
-        return Ok(false);
-    }
-    // Recoveries span 5 ms (a merge) to seconds (a token loss): a log scale shows both.
-    let ymax = boxes.iter().map(|b| b.1[4]).fold(1.0, f64::max) * 1.5;
-    let ymin = boxes
-        .iter()
-        .map(|b| b.1[0])
-        .fold(f64::INFINITY, f64::min)
-        .clamp(0.5, 1.0);
-    let n = boxes.len();
-    let key_rows = n as u32;
-    let root =
-        SVGBackend::new(path, (200 + 70 * n as u32, 520 + 16 * key_rows)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (plot, key) = root.split_vertically(500);
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(
-            "Recovery: fault → every running node on its settled ring (ms, log scale)",
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (ymin..ymax).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                format!("{}", i as usize + 1)
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("ms")
-        .disable_x_mesh()
-        .draw()?;
-    for (i, (name, _, heal)) in boxes.iter().enumerate() {
-        let color = if *heal { BLUE } else { RED };
-        key.draw(&Text::new(
-            format!("{}: {name}", i + 1),
-            (80, 16 * i as i32 + 2),
-            ("sans-serif", 13).into_font().color(&color),
-        ))?;
-    }
-    for (i, (_, q, heal)) in boxes.iter().enumerate() {
-        let x = i as f64;
-        let color = if *heal { BLUE } else { RED };
-        let (lo, hi) = (q[1].max(ymin), q[3].max(ymin));
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(x - 0.3, lo), (x + 0.3, hi)],
-            color.mix(0.25).filled(),
-        )))?;
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(x - 0.3, lo), (x + 0.3, hi)],
-            color.stroke_width(1),
-        )))?;
-        for (a, b) in [
-            ((x - 0.3, q[2].max(ymin)), (x + 0.3, q[2].max(ymin))),
-            ((x, q[0].max(ymin)), (x, q[1].max(ymin))),
-            ((x, q[3]), (x, q[4])),
-            ((x - 0.15, q[0].max(ymin)), (x + 0.15, q[0].max(ymin))),
-            ((x - 0.15, q[4]), (x + 0.15, q[4])),
-        ] {
-            chart.draw_series(LineSeries::new([a, b], color.stroke_width(2)))?;
-        }
-    }
-    root.present()?;
-    Ok(true)
 }
 
-/// Throughput over time (first repetition of each configuration), faults marked.
+/// Writes the throughput timelines of the first repetition, one panel per configuration,
+/// faults named and their intervals shaded (see [`crate::plot::throughput_svg`]).
 pub fn throughput_plot(runs: &[(PathBuf, Summary)], path: &Path) -> Result<()> {
-    type Series<'a> = (String, &'a Vec<(f64, f64)>, Vec<(u64, String)>);
-    let series: Vec<Series> = runs
-        .iter()
-        .filter_map(|(_, s)| {
-            s.reps.first().map(|r| {
-                (
-                    label(s),
-                    &r.timeline,
-                    s.experiment
-                        .faults
-                        .iter()
-                        .filter_map(|f| Some((f.at_ms()?, f.action.name().to_string())))
-                        .collect(),
-                )
-            })
-        })
-        .collect();
-    let xmax = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 1.15;
-    let root = SVGBackend::new(path, (1000, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Throughput (distinct messages delivered per s, 100 ms windows; rep 1)",
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..xmax, 0f64..ymax)?;
-    chart
-        .configure_mesh()
-        .x_desc("ms since the first full ring")
-        .y_desc("msgs/s")
-        .draw()?;
-    // One line per fault time; the actions at that time stacked under it.
-    let mut marked: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
-    for (_, _, faults) in &series {
-        for (at, action) in faults {
-            let names = marked.entry(*at).or_default();
-            if !names.contains(action) {
-                names.push(action.clone());
-            }
-        }
-    }
-    for (at, names) in &marked {
-        let x = *at as f64;
-        chart.draw_series(LineSeries::new(
-            [(x, 0.0), (x, ymax)],
-            BLACK.mix(0.4).stroke_width(1),
-        ))?;
-        for (k, name) in names.iter().enumerate() {
-            chart.draw_series(std::iter::once(Text::new(
-                name.clone(),
-                (x, ymax * (0.97 - 0.04 * k as f64)),
-                ("sans-serif", 12),
-            )))?;
-        }
-    }
-    for (i, (name, tl, _)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(tl.iter().copied(), color.stroke_width(2)))?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    std::fs::write(path, crate::plot::throughput_svg(runs, &run_names(runs)))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Prints the tables; with `out`, writes compare.md, recovery.svg and throughput.svg there.
@@ -700,8 +625,15 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
     if let Some(out) = out {
         std::fs::create_dir_all(out)?;
         let mut md = String::from("# Comparison\n\nRuns:\n\n");
-        for (d, s) in &runs {
-            let _ = writeln!(md, "- {}: `{}` ({})", label(s), d.display(), s.command);
+        for ((d, s), name) in runs.iter().zip(run_names(&runs)) {
+            let _ = writeln!(
+                md,
+                "- {name}: `{}` (`{}`; {}; {})",
+                d.display(),
+                s.command,
+                s.started,
+                crate::report::machine(&s.machine)
+            );
         }
         md.push('\n');
         md.push_str(&t);
@@ -709,6 +641,10 @@ pub fn compare(dirs: &[PathBuf], out: Option<&Path>) -> Result<String> {
             md.push_str("\n![recovery](recovery.svg)\n");
         } else {
             md.push_str("\n(no recovery times to plot)\n");
+        }
+        if let Some(svg) = crate::plot::sweep_svg(&runs) {
+            std::fs::write(out.join("sweep.svg"), svg)?;
+            md.push_str("\n![membership against the swept knob](sweep.svg)\n");
         }
         md.push_str("\n![throughput](throughput.svg)\n");
         if family.iter().any(|r| r.ring_over_raw.is_some()) {
@@ -799,7 +735,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("20250101T000001Z/records/rep-1")).unwrap();
         let t = compare(std::slice::from_ref(&dir), None).unwrap();
         assert!(
-            t.contains("| iso (stopped) | 0 isolate | 500 / 500 / 500 | 1700 / 1700 / 1700 | - | - | 0/1 of 3 |"),
+            t.contains("| iso (stopped) | 0 isolate 3 | 500 | 1700 | - | - | 0/1 of 3 |"),
             "{t}"
         );
         assert!(
@@ -858,10 +794,72 @@ mod tests {
         let t = tables(&[("a".into(), s)]);
         assert!(t.contains("| iso | 2 | 5.0 | 5.0 | 5.0 | 5.0 |"), "{t}");
         assert!(
-            t.contains("| iso | 0 isolate → end | 3 / 3 / 3 | 0.75 / 0.75 / 0.75 | 300 / 300 / 300 | 2 / 2 / 2 | 1/2 |"),
+            t.contains("| iso | 0 isolate 3 → end | 1, 3 (n=2) | 0.25, 0.75 (n=2) | 100, 300 (n=2) | 0, 2 (n=2) | 1/2 |"),
             "{t}"
         );
-        assert!(t.contains("| iso | last fault → end | 3 / 3 / 3 |"), "{t}");
+        assert!(t.contains("| iso | last fault → end | 1, 3 (n=2) |"), "{t}");
+    }
+
+    #[test]
+    fn a_few_values_are_all_shown_and_many_by_the_usual_median() {
+        // Two repetitions of 124.4 and 35.9 ms used to read "124 / 124 / 124".
+        assert_eq!(values_cell(&[124.4, 35.9], None), "35.9, 124 (n=2)");
+        assert_eq!(values_cell(&[], None), "-");
+        assert_eq!(values_cell(&[7.0], None), "7.0");
+        assert_eq!(
+            values_cell(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], Some(0)),
+            "4 / 6 / 6 (n=6)"
+        );
+        assert_eq!(
+            values_cell(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], None),
+            "3.5 / 6.0 / 6.0 (n=6)"
+        );
+    }
+
+    #[test]
+    fn runs_of_one_experiment_are_told_apart_by_start_and_machine() {
+        let mut a = run("", &[1700.0]);
+        a.started = "2026-11-21T09:24:47Z".into();
+        a.machine = serde_json::json!({"hostname": "vm"});
+        let mut b = run("", &[1710.0]);
+        b.started = "2026-12-02T09:16:19Z".into();
+        b.machine = serde_json::json!({"hostname": "box"});
+        let c = run("token=500", &[1700.0]);
+        let names = run_names(&[("a".into(), a), ("b".into(), b), ("c".into(), c)]);
+        assert_eq!(
+            names,
+            [
+                "iso (2026-11-21T09:24:47Z on vm)",
+                "iso (2026-12-02T09:16:19Z on box)",
+                "iso token=500"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_recovery_plot_names_faults_marks_the_unsettled_and_draws_the_bound() {
+        let mut s = run("token=500", &[1700.0, 1710.0]);
+        s.reps[1].faults[0].membership_ms = None;
+        s.bound_ms = 5620.0;
+        let t = run("token=1000", &[2200.0]);
+        let runs = vec![("a".into(), s), ("b".into(), t)];
+        let svg = crate::plot::recovery_svg(&runs, &run_names(&runs)).unwrap();
+        for want in [
+            "0 isolate 3",
+            "✕ 1 never",
+            "bound 5620",
+            "iso token=500",
+            "detection: first node out of OPERATIONAL",
+            "first delivery on the settled ring",
+            crate::plot::colour(1),
+        ] {
+            assert!(svg.contains(want), "{want} missing");
+        }
+        // A sweep of one numeric knob is also drawn against the knob's value.
+        let sweep = crate::plot::sweep_svg(&runs).unwrap();
+        assert!(sweep.contains("against token") && sweep.contains(">isolate 3<"));
+        let one = vec![("a".into(), run("", &[1.0])), ("b".into(), run("", &[2.0]))];
+        assert!(crate::plot::sweep_svg(&one).is_none());
     }
 
     #[test]
@@ -882,11 +880,13 @@ mod tests {
         ];
         let t = tables(&runs);
         assert!(
-            t.contains("| iso token=500 | 0 isolate | 510 / 600 / 600 | 1710 / 1800 / 1800 |"),
+            t.contains(
+                "| iso token=500 | 0 isolate 3 | 500, 510, 600 (n=3) | 1700, 1710, 1800 (n=3) |"
+            ),
             "{t}"
         );
         assert!(
-            t.contains("| iso token=1000 | 0 isolate | 1010 / 1100 / 1100 | 2210 / 2300 / 2300 |"),
+            t.contains("| iso token=1000 | 0 isolate 3 | 1000, 1010, 1100 (n=3) | 2200, 2210, 2300 (n=3) |"),
             "{t}"
         );
         let dir = std::env::temp_dir().join(format!("ringlab-compare-{}", std::process::id()));

@@ -378,6 +378,10 @@ impl Experiment {
         if self.load.senders > self.nodes {
             bail!("load.senders must be at most nodes");
         }
+        // Empty messages would run and report 0 msgs/s; a service's workload sizes its own.
+        if self.load.senders > 0 && self.load.service.is_none() && self.load.size == 0 {
+            bail!("load.size must be at least 1 byte (0 sends nothing to measure)");
+        }
         let services = ringlab_sync::registry::resolve(&self.services).context("services")?;
         for name in self.service_config.keys() {
             if !self.services.contains(name) {
@@ -600,14 +604,20 @@ impl Experiment {
             _ => {
                 let mut t = toml::Value::try_from(&self.totem)?;
                 let tbl = t.as_table_mut().expect("a table");
+                // A knob of the table with a value it cannot take says so, not "no knob".
+                let known = tbl.contains_key(key);
                 let v = value
                     .parse::<i64>()
                     .map(toml::Value::Integer)
                     .unwrap_or_else(|_| toml::Value::String(value.into()));
                 tbl.insert(key.into(), v);
-                self.totem = t
-                    .try_into()
-                    .with_context(|| format!("'{key}' is not a knob of this experiment"))?;
+                self.totem = t.try_into().with_context(|| {
+                    if known {
+                        format!("'{value}' is not a value '{key}' can take")
+                    } else {
+                        format!("'{key}' is not a knob of this experiment")
+                    }
+                })?;
             }
         }
         if self.load.senders > self.nodes {
@@ -838,6 +848,20 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_message_size_is_refused() {
+        let e = toml::from_str::<Experiment>(
+            "name = 'x'\nnodes = 3\nduration_ms = 5000\n[load]\nsenders = 3\nsize = 0\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("load.size must be at least 1 byte"),
+            "{e:#}"
+        );
     }
 
     #[test]

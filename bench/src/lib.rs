@@ -13,7 +13,9 @@
 //! - [`kml`]: the kml service's end-of-repetition check (real directories against trees)
 //!   and its reintegration figures;
 //! - [`summary`]: the result model, summary.json and runs.csv, and its aggregation;
-//! - [`compare`]: `ringlab compare`, tables and SVG plots across runs.
+//! - [`compare`]: `ringlab compare`, tables and SVG plots across runs;
+//! - [`plot`]: the SVG plots `compare` and `report` draw, one colour per configuration;
+//! - [`report`]: `ringlab report`, one self-contained HTML page of one or more runs.
 #![warn(missing_docs)]
 // The experiment runner drives real processes, namespaces and clocks (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -26,8 +28,10 @@ pub mod fault;
 pub mod hosts;
 pub mod kml;
 pub mod peer;
+pub mod plot;
 pub mod prefix;
 pub mod raw;
+pub mod report;
 pub mod runner;
 pub mod store;
 pub mod summary;

@@ -1464,8 +1464,8 @@ impl<'a> Run<'a> {
         Ok(s)
     }
 
-    /// Writes the final summary.json, runs.csv, failover.csv, store.csv and throughput.csv
-    /// from `reps`
+    /// Writes the final summary.json, runs.csv, failover.csv, store.csv, throughput.csv and
+    /// report.html from `reps`
     /// (the completed repetitions) and how the run ended.
     pub fn finish(self, reps: Vec<RepSummary>, stopped: Option<Stopped>) -> Result<Summary> {
         let summary = self.summary(reps, stopped);
@@ -1475,6 +1475,7 @@ impl<'a> Run<'a> {
         write_failover_csv(&out.join("failover.csv"), &summary)?;
         write_store_csv(&out.join("store.csv"), &summary)?;
         crate::throughput::write_csv(&out.join("throughput.csv"), &summary)?;
+        crate::report::write_beside(out);
         Ok(summary)
     }
 }

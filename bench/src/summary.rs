@@ -692,14 +692,35 @@ pub fn quantile(mut v: Vec<f64>, q: f64) -> Option<f64> {
     Some(v[((v.len() - 1) as f64 * q).round() as usize])
 }
 
-/// Returns the median, 90th percentile and maximum of a list (None when empty).
+/// Returns the median, 90th percentile and maximum of a list (None when empty). The median
+/// is the usual one (the mean of the two middle values of an even count); the 90th
+/// percentile is taken by nearest rank.
 pub fn median_p90_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
         return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Some((at(0.5), at(0.9), *v.last().expect("non-empty")))
+    Some((median(&v)?, at(0.9), *v.last().expect("non-empty")))
+}
+
+/// Returns the usual median of a sorted list: its middle value, or the mean of the two
+/// middle values of an even count (None when empty).
+pub fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// Returns the `q` quantile of a sorted, non-empty list, interpolated linearly between
+/// ranks (as box plots draw their quartiles).
+pub fn interpolated(sorted: &[f64], q: f64) -> f64 {
+    let x = (sorted.len() - 1) as f64 * q;
+    let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (x - lo as f64)
 }
 
 /// Returns the recovery of the schedule's `i`-th fault in repetition `r`. A start-up loss
@@ -1064,7 +1085,7 @@ mod tests {
         let s = Spread::of((1..=100).map(f64::from).collect());
         assert_eq!(
             (s.median, s.p90, s.p99, s.max),
-            (Some(51.0), Some(90.0), Some(99.0), Some(100.0))
+            (Some(50.5), Some(90.0), Some(99.0), Some(100.0))
         );
         assert_eq!(Spread::of(vec![7.0]).p99, Some(7.0));
         assert_eq!(Spread::of(vec![]).p99, None);
@@ -1163,9 +1184,10 @@ mod tests {
         let iso = &s.faults[0];
         assert_eq!((iso.index, iso.action.as_str()), (0, "isolate"));
         assert_eq!(iso.membership_ms.n, 2);
-        assert_eq!(iso.membership_ms.median, Some(2000.0));
+        // The usual median of two: their mean.
+        assert_eq!(iso.membership_ms.median, Some(1200.0));
         assert_eq!(iso.membership_ms.max, Some(2000.0));
-        assert_eq!(iso.detection_ms.median, Some(1000.0));
+        assert_eq!(iso.detection_ms.median, Some(600.0));
         assert_eq!(iso.out_of_bound, 1);
         let heal = &s.faults[1];
         assert_eq!((heal.index, heal.action.as_str()), (1, "heal"));

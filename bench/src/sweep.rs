@@ -141,8 +141,14 @@ mod tests {
             "nodes=4: faults[0] names node 5; nodes are 1..=4"
         );
         let e = configurations(&base(), &params(&["token=x"])).unwrap_err();
+        // A knob with a value it cannot take is named as such, not as "no knob".
         assert!(
-            format!("{e:#}").starts_with("token=x: 'token' is not a knob"),
+            format!("{e:#}").starts_with("token=x: 'x' is not a value 'token' can take"),
+            "{e:#}"
+        );
+        let e = configurations(&base(), &params(&["tokn=1"])).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("tokn=1: 'tokn' is not a knob"),
             "{e:#}"
         );
     }

@@ -58,6 +58,10 @@ enum Cmd {
         cmd: String,
         /// key=value arguments.
         args: Vec<String>,
+        /// Prints the reply as JSON (`status` prints a table without it; every other
+        /// command prints JSON either way).
+        #[arg(long)]
+        json: bool,
     },
     /// Starts N nodes on loopback (127.0.0.x), waits for one ring, runs a short load and
     /// prints membership, throughput and latency. Needs no root.
@@ -130,7 +134,9 @@ enum Cmd {
         exp: ExperimentArgs,
     },
     /// Compares runs side by side: tables of recovery phases and throughput, and with --out,
-    /// compare.md, recovery.svg (box plots) and throughput.svg (timeline, faults marked).
+    /// compare.md, recovery.svg (box plots per phase), throughput.svg (one timeline per
+    /// configuration, faults named and shaded) and, for a sweep of one numeric knob,
+    /// sweep.svg (membership against the knob's value).
     Compare {
         /// Run directories (with summary.json), or directories of them.
         #[arg(required = true)]
@@ -138,6 +144,19 @@ enum Cmd {
         /// Where to write compare.md and the plots.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Writes one self-contained HTML page (no network needed to view it) of one or more
+    /// runs: the experiments and machine, recovery phases per fault and configuration, a
+    /// timeline per repetition, recovery box plots, and the checker's verdict with the
+    /// commands that replay it. `ringlab run` and `ringlab sweep` write one next to
+    /// summary.json.
+    Report {
+        /// Run directories (with summary.json), or directories of them.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write report.html.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Prints CLOCK_MONOTONIC in ns: the clock of every event record (fault.sh stamps its
     /// faults with it).
@@ -488,6 +507,10 @@ fn main() {
                 0
             })
         }
+        Cmd::Report { dirs, out } => ringlab_bench::report::write(&dirs, &out).map(|p| {
+            println!("wrote {}", p.display());
+            0
+        }),
         Cmd::Clock { serve, until } => {
             if let Some(t) = until {
                 println!("{}", ringlab_bench::hosts::clock::sleep_until(t));
@@ -537,7 +560,12 @@ fn main() {
                 println!("{}", ringlab_net::mirror::hex(&d));
                 0
             }),
-        Cmd::Ctl { socket, cmd, args } => ctl(&socket, &cmd, &args),
+        Cmd::Ctl {
+            socket,
+            cmd,
+            args,
+            json,
+        } => ctl(&socket, &cmd, &args, json),
         Cmd::Cluster(a) => cluster(a),
         Cmd::Flow {
             end,
@@ -569,12 +597,20 @@ fn main() {
     };
     match code {
         Ok(c) => std::process::exit(c),
+        // An error after Ctrl-C or SIGTERM is the interruption's, not a bad configuration's.
+        Err(e) if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) => {
+            eprintln!("ringlab: interrupted: {e:#}");
+            std::process::exit(130);
+        }
         Err(e) => {
             eprintln!("ringlab: {e:#}");
             std::process::exit(2);
         }
     }
 }
+
+/// Set by the signal handlers of run, sweep and cluster: the process was asked to stop.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One end of a flow.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -617,6 +653,7 @@ fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     let s = stop.clone();
     ctrlc::set_handler(move || {
         eprintln!("ringlab: stopping; tearing down");
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         s.store(true, std::sync::atomic::Ordering::Relaxed)
     })
     .context("installing the signal handler")?;
@@ -664,11 +701,16 @@ fn new_results_dir(parent: &Path) -> Result<PathBuf> {
 fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     use ringlab_bench::summary::StopCause;
     let mut code = 0;
+    // A sweep's configuration is named by its label, and the message says it is a sweep's.
+    let who = if s.label.is_empty() {
+        format!("ringlab run: {}", s.experiment.name)
+    } else {
+        format!("ringlab sweep: {} {}", s.experiment.name, s.label)
+    };
     if s.violations > 0 {
         eprintln!(
-            "ringlab run: {} CHECKER VIOLATIONS in {} (records kept in {})",
+            "{who}: {} CHECKER VIOLATIONS (records kept in {})",
             s.violations,
-            s.experiment.name,
             dir.join("records").display()
         );
         code = 1;
@@ -676,8 +718,7 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     for f in &s.faults {
         if f.out_of_bound > 0 {
             eprintln!(
-                "ringlab run: {}: fault {} ({}) did not settle within {:.0} ms in {} of {} repetitions",
-                s.experiment.name,
+                "{who}: fault {} ({}) did not settle within {:.0} ms in {} of {} repetitions",
                 f.index,
                 f.action,
                 s.bound_ms,
@@ -689,8 +730,7 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     }
     if let Some(c) = s.store.as_ref().filter(|c| c.digests_unequal > 0) {
         eprintln!(
-            "ringlab run: {}: the live nodes ended with different store digests in {} of {} repetitions",
-            s.experiment.name,
+            "{who}: the live nodes ended with different store digests in {} of {} repetitions",
             c.digests_unequal,
             s.reps.len()
         );
@@ -698,16 +738,15 @@ fn judge(s: &ringlab_bench::summary::Summary, dir: &Path) -> i32 {
     }
     if let Some(k) = s.kml.as_ref().filter(|k| k.unequal > 0) {
         eprintln!(
-            "ringlab run: {}: kml: a real directory differed from its tree, or the trees from \
+            "{who}: kml: a real directory differed from its tree, or the trees from \
              each other, in {} of {} repetitions (reps[].kml in summary.json)",
-            s.experiment.name, k.unequal, k.checked
+            k.unequal, k.checked
         );
         code = 1;
     }
     if let Some(st) = &s.stopped {
         eprintln!(
-            "ringlab run: {}: {}; summary.json says so, with the completed repetitions",
-            s.experiment.name,
+            "{who}: {}; summary.json says so, with the completed repetitions",
             st.describe()
         );
         code = match st.cause {
@@ -750,7 +789,11 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
         ringlab_bench::compare::tables(&[(dir.clone(), s.clone())])
     );
     warn_no_key(&exp);
-    println!("results in {}", dir.display());
+    println!(
+        "results in {} (a page to open: {})",
+        dir.display(),
+        dir.join("report.html").display()
+    );
     Ok(judge(&s, &dir))
 }
 
@@ -790,9 +833,14 @@ fn sweep(a: &ExperimentArgs, params: &[String], interleave: bool) -> Result<i32>
     }
     drop(lock);
     let t = ringlab_bench::compare::compare(std::slice::from_ref(&dir), Some(&dir))?;
+    ringlab_bench::report::write_beside(&dir);
     println!("{t}");
     warn_no_key(&base);
-    println!("results in {}", dir.display());
+    println!(
+        "results in {} (a page to open: {})",
+        dir.display(),
+        dir.join("report.html").display()
+    );
     Ok(code)
 }
 
@@ -938,17 +986,47 @@ fn corosync_node(config: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn ctl(socket: &Path, cmd: &str, args: &[String]) -> Result<i32> {
+fn ctl(socket: &Path, cmd: &str, args: &[String], json: bool) -> Result<i32> {
     // A raw JSON object goes as it is (the escape hatch); a command and its key=value
     // arguments become a typed request, a bad one refused before anything is sent.
-    let json = if cmd.trim_start().starts_with('{') {
+    let line = if cmd.trim_start().starts_with('{') {
         cmd.to_string()
     } else {
         ringlab_net::control::args::parse(cmd, args)?.to_line()
     };
-    let v = ringlab_net::control::exchange(socket, &json)?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    let v = ringlab_net::control::exchange(socket, &line)?;
+    let status = (cmd == "status" && !json)
+        .then(|| serde_json::from_value::<ringlab_net::control::StatusReply>(v.clone()).ok())
+        .flatten();
+    match status {
+        Some(st) => print!("{}", status_table(&st)),
+        None => println!("{}", serde_json::to_string_pretty(&v)?),
+    }
     Ok(if v["ok"] == true { 0 } else { 1 })
+}
+
+/// Renders a node's status for a person, as `corosync-cfgtool -s` and `corosync-quorumtool
+/// -s` do theirs.
+fn status_table(st: &ringlab_net::control::StatusReply) -> String {
+    let members: Vec<String> = st.members.iter().map(|m| m.to_string()).collect();
+    format!(
+        "Node status\n\
+         \x20 node id      {}\n\
+         \x20 incarnation  {}\n\
+         \x20 state        {:?}\n\
+         \x20 ring         {} (representative {}, sequence {})\n\
+         \x20 members      {} ({})\n\
+         \x20 quorum       none configured: every ring orders messages; a quorum is the \
+         application's to decide\n",
+        st.node,
+        st.inc,
+        st.state,
+        st.ring,
+        st.ring.rep,
+        st.ring.seq,
+        members.len(),
+        members.join(" "),
+    )
 }
 
 fn cluster(a: ClusterArgs) -> Result<i32> {
@@ -968,8 +1046,11 @@ fn cluster(a: ClusterArgs) -> Result<i32> {
     totem.validate()?;
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst)
+    })
+    .context("installing the Ctrl-C handler")?;
     cluster::run(
         cluster::Opts {
             nodes: a.nodes,
@@ -1077,9 +1158,18 @@ fn sim(a: SimArgs) -> Result<i32> {
         work_slice_ns: a.work_slice_ns,
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
+    // On a terminal, a bar of seeds done (indicatif hides it when stderr is not one).
+    let pb = indicatif::ProgressBar::new(seeds.len() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds, {elapsed} ({eta} left)",
+        )
+        .expect("a valid template"),
+    );
     let reports: Vec<RunReport> = seeds
         .par_iter()
         .map(|&seed| {
+            let _done = IncOnDrop(&pb);
             let mut r = run(&RunConfig {
                 seed,
                 ..base.clone()
@@ -1095,13 +1185,41 @@ fn sim(a: SimArgs) -> Result<i32> {
             r
         })
         .collect();
+    pb.finish_and_clear();
     let s = SimSummary::of(&reports);
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {
         print!("{}", s.render(&base, &a.faults));
     }
+    if !s.failing_seeds.is_empty() {
+        match &a.events_dir {
+            Some(dir) => {
+                let at: Vec<String> = s
+                    .failing_seeds
+                    .iter()
+                    .map(|k| dir.join(format!("seed-{k}")).display().to_string())
+                    .collect();
+                eprintln!(
+                    "ringlab sim: the records of the failing seeds are in {}; check one again with `ringlab check DIR`",
+                    at.join(", ")
+                );
+            }
+            None => eprintln!(
+                "ringlab sim: no records were written; to write those of a failing seed, run it again with --seed N --seeds 1 --events-dir DIR (same flags)"
+            ),
+        }
+    }
     Ok(if s.violations == 0 { 0 } else { 1 })
+}
+
+/// Advances a progress bar when dropped: a seed counts as done however its run ends.
+struct IncOnDrop<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for IncOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.inc(1);
+    }
 }
 
 fn check_files(paths: &[PathBuf], json: bool) -> Result<i32> {

@@ -133,7 +133,7 @@ impl SimSummary {
         // Writing to a String cannot fail.
         let _ = writeln!(
             t,
-            "ringlab sim: {} runs of {} nodes, {} ms each, faults [{}], loss {}{} dup {} reorder {}, {:?}",
+            "ringlab sim: {} runs of {} nodes, {} ms of virtual time each, faults [{}], loss {}{} dup {} reorder {}, {:?}",
             self.runs,
             cfg.nodes,
             cfg.duration_ms,
@@ -150,12 +150,12 @@ impl SimSummary {
         );
         let _ = writeln!(
             t,
-            "  sent {}  delivered {}  faults injected {}  regular configurations {}",
+            "  sent {}  delivered {} (each node's deliveries counted)  faults injected {}  regular configurations {}",
             self.sent, self.delivered, self.faults, self.config_changes
         );
         let _ = writeln!(
             t,
-            "  longest recovery (left operational -> next ring) {:.1} ms; final ring formed at most {:.1} ms after faults stopped (bound {} ms)",
+            "  longest recovery while faults ran (left operational -> next ring) {:.1} ms, not bounded; final ring formed at most {:.1} ms after faults stopped (the liveness bound, {} ms, applies to this)",
             self.max_recovery_ms,
             self.max_final_ring_ms,
             liveness_bound(&cfg.ring) / 1_000_000
@@ -267,9 +267,9 @@ mod tests {
         assert_eq!(
             s.render(&cfg, "partition,merge"),
             format!(
-                "ringlab sim: 2 runs of 4 nodes, 9000 ms each, faults [partition,merge], loss 0 dup 0 reorder 0, Classic\n\
-                 \x20 sent 200  delivered 800  faults injected 3  regular configurations 30\n\
-                 \x20 longest recovery (left operational -> next ring) 3.0 ms; final ring formed at most 2.0 ms after faults stopped (bound {} ms)\n\
+                "ringlab sim: 2 runs of 4 nodes, 9000 ms of virtual time each, faults [partition,merge], loss 0 dup 0 reorder 0, Classic\n\
+                 \x20 sent 200  delivered 800 (each node's deliveries counted)  faults injected 3  regular configurations 30\n\
+                 \x20 longest recovery while faults ran (left operational -> next ring) 3.0 ms, not bounded; final ring formed at most 2.0 ms after faults stopped (the liveness bound, {} ms, applies to this)\n\
                  \x20 checker: no violations\n",
                 liveness_bound(&cfg.ring) / 1_000_000
             )
