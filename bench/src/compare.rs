@@ -111,6 +111,10 @@ pub fn label(s: &Summary) -> String {
     } else {
         format!("{} {}", s.experiment.name, s.label)
     };
+    if let Some(b) = &s.backend {
+        // Not namespaces on this machine: say where (`ssh`).
+        l.push_str(&format!(" [{}]", b.kind));
+    }
     if s.stopped.is_some() {
         l.push_str(" (stopped)");
     }

@@ -63,11 +63,7 @@ pub fn clock_table(runs: &[(PathBuf, Summary)]) -> String {
         let _ = writeln!(
             t,
             "| {} | {} ({}) | {hosts} | {u:.3} | {span:.3} | {} / {} |",
-            if s.label.is_empty() {
-                &s.experiment.name
-            } else {
-                &s.label
-            },
+            crate::compare::label(s),
             b.kind,
             b.inventory,
             lat(s.latency_ms.p50),
