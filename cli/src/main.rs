@@ -11,6 +11,8 @@
 
 mod blast;
 mod cluster;
+mod dissector;
+mod sim_capture;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -106,6 +108,17 @@ enum Cmd {
         /// send: seconds of sending; recv: the most seconds it waits.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+    },
+    /// Prints or installs the Wireshark dissector for ringlab's wire format
+    /// (dissector/ringlab.lua, built into the binary).
+    Dissector {
+        /// Copies it to the personal Lua plugins folder
+        /// (~/.local/lib/wireshark/plugins/ringlab.lua) and prints the path.
+        #[arg(long, conflicts_with = "print")]
+        install: bool,
+        /// Prints the script on stdout.
+        #[arg(long)]
+        print: bool,
     },
     /// Runs an experiment (experiments/*.toml) in network namespaces: topology, nodes, load,
     /// fault schedule, recovery measured, checker over every run. Needs root.
@@ -356,6 +369,15 @@ struct SimArgs {
     /// runs on and its services' inputs wait in a backlog; 0: done at once.
     #[arg(long, default_value_t = 0)]
     work_slice_ns: u64,
+    /// Writes each seed's frames as pcapng (synthetic Ethernet/IPv4/UDP headers, one
+    /// interface per directed link, the virtual clock): to this file with one seed, else
+    /// to DIR/seed-N.pcapng (open them with dissector/ringlab.lua).
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    capture: Option<PathBuf>,
+    /// With --capture: the cap on each seed's capture, bytes (said in the file and on
+    /// stderr when reached).
+    #[arg(long, default_value_t = ringlab_sim::capture::DEFAULT_MAX_BYTES)]
+    capture_max_bytes: u64,
 }
 
 #[derive(clap::Args)]
@@ -433,6 +455,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Sim(a) => sim(a),
+        Cmd::Dissector { install, print } => dissector::command(install, print),
         Cmd::Check { paths, json } => check_files(&paths, json),
         Cmd::Run(a) => experiment_run(&a),
         Cmd::Sweep {
@@ -1017,8 +1040,13 @@ fn sim(a: SimArgs) -> Result<i32> {
         store_keys: a.store_keys,
         store_bytes: a.store_bytes,
         work_slice_ns: a.work_slice_ns,
+        capture_max_bytes: a.capture.as_ref().map(|_| a.capture_max_bytes),
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
+    let capture_to = a
+        .capture
+        .as_deref()
+        .map(|p| sim_capture::Target::new(p, a.seeds));
     let reports: Vec<RunReport> = seeds
         .par_iter()
         .map(|&seed| {
@@ -1031,6 +1059,11 @@ fn sim(a: SimArgs) -> Result<i32> {
                     ringlab_records::write_run(&dir.join(format!("seed-{seed}")), &r.records)
                 {
                     eprintln!("ringlab: writing records of seed {seed}: {e:#}");
+                }
+            }
+            if let (Some(target), Some(c)) = (&capture_to, r.capture.take()) {
+                if let Err(e) = target.write(seed, &c, &r.records) {
+                    eprintln!("ringlab: writing the capture of seed {seed}: {e:#}");
                 }
             }
             r.records = Vec::new();
