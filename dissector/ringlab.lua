@@ -404,6 +404,9 @@ end
 
 -- Returns a ring packet's length from its own counts, or nil when it cannot tell (no
 -- tree items, no expert info: only the auto mode's guess at a trailer).
+-- Whether the last ring packet the auto mode looked at carried a trailer.
+local seen_keyed = false
+
 local function ring_len(tvb, total)
     local function u(off, n)
         if off + n > total then return nil end
@@ -592,9 +595,26 @@ local function transfer_len(tvb, off, total)
     local kind = tvb(off + 3, 1):uint()
     if kind == 2 then return 33 end
     if kind == 1 and total - off >= 32 then
+        local no = tvb(off + 20, 4):uint()
         local count = tvb(off + 24, 4):uint()
         local tl = tvb(off + 28, 4):uint()
         if count == 1 then return 32 + tl end
+        -- Every fragment implies the message's fragment size (transport.rs): the last one
+        -- by (total_len - len) / (count - 1), the others by being it. Try the payload with
+        -- and without a trailer; where both fit, go by what the ring's packets showed.
+        local function fits(len)
+            if len <= 0 then return false end
+            if no == count - 1 then
+                local rest = tl - len
+                return rest > 0 and rest % (count - 1) == 0 and rest / (count - 1) >= len
+            end
+            return math.ceil(tl / len) == count
+        end
+        local plain, keyed = total - off - 32, total - off - 32 - TRAILER_LEN
+        local a, b = fits(plain), fits(keyed)
+        if a and not b then return 32 + plain end
+        if b and not a then return 32 + keyed end
+        return 32 + (seen_keyed and keyed or plain)
     end
     return nil
 end
@@ -627,6 +647,7 @@ local function dissect(tvb, pinfo, tree)
         if magic == "RL" then
             -- The body is self-delimiting: a trailer is what is left after it.
             limit, keyed = body_end(tvb, ring_len(tvb, total) or total, total)
+            seen_keyed = keyed
             name, info = ring_packet(tvb, t, limit)
         elseif magic == "RS" then
             name, info, keyed, limit = service_datagram(tvb, t, total)

@@ -439,6 +439,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         throughput: None,
         usage: vec![],
         churn: rep_churn,
+        capture: None,
     }
 }
 

@@ -503,6 +503,15 @@ fn run_rep(
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (cap_bytes, cap_s) = (exp.capture_max_bytes, exp.duration_ms / 1000 + 600);
+    let capture = crate::capture::start_for_rep(
+        exp.capture,
+        &opts.binary,
+        lock.prefix(),
+        &dir,
+        cap_bytes,
+        cap_s,
+    );
     let spec = Spec {
         nodes: exp.nodes,
         transport: exp.transport,
@@ -830,6 +839,7 @@ fn run_rep(
     } else {
         vec![]
     };
+    let capture = crate::capture::finish_for_rep(capture, &records, &opts.out);
     drop(topo);
 
     let starts: Vec<u64> = records
@@ -848,6 +858,7 @@ fn run_rep(
         settle_ns: crate::analysis::settle_ns(&exp.totem),
     };
     let mut s = analyse(rep, &records, &facts);
+    s.capture = capture;
     let found: Vec<String> = ringlab_sim::check(&records, None)
         .violations
         .iter()

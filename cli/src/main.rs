@@ -109,6 +109,23 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Captures every frame on the given interfaces (the run's bridges, in its switch
+    /// namespace) into a pcapng file until SIGTERM; prints a JSON report. `ringlab run
+    /// --capture` starts it.
+    Capture {
+        /// An interface to capture (repeat for several: one pcapng interface each).
+        #[arg(long = "iface", required = true)]
+        ifaces: Vec<String>,
+        /// The pcapng file.
+        #[arg(long)]
+        out: PathBuf,
+        /// The cap on the frames' bytes.
+        #[arg(long, default_value_t = ringlab_sim::capture::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
+        /// Stops by itself after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_seconds: u64,
+    },
     /// Prints or installs the Wireshark dissector for ringlab's wire format
     /// (dissector/ringlab.lua, built into the binary).
     Dissector {
@@ -234,14 +251,26 @@ struct ExperimentArgs {
     /// `/run/ringlab-<prefix>.lock`); a prefix another run holds is refused.
     #[arg(long)]
     prefix: Option<String>,
+    /// Captures every frame that crosses the bridge in each repetition into
+    /// records/rep-N/capture.pcapng (as `capture = true` in the file).
+    #[arg(long)]
+    capture: bool,
+    /// With --capture: the cap on each repetition's capture, bytes (overrides the file's
+    /// `capture_max_bytes`).
+    #[arg(long)]
+    capture_max_bytes: Option<u64>,
 }
 
 impl ExperimentArgs {
-    /// Reads the experiment, with --reps applied.
+    /// Reads the experiment, with --reps and --capture applied.
     fn load(&self) -> Result<ringlab_bench::experiment::Experiment> {
         let mut exp = ringlab_bench::experiment::Experiment::load(&self.experiment)?;
         if let Some(r) = self.reps {
             exp.reps = r;
+        }
+        exp.capture |= self.capture;
+        if let Some(m) = self.capture_max_bytes {
+            exp.capture_max_bytes = m;
         }
         Ok(exp)
     }
@@ -456,6 +485,12 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Sim(a) => sim(a),
         Cmd::Dissector { install, print } => dissector::command(install, print),
+        Cmd::Capture {
+            ifaces,
+            out,
+            max_bytes,
+            max_seconds,
+        } => capture(&ifaces, &out, max_bytes, max_seconds),
         Cmd::Check { paths, json } => check_files(&paths, json),
         Cmd::Run(a) => experiment_run(&a),
         Cmd::Sweep {
@@ -585,6 +620,24 @@ fn flow(
         }
     };
     println!("{out}");
+    Ok(0)
+}
+
+/// Runs `ringlab capture`: frames into `out` until SIGTERM, then one JSON report line.
+fn capture(ifaces: &[String], out: &Path, max_bytes: u64, max_seconds: u64) -> Result<i32> {
+    let stats = ringlab_net::capture::run(
+        ifaces,
+        out,
+        max_bytes,
+        std::time::Duration::from_secs(max_seconds),
+        stop_flag()?,
+    )?;
+    let report = ringlab_bench::capture::CaptureReport {
+        frames: stats.frames,
+        bytes: stats.bytes,
+        left_out: stats.left_out,
+    };
+    println!("{}", serde_json::to_string(&report)?);
     Ok(0)
 }
 

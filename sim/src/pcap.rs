@@ -186,15 +186,7 @@ pub fn write_pcapng<W: Write>(
     };
     let mut out = PcapNgWriter::with_section_header(w, section)?;
     for name in interfaces {
-        let idb = InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
-            snaplen: SNAPLEN,
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(name.clone())),
-                InterfaceDescriptionOption::IfTsResol(9),
-            ],
-        };
-        out.write_block(&idb.into_block())?;
+        out.write_block(&idb(name).into_block())?;
     }
     let n = frames.len();
     for f in frames {
@@ -255,6 +247,140 @@ pub fn write_sim_capture<W: Write>(
         ));
     }
     write_pcapng(w, &header, &interfaces, frames, &fault_notes(records))
+}
+
+/// A pcapng file written frame by frame as a capture goes (real captures): Ethernet
+/// interfaces named at the start, nanosecond timestamps.
+pub struct StreamWriter<W: Write> {
+    out: PcapNgWriter<W>,
+}
+
+impl<W: Write> StreamWriter<W> {
+    /// Writes the section header (comment `header`) and one Ethernet interface per name.
+    pub fn new(w: W, header: &str, interfaces: &[String]) -> Result<Self, PcapWriteError> {
+        let section = SectionHeaderBlock {
+            options: vec![
+                SectionHeaderOption::Comment(Cow::Owned(header.to_string())),
+                SectionHeaderOption::UserApplication(Cow::Borrowed("ringlab")),
+            ],
+            ..Default::default()
+        };
+        let mut out = PcapNgWriter::with_section_header(w, section)?;
+        for name in interfaces {
+            out.write_block(&idb(name).into_block())?;
+        }
+        Ok(Self { out })
+    }
+
+    /// Writes one frame captured on interface `interface` at `at_ns`.
+    pub fn write(
+        &mut self,
+        at_ns: u64,
+        interface: u32,
+        data: &[u8],
+        original_len: u32,
+    ) -> Result<(), PcapWriteError> {
+        let epb = EnhancedPacketBlock {
+            interface_id: interface,
+            timestamp: Duration::from_nanos(at_ns),
+            original_len,
+            data: Cow::Borrowed(data),
+            options: vec![],
+        };
+        self.out.write_block(&epb.into_block())?;
+        Ok(())
+    }
+
+    /// Returns the underlying writer (to flush it).
+    pub fn get_mut(&mut self) -> &mut W {
+        self.out.get_mut()
+    }
+}
+
+fn idb(name: &str) -> InterfaceDescriptionBlock<'static> {
+    InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: SNAPLEN,
+        options: vec![
+            InterfaceDescriptionOption::IfName(Cow::Owned(name.to_string())),
+            InterfaceDescriptionOption::IfTsResol(9),
+        ],
+    }
+}
+
+/// Why a capture file could not be annotated.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnotateError {
+    /// Reading or writing the file.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Its blocks.
+    #[error("reading pcapng: {0}")]
+    Read(#[from] pcap_file::PcapError),
+    /// Writing it again.
+    #[error(transparent)]
+    Write(#[from] PcapWriteError),
+}
+
+/// Rewrites the pcapng file at `path` (one section of Ethernet interfaces, as
+/// [`StreamWriter`] writes it) with `faults` as comments ([`write_pcapng`]) and `note`
+/// appended to its section comment; a file cut short (a capture killed mid-write) keeps
+/// the frames before the cut. Returns the frames written.
+pub fn annotate_file(
+    path: &std::path::Path,
+    faults: &[FaultNote],
+    note: &str,
+) -> Result<usize, AnnotateError> {
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let bytes = std::fs::read(path)?;
+    let mut r = PcapNgReader::new(&bytes[..])?;
+    let mut header = r
+        .section()
+        .options
+        .iter()
+        .find_map(|o| match o {
+            SectionHeaderOption::Comment(c) => Some(c.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut interfaces = Vec::new();
+    let mut frames = Vec::new();
+    while let Some(b) = r.next_block() {
+        let Ok(b) = b else { break };
+        match b {
+            Block::InterfaceDescription(i) => interfaces.push(
+                i.options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            ),
+            Block::EnhancedPacket(e) => frames.push(Frame {
+                at_ns: e.timestamp.as_nanos() as u64,
+                interface: e.interface_id,
+                original_len: e.original_len,
+                data: Cow::Owned(e.data.into_owned()),
+                comments: Vec::new(),
+            }),
+            _ => {}
+        }
+    }
+    if !note.is_empty() {
+        header.push('\n');
+        header.push_str(note);
+    }
+    let tmp = path.with_extension("pcapng.tmp");
+    let n = write_pcapng(
+        std::io::BufWriter::new(std::fs::File::create(&tmp)?),
+        &header,
+        &interfaces,
+        frames,
+        faults,
+    )?;
+    std::fs::rename(&tmp, path)?;
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -330,5 +456,40 @@ mod tests {
         assert!(comments(&epbs[0]).is_empty());
         assert_eq!(comments(&epbs[1]), vec!["fault crash [3] at 15 ns"]);
         assert_eq!(comments(&epbs[2]), vec!["lost on the link"]);
+    }
+
+    #[test]
+    fn a_streamed_capture_is_annotated_in_place() {
+        let path = std::env::temp_dir().join(format!("ringlab-pcap-{}.pcapng", std::process::id()));
+        let mut w = StreamWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            "real",
+            &["br0".to_string()],
+        )
+        .unwrap();
+        for at in [100, 200, 300] {
+            let f = synthetic_frame(1, 2, b"x");
+            w.write(at, 0, &f, f.len() as u32).unwrap();
+        }
+        drop(w);
+        let faults = [FaultNote {
+            at_ns: 150,
+            text: "fault isolate [2]".into(),
+        }];
+        assert_eq!(annotate_file(&path, &faults, "cap not reached").unwrap(), 3);
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+        let header = format!("{:?}", r.section().options);
+        assert!(header.contains("real") && header.contains("cap not reached"));
+        let mut comments = Vec::new();
+        while let Some(b) = r.next_block() {
+            if let Block::EnhancedPacket(e) = b.unwrap() {
+                comments.push(format!("{:?}", e.options));
+            }
+        }
+        assert_eq!(comments.len(), 3);
+        assert!(comments[1].contains("fault isolate [2] at 150 ns"));
+        assert!(!comments[0].contains("fault"));
     }
 }
