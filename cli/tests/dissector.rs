@@ -75,9 +75,14 @@ fn tshark(file: &Path, args: &[&str]) -> Vec<String> {
 /// Returns the count of each message type in `file`, asserting that every packet has one
 /// of [`TYPES`] and that none is malformed.
 fn decode_all(file: &Path) -> BTreeMap<String, usize> {
-    let frames = tshark(file, &["-T", "fields", "-e", "frame.number"]).len();
+    decode_filtered(file, "frame")
+}
+
+/// [`decode_all`] over the packets that `filter` (a display filter) selects.
+fn decode_filtered(file: &Path, filter: &str) -> BTreeMap<String, usize> {
+    let frames = tshark(file, &["-Y", filter, "-T", "fields", "-e", "frame.number"]).len();
     assert!(frames > 0, "{} holds no packet", file.display());
-    let names = tshark(file, &["-T", "fields", "-e", "ringlab.msg"]);
+    let names = tshark(file, &["-Y", filter, "-T", "fields", "-e", "ringlab.msg"]);
     assert_eq!(names.len(), frames);
     let mut counts = BTreeMap::new();
     for (i, n) in names.iter().enumerate() {
@@ -265,5 +270,57 @@ fn a_truncated_or_foreign_packet_is_marked_malformed() {
     assert_eq!(bad, vec!["1", "2", "3"]);
     let names = tshark(&file, &["-T", "fields", "-e", "ringlab.msg"]);
     assert_eq!(names[3], "leave");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A real capture: `ringlab run --capture` on the CI experiment in network namespaces
+/// (root; run by .ci/run with `--ignored`). Every ring datagram on the bridge decodes and
+/// none is malformed; the faults are in the file as comments; the summary names the file.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn every_packet_of_a_namespace_run_decodes_and_none_is_malformed() {
+    if !tshark_present() {
+        return;
+    }
+    let dir = temp("real");
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/ci-isolate-heal.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_ringlab"))
+        .arg("run")
+        .arg(&exp)
+        .args(["--capture", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("ringlab runs");
+    assert!(
+        o.status.success(),
+        "ringlab run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let run = std::fs::read_dir(dir.join("ci-isolate-heal"))
+        .unwrap()
+        .next()
+        .expect("a run directory")
+        .unwrap()
+        .path();
+    let file = run.join("records/rep-1/capture.pcapng");
+    // The bridge also carries ARP and IPv6 neighbour discovery: only the ring's port counts.
+    let counts = decode_filtered(&file, "udp.port == 5405");
+    for t in ["token", "mcast", "join", "commit_token"] {
+        assert!(counts.contains_key(t), "no {t} in {counts:?}");
+    }
+    let comments = tshark(
+        &file,
+        &["-Y", "frame.comment", "-T", "fields", "-e", "frame.comment"],
+    );
+    assert!(
+        comments.iter().any(|c| c.contains("fault isolate [3]")),
+        "no fault comment: {comments:?}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let cap = &summary["reps"][0]["capture"];
+    assert_eq!(cap["file"], "records/rep-1/capture.pcapng");
+    assert_eq!(cap["cap_reached"], false);
+    assert!(cap["frames"].as_u64().unwrap() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
