@@ -52,7 +52,6 @@ pub fn frame_len(payload: usize) -> usize {
 
 /// Returns node `id`'s IPv4 address in the namespaces' plan.
 pub fn node_ip(id: NodeId) -> [u8; 4] {
-    let id = id as u32;
     [10, 77, (id >> 8) as u8, id as u8]
 }
 
