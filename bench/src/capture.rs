@@ -138,31 +138,8 @@ impl RepCapture {
                     String::from_utf8_lossy(&out.stderr).trim()
                 )
             })?;
-        let offset_file = ringlab_net::capture::offset_path(&self.file);
-        let offset: i128 = std::fs::read_to_string(&offset_file)
-            .with_context(|| format!("reading {}", offset_file.display()))?
-            .trim()
-            .parse()
-            .context("the capture's clock offset")?;
-        let _ = std::fs::remove_file(&offset_file);
-        let faults: Vec<FaultNote> = fault_notes(records)
-            .into_iter()
-            .map(|f| FaultNote {
-                at_ns: (f.at_ns as i128 + offset).max(0) as u64,
-                text: f.text,
-            })
-            .collect();
         let cap_reached = report.left_out > 0;
-        let note = if cap_reached {
-            format!(
-                "capture cap of {} bytes reached: {} later frames left out",
-                self.max_bytes, report.left_out
-            )
-        } else {
-            String::new()
-        };
-        annotate_file(&self.file, &faults, &note)
-            .with_context(|| format!("adding the faults to {}", self.file.display()))?;
+        annotate(&self.file, records, report.left_out, self.max_bytes)?;
         Ok(CaptureSummary {
             file: self
                 .file
@@ -177,6 +154,34 @@ impl RepCapture {
             left_out: report.left_out,
         })
     }
+}
+
+/// Rewrites the capture `file` (written by [`ringlab_net::capture::run`], with its clock
+/// offset beside it) with `records`' faults as comments, and says in its header comment
+/// when the cap was reached (`left_out` frames past `max_bytes`); removes the offset file.
+pub fn annotate(file: &Path, records: &[Record], left_out: u64, max_bytes: u64) -> Result<()> {
+    let offset_file = ringlab_net::capture::offset_path(file);
+    let offset: i128 = std::fs::read_to_string(&offset_file)
+        .with_context(|| format!("reading {}", offset_file.display()))?
+        .trim()
+        .parse()
+        .context("the capture's clock offset")?;
+    let _ = std::fs::remove_file(&offset_file);
+    let faults: Vec<FaultNote> = fault_notes(records)
+        .into_iter()
+        .map(|f| FaultNote {
+            at_ns: (f.at_ns as i128 + offset).max(0) as u64,
+            text: f.text,
+        })
+        .collect();
+    let note = if left_out > 0 {
+        format!("capture cap of {max_bytes} bytes reached: {left_out} later frames left out")
+    } else {
+        String::new()
+    };
+    annotate_file(file, &faults, &note)
+        .with_context(|| format!("adding the faults to {}", file.display()))?;
+    Ok(())
 }
 
 /// Sends SIGTERM to `child` (by its PID) and waits for it.

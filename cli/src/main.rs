@@ -12,6 +12,7 @@
 mod blast;
 mod cluster;
 mod dissector;
+mod loopback_capture;
 mod sim_capture;
 
 use anyhow::{bail, Context, Result};
@@ -456,6 +457,13 @@ struct ClusterArgs {
     /// One system call per datagram instead of recvmmsg/sendmmsg (for comparison).
     #[arg(long)]
     unbatched: bool,
+    /// Captures the ring's datagrams on loopback (UDP to or from --port; AF_PACKET, so
+    /// root or CAP_NET_RAW) into this pcapng file, the node records' faults as comments.
+    #[arg(long, value_name = "FILE")]
+    capture: Option<PathBuf>,
+    /// With --capture: the cap on the capture, bytes.
+    #[arg(long, default_value_t = ringlab_sim::capture::DEFAULT_MAX_BYTES)]
+    capture_max_bytes: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -630,6 +638,7 @@ fn capture(ifaces: &[String], out: &Path, max_bytes: u64, max_seconds: u64) -> R
         out,
         max_bytes,
         std::time::Duration::from_secs(max_seconds),
+        None,
         stop_flag()?,
     )?;
     let report = ringlab_bench::capture::CaptureReport {
@@ -1005,6 +1014,8 @@ fn cluster(a: ClusterArgs) -> Result<i32> {
             key: a.key,
             baseline: a.baseline,
             keep: a.dir,
+            capture: a.capture,
+            capture_max_bytes: a.capture_max_bytes,
             json: a.json,
             unbatched: a.unbatched,
         },

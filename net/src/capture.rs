@@ -63,13 +63,38 @@ pub fn offset_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Returns whether `frame` is an Ethernet/IPv4 UDP datagram from or to `port`.
+fn udp_port_is(frame: &[u8], port: u16) -> bool {
+    use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
+    use pnet_packet::ip::IpNextHeaderProtocols;
+    use pnet_packet::ipv4::Ipv4Packet;
+    use pnet_packet::udp::UdpPacket;
+    use pnet_packet::Packet;
+    let Some(eth) = EthernetPacket::new(frame) else {
+        return false;
+    };
+    if eth.get_ethertype() != EtherTypes::Ipv4 {
+        return false;
+    }
+    let Some(ip) = Ipv4Packet::new(eth.payload()) else {
+        return false;
+    };
+    if ip.get_next_level_protocol() != IpNextHeaderProtocols::Udp {
+        return false;
+    }
+    UdpPacket::new(ip.payload())
+        .is_some_and(|u| u.get_source() == port || u.get_destination() == port)
+}
+
 /// Captures the frames crossing `ifaces` into `out` until `stop` is set or `max` has passed,
-/// keeping at most `max_bytes` of frames.
+/// keeping at most `max_bytes` of frames; with `only_port`, only the IPv4 UDP datagrams
+/// from or to that port (a capture on a shared interface, loopback).
 pub fn run(
     ifaces: &[String],
     out: &Path,
     max_bytes: u64,
     max: Duration,
+    only_port: Option<u16>,
     stop: Arc<AtomicBool>,
 ) -> Result<CaptureStats, CaptureError> {
     let offset = clock_offset();
@@ -105,6 +130,9 @@ pub fn run(
             while !stop.load(Ordering::Relaxed) {
                 match rx_chan.next() {
                     Ok(frame) => {
+                        if only_port.is_some_and(|p| !udp_port_is(frame, p)) {
+                            continue;
+                        }
                         let at = (crate::clock::monotonic_ns() as i128 + offset).max(0) as u64;
                         if tx.send((i as u32, at, frame.to_vec())).is_err() {
                             return;
