@@ -452,9 +452,9 @@ end
 -- Decides where the body ends: the trailer's 56 bytes are left over when there is one.
 local function body_end(tvb, used_len, total)
     local mode = p.prefs.auth
-    if mode == 1 then return total - TRAILER_LEN, true end
+    if mode == 1 and total >= TRAILER_LEN + 4 then return total - TRAILER_LEN, true end
     if mode == 2 then return total, false end
-    if total - used_len == TRAILER_LEN then return total - TRAILER_LEN, true end
+    if total - used_len == TRAILER_LEN and used_len >= 4 then return total - TRAILER_LEN, true end
     return total, false
 end
 
@@ -555,7 +555,7 @@ end
 
 -- A transfer transport datagram (sync/src/store/transport.rs) at `off`, up to `limit`.
 local function transfer(tvb, off, limit, tree)
-    local t = tree:add(p, tvb(off, limit - off), "Transfer datagram")
+    local t = tree:add(p, tvb(off, math.max(limit - off, 0)), "Transfer datagram")
     local rd = reader(tvb, t, off, limit)
     rd:need(2, "transfer magic")
     if tvb(off, 2):string() ~= "RT" then rd:bad("not a transfer datagram") end
@@ -614,7 +614,8 @@ local function transfer_len(tvb, off, total)
         local a, b = fits(plain), fits(keyed)
         if a and not b then return 32 + plain end
         if b and not a then return 32 + keyed end
-        return 32 + (seen_keyed and keyed or plain)
+        if seen_keyed and keyed >= 0 then return 32 + keyed end
+        return 32 + plain
     end
     return nil
 end
