@@ -210,6 +210,21 @@ fn every_packet_of_a_simulated_run_decodes_and_none_is_malformed() {
         ],
     );
     assert!(!chunks.is_empty(), "no chunk-protocol message decoded");
+    let sync = tshark(
+        &keyed,
+        &[
+            "-Y",
+            "ringlab.sync.service == 4",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ],
+    );
+    assert!(
+        !sync.is_empty(),
+        "no sync-layer message of the store decoded"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
