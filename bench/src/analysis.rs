@@ -441,6 +441,7 @@ pub fn analyse(rep: u32, records: &[Record], facts: &RunFacts) -> RepSummary {
         churn: rep_churn,
         hosts: vec![],
         clock_uncertainty_ms: None,
+        capture: None,
     }
 }
 

@@ -167,6 +167,25 @@ pub struct Experiment {
     /// Of those, one message's in N.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub record_every: u64,
+    /// Whether each repetition captures every frame that crosses the bridge into
+    /// `records/rep-N/capture.pcapng` (`--capture`; see [`crate::capture`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture: bool,
+    /// The cap on each repetition's capture, bytes (default 256 MiB); reaching it is said
+    /// in the repetition's summary.
+    #[serde(
+        default = "default_capture_max",
+        skip_serializing_if = "is_default_capture_max"
+    )]
+    pub capture_max_bytes: u64,
+}
+
+fn default_capture_max() -> u64 {
+    ringlab_sim::capture::DEFAULT_MAX_BYTES
+}
+
+fn is_default_capture_max(v: &u64) -> bool {
+    *v == default_capture_max()
 }
 
 fn one() -> u64 {

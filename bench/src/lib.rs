@@ -21,6 +21,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod analysis;
+pub mod capture;
 pub mod compare;
 pub mod experiment;
 pub mod failover;

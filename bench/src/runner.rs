@@ -645,6 +645,9 @@ pub fn check_ssh(exp: &Experiment) -> Result<()> {
     if exp.baseline.raw {
         return no("[baseline] raw");
     }
+    if exp.capture {
+        return no("capture (the bridge's frames)");
+    }
     if exp.loss_burst > 1 {
         return no("bursty loss (loss_burst)");
     }
@@ -702,7 +705,7 @@ fn run_rep(
     let dir = opts.out.join("records").join(format!("rep-{rep}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (topo, mut cluster) = match backend {
+    let (topo, mut cluster, capture) = match backend {
         Backend::Local(scripts) => {
             pb.set_message(format!("rep {rep}: topology"));
             let mut topo = Topology::up(scripts, &opts.binary, lock, exp)?;
@@ -735,8 +738,17 @@ fn run_rep(
                 netns: Some(lock.prefix().into()),
                 implementation: exp.implementation,
             };
+            let (cap_bytes, cap_s) = (exp.capture_max_bytes, exp.duration_ms / 1000 + 600);
+            let capture = crate::capture::start_for_rep(
+                exp.capture,
+                &opts.binary,
+                lock.prefix(),
+                &dir,
+                cap_bytes,
+                cap_s,
+            );
             pb.set_message(format!("rep {rep}: starting nodes"));
-            (Some(topo), Nodes::Local(Cluster::start(spec)?))
+            (Some(topo), Nodes::Local(Cluster::start(spec)?), capture)
         }
         Backend::Ssh(hosts) => {
             pb.set_message(format!(
@@ -746,6 +758,7 @@ fn run_rep(
             (
                 None,
                 Nodes::Ssh(RemoteCluster::start(hosts, rep, exp, &dir)?),
+                None,
             )
         }
     };
@@ -1069,6 +1082,7 @@ fn run_rep(
     } else {
         vec![]
     };
+    let capture = crate::capture::finish_for_rep(capture, &records, &opts.out);
     drop(topo);
 
     let starts: Vec<u64> = records
@@ -1091,6 +1105,7 @@ fn run_rep(
         s.hosts = hosts;
         s.clock_uncertainty_ms = Some(u as f64 / 1e6);
     }
+    s.capture = capture;
     let found: Vec<String> = ringlab_sim::check(&records, None)
         .violations
         .iter()

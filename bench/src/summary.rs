@@ -207,6 +207,9 @@ pub struct RepSummary {
     /// before this was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub churn: Option<Churn>,
+    /// With `capture`: the repetition's pcapng (its size, and whether the cap was reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureSummary>,
 }
 
 /// One repetition's full store copy to the node restarted with an empty store (see

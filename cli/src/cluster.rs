@@ -27,6 +27,8 @@ pub(crate) struct Opts {
     pub keep: Option<std::path::PathBuf>,
     pub json: bool,
     pub unbatched: bool,
+    pub capture: Option<std::path::PathBuf>,
+    pub capture_max_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -97,6 +99,14 @@ pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
         netns: None,
         implementation: ringlab_net::harness::Implementation::Ringlab,
     };
+    let capture = match &o.capture {
+        Some(f) => Some(crate::loopback_capture::LoopbackCapture::start(
+            f,
+            o.port,
+            o.capture_max_bytes,
+        )?),
+        None => None,
+    };
     let t0 = monotonic_ns();
     let mut cluster = Cluster::start(spec).context("starting the nodes")?;
     let ids: Vec<NodeId> = (1..=o.nodes as NodeId).collect();
@@ -161,6 +171,9 @@ pub(crate) fn run(o: Opts, interrupted: Arc<AtomicBool>) -> Result<i32> {
     }
     cluster.stop();
     let records = cluster.records()?;
+    if let Some(c) = capture {
+        c.finish(&records)?;
+    }
     let report = ringlab_sim::check(&records, None);
     let n = per_node.len() as f64;
     let mean_msgs = per_node.iter().map(|p| p.delivered_msgs_per_s).sum::<f64>() / n;

@@ -11,6 +11,9 @@
 
 mod blast;
 mod cluster;
+mod dissector;
+mod loopback_capture;
+mod sim_capture;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -110,6 +113,34 @@ enum Cmd {
         /// send: seconds of sending; recv: the most seconds it waits.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+    },
+    /// Captures every frame on the given interfaces (the run's bridges, in its switch
+    /// namespace) into a pcapng file until SIGTERM; prints a JSON report. `ringlab run
+    /// --capture` starts it.
+    Capture {
+        /// An interface to capture (repeat for several: one pcapng interface each).
+        #[arg(long = "iface", required = true)]
+        ifaces: Vec<String>,
+        /// The pcapng file.
+        #[arg(long)]
+        out: PathBuf,
+        /// The cap on the frames' bytes.
+        #[arg(long, default_value_t = ringlab_sim::capture::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
+        /// Stops by itself after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_seconds: u64,
+    },
+    /// Prints or installs the Wireshark dissector for ringlab's wire format
+    /// (dissector/ringlab.lua, built into the binary).
+    Dissector {
+        /// Copies it to the personal Lua plugins folder
+        /// (~/.local/lib/wireshark/plugins/ringlab.lua) and prints the path.
+        #[arg(long, conflicts_with = "print")]
+        install: bool,
+        /// Prints the script on stdout.
+        #[arg(long)]
+        print: bool,
     },
     /// Runs an experiment (experiments/*.toml) in network namespaces: topology, nodes, load,
     /// fault schedule, recovery measured, checker over every run. Needs root.
@@ -257,14 +288,26 @@ struct ExperimentArgs {
     /// write no results.
     #[arg(long, requires = "hosts")]
     dry_run: bool,
+    /// Captures every frame that crosses the bridge in each repetition into
+    /// records/rep-N/capture.pcapng (as `capture = true` in the file).
+    #[arg(long)]
+    capture: bool,
+    /// With --capture: the cap on each repetition's capture, bytes (overrides the file's
+    /// `capture_max_bytes`).
+    #[arg(long)]
+    capture_max_bytes: Option<u64>,
 }
 
 impl ExperimentArgs {
-    /// Reads the experiment, with --reps applied.
+    /// Reads the experiment, with --reps and --capture applied.
     fn load(&self) -> Result<ringlab_bench::experiment::Experiment> {
         let mut exp = ringlab_bench::experiment::Experiment::load(&self.experiment)?;
         if let Some(r) = self.reps {
             exp.reps = r;
+        }
+        exp.capture |= self.capture;
+        if let Some(m) = self.capture_max_bytes {
+            exp.capture_max_bytes = m;
         }
         Ok(exp)
     }
@@ -414,6 +457,15 @@ struct SimArgs {
     /// runs on and its services' inputs wait in a backlog; 0: done at once.
     #[arg(long, default_value_t = 0)]
     work_slice_ns: u64,
+    /// Writes each seed's frames as pcapng (synthetic Ethernet/IPv4/UDP headers, one
+    /// interface per directed link, the virtual clock): to this file with one seed, else
+    /// to DIR/seed-N.pcapng (open them with dissector/ringlab.lua).
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    capture: Option<PathBuf>,
+    /// With --capture: the cap on each seed's capture, bytes (said in the file and on
+    /// stderr when reached).
+    #[arg(long, default_value_t = ringlab_sim::capture::DEFAULT_MAX_BYTES)]
+    capture_max_bytes: u64,
 }
 
 #[derive(clap::Args)]
@@ -463,6 +515,13 @@ struct ClusterArgs {
     /// One system call per datagram instead of recvmmsg/sendmmsg (for comparison).
     #[arg(long)]
     unbatched: bool,
+    /// Captures the ring's datagrams on loopback (UDP to or from --port; AF_PACKET, so
+    /// root or CAP_NET_RAW) into this pcapng file, the node records' faults as comments.
+    #[arg(long, value_name = "FILE")]
+    capture: Option<PathBuf>,
+    /// With --capture: the cap on the capture, bytes.
+    #[arg(long, default_value_t = ringlab_sim::capture::DEFAULT_MAX_BYTES)]
+    capture_max_bytes: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -491,6 +550,13 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Sim(a) => sim(a),
+        Cmd::Dissector { install, print } => dissector::command(install, print),
+        Cmd::Capture {
+            ifaces,
+            out,
+            max_bytes,
+            max_seconds,
+        } => capture(&ifaces, &out, max_bytes, max_seconds),
         Cmd::Check { paths, json } => check_files(&paths, json),
         Cmd::Run(a) => experiment_run(&a),
         Cmd::Sweep {
@@ -645,6 +711,25 @@ fn flow(
         }
     };
     println!("{out}");
+    Ok(0)
+}
+
+/// Runs `ringlab capture`: frames into `out` until SIGTERM, then one JSON report line.
+fn capture(ifaces: &[String], out: &Path, max_bytes: u64, max_seconds: u64) -> Result<i32> {
+    let stats = ringlab_net::capture::run(
+        ifaces,
+        out,
+        max_bytes,
+        std::time::Duration::from_secs(max_seconds),
+        None,
+        stop_flag()?,
+    )?;
+    let report = ringlab_bench::capture::CaptureReport {
+        frames: stats.frames,
+        bytes: stats.bytes,
+        left_out: stats.left_out,
+    };
+    println!("{}", serde_json::to_string(&report)?);
     Ok(0)
 }
 
@@ -1068,6 +1153,8 @@ fn cluster(a: ClusterArgs) -> Result<i32> {
             key: a.key,
             baseline: a.baseline,
             keep: a.dir,
+            capture: a.capture,
+            capture_max_bytes: a.capture_max_bytes,
             json: a.json,
             unbatched: a.unbatched,
         },
@@ -1156,6 +1243,7 @@ fn sim(a: SimArgs) -> Result<i32> {
         store_keys: a.store_keys,
         store_bytes: a.store_bytes,
         work_slice_ns: a.work_slice_ns,
+        capture_max_bytes: a.capture.as_ref().map(|_| a.capture_max_bytes),
     };
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     // On a terminal, a bar of seeds done (indicatif hides it when stderr is not one).
@@ -1166,6 +1254,10 @@ fn sim(a: SimArgs) -> Result<i32> {
         )
         .expect("a valid template"),
     );
+    let capture_to = a
+        .capture
+        .as_deref()
+        .map(|p| sim_capture::Target::new(p, a.seeds));
     let reports: Vec<RunReport> = seeds
         .par_iter()
         .map(|&seed| {
@@ -1179,6 +1271,11 @@ fn sim(a: SimArgs) -> Result<i32> {
                     ringlab_records::write_run(&dir.join(format!("seed-{seed}")), &r.records)
                 {
                     eprintln!("ringlab: writing records of seed {seed}: {e:#}");
+                }
+            }
+            if let (Some(target), Some(c)) = (&capture_to, r.capture.take()) {
+                if let Err(e) = target.write(seed, &c, &r.records) {
+                    eprintln!("ringlab: writing the capture of seed {seed}: {e:#}");
                 }
             }
             r.records = Vec::new();

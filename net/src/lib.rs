@@ -29,6 +29,7 @@
 // The runtime: sockets, the clock and threads are this crate's job (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod control;

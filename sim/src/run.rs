@@ -29,6 +29,7 @@
 //! detection of a ring that went idle, and slack for the join exchange and recovery.
 
 use crate::adversary::{Adversary, AdversaryStats};
+use crate::capture::Capture;
 use crate::checker::{self, Liveness, Report};
 use crate::sim::{NetConfig, Sim};
 use rand::seq::SliceRandom;
@@ -157,6 +158,9 @@ pub struct RunConfig {
     /// node's ring runs on meanwhile while its services are busy. 0 (the default): the work
     /// is done at the instant it starts, as before slices existed.
     pub work_slice_ns: u64,
+    /// Captures every frame put on a link, up to this many bytes ([`crate::capture`];
+    /// `--capture`); None: no capture. The run is the same either way.
+    pub capture_max_bytes: Option<u64>,
 }
 
 /// Writes `store_keys` keys through node 1 once the ring has formed, and runs until every
@@ -209,6 +213,7 @@ impl Default for RunConfig {
             store_keys: 0,
             store_bytes: 1024,
             work_slice_ns: 0,
+            capture_max_bytes: None,
         }
     }
 }
@@ -246,6 +251,8 @@ pub struct RunReport {
     pub adversary: AdversaryStats,
     /// With the resources service: its `resource` records by action.
     pub resource_actions: BTreeMap<String, u64>,
+    /// With `capture_max_bytes`: the run's frames ([`crate::pcap::write_sim_capture`]).
+    pub capture: Option<Capture>,
 }
 
 /// The cluster key of simulated runs with `key`.
@@ -281,6 +288,9 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let mut sim = Sim::new(cfg.nodes, cfg.seed, cfg.ring.clone(), cfg.net);
     sim.record_messages = cfg.record_messages;
     sim.work_slice_ns = cfg.work_slice_ns;
+    if let Some(max) = cfg.capture_max_bytes {
+        sim.set_capture(max);
+    }
     if cfg.key {
         sim.set_key(SIM_KEY.to_vec())
             .expect("the simulator's key is long enough");
@@ -468,6 +478,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         auth_refused: ids.iter().map(|&id| sim.auth_drops(id).total()).sum(),
         adversary: sim.adversary().map(|a| a.stats.clone()).unwrap_or_default(),
         resource_actions,
+        capture: sim.take_capture(),
     }
 }
 

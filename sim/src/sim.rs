@@ -20,6 +20,7 @@
 //! A filter hook drops chosen packets for targeted tests ("drop the next commit token").
 
 use crate::adversary::Adversary;
+use crate::capture::{Capture, Fate, Tapped};
 use crate::loss::{link_seed, Gilbert};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -261,6 +262,8 @@ pub struct Sim {
     key: Option<Vec<u8>>,
     /// A hostile node on the segment, when one is there.
     adversary: Option<Adversary>,
+    /// The packet tap, when the run is captured ([`Sim::set_capture`]).
+    capture: Option<Capture>,
 }
 
 impl Sim {
@@ -309,6 +312,35 @@ impl Sim {
             net_stats: NetStats::default(),
             key: None,
             adversary: None,
+            capture: None,
+        }
+    }
+
+    /// Starts capturing every frame put on a link, up to `max_bytes` ([`Capture`]); the
+    /// run's records and random draws are the same with and without it.
+    pub fn set_capture(&mut self, max_bytes: u64) {
+        self.capture = Some(Capture::new(max_bytes));
+    }
+
+    /// Returns the capture so far, when capturing.
+    pub fn capture(&self) -> Option<&Capture> {
+        self.capture.as_ref()
+    }
+
+    /// Stops capturing and returns the capture.
+    pub fn take_capture(&mut self) -> Option<Capture> {
+        self.capture.take()
+    }
+
+    fn tap(&mut self, at: u64, from: NodeId, to: NodeId, data: &Bytes, fate: Fate) {
+        if let Some(c) = self.capture.as_mut() {
+            c.push(Tapped {
+                at,
+                from,
+                to,
+                data: data.clone(),
+                fate,
+            });
         }
     }
 
@@ -379,6 +411,7 @@ impl Sim {
         let count = injected.len();
         for (to, from, data) in injected {
             let delay = self.net.delay_ns + self.rng.gen_range(0..=self.net.jitter_ns);
+            self.tap(self.now + delay, from, to, &data, Fate::Hostile);
             self.push(
                 self.now + delay,
                 Item::Arrive {
@@ -1036,6 +1069,7 @@ impl Sim {
         match dest {
             Dest::Node(to) if to == from => {
                 // Loopback: no network faults.
+                self.tap(depart, from, to, &data, Fate::Loopback);
                 self.push(
                     depart + 1_000,
                     Item::Arrive {
@@ -1077,11 +1111,13 @@ impl Sim {
         if let Some(f) = self.filter.as_mut() {
             if f(&PacketInfo { from, to, kind }) {
                 self.net_stats.filtered += 1;
+                self.tap(depart, from, to, &data, Fate::Filtered);
                 return;
             }
         }
         if !self.connected(from, to) {
             self.net_stats.cut += 1;
+            self.tap(depart, from, to, &data, Fate::Cut);
             return;
         }
         let link = self.links.get(&(from, to)).copied().unwrap_or(self.net);
@@ -1115,6 +1151,15 @@ impl Sim {
             }
             arrivals[n] = delay;
             n += 1;
+        }
+        if self.capture.is_some() {
+            let fate = match (copies, n) {
+                (_, 0) => Fate::Lost,
+                (2, 2) => Fate::Duplicated,
+                (2, _) => Fate::DuplicatedOneLost,
+                _ => Fate::Delivered,
+            };
+            self.tap(depart, from, to, &data, fate);
         }
         for &delay in &arrivals[..n] {
             let to_i = idx(to);

@@ -246,6 +246,7 @@ mod tests {
             auth_refused: 0,
             resource_actions: BTreeMap::new(),
             adversary: Default::default(),
+            capture: None,
         }
     }
 
