@@ -138,7 +138,7 @@ pub struct Backend {
     /// Each host and its nodes.
     pub hosts: Vec<(String, Vec<ringlab_ring::NodeId>)>,
     /// Each host's machine, as it said at the start (kernel, cpus, cpu, hostname).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<std::collections::BTreeMap<String, String>>,
 }
 
