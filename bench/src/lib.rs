@@ -28,6 +28,7 @@ pub mod failover;
 pub mod fault;
 pub mod hosts;
 pub mod kml;
+pub mod lab;
 pub mod peer;
 pub mod plot;
 pub mod prefix;

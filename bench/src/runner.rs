@@ -160,7 +160,7 @@ impl Drop for Scripts {
 }
 
 /// A topology that is torn down when dropped (errors and panics included).
-struct Topology<'a> {
+pub(crate) struct Topology<'a> {
     scripts: &'a Scripts,
     binary: PathBuf,
     prefix: String,
@@ -172,7 +172,7 @@ impl<'a> Topology<'a> {
     /// Makes the topology of `lock`'s prefix; whatever of that prefix exists already is an
     /// error (the prefix is this run's: it was left by this run's previous repetition, whose
     /// teardown failed), never torn down here.
-    fn up(
+    pub(crate) fn up(
         scripts: &'a Scripts,
         binary: &Path,
         lock: &PrefixLock,
@@ -209,7 +209,7 @@ impl<'a> Topology<'a> {
     }
 
     /// Writes the run's key into the topology's state directory; returns its path.
-    fn write_key(&mut self, key: &[u8; KEY_LEN]) -> Result<PathBuf> {
+    pub(crate) fn write_key(&mut self, key: &[u8; KEY_LEN]) -> Result<PathBuf> {
         let path = prefix::state_dir(&self.prefix).join("cluster.key");
         write_key(&path, key)?;
         self.key = Some(path.clone());
@@ -477,6 +477,34 @@ fn read_stats(
     m
 }
 
+/// The local backend's cluster of `exp` in the namespaces of `prefix`, its files in `dir`.
+pub(crate) fn local_spec(
+    exp: &Experiment,
+    binary: &Path,
+    prefix: &str,
+    dir: PathBuf,
+    key: Key,
+) -> Spec {
+    Spec {
+        nodes: exp.nodes,
+        transport: exp.transport,
+        totem: exp.totem.clone(),
+        port: 5405,
+        group: "239.77.0.1".parse().expect("an address"),
+        dir,
+        key,
+        record_messages: exp.record_messages,
+        record_every: exp.record_every,
+        binary: binary.into(),
+        batched_io: true,
+        ipv6: false,
+        services: exp.services.clone(),
+        service_config: exp.service_config.clone(),
+        netns: Some(prefix.into()),
+        implementation: exp.implementation,
+    }
+}
+
 /// Where a run's nodes run: network namespaces on this machine (the scripts that make
 /// them), or the hosts of an inventory over ssh ([`crate::hosts`]).
 pub enum Backend {
@@ -720,24 +748,13 @@ fn run_rep(
                 Some(k) => Key::File(topo.write_key(k)?),
                 None => Key::None,
             };
-            let spec = Spec {
-                nodes: exp.nodes,
-                transport: exp.transport,
-                totem: exp.totem.clone(),
-                port: 5405,
-                group: "239.77.0.1".parse().expect("an address"),
-                dir: short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
+            let spec = local_spec(
+                exp,
+                &opts.binary,
+                lock.prefix(),
+                short_dir(&dir, lock.prefix(), rep, exp.nodes)?,
                 key,
-                record_messages: exp.record_messages,
-                record_every: exp.record_every,
-                binary: opts.binary.clone(),
-                batched_io: true,
-                ipv6: false,
-                services: exp.services.clone(),
-                service_config: exp.service_config.clone(),
-                netns: Some(lock.prefix().into()),
-                implementation: exp.implementation,
-            };
+            );
             let (cap_bytes, cap_s) = (exp.capture_max_bytes, exp.duration_ms / 1000 + 600);
             let capture = crate::capture::start_for_rep(
                 exp.capture,

@@ -145,6 +145,23 @@ enum Cmd {
     /// Runs an experiment (experiments/*.toml) in network namespaces: topology, nodes, load,
     /// fault schedule, recovery measured, checker over every run. Needs root.
     Run(ExperimentArgs),
+    /// Brings an experiment's cluster up in namespaces (root) and leaves it running, with
+    /// the commands to break it and look at it printed, until Enter, Ctrl-C or --max-minutes:
+    /// a lab to work in by hand, as Mininet's CLI is (the file's faults and load are not
+    /// applied). Then everything it made is torn down; the records stay.
+    Lab {
+        /// The experiment file (its nodes, shape, transport, knobs, services, key).
+        experiment: PathBuf,
+        /// Prefix of its namespaces (default: a fresh `rl<PID>`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Where the nodes' configs, sockets and records go (default: /tmp/ringlab-lab-<prefix>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The lab goes away by itself after this many minutes.
+        #[arg(long, default_value_t = 60)]
+        max_minutes: u64,
+    },
     /// Runs an experiment over a grid of one or two knobs (--param token=200,500,1000), then
     /// compares the configurations. Needs root.
     Sweep {
@@ -564,6 +581,12 @@ fn main() {
             interleave,
             exp,
         } => sweep(&exp, &params, interleave),
+        Cmd::Lab {
+            experiment,
+            prefix,
+            dir,
+            max_minutes,
+        } => lab(&experiment, prefix.as_deref(), dir, max_minutes),
         Cmd::Compare { dirs, out } => {
             ringlab_bench::compare::compare(&dirs, out.as_deref()).map(|t| {
                 println!("{t}");
@@ -880,6 +903,26 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
         dir.join("report.html").display()
     );
     Ok(judge(&s, &dir))
+}
+
+fn lab(experiment: &Path, prefix: Option<&str>, dir: Option<PathBuf>, max_minutes: u64) -> Result<i32> {
+    use ringlab_bench::prefix::PrefixLock;
+    let exp = ringlab_bench::experiment::Experiment::load(experiment)?;
+    ringlab_bench::runner::require_root()?;
+    let stop = stop_flag()?;
+    let lock = match prefix {
+        Some(p) => PrefixLock::acquire(p)?,
+        None => PrefixLock::acquire_default()?,
+    };
+    let dir =
+        dir.unwrap_or_else(|| std::env::temp_dir().join(format!("ringlab-lab-{}", lock.prefix())));
+    let opts = ringlab_bench::lab::LabOpts {
+        binary: node_binary()?,
+        dir,
+        max_minutes,
+    };
+    ringlab_bench::lab::run(&exp, &opts, &lock, &stop)?;
+    Ok(0)
 }
 
 fn sweep(a: &ExperimentArgs, params: &[String], interleave: bool) -> Result<i32> {
