@@ -61,11 +61,17 @@ pub fn commands(
         ),
         ("cut one way".into(), format!("{fault} cut 1 2 --oneway")),
         ("10% loss everywhere".into(), format!("{fault} loss all 10")),
-        ("5 ± 2 ms of delay on node 2".into(), format!("{fault} delay 2 5 2")),
+        (
+            "5 ± 2 ms of delay on node 2".into(),
+            format!("{fault} delay 2 5 2"),
+        ),
         ("every fault off".into(), format!("{fault} clear")),
         ("a node's membership".into(), format!("{} status", ctl(1))),
         ("its counters".into(), format!("{} stats", ctl(1))),
-        ("200 msgs/s of 1 KiB for 10 s".into(), format!("{} load rate=200 size=1024 duration_ms=10000", ctl(1))),
+        (
+            "200 msgs/s of 1 KiB for 10 s".into(),
+            format!("{} load rate=200 size=1024 duration_ms=10000", ctl(1)),
+        ),
         (
             "the checker over the records so far".into(),
             format!("{} check {}", binary.display(), dir.display()),
@@ -133,7 +139,11 @@ pub fn run(exp: &Experiment, opts: &LabOpts, lock: &PrefixLock, stop: &AtomicBoo
     cluster.stop();
     drop(cluster);
     drop(topo);
-    println!("lab {} down; its records stay in {}", lock.prefix(), opts.dir.display());
+    println!(
+        "lab {} down; its records stay in {}",
+        lock.prefix(),
+        opts.dir.display()
+    );
     Ok(())
 }
 
@@ -151,10 +161,20 @@ mod tests {
             Path::new("/tmp/s"),
             Path::new("/tmp/lab"),
         );
-        let all: String = c.iter().map(|(_, x)| x.as_str()).collect::<Vec<_>>().join("\n");
-        assert!(all.contains("bash /tmp/s/fault.sh --prefix rl7 isolate 5"), "{all}");
+        let all: String = c
+            .iter()
+            .map(|(_, x)| x.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            all.contains("bash /tmp/s/fault.sh --prefix rl7 isolate 5"),
+            "{all}"
+        );
         assert!(all.contains("split 1,2 3,4,5"), "{all}");
-        assert!(all.contains("/bin/ringlab ctl /tmp/lab/node-1.sock status"), "{all}");
+        assert!(
+            all.contains("/bin/ringlab ctl /tmp/lab/node-1.sock status"),
+            "{all}"
+        );
         assert!(all.contains("ip netns exec rl7-n1 bash"), "{all}");
         assert!(c.iter().all(|(_, x)| !x.contains("n6")));
     }

@@ -905,7 +905,12 @@ fn experiment_run(a: &ExperimentArgs) -> Result<i32> {
     Ok(judge(&s, &dir))
 }
 
-fn lab(experiment: &Path, prefix: Option<&str>, dir: Option<PathBuf>, max_minutes: u64) -> Result<i32> {
+fn lab(
+    experiment: &Path,
+    prefix: Option<&str>,
+    dir: Option<PathBuf>,
+    max_minutes: u64,
+) -> Result<i32> {
     use ringlab_bench::prefix::PrefixLock;
     let exp = ringlab_bench::experiment::Experiment::load(experiment)?;
     ringlab_bench::runner::require_root()?;
