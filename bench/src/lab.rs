@@ -153,7 +153,8 @@ mod tests {
 
     #[test]
     fn the_printed_commands_carry_the_prefix_and_name_real_nodes() {
-        let exp: Experiment = toml::from_str("name = \"lab\"\nnodes = 5\n").unwrap();
+        let exp: Experiment =
+            toml::from_str("name = \"lab\"\nnodes = 5\nduration_ms = 1000\n").unwrap();
         let c = commands(
             &exp,
             Path::new("/bin/ringlab"),
