@@ -155,7 +155,7 @@ enum Cmd {
         /// Prefix of its namespaces (default: a fresh `rl<PID>`).
         #[arg(long)]
         prefix: Option<String>,
-        /// Where the nodes' configs, sockets and records go (default: /tmp/ringlab-lab-<prefix>).
+        /// Where the nodes' configs, sockets and records go (default: `/tmp/ringlab-lab-<prefix>`).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The lab goes away by itself after this many minutes.
