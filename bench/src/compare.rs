@@ -7,7 +7,7 @@
 //! without summary.json (killed before it could write one, by a version that wrote it only
 //! at the end) is listed as skipped.
 
-use crate::summary::{scheduled_fault, Churn, ChurnAggregate, Spread, Summary};
+use crate::summary::{fault_recoveries, Churn, ChurnAggregate, Spread, Summary};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -173,11 +173,7 @@ fn phase_values(
     i: usize,
     g: &dyn Fn(&crate::summary::FaultRecovery) -> Option<f64>,
 ) -> Vec<f64> {
-    s.reps
-        .iter()
-        .filter_map(|r| scheduled_fault(&s.experiment, r, i))
-        .filter_map(g)
-        .collect()
+    fault_recoveries(s, i).filter_map(g).collect()
 }
 
 /// The names the runs go by in tables and plots: their labels, and where two runs share
@@ -336,10 +332,7 @@ pub fn tables(runs: &[(PathBuf, Summary)]) -> String {
                     } else {
                         "next fault"
                     };
-                    let w: Vec<&Churn> = s
-                        .reps
-                        .iter()
-                        .filter_map(|r| scheduled_fault(&s.experiment, r, f.index))
+                    let w: Vec<&Churn> = fault_recoveries(s, f.index)
                         .filter_map(|x| x.churn.as_ref())
                         .collect();
                     let name =

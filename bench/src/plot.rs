@@ -7,7 +7,7 @@
 //! faults' intervals and their recovery phases, and gives each configuration one colour
 //! ([`colour`]) in every plot, in the order the runs were given.
 
-use crate::summary::{scheduled_fault, Summary};
+use crate::summary::{fault_recoveries, scheduled_fault, Summary};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -114,11 +114,7 @@ impl Svg {
         );
     }
     fn line(&mut self, a: (f64, f64), b: (f64, f64), stroke: &str, width: f64, dash: &str) {
-        let d = if dash.is_empty() {
-            String::new()
-        } else {
-            format!(r#" stroke-dasharray="{dash}""#)
-        };
+        let d = dash_attr(dash);
         let _ = writeln!(
             self.body,
             r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{stroke}" stroke-width="{width}"{d}/>"#,
@@ -139,14 +135,15 @@ impl Svg {
             r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{fill}" stroke="black" stroke-width="0.5"/>"#
         );
     }
-    fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str, width: f64) {
+    fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str, width: f64, dash: &str) {
         if pts.is_empty() {
             return;
         }
         let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let d = dash_attr(dash);
         let _ = writeln!(
             self.body,
-            r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="{width}"/>"#,
+            r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="{width}"{d}/>"#,
             p.join(" ")
         );
     }
@@ -268,11 +265,7 @@ pub fn recovery_svg(runs: &[(PathBuf, Summary)], names: &[String]) -> Option<Str
     let mut slots = Vec::new();
     for (k, (_, s)) in runs.iter().enumerate() {
         for fa in &s.faults {
-            let recs: Vec<_> = s
-                .reps
-                .iter()
-                .filter_map(|r| scheduled_fault(&s.experiment, r, fa.index))
-                .collect();
+            let recs: Vec<_> = fault_recoveries(s, fa.index).collect();
             let ph = phases
                 .iter()
                 .map(|(_, g)| {
@@ -460,10 +453,7 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
     let mut series: Vec<(String, Points)> = Vec::new();
     for (k, ((_, s), (x, rest))) in runs.iter().zip(&xs).enumerate() {
         for fa in &s.faults {
-            let v: Vec<f64> = s
-                .reps
-                .iter()
-                .filter_map(|r| scheduled_fault(&s.experiment, r, fa.index))
+            let v: Vec<f64> = fault_recoveries(s, fa.index)
                 .filter_map(|f| f.membership_ms)
                 .collect();
             let mut name = fault_name(s, fa.index);
@@ -575,13 +565,8 @@ pub fn sweep_svg(runs: &[(PathBuf, Summary)]) -> Option<String> {
             }
         }
         line.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let pts: Vec<String> = line.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let dash = DASHES[j % DASHES.len()];
-        let _ = writeln!(
-            svg.body,
-            r##"<polyline points="{}" fill="none" stroke="#333" stroke-width="1.2" stroke-dasharray="{dash}"/>"##,
-            pts.join(" ")
-        );
+        svg.polyline(&line, "#333", 1.2, dash);
         if let Some((_, y)) = line.last() {
             names.push((*y, name.clone(), dash));
         }
@@ -698,13 +683,22 @@ fn robust_top(v: &[f64]) -> (f64, bool) {
     }
 }
 
+/// The SVG attribute of a dash pattern (none for a solid line).
+fn dash_attr(dash: &str) -> String {
+    if dash.is_empty() {
+        String::new()
+    } else {
+        format!(r#" stroke-dasharray="{dash}""#)
+    }
+}
+
 /// Draws a throughput line clipped at `ymax`, with a triangle where it is clipped.
 fn rate_line(svg: &mut Svg, p: &Panel, tl: &[(f64, f64)], ymax: f64, c: &str) {
     let pts: Vec<(f64, f64)> = tl
         .iter()
         .map(|(t, v)| (p.x(*t), p.top + p.h * (1.0 - (v / ymax).min(1.0))))
         .collect();
-    svg.polyline(&pts, c, 1.5);
+    svg.polyline(&pts, c, 1.5, "");
     for (t, v) in tl {
         if *v > ymax {
             let x = p.x(*t);
@@ -905,17 +899,7 @@ pub fn rep_timeline_svg(
                         [(p.x(x.0), ylog(v)), (p.x(x.0 + 1000.0), ylog(v))]
                     })
                     .collect();
-                let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-                let d = if dash.is_empty() {
-                    String::new()
-                } else {
-                    format!(r#" stroke-dasharray="{dash}""#)
-                };
-                let _ = writeln!(
-                    svg.body,
-                    r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="1.5"{d}/>"#,
-                    p.join(" ")
-                );
+                svg.polyline(&pts, c, 1.5, dash);
             }
             y = p.top + p.h + 24.0;
         }

@@ -12,7 +12,7 @@
 
 use crate::compare::{load, run_names, values_cell, Loaded};
 use crate::plot::{colour, esc, fault_name, Installs, LatencySeries};
-use crate::summary::{scheduled_fault, Summary};
+use crate::summary::{fault_recoveries, Summary};
 use anyhow::{Context, Result};
 use ringlab_records::Body;
 use ringlab_ring::event::ConfigKind;
@@ -230,11 +230,7 @@ fn recovery_table(h: &mut String, runs: &[(PathBuf, Summary)], names: &[String])
     h.push_str("<table><tr><th>configuration</th><th>fault</th><th>detection</th><th>membership</th><th>sync</th><th>first delivery</th><th>over bound / reps</th></tr>\n");
     for (k, (_, s)) in runs.iter().enumerate() {
         for fa in &s.faults {
-            let recs: Vec<_> = s
-                .reps
-                .iter()
-                .filter_map(|r| scheduled_fault(&s.experiment, r, fa.index))
-                .collect();
+            let recs: Vec<_> = fault_recoveries(s, fa.index).collect();
             let col = |g: &dyn Fn(&crate::summary::FaultRecovery) -> Option<f64>| {
                 esc(&values_cell(
                     &recs.iter().filter_map(|f| g(f)).collect::<Vec<_>>(),

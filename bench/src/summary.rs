@@ -738,6 +738,13 @@ pub fn scheduled_fault<'a>(
     r.faults.iter().find(|x| x.index == k)
 }
 
+/// The recoveries of `s`'s scheduled fault `i`, one per repetition that recorded it.
+pub fn fault_recoveries(s: &Summary, i: usize) -> impl Iterator<Item = &FaultRecovery> {
+    s.reps
+        .iter()
+        .filter_map(move |r| scheduled_fault(&s.experiment, r, i))
+}
+
 /// Aggregates the repetitions of one run into its summary; `label`, `command`, `machine`
 /// and `started` are recorded as given.
 pub fn summarise(

@@ -48,6 +48,25 @@ pub struct CaptureStats {
     pub left_out: u64,
 }
 
+/// Writes frame `(interface, at, bytes)` to `w` unless the cap is reached; from the first
+/// frame that does not fit on, frames are only counted (`left_out`).
+fn keep<W: Write>(
+    w: &mut StreamWriter<W>,
+    stats: &mut CaptureStats,
+    max_bytes: u64,
+    (i, at, frame): (u32, u64, Vec<u8>),
+) -> Result<(), CaptureError> {
+    let len = frame.len() as u64;
+    if stats.left_out > 0 || stats.bytes + len > max_bytes {
+        stats.left_out += 1;
+        return Ok(());
+    }
+    w.write(at, i, &frame, frame.len() as u32)?;
+    stats.frames += 1;
+    stats.bytes += len;
+    Ok(())
+}
+
 /// Returns the realtime clock minus the monotonic one, ns.
 fn clock_offset() -> i128 {
     let real = SystemTime::now()
@@ -163,31 +182,16 @@ pub fn run(
     let mut stats = CaptureStats::default();
     let end = Instant::now() + max;
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-        let (i, at, frame) = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(x) => x,
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(x) => keep(&mut w, &mut stats, max_bytes, x)?,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let len = frame.len() as u64;
-        if stats.left_out > 0 || stats.bytes + len > max_bytes {
-            stats.left_out += 1;
-            continue;
         }
-        w.write(at, i, &frame, frame.len() as u32)?;
-        stats.frames += 1;
-        stats.bytes += len;
     }
     stop.store(true, Ordering::Relaxed);
     // Whatever is still queued was seen before the stop.
-    while let Ok((i, at, frame)) = rx.try_recv() {
-        let len = frame.len() as u64;
-        if stats.left_out > 0 || stats.bytes + len > max_bytes {
-            stats.left_out += 1;
-            continue;
-        }
-        w.write(at, i, &frame, frame.len() as u32)?;
-        stats.frames += 1;
-        stats.bytes += len;
+    while let Ok(x) = rx.try_recv() {
+        keep(&mut w, &mut stats, max_bytes, x)?;
     }
     w.get_mut().flush().map_err(io)?;
     for r in readers {

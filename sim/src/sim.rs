@@ -322,11 +322,6 @@ impl Sim {
         self.capture = Some(Capture::new(max_bytes));
     }
 
-    /// Returns the capture so far, when capturing.
-    pub fn capture(&self) -> Option<&Capture> {
-        self.capture.as_ref()
-    }
-
     /// Stops capturing and returns the capture.
     pub fn take_capture(&mut self) -> Option<Capture> {
         self.capture.take()

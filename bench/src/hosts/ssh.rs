@@ -380,11 +380,6 @@ impl Ssh {
             .spawn()
             .with_context(|| format!("host {}: running ssh {cmd}", self.host.name))
     }
-
-    /// Whether calls are printed rather than run.
-    pub fn dry_run(&self) -> bool {
-        self.dry_run
-    }
 }
 
 impl Drop for Ssh {
