@@ -69,15 +69,18 @@ pub struct Config {
     #[serde(skip_serializing_if = "is_on")]
     pub reachability: bool,
     /// A join from a processor outside the ring being formed, heard in COMMIT or RECOVERY,
-    /// starts a merge with it as soon as the ring is installed (ringlab's own knob, default
-    /// on; off is corosync's: the join is dropped and the joiner waits for its next join
-    /// interval, the tail of start → full ring).
+    /// starts a merge with it as soon as the ring is installed, and every join heard then is
+    /// held for one join interval and taken when the node next gathers (ringlab's own knob,
+    /// default on; off is corosync's: the join is dropped and the joiner waits for its next
+    /// join interval, the tail of start → full ring).
     #[serde(skip_serializing_if = "is_on")]
     pub pending_joins: bool,
     /// Re-send a passed token that has not come back after a few measured rotations (at
     /// least 2 ms, at most `token_retransmit`) instead of after `token_retransmit` (ringlab's
     /// own knob, default on; off is corosync's fixed period). Under loss, a lost token then
     /// costs milliseconds instead of 238 ms; a duplicate token is dropped by its receiver.
+    /// While a ring is being formed (COMMIT, RECOVERY: no rotation measured yet), every
+    /// `join` interval (at most `token_retransmit`).
     #[serde(skip_serializing_if = "is_on")]
     pub adaptive_token_retransmit: bool,
 }

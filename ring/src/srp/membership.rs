@@ -28,13 +28,13 @@ use std::collections::BTreeSet;
 impl Ring {
     /// Enters GATHER (or, already there, restarts the round): from OPERATIONAL with the
     /// ring's members, from COMMIT or RECOVERY with the round that led there (its fail set
-    /// cleared unless the token was lost), plus `add_proc` heard of and `add_fail` given up
-    /// on.
+    /// cleared unless the token was lost), plus the processors `add_proc` heard of and `add_fail`
+    /// given up on; then takes the joins held from COMMIT or RECOVERY (`held.rs`).
     pub(super) fn gather_enter(
         &mut self,
         now: u64,
         reason: Reason,
-        add_proc: Option<NodeId>,
+        add_proc: &[NodeId],
         add_fail: Option<NodeId>,
     ) {
         let round = match &mut self.state {
@@ -76,7 +76,7 @@ impl Ring {
         let State::Gather(g) = &mut self.state else {
             return;
         };
-        if let Some(p) = add_proc {
+        for &p in add_proc {
             if g.round.proc_set.len() < PROCESSORS_MAX {
                 g.round.proc_set.insert(p);
             }
@@ -87,6 +87,16 @@ impl Ring {
             }
         }
         self.restart_gather_round(now);
+        if self.cfg.pending_joins {
+            // Joins heard in COMMIT or RECOVERY within the last join interval are taken now,
+            // as a delayed datagram would be (`held.rs`).
+            for (sender, j) in self.held.take_fresh(now, self.t.join) {
+                // As `on_join` in GATHER: the ring to form must be newer than any its
+                // proposed members have seen, or they drop its commit token as stale.
+                self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
+                let _ = self.process_join(now, sender, j);
+            }
+        }
     }
 
     /// Starts a new round of joins in GATHER: agreement with itself only, the join sent,
@@ -207,7 +217,7 @@ impl Ring {
                     }
                 }
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
-                self.gather_enter(now, Reason::Join, None, None);
+                self.gather_enter(now, Reason::Join, &[], None);
             }
             State::Gather(_) => {
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
@@ -219,10 +229,16 @@ impl Ring {
                         // with it once installed, not a join interval later.
                         self.reach.defer(sender);
                     }
+                    if self.cfg.pending_joins && !j.fail_set.contains(&self.id) {
+                        // (A join giving up on this node is not held: by the time it would
+                        // be taken, its sender may have moved on, and taking it would give
+                        // up on the sender in turn.)
+                        self.held.hold(now, sender, j);
+                    }
                     return Err(DropReason::Stale);
                 }
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
-                self.gather_enter(now, Reason::Join, None, None);
+                self.gather_enter(now, Reason::Join, &[], None);
             }
             State::Left => return Ok(()),
         }
@@ -257,8 +273,11 @@ impl Ring {
     }
 
     /// Returns whether a join heard in COMMIT or RECOVERY (and not breaking it) comes from a
-    /// processor outside the proposed ring that wants in: not a member, not given up on by
-    /// the round, not older than this node's ring, and not giving up on this node.
+    /// processor outside the proposed ring that wants in: not a member of either ring, not
+    /// given up on by the round, and not giving up on this node. Its ring seq may be older
+    /// than this node's ring, as OPERATIONAL takes such a join from a non-member: a node
+    /// started late carries the seq of its own stable storage (0 when new), while the others
+    /// have already formed rings among themselves.
     fn pending_joiner(&self, sender: NodeId, j: &Join) -> bool {
         let (members, round) = match &self.state {
             State::Commit(c) => (&c.members, &c.round),
@@ -269,7 +288,6 @@ impl Ring {
             && !members.contains(&sender)
             && !round.fail_set.contains(&sender)
             && !self.cur.members.contains(&sender)
-            && j.ring_seq >= self.cur.ring_id.seq
             && !j.fail_set.contains(&self.id)
     }
 
@@ -392,7 +410,7 @@ impl Ring {
                 if !self.cur.members.contains(&sender) {
                     return Err(DropReason::Stale);
                 }
-                self.gather_enter(now, Reason::Leave, None, Some(sender));
+                self.gather_enter(now, Reason::Leave, &[], Some(sender));
             }
             State::Gather(g) => {
                 if !g.round.proc_set.contains(&sender) {
@@ -407,13 +425,13 @@ impl Ring {
                 if !members.contains(&sender) {
                     return Err(DropReason::Stale);
                 }
-                self.gather_enter(now, Reason::Leave, None, Some(sender));
+                self.gather_enter(now, Reason::Leave, &[], Some(sender));
             }
             State::Recovery(r) => {
                 if !r.next.members.contains(&sender) {
                     return Err(DropReason::Stale);
                 }
-                self.gather_enter(now, Reason::Leave, None, Some(sender));
+                self.gather_enter(now, Reason::Leave, &[], Some(sender));
             }
             State::Left => {}
         }

@@ -47,17 +47,9 @@ impl Ring {
             return;
         }
         let pending = self.reach.take_pending();
-        let first = pending.iter().find(|p| !self.cur.members.contains(p));
-        if let Some(&p) = first {
-            self.gather_enter(now, Reason::Join, Some(p), None);
-            if let State::Gather(g) = &mut self.state {
-                for q in pending {
-                    if g.round.proc_set.len() < crate::wire::PROCESSORS_MAX {
-                        g.round.proc_set.insert(q);
-                    }
-                }
-            }
-            self.restart_gather_round(now);
+        if pending.iter().any(|p| !self.cur.members.contains(p)) {
+            let pending: Vec<NodeId> = pending.into_iter().collect();
+            self.gather_enter(now, Reason::Join, &pending, None);
         }
     }
 
@@ -103,7 +95,7 @@ impl Ring {
         if self.merge_blocked(now, sender, &md.members, &md.unheard) {
             return Err(DropReason::Unmergeable);
         }
-        self.gather_enter(now, Reason::MergeDetect, Some(sender), None);
+        self.gather_enter(now, Reason::MergeDetect, &[sender], None);
         Ok(())
     }
 

@@ -84,10 +84,14 @@
 //!   is not started, and a node in COMMIT falls back at once on a member's join that gave up on
 //!   a proposed member. Totem and corosync re-form for as long as such a cut lasts.
 //! - Joins from outsiders heard in COMMIT or RECOVERY are merged with right after the install
-//!   (knob `pending_joins`); corosync drops them and the joiner waits a join interval.
+//!   (knob `pending_joins`); corosync drops them and the joiner waits a join interval. With
+//!   the same knob, every join heard in COMMIT or RECOVERY is held for one join interval and
+//!   taken when the node next gathers (`held.rs`): a commit that falls back, or a ring that
+//!   gathers to merge with the joiner, does not wait a join interval for a join it has seen.
 //! - A passed token is re-sent after a few measured rotations (`rotation.rs`, knob
 //!   `adaptive_token_retransmit`), not after corosync's fixed `token_retransmit`.
 
+mod held;
 mod membership;
 mod merge;
 mod ordering;
@@ -222,6 +226,8 @@ pub struct Ring {
     stats: Stats,
     /// Who hears whom (`reach.rs`).
     reach: reach::Reach,
+    /// Joins heard in COMMIT or RECOVERY, taken when this node next gathers (`held.rs`).
+    held: held::HeldJoins,
     /// The token's measured rotation (`rotation.rs`).
     rotation: rotation::Rotation,
 }
@@ -263,6 +269,7 @@ impl Ring {
             out: Outbox::default(),
             stats: Stats::default(),
             reach: reach::Reach::default(),
+            held: held::HeldJoins::default(),
             rotation: rotation::Rotation::default(),
             cfg,
         };
@@ -498,13 +505,27 @@ impl Ring {
 
     /// Sends a token (or commit token) to its next hop and keeps it to re-send.
     fn send_token(&mut self, now: u64, token: PassedToken) {
+        let after = self.forming_retransmit().unwrap_or(self.t.token_retransmit);
         pass_token(
             &mut self.out,
             &mut self.timers,
             &mut self.last_token_sent,
-            now + self.t.token_retransmit,
+            now + after,
             token,
         );
+    }
+
+    /// How soon a token passed while a ring is being formed (COMMIT, RECOVERY) is re-sent:
+    /// every join interval (at most `token_retransmit`) with `adaptive_token_retransmit`,
+    /// since no rotation of the new ring has been measured yet. A commit token lost on one
+    /// hop otherwise costs a token timeout (the round falls back and its members, silent in
+    /// COMMIT, are given up on by the others' consensus timers): under loss in bursts, the
+    /// few re-sends of a fixed 238 ms period fall into one burst. corosync's fixed period
+    /// with the knob off.
+    fn forming_retransmit(&self) -> Option<u64> {
+        let forming = matches!(self.state, State::Commit(_) | State::Recovery(_));
+        (forming && self.cfg.adaptive_token_retransmit)
+            .then(|| self.t.join.min(self.t.token_retransmit))
     }
 
     /// Passes on the token an idle ring's representative holds, if it holds one.
@@ -534,16 +555,18 @@ impl Ring {
                     State::Recovery(_) => Reason::RecoveryTokenLoss,
                     State::Gather(_) | State::Left => return,
                 };
-                self.gather_enter(now, reason, None, None);
+                self.gather_enter(now, reason, &[], None);
             }
             Timer::TokenRetransmit => {
                 if let Some(token) = self.last_token_sent.clone() {
                     self.stats.token_retransmits += 1;
                     self.out.unicast(token.dest, token.bytes);
-                    let after = self.rotation.retransmit_after(
-                        self.cfg.adaptive_token_retransmit,
-                        self.t.token_retransmit,
-                    );
+                    let after = self.forming_retransmit().unwrap_or_else(|| {
+                        self.rotation.retransmit_after(
+                            self.cfg.adaptive_token_retransmit,
+                            self.t.token_retransmit,
+                        )
+                    });
                     self.timers.arm(Timer::TokenRetransmit, now + after);
                 }
             }

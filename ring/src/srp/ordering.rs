@@ -150,12 +150,7 @@ impl Ring {
             if self.merge_blocked(now, sender, &[sender, ring_id.rep], &[]) {
                 return Err(DropReason::Unmergeable);
             }
-            self.gather_enter(
-                now,
-                crate::event::Reason::ForeignMessage,
-                Some(sender),
-                None,
-            );
+            self.gather_enter(now, crate::event::Reason::ForeignMessage, &[sender], None);
             Ok(())
         } else {
             Err(DropReason::Stale)

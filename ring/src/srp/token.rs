@@ -165,7 +165,7 @@ impl Ring {
             VisitOutcome::Install => self.install(now),
             VisitOutcome::FailToRecv(n) => {
                 tracing::info!(node = self.id, failed = n, "member failed to receive");
-                self.gather_enter(now, Reason::FailToRecv, None, Some(n));
+                self.gather_enter(now, Reason::FailToRecv, &[], Some(n));
             }
             VisitOutcome::Done if !recovering => self.deliver_ready(),
             VisitOutcome::Done => {}
