@@ -13,7 +13,8 @@ fn cpu_ticks() -> u64 {
 fn main() {
     let size = 1400;
     let rx = UdpSocket::bind("127.0.0.2:0").unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let to = rx.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let got = Arc::new(AtomicU64::new(0));
@@ -22,7 +23,9 @@ fn main() {
     let receiver = std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_536];
         while !s2.load(Ordering::Relaxed) {
-            if let Ok(n) = rx.recv(&mut buf) { g2.fetch_add(n as u64, Ordering::Relaxed); }
+            if let Ok(n) = rx.recv(&mut buf) {
+                g2.fetch_add(n as u64, Ordering::Relaxed);
+            }
         }
     });
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -30,7 +33,9 @@ fn main() {
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < Duration::from_secs(1) && sent < 50_000_000 {
-        if tx.send_to(&data, to).is_ok() { sent += 1; }
+        if tx.send_to(&data, to).is_ok() {
+            sent += 1;
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(50));
@@ -38,5 +43,11 @@ fn main() {
     receiver.join().unwrap();
     let cpu = (cpu_ticks() - c0) as f64 / 100.0;
     let bytes = got.load(Ordering::Relaxed) as f64;
-    println!("raw {:.1} MB/s, cpu {:.2} s in {:.2} s, {:.1} ms CPU per MiB", bytes / elapsed / 1e6, cpu, elapsed, cpu * 1e3 / (bytes / 1048576.0));
+    println!(
+        "raw {:.1} MB/s, cpu {:.2} s in {:.2} s, {:.1} ms CPU per MiB",
+        bytes / elapsed / 1e6,
+        cpu,
+        elapsed,
+        cpu * 1e3 / (bytes / 1048576.0)
+    );
 }
