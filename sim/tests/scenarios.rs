@@ -217,6 +217,43 @@ fn a_commit_token_lost_in_a_burst_is_re_sent_within_a_join_interval() {
     assert!(slow > fast + 500 * MS, "{slow} ns against {fast} ns");
 }
 
+#[test]
+fn a_re_sent_first_rotation_commit_token_does_not_start_the_ring_early() {
+    // The second rotation's commit token from node 2 to node 3 is lost once. Node 4 re-sends
+    // the first rotation's (complete) token to the representative, node 1, which is already
+    // in RECOVERY: it must not take it for the second rotation's end and start the new
+    // ring's token while nodes 3 and 4 are still in COMMIT. Node 2's re-sent commit token
+    // then completes the rotation, and the ring forms without a token timeout.
+    let mut sim = cluster(5, 5, Config::default());
+    load(&mut sim, &[1, 2, 3], 10);
+    let seen = Arc::new(AtomicU32::new(0));
+    let s2 = seen.clone();
+    sim.set_filter(move |p| {
+        p.kind == Some(MessageType::CommitToken)
+            && (p.from, p.to) == (2, 3)
+            && s2.fetch_add(1, Ordering::SeqCst) == 1
+    });
+    let t = sim.now();
+    sim.isolate(5);
+    let live = [1, 2, 3, 4];
+    assert!(sim.run_until_cond(t + 10_000 * MS, |s| one_ring(s, &live)));
+    assert_eq!(
+        sim.net_stats.filtered, 1,
+        "the second rotation's hop was lost"
+    );
+    assert!(
+        live.iter()
+            .all(|&n| !reasons(&sim, n).contains(&Reason::CommitTokenLoss)),
+        "a commit token timed out"
+    );
+    assert!(
+        sim.now() - t < (1_000 + 1_200 + 500) * MS,
+        "{} ms",
+        (sim.now() - t) / MS
+    );
+    assert_clean(&mut sim, &[1, 2, 3, 4, 5]);
+}
+
 fn crash_in_state(state: MembState, seed: u64) {
     let mut sim = cluster(5, seed, Config::default());
     load(&mut sim, &[1, 2, 3, 4, 5], 10);

@@ -94,7 +94,7 @@ impl Ring {
                 // As `on_join` in GATHER: the ring to form must be newer than any its
                 // proposed members have seen, or they drop its commit token as stale.
                 self.highest_ring_seq = self.highest_ring_seq.max(j.ring_seq);
-                let _ = self.process_join(now, sender, j);
+                let _ = self.process_join(now, sender, j, Heard::Held);
             }
         }
     }
@@ -242,7 +242,7 @@ impl Ring {
             }
             State::Left => return Ok(()),
         }
-        self.process_join(now, sender, j)
+        self.process_join(now, sender, j, Heard::Now)
     }
 
     /// Returns whether a join heard in COMMIT or RECOVERY makes this node fall back to
@@ -291,8 +291,14 @@ impl Ring {
             && !j.fail_set.contains(&self.id)
     }
 
-    /// Applies the join rules to a join heard in GATHER.
-    fn process_join(&mut self, now: u64, sender: NodeId, j: Join) -> Result<(), DropReason> {
+    /// Applies the join rules to a join heard in GATHER (or held from COMMIT or RECOVERY).
+    fn process_join(
+        &mut self,
+        now: u64,
+        sender: NodeId,
+        j: Join,
+        heard: Heard,
+    ) -> Result<(), DropReason> {
         let State::Gather(g) = &mut self.state else {
             return Ok(());
         };
@@ -332,8 +338,10 @@ impl Ring {
             // It gave up on this node: the two cannot agree this round. Its view of the
             // others is not adopted, or one slow member would make everyone fail everyone.
             round.fail_set.insert(sender);
-        } else if self.cur.members.contains(&sender) {
-            // Failures seen by a member of this node's own ring are believed.
+        } else if self.cur.members.contains(&sender) && heard == Heard::Now {
+            // Failures seen by a member of this node's own ring are believed; not from a
+            // held join, which may carry the fail set of the round a fallback has just
+            // cleared (`fallback_round`).
             round
                 .fail_set
                 .extend(jf.iter().copied().filter(|&f| f != self.id));
@@ -518,8 +526,17 @@ impl Ring {
                 self.forward_commit_token(now, ring_id, ct);
             }
             State::Recovery(r) => {
+                // The second rotation's end, not a re-sent copy of the first's: the last
+                // member re-sends the first rotation's complete token until the second one
+                // reaches it, and taking that copy for the second started the new ring's
+                // token while the members behind a lost second-rotation hop were still in
+                // COMMIT (they dropped the token, the sender stopped re-sending the commit
+                // token, and the ring waited a token timeout). Found by a 16-node seed
+                // sweep (700461) once commit tokens were re-sent every join interval.
+                let second_rotation = ct.token_seq >= 2 * ct.members.len() as u64;
                 let first = self.id == ring_id.rep
                     && complete
+                    && second_rotation
                     && r.next.ring_id == ring_id
                     && !r.initial_token_sent;
                 if !first {
@@ -537,6 +554,15 @@ impl Ring {
         }
         Ok(())
     }
+}
+
+/// When a join taken in GATHER was heard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Heard {
+    /// Just now.
+    Now,
+    /// In COMMIT or RECOVERY, within the last join interval (`held.rs`).
+    Held,
 }
 
 /// The round a fallback from COMMIT or RECOVERY starts from. Falling back because another
