@@ -226,12 +226,12 @@ fn a_re_sent_first_rotation_commit_token_does_not_start_the_ring_early() {
     // then completes the rotation, and the ring forms without a token timeout.
     let mut sim = cluster(5, 5, Config::default());
     load(&mut sim, &[1, 2, 3], 10);
-    let seen = Arc::new(AtomicU32::new(0));
-    let s2 = seen.clone();
+    // Only the second commit token from 2 to 3: the second rotation's.
+    let seen = AtomicU32::new(0);
     sim.set_filter(move |p| {
         p.kind == Some(MessageType::CommitToken)
             && (p.from, p.to) == (2, 3)
-            && s2.fetch_add(1, Ordering::SeqCst) == 1
+            && seen.fetch_add(1, Ordering::SeqCst) == 1
     });
     let t = sim.now();
     sim.isolate(5);

@@ -46,9 +46,8 @@ impl Ring {
         if !matches!(self.state, State::Operational(_)) {
             return;
         }
-        let pending = self.reach.take_pending();
+        let pending: Vec<NodeId> = self.reach.take_pending().into_iter().collect();
         if pending.iter().any(|p| !self.cur.members.contains(p)) {
-            let pending: Vec<NodeId> = pending.into_iter().collect();
             self.gather_enter(now, Reason::Join, &pending, None);
         }
     }
